@@ -1,0 +1,55 @@
+# thinkgen — build, run and test. Everything a fresh machine needs is set up
+# by these targets; nothing has to be installed by hand.
+#
+#   make run    the main job (doctor + toolchain self-test for now)
+#   make test   every test (unit + integration)
+#
+# DEVICE=cuda LIBTORCH=/path/to/libtorch make build  builds against a CUDA
+# libtorch 2.1.0 instead of the CPU wheel (see README.md).
+
+SHELL   := /bin/bash
+GO      ?= go
+DEVICE  ?= cpu
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Long enough for the libtorch-backed tests on 2 cores; far below CI's limit.
+TEST_TIMEOUT ?= 25m
+
+export DEVICE LIBTORCH
+
+.PHONY: all setup build run test test-short vet fmt clean distclean
+
+all: build
+
+# setup prepares third_party/libtorch and the patched third_party/gotch.
+# It is a no-op (well under a second) when both are up to date.
+setup:
+	@bash scripts/setup-libtorch.sh
+
+build: setup
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/thinkgen ./cmd/thinkgen
+
+run: build
+	bin/thinkgen doctor
+	bin/thinkgen selftest
+
+vet: setup
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+test: build vet
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+test-short: setup
+	$(GO) test -short ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin
+
+# distclean also removes the unpacked libtorch and the gotch copy (the
+# downloaded wheels stay in ~/.cache/thinkgen).
+distclean: clean
+	rm -rf third_party

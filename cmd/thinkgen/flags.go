@@ -1,0 +1,78 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/thinkgen/thinkgen/config"
+)
+
+// runFlags are the flags every command that reads a run configuration
+// shares. The shorthand flags (--device, --seed, --store, --run-dir) are
+// applied as --set overrides after the explicit ones, so flags beat the
+// YAML file, which beats the defaults.
+type runFlags struct {
+	config    string
+	sets      []string
+	store     string
+	runDir    string
+	device    string
+	seed      int64
+	logFormat string
+	fs        *pflag.FlagSet
+}
+
+func addRunFlags(fs *pflag.FlagSet) *runFlags {
+	f := &runFlags{fs: fs}
+	fs.StringVarP(&f.config, "config", "c", "", "YAML run configuration (e.g. configs/tiny.yaml); empty uses the defaults")
+	fs.StringArrayVar(&f.sets, "set", nil, "override one config key, `key=value` (repeatable), e.g. --set optim.lr=1e-4")
+	fs.StringVar(&f.store, "store", "", "store URI: a directory or s3://bucket/prefix (sets storage.uri)")
+	fs.StringVar(&f.runDir, "run-dir", "", "local directory for run data (sets storage.uri to a directory)")
+	fs.StringVar(&f.device, "device", "", "cpu, cuda or cuda:N (sets run.device)")
+	fs.Int64Var(&f.seed, "seed", 0, "run seed (sets run.seed)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	return f
+}
+
+// load resolves the configuration; every failure is a usage error.
+func (f *runFlags) load() (*config.Config, error) {
+	if f.logFormat != "text" && f.logFormat != "json" {
+		return nil, usagef("--log-format %q: want text or json", f.logFormat)
+	}
+	sets := append([]string(nil), f.sets...)
+	if f.fs.Changed("store") && f.fs.Changed("run-dir") {
+		return nil, usagef("--store and --run-dir both name the store; give one")
+	}
+	if f.fs.Changed("run-dir") {
+		if strings.Contains(f.runDir, "://") {
+			return nil, usagef("--run-dir %q: want a local directory (use --store for URIs)", f.runDir)
+		}
+		sets = append(sets, "storage.uri="+f.runDir)
+	}
+	if f.fs.Changed("store") {
+		sets = append(sets, "storage.uri="+f.store)
+	}
+	if f.fs.Changed("device") {
+		sets = append(sets, "run.device="+f.device)
+	}
+	if f.fs.Changed("seed") {
+		sets = append(sets, "run.seed="+strconv.FormatInt(f.seed, 10))
+	}
+	cfg, err := config.Load(f.config, sets)
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	return cfg, nil
+}
+
+func (f *runFlags) json() bool { return f.logFormat == "json" }
+
+// noArgs rejects positional arguments for commands that take none.
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected arguments: %s", strings.Join(args, " "))
+	}
+	return nil
+}

@@ -1,0 +1,378 @@
+// Package config defines the typed run configuration of thinkgen and loads it.
+//
+// A configuration is resolved in one order of precedence:
+//
+//  1. Default() gives every field a value that trains on a laptop CPU;
+//  2. a YAML file (--config) overrides what it names;
+//  3. --set key=value overrides (and the shorthand flags --device, --seed,
+//     --store that the CLI turns into --set) win over both.
+//
+// Unknown keys are rejected with the file and line (or the --set argument)
+// that named them, and Validate names the field and the allowed range of
+// every invalid value. The resolved configuration prints back as YAML, so a
+// run's config snapshot can be read by Load again.
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole configuration of a run. Keys in YAML and --set are the
+// yaml tags joined with dots, e.g. "optim.lr" or "model.dit.layers".
+type Config struct {
+	Run      Run      `yaml:"run"`
+	Model    Model    `yaml:"model"`
+	Data     Data     `yaml:"data"`
+	Pretrain Pretrain `yaml:"pretrain"`
+	Schedule Schedule `yaml:"schedule"`
+	GRPO     GRPO     `yaml:"grpo"`
+	FlowGRPO FlowGRPO `yaml:"flow_grpo"`
+	Sampling Sampling `yaml:"sampling"`
+	Optim    Optim    `yaml:"optim"`
+	Reward   Reward   `yaml:"reward"`
+	Storage  Storage  `yaml:"storage"`
+	Cluster  Cluster  `yaml:"cluster"`
+}
+
+// Run names a run and fixes what makes it reproducible.
+type Run struct {
+	// Name of the run; runs/<name>/ in the store. Empty means one is made
+	// from the config name and the start time.
+	Name string `yaml:"name"`
+	// Seed from which every other seed derives (data slice, sampling noise,
+	// initialisation), as (seed, step, task).
+	Seed int64 `yaml:"seed"`
+	// Device is "cpu", "cuda" or "cuda:N".
+	Device string `yaml:"device"`
+	// Threads is libtorch's intra-op CPU thread count; 0 keeps libtorch's
+	// default (one per core). Fix it for bit-reproducible CPU runs.
+	Threads int `yaml:"threads"`
+	// CheckpointEvery writes a checkpoint every k learner steps (1 = every step).
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// EvalEvery runs the eval harness every k steps; 0 means only at the end.
+	EvalEvery int `yaml:"eval_every"`
+}
+
+// Model holds the shapes of the three networks.
+type Model struct {
+	// DType of parameters and activations: float32, bfloat16 or float16.
+	DType     string    `yaml:"dtype"`
+	MLLM      MLLM      `yaml:"mllm"`
+	Connector Connector `yaml:"connector"`
+	DiT       DiT       `yaml:"dit"`
+}
+
+// MLLM is a Qwen3-style decoder with a small vision patch embedder.
+type MLLM struct {
+	// Tokenizer is "shapeworld" (the built-in word vocabulary) or the path
+	// of a HuggingFace tokenizer.json.
+	Tokenizer string `yaml:"tokenizer"`
+	// Vocab is the vocabulary size; 0 means the tokenizer's.
+	Vocab      int     `yaml:"vocab"`
+	Hidden     int     `yaml:"hidden"`
+	Layers     int     `yaml:"layers"`
+	Heads      int     `yaml:"heads"`
+	KVHeads    int     `yaml:"kv_heads"`
+	HeadDim    int     `yaml:"head_dim"`
+	FFN        int     `yaml:"ffn"`
+	MaxSeqLen  int     `yaml:"max_seq_len"`
+	RopeTheta  float64 `yaml:"rope_theta"`
+	RMSNormEps float64 `yaml:"rms_norm_eps"`
+	// TieEmbeddings shares the input embedding with the output head.
+	TieEmbeddings bool `yaml:"tie_embeddings"`
+	// VisionPatch is the patch size of the vision embedder (pixels).
+	VisionPatch int `yaml:"vision_patch"`
+}
+
+// Connector is the VGI-refine connector between the MLLM and the DiT.
+type Connector struct {
+	// Prepad is K, the number of learnable prepadding states (23 at full scale).
+	Prepad int `yaml:"prepad"`
+}
+
+// DiT is an OmniGen2-style diffusion transformer.
+type DiT struct {
+	Hidden  int `yaml:"hidden"`
+	Layers  int `yaml:"layers"`
+	Heads   int `yaml:"heads"`
+	KVHeads int `yaml:"kv_heads"`
+	FFN     int `yaml:"ffn"`
+	// Patch is the patch size in latent (or pixel) units.
+	Patch int `yaml:"patch"`
+	// Latent is "pixel" (the DiT works on RGB pixels) or "vae".
+	Latent string `yaml:"latent"`
+	// Channels of the latent: 3 for pixel space, 16 for the FLUX VAE.
+	Channels int `yaml:"channels"`
+	// ImageSize is the side of generated images in pixels.
+	ImageSize int `yaml:"image_size"`
+	// VAEScale is the VAE's downsampling factor (8 for FLUX; 1 for pixel).
+	VAEScale int `yaml:"vae_scale"`
+}
+
+// Data describes the ShapeWorld data a run trains and evaluates on.
+type Data struct {
+	// Dataset names datasets/<name>/ in the store; empty generates it.
+	Dataset string `yaml:"dataset"`
+	// TrainSize and EvalSize are the numbers of generated rows per split.
+	TrainSize int `yaml:"train_size"`
+	EvalSize  int `yaml:"eval_size"`
+	// Mix is the sampling weight of each scenario in a step's prompts.
+	Mix map[string]float64 `yaml:"mix"`
+}
+
+// Pretrain configures the supervised stages (MLLM warm-up, stages 1-3).
+type Pretrain struct {
+	Warmup   Stage `yaml:"warmup"`
+	Align    Stage `yaml:"align"`
+	DiT      Stage `yaml:"dit"`
+	Finetune Stage `yaml:"finetune"`
+}
+
+// Stage is one supervised stage. Steps 0 skips the stage.
+type Stage struct {
+	Steps int `yaml:"steps"`
+	Batch int `yaml:"batch"`
+	// LR overrides optim.lr for this stage when > 0.
+	LR float64 `yaml:"lr"`
+}
+
+// Schedule orders the SepGRPO phases.
+type Schedule struct {
+	// Phases run in order; the whole list repeats Cycles times.
+	Phases []PhaseSpec `yaml:"phases"`
+	Cycles int         `yaml:"cycles"`
+}
+
+// PhaseSpec is one entry of the schedule.
+type PhaseSpec struct {
+	Phase Phase `yaml:"phase"`
+	Steps int   `yaml:"steps"`
+}
+
+// Phase is a SepGRPO phase.
+type Phase string
+
+// The SepGRPO phases.
+const (
+	PhaseMLLMGRPO Phase = "mllm-grpo" // stage 4: GRPO on the MLLM, DiT frozen
+	PhaseDiTGRPO  Phase = "dit-grpo"  // stage 5: FlowGRPO on the DiT, MLLM frozen
+)
+
+// AllPhases lists every Phase; keep it in sync with the constants above.
+var AllPhases = []Phase{PhaseMLLMGRPO, PhaseDiTGRPO}
+
+// Valid reports whether p is one of AllPhases.
+func (p Phase) Valid() bool {
+	for _, q := range AllPhases {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// GRPO configures stage 4 (GRPO on the MLLM).
+type GRPO struct {
+	// PromptsPerStep is the number of prompts per step; each gets Group chains.
+	PromptsPerStep int `yaml:"prompts_per_step"`
+	Group          int `yaml:"group"`
+	// EpsLow and EpsHigh clip the per-token ratio to [1-EpsLow, 1+EpsHigh].
+	EpsLow  float64 `yaml:"eps_low"`
+	EpsHigh float64 `yaml:"eps_high"`
+	// Beta weighs the k3 KL to the frozen reference.
+	Beta float64 `yaml:"beta"`
+	// MiniBatches per step and Epochs over the step's rollouts.
+	MiniBatches int `yaml:"mini_batches"`
+	Epochs      int `yaml:"epochs"`
+	// LR overrides optim.lr when > 0.
+	LR          float64 `yaml:"lr"`
+	Temperature float64 `yaml:"temperature"`
+	TopP        float64 `yaml:"top_p"`
+	// MaxNewTokens bounds a chain of thought plus its instruction.
+	MaxNewTokens int `yaml:"max_new_tokens"`
+}
+
+// FlowGRPO configures stage 5 (FlowGRPO on the DiT).
+type FlowGRPO struct {
+	PromptsPerStep int `yaml:"prompts_per_step"`
+	Group          int `yaml:"group"`
+	// Steps is the number of SDE steps in training rollouts ("denoising
+	// reduction": fewer than sampling.dit_steps).
+	Steps int `yaml:"steps"`
+	// NoiseLevel is a in sigma_t = a*sqrt(sigma/(1-sigma)).
+	NoiseLevel float64 `yaml:"noise_level"`
+	// ClipEps clips the ratio to [1-ClipEps, 1+ClipEps].
+	ClipEps float64 `yaml:"clip_eps"`
+	// Beta weighs the KL on the means to the frozen reference.
+	Beta float64 `yaml:"beta"`
+	// AdvClamp clamps advantages to [-AdvClamp, AdvClamp].
+	AdvClamp float64 `yaml:"adv_clamp"`
+	// TimestepFraction is the fraction of SDE steps trained on per sample.
+	TimestepFraction float64 `yaml:"timestep_fraction"`
+	CFG              float64 `yaml:"cfg"`
+	MiniBatches      int     `yaml:"mini_batches"`
+	// LR overrides optim.lr when > 0.
+	LR float64 `yaml:"lr"`
+	// GreedyInstruction makes the frozen MLLM write its instruction greedily.
+	GreedyInstruction bool `yaml:"greedy_instruction"`
+}
+
+// Sampling configures generation outside training (eval, generate).
+type Sampling struct {
+	Temperature  float64 `yaml:"temperature"`
+	TopP         float64 `yaml:"top_p"`
+	MaxNewTokens int     `yaml:"max_new_tokens"`
+	// DiTSteps is the number of Euler ODE steps.
+	DiTSteps int     `yaml:"dit_steps"`
+	CFG      float64 `yaml:"cfg"`
+	// TimeShift enables OmniGen2's resolution-dependent time shift.
+	TimeShift bool `yaml:"time_shift"`
+}
+
+// Optim is the AdamW optimiser shared by every stage unless a stage sets LR.
+type Optim struct {
+	LR          float64 `yaml:"lr"`
+	Beta1       float64 `yaml:"beta1"`
+	Beta2       float64 `yaml:"beta2"`
+	Eps         float64 `yaml:"eps"`
+	WeightDecay float64 `yaml:"weight_decay"`
+	// GradClip is the max global grad norm; 0 disables clipping.
+	GradClip float64 `yaml:"grad_clip"`
+	// WarmupSteps of linear LR warm-up.
+	WarmupSteps int `yaml:"warmup_steps"`
+}
+
+// Reward configures the reward workers.
+type Reward struct {
+	// Weights scales each scenario's reward; missing scenarios weigh 1.
+	Weights map[string]float64 `yaml:"weights"`
+	// Remote maps a scenario to the URL of a remote reward service; missing
+	// scenarios are scored in process.
+	Remote map[string]string `yaml:"remote"`
+	// Timeout of one remote reward request.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Storage says where datasets, shards, checkpoints and manifests live.
+type Storage struct {
+	// URI is a local directory ("runs", "/data/thinkgen", "file:///data")
+	// or "s3://bucket/prefix". Empty means the local directory "runs".
+	URI string `yaml:"uri"`
+	// Endpoint of the S3 service (host:port); empty means AWS S3.
+	Endpoint string `yaml:"endpoint"`
+	Region   string `yaml:"region"`
+	// Insecure talks plain HTTP to the endpoint (tests, local MinIO).
+	Insecure bool `yaml:"insecure"`
+	// CredentialsFile holds "access_key" and "secret_key" lines; empty means
+	// the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). Keys are
+	// never logged or printed.
+	CredentialsFile string `yaml:"credentials_file"`
+	// Compression of Arrow shards: none, lz4 or zstd.
+	Compression string `yaml:"compression"`
+}
+
+// Cluster configures distributed mode: worker processes, Ray and KubeRay.
+type Cluster struct {
+	// Workers per role; all zero means embedded mode (one process).
+	Workers Workers `yaml:"workers"`
+	// Ray is the address of a Ray dashboard (Job Submission API),
+	// e.g. "http://127.0.0.1:8265"; empty means no Ray placement.
+	Ray string `yaml:"ray"`
+	// Namespace, Image and ServiceAccount of the KubeRay RayJob.
+	Namespace string `yaml:"namespace"`
+	Image     string `yaml:"image"`
+	// Resources of one worker of each role.
+	Rollout Resources `yaml:"rollout"`
+	Reward  Resources `yaml:"reward"`
+	Learner Resources `yaml:"learner"`
+	// LeaseTimeout after which a task without a heartbeat is re-queued.
+	LeaseTimeout time.Duration `yaml:"lease_timeout"`
+}
+
+// Workers counts worker processes per role.
+type Workers struct {
+	Rollout int `yaml:"rollout"`
+	Reward  int `yaml:"reward"`
+	Learner int `yaml:"learner"`
+}
+
+// Resources of one worker.
+type Resources struct {
+	CPUs   float64 `yaml:"cpus"`
+	GPUs   float64 `yaml:"gpus"`
+	Memory string  `yaml:"memory"`
+}
+
+// Scenarios lists the five reward scenarios, the keys of data.mix,
+// reward.weights and reward.remote.
+var Scenarios = []string{"composition", "reasoning", "text", "editing", "reflection"}
+
+// Default returns the default configuration: the tiny shapes that train on
+// two CPU cores.
+func Default() *Config {
+	return &Config{
+		Run: Run{Seed: 1, Device: "cpu", CheckpointEvery: 1},
+		Model: Model{
+			DType: "float32",
+			MLLM: MLLM{
+				Tokenizer: "shapeworld", Hidden: 128, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 32,
+				FFN: 384, MaxSeqLen: 256, RopeTheta: 10000, RMSNormEps: 1e-6, TieEmbeddings: true,
+				VisionPatch: 4,
+			},
+			Connector: Connector{Prepad: 4},
+			DiT: DiT{
+				Hidden: 192, Layers: 4, Heads: 4, KVHeads: 2, FFN: 512, Patch: 4,
+				Latent: "pixel", Channels: 3, ImageSize: 32, VAEScale: 1,
+			},
+		},
+		Data: Data{
+			TrainSize: 20000, EvalSize: 500,
+			Mix: map[string]float64{"composition": 1, "reasoning": 1, "text": 1, "editing": 1, "reflection": 1},
+		},
+		Pretrain: Pretrain{
+			Warmup:   Stage{Steps: 2000, Batch: 32, LR: 1e-3},
+			Align:    Stage{Steps: 500, Batch: 32, LR: 1e-3},
+			DiT:      Stage{Steps: 3000, Batch: 32, LR: 5e-4},
+			Finetune: Stage{Steps: 500, Batch: 32, LR: 1e-4},
+		},
+		Schedule: Schedule{
+			Phases: []PhaseSpec{{Phase: PhaseMLLMGRPO, Steps: 20}, {Phase: PhaseDiTGRPO, Steps: 20}},
+			Cycles: 1,
+		},
+		GRPO: GRPO{
+			PromptsPerStep: 8, Group: 5, EpsLow: 0.2, EpsHigh: 0.3, Beta: 1e-2,
+			MiniBatches: 1, Epochs: 1, LR: 1e-5, Temperature: 1.0, TopP: 1.0, MaxNewTokens: 64,
+		},
+		FlowGRPO: FlowGRPO{
+			PromptsPerStep: 4, Group: 8, Steps: 10, NoiseLevel: 0.7, ClipEps: 1e-4, Beta: 0.04,
+			AdvClamp: 5, TimestepFraction: 0.6, CFG: 4.5, MiniBatches: 1, LR: 1e-5,
+		},
+		Sampling: Sampling{Temperature: 0.7, TopP: 0.9, MaxNewTokens: 64, DiTSteps: 40, CFG: 4.5, TimeShift: true},
+		Optim:    Optim{LR: 1e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 1e-2, GradClip: 1.0},
+		Reward: Reward{
+			Weights: map[string]float64{"composition": 1, "reasoning": 1, "text": 1, "editing": 1, "reflection": 1},
+			Timeout: 30 * time.Second,
+		},
+		Storage: Storage{URI: "runs", Region: "us-east-1", Compression: "zstd"},
+		Cluster: Cluster{
+			Namespace:    "default",
+			Rollout:      Resources{CPUs: 1},
+			Reward:       Resources{CPUs: 1},
+			Learner:      Resources{CPUs: 1},
+			LeaseTimeout: 2 * time.Minute,
+		},
+	}
+}
+
+// TotalSteps returns the number of SepGRPO steps the schedule runs.
+func (s Schedule) TotalSteps() int {
+	n := 0
+	for _, p := range s.Phases {
+		n += p.Steps
+	}
+	return n * s.Cycles
+}
+
+// String names the phase spec for logs, e.g. "mllm-grpo×20".
+func (p PhaseSpec) String() string { return fmt.Sprintf("%s×%d", p.Phase, p.Steps) }

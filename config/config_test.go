@@ -1,0 +1,210 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestShippedConfigsValidate(t *testing.T) {
+	for _, name := range []string{"tiny.yaml", "full.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Load(filepath.Join("..", "configs", name), nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestDefaultValidates(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFullConfigShapes(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "configs", "full.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Model.DiT
+	if d.Hidden/d.Heads != 120 || d.Layers != 32 || d.KVHeads != 7 || d.FFN != 10240 {
+		t.Errorf("full DiT shape = %+v, want OmniGen2's (head dim 120, 32 layers, 7 KV heads, FFN 10240)", d)
+	}
+	if cfg.Model.Connector.Prepad != 23 {
+		t.Errorf("full connector prepad = %d, want 23", cfg.Model.Connector.Prepad)
+	}
+}
+
+func TestSet(t *testing.T) {
+	tests := []struct {
+		set  string
+		key  string
+		want string
+	}{
+		{"optim.lr=1e-4", "optim.lr", "0.0001"},
+		{"run.seed=42", "run.seed", "42"},
+		{"model.dit.layers=6", "model.dit.layers", "6"},
+		{"reward.weights.text=2.5", "reward.weights.text", "2.5"},
+		{"reward.remote.text=http://127.0.0.1:9000/score", "reward.remote.text", "http://127.0.0.1:9000/score"},
+		{"schedule.phases.1.steps=7", "schedule.phases.1.steps", "7"},
+		{"schedule.phases=[{phase: dit-grpo, steps: 3}]", "schedule.phases.0.phase", "dit-grpo"},
+		{"cluster.lease_timeout=45s", "cluster.lease_timeout", "45s"},
+		{"storage.uri=s3://bucket/prefix", "storage.uri", "s3://bucket/prefix"},
+		{"sampling.time_shift=false", "sampling.time_shift", "false"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.set, func(t *testing.T) {
+			cfg, err := Load(filepath.Join("..", "configs", "tiny.yaml"), []string{tt.set})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cfg.Get(tt.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("after --set %s, %s = %q, want %q", tt.set, tt.key, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSetErrors(t *testing.T) {
+	tests := []struct {
+		set     string
+		wantErr []string
+	}{
+		{"nosuch.key=1", []string{`unknown key "nosuch"`}},
+		{"optim.momentum=0.9", []string{`unknown key "optim.momentum"`, "lr"}},
+		{"optim.lr.x=1", []string{`unknown key "optim.lr.x"`}},
+		{"schedule.phases.9.steps=1", []string{`"schedule.phases.9"`, "2 entries"}},
+		{"model.dit.layers=four", []string{"model.dit.layers=four", "int"}},
+		{"optim.lr", []string{"want key=value"}},
+		{"=3", []string{"want key=value"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.set, func(t *testing.T) {
+			_, err := Load("", []string{tt.set})
+			if err == nil {
+				t.Fatalf("--set %s succeeded, want an error", tt.set)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadErrorsNameFileAndLine(t *testing.T) {
+	tests := []struct {
+		file    string
+		wantErr []string
+	}{
+		{"unknown_key.yaml", []string{"unknown_key.yaml:5", `unknown key "optim.momentum"`}},
+		{"wrong_type.yaml", []string{"wrong_type.yaml", "line 3", "four"}},
+		{"bad_values.yaml", []string{"bad_values.yaml", "run.device", "optim.lr: must be > 0 (got -1)", "grpo.group", "schedule.phases.0.phase"}},
+		{"does_not_exist.yaml", []string{"does_not_exist.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tt.file), nil)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateNamesEveryBadField(t *testing.T) {
+	tests := []struct {
+		set string
+		key string
+	}{
+		{"run.device=gpu", "run.device"},
+		{"run.threads=-1", "run.threads"},
+		{"model.dtype=int8", "model.dtype"},
+		{"model.mllm.kv_heads=3", "model.mllm.kv_heads"},
+		{"model.mllm.layers=1", "model.mllm.layers"},
+		{"model.dit.hidden=130", "model.dit.hidden"},
+		{"model.dit.image_size=30", "model.dit.image_size"},
+		{"model.dit.latent=jpeg", "model.dit.latent"},
+		{"data.mix.poetry=1", "data.mix.poetry"},
+		{"grpo.eps_low=1.5", "grpo.eps_low"},
+		{"grpo.top_p=0", "grpo.top_p"},
+		{"grpo.mini_batches=3", "grpo.mini_batches"},
+		{"flow_grpo.steps=50", "flow_grpo.steps"},
+		{"flow_grpo.clip_eps=0", "flow_grpo.clip_eps"},
+		{"optim.beta2=1", "optim.beta2"},
+		{"reward.remote.text=ftp://x", "reward.remote.text"},
+		{"storage.uri=gs://bucket", "storage.uri"},
+		{"storage.compression=gzip", "storage.compression"},
+		{"cluster.workers.learner=2", "cluster.workers.learner"},
+		{"cluster.ray=127.0.0.1:8265", "cluster.ray"},
+		{"schedule.cycles=0", "schedule.cycles"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.set, func(t *testing.T) {
+			_, err := Load("", []string{tt.set})
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("--set %s: error %v, want a *ValidationError", tt.set, err)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid")
+			}
+			if len(verr.Fields) != 1 || verr.Fields[0].Key != tt.key {
+				t.Fatalf("--set %s: fields %v, want exactly %s", tt.set, verr, tt.key)
+			}
+		})
+	}
+}
+
+func TestYAMLRoundTrip(t *testing.T) {
+	for _, name := range []string{"tiny.yaml", "full.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Load(filepath.Join("..", "configs", name), []string{"reward.remote.text=http://127.0.0.1:1/x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cfg.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse("printed", out)
+			if err != nil {
+				t.Fatalf("printed config does not parse: %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(cfg, back) {
+				t.Fatalf("round trip changed the config:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestScheduleTotalSteps(t *testing.T) {
+	s := Schedule{Phases: []PhaseSpec{{PhaseMLLMGRPO, 3}, {PhaseDiTGRPO, 2}}, Cycles: 4}
+	if got := s.TotalSteps(); got != 20 {
+		t.Fatalf("TotalSteps = %d, want 20", got)
+	}
+}
+
+func TestAllPhasesComplete(t *testing.T) {
+	for _, p := range []Phase{PhaseMLLMGRPO, PhaseDiTGRPO} {
+		if !p.Valid() {
+			t.Errorf("%s is not in AllPhases", p)
+		}
+	}
+	if Phase("sft").Valid() {
+		t.Error(`Phase("sft").Valid() = true`)
+	}
+}

@@ -1,0 +1,328 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// FieldError is one invalid value: the dotted key, what is allowed and what
+// was given.
+type FieldError struct {
+	Key     string
+	Allowed string
+	Got     any
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: must be %s (got %v)", e.Key, e.Allowed, e.Got)
+}
+
+// ValidationError lists every invalid field of a configuration.
+type ValidationError struct {
+	Fields []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		msgs[i] = f.Error()
+	}
+	if len(msgs) == 1 {
+		return "invalid configuration: " + msgs[0]
+	}
+	return "invalid configuration:\n\t" + strings.Join(msgs, "\n\t")
+}
+
+// Unwrap lets errors.Is(err, ErrInvalid) match.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+type checker struct{ errs []*FieldError }
+
+func (c *checker) add(key, allowed string, got any) {
+	c.errs = append(c.errs, &FieldError{Key: key, Allowed: allowed, Got: got})
+}
+
+func (c *checker) positive(key string, v int) {
+	if v <= 0 {
+		c.add(key, "> 0", v)
+	}
+}
+
+func (c *checker) nonNegative(key string, v int) {
+	if v < 0 {
+		c.add(key, ">= 0", v)
+	}
+}
+
+func (c *checker) positiveF(key string, v float64) {
+	if !(v > 0) {
+		c.add(key, "> 0", v)
+	}
+}
+
+func (c *checker) nonNegativeF(key string, v float64) {
+	if !(v >= 0) {
+		c.add(key, ">= 0", v)
+	}
+}
+
+// open01 checks 0 < v < 1; closed01 checks 0 <= v <= 1 (with lo excluded if strictLo).
+func (c *checker) in01(key string, v float64, strictLo, strictHi bool) {
+	lo, hi := "[", "]"
+	okLo, okHi := v >= 0, v <= 1
+	if strictLo {
+		lo, okLo = "(", v > 0
+	}
+	if strictHi {
+		hi, okHi = ")", v < 1
+	}
+	if !(okLo && okHi) {
+		c.add(key, "in "+lo+"0, 1"+hi, v)
+	}
+}
+
+func (c *checker) oneOf(key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	c.add(key, "one of "+strings.Join(allowed, ", "), fmt.Sprintf("%q", v))
+}
+
+var deviceRE = regexp.MustCompile(`^(cpu|cuda|cuda:[0-9]+)$`)
+
+// Validate checks every field and returns a *ValidationError naming each
+// invalid one, or nil.
+func (c *Config) Validate() error {
+	var k checker
+	r := c.Run
+	if !deviceRE.MatchString(r.Device) {
+		k.add("run.device", "cpu, cuda or cuda:N", fmt.Sprintf("%q", r.Device))
+	}
+	k.nonNegative("run.threads", r.Threads)
+	k.positive("run.checkpoint_every", r.CheckpointEvery)
+	k.nonNegative("run.eval_every", r.EvalEvery)
+	if strings.ContainsAny(r.Name, "/\\ ") {
+		k.add("run.name", "a name without slashes or spaces", fmt.Sprintf("%q", r.Name))
+	}
+
+	m := c.Model
+	k.oneOf("model.dtype", m.DType, "float32", "bfloat16", "float16")
+	l := m.MLLM
+	if l.Tokenizer == "" {
+		k.add("model.mllm.tokenizer", `"shapeworld" or the path of a tokenizer.json`, `""`)
+	}
+	k.nonNegative("model.mllm.vocab", l.Vocab)
+	k.positive("model.mllm.hidden", l.Hidden)
+	k.positive("model.mllm.layers", l.Layers)
+	k.positive("model.mllm.heads", l.Heads)
+	k.positive("model.mllm.kv_heads", l.KVHeads)
+	k.positive("model.mllm.head_dim", l.HeadDim)
+	k.positive("model.mllm.ffn", l.FFN)
+	k.positive("model.mllm.max_seq_len", l.MaxSeqLen)
+	k.positiveF("model.mllm.rope_theta", l.RopeTheta)
+	k.positiveF("model.mllm.rms_norm_eps", l.RMSNormEps)
+	k.positive("model.mllm.vision_patch", l.VisionPatch)
+	if l.Layers < 2 && l.Layers > 0 {
+		k.add("model.mllm.layers", ">= 2 (VGI-refine concatenates the last two layers)", l.Layers)
+	}
+	if l.Heads > 0 && l.KVHeads > 0 && l.Heads%l.KVHeads != 0 {
+		k.add("model.mllm.kv_heads", fmt.Sprintf("a divisor of model.mllm.heads (%d)", l.Heads), l.KVHeads)
+	}
+	k.nonNegative("model.connector.prepad", m.Connector.Prepad)
+	d := m.DiT
+	k.positive("model.dit.hidden", d.Hidden)
+	k.positive("model.dit.layers", d.Layers)
+	k.positive("model.dit.heads", d.Heads)
+	k.positive("model.dit.kv_heads", d.KVHeads)
+	k.positive("model.dit.ffn", d.FFN)
+	k.positive("model.dit.patch", d.Patch)
+	k.positive("model.dit.channels", d.Channels)
+	k.positive("model.dit.image_size", d.ImageSize)
+	k.positive("model.dit.vae_scale", d.VAEScale)
+	k.oneOf("model.dit.latent", d.Latent, "pixel", "vae")
+	if d.Heads > 0 && d.Hidden%d.Heads != 0 {
+		k.add("model.dit.hidden", fmt.Sprintf("a multiple of model.dit.heads (%d)", d.Heads), d.Hidden)
+	}
+	if d.Heads > 0 && d.KVHeads > 0 && d.Heads%d.KVHeads != 0 {
+		k.add("model.dit.kv_heads", fmt.Sprintf("a divisor of model.dit.heads (%d)", d.Heads), d.KVHeads)
+	}
+	if d.Heads > 0 && d.Hidden > 0 && d.Hidden%d.Heads == 0 && (d.Hidden/d.Heads)%6 != 0 {
+		// 3-axis RoPE splits each head's dimension into three even parts.
+		k.add("model.dit.hidden", "such that hidden/heads is a multiple of 6 (3-axis RoPE)", d.Hidden)
+	}
+	if d.Latent == "pixel" && d.VAEScale != 1 {
+		k.add("model.dit.vae_scale", "1 when model.dit.latent is pixel", d.VAEScale)
+	}
+	if d.VAEScale > 0 && d.Patch > 0 && d.ImageSize%(d.VAEScale*d.Patch) != 0 {
+		k.add("model.dit.image_size", fmt.Sprintf("a multiple of vae_scale*patch (%d)", d.VAEScale*d.Patch), d.ImageSize)
+	}
+
+	k.nonNegative("data.train_size", c.Data.TrainSize)
+	k.nonNegative("data.eval_size", c.Data.EvalSize)
+	checkScenarioMap(&k, "data.mix", c.Data.Mix)
+
+	for _, s := range []struct {
+		key string
+		st  Stage
+	}{{"pretrain.warmup", c.Pretrain.Warmup}, {"pretrain.align", c.Pretrain.Align}, {"pretrain.dit", c.Pretrain.DiT}, {"pretrain.finetune", c.Pretrain.Finetune}} {
+		k.nonNegative(s.key+".steps", s.st.Steps)
+		if s.st.Steps > 0 {
+			k.positive(s.key+".batch", s.st.Batch)
+		}
+		k.nonNegativeF(s.key+".lr", s.st.LR)
+	}
+
+	if len(c.Schedule.Phases) == 0 {
+		k.add("schedule.phases", "a non-empty list", "[]")
+	}
+	for i, p := range c.Schedule.Phases {
+		if !p.Phase.Valid() {
+			k.add(fmt.Sprintf("schedule.phases.%d.phase", i), "one of mllm-grpo, dit-grpo", fmt.Sprintf("%q", p.Phase))
+		}
+		k.positive(fmt.Sprintf("schedule.phases.%d.steps", i), p.Steps)
+	}
+	k.positive("schedule.cycles", c.Schedule.Cycles)
+
+	g := c.GRPO
+	k.positive("grpo.prompts_per_step", g.PromptsPerStep)
+	if g.Group < 2 {
+		k.add("grpo.group", ">= 2 (advantages are relative within a group)", g.Group)
+	}
+	k.in01("grpo.eps_low", g.EpsLow, false, true)
+	k.nonNegativeF("grpo.eps_high", g.EpsHigh)
+	k.nonNegativeF("grpo.beta", g.Beta)
+	k.positive("grpo.mini_batches", g.MiniBatches)
+	k.positive("grpo.epochs", g.Epochs)
+	k.nonNegativeF("grpo.lr", g.LR)
+	k.positiveF("grpo.temperature", g.Temperature)
+	k.in01("grpo.top_p", g.TopP, true, false)
+	k.positive("grpo.max_new_tokens", g.MaxNewTokens)
+	if g.MiniBatches > 0 && g.PromptsPerStep*g.Group%g.MiniBatches != 0 {
+		k.add("grpo.mini_batches", fmt.Sprintf("a divisor of prompts_per_step*group (%d)", g.PromptsPerStep*g.Group), g.MiniBatches)
+	}
+
+	f := c.FlowGRPO
+	k.positive("flow_grpo.prompts_per_step", f.PromptsPerStep)
+	if f.Group < 2 {
+		k.add("flow_grpo.group", ">= 2 (advantages are relative within a group)", f.Group)
+	}
+	k.positive("flow_grpo.steps", f.Steps)
+	k.positiveF("flow_grpo.noise_level", f.NoiseLevel)
+	k.in01("flow_grpo.clip_eps", f.ClipEps, true, true)
+	k.nonNegativeF("flow_grpo.beta", f.Beta)
+	k.positiveF("flow_grpo.adv_clamp", f.AdvClamp)
+	k.in01("flow_grpo.timestep_fraction", f.TimestepFraction, true, false)
+	if f.CFG < 1 {
+		k.add("flow_grpo.cfg", ">= 1 (1 disables guidance)", f.CFG)
+	}
+	k.positive("flow_grpo.mini_batches", f.MiniBatches)
+	k.nonNegativeF("flow_grpo.lr", f.LR)
+
+	s := c.Sampling
+	k.nonNegativeF("sampling.temperature", s.Temperature)
+	k.in01("sampling.top_p", s.TopP, true, false)
+	k.positive("sampling.max_new_tokens", s.MaxNewTokens)
+	k.positive("sampling.dit_steps", s.DiTSteps)
+	if s.CFG < 1 {
+		k.add("sampling.cfg", ">= 1 (1 disables guidance)", s.CFG)
+	}
+	if f.Steps > 0 && s.DiTSteps > 0 && f.Steps > s.DiTSteps {
+		k.add("flow_grpo.steps", fmt.Sprintf("<= sampling.dit_steps (%d): training rollouts use fewer steps than eval", s.DiTSteps), f.Steps)
+	}
+
+	o := c.Optim
+	k.positiveF("optim.lr", o.LR)
+	k.in01("optim.beta1", o.Beta1, false, true)
+	k.in01("optim.beta2", o.Beta2, false, true)
+	k.positiveF("optim.eps", o.Eps)
+	k.nonNegativeF("optim.weight_decay", o.WeightDecay)
+	k.nonNegativeF("optim.grad_clip", o.GradClip)
+	k.nonNegative("optim.warmup_steps", o.WarmupSteps)
+
+	checkScenarioMap(&k, "reward.weights", c.Reward.Weights)
+	for _, sc := range sortedKeys(c.Reward.Remote) {
+		u := c.Reward.Remote[sc]
+		key := "reward.remote." + sc
+		if !isScenario(sc) {
+			k.add(key, "keyed by a scenario ("+strings.Join(Scenarios, ", ")+")", fmt.Sprintf("%q", sc))
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			k.add(key, "an http(s) URL", fmt.Sprintf("%q", u))
+		}
+	}
+	if c.Reward.Timeout <= 0 {
+		k.add("reward.timeout", "a positive duration", c.Reward.Timeout)
+	}
+
+	st := c.Storage
+	if strings.Contains(st.URI, "://") {
+		u, err := url.Parse(st.URI)
+		switch {
+		case err != nil:
+			k.add("storage.uri", "a directory, file:///dir or s3://bucket/prefix", fmt.Sprintf("%q", st.URI))
+		case u.Scheme == "s3" && u.Host == "":
+			k.add("storage.uri", "s3://bucket/prefix with a bucket", fmt.Sprintf("%q", st.URI))
+		case u.Scheme != "s3" && u.Scheme != "file":
+			k.add("storage.uri", "a directory, file:///dir or s3://bucket/prefix", fmt.Sprintf("%q", st.URI))
+		}
+	}
+	k.oneOf("storage.compression", st.Compression, "none", "lz4", "zstd")
+
+	cl := c.Cluster
+	k.nonNegative("cluster.workers.rollout", cl.Workers.Rollout)
+	k.nonNegative("cluster.workers.reward", cl.Workers.Reward)
+	k.nonNegative("cluster.workers.learner", cl.Workers.Learner)
+	if cl.Workers.Learner > 1 {
+		k.add("cluster.workers.learner", "0 or 1 (one learner owns the optimiser state)", cl.Workers.Learner)
+	}
+	if cl.Ray != "" {
+		if u, err := url.Parse(cl.Ray); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			k.add("cluster.ray", "an http(s) URL of the Ray dashboard", fmt.Sprintf("%q", cl.Ray))
+		}
+	}
+	for _, res := range []struct {
+		key string
+		r   Resources
+	}{{"cluster.rollout", cl.Rollout}, {"cluster.reward", cl.Reward}, {"cluster.learner", cl.Learner}} {
+		k.nonNegativeF(res.key+".cpus", res.r.CPUs)
+		k.nonNegativeF(res.key+".gpus", res.r.GPUs)
+	}
+	if cl.LeaseTimeout <= 0 {
+		k.add("cluster.lease_timeout", "a positive duration", cl.LeaseTimeout)
+	}
+
+	if len(k.errs) > 0 {
+		return &ValidationError{Fields: k.errs}
+	}
+	return nil
+}
+
+func isScenario(s string) bool {
+	for _, sc := range Scenarios {
+		if s == sc {
+			return true
+		}
+	}
+	return false
+}
+
+func checkScenarioMap(k *checker, key string, m map[string]float64) {
+	for _, sc := range sortedKeys(m) {
+		w := m[sc]
+		if !isScenario(sc) {
+			k.add(key+"."+sc, "keyed by a scenario ("+strings.Join(Scenarios, ", ")+")", fmt.Sprintf("%q", sc))
+			continue
+		}
+		k.nonNegativeF(key+"."+sc, w)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
