@@ -1,0 +1,239 @@
+package model
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+)
+
+// testSpecial is the special-token layout of the test vocabularies.
+var testSpecial = SpecialIDs{Pad: 0, EOS: 1, ThinkEnd: 2, ImagePad: 3}
+
+func tinyMLLMConfig() config.MLLM {
+	c := config.Default().Model.MLLM
+	c.Hidden, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.FFN, c.MaxSeqLen = 32, 2, 4, 2, 8, 64, 64
+	c.VisionPatch = 4
+	return c
+}
+
+// inTorch runs fn on a locked thread and fails the test on error.
+func inTorch(t *testing.T, fn func() error) {
+	t.Helper()
+	if err := libtorch.Run(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newTestMLLM(t *testing.T, c config.MLLM, vocab int, seed uint64) *MLLM {
+	t.Helper()
+	m, err := NewMLLM(c, vocab, testSpecial, gotch.CPU, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func seeds(n int) []uint64 {
+	s := make([]uint64, n)
+	for i := range s {
+		s[i] = uint64(100 + i)
+	}
+	return s
+}
+
+var testPrompts = [][]int{{5, 6, 7, 8, 9}, {10, 11}, {12, 13, 14}, {5, 20, 21, 22, 23, 24, 25}}
+
+func TestKVCacheMatchesNoCacheGreedy(t *testing.T) {
+	inTorch(t, func() error {
+		m := newTestMLLM(t, tinyMLLMConfig(), 40, 1)
+		defer m.Drop()
+		o := GenerateOptions{MaxNewTokens: 12, Seeds: seeds(len(testPrompts))}
+		a, err := m.Generate(testPrompts, o)
+		if err != nil {
+			return err
+		}
+		o.NoCache = true
+		b, err := m.Generate(testPrompts, o)
+		if err != nil {
+			return err
+		}
+		for i := range testPrompts {
+			if len(a.Tokens[i]) != len(b.Tokens[i]) {
+				t.Fatalf("seq %d: cache %v, no cache %v", i, a.Tokens[i], b.Tokens[i])
+			}
+			for j := range a.Tokens[i] {
+				if a.Tokens[i][j] != b.Tokens[i][j] {
+					t.Fatalf("seq %d token %d: cache %v, no cache %v", i, j, a.Tokens[i], b.Tokens[i])
+				}
+				if d := math.Abs(float64(a.LogProbs[i][j] - b.LogProbs[i][j])); d > 1e-5 {
+					t.Errorf("seq %d token %d: log-prob differs by %g", i, j, d)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func TestGenerationLogProbsMatchTeacherForced(t *testing.T) {
+	for _, temp := range []float64{1.0, 0.7} {
+		inTorch(t, func() error {
+			m := newTestMLLM(t, tinyMLLMConfig(), 40, 2)
+			defer m.Drop()
+			g, err := m.Generate(testPrompts, GenerateOptions{MaxNewTokens: 10, Temperature: temp, TopP: 0.95, Seeds: seeds(len(testPrompts))})
+			if err != nil {
+				return err
+			}
+			tf, err := m.LogProbs(testPrompts, g.Tokens, temp, nil)
+			if err != nil {
+				return err
+			}
+			defer tf.Drop()
+			lp, mask := float32s(tf.LogProbs), float32s(tf.Mask)
+			c := int(tf.LogProbs.MustSize()[1])
+			worst := 0.0
+			for i := range g.Tokens {
+				for j := 0; j < c; j++ {
+					if j >= len(g.Tokens[i]) {
+						if mask[i*c+j] != 0 {
+							t.Errorf("mask[%d][%d] = 1 past the completion", i, j)
+						}
+						continue
+					}
+					worst = max(worst, math.Abs(float64(lp[i*c+j]-g.LogProbs[i][j])))
+				}
+			}
+			if worst > 1e-5 {
+				t.Errorf("temperature %g: generation and teacher-forced log-probs differ by %g (> 1e-5)", temp, worst)
+			}
+			return nil
+		})
+	}
+}
+
+func TestSeedsMakeSequencesIndependentOfBatch(t *testing.T) {
+	inTorch(t, func() error {
+		m := newTestMLLM(t, tinyMLLMConfig(), 40, 3)
+		defer m.Drop()
+		o := GenerateOptions{MaxNewTokens: 8, Temperature: 1, Seeds: []uint64{7, 8, 9, 10}}
+		all, err := m.Generate(testPrompts, o)
+		if err != nil {
+			return err
+		}
+		one, err := m.Generate(testPrompts[2:3], GenerateOptions{MaxNewTokens: 8, Temperature: 1, Seeds: []uint64{9}})
+		if err != nil {
+			return err
+		}
+		if got, want := one.Tokens[0], all.Tokens[2]; len(got) != len(want) || !equalInts(got, want) {
+			t.Errorf("sequence alone %v, in a batch %v", got, want)
+		}
+		return nil
+	})
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestInstructionStates(t *testing.T) {
+	inTorch(t, func() error {
+		m := newTestMLLM(t, tinyMLLMConfig(), 40, 4)
+		defer m.Drop()
+		prompts := [][]int{{5, 6, 7}, {8, 9}, {10}}
+		completions := [][]int{{11, 2, 12, 13, 1}, {14, 15, 16}, {2, 17}}
+		states, missing, err := m.InstructionStates(prompts, completions, nil)
+		if err != nil {
+			return err
+		}
+		wantLen := []int64{2, 3, 1}
+		wantMissing := []bool{false, true, false}
+		for i, s := range states {
+			sz := s.MustSize()
+			if sz[0] != wantLen[i] || sz[1] != int64(2*m.Cfg.Hidden) {
+				t.Errorf("sequence %d: states %v, want [%d %d]", i, sz, wantLen[i], 2*m.Cfg.Hidden)
+			}
+			if missing[i] != wantMissing[i] {
+				t.Errorf("sequence %d: missing = %v, want %v", i, missing[i], wantMissing[i])
+			}
+			s.MustDrop()
+		}
+		return nil
+	})
+}
+
+func TestSafetensorsRoundTripAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	inTorch(t, func() error {
+		c := tinyMLLMConfig()
+		m := newTestMLLM(t, c, 40, 5)
+		defer m.Drop()
+		path := filepath.Join(dir, "mllm.safetensors")
+		if err := SaveSafetensors(path, m.P, map[string]string{"step": "3"}); err != nil {
+			return err
+		}
+		m2 := newTestMLLM(t, c, 40, 6)
+		defer m2.Drop()
+		meta, err := LoadSafetensors(path, m2.P)
+		if err != nil {
+			return err
+		}
+		if meta["step"] != "3" {
+			t.Errorf("metadata = %v", meta)
+		}
+		for i, p := range m.P.Tensors() {
+			if d := maxAbsDiff(p, m2.P.Tensors()[i]); d != 0 {
+				t.Errorf("%s differs by %g after reload", m.P.Specs()[i].Name, d)
+			}
+		}
+		// A model with one more layer misses tensors; a wider one mismatches.
+		deeper := c
+		deeper.Layers = 3
+		m3 := newTestMLLM(t, deeper, 40, 7)
+		defer m3.Drop()
+		if _, err := LoadSafetensors(path, m3.P); err == nil || !strings.Contains(err.Error(), "model.layers.2.") || !strings.Contains(err.Error(), "missing") {
+			t.Errorf("load into a deeper model: %v", err)
+		}
+		m4 := newTestMLLM(t, c, 41, 8)
+		defer m4.Drop()
+		if _, err := LoadSafetensors(path, m4.P); err == nil || !strings.Contains(err.Error(), "model.embed_tokens.weight has shape [40 32], want [41 32]") {
+			t.Errorf("load into a bigger vocabulary: %v", err)
+		}
+		shallower := c
+		shallower.Layers = 1
+		shallower.Layers = 2
+		shallower.TieEmbeddings = false
+		m5 := newTestMLLM(t, shallower, 40, 9)
+		defer m5.Drop()
+		if _, err := LoadSafetensors(path, m5.P); err == nil || !strings.Contains(err.Error(), "lm_head.weight is missing") {
+			t.Errorf("load into an untied model: %v", err)
+		}
+		if _, err := LoadSafetensors(filepath.Join(dir, "nope.safetensors"), m2.P); err == nil || !os.IsNotExist(unwrapAll(err)) {
+			t.Errorf("missing file: %v", err)
+		}
+		return nil
+	})
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}

@@ -1,0 +1,180 @@
+package model
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/nlpodyssey/safetensors"
+)
+
+// SaveSafetensors writes every parameter of p to path in the safetensors
+// format (float32, little-endian), with meta as the header's __metadata__.
+// The file is written to a temporary name and renamed, so a reader never sees
+// a partial checkpoint.
+func SaveSafetensors(path string, p *Params, meta map[string]string) error {
+	views := make(map[string]safetensors.TensorView, len(p.specs))
+	for i, s := range p.specs {
+		vals := float32s(p.list[i])
+		raw := make([]byte, 4*len(vals))
+		for j, v := range vals {
+			binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(v))
+		}
+		shape := make([]uint64, len(s.Shape))
+		for j, d := range s.Shape {
+			shape[j] = uint64(d)
+		}
+		v, err := safetensors.NewTensorView(safetensors.F32, shape, raw)
+		if err != nil {
+			return fmt.Errorf("save %s: tensor %s: %w", path, s.Name, err)
+		}
+		views[s.Name] = v
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := safetensors.SerializeToWriter(views, meta, tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadSafetensorsMeta returns the __metadata__ of a safetensors file.
+func ReadSafetensorsMeta(path string) (map[string]string, error) {
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	_, md, err := safetensors.ReadMetadata(buf)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return md.Metadata(), nil
+}
+
+// LoadSafetensors copies the tensors of the safetensors file at path into
+// p. Every parameter of p must be present with its exact shape; the error
+// names the first tensor that is missing, mis-shaped or of an unsupported
+// dtype, and names unexpected extra tensors. F32, F16, BF16 and F64 files
+// are converted to float32. It returns the file's metadata.
+func LoadSafetensors(path string, p *Params) (map[string]string, error) {
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	st, err := safetensors.Deserialize(buf)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	_, md, err := safetensors.ReadMetadata(buf)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	var extra []string
+	for _, name := range st.Names() {
+		if _, ok := p.byName[name]; !ok {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) > 0 {
+		slices.Sort(extra)
+		return nil, fmt.Errorf("load %s: unexpected tensors %s (the model has no such parameters)", path, strings.Join(extra, ", "))
+	}
+	for i, s := range p.specs {
+		v, ok := st.Tensor(s.Name)
+		if !ok {
+			return nil, fmt.Errorf("load %s: tensor %s is missing (want shape %v)", path, s.Name, s.Shape)
+		}
+		if !sameShape(v.Shape(), s.Shape) {
+			return nil, fmt.Errorf("load %s: tensor %s has shape %v, want %v", path, s.Name, v.Shape(), s.Shape)
+		}
+		vals, err := decodeFloats(v)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: tensor %s: %w", path, s.Name, err)
+		}
+		setFloat32s(p.list[i], vals, s.Shape)
+	}
+	return md.Metadata(), nil
+}
+
+func sameShape(got []uint64, want []int64) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if int64(got[i]) != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeFloats(v safetensors.TensorView) ([]float32, error) {
+	raw := v.Data()
+	switch v.DType() {
+	case safetensors.F32:
+		out := make([]float32, len(raw)/4)
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		return out, nil
+	case safetensors.F64:
+		out := make([]float32, len(raw)/8)
+		for i := range out {
+			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
+		}
+		return out, nil
+	case safetensors.BF16:
+		out := make([]float32, len(raw)/2)
+		for i := range out {
+			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
+		}
+		return out, nil
+	case safetensors.F16:
+		out := make([]float32, len(raw)/2)
+		for i := range out {
+			out[i] = halfToFloat(binary.LittleEndian.Uint16(raw[2*i:]))
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("dtype %s is not a float type this loader reads (F32, F64, F16, BF16)", v.DType())
+	}
+}
+
+// halfToFloat converts an IEEE 754 binary16 value.
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	frac := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && frac == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal
+		f := float32(frac) / 1024 * float32(math.Pow(2, -14))
+		if sign != 0 {
+			f = -f
+		}
+		return f
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
+	default:
+		return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
+	}
+}
