@@ -127,8 +127,8 @@ func (c *KVCache) Drop() {
 type forwardInput struct {
 	ids       []int64 // [B*T] row-major
 	batch, t  int
-	positions []int64   // [B*T] rotary positions
-	keyValid  [][]bool  // [B][past+T]: which keys may be attended to (not padding)
+	positions []int64    // [B*T] rotary positions
+	keyValid  [][]bool   // [B][past+T]: which keys may be attended to (not padding)
 	images    *ts.Tensor // [N, 3, H, W] in [-1, 1] or nil
 	cache     *KVCache   // nil: no cache
 	hidden    bool       // also return the last two layers' hidden states
