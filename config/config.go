@@ -108,6 +108,12 @@ type DiT struct {
 	ImageSize int `yaml:"image_size"`
 	// VAEScale is the VAE's downsampling factor (8 for FLUX; 1 for pixel).
 	VAEScale int `yaml:"vae_scale"`
+	// RefinerLayers is the depth of each of OmniGen2's three refiners (text
+	// context, noisy image, reference image) that run before the joint
+	// layers; 0 leaves them out.
+	RefinerLayers int `yaml:"refiner_layers"`
+	// RopeTheta of the 3-axis rotary embedding.
+	RopeTheta float64 `yaml:"rope_theta"`
 }
 
 // Data describes the ShapeWorld data a run trains and evaluates on.
@@ -323,7 +329,7 @@ func Default() *Config {
 			Connector: Connector{Prepad: 4},
 			DiT: DiT{
 				Hidden: 192, Layers: 4, Heads: 4, KVHeads: 2, FFN: 512, Patch: 4,
-				Latent: "pixel", Channels: 3, ImageSize: 32, VAEScale: 1,
+				Latent: "pixel", Channels: 3, ImageSize: 32, VAEScale: 1, RefinerLayers: 1, RopeTheta: 10000,
 			},
 		},
 		Data: Data{

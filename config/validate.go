@@ -146,6 +146,8 @@ func (c *Config) Validate() error {
 	k.positive("model.dit.image_size", d.ImageSize)
 	k.positive("model.dit.vae_scale", d.VAEScale)
 	k.oneOf("model.dit.latent", d.Latent, "pixel", "vae")
+	k.nonNegative("model.dit.refiner_layers", d.RefinerLayers)
+	k.positiveF("model.dit.rope_theta", d.RopeTheta)
 	if d.Heads > 0 && d.Hidden%d.Heads != 0 {
 		k.add("model.dit.hidden", fmt.Sprintf("a multiple of model.dit.heads (%d)", d.Heads), d.Hidden)
 	}

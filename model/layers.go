@@ -104,8 +104,8 @@ func float32Tensor(v []float32, shape []int64, dev gotch.Device) *ts.Tensor {
 // ts.NoGrad, which always turns it back on). Grad mode is per OS thread:
 // call it only inside libtorch.Run.
 func noGrad(fn func()) {
-	prev := ts.MustGradSetEnabled(false)
-	defer ts.MustGradSetEnabled(prev)
+	prev := libtorch.SetGradEnabled(false)
+	defer libtorch.SetGradEnabled(prev)
 	fn()
 }
 

@@ -19,6 +19,7 @@ package libtorch
 // int atc_cuda_is_available();
 // int atc_cuda_device_count();
 // int atc_cudnn_is_available();
+// int at_grad_set_enabled(int b);
 // static const char* thinkgen_torch_version() { return TORCH_VERSION; }
 import "C"
 
@@ -61,3 +62,15 @@ func CUDADeviceCount() int { return int(C.atc_cuda_device_count()) }
 
 // CuDNNAvailable reports whether libtorch can use cuDNN.
 func CuDNNAvailable() bool { return C.atc_cudnn_is_available() != 0 }
+
+// SetGradEnabled turns autograd on or off for the calling OS thread and
+// returns the previous mode. (gotch's ts.GradSetEnabled reads the C int it
+// gets back through an 8-byte pointer and so reports a garbage previous
+// mode; this calls the same C function correctly.)
+func SetGradEnabled(on bool) (prev bool) {
+	b := C.int(0)
+	if on {
+		b = 1
+	}
+	return C.at_grad_set_enabled(b) == 1
+}

@@ -100,3 +100,34 @@ func TestScopeDropsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSetGradEnabledReportsThePreviousMode(t *testing.T) {
+	err := Run(func() error {
+		if prev := SetGradEnabled(false); !prev {
+			t.Error("grad mode was off at the start of a fresh thread")
+		}
+		if prev := SetGradEnabled(false); prev {
+			t.Error("after turning it off, the previous mode reads on")
+		}
+		x := ts.MustOnes([]int64{2}, gotch.Float, gotch.CPU)
+		x.MustRequiresGrad_(true)
+		y := x.MustMulScalar(ts.FloatScalar(2), false)
+		if y.MustRequiresGrad() {
+			t.Error("an op under no-grad requires grad")
+		}
+		if prev := SetGradEnabled(true); prev {
+			t.Error("previous mode reads on")
+		}
+		z := x.MustMulScalar(ts.FloatScalar(2), false)
+		if !z.MustRequiresGrad() {
+			t.Error("an op with grad on does not require grad")
+		}
+		x.MustDrop()
+		y.MustDrop()
+		z.MustDrop()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
