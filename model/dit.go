@@ -78,7 +78,9 @@ func DiTSpecs(c config.DiT) []Spec {
 		}
 		return s
 	}
-	norm := func(name string, n int64) Spec { return Spec{Name: name + ".weight", Shape: []int64{n}, Init: InitOnes} }
+	norm := func(name string, n int64) Spec {
+		return Spec{Name: name + ".weight", Shape: []int64{n}, Init: InitOnes}
+	}
 	block := func(p string, modulated bool) []Spec {
 		var s []Spec
 		s = append(s, lin(p+"attn.to_q", D, D, false)...)
@@ -172,7 +174,7 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 	lay := seqLayout{textMax: int(in.Text.Tokens.MustSize()[1]), rows: sz[2] / p, cols: sz[3] / p}
 	lay.nImg = int(lay.rows * lay.cols)
 
-	temb := d.timestepEmbedding(&s, in.T)                                                     // [B, dt]
+	temb := d.timestepEmbedding(&s, in.T)                                                              // [B, dt]
 	img := linear(&s, patchify(&s, in.X, p), d.P.Get("x_embedder.weight"), d.P.Get("x_embedder.bias")) // [B, N, D]
 	txt := in.Text.Tokens
 	var ref *ts.Tensor
