@@ -17,7 +17,7 @@ TEST_TIMEOUT ?= 25m
 
 export DEVICE LIBTORCH
 
-.PHONY: all setup build run test test-short vet fmt clean distclean
+.PHONY: all setup build run test test-short vet fmt clean distclean pyenv
 
 all: build
 
@@ -37,8 +37,14 @@ vet: setup
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
+# pyenv creates (once) the test-only Python venv and prints its python.
+pyenv:
+	@bash scripts/setup-pyenv.sh
+
+# Tests that compare against Python references (transformers, pyarrow) read
+# the venv's interpreter from THINKGEN_PYTHON.
 test: build vet
-	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+	THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) $(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 test-short: setup
 	$(GO) test -short ./...

@@ -72,12 +72,18 @@ func MLLMSpecs(c config.MLLM, vocab, visionChannels int) []Spec {
 	return specs
 }
 
-// NewMLLM builds an MLLM with freshly initialised parameters.
-func NewMLLM(c config.MLLM, vocab int, special SpecialIDs, dev gotch.Device, seed uint64) (*MLLM, error) {
+// NewMLLM builds an MLLM with freshly initialised parameters. vision is
+// false for a text-only model (no patch embedder), e.g. to load a plain
+// Qwen3 checkpoint.
+func NewMLLM(c config.MLLM, vocab int, special SpecialIDs, vision bool, dev gotch.Device, seed uint64) (*MLLM, error) {
 	if vocab <= 0 {
 		return nil, fmt.Errorf("model: MLLM vocabulary size must be positive, got %d", vocab)
 	}
-	p, err := NewParams(MLLMSpecs(c, vocab, 3), dev, seed)
+	channels := 0
+	if vision {
+		channels = 3
+	}
+	p, err := NewParams(MLLMSpecs(c, vocab, channels), dev, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +190,9 @@ func (m *MLLM) embed(s *libtorch.Scope, in *forwardInput) (*ts.Tensor, error) {
 			return nil, fmt.Errorf("model: %d <|image_pad|> tokens but no images", nPad)
 		}
 		return x, nil
+	}
+	if _, ok := m.P.Lookup("visual.patch_embed.proj.weight"); !ok {
+		return nil, fmt.Errorf("model: images given to a text-only MLLM")
 	}
 	img := m.patchEmbed(s, in.images) // [N*P, H]
 	if got := int(img.MustSize()[0]); got != nPad {

@@ -33,7 +33,7 @@ func inTorch(t *testing.T, fn func() error) {
 
 func newTestMLLM(t *testing.T, c config.MLLM, vocab int, seed uint64) *MLLM {
 	t.Helper()
-	m, err := NewMLLM(c, vocab, testSpecial, gotch.CPU, seed)
+	m, err := NewMLLM(c, vocab, testSpecial, true, gotch.CPU, seed)
 	if err != nil {
 		t.Fatal(err)
 	}

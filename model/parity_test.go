@@ -1,0 +1,111 @@
+package model
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/nlpodyssey/safetensors"
+	"github.com/sugarme/gotch"
+)
+
+// pythonOrSkip returns the test venv's python (THINKGEN_PYTHON, set by
+// `make test`), skipping the test when it is absent outside CI.
+func pythonOrSkip(t *testing.T) string {
+	t.Helper()
+	py := os.Getenv("THINKGEN_PYTHON")
+	if py == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("THINKGEN_PYTHON is not set; CI must run the Python parity tests (make test sets it)")
+		}
+		t.Skip("THINKGEN_PYTHON is not set: run `make test`, or set it to the python printed by scripts/setup-pyenv.sh")
+	}
+	return py
+}
+
+// TestQwen3ParityWithTransformers builds a random Qwen3ForCausalLM in
+// transformers, loads its safetensors into the Go MLLM, and compares logits
+// and the last two hidden states on the same ids.
+func TestQwen3ParityWithTransformers(t *testing.T) {
+	py := pythonOrSkip(t)
+	for _, tied := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tied=%v", tied), func(t *testing.T) {
+			c := tinyMLLMConfig()
+			c.TieEmbeddings = tied
+			vocab := 64
+			dir := t.TempDir()
+			args := []string{filepath.Join("testdata", "qwen3_reference.py"), dir}
+			for _, v := range []int{vocab, c.Hidden, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.FFN} {
+				args = append(args, strconv.Itoa(v))
+			}
+			args = append(args, strconv.FormatBool(tied))
+			cmd := exec.Command(py, args...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("reference script: %v\n%s", err, out)
+			}
+			buf, err := os.ReadFile(filepath.Join(dir, "expected.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp, err := safetensors.Deserialize(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inTorch(t, func() error {
+				m, err := NewMLLM(c, vocab, testSpecial, false, gotch.CPU, 99)
+				if err != nil {
+					return err
+				}
+				defer m.Drop()
+				if _, err := LoadSafetensors(filepath.Join(dir, "model", "model.safetensors"), m.P); err != nil {
+					return err
+				}
+				idv, _ := exp.Tensor("ids")
+				shape := idv.Shape()
+				b, n := int(shape[0]), int(shape[1])
+				ids := make([]int64, b*n)
+				for i := range ids {
+					ids[i] = int64(binary.LittleEndian.Uint64(idv.Data()[8*i:]))
+				}
+				in := &forwardInput{ids: ids, batch: b, t: n, positions: make([]int64, b*n), keyValid: make([][]bool, b), hidden: true}
+				for i := 0; i < b; i++ {
+					in.keyValid[i] = make([]bool, n)
+					for j := 0; j < n; j++ {
+						in.positions[i*n+j] = int64(j)
+						in.keyValid[i][j] = true
+					}
+				}
+				var out *forwardOutput
+				noGrad(func() { out, err = m.forward(in) })
+				if err != nil {
+					return err
+				}
+				defer out.drop()
+				for name, got := range map[string][]float32{"logits": float32s(out.logits), "hidden_prev": float32s(out.prev), "hidden_last": float32s(out.last)} {
+					v, _ := exp.Tensor(name)
+					want, err := decodeFloats(v)
+					if err != nil {
+						return err
+					}
+					if len(want) != len(got) {
+						t.Fatalf("%s: %d values from Go, %d from transformers", name, len(got), len(want))
+					}
+					worst := 0.0
+					for i := range want {
+						worst = math.Max(worst, math.Abs(float64(want[i]-got[i])))
+					}
+					t.Logf("%s: max |Go − transformers| = %.3g", name, worst)
+					if worst > 1e-4 {
+						t.Errorf("%s differs from transformers by %g (> 1e-4)", name, worst)
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
