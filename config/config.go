@@ -322,7 +322,7 @@ func Default() *Config {
 		Model: Model{
 			DType: "float32",
 			MLLM: MLLM{
-				Tokenizer: "shapeworld", Hidden: 128, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 32,
+				Tokenizer: "shapeworld", Hidden: 128, Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32,
 				FFN: 384, MaxSeqLen: 256, RopeTheta: 10000, RMSNormEps: 1e-6, TieEmbeddings: true,
 				VisionPatch: 4,
 			},

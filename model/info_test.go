@@ -1,0 +1,37 @@
+package model
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/thinkgen/thinkgen/config"
+)
+
+// Published parameter counts the full-scale shapes must reproduce.
+const (
+	// Qwen3-8B (text tower of Qwen3-VL-8B): 8,190,735,360 parameters
+	// (config: hidden 4096, 36 layers, 32/8 heads of 128, FFN 12288,
+	// vocab 151,936, untied head).
+	qwen3_8BParams = 8_190_735_360
+	// OmniGen2's DiT: "about 4B" parameters (hidden 2520, 32 layers,
+	// 21/7 heads of 120, FFN 10240, 2-layer refiners, patch 2, 16 channels).
+	omniGen2DiTParams = 4.0e9
+)
+
+func TestFullScaleParameterCounts(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("..", "configs", "full.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := CountParams(MLLMSpecs(cfg.Model.MLLM, cfg.Model.MLLM.Vocab, 0))
+	if rel := math.Abs(float64(text)-qwen3_8BParams) / qwen3_8BParams; rel > 0.02 {
+		t.Errorf("MLLM text tower: %d parameters, %.2f%% off Qwen3-8B's %d", text, 100*rel, int64(qwen3_8BParams))
+	}
+	dit := CountParams(DiTSpecs(cfg.Model.DiT))
+	if rel := math.Abs(float64(dit)-omniGen2DiTParams) / omniGen2DiTParams; rel > 0.02 {
+		t.Errorf("DiT: %d parameters, %.2f%% off OmniGen2's ~4.0B", dit, 100*rel)
+	}
+	t.Logf("full scale: MLLM text %d, DiT %d, connector %d", text, dit,
+		CountParams(ConnectorSpecs(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad)))
+}
