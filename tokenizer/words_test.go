@@ -128,9 +128,9 @@ var wordsEncodeTests = []struct {
 	{"circle", []string{"circle"}}, // longest word wins only when it fits
 	{"Two red circles", []string{"T", "w", "o", " red", " circles"}},
 	{"RED", []string{"R", "E", "D"}},
-	{"redo", []string{"r", "e", "d", "o"}},  // no word inside a longer word
-	{"xred", []string{"x", "r", "e", "d"}},  // …nor at its end
-	{"red2", []string{"r", "e", "d", "2"}},  // digits count as word characters
+	{"redo", []string{"r", "e", "d", "o"}}, // no word inside a longer word
+	{"xred", []string{"x", "r", "e", "d"}}, // …nor at its end
+	{"red2", []string{"r", "e", "d", "2"}}, // digits count as word characters
 	{"red,blue", []string{"red", ",", "blue"}},
 	{"red, blue.", []string{"red", ",", " blue", "."}},
 	{"a sign that reads \"K7Q\"", []string{"a", " sign", " that", " reads", " \"", "K", "7", "Q", "\""}},
