@@ -125,12 +125,12 @@ func LoadHF(data []byte) (*BPE, error) {
 	if err := t.loadModel(f.Model); err != nil {
 		return nil, fmt.Errorf("tokenizer: model: %w", err)
 	}
-	if err := t.loadAdded(f.AddedTokens); err != nil {
-		return nil, fmt.Errorf("tokenizer: added_tokens: %w", err)
-	}
 	var err error
 	if t.normal, err = loadNormalizer(f.Normalizer); err != nil {
 		return nil, fmt.Errorf("tokenizer: normalizer: %w", err)
+	}
+	if err := t.loadAdded(f.AddedTokens); err != nil {
+		return nil, fmt.Errorf("tokenizer: added_tokens: %w", err)
 	}
 	if err := t.loadPreTokenizer(f.PreTokenizer); err != nil {
 		return nil, fmt.Errorf("tokenizer: pre_tokenizer: %w", err)
@@ -305,16 +305,24 @@ func (t *BPE) loadAdded(added []hfAddedToken) error {
 		case a.SingleWord || a.Lstrip || a.Rstrip:
 			return fmt.Errorf("token %q: single_word, lstrip and rstrip are not supported", a.Content)
 		}
-		if prev, ok := t.ids[a.Content]; ok && prev != a.ID {
+		prev, known := t.ids[a.Content]
+		if known && prev != a.ID {
 			return fmt.Errorf("token %q has id %d but the vocab gives it %d", a.Content, a.ID, prev)
 		}
-		t.ids[a.Content] = a.ID
 		for a.ID >= len(t.decoded) {
 			t.decoded = append(t.decoded, nil)
 		}
+		if !known && t.decoded[a.ID] != nil {
+			return fmt.Errorf("token %q has id %d, which another token has", a.Content, a.ID)
+		}
+		t.ids[a.Content] = a.ID
 		t.decoded[a.ID] = t.bl.decode(a.Content)
 		lit := literal{text: a.Content, id: a.ID}
 		if a.Normalized {
+			// Matched in normalized text, so by its normalized form.
+			if t.normal != nil {
+				lit.text = t.normal(lit.text)
+			}
 			nrm = append(nrm, lit)
 		} else {
 			raw = append(raw, lit)
