@@ -66,8 +66,12 @@ type merge struct {
 // preStep cuts one piece into smaller ones.
 type preStep func(s string, emit func(string) error) error
 
-// cacheLimit bounds the piece cache; it is emptied when full.
-const cacheLimit = 1 << 16
+// cacheLimit bounds the piece cache, which is emptied when full, and
+// cacheWordLimit the length of a piece it keeps.
+const (
+	cacheLimit     = 1 << 16
+	cacheWordLimit = 256
+)
 
 type hfFile struct {
 	AddedTokens   []hfAddedToken  `json:"added_tokens"`
@@ -494,12 +498,14 @@ func (t *BPE) appendWord(ids []int, word string) ([]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.mu.Lock()
-		if len(t.cache) >= cacheLimit {
-			clear(t.cache)
+		if len(word) <= cacheWordLimit {
+			t.mu.Lock()
+			if len(t.cache) >= cacheLimit {
+				clear(t.cache)
+			}
+			t.cache[word] = cached
+			t.mu.Unlock()
 		}
-		t.cache[word] = cached
-		t.mu.Unlock()
 	}
 	for _, id := range cached {
 		ids = append(ids, int(id))
@@ -509,7 +515,9 @@ func (t *BPE) appendWord(ids []int, word string) ([]int, error) {
 
 // merge runs BPE on the bytes of word: start from one symbol per byte,
 // then repeatedly merge the adjacent pair of lowest rank (the leftmost of
-// equal ones) until no pair has a merge.
+// equal ones) until no pair has a merge. As in HuggingFace tokenizers, the
+// candidate pairs sit in a heap, so a long piece (a run of 10 000 spaces)
+// costs O(n log n), not O(n²).
 func (t *BPE) merge(word string) ([]int32, error) {
 	if t.ignoreMerges {
 		if id, ok := t.vocab[t.bl.encode(word)]; ok {
@@ -530,21 +538,112 @@ func (t *BPE) merge(word string) ([]int32, error) {
 		}
 		syms = append(syms, id)
 	}
-	for len(syms) > 1 {
-		best, at := merge{rank: -1}, -1
-		for i := 0; i+1 < len(syms); i++ {
-			m, ok := t.merges[[2]int32{syms[i], syms[i+1]}]
-			if ok && (at < 0 || m.rank < best.rank) {
-				best, at = m, i
+	if len(syms) < 2 {
+		return syms, nil
+	}
+	// A doubly linked list over syms; removed symbols get id -1.
+	next := make([]int32, len(syms))
+	prev := make([]int32, len(syms))
+	var h pairHeap
+	for i := range syms {
+		next[i], prev[i] = int32(i+1), int32(i-1)
+		if i+1 < len(syms) {
+			if m, ok := t.merges[[2]int32{syms[i], syms[i+1]}]; ok {
+				h = append(h, candidate{rank: m.rank, pos: int32(i)})
 			}
 		}
-		if at < 0 {
+	}
+	next[len(syms)-1] = -1
+	h.init()
+	for len(h) > 0 {
+		c := h.pop()
+		r := next[c.pos]
+		if syms[c.pos] < 0 || r < 0 {
+			continue // the left symbol was merged away, or is now last
+		}
+		m, ok := t.merges[[2]int32{syms[c.pos], syms[r]}]
+		if !ok || m.rank != c.rank {
+			continue // stale: the pair at pos has changed since
+		}
+		syms[c.pos], syms[r] = m.id, -1
+		next[c.pos] = next[r]
+		if n := next[r]; n >= 0 {
+			prev[n] = c.pos
+			if m, ok := t.merges[[2]int32{syms[c.pos], syms[n]}]; ok {
+				h.push(candidate{rank: m.rank, pos: c.pos})
+			}
+		}
+		if p := prev[c.pos]; p >= 0 {
+			if m, ok := t.merges[[2]int32{syms[p], syms[c.pos]}]; ok {
+				h.push(candidate{rank: m.rank, pos: p})
+			}
+		}
+	}
+	out := syms[:0]
+	for _, id := range syms {
+		if id >= 0 {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// candidate is a pair of adjacent symbols that a merge of the given rank
+// applies to; pos is the left symbol's index.
+type candidate struct {
+	rank, pos int32
+}
+
+// pairHeap is a min-heap of candidates by rank, then position.
+type pairHeap []candidate
+
+func (h pairHeap) less(i, j int) bool {
+	return h[i].rank < h[j].rank || h[i].rank == h[j].rank && h[i].pos < h[j].pos
+}
+
+func (h pairHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *pairHeap) push(c candidate) {
+	*h = append(*h, c)
+	for i := len(*h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
 			break
 		}
-		syms[at] = best.id
-		syms = append(syms[:at+1], syms[at+2:]...)
+		(*h)[i], (*h)[p] = (*h)[p], (*h)[i]
+		i = p
 	}
-	return syms, nil
+}
+
+func (h *pairHeap) pop() candidate {
+	old := *h
+	c := old[0]
+	old[0] = old[len(old)-1]
+	*h = old[:len(old)-1]
+	h.down(0)
+	return c
+}
+
+func (h pairHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
 }
 
 // Decode returns the decoded bytes of ids; ids without a token are skipped.

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // The reference tokenizers and goldens come from testdata/gen_bpe.py.
@@ -263,13 +266,17 @@ func liveTexts(rng *rand.Rand, n int) []string {
 		"Ä", "ß", "日本", "語", "🙂", "👍🏽", "\u00a0", "\u3000", "привет", "x", "Q",
 		Think, EndThink, ImStart, ImEnd, ImagePad, EndOfText, "<think", "|>", "fish",
 	}
-	out := make([]string, n)
-	for i := range out {
+	// Two long texts, then short mixtures.
+	out := []string{
+		strings.Repeat(" ", 1000+rng.IntN(3000)) + "x",
+		strings.Repeat(pieces[rng.IntN(len(pieces))], 500+rng.IntN(1000)),
+	}
+	for len(out) < n {
 		var b strings.Builder
 		for range 1 + rng.IntN(16) {
 			b.WriteString(pieces[rng.IntN(len(pieces))])
 		}
-		out[i] = b.String()
+		out = append(out, b.String())
 	}
 	return out
 }
@@ -320,4 +327,33 @@ func TestBPELive(t *testing.T) {
 		}
 		checkRecords(t, fmt.Sprintf("%s (seed %d)", name, seed), loadTestBPE(t, name), records)
 	}
+}
+
+// FuzzBPERoundTrip checks that the Qwen-style tokenizer encodes every valid
+// UTF-8 string and decodes it back to its NFC form.
+func FuzzBPERoundTrip(f *testing.F) {
+	var golden map[string][]bpeRecord
+	data, err := os.ReadFile("testdata/bpe_golden.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &golden); err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range golden["qwen"] {
+		f.Add(r.Text)
+	}
+	tok := loadTestBPE(f, "qwen")
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			t.Skip("HuggingFace tokenizers take Unicode text only")
+		}
+		ids, err := tok.Encode(s)
+		if err != nil {
+			t.Fatalf("Encode(%q): %v", s, err)
+		}
+		if got, want := tok.Decode(ids), norm.NFC.String(s); got != want {
+			t.Fatalf("Decode(Encode(%q)) = %q, want %q", s, got, want)
+		}
+	})
 }

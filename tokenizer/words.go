@@ -49,11 +49,11 @@ const (
 // Decode(Encode(s)) == s for every s that Encode accepts — all strings of
 // printable ASCII, tabs and newlines, whatever their spacing.
 type Words struct {
-	tokens   []string       // by id
-	ids      map[string]int // token text → id
-	words    map[string]int // vocabulary word → id (rules 1 and 2 use ids[" "+w] too)
-	maxWord  int            // length of the longest word
-	char     [128]int       // fallback character → id, -1 if none
+	tokens   []string           // by id
+	ids      map[string]int     // token text → id
+	words    map[string]wordIDs // vocabulary word → its ids
+	maxWord  int                // length of the longest word
+	char     [128]int           // fallback character → id, -1 if none
 	specials *literals
 }
 
@@ -110,7 +110,7 @@ func fallbackChars() []byte {
 // newWords indexes a token list. The words are the tokens w that are not
 // special tokens, pass checkWord and have a space-prefixed twin " "+w.
 func newWords(tokens []string) (*Words, error) {
-	t := &Words{tokens: tokens, ids: make(map[string]int, len(tokens)), words: make(map[string]int)}
+	t := &Words{tokens: tokens, ids: make(map[string]int, len(tokens)), words: make(map[string]wordIDs)}
 	for id, tok := range tokens {
 		if tok == "" {
 			return nil, fmt.Errorf("tokenizer: token %d is empty", id)
@@ -140,10 +140,11 @@ func newWords(tokens []string) (*Words, error) {
 		t.char[c] = id
 	}
 	for id, tok := range tokens {
-		if _, twin := t.ids[" "+tok]; !twin || checkWord(tok) != nil {
+		twin, ok := t.ids[" "+tok]
+		if !ok || checkWord(tok) != nil {
 			continue
 		}
-		t.words[tok] = id
+		t.words[tok] = wordIDs{plain: id, spaced: twin}
 		t.maxWord = max(t.maxWord, len(tok))
 	}
 	return t, nil
@@ -172,15 +173,15 @@ func (t *Words) Encode(text string) ([]int, error) {
 func (t *Words) encodePlain(ids []int, s string, off int) ([]int, error) {
 	for i := 0; i < len(s); {
 		if s[i] == ' ' {
-			if w := t.wordAt(s, i+1); w != "" {
-				ids = append(ids, t.ids[" "+w])
-				i += 1 + len(w)
+			if n, w := t.wordAt(s, i+1); n > 0 {
+				ids = append(ids, w.spaced)
+				i += 1 + n
 				continue
 			}
 		}
-		if w := t.wordAt(s, i); w != "" {
-			ids = append(ids, t.words[w])
-			i += len(w)
+		if n, w := t.wordAt(s, i); n > 0 {
+			ids = append(ids, w.plain)
+			i += n
 			continue
 		}
 		if c := s[i]; c < utf8.RuneSelf && t.char[c] >= 0 {
@@ -194,26 +195,43 @@ func (t *Words) encodePlain(ids []int, s string, off int) ([]int, error) {
 	return ids, nil
 }
 
-// wordAt returns the longest vocabulary word that starts at s[i] on a word
-// boundary, or "".
-func (t *Words) wordAt(s string, i int) string {
+// wordAt returns the length and ids of the longest vocabulary word that
+// starts at s[i] on a word boundary, or length 0.
+func (t *Words) wordAt(s string, i int) (int, wordIDs) {
 	if i >= len(s) {
-		return ""
+		return 0, wordIDs{}
 	}
-	for n := min(t.maxWord, len(s)-i); n > 0; n-- {
-		w := s[i : i+n]
-		if _, ok := t.words[w]; !ok {
-			continue
-		}
-		if isWordByte(w[0]) && i > 0 && isWordByte(s[i-1]) {
-			continue
-		}
-		if isWordByte(w[n-1]) && i+n < len(s) && isWordByte(s[i+n]) {
-			continue
-		}
-		return w
+	// A word starting with a letter or digit must start a run of them…
+	if isWordByte(s[i]) && i > 0 && isWordByte(s[i-1]) {
+		return 0, wordIDs{}
 	}
-	return ""
+	// …and, since the run's inner letters are followed by letters, can
+	// only end at the run's end or beyond it.
+	run := i
+	for run < len(s) && isWordByte(s[run]) {
+		run++
+	}
+	// Words hold no whitespace or control characters.
+	end := i
+	for end < len(s) && end-i < t.maxWord && s[end] > ' ' && s[end] <= '~' {
+		end++
+	}
+	for n := end - i; n > 0 && n >= run-i; n-- {
+		w, ok := t.words[s[i:i+n]]
+		if !ok {
+			continue
+		}
+		if isWordByte(s[i+n-1]) && i+n < len(s) && isWordByte(s[i+n]) {
+			continue
+		}
+		return n, w
+	}
+	return 0, wordIDs{}
+}
+
+// wordIDs are a word's ids: its own and that of its space-prefixed twin.
+type wordIDs struct {
+	plain, spaced int
 }
 
 func isWordByte(c byte) bool {

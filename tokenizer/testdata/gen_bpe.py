@@ -241,6 +241,8 @@ def golden_texts(rng):
         "<think>\n\n</think>\n\n", "text<think>inside</think>text", " <think> ", "<<think>>",
         "<|im_start", "<think", "</think", "<|im_end|><|im_end|>", "<tool_call>x</tool_call>",
         "fish ﬁsh FISH", "a fish", "fishing", "flag ﬂag", "flagfish",
+        # Long pieces: BPE must merge them in O(n log n).
+        " " * 3000 + "x", "!" * 2000, "ab" * 1000, "\n" * 500 + "y", "e\u0301" * 300,
     ]
     pieces = (["red", "Blue", " circle", "  ", " ", "\n", "\n\n", "\t", "7", "42", "'s", "'LL",
                "!", "...", ",", "\"", "(x)", "é", "e\u0301", "日本", "🙂", "ÅB", "\u00a0",
