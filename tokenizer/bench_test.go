@@ -50,8 +50,6 @@ func BenchmarkEncode(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(len(text)))
-			b.ReportMetric(float64(len(text))/float64(len(ids)), "bytes/token")
-			b.ResetTimer()
 			for b.Loop() {
 				if c.reset != nil {
 					c.reset()
@@ -60,6 +58,7 @@ func BenchmarkEncode(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(len(text))/float64(len(ids)), "bytes/token")
 		})
 	}
 }

@@ -341,7 +341,9 @@ func FuzzBPERoundTrip(f *testing.F) {
 		f.Fatal(err)
 	}
 	for _, r := range golden["qwen"] {
-		f.Add(r.Text)
+		if len(r.Text) <= 256 { // long seeds make minimizing slow
+			f.Add(r.Text)
+		}
 	}
 	tok := loadTestBPE(f, "qwen")
 	f.Fuzz(func(t *testing.T, s string) {
