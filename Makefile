@@ -17,7 +17,7 @@ TEST_TIMEOUT ?= 25m
 
 export DEVICE LIBTORCH
 
-.PHONY: all setup build run test test-short vet fmt clean distclean pyenv
+.PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench
 
 all: build
 
@@ -42,9 +42,15 @@ pyenv:
 	@bash scripts/setup-pyenv.sh
 
 # Tests that compare against Python references (transformers, pyarrow) read
-# the venv's interpreter from THINKGEN_PYTHON.
+# the venv's interpreter from THINKGEN_PYTHON. go test runs two packages at a
+# time on two cores; libtorch's OpenMP pool spin-waits when oversubscribed
+# (measured: 20x slower), so tests run libtorch on one thread each.
 test: build vet
-	THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) $(GO) test -timeout $(TEST_TIMEOUT) ./...
+	THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 $(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+# bench runs the Go benchmarks with libtorch on both cores (BENCHMARKS.md).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./model/ ./tokenizer/
 
 test-short: setup
 	$(GO) test -short ./...

@@ -209,9 +209,10 @@ func sampleToken(logp []float32, temperature, topP float64, r *rand.Rand, banned
 			idx = append(idx, i)
 		}
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return logp[idx[a]] > logp[idx[b]] })
 	keep := len(idx)
 	if topP > 0 && topP < 1 {
+		// Only the nucleus needs the tokens in order of probability.
+		sort.SliceStable(idx, func(a, b int) bool { return logp[idx[a]] > logp[idx[b]] })
 		cum := 0.0
 		for k, i := range idx {
 			cum += math.Exp(float64(logp[i]))

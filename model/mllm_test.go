@@ -237,3 +237,39 @@ func unwrapAll(err error) error {
 		err = u.Unwrap()
 	}
 }
+
+func TestImagePatchesReplaceImagePads(t *testing.T) {
+	inTorch(t, func() error {
+		m := newTestMLLM(t, tinyMLLMConfig(), 40, 21)
+		defer m.Drop()
+		// 8×8 images with patch 4: 4 patches each.
+		prompt := []int{5, testSpecial.ImagePad, testSpecial.ImagePad, testSpecial.ImagePad, testSpecial.ImagePad, 6}
+		completion := [][]int{{7, 8}}
+		a := randn([]int64{1, 3, 8, 8}, 1)
+		defer a.MustDrop()
+		b := randn([]int64{1, 3, 8, 8}, 2)
+		defer b.MustDrop()
+		la, err := m.LogProbs([][]int{prompt}, completion, 1, a)
+		if err != nil {
+			return err
+		}
+		defer la.Drop()
+		lb, err := m.LogProbs([][]int{prompt}, completion, 1, b)
+		if err != nil {
+			return err
+		}
+		defer lb.Drop()
+		if d := maxAbsDiff(la.LogProbs, lb.LogProbs); d == 0 {
+			t.Error("log-probs do not depend on the image")
+		}
+		two := randn([]int64{2, 3, 8, 8}, 3)
+		defer two.MustDrop()
+		if _, err := m.LogProbs([][]int{prompt}, completion, 1, two); err == nil || !strings.Contains(err.Error(), "4 <|image_pad|> tokens for 8 image patches") {
+			t.Errorf("mismatched images: %v", err)
+		}
+		if _, err := m.LogProbs([][]int{prompt}, completion, 1, nil); err == nil {
+			t.Error("image pads without images accepted")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,216 @@
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/tokenizer"
+)
+
+// BundleVersion is the format version of a checkpoint's manifest.json.
+const BundleVersion = 1
+
+// Bundle is one policy version: the tokenizer, the MLLM, the VGI-refine
+// connector and the DiT, with the configuration that shaped them.
+type Bundle struct {
+	Cfg       *config.Config
+	Tok       tokenizer.Tokenizer
+	MLLM      *MLLM
+	Connector *Connector
+	DiT       *DiT
+}
+
+// SpecialIDsOf returns the ids the models need from a tokenizer, or an error
+// naming a missing special token.
+func SpecialIDsOf(tok tokenizer.Tokenizer) (SpecialIDs, error) {
+	s := tok.Specials()
+	ids := SpecialIDs{Pad: s.Pad, EOS: s.EOS, ThinkEnd: s.EndThink, ImagePad: s.ImagePad}
+	for name, id := range map[string]int{"pad <|endoftext|>": s.Pad, "eos <|im_end|>": s.EOS, "</think>": s.EndThink, "<|image_pad|>": s.ImagePad} {
+		if id < 0 {
+			return SpecialIDs{}, fmt.Errorf("model: tokenizer has no %s token", name)
+		}
+	}
+	return ids, nil
+}
+
+// NewBundle builds freshly initialised models for cfg and tok on dev. The
+// three modules get distinct seeds derived from seed.
+func NewBundle(cfg *config.Config, tok tokenizer.Tokenizer, dev gotch.Device, seed uint64) (*Bundle, error) {
+	special, err := SpecialIDsOf(tok)
+	if err != nil {
+		return nil, err
+	}
+	vocab := cfg.Model.MLLM.Vocab
+	if vocab == 0 {
+		vocab = tok.VocabSize()
+	}
+	if vocab < tok.VocabSize() {
+		return nil, fmt.Errorf("model: model.mllm.vocab %d is smaller than the tokenizer's %d", vocab, tok.VocabSize())
+	}
+	b := &Bundle{Cfg: cfg, Tok: tok}
+	if b.MLLM, err = NewMLLM(cfg.Model.MLLM, vocab, special, true, dev, seed); err != nil {
+		return nil, err
+	}
+	if b.Connector, err = NewConnector(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad, cfg.Model.MLLM.RMSNormEps, dev, seed+1); err != nil {
+		b.Drop()
+		return nil, err
+	}
+	if b.DiT, err = NewDiT(cfg.Model.DiT, dev, seed+2); err != nil {
+		b.Drop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Drop frees every tensor of the bundle.
+func (b *Bundle) Drop() {
+	if b.MLLM != nil {
+		b.MLLM.Drop()
+	}
+	if b.Connector != nil {
+		b.Connector.P.Drop()
+	}
+	if b.DiT != nil {
+		b.DiT.Drop()
+	}
+}
+
+// Manifest describes a saved bundle; it is written last.
+type Manifest struct {
+	Version int    `json:"version"`
+	Step    int    `json:"step"`
+	DType   string `json:"dtype"`
+	// Config is the run configuration as YAML.
+	Config string `json:"config"`
+	// Files maps each file of the checkpoint to its size and sha256.
+	Files map[string]FileSum `json:"files"`
+}
+
+// FileSum is the size and SHA-256 of one file.
+type FileSum struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Checkpoint file names inside a bundle directory.
+const (
+	fileMLLM      = "mllm.safetensors"
+	fileConnector = "connector.safetensors"
+	fileDiT       = "dit.safetensors"
+	fileTokenizer = "tokenizer.json"
+	fileManifest  = "manifest.json"
+)
+
+// Save writes the bundle into dir: the three safetensors files and the
+// tokenizer first, then manifest.json with their sizes and checksums (the
+// only file readers trust).
+func (b *Bundle) Save(dir string, step int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+	}
+	cfgYAML, err := b.Cfg.YAML()
+	if err != nil {
+		return err
+	}
+	meta := map[string]string{"format": "thinkgen", "step": strconv.Itoa(step)}
+	for file, p := range map[string]*Params{fileMLLM: b.MLLM.P, fileConnector: b.Connector.P, fileDiT: b.DiT.P} {
+		if err := SaveSafetensors(filepath.Join(dir, file), p, meta); err != nil {
+			return fmt.Errorf("save checkpoint %s: %w", dir, err)
+		}
+	}
+	if err := tokenizer.SaveFile(filepath.Join(dir, fileTokenizer), b.Tok); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+	}
+	m := Manifest{Version: BundleVersion, Step: step, DType: b.Cfg.Model.DType, Config: string(cfgYAML), Files: map[string]FileSum{}}
+	for _, f := range []string{fileMLLM, fileConnector, fileDiT, fileTokenizer} {
+		sum, err := sumFile(filepath.Join(dir, f))
+		if err != nil {
+			return fmt.Errorf("save checkpoint %s: %w", dir, err)
+		}
+		m.Files[f] = sum
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+fileManifest+".tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, fileManifest)); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+	}
+	return nil
+}
+
+// LoadBundle reads a bundle saved by Save, verifying every file against the
+// manifest (an error names a file whose size or checksum differs) and every
+// tensor's name and shape against the configuration.
+func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
+	data, err := os.ReadFile(filepath.Join(dir, fileManifest))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, nil, fmt.Errorf("load checkpoint %s: manifest: %w", dir, err)
+	}
+	if m.Version != BundleVersion {
+		return nil, nil, fmt.Errorf("load checkpoint %s: manifest version %d, this build reads %d", dir, m.Version, BundleVersion)
+	}
+	for _, f := range []string{fileMLLM, fileConnector, fileDiT, fileTokenizer} {
+		want, ok := m.Files[f]
+		if !ok {
+			return nil, nil, fmt.Errorf("load checkpoint %s: manifest lists no %s", dir, f)
+		}
+		got, err := sumFile(filepath.Join(dir, f))
+		if err != nil {
+			return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+		}
+		if got != want {
+			return nil, nil, fmt.Errorf("load checkpoint %s: %s has size %d sha256 %s, manifest says %d %s", dir, f, got.Size, got.SHA256, want.Size, want.SHA256)
+		}
+	}
+	cfg, err := config.Parse(filepath.Join(dir, fileManifest)+" config", []byte(m.Config))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+	}
+	tok, err := tokenizer.LoadFile(filepath.Join(dir, fileTokenizer))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+	}
+	b, err := NewBundle(cfg, tok, dev, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+	}
+	for file, p := range map[string]*Params{fileMLLM: b.MLLM.P, fileConnector: b.Connector.P, fileDiT: b.DiT.P} {
+		if _, err := LoadSafetensors(filepath.Join(dir, file), p); err != nil {
+			b.Drop()
+			return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+		}
+	}
+	return b, &m, nil
+}
+
+func sumFile(path string) (FileSum, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return FileSum{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return FileSum{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	return FileSum{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}

@@ -1,0 +1,74 @@
+package model
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/tokenizer"
+)
+
+func testBundleConfig() *config.Config {
+	cfg := config.Default()
+	cfg.Model.MLLM = tinyMLLMConfig()
+	cfg.Model.DiT = tinyDiTConfig()
+	cfg.Model.Connector.Prepad = 2
+	return cfg
+}
+
+func TestBundleSaveLoadRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	tok, err := tokenizer.NewWords([]string{"a", "red", "circle", "left", "of"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTorch(t, func() error {
+		b, err := NewBundle(testBundleConfig(), tok, gotch.CPU, 42)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		if b.MLLM.Vocab != tok.VocabSize() {
+			t.Errorf("MLLM vocab %d, tokenizer %d", b.MLLM.Vocab, tok.VocabSize())
+		}
+		if err := b.Save(dir, 7); err != nil {
+			return err
+		}
+		got, man, err := LoadBundle(dir, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer got.Drop()
+		if man.Step != 7 || len(man.Files) != 4 {
+			t.Errorf("manifest %+v", man)
+		}
+		for _, pair := range [][2]*Params{{b.MLLM.P, got.MLLM.P}, {b.Connector.P, got.Connector.P}, {b.DiT.P, got.DiT.P}} {
+			for i, p := range pair[0].Tensors() {
+				if d := maxAbsDiff(p, pair[1].Tensors()[i]); d != 0 {
+					t.Errorf("%s differs by %g after reload", pair[0].Specs()[i].Name, d)
+				}
+			}
+		}
+		if got.Tok.VocabSize() != tok.VocabSize() {
+			t.Errorf("tokenizer vocab %d after reload, want %d", got.Tok.VocabSize(), tok.VocabSize())
+		}
+		// A flipped byte in a weights file is caught by the manifest.
+		path := filepath.Join(dir, "dit.safetensors")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		raw[len(raw)-1] ^= 0xff
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			return err
+		}
+		if _, _, err := LoadBundle(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), "dit.safetensors") || !strings.Contains(err.Error(), "sha256") {
+			t.Errorf("corrupted checkpoint: %v", err)
+		}
+		return nil
+	})
+}
