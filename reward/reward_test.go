@@ -377,7 +377,7 @@ func TestImageFromFloats(t *testing.T) {
 		data[i] = 1
 	}
 	data[2*32*32+5*32+7] = 0 // blue channel of (row 5, col 7)
-	data[0] = 2                // clamped
+	data[0] = 2              // clamped
 	img, err := ImageFromFloats(data, 3, 32, 32)
 	if err != nil {
 		t.Fatal(err)
