@@ -2,6 +2,7 @@ package reward
 
 import (
 	"image"
+	"math/bits"
 	"strings"
 	"unicode"
 
@@ -40,24 +41,23 @@ func readText(img *image.RGBA, classes []int) string {
 	glyphs := datasets.Glyphs()
 	alphabet := []rune(datasets.TextAlphabet)
 	cw, ch := datasets.GlyphWidth*k, datasets.GlyphHeight*k
-	// cellCost is the mismatch of glyph g with the cell at (x0, y0), and
-	// the ink inside the cell.
-	cellCost := func(g *datasets.Glyph, x0, y0 int) (cost, inside int) {
+	words := (cw*ch + 63) / 64
+	// Glyph bitmaps scaled by k, as bit sets in the cell's row-major order.
+	gbits := make([][]uint64, len(alphabet))
+	for gi, r := range alphabet {
+		g := glyphs[r]
+		gb := make([]uint64, words)
 		for y := range ch {
-			py := y0 + y
 			for x := range cw {
-				px := x0 + x
-				on := px >= 0 && px < size && py >= 0 && py < size && ink[py*size+px]
-				if on {
-					inside++
-				}
-				if on != g[(y/k)*datasets.GlyphWidth+x/k] {
-					cost++
+				if g[(y/k)*datasets.GlyphWidth+x/k] {
+					j := y*cw + x
+					gb[j/64] |= 1 << (j % 64)
 				}
 			}
 		}
-		return cost, inside
+		gbits[gi] = gb
 	}
+	cell := make([]uint64, words)
 	best, bestCost := "", total // n = 0: every ink pixel is a mismatch
 	for n := 1; n <= datasets.MaxTextLen; n++ {
 		ox, oy := datasets.TextOrigin(n, size)
@@ -67,17 +67,35 @@ func readText(img *image.RGBA, classes []int) string {
 				var text strings.Builder
 				for i := range n {
 					x0, y0 := ox+dx+i*datasets.GlyphAdvance*k, oy+dy
-					gBest, gCost, gIn := ' ', -1, 0
-					for _, r := range alphabet {
-						g := glyphs[r]
-						c, in := cellCost(&g, x0, y0)
-						if gCost < 0 || c < gCost {
-							gBest, gCost, gIn = r, c, in
+					clear(cell)
+					for y := range ch {
+						py := y0 + y
+						if py < 0 || py >= size {
+							continue
+						}
+						for x := range cw {
+							px := x0 + x
+							if px >= 0 && px < size && ink[py*size+px] {
+								j := y*cw + x
+								cell[j/64] |= 1 << (j % 64)
+							}
 						}
 					}
-					text.WriteRune(gBest)
+					for _, w := range cell {
+						inside += bits.OnesCount64(w)
+					}
+					gBest, gCost := 0, -1
+					for gi, g := range gbits {
+						c := 0
+						for j, w := range cell {
+							c += bits.OnesCount64(w ^ g[j])
+						}
+						if gCost < 0 || c < gCost {
+							gBest, gCost = gi, c
+						}
+					}
+					text.WriteRune(alphabet[gBest])
 					cost += gCost
-					inside += gIn
 				}
 				cost += total - inside
 				if cost < bestCost {
