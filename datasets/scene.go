@@ -204,6 +204,13 @@ func ParseSpec(data []byte) (*Spec, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	// One spec has one decoded form: empty lists are nil.
+	if len(s.Require) == 0 {
+		s.Require = nil
+	}
+	if len(s.Scene.Objects) == 0 {
+		s.Scene.Objects = nil
+	}
 	return &s, nil
 }
 

@@ -55,6 +55,9 @@ func commands() []*command {
 		doctorCommand(),
 		configCommand(),
 		selftestCommand(),
+		dataCommand(),
+		rewardServeCommand(),
+		evalCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
