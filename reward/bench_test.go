@@ -3,6 +3,7 @@ package reward
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/thinkgen/thinkgen/datasets"
@@ -33,5 +34,38 @@ func BenchmarkScore(b *testing.B) {
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 			})
 		}
+	}
+}
+
+// BenchmarkBatch scores a batch of 64 mixed items in process and through
+// the reward-serve handler over loopback HTTP (PNG encoding, JSON, one
+// request), to show what the remote path costs.
+func BenchmarkBatch(b *testing.B) {
+	rows, err := datasets.Generate(datasets.Options{Seed: 9}, 0, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	items := make([]Item, len(rows))
+	for i, r := range rows {
+		items[i] = rowItem(b, r)
+	}
+	srv := httptest.NewServer(NewHandler(Builtin(nil)))
+	defer srv.Close()
+	client, err := NewClient(srv.URL, ClientOptions{BatchSize: 64, Concurrency: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sc := range []struct {
+		name string
+		s    Scorer
+	}{{"in-process", Builtin(nil)}, {"remote", client}} {
+		b.Run(sc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := sc.s.Score(context.Background(), items); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(items))/b.Elapsed().Seconds(), "items/s")
+		})
 	}
 }

@@ -267,8 +267,20 @@ func (c *Client) Score(ctx context.Context, items []Item) ([]Result, error) {
 	return out, nil
 }
 
+// pngPool recycles PNG encoder buffers (their flate writers are the
+// costly part of encoding small images).
+type pngPool struct{ p sync.Pool }
+
+func (p *pngPool) Get() *png.EncoderBuffer {
+	b, _ := p.p.Get().(*png.EncoderBuffer)
+	return b
+}
+
+func (p *pngPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }
+
 // EncodeItems turns items into their wire form (images as PNG).
 func EncodeItems(items []Item) ([]WireItem, error) {
+	enc := &png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngPool{}}
 	out := make([]WireItem, len(items))
 	for i, it := range items {
 		wi := WireItem{ID: it.ID, Scenario: it.Scenario, Spec: it.Spec, Text: it.Text, Answer: it.Answer}
@@ -280,7 +292,7 @@ func EncodeItems(items []Item) ([]WireItem, error) {
 				continue
 			}
 			var buf bytes.Buffer
-			if err := png.Encode(&buf, p.img); err != nil {
+			if err := enc.Encode(&buf, p.img); err != nil {
 				return nil, fmt.Errorf("item %q: encode PNG: %w", it.ID, err)
 			}
 			*p.dst = buf.Bytes()
