@@ -34,9 +34,9 @@
 //
 // # Using a Scorer
 //
-//  1. Build a [Registry]: [Builtin] with config.Reward.Weights, or
-//     [NewRegistry] with a [Client] for the scenarios config.Reward.Remote
-//     names.
+//  1. Build a [Registry]: [FromConfig] with the run's config.Reward (the
+//     built-in rule models, a [Client] for each scenario reward.remote
+//     names, reward.weights), or [Builtin] / [NewRegistry] directly.
 //  2. Make one [Item] per image: its scenario, the row's spec JSON, the
 //     image and, for editing, the reference image.
 //  3. Call Score. The results come back in the items' order. An item that

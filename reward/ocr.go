@@ -4,7 +4,6 @@ import (
 	"image"
 	"math/bits"
 	"strings"
-	"unicode"
 
 	"github.com/thinkgen/thinkgen/datasets"
 )
@@ -107,23 +106,18 @@ func readText(img *image.RGBA, classes []int) string {
 	return best
 }
 
-// normalizeOCR strips spaces and lower-cases, as flow_grpo does before
-// comparing.
+// normalizeOCR removes spaces (only U+0020, as flow_grpo's
+// str.replace(" ", "")) and lower-cases.
 func normalizeOCR(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if !unicode.IsSpace(r) {
-			b.WriteRune(unicode.ToLower(r))
-		}
-	}
-	return b.String()
+	return strings.ToLower(strings.ReplaceAll(s, " ", ""))
 }
 
-// OCRReward is flow_grpo's OCR reward: with spaces removed and letters
-// lower-cased, d = 0 if the target is a substring of the recognised text,
-// else min(Levenshtein(recognised, target), len(target)); the reward is
-// 1 − d/len(target). An empty target earns 1 when nothing was recognised
-// and 0 otherwise.
+// OCRReward is flow_grpo's OCR reward (flow_grpo/ocr.py): with spaces
+// removed and letters lower-cased, d = 0 if the target is a substring of
+// the recognised text, else min(Levenshtein(recognised, target),
+// len(target)); the reward is 1 − d/len(target), lengths in characters.
+// flow_grpo divides by zero on an empty target; here an empty target earns
+// 1 when nothing was recognised and 0 otherwise.
 func OCRReward(recognised, target string) float64 {
 	p, t := []rune(normalizeOCR(recognised)), []rune(normalizeOCR(target))
 	if len(t) == 0 {

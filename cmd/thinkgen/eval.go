@@ -36,7 +36,7 @@ A row without an image in DIR is an error naming it.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
-			remote := fs.String("remote", "", "score through a remote reward service at this URL instead of in process")
+			remote := fs.String("remote", "", "score every scenario through the remote reward service at this URL (default: reward.remote of the config, else in process)")
 			weightsFrom := addRunFlags(fs)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
@@ -46,7 +46,10 @@ A row without an image in DIR is an error naming it.`,
 				if err != nil {
 					return err
 				}
-				var scorer reward.Scorer = reward.Builtin(cfg.Reward.Weights)
+				var scorer reward.Scorer
+				if scorer, err = reward.FromConfig(cfg.Reward); err != nil {
+					return usagef("%v", err)
+				}
 				if *remote != "" {
 					c, err := reward.NewClient(*remote, reward.ClientOptions{Timeout: cfg.Reward.Timeout})
 					if err != nil {
