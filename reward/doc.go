@@ -1,5 +1,53 @@
 // Package reward scores rollouts: deterministic rule models for the five
 // ShapeWorld scenarios (composition, reasoning, text rendering, editing,
-// reflection), a registry that routes each row by its scenario column, and
-// the client and server of remote reward services.
+// reflection), a registry that routes each item by its scenario, and the
+// client and server of remote reward services.
+//
+// # Rule models
+//
+// All rule models are pure Go and deterministic. They read images back
+// with two instruments:
+//
+//   - [Detect]: every pixel goes to its nearest palette colour, the text
+//     ink or the background; non-background pixels form 4-connected
+//     components; each component gets its majority colour, the shape whose
+//     template (datasets.ShapeMask fitted to its box) overlaps it best by
+//     IoU, the nearer size class and the grid cell of its centre;
+//   - [ReadText]: template-matching OCR over the basicfont glyphs the
+//     renderer draws with, searching the string length and a one-pixel
+//     placement jitter for the reading with the fewest mismatched pixels.
+//
+// Per scenario ([Rules]):
+//
+//   - composition and reasoning ([ScoreComposition]): GenEval-style partial
+//     credit of the detected objects against the spec's requirements
+//     (datasets.CheckRequirements); for reasoning the spec holds the
+//     resolved target. Strict: every requirement fully met;
+//   - text ([ScoreText]): flow_grpo's OCR reward ([OCRReward]) as the
+//     score, CVTG word accuracy ([WordAccuracy]) as the strict measure;
+//   - editing ([ScoreEditing]): target match × preservation of the region
+//     the edit must leave untouched, against the reference image;
+//   - reflection ([ScoreReflection]): the corrected image against the
+//     original request, as composition; the normalised edit distance
+//     ([NED]) between the written and the reference correction is logged
+//     in Aux["ned"].
+//
+// # Using a Scorer
+//
+//  1. Build a [Registry]: [FromConfig] with the run's config.Reward (the
+//     built-in rule models, a [Client] for each scenario reward.remote
+//     names, reward.weights), or [Builtin] / [NewRegistry] directly.
+//  2. Make one [Item] per image: its scenario, the row's spec JSON, the
+//     image and, for editing, the reference image.
+//  3. Call Score. The results come back in the items' order. An item that
+//     cannot be scored (a bad image or spec) has Err set and a zero score;
+//     an error from Score fails the batch (unknown scenario, cancelled
+//     context, unreachable service).
+//
+// # Remote services
+//
+// [NewHandler] serves any Scorer over HTTP and [Client] calls it; the
+// protocol (version [ProtocolVersion]) is documented on [ScoreRequest].
+// `thinkgen reward-serve` serves the built-in rule models, so GPU-backed
+// rule models can replace them behind the same protocol.
 package reward

@@ -56,6 +56,9 @@ func commands() []*command {
 		configCommand(),
 		selftestCommand(),
 		modelCommand(),
+		dataCommand(),
+		rewardServeCommand(),
+		evalCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
