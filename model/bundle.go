@@ -13,6 +13,7 @@ import (
 	"github.com/sugarme/gotch"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
@@ -213,4 +214,19 @@ func sumFile(path string) (FileSum, error) {
 		return FileSum{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	return FileSum{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// TokenizerFor returns the tokenizer model.mllm.tokenizer names: the
+// word-level ShapeWorld tokenizer built from datasets.Vocabulary() for
+// "shapeworld", else the HuggingFace tokenizer.json (or saved thinkgen
+// tokenizer) at that path.
+func TokenizerFor(c config.MLLM) (tokenizer.Tokenizer, error) {
+	if c.Tokenizer == "shapeworld" {
+		return tokenizer.NewWords(datasets.Vocabulary())
+	}
+	tok, err := tokenizer.LoadFile(c.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("model.mllm.tokenizer: %w", err)
+	}
+	return tok, nil
 }

@@ -51,7 +51,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"bad log format", []string{"doctor", "--log-format", "xml", "--run-dir", os.TempDir()}, 2, nil, []string{"--log-format"}, nil},
 		{"model info full", []string{"model", "info", "--config", filepath.Join("..", "..", "configs", "full.yaml")}, 0,
 			[]string{"8,190,735,360", "3,961,983,272", "connector"}, nil, nil},
-		{"model info needs vocab", []string{"model", "info", "--config", tiny}, 2, nil, []string{"--vocab"}, nil},
+		{"model info tiny", []string{"model", "info", "--config", tiny}, 0, []string{"dit", "connector", "total"}, nil, nil},
 		{"model info bad action", []string{"model", "frob"}, 2, nil, []string{"model info"}, nil},
 		{"selftest few steps", []string{"selftest", "--steps", "5"}, 2, nil, []string{"--steps"}, nil},
 		{"doctor s3 without credentials", []string{"doctor", "--store", "s3://bucket", "--set", "storage.endpoint=127.0.0.1:1", "--set", "storage.insecure=true", "--timeout", "1s"}, 1,

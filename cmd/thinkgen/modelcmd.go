@@ -21,8 +21,8 @@ builds (MLLM text tower, vision embedder, VGI-refine connector, DiT) and
 their size at the configured dtype, computed from the shapes alone: nothing
 is allocated, so full-scale configurations work on any machine.
 
---vocab overrides the vocabulary size (model.mllm.vocab; needed when the
-config leaves it to the tokenizer).`,
+The vocabulary size is model.mllm.vocab, or the tokenizer's when that is 0
+(the ShapeWorld tokenizer for the tiny configuration); --vocab overrides both.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
 			vocab := fs.Int("vocab", 0, "vocabulary size (default: model.mllm.vocab)")
@@ -39,7 +39,11 @@ config leaves it to the tokenizer).`,
 					v = *vocab
 				}
 				if v <= 0 {
-					return usagef("model.mllm.vocab is 0 (taken from the tokenizer): give --vocab N")
+					tok, err := model.TokenizerFor(cfg.Model.MLLM)
+					if err != nil {
+						return fmt.Errorf("model.mllm.vocab is 0, so the vocabulary comes from the tokenizer: %w", err)
+					}
+					v = tok.VocabSize()
 				}
 				inv := model.Inventory(cfg, v)
 				bytesPer := map[string]int64{"float32": 4, "bfloat16": 2, "float16": 2}[cfg.Model.DType]
