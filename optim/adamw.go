@@ -1,0 +1,167 @@
+// Package optim holds the optimiser every trainer in thinkgen uses: AdamW
+// written on gotch tensors, whose state (first and second moments, step
+// count) is saved and restored exactly, so that a resumed run continues
+// bit-for-bit where it stopped. (gotch's own optimisers keep their state in
+// libtorch where Go cannot reach it, and its ClipGradNorm deadlocks.)
+//
+// Use:
+//
+//  1. Build with New(params, Config) inside libtorch.Run.
+//  2. Each step: backward, then ClipGradNorm (optional), then Step(lr).
+//  3. ZeroGrad before the next backward.
+//  4. Save/Load the state next to the model's checkpoint.
+package optim
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+)
+
+// Config holds AdamW's hyper-parameters (PyTorch's defaults in parentheses
+// where the zero value is not meaningful).
+type Config struct {
+	Beta1, Beta2 float64 // (0.9, 0.999)
+	Eps          float64 // (1e-8)
+	WeightDecay  float64 // decoupled, applied as p ← p − lr·wd·p
+}
+
+// AdamW is the decoupled-weight-decay Adam of Loshchilov & Hutter, as
+// torch.optim.AdamW computes it:
+//
+//	p ← p − lr·wd·p
+//	m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
+//	p ← p − lr · (m / (1−β1ᵗ)) / (sqrt(v / (1−β2ᵗ)) + eps)
+type AdamW struct {
+	cfg    Config
+	params []*ts.Tensor
+	m, v   []*ts.Tensor
+	step   int64
+}
+
+// New returns an AdamW over params (which must require grad).
+func New(params []*ts.Tensor, cfg Config) *AdamW {
+	if cfg.Beta1 == 0 {
+		cfg.Beta1 = 0.9
+	}
+	if cfg.Beta2 == 0 {
+		cfg.Beta2 = 0.999
+	}
+	if cfg.Eps == 0 {
+		cfg.Eps = 1e-8
+	}
+	o := &AdamW{cfg: cfg, params: params}
+	for _, p := range params {
+		o.m = append(o.m, p.MustZerosLike(false))
+		o.v = append(o.v, p.MustZerosLike(false))
+	}
+	return o
+}
+
+// Steps returns the number of updates taken.
+func (o *AdamW) Steps() int64 { return o.step }
+
+// Drop frees the optimiser's state.
+func (o *AdamW) Drop() {
+	for i := range o.m {
+		o.m[i].MustDrop()
+		o.v[i].MustDrop()
+	}
+}
+
+// ZeroGrad zeroes every parameter's gradient (in place, keeping the buffer).
+func (o *AdamW) ZeroGrad() {
+	prev := libtorch.SetGradEnabled(false)
+	defer libtorch.SetGradEnabled(prev)
+	for _, p := range o.params {
+		g := p.MustGrad(false)
+		if g.MustDefined() {
+			g.MustZero_()
+		}
+		g.MustDrop()
+	}
+}
+
+// ClipGradNorm scales all gradients so that their global L2 norm is at most
+// max and returns the norm before clipping (the figure to log). Non-finite
+// norms are returned without touching the gradients.
+func (o *AdamW) ClipGradNorm(max float64) float64 {
+	prev := libtorch.SetGradEnabled(false)
+	defer libtorch.SetGradEnabled(prev)
+	var grads []*ts.Tensor
+	defer func() {
+		for _, g := range grads {
+			g.MustDrop()
+		}
+	}()
+	sq := 0.0
+	for _, p := range o.params {
+		g := p.MustGrad(false)
+		if !g.MustDefined() {
+			g.MustDrop()
+			continue
+		}
+		grads = append(grads, g)
+		sq += g.MustSquare(false).MustSum(gotch.Double, true).Float64Values(true)[0]
+	}
+	norm := math.Sqrt(sq)
+	if max > 0 && !math.IsNaN(norm) && !math.IsInf(norm, 0) {
+		if coef := max / (norm + 1e-6); coef < 1 {
+			for _, g := range grads {
+				g.MustMulScalar_(ts.FloatScalar(coef))
+			}
+		}
+	}
+	return norm
+}
+
+// Step applies one AdamW update with learning rate lr. Parameters without a
+// gradient are skipped (their moments are left alone, as PyTorch does).
+func (o *AdamW) Step(lr float64) {
+	prev := libtorch.SetGradEnabled(false)
+	defer libtorch.SetGradEnabled(prev)
+	o.step++
+	c := o.cfg
+	bc1 := 1 - math.Pow(c.Beta1, float64(o.step))
+	bc2 := 1 - math.Pow(c.Beta2, float64(o.step))
+	var s libtorch.Scope
+	defer s.Close()
+	for i, p := range o.params {
+		g := s.Add(p.MustGrad(false))
+		if !g.MustDefined() {
+			continue
+		}
+		if c.WeightDecay != 0 {
+			p.MustMulScalar_(ts.FloatScalar(1 - lr*c.WeightDecay))
+		}
+		m, v := o.m[i], o.v[i]
+		m.MustMulScalar_(ts.FloatScalar(c.Beta1))
+		m.MustAdd_(s.Add(g.MustMulScalar(ts.FloatScalar(1-c.Beta1), false)))
+		v.MustMulScalar_(ts.FloatScalar(c.Beta2))
+		v.MustAdd_(s.Add(g.MustSquare(false).MustMulScalar(ts.FloatScalar(1-c.Beta2), true)))
+		den := s.Add(v.MustDivScalar(ts.FloatScalar(bc2), false).MustSqrt(true).MustAddScalar(ts.FloatScalar(c.Eps), true))
+		upd := s.Add(m.MustDiv(den, false).MustMulScalar(ts.FloatScalar(lr/bc1), true))
+		p.MustSub_(upd)
+		s.Close()
+	}
+}
+
+// State returns the optimiser state as named tensors (shallow views the
+// caller must not drop): "m.<i>", "v.<i>" for each parameter index, plus the
+// step count, for saving next to the checkpoint.
+func (o *AdamW) State() (tensors map[string]*ts.Tensor, step int64) {
+	tensors = make(map[string]*ts.Tensor, 2*len(o.m))
+	for i := range o.m {
+		tensors[fmt.Sprintf("m.%d", i)] = o.m[i]
+		tensors[fmt.Sprintf("v.%d", i)] = o.v[i]
+	}
+	return tensors, o.step
+}
+
+// SetStep restores the step count (after the moments were loaded into the
+// tensors State returns).
+func (o *AdamW) SetStep(step int64) { o.step = step }
