@@ -1,6 +1,9 @@
 package model
 
 import (
+	"bytes"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +71,41 @@ func TestBundleSaveLoadRoundTrip(t *testing.T) {
 		}
 		if _, _, err := LoadBundle(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), "dit.safetensors") || !strings.Contains(err.Error(), "sha256") {
 			t.Errorf("corrupted checkpoint: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestImagesRoundTrip(t *testing.T) {
+	inTorch(t, func() error {
+		img := image.NewRGBA(image.Rect(0, 0, 4, 4))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(i * 7)
+		}
+		for i := 3; i < len(img.Pix); i += 4 {
+			img.Pix[i] = 255
+		}
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			return err
+		}
+		x, err := ImagesToTensor([][]byte{buf.Bytes(), buf.Bytes()}, 4, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer x.MustDrop()
+		back, err := TensorToImages(x)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(back[1].Pix, img.Pix) {
+			t.Errorf("round trip changed the pixels")
+		}
+		if _, err := ImagesToTensor([][]byte{buf.Bytes()}, 8, gotch.CPU); err == nil || !strings.Contains(err.Error(), "image 0 is 4x4, want 8x8") {
+			t.Errorf("wrong size: %v", err)
+		}
+		if _, err := ImagesToTensor([][]byte{[]byte("nope")}, 4, gotch.CPU); err == nil {
+			t.Error("garbage PNG accepted")
 		}
 		return nil
 	})

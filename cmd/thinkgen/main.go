@@ -140,7 +140,7 @@ func printUsage(w io.Writer, cmds []*command) {
 	fmt.Fprint(w, "thinkgen trains think-then-generate image models (an MLLM that reasons, a DiT that draws) with SepGRPO.\n\n")
 	fmt.Fprint(w, "Usage:\n\n\tthinkgen <command> [flags] [args]\n\nCommands:\n\n")
 	for _, c := range cmds {
-		fmt.Fprintf(w, "\t%-10s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "\t%-13s %s\n", c.name, c.short)
 	}
 	fmt.Fprint(w, "\nRun 'thinkgen help <command>' for a command's flags.\n")
 }
