@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nlpodyssey/safetensors"
+	"github.com/sugarme/gotch/ts"
 )
 
 // SaveSafetensors writes every parameter of p to path in the safetensors
@@ -17,22 +18,33 @@ import (
 // The file is written to a temporary name and renamed, so a reader never sees
 // a partial checkpoint.
 func SaveSafetensors(path string, p *Params, meta map[string]string) error {
-	views := make(map[string]safetensors.TensorView, len(p.specs))
+	names := make([]string, len(p.specs))
 	for i, s := range p.specs {
-		vals := float32s(p.list[i])
+		names[i] = s.Name
+	}
+	return SaveTensors(path, names, p.list, meta)
+}
+
+// SaveTensors writes named float32 tensors to a safetensors file at path
+// (atomically, like SaveSafetensors).
+func SaveTensors(path string, names []string, tensors []*ts.Tensor, meta map[string]string) error {
+	views := make(map[string]safetensors.TensorView, len(names))
+	for i, name := range names {
+		vals := float32s(tensors[i])
 		raw := make([]byte, 4*len(vals))
 		for j, v := range vals {
 			binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(v))
 		}
-		shape := make([]uint64, len(s.Shape))
-		for j, d := range s.Shape {
+		size := tensors[i].MustSize()
+		shape := make([]uint64, len(size))
+		for j, d := range size {
 			shape[j] = uint64(d)
 		}
 		v, err := safetensors.NewTensorView(safetensors.F32, shape, raw)
 		if err != nil {
-			return fmt.Errorf("save %s: tensor %s: %w", path, s.Name, err)
+			return fmt.Errorf("save %s: tensor %s: %w", path, name, err)
 		}
-		views[s.Name] = v
+		views[name] = v
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -67,6 +79,18 @@ func ReadSafetensorsMeta(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return md.Metadata(), nil
+}
+
+// LoadTensors copies the named tensors of a safetensors file into the given
+// tensors (same shapes), as LoadSafetensors does for a module's parameters.
+func LoadTensors(path string, names []string, tensors []*ts.Tensor) (map[string]string, error) {
+	specs := make([]Spec, len(names))
+	byName := make(map[string]*ts.Tensor, len(names))
+	for i, n := range names {
+		specs[i] = Spec{Name: n, Shape: tensors[i].MustSize()}
+		byName[n] = tensors[i]
+	}
+	return LoadSafetensors(path, &Params{specs: specs, byName: byName, list: tensors})
 }
 
 // LoadSafetensors copies the tensors of the safetensors file at path into

@@ -1,0 +1,407 @@
+package pretrain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/progress"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/optim"
+	"github.com/thinkgen/thinkgen/tokenizer"
+)
+
+// Stage names, in the order they run.
+const (
+	StageWarmup   = "warmup"   // MLLM SFT
+	StageAlign    = "align"    // stage 1: connector and prepadding only
+	StageDiT      = "dit"      // stage 2: DiT (and connector) flow matching
+	StageFinetune = "finetune" // stage 3: high-quality fine-tune
+)
+
+// AllStages lists the stages in order.
+var AllStages = []string{StageWarmup, StageAlign, StageDiT, StageFinetune}
+
+// Options configure a pretraining run.
+type Options struct {
+	Config *config.Config
+	// Dir is the run directory; stages write under Dir/pretrain/.
+	Dir string
+	// CheckpointEvery saves a resumable checkpoint every k steps (0: 100).
+	CheckpointEvery int
+	// Progress receives progress bars or lines; nil discards them.
+	Progress io.Writer
+	// Device to train on; the zero value means the CPU.
+	Device gotch.Device
+	// AfterStep, if set, is called after every completed step (1-based).
+	AfterStep func(stage string, step int, loss float64)
+}
+
+// StageResult summarises one stage.
+type StageResult struct {
+	Stage string
+	Steps int
+	// FirstLoss and LastLoss average the first and last tenth of the steps
+	// run in this invocation (or the stage's record when it was complete).
+	FirstLoss, LastLoss float64
+	Resumed             int // step the stage resumed from (0: fresh)
+	Skipped             bool
+	Elapsed             time.Duration
+}
+
+// stageState is Dir/pretrain/<stage>/state.json.
+type stageState struct {
+	Stage     string  `json:"stage"`
+	Step      int     `json:"step"`
+	Done      bool    `json:"done"`
+	FirstLoss float64 `json:"first_loss"`
+	LastLoss  float64 `json:"last_loss"`
+}
+
+func (o *Options) stageDir(stage string) string { return filepath.Join(o.Dir, "pretrain", stage) }
+
+func (o *Options) stageCfg(stage string) config.Stage {
+	p := o.Config.Pretrain
+	switch stage {
+	case StageWarmup:
+		return p.Warmup
+	case StageAlign:
+		return p.Align
+	case StageDiT:
+		return p.DiT
+	default:
+		return p.Finetune
+	}
+}
+
+// Run runs every configured stage (steps > 0) in order, resuming a stage
+// from its last checkpoint and skipping stages already complete.
+func Run(ctx context.Context, o Options) ([]StageResult, error) {
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 100
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Device.Name == "" {
+		o.Device = gotch.CPU
+	}
+	tok, err := model.TokenizerFor(o.Config.Model.MLLM)
+	if err != nil {
+		return nil, err
+	}
+	var results []StageResult
+	err = libtorch.Run(func() error {
+		if o.Config.Run.Threads > 0 {
+			if err := libtorch.SetThreads(o.Config.Run.Threads); err != nil {
+				return err
+			}
+		}
+		var prev string // directory of the previous stage's final bundle
+		for _, stage := range AllStages {
+			sc := o.stageCfg(stage)
+			final := filepath.Join(o.stageDir(stage), "final")
+			if sc.Steps == 0 {
+				continue
+			}
+			if st, err := readState(o.stageDir(stage)); err == nil && st.Done {
+				results = append(results, StageResult{Stage: stage, Steps: st.Step, FirstLoss: st.FirstLoss, LastLoss: st.LastLoss, Skipped: true})
+				prev = final
+				continue
+			}
+			r, err := o.runStage(ctx, stage, sc, tok, prev)
+			if err != nil {
+				return fmt.Errorf("pretrain stage %s: %w", stage, err)
+			}
+			results = append(results, r)
+			prev = final
+		}
+		return nil
+	})
+	return results, err
+}
+
+func readState(dir string) (stageState, error) {
+	var st stageState
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(b, &st)
+	return st, err
+}
+
+// writeJSON writes v to path atomically.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// trainable returns the parameters a stage updates, after freezing the rest.
+func trainable(b *model.Bundle, stage string) []*ts.Tensor {
+	for _, p := range []*model.Params{b.MLLM.P, b.Connector.P, b.DiT.P} {
+		p.SetRequiresGrad(false)
+	}
+	var on []*model.Params
+	switch stage {
+	case StageWarmup:
+		on = []*model.Params{b.MLLM.P}
+	case StageAlign:
+		on = []*model.Params{b.Connector.P}
+	default:
+		on = []*model.Params{b.Connector.P, b.DiT.P}
+	}
+	var ps []*ts.Tensor
+	for _, p := range on {
+		p.SetRequiresGrad(true)
+		ps = append(ps, p.Tensors()...)
+	}
+	return ps
+}
+
+// lrAt is a linear warm-up over warmup steps, then cosine decay to 10%.
+func lrAt(base float64, step, steps, warmup int) float64 {
+	if warmup > 0 && step < warmup {
+		return base * float64(step+1) / float64(warmup)
+	}
+	frac := float64(step-warmup) / math.Max(1, float64(steps-warmup))
+	return base * (0.1 + 0.9*0.5*(1+math.Cos(math.Pi*frac)))
+}
+
+// rowsFor returns the rows of one step: a deterministic slice of the train
+// split. The fine-tune stage keeps the cleaner rows (at most three objects,
+// and no reflection rows, whose targets repeat the composition ones).
+func (o *Options) rowsFor(stage string, step, batch int) ([]datasets.Row, error) {
+	size := o.Config.Model.DiT.ImageSize
+	n := o.Config.Data.TrainSize
+	if n <= 0 {
+		n = 1 << 30
+	}
+	opts := datasets.Options{Seed: uint64(o.Config.Run.Seed), Split: datasets.Train, Size: size}
+	if stage == StageFinetune {
+		opts.Scenarios = []string{datasets.Composition, datasets.Reasoning, datasets.Text, datasets.Editing}
+	}
+	// Each step owns a window of stride·batch row indices; the fine-tune
+	// filter keeps the first batch rows of its window that pass.
+	stride := 1
+	if stage == StageFinetune {
+		stride = 4
+	}
+	var rows []datasets.Row
+	for i := 0; i < stride*batch && len(rows) < batch; i++ {
+		r, err := datasets.GenerateRow(opts, (step*stride*batch+i)%n)
+		if err != nil {
+			return nil, err
+		}
+		if stage == StageFinetune && len(r.Spec.Scene.Objects) > 3 {
+			continue
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("step %d: no rows pass the %s filter", step, stage)
+	}
+	return rows, nil
+}
+
+func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, tok tokenizer.Tokenizer, prev string) (StageResult, error) {
+	start := time.Now()
+	dir := o.stageDir(stage)
+	ckpt := filepath.Join(dir, "ckpt")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return StageResult{}, err
+	}
+	res := StageResult{Stage: stage, Steps: sc.Steps}
+
+	// Start from this stage's checkpoint, else the previous stage's result,
+	// else fresh weights.
+	// The checkpoint's manifest (written last) says which step it holds.
+	var b *model.Bundle
+	var err error
+	step := 0
+	_, ckptErr := os.Stat(filepath.Join(ckpt, "manifest.json"))
+	switch {
+	case ckptErr == nil:
+		var man *model.Manifest
+		if b, man, err = model.LoadBundle(ckpt, o.Device); err != nil {
+			return res, err
+		}
+		b.Cfg = o.Config
+		step = man.Step
+		res.Resumed = step
+	case prev != "":
+		if b, _, err = model.LoadBundle(prev, o.Device); err != nil {
+			return res, err
+		}
+		b.Cfg = o.Config
+	default:
+		if b, err = model.NewBundle(o.Config, tok, o.Device, uint64(o.Config.Run.Seed)); err != nil {
+			return res, err
+		}
+	}
+	defer b.Drop()
+
+	params := trainable(b, stage)
+	oc := o.Config.Optim
+	opt := optim.New(params, optim.Config{Beta1: oc.Beta1, Beta2: oc.Beta2, Eps: oc.Eps, WeightDecay: oc.WeightDecay})
+	defer opt.Drop()
+	names := optimNames(opt)
+	if res.Resumed > 0 {
+		st, _ := opt.State()
+		if _, err := model.LoadTensors(filepath.Join(ckpt, "optim.safetensors"), names, tensorsByName(st, names)); err != nil {
+			return res, err
+		}
+		opt.SetStep(int64(step))
+	}
+	lr := sc.LR
+	if lr == 0 {
+		lr = oc.LR
+	}
+	imgTokens := ImageTokens(o.Config.Model.DiT.ImageSize, o.Config.Model.MLLM.VisionPatch)
+	metrics, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return res, err
+	}
+	defer metrics.Close()
+
+	bar := progress.New(o.Progress, "pretrain "+stage, sc.Steps-step, 5*time.Second)
+	var losses []float64
+	for ; step < sc.Steps; step++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		rows, err := o.rowsFor(stage, step, sc.Batch)
+		if err != nil {
+			return res, err
+		}
+		batch := make([]Example, len(rows))
+		for i := range rows {
+			if stage == StageWarmup {
+				batch[i], err = SFTExample(tok, &rows[i], imgTokens, (step+i)%2 == 0)
+			} else {
+				batch[i], err = FlowExample(tok, &rows[i], imgTokens)
+			}
+			if err != nil {
+				return res, err
+			}
+		}
+		var loss *ts.Tensor
+		if stage == StageWarmup {
+			loss, err = SFTLoss(b.MLLM, batch, o.Config.Model.DiT.ImageSize, o.Device)
+		} else {
+			rng := rand.New(rand.NewPCG(uint64(o.Config.Run.Seed), uint64(step)<<8|uint64(len(stage))))
+			loss, err = FlowLoss(b, batch, o.Config.Model.DiT.ImageSize, rng, o.Device)
+		}
+		if err != nil {
+			return res, err
+		}
+		opt.ZeroGrad()
+		loss.MustBackward()
+		gradNorm := opt.ClipGradNorm(oc.GradClip)
+		cur := lrAt(lr, step, sc.Steps, oc.WarmupSteps)
+		opt.Step(cur)
+		l := loss.Float64Values(true)[0]
+		if math.IsNaN(l) || math.IsInf(l, 0) {
+			return res, fmt.Errorf("step %d: loss is %g", step, l)
+		}
+		losses = append(losses, l)
+		fmt.Fprintf(metrics, `{"stage":%q,"step":%d,"loss":%.6g,"lr":%.6g,"grad_norm":%.6g,"time":%q}`+"\n",
+			stage, step+1, l, cur, gradNorm, time.Now().UTC().Format(time.RFC3339))
+		bar.Step(fmt.Sprintf("loss %.4f", l))
+		if o.AfterStep != nil {
+			o.AfterStep(stage, step+1, l)
+		}
+		if (step+1)%o.CheckpointEvery == 0 && step+1 < sc.Steps {
+			if err := o.checkpoint(b, opt, names, ckpt, stageState{Stage: stage, Step: step + 1}); err != nil {
+				return res, err
+			}
+		}
+	}
+	res.FirstLoss, res.LastLoss = windowMeans(losses)
+	if err := b.Save(filepath.Join(dir, "final"), sc.Steps); err != nil {
+		return res, err
+	}
+	if err := writeJSON(filepath.Join(dir, "state.json"), stageState{Stage: stage, Step: sc.Steps, Done: true, FirstLoss: res.FirstLoss, LastLoss: res.LastLoss}); err != nil {
+		return res, err
+	}
+	os.RemoveAll(ckpt)
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// checkpoint saves the bundle and the optimiser state into a temporary
+// directory and swaps it in; the bundle's manifest names the step. A kill
+// at any point leaves either the previous or the new checkpoint whole.
+func (o *Options) checkpoint(b *model.Bundle, opt *optim.AdamW, names []string, ckpt string, st stageState) error {
+	tmp := ckpt + ".tmp"
+	os.RemoveAll(tmp)
+	if err := b.Save(tmp, st.Step); err != nil {
+		return err
+	}
+	tensors, _ := opt.State()
+	if err := model.SaveTensors(filepath.Join(tmp, "optim.safetensors"), names, tensorsByName(tensors, names), map[string]string{"step": fmt.Sprint(st.Step)}); err != nil {
+		return err
+	}
+	old := ckpt + ".old"
+	os.RemoveAll(old)
+	if err := os.Rename(ckpt, old); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(tmp, ckpt); err != nil {
+		return err
+	}
+	os.RemoveAll(old)
+	return nil
+}
+
+func optimNames(opt *optim.AdamW) []string {
+	st, _ := opt.State()
+	names := make([]string, 0, len(st))
+	for k := range st {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func tensorsByName(m map[string]*ts.Tensor, names []string) []*ts.Tensor {
+	out := make([]*ts.Tensor, len(names))
+	for i, n := range names {
+		out[i] = m[n]
+	}
+	return out
+}
+
+// windowMeans averages the first and the last tenth (at least one value).
+func windowMeans(x []float64) (first, last float64) {
+	if len(x) == 0 {
+		return 0, 0
+	}
+	w := max(1, len(x)/10)
+	for i := 0; i < w; i++ {
+		first += x[i]
+		last += x[len(x)-1-i]
+	}
+	return first / float64(w), last / float64(w)
+}
