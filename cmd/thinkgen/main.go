@@ -56,6 +56,7 @@ func commands() []*command {
 		configCommand(),
 		selftestCommand(),
 		modelCommand(),
+		pretrainCommand(),
 		dataCommand(),
 		rewardServeCommand(),
 		evalCommand(),

@@ -53,6 +53,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 			[]string{"8,190,735,360", "3,961,983,272", "connector"}, nil, nil},
 		{"model info tiny", []string{"model", "info", "--config", tiny}, 0, []string{"dit", "connector", "total"}, nil, nil},
 		{"model info bad action", []string{"model", "frob"}, 2, nil, []string{"model info"}, nil},
+		{"pretrain bad checkpoint interval", []string{"pretrain", "--checkpoint-every", "0"}, 2, nil, []string{"--checkpoint-every"}, nil},
 		{"selftest few steps", []string{"selftest", "--steps", "5"}, 2, nil, []string{"--steps"}, nil},
 		{"doctor s3 without credentials", []string{"doctor", "--store", "s3://bucket", "--set", "storage.endpoint=127.0.0.1:1", "--set", "storage.insecure=true", "--timeout", "1s"}, 1,
 			[]string{"FAIL store", "no S3 credentials"}, []string{"check(s) failed"}, nil},
@@ -134,5 +135,31 @@ func TestSelftestCommand(t *testing.T) {
 	}
 	if !strings.Contains(errs, "selftest 600/600 (100%)") || !strings.Contains(errs, "ETA") {
 		t.Errorf("no progress line on stderr:\n%s", errs)
+	}
+}
+
+func TestPretrainCommandRunsAndResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	dir := t.TempDir()
+	args := []string{"pretrain", "--config", filepath.Join("..", "..", "configs", "tiny.yaml"), "--run-dir", dir,
+		"--set", "pretrain.warmup.steps=3", "--set", "pretrain.align.steps=2", "--set", "pretrain.dit.steps=2", "--set", "pretrain.finetune.steps=1",
+		"--set", "pretrain.warmup.batch=2", "--set", "pretrain.align.batch=2", "--set", "pretrain.dit.batch=2", "--set", "pretrain.finetune.batch=2"}
+	code, out, errs := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("pretrain exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, w := range []string{"warmup", "align", "dit", "finetune"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("summary lacks stage %s:\n%s", w, out)
+		}
+	}
+	if !strings.Contains(errs, "pretrain warmup 3/3 (100%)") {
+		t.Errorf("no progress line:\n%s", errs)
+	}
+	code, out, _ = runCLI(t, args...)
+	if code != 0 || strings.Count(out, "complete (skipped)") != 4 {
+		t.Errorf("second run: exit %d\n%s", code, out)
 	}
 }

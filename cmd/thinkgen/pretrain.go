@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/thinkgen/thinkgen/pretrain"
+	"github.com/thinkgen/thinkgen/storage"
+)
+
+func pretrainCommand() *command {
+	return &command{
+		name:  "pretrain",
+		usage: "[flags]",
+		short: "run the supervised stages (MLLM warm-up, stages 1-3)",
+		long: `Pretrain runs the supervised stages of the configuration's pretrain section
+in order: the MLLM warm-up (SFT on ShapeWorld's chat format, reasoning chains
+in <think>), stage 1 (alignment: only the VGI-refine connector trains), stage
+2 (DiT rectified-flow pre-training) and stage 3 (fine-tune on cleaner rows).
+A stage with steps: 0 is skipped.
+
+Each stage checkpoints every --checkpoint-every steps into
+<store>/runs/<run>/pretrain/<stage>/ckpt and leaves its result in .../final;
+run the same command again after a kill and it resumes from the last
+checkpoint (completed stages are skipped). Per-step metrics go to
+.../metrics.jsonl. The run name is run.name, or "pretrain-<config name>".`,
+		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
+			rf := addRunFlags(fs)
+			every := fs.Int("checkpoint-every", 100, "steps between resumable checkpoints")
+			return func(ctx context.Context, args []string) error {
+				if err := noArgs(args); err != nil {
+					return err
+				}
+				if *every <= 0 {
+					return usagef("--checkpoint-every must be positive, got %d", *every)
+				}
+				cfg, err := rf.load()
+				if err != nil {
+					return err
+				}
+				loc, err := storage.ParseURI(cfg.Storage.URI)
+				if err != nil {
+					return &usageError{err}
+				}
+				if loc.IsS3() {
+					return usagef("pretrain writes to a local store for now; %s is an S3 store", cfg.Storage.URI)
+				}
+				name := cfg.Run.Name
+				if name == "" {
+					base := "default"
+					if rf.config != "" {
+						base = strings.TrimSuffix(filepath.Base(rf.config), filepath.Ext(rf.config))
+					}
+					name = "pretrain-" + base
+				}
+				dir := filepath.Join(loc.Dir, "runs", name)
+				fmt.Fprintf(e.stderr, "pretrain: run %s in %s\n", name, dir)
+				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, Progress: e.stderr})
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(w, "stage\tsteps\tfirst loss\tlast loss\tnote")
+				for _, r := range res {
+					note := r.Elapsed.Round(time.Second).String()
+					switch {
+					case r.Skipped:
+						note = "complete (skipped)"
+					case r.Resumed > 0:
+						note += fmt.Sprintf(", resumed at step %d", r.Resumed)
+					}
+					fmt.Fprintf(w, "%s\t%d\t%.4f\t%.4f\t%s\n", r.Stage, r.Steps, r.FirstLoss, r.LastLoss, note)
+				}
+				return w.Flush()
+			}
+		},
+	}
+}
