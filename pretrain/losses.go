@@ -102,6 +102,10 @@ func FlowLoss(b *model.Bundle, batch []Example, imageSize int, rng *rand.Rand, d
 	return total, nil
 }
 
+// condDropout is the probability that a training sample's condition is
+// replaced by the empty one.
+const condDropout = 0.1
+
 func flowGroup(b *model.Bundle, group []Example, imageSize int, rng *rand.Rand, dev gotch.Device) (*ts.Tensor, error) {
 	var s libtorch.Scope
 	defer s.Close()
@@ -121,6 +125,15 @@ func flowGroup(b *model.Bundle, group []Example, imageSize int, rng *rand.Rand, 
 	states, _, err := b.MLLM.InstructionStates(prompts, completions, imgs)
 	if err != nil {
 		return nil, err
+	}
+	// Condition dropout: one sample in ten sees the empty instruction (only
+	// the prepadding states), which is what classifier-free guidance's
+	// unconditional branch feeds at sampling time.
+	for i := range states {
+		if rng.Float64() < condDropout {
+			states[i].MustDrop()
+			states[i] = ts.MustZeros([]int64{0, int64(b.Connector.In)}, gotch.Float, dev)
+		}
 	}
 	cond, err := b.Connector.Forward(states)
 	for _, st := range states {

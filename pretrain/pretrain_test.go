@@ -3,6 +3,7 @@ package pretrain
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -23,6 +24,7 @@ func smallConfig() *config.Config {
 	d.Hidden, d.Layers, d.Heads, d.KVHeads, d.FFN, d.RefinerLayers = 48, 1, 2, 1, 96, 1
 	c.Model.Connector.Prepad = 2
 	c.Optim.WarmupSteps = 0
+	c.Sampling.DiTSteps, c.Sampling.MaxNewTokens = 4, 32
 	c.Pretrain = config.Pretrain{
 		Warmup:   config.Stage{Steps: 40, Batch: 8, LR: 3e-3},
 		Align:    config.Stage{Steps: 4, Batch: 4, LR: 1e-3},
@@ -38,7 +40,7 @@ func TestPretrainLearns(t *testing.T) {
 	}
 	cfg := smallConfig()
 	dir := t.TempDir()
-	res, err := Run(context.Background(), Options{Config: cfg, Dir: dir, CheckpointEvery: 20})
+	res, err := Run(context.Background(), Options{Config: cfg, Dir: dir, CheckpointEvery: 20, EvalRows: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +58,17 @@ func TestPretrainLearns(t *testing.T) {
 	}
 	if d := res[2]; d.LastLoss > 0.75*d.FirstLoss {
 		t.Errorf("DiT loss %.3f -> %.3f: fell by less than 25%%", d.FirstLoss, d.LastLoss)
+	}
+	// Each stage was evaluated in both modes on every scenario, with grids.
+	for _, r := range res {
+		for _, mode := range []string{"direct", "think"} {
+			if got := len(r.Eval[mode]); got != 5 {
+				t.Errorf("stage %s, mode %s: %d scenario summaries, want 5", r.Stage, mode, got)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "pretrain", r.Stage, "grid-"+mode+".png")); err != nil {
+				t.Errorf("stage %s: %v", r.Stage, err)
+			}
+		}
 	}
 	// Completed stages are skipped by a second run.
 	again, err := Run(context.Background(), Options{Config: cfg, Dir: dir})

@@ -22,6 +22,7 @@ import (
 	"github.com/thinkgen/thinkgen/internal/progress"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/optim"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
@@ -47,6 +48,9 @@ type Options struct {
 	Progress io.Writer
 	// Device to train on; the zero value means the CPU.
 	Device gotch.Device
+	// EvalRows is the number of held-out rows each stage is evaluated on
+	// (in thinking and non-thinking mode) when it completes; 0 skips eval.
+	EvalRows int
 	// AfterStep, if set, is called after every completed step (1-based).
 	AfterStep func(stage string, step int, loss float64)
 }
@@ -61,6 +65,9 @@ type StageResult struct {
 	Resumed             int // step the stage resumed from (0: fresh)
 	Skipped             bool
 	Elapsed             time.Duration
+	// Eval holds the per-scenario scores on held-out rows, by mode
+	// ("think", "direct"), when Options.EvalRows > 0.
+	Eval map[string][]reward.Summary
 }
 
 // stageState is Dir/pretrain/<stage>/state.json.
@@ -119,7 +126,13 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 				continue
 			}
 			if st, err := readState(o.stageDir(stage)); err == nil && st.Done {
-				results = append(results, StageResult{Stage: stage, Steps: st.Step, FirstLoss: st.FirstLoss, LastLoss: st.LastLoss, Skipped: true})
+				r := StageResult{Stage: stage, Steps: st.Step, FirstLoss: st.FirstLoss, LastLoss: st.LastLoss, Skipped: true}
+				if b, err := os.ReadFile(filepath.Join(o.stageDir(stage), "eval.json")); err == nil {
+					if err := json.Unmarshal(b, &r.Eval); err != nil {
+						return fmt.Errorf("pretrain stage %s: eval.json: %w", stage, err)
+					}
+				}
+				results = append(results, r)
 				prev = final
 				continue
 			}
@@ -342,6 +355,11 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 	if err := b.Save(filepath.Join(dir, "final"), sc.Steps); err != nil {
 		return res, err
 	}
+	if o.EvalRows > 0 {
+		if res.Eval, err = o.evaluate(ctx, b, dir); err != nil {
+			return res, fmt.Errorf("eval: %w", err)
+		}
+	}
 	if err := writeJSON(filepath.Join(dir, "state.json"), stageState{Stage: stage, Step: sc.Steps, Done: true, FirstLoss: res.FirstLoss, LastLoss: res.LastLoss}); err != nil {
 		return res, err
 	}
@@ -404,4 +422,41 @@ func windowMeans(x []float64) (first, last float64) {
 		last += x[len(x)-1-i]
 	}
 	return first / float64(w), last / float64(w)
+}
+
+// evaluate scores the bundle on the first EvalRows rows of the eval split in
+// both modes, writes eval.json and one image grid per mode into dir.
+func (o *Options) evaluate(ctx context.Context, b *model.Bundle, dir string) (map[string][]reward.Summary, error) {
+	rows, err := datasets.Generate(datasets.Options{Seed: uint64(o.Config.Run.Seed), Split: datasets.Eval, Size: o.Config.Model.DiT.ImageSize}, 0, o.EvalRows)
+	if err != nil {
+		return nil, err
+	}
+	reg := reward.Builtin(o.Config.Reward.Weights)
+	out := map[string][]reward.Summary{}
+	for _, mode := range []struct {
+		name  string
+		think bool
+	}{{"direct", false}, {"think", true}} {
+		var samples []Sample
+		const chunk = 16
+		for i := 0; i < len(rows); i += chunk {
+			part, err := Generate(b, rows[i:min(i+chunk, len(rows))], mode.think, o.Config.Sampling, uint64(o.Config.Run.Seed), o.Device)
+			if err != nil {
+				return nil, err
+			}
+			samples = append(samples, part...)
+		}
+		res, err := Score(ctx, reg, samples)
+		if err != nil {
+			return nil, err
+		}
+		out[mode.name] = reward.Summarize(res)
+		if err := WriteGrid(filepath.Join(dir, "grid-"+mode.name+".png"), samples[:min(len(samples), 10)], 3); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeJSON(filepath.Join(dir, "eval.json"), out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

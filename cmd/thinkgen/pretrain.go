@@ -33,6 +33,7 @@ checkpoint (completed stages are skipped). Per-step metrics go to
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
 			every := fs.Int("checkpoint-every", 100, "steps between resumable checkpoints")
+			evalRows := fs.Int("eval-rows", 50, "held-out rows each stage is evaluated on when it completes (0: none)")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
@@ -61,7 +62,10 @@ checkpoint (completed stages are skipped). Per-step metrics go to
 				}
 				dir := filepath.Join(loc.Dir, "runs", name)
 				fmt.Fprintf(e.stderr, "pretrain: run %s in %s\n", name, dir)
-				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, Progress: e.stderr})
+				if *evalRows < 0 {
+					return usagef("--eval-rows must not be negative, got %d", *evalRows)
+				}
+				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, EvalRows: *evalRows, Progress: e.stderr})
 				if err != nil {
 					return err
 				}
@@ -77,7 +81,14 @@ checkpoint (completed stages are skipped). Per-step metrics go to
 					}
 					fmt.Fprintf(w, "%s\t%d\t%.4f\t%.4f\t%s\n", r.Stage, r.Steps, r.FirstLoss, r.LastLoss, note)
 				}
-				return w.Flush()
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				if *evalRows > 0 {
+					fmt.Fprintf(e.stdout, "\nheld-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", *evalRows)
+					return pretrain.WriteStageTable(e.stdout, res)
+				}
+				return nil
 			}
 		},
 	}
