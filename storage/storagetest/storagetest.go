@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -179,14 +180,17 @@ func BucketName(t testing.TB) string {
 type Server struct {
 	Endpoint string
 	bin, dir string
+	logPath  string
 	ak, sk   string
-	cmd      *exec.Cmd
 	t        testing.TB
-	waitDone chan struct{}
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
 }
 
 // StartServer starts a MinIO server from THINKGEN_TEST_MINIO_BIN on a free
-// loopback port with a temp data dir; it is stopped when the test ends.
+// loopback port with a temp data dir; it is killed when the test ends.
 // Without the binary the test is skipped (fails under CI=true).
 func StartServer(t testing.TB) *Server {
 	t.Helper()
@@ -202,8 +206,13 @@ func StartServer(t testing.TB) *Server {
 	l.Close()
 	var k [16]byte
 	rand.Read(k[:])
-	s := &Server{Endpoint: endpoint, bin: bin, dir: t.TempDir(), ak: "tg" + hex.EncodeToString(k[:4]), sk: hex.EncodeToString(k[4:]), t: t}
-	s.Start()
+	s := &Server{
+		Endpoint: endpoint, bin: bin, dir: t.TempDir(), logPath: filepath.Join(t.TempDir(), "minio.log"),
+		ak: "tg" + hex.EncodeToString(k[:4]), sk: hex.EncodeToString(k[4:]), t: t,
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(s.Kill)
 	return s
 }
@@ -213,60 +222,58 @@ func (s *Server) Config(bucket string) config.Storage {
 	return configFor(s.t, s.Endpoint, s.ak, s.sk, bucket)
 }
 
-// Start starts the server (again) and waits until it is live.
-func (s *Server) Start() {
-	s.t.Helper()
+// Start starts the server (again) on the same port and data directory and
+// waits until it is live. It may be called from any goroutine.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return fmt.Errorf("%s already running", s.Endpoint)
+	}
+	log, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(s.bin, "server", "--quiet", "--address", s.Endpoint, "--console-address", "127.0.0.1:0", s.dir)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.ak, "MINIO_ROOT_PASSWORD="+s.sk, "MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log, err := os.OpenFile(filepath.Join(s.t.TempDir(), "minio.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start minio: %v", err)
+		log.Close()
+		return fmt.Errorf("start minio: %w", err)
 	}
-	s.cmd = cmd
 	done := make(chan struct{})
-	s.waitDone = done
 	go func() { cmd.Wait(); log.Close(); close(done) }()
+	s.cmd, s.done = cmd, done
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + s.Endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-done:
-			s.t.Fatalf("minio exited at start (log in %s)", log.Name())
-		case <-time.After(100 * time.Millisecond):
+			s.cmd = nil
+			return fmt.Errorf("minio at %s exited at start (log %s)", s.Endpoint, s.logPath)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	s.t.Fatalf("minio at %s not live after 30s", s.Endpoint)
+	return fmt.Errorf("minio at %s not live after 30s (log %s)", s.Endpoint, s.logPath)
 }
 
-// Kill kills the server process (SIGKILL, by PID) and waits for it to
-// exit. Killing a stopped server does nothing.
+// Kill kills the server process (SIGKILL, by its PID) and waits for it to
+// exit. Killing a stopped server does nothing. It may be called from any
+// goroutine.
 func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.cmd == nil {
 		return
 	}
 	s.cmd.Process.Kill()
-	<-s.waitDone
+	<-s.done
 	s.cmd = nil
 }
-
-// PID returns the server's process id, or 0 when it is not running.
-func (s *Server) PID() int {
-	if s.cmd == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// String describes the server.
-func (s *Server) String() string { return fmt.Sprintf("minio at %s (pid %d)", s.Endpoint, s.PID()) }
