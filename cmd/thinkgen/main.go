@@ -55,6 +55,7 @@ func commands() []*command {
 		doctorCommand(),
 		configCommand(),
 		selftestCommand(),
+		gcCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
