@@ -40,6 +40,9 @@ func NewLocal(dir string) (*Local, error) {
 
 func (l *Local) String() string { return "local directory " + l.dir }
 
+// Dir returns the store's directory.
+func (l *Local) Dir() string { return l.dir }
+
 func (l *Local) path(key string) string {
 	return filepath.Join(l.dir, filepath.FromSlash(key))
 }
