@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // tempPrefix starts the names of the local store's temporary files. Keys
@@ -46,12 +47,15 @@ func validatePrefix(prefix string) error {
 }
 
 func validatePath(key string) error {
+	if !utf8.ValidString(key) {
+		return &KeyError{key, "is not valid UTF-8"}
+	}
 	for _, r := range key {
 		switch {
 		case r == '\\':
 			return &KeyError{key, "contains a backslash"}
-		case unicode.IsControl(r) || r == unicode.ReplacementChar:
-			return &KeyError{key, fmt.Sprintf("contains control or invalid character %U", r)}
+		case unicode.IsControl(r):
+			return &KeyError{key, fmt.Sprintf("contains the control character %U", r)}
 		}
 	}
 	if strings.HasPrefix(key, "/") {

@@ -195,14 +195,26 @@ func ReadManifest(ctx context.Context, s Store, key string) (*Manifest, error) {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
 	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", key, err)
+	}
+	// The version first, so that a newer manifest is reported as such
+	// rather than as one with unknown fields.
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", key, err)
+	}
+	if head.Version != ManifestVersion {
+		return nil, fmt.Errorf("read manifest %s: version %d, want %d", key, head.Version, ManifestVersion)
+	}
 	var m Manifest
-	dec := json.NewDecoder(io.LimitReader(r, 64<<20))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)
-	}
-	if m.Version != ManifestVersion {
-		return nil, fmt.Errorf("read manifest %s: version %d, want %d", key, m.Version, ManifestVersion)
 	}
 	for i, obj := range m.Objects {
 		if err := ValidateKey(obj.Key); err != nil {

@@ -201,7 +201,7 @@ func TestReadManifestRejects(t *testing.T) {
 	tests := []struct {
 		name, body, want string
 	}{
-		{"version", `{"version": 2, "objects": []}`, "version 2, want 1"},
+		{"version", `{"version": 2, "objects": [], "future": true}`, "version 2, want 1"},
 		{"unknown field", `{"version": 1, "extra": 1}`, `unknown field "extra"`},
 		{"bad sum", `{"version": 1, "objects": [{"key": "a", "size": 1, "sha256": "xyz"}]}`, "objects[0] (a): bad size or sha256"},
 		{"bad key", `{"version": 1, "objects": [{"key": "../a", "size": 1, "sha256": "` + sum + `"}]}`, `invalid key "../a"`},
