@@ -90,9 +90,12 @@ func BenchmarkStorage(b *testing.B) {
 	for _, st := range stores {
 		s := st.Store
 		var m *storage.Manifest
+		seq := 0 // b.Run calls each function more than once: keys stay unique
 		b.Run(st.Name+"/write", func(b *testing.B) {
 			b.SetBytes(total)
-			for it := range b.N {
+			for range b.N {
+				seq++
+				it := seq
 				batch := storage.NewBatch(s, storage.StepManifestKey("bench", it), "bench", "step", fmt.Sprint(it))
 				for i, rs := range rowsets {
 					_, err := Put(ctx, batch, storage.ShardKey("bench", it, "rollout", fmt.Sprint(i), 1), Rollout,
@@ -116,7 +119,9 @@ func BenchmarkStorage(b *testing.B) {
 		})
 		b.Run(st.Name+"/raw-put", func(b *testing.B) {
 			b.SetBytes(total)
-			for it := range b.N {
+			for range b.N {
+				seq++
+				it := seq
 				for i := range benchShards {
 					f, err := os.Open(filepath.Join(src, fmt.Sprint(i)))
 					if err != nil {
@@ -159,7 +164,7 @@ func BenchmarkStorage(b *testing.B) {
 			b.SetBytes(total)
 			for range b.N {
 				for i := range benchShards {
-					r, err := s.Get(ctx, fmt.Sprintf("raw/0/%d", i))
+					r, err := s.Get(ctx, fmt.Sprintf("raw/%d/%d", seq, i))
 					if err != nil {
 						b.Fatal(err)
 					}
