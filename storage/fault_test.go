@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +41,9 @@ func TestFaultMinIORestart(t *testing.T) {
 	srv := storagetest.StartServer(t)
 	small := [][]byte{randomBytes(11, 3<<20), randomBytes(12, 3<<20), randomBytes(13, 3<<20), randomBytes(14, 3<<20)}
 	large := [][]byte{randomBytes(21, 20<<20), randomBytes(22, 20<<20), randomBytes(23, 20<<20)} // multipart
+	var kills atomic.Int32
 	restart := func(after time.Duration) {
+		kills.Add(1)
 		srv.Kill()
 		go func() {
 			time.Sleep(after)
@@ -86,10 +89,14 @@ func TestFaultMinIORestart(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			cfg := srv.Config(storagetest.BucketName(t))
 			s := storagetest.NewBucketStore(t, cfg)
+			before := kills.Load()
 			ctx, cancel := context.WithTimeout(context.Background(), sc.timeout)
 			_, err := writeStep(ctx, s, 7, 1, sc.shards, sc.fault)
 			cancel()
 			t.Logf("attempt 1: %v", err)
+			if kills.Load() != before+1 {
+				t.Fatal("the server was not killed during attempt 1")
+			}
 			if sc.mustFail && err == nil {
 				t.Fatal("attempt 1 succeeded while the server was down")
 			}
