@@ -7,6 +7,7 @@ go 1.26.8
 replace github.com/sugarme/gotch => ./third_party/gotch
 
 require (
+	github.com/apache/arrow/go/v17 v17.0.0
 	github.com/minio/minio-go/v7 v7.4.1
 	github.com/spf13/pflag v1.1.0
 	github.com/sugarme/gotch v0.9.1
@@ -14,7 +15,6 @@ require (
 )
 
 require (
-	github.com/apache/arrow/go/v17 v17.0.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/goccy/go-json v0.10.3 // indirect
