@@ -60,7 +60,7 @@ start() {
 	rm -rf "$STATE"
 	mkdir -p "$STATE/data"
 	chmod 700 "$STATE"
-	local port cport user pass
+	local port cport user pass code
 	port=$(free_port)
 	cport=$(free_port)
 	user=tg$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -77,12 +77,15 @@ start() {
 	echo $! >"$STATE/pid"
 	local url=http://127.0.0.1:$port
 	for _ in $(seq 1 150); do
+		# Live comes before the object layer is ready: the bucket PUT is
+		# retried until it succeeds (200, or 409 once it exists).
 		if curl -fs -o /dev/null "$url/minio/health/live"; then
-			curl -fs -o /dev/null -K "$STATE/curl.cfg" --aws-sigv4 "aws:amz:us-east-1:s3" -X PUT "$url/$BUCKET" ||
-				{ log "could not create bucket $BUCKET"; stop; exit 1; }
-			log "MinIO is up at 127.0.0.1:$port (pid $(cat "$STATE/pid"), data $STATE/data)"
-			echo "$ENVFILE"
-			return
+			code=$(curl -s -o /dev/null -w '%{http_code}' -K "$STATE/curl.cfg" --aws-sigv4 "aws:amz:us-east-1:s3" -X PUT "$url/$BUCKET" || true)
+			if [[ $code == 200 || $code == 409 ]]; then
+				log "MinIO is up at 127.0.0.1:$port (pid $(cat "$STATE/pid"), data $STATE/data)"
+				echo "$ENVFILE"
+				return
+			fi
 		fi
 		if ! running; then
 			log "MinIO exited; its log:"
@@ -91,7 +94,7 @@ start() {
 		fi
 		sleep 0.2
 	done
-	log "MinIO did not become live within 30 s; its log:"
+	log "MinIO did not become ready (bucket $BUCKET) within 30 s; its log:"
 	cat "$STATE/log" >&2
 	stop
 	exit 1
