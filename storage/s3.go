@@ -81,21 +81,19 @@ func (s *S3) put(ctx context.Context, key string, body io.ReadSeeker, exclusive 
 	return s.wrap(err)
 }
 
-// Get implements [Store]. The object is streamed as it is read.
+// Get implements [Store]. It sends one GET and streams its body: the
+// reader sees the object as it was when the GET was answered, whole, even
+// if it is replaced meanwhile (and an error, never other bytes, if the
+// connection breaks).
 func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}
-	obj, err := s.client.GetObject(ctx, s.bucket, s.prefix+key, minio.GetObjectOptions{})
+	body, _, _, err := minio.Core{Client: s.client}.GetObject(ctx, s.bucket, s.prefix+key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, s.wrap(err))
 	}
-	// GetObject is lazy: Stat sends the request and reports a missing key.
-	if _, err := obj.Stat(); err != nil {
-		obj.Close()
-		return nil, fmt.Errorf("get %s: %w", key, s.wrap(err))
-	}
-	return obj, nil
+	return body, nil
 }
 
 // Stat implements [Store].

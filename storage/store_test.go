@@ -308,13 +308,13 @@ func TestStorePutAtomic(t *testing.T) {
 					}
 				}
 			}()
+			defer wg.Wait()
+			defer close(stop)
 			for range 30 {
 				if got := get(t, s, "obj"); !sums[sha256.Sum256(got)] {
 					t.Errorf("reader saw a partial or mixed object of %d bytes", len(got))
 				}
 			}
-			close(stop)
-			wg.Wait()
 		})
 	}
 }
