@@ -45,8 +45,10 @@ pyenv:
 # the venv's interpreter from THINKGEN_PYTHON. go test runs two packages at a
 # time on two cores; libtorch's OpenMP pool spin-waits when oversubscribed
 # (measured: 20x slower), so tests run libtorch on one thread each.
+# scripts/minio.sh builds the pinned MinIO server once (cached), starts it on
+# 127.0.0.1 with fresh credentials for the storage tests, and stops it by PID.
 test: build vet
-	THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 $(GO) test -timeout $(TEST_TIMEOUT) ./...
+	THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 bash scripts/minio.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 # bench runs the Go benchmarks with libtorch on both cores (BENCHMARKS.md).
 bench: build

@@ -60,6 +60,7 @@ func commands() []*command {
 		dataCommand(),
 		rewardServeCommand(),
 		evalCommand(),
+		gcCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

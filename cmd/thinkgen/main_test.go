@@ -145,7 +145,8 @@ func TestPretrainCommandRunsAndResumes(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"pretrain", "--config", filepath.Join("..", "..", "configs", "tiny.yaml"), "--run-dir", dir,
 		"--set", "pretrain.warmup.steps=3", "--set", "pretrain.align.steps=2", "--set", "pretrain.dit.steps=2", "--set", "pretrain.finetune.steps=1",
-		"--set", "pretrain.warmup.batch=2", "--set", "pretrain.align.batch=2", "--set", "pretrain.dit.batch=2", "--set", "pretrain.finetune.batch=2"}
+		"--set", "pretrain.warmup.batch=2", "--set", "pretrain.align.batch=2", "--set", "pretrain.dit.batch=2", "--set", "pretrain.finetune.batch=2",
+		"--eval-rows", "2", "--set", "sampling.dit_steps=2", "--set", "flow_grpo.steps=2", "--set", "sampling.max_new_tokens=8"}
 	code, out, errs := runCLI(t, args...)
 	if code != 0 {
 		t.Fatalf("pretrain exit %d\n%s\n%s", code, out, errs)
@@ -154,6 +155,9 @@ func TestPretrainCommandRunsAndResumes(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("summary lacks stage %s:\n%s", w, out)
 		}
+	}
+	if !strings.Contains(out, "held-out scores") || !strings.Contains(out, "finetune  think") {
+		t.Errorf("no per-stage eval table:\n%s", out)
 	}
 	if !strings.Contains(errs, "pretrain warmup 3/3 (100%)") {
 		t.Errorf("no progress line:\n%s", errs)
