@@ -112,7 +112,7 @@ func BenchmarkSampleODE10Steps(b *testing.B) {
 			lens[i] = 16
 		}
 		var cond, uncond *Condition
-		noGrad(func() {
+		libtorch.NoGrad(func() {
 			cond = benchCondition(conn, lens)
 			uncond = benchCondition(conn, make([]int, 16))
 		})

@@ -8,6 +8,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
 )
 
 func tinyDiTConfig() config.DiT {
@@ -124,7 +125,7 @@ func TestDiTPaddingDoesNotLeak(t *testing.T) {
 		x0 := x.MustNarrow(0, 0, 1, false)
 		defer x0.MustDrop()
 		var err error
-		noGrad(func() {
+		libtorch.NoGrad(func() {
 			var vb, va *ts.Tensor
 			vb, err = d.Forward(DiTInput{X: x, T: []float64{0.5, 0.5}, Text: both})
 			if err != nil {
@@ -265,7 +266,7 @@ func TestSampleODEAndGuidance(t *testing.T) {
 // modulation does not close the blocks' residual branches.
 func perturb(p *Params) {
 	for _, t := range p.Tensors() {
-		noGrad(func() {
+		libtorch.NoGrad(func() {
 			r := t.MustRandnLike(false).MustMulScalar(ts.FloatScalar(0.02), true)
 			n := t.MustAdd(r, false)
 			t.Copy_(n)

@@ -96,7 +96,7 @@ func (m *MLLM) Generate(prompts [][]int, o GenerateOptions) (*Generation, error)
 		rngs[i] = rand.New(rand.NewPCG(o.Seeds[i], 0x67656e))
 	}
 	var err error
-	noGrad(func() {
+	libtorch.NoGrad(func() {
 		var cache *KVCache
 		if !o.NoCache {
 			cache = m.NewKVCache(b, p+o.MaxNewTokens)

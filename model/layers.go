@@ -100,15 +100,6 @@ func float32Tensor(v []float32, shape []int64, dev gotch.Device) *ts.Tensor {
 	return t
 }
 
-// noGrad runs fn with autograd off and restores the previous mode (unlike
-// ts.NoGrad, which always turns it back on). Grad mode is per OS thread:
-// call it only inside libtorch.Run.
-func noGrad(fn func()) {
-	prev := libtorch.SetGradEnabled(false)
-	defer libtorch.SetGradEnabled(prev)
-	fn()
-}
-
 // patchify turns images [N, C, H, W] into patches [N, (H/p)·(W/p), C·p·p],
 // row-major over the patch grid.
 func patchify(s *libtorch.Scope, x *ts.Tensor, p int64) *ts.Tensor {

@@ -115,7 +115,7 @@ func (m *MLLM) InstructionStates(prompts, completions [][]int, images *ts.Tensor
 	}
 	in.images = images
 	in.hidden = true
-	noGrad(func() {
+	libtorch.NoGrad(func() {
 		var out *forwardOutput
 		out, err = m.forward(in)
 		if err != nil {

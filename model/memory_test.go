@@ -82,7 +82,7 @@ func TestGenerateBackwardMemoryIsFlat(t *testing.T) {
 			for _, p := range append(append(m.P.Tensors(), d.P.Tensors()...), conn.P.Tensors()...) {
 				g := p.MustGrad(false)
 				if g.MustDefined() {
-					noGrad(func() { g.MustZero_() })
+					libtorch.NoGrad(func() { g.MustZero_() })
 				}
 				g.MustDrop()
 			}

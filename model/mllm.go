@@ -287,7 +287,7 @@ func (m *MLLM) attention(s *libtorch.Scope, p string, x, cos, sin, mask *ts.Tens
 	if cache != nil {
 		for _, kv := range []struct{ dst, src *ts.Tensor }{{cache.k[layer], k}, {cache.v[layer], v}} {
 			slot := kv.dst.MustNarrow(2, int64(past), T, false)
-			noGrad(func() { slot.Copy_(kv.src) })
+			libtorch.NoGrad(func() { slot.Copy_(kv.src) })
 			slot.MustDrop()
 		}
 		k = s.Add(cache.k[layer].MustNarrow(2, 0, int64(past)+T, false))

@@ -8,6 +8,8 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/thinkgen/thinkgen/internal/libtorch"
 )
 
 // InitKind says how a parameter starts.
@@ -158,14 +160,14 @@ func setFloat32s(dst *ts.Tensor, data []float32, shape []int64) {
 	if dst.MustDevice() != gotch.CPU {
 		src = src.MustTo(dst.MustDevice(), true)
 	}
-	noGrad(func() { dst.Copy_(src) })
+	libtorch.NoGrad(func() { dst.Copy_(src) })
 	src.MustDrop()
 }
 
 // maxAbsDiff returns max |a-b| of two same-shaped tensors.
 func maxAbsDiff(a, b *ts.Tensor) float64 {
 	var d float64
-	noGrad(func() {
+	libtorch.NoGrad(func() {
 		x := a.MustSub(b, false).MustAbs(true).MustMax(true)
 		d = x.Float64Values(true)[0]
 	})

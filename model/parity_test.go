@@ -12,27 +12,16 @@ import (
 
 	"github.com/nlpodyssey/safetensors"
 	"github.com/sugarme/gotch"
-)
 
-// pythonOrSkip returns the test venv's python (THINKGEN_PYTHON, set by
-// `make test`), skipping the test when it is absent outside CI.
-func pythonOrSkip(t *testing.T) string {
-	t.Helper()
-	py := os.Getenv("THINKGEN_PYTHON")
-	if py == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("THINKGEN_PYTHON is not set; CI must run the Python parity tests (make test sets it)")
-		}
-		t.Skip("THINKGEN_PYTHON is not set: run `make test`, or set it to the python printed by scripts/setup-pyenv.sh")
-	}
-	return py
-}
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testenv"
+)
 
 // TestQwen3ParityWithTransformers builds a random Qwen3ForCausalLM in
 // transformers, loads its safetensors into the Go MLLM, and compares logits
 // and the last two hidden states on the same ids.
 func TestQwen3ParityWithTransformers(t *testing.T) {
-	py := pythonOrSkip(t)
+	py := testenv.Python(t)
 	for _, tied := range []bool{true, false} {
 		t.Run(fmt.Sprintf("tied=%v", tied), func(t *testing.T) {
 			c := tinyMLLMConfig()
@@ -81,7 +70,7 @@ func TestQwen3ParityWithTransformers(t *testing.T) {
 					}
 				}
 				var out *forwardOutput
-				noGrad(func() { out, err = m.forward(in) })
+				libtorch.NoGrad(func() { out, err = m.forward(in) })
 				if err != nil {
 					return err
 				}

@@ -76,7 +76,7 @@ func (d *DiT) SampleODE(noise *ts.Tensor, grid []float64, cond *Condition, refs 
 	}
 	var out *ts.Tensor
 	var err error
-	noGrad(func() {
+	libtorch.NoGrad(func() {
 		x := noise.MustShallowClone()
 		for i := 0; i+1 < len(grid); i++ {
 			var v *ts.Tensor

@@ -107,7 +107,7 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 	}
 	var cond, uncond *model.Condition
 	var img *ts.Tensor
-	noGradDo(func() {
+	libtorch.NoGrad(func() {
 		cond, err = b.Connector.Forward(states)
 		if err != nil {
 			return
@@ -160,12 +160,6 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 	return nil
 }
 
-// noGradDo runs fn with autograd off (inside libtorch.Run).
-func noGradDo(fn func()) {
-	prev := libtorch.SetGradEnabled(false)
-	defer libtorch.SetGradEnabled(prev)
-	fn()
-}
 
 // Score scores samples with the rule models and fills their Result.
 func Score(ctx context.Context, reg *reward.Registry, samples []Sample) ([]reward.Result, error) {

@@ -8,27 +8,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
-)
 
-// python returns the test-only venv interpreter of THINKGEN_PYTHON (see
-// scripts/setup-pyenv.sh); without it the test is skipped, or fails when
-// CI is "true".
-func python(t *testing.T) string {
-	t.Helper()
-	py := os.Getenv("THINKGEN_PYTHON")
-	if py == "" {
-		msg := "THINKGEN_PYTHON is not set (THINKGEN_PYTHON=$(bash scripts/setup-pyenv.sh))"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return py
-}
+	"github.com/thinkgen/thinkgen/internal/testenv"
+)
 
 func runPython(t *testing.T, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(python(t), append([]string{filepath.Join("testdata", "pyarrow_shards.py")}, args...)...)
+	cmd := exec.Command(testenv.Python(t), append([]string{filepath.Join("testdata", "pyarrow_shards.py")}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -131,7 +117,7 @@ func goToPyarrow[R, J any](t *testing.T, s *Schema[R], want []R, opts WriterOpti
 }
 
 func TestGoShardsReadByPyarrow(t *testing.T) {
-	python(t)
+	testenv.Python(t)
 	t.Run("rollout", func(t *testing.T) {
 		goToPyarrow[RolloutRow, rolloutJSON](t, Rollout, rows(40, rolloutRow), WriterOptions{BatchRows: 16, Compression: "zstd"}, 3)
 	})

@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/thinkgen/thinkgen/internal/testenv"
 )
 
 // The reference tokenizers and goldens come from testdata/gen_bpe.py.
@@ -281,24 +283,10 @@ func liveTexts(rng *rand.Rand, n int) []string {
 	return out
 }
 
-// pythonOrSkip returns THINKGEN_PYTHON, skipping the test when it is unset
-// (failing when CI=true).
-func pythonOrSkip(t *testing.T) string {
-	t.Helper()
-	py := os.Getenv("THINKGEN_PYTHON")
-	if py == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("THINKGEN_PYTHON is unset; CI must provide the test venv (bash scripts/setup-pyenv.sh)")
-		}
-		t.Skip("THINKGEN_PYTHON is unset: skipping the live comparison with HuggingFace tokenizers (set it to the python printed by scripts/setup-pyenv.sh)")
-	}
-	return py
-}
-
 // TestBPELive compares Encode and Decode with HuggingFace tokenizers on
 // fresh random texts.
 func TestBPELive(t *testing.T) {
-	py := pythonOrSkip(t)
+	py := testenv.Python(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	texts := liveTexts(rand.New(rand.NewPCG(seed, 0)), 300)

@@ -74,3 +74,12 @@ func SetGradEnabled(on bool) (prev bool) {
 	}
 	return C.at_grad_set_enabled(b) == 1
 }
+
+// NoGrad runs fn with autograd off on the calling OS thread and restores the
+// previous mode afterwards, also when fn panics (unlike ts.NoGrad, which
+// always turns autograd back on). Call it inside Run.
+func NoGrad(fn func()) {
+	prev := SetGradEnabled(false)
+	defer SetGradEnabled(prev)
+	fn()
+}

@@ -1,5 +1,7 @@
 // Package selftest checks the libtorch toolchain end to end: it trains a
-// small network with gotch autograd and AdamW, saves and reloads it, and
+// small network with gotch autograd and the project's AdamW (package optim,
+// the optimiser every trainer uses), saves and reloads it with gotch's
+// VarStore, and
 // measures whether tensor and process memory stay flat over many steps.
 //
 // It is what `thinkgen selftest` and `make run` run on a machine before any
@@ -23,6 +25,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/optim"
 )
 
 // Options configure a self-test run. The zero value of a field means the
@@ -172,38 +175,6 @@ func dataset(n int, seed int64) (x, y *ts.Tensor) {
 	return x, y
 }
 
-// clipGradNorm scales the gradients of params so that their global L2 norm
-// is at most max, and returns the norm before clipping. gotch's own
-// ClipGradNorm deadlocks (GOTCH.md §3).
-func clipGradNorm(params []*ts.Tensor, max float64) float64 {
-	var grads []*ts.Tensor
-	defer func() {
-		for _, g := range grads {
-			g.MustDrop()
-		}
-	}()
-	sq := 0.0
-	for _, p := range params {
-		g := p.MustGrad(false)
-		if !g.MustDefined() {
-			g.MustDrop()
-			continue
-		}
-		grads = append(grads, g)
-		s := g.MustSquare(false).MustSum(gotch.Float, true)
-		sq += s.Float64Values(true)[0]
-	}
-	norm := math.Sqrt(sq)
-	if coef := max / (norm + 1e-6); coef < 1 {
-		for _, g := range grads {
-			scaled := g.MustMulScalar(ts.FloatScalar(coef), false)
-			g.Copy_(scaled)
-			scaled.MustDrop()
-		}
-	}
-	return norm
-}
-
 // Train runs the self-test. All libtorch work happens on one locked thread.
 func Train(ctx context.Context, o Options) (*Result, error) {
 	o.defaults()
@@ -234,14 +205,11 @@ func train(ctx context.Context, o Options, dir string, res *Result) error {
 	vs := nn.NewVarStore(gotch.CPU)
 	defer vs.Destroy()
 	net := newMLP(vs, int64(o.Hidden))
-	opt, err := nn.DefaultAdamWConfig().Build(vs, o.LR)
-	if err != nil {
-		return fmt.Errorf("build AdamW: %w", err)
-	}
+	opt := optim.New(vs.TrainableVariables(), optim.Config{WeightDecay: 0.01})
+	defer opt.Drop()
 	x, y := dataset(256, o.Seed)
 	defer x.MustDrop()
 	defer y.MustDrop()
-	params := vs.TrainableVariables()
 
 	for step := 1; step <= o.Steps; step++ {
 		if err := ctx.Err(); err != nil {
@@ -249,10 +217,10 @@ func train(ctx context.Context, o Options, dir string, res *Result) error {
 		}
 		pred := net.forward(x)
 		loss := pred.MustMseLoss(y, int64(ts.ReductionMean), true)
-		opt.MustZeroGrad()
+		opt.ZeroGrad()
 		loss.MustBackward()
-		clipGradNorm(params, 1.0)
-		opt.MustStep()
+		opt.ClipGradNorm(1.0)
+		opt.Step(o.LR)
 		l := loss.Float64Values(true)[0]
 
 		if step == 1 {

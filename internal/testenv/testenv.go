@@ -1,0 +1,25 @@
+// Package testenv gives tests what `make test` provides: the test-only
+// Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON. Outside
+// `make test` a test that needs it is skipped with a message saying how to
+// provide it; under CI (CI=true) it fails instead, so that CI can never pass
+// by skipping.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// Python returns the venv's python interpreter (THINKGEN_PYTHON).
+func Python(t testing.TB) string {
+	t.Helper()
+	py := os.Getenv("THINKGEN_PYTHON")
+	if py == "" {
+		const msg = "THINKGEN_PYTHON is not set: run `make test`, or set it to the python that `bash scripts/setup-pyenv.sh` prints"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg + " (CI must run the Python reference tests)")
+		}
+		t.Skip(msg)
+	}
+	return py
+}
