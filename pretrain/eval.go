@@ -160,7 +160,6 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 	return nil
 }
 
-
 // Score scores samples with the rule models and fills their Result.
 func Score(ctx context.Context, reg *reward.Registry, samples []Sample) ([]reward.Result, error) {
 	items := make([]reward.Item, len(samples))
