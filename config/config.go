@@ -262,8 +262,8 @@ type Reward struct {
 
 // Storage says where datasets, shards, checkpoints and manifests live.
 type Storage struct {
-	// URI is a local directory ("runs", "/data/thinkgen", "file:///data")
-	// or "s3://bucket/prefix". Empty means the local directory "runs".
+	// URI is a local directory ("store", "/data/thinkgen", "file:///data")
+	// or "s3://bucket/prefix". Empty means the local directory "store".
 	URI string `yaml:"uri"`
 	// Endpoint of the S3 service (host:port); empty means AWS S3.
 	Endpoint string `yaml:"endpoint"`
@@ -360,7 +360,7 @@ func Default() *Config {
 			Weights: map[string]float64{"composition": 1, "reasoning": 1, "text": 1, "editing": 1, "reflection": 1},
 			Timeout: 30 * time.Second,
 		},
-		Storage: Storage{URI: "runs", Region: "us-east-1", Compression: "zstd"},
+		Storage: Storage{URI: "store", Region: "us-east-1", Compression: "zstd"},
 		Cluster: Cluster{
 			Namespace:    "default",
 			Rollout:      Resources{CPUs: 1},

@@ -4,7 +4,7 @@
 //
 // # Stores
 //
-// A store is named by a URI: a directory ("runs", "/data/thinkgen",
+// A store is named by a URI: a directory ("store", "/data/thinkgen",
 // "file:///data/thinkgen") or "s3://bucket/prefix" with the endpoint,
 // region and TLS setting of config.Storage; [Open] picks the
 // implementation. S3 credentials come from a credentials file or the

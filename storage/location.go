@@ -36,10 +36,10 @@ func (l Location) String() string {
 	return l.Dir
 }
 
-// ParseURI parses a store URI. An empty URI means the local directory "runs".
+// ParseURI parses a store URI. An empty URI means the local directory "store".
 func ParseURI(uri string) (Location, error) {
 	if uri == "" {
-		return Location{Dir: "runs"}, nil
+		return Location{Dir: "store"}, nil
 	}
 	if !strings.Contains(uri, "://") {
 		return Location{Dir: filepath.Clean(uri)}, nil

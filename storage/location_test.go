@@ -18,7 +18,7 @@ func TestParseURI(t *testing.T) {
 		want    Location
 		wantErr string
 	}{
-		{"", Location{Dir: "runs"}, ""},
+		{"", Location{Dir: "store"}, ""},
 		{"runs", Location{Dir: "runs"}, ""},
 		{"/data/thinkgen/", Location{Dir: "/data/thinkgen"}, ""},
 		{"file:///data/x", Location{Dir: "/data/x"}, ""},
