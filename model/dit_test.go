@@ -275,3 +275,28 @@ func perturb(p *Params) {
 		})
 	}
 }
+
+func TestInitialNoiseIsPerSeed(t *testing.T) {
+	inTorch(t, func() error {
+		x := InitialNoise([]uint64{7, 7, 8}, 3, 4, 4, gotch.CPU)
+		defer x.MustDrop()
+		v := float32s(x)
+		n := 3 * 4 * 4
+		same, diff := true, false
+		for j := 0; j < n; j++ {
+			same = same && v[j] == v[n+j]
+			diff = diff || v[j] != v[2*n+j]
+		}
+		if !same || !diff {
+			t.Errorf("same seed same noise: %v; other seed other noise: %v", same, diff)
+		}
+		alone := InitialNoise([]uint64{8}, 3, 4, 4, gotch.CPU)
+		defer alone.MustDrop()
+		third := x.MustNarrow(0, 2, 1, false)
+		defer third.MustDrop()
+		if maxAbsDiff(alone, third) != 0 {
+			t.Error("a sample's noise depends on its batch")
+		}
+		return nil
+	})
+}

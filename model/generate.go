@@ -28,6 +28,9 @@ type GenerateOptions struct {
 	// Images holds, per prompt, the images whose patches fill its
 	// <|image_pad|> tokens ([n, 3, H, W] in [-1, 1]); nil for text-only.
 	Images *ts.Tensor
+	// States also returns each sequence's VGI-refine input (see
+	// InstructionStates) in Generation.States.
+	States bool
 }
 
 // Generation is the result of Generate.
@@ -41,6 +44,12 @@ type Generation struct {
 	LogProbs [][]float32
 	// Stopped[i] reports whether sequence i ended with EOS.
 	Stopped []bool
+	// States (with GenerateOptions.States) holds, per sequence, the hidden
+	// states [L, 2H] of the last two layers for the tokens after the first
+	// </think>; NoThinkEnd marks sequences without one. The caller drops
+	// the states.
+	States     []*ts.Tensor
+	NoThinkEnd []bool
 }
 
 // leftPad lays prompts out right-aligned in a [B, P] grid.
@@ -164,6 +173,11 @@ func (m *MLLM) Generate(prompts [][]int, o GenerateOptions) (*Generation, error)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if o.States {
+		if g.States, g.NoThinkEnd, err = m.InstructionStates(prompts, g.Tokens, o.Images); err != nil {
+			return nil, err
+		}
 	}
 	return g, nil
 }

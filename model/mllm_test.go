@@ -149,6 +149,27 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
+func TestGenerateReturnsStates(t *testing.T) {
+	inTorch(t, func() error {
+		m := newTestMLLM(t, tinyMLLMConfig(), 40, 31)
+		defer m.Drop()
+		g, err := m.Generate(testPrompts, GenerateOptions{MaxNewTokens: 5, Temperature: 1, Seeds: seeds(len(testPrompts)), States: true})
+		if err != nil {
+			return err
+		}
+		if len(g.States) != len(testPrompts) || len(g.NoThinkEnd) != len(testPrompts) {
+			t.Fatalf("%d states, %d flags for %d prompts", len(g.States), len(g.NoThinkEnd), len(testPrompts))
+		}
+		for i, st := range g.States {
+			if st.MustSize()[1] != int64(2*m.Cfg.Hidden) {
+				t.Errorf("states %d: shape %v", i, st.MustSize())
+			}
+			st.MustDrop()
+		}
+		return nil
+	})
+}
+
 func TestInstructionStates(t *testing.T) {
 	inTorch(t, func() error {
 		m := newTestMLLM(t, tinyMLLMConfig(), 40, 4)

@@ -3,7 +3,9 @@ package model
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/internal/libtorch"
@@ -164,4 +166,20 @@ func StepSDE(x, v *ts.Tensor, sigma, sigmaNext, sigmaMax, a float64, noise, next
 	}
 	r.LogProb = lp.MustMeanDim(dims, false, lp.DType(), false)
 	return r, nil
+}
+
+// InitialNoise returns N(0, I) noise [len(seeds), C, H, W] where sample i is
+// drawn from seeds[i] alone: samples that share a seed share their noise,
+// which is how every chain of a GRPO group gets the same initial noise (give
+// the group one seed), and a sample's noise does not depend on its batch.
+func InitialNoise(seeds []uint64, c, h, w int, dev gotch.Device) *ts.Tensor {
+	n := c * h * w
+	data := make([]float32, len(seeds)*n)
+	for i, seed := range seeds {
+		r := rand.New(rand.NewPCG(seed, 0x6e6f697365))
+		for j := 0; j < n; j++ {
+			data[i*n+j] = float32(r.NormFloat64())
+		}
+	}
+	return float32Tensor(data, []int64{int64(len(seeds)), int64(c), int64(h), int64(w)}, dev)
 }

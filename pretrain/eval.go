@@ -9,7 +9,6 @@ import (
 	"image/draw"
 	"image/png"
 	"io"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -120,12 +119,7 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 		if err != nil {
 			return
 		}
-		r := rand.New(rand.NewPCG(seed, 0x65766171))
-		noise := make([]float32, len(idx)*3*size*size)
-		for k := range noise {
-			noise[k] = float32(r.NormFloat64())
-		}
-		x0 := sc.Add(ts.MustOfSlice(noise).MustView([]int64{int64(len(idx)), 3, int64(size), int64(size)}, true))
+		x0 := sc.Add(model.InitialNoise(seeds, 3, size, size, dev))
 		grid := model.TimeGrid(s.DiTSteps, s.TimeShift, size, size)
 		var lat *ts.Tensor
 		lat, err = b.DiT.SampleODE(x0, grid, cond, refImgs, model.Guidance{Uncond: uncond, TextScale: s.CFG, ImageScale: 1})
