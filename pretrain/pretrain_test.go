@@ -25,6 +25,7 @@ func smallConfig() *config.Config {
 	c.Model.Connector.Prepad = 2
 	c.Optim.WarmupSteps = 0
 	c.Sampling.DiTSteps, c.Sampling.MaxNewTokens = 4, 32
+	c.FlowGRPO.Steps = 4
 	c.Pretrain = config.Pretrain{
 		Warmup:   config.Stage{Steps: 40, Batch: 8, LR: 3e-3},
 		Align:    config.Stage{Steps: 4, Batch: 4, LR: 1e-3},
