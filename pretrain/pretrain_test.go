@@ -2,9 +2,11 @@ package pretrain
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -59,6 +61,14 @@ func TestPretrainLearns(t *testing.T) {
 	}
 	if d := res[2]; d.LastLoss > 0.75*d.FirstLoss {
 		t.Errorf("DiT loss %.3f -> %.3f: fell by less than 25%%", d.FirstLoss, d.LastLoss)
+	}
+	// No stage leaks tensors: the live count after the last step is no
+	// higher than after the fifth.
+	for _, stage := range []string{StageWarmup, StageDiT} {
+		live := liveTensors(t, filepath.Join(dir, "pretrain", stage, "metrics.jsonl"))
+		if len(live) < 10 || live[len(live)-1] > live[4] {
+			t.Errorf("stage %s: live tensors per step %v", stage, live)
+		}
 	}
 	// Each stage was evaluated in both modes on every scenario, with grids.
 	for _, r := range res {
@@ -133,4 +143,24 @@ func TestPretrainResumesToTheSameWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// liveTensors reads the live_tensors column of a metrics.jsonl.
+func liveTensors(t *testing.T, path string) []int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var m struct {
+			Live int `json:"live_tensors"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, m.Live)
+	}
+	return out
 }

@@ -339,8 +339,8 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 			return res, fmt.Errorf("step %d: loss is %g", step, l)
 		}
 		losses = append(losses, l)
-		fmt.Fprintf(metrics, `{"stage":%q,"step":%d,"loss":%.6g,"lr":%.6g,"grad_norm":%.6g,"time":%q}`+"\n",
-			stage, step+1, l, cur, gradNorm, time.Now().UTC().Format(time.RFC3339))
+		fmt.Fprintf(metrics, `{"stage":%q,"step":%d,"loss":%.6g,"lr":%.6g,"grad_norm":%.6g,"live_tensors":%d,"time":%q}`+"\n",
+			stage, step+1, l, cur, gradNorm, libtorch.LiveTensors(), time.Now().UTC().Format(time.RFC3339))
 		bar.Step(fmt.Sprintf("loss %.4f", l))
 		if o.AfterStep != nil {
 			o.AfterStep(stage, step+1, l)
