@@ -2,26 +2,13 @@ package model
 
 import (
 	"os"
-	"runtime/debug"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
 
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 )
-
-func rssBytes() int64 {
-	debug.FreeOSMemory()
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
-}
 
 // TestGenerateBackwardMemoryIsFlat runs 500 rollout+learn iterations
 // (generate, teacher-forced log-probs, backward, DiT forward+backward) and
@@ -87,10 +74,10 @@ func TestGenerateBackwardMemoryIsFlat(t *testing.T) {
 				g.MustDrop()
 			}
 			if i == 49 {
-				tensorsAt50, rssAt50 = int64(libtorch.LiveTensors()), rssBytes()
+				tensorsAt50, rssAt50 = int64(libtorch.LiveTensors()), libtorch.RSS()
 			}
 		}
-		tensors, rss := int64(libtorch.LiveTensors()), rssBytes()
+		tensors, rss := int64(libtorch.LiveTensors()), libtorch.RSS()
 		t.Logf("after 50 iterations: %d tensors, RSS %.1f MiB; after %d: %d tensors, RSS %.1f MiB",
 			tensorsAt50, float64(rssAt50)/(1<<20), iters, tensors, float64(rss)/(1<<20))
 		if tensors > tensorsAt50 {

@@ -2,7 +2,10 @@ package libtorch
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/sugarme/gotch/ts"
@@ -68,3 +71,24 @@ func (s *Scope) Close() {
 // LiveTensors returns the number of gotch tensors that exist now (created and
 // not yet dropped). Call it only when no other goroutine is creating tensors.
 func LiveTensors() int { return len(ts.ExistingTensors) }
+
+// RSS returns the process's resident set size in bytes (Linux; 0 elsewhere).
+// It first returns freed Go heap to the OS: gotch hangs a Go allocation on
+// every tensor, so without this the figure moves with the garbage
+// collector's timing rather than with what libtorch holds.
+func RSS() int64 {
+	debug.FreeOSMemory()
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
+}

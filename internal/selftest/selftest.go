@@ -15,9 +15,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/debug"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sugarme/gotch"
@@ -231,16 +228,16 @@ func train(ctx context.Context, o Options, dir string, res *Result) error {
 		}
 		res.FinalLoss = l
 		if step == o.Warmup {
-			res.LiveTensorsBefore, res.RSSBefore = libtorch.LiveTensors(), rss()
+			res.LiveTensorsBefore, res.RSSBefore = libtorch.LiveTensors(), libtorch.RSS()
 		}
 		if step >= o.Warmup && (step-o.Warmup)%sampleEvery == 0 {
-			res.RSS = append(res.RSS, Sample{Step: step, Bytes: rss()})
+			res.RSS = append(res.RSS, Sample{Step: step, Bytes: libtorch.RSS()})
 		}
 		if o.Progress != nil {
 			o.Progress(step, l)
 		}
 	}
-	res.LiveTensorsAfter, res.RSSAfter = libtorch.LiveTensors(), rss()
+	res.LiveTensorsAfter, res.RSSAfter = libtorch.LiveTensors(), libtorch.RSS()
 
 	// Save, reload into a differently initialised copy, compare outputs.
 	path := filepath.Join(dir, "selftest.ckpt")
@@ -266,25 +263,4 @@ func train(ctx context.Context, o Options, dir string, res *Result) error {
 	})
 	res.ReloadMaxDiff = diff
 	return nil
-}
-
-// rss returns the process's resident set size in bytes (Linux), or 0. It
-// first returns freed Go heap to the OS: gotch hangs a 100 kB Go allocation
-// on every tensor, so without this the figure swings by megabytes with the
-// garbage collector's timing.
-func rss() int64 {
-	debug.FreeOSMemory()
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return pages * int64(os.Getpagesize())
 }
