@@ -111,6 +111,12 @@ func TestPretrainResumesToTheSameWeights(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v, want context.Canceled", err)
 	}
+	// Simulate a kill between the two renames of a checkpoint swap: only
+	// ckpt.old is left.
+	ckpt := filepath.Join(killed, "pretrain", "warmup", "ckpt")
+	if err := os.Rename(ckpt, ckpt+".old"); err != nil {
+		t.Fatal(err)
+	}
 	res, err := Run(context.Background(), Options{Config: cfg, Dir: killed, CheckpointEvery: 5})
 	if err != nil {
 		t.Fatal(err)

@@ -249,10 +249,19 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 
 	// Start from this stage's checkpoint, else the previous stage's result,
 	// else fresh weights.
-	// The checkpoint's manifest (written last) says which step it holds.
+	// The checkpoint's manifest (written last) says which step it holds. A
+	// kill between the two renames of a checkpoint swap leaves only the
+	// previous checkpoint, as ckpt.old: it is still whole, so resume from it.
 	var b *model.Bundle
 	var err error
 	step := 0
+	if _, err := os.Stat(filepath.Join(ckpt, "manifest.json")); err != nil {
+		if _, oldErr := os.Stat(filepath.Join(ckpt+".old", "manifest.json")); oldErr == nil {
+			if err := os.Rename(ckpt+".old", ckpt); err != nil {
+				return res, err
+			}
+		}
+	}
 	_, ckptErr := os.Stat(filepath.Join(ckpt, "manifest.json"))
 	switch {
 	case ckptErr == nil:
@@ -369,8 +378,9 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 }
 
 // checkpoint saves the bundle and the optimiser state into a temporary
-// directory and swaps it in; the bundle's manifest names the step. A kill
-// at any point leaves either the previous or the new checkpoint whole.
+// directory and swaps it in (ckpt → ckpt.old, tmp → ckpt, remove ckpt.old);
+// the bundle's manifest names the step. A kill at any point leaves the
+// previous or the new checkpoint whole, under ckpt or ckpt.old.
 func (o *Options) checkpoint(b *model.Bundle, opt *optim.AdamW, names []string, ckpt string, st stageState) error {
 	tmp := ckpt + ".tmp"
 	os.RemoveAll(tmp)
