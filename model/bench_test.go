@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
@@ -63,10 +62,8 @@ func BenchmarkGenerateNoCache(b *testing.B) { benchGenerate(b, true) }
 func BenchmarkDiTForwardBackward(b *testing.B) {
 	c := benchConfig()
 	err := libtorch.Run(func() error {
-		d, _ := NewDiT(c.Model.DiT, gotch.CPU, 1)
+		d, conn := benchDiT(c)
 		defer d.Drop()
-		perturb(d.P)
-		conn, _ := NewConnector(c.Model.MLLM.Hidden, c.Model.DiT.Hidden, c.Model.Connector.Prepad, 1e-6, gotch.CPU, 2)
 		defer conn.P.Drop()
 		x := randn([]int64{32, 3, 32, 32}, 3)
 		defer x.MustDrop()
@@ -78,7 +75,7 @@ func BenchmarkDiTForwardBackward(b *testing.B) {
 		}
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			cond := benchCondition(conn, lens)
+			cond := testCondition(b, conn, lens, 0)
 			v, err := d.Forward(DiTInput{X: x, T: times, Text: cond})
 			if err != nil {
 				return err
@@ -102,10 +99,8 @@ func BenchmarkDiTForwardBackward(b *testing.B) {
 func BenchmarkSampleODE10Steps(b *testing.B) {
 	c := benchConfig()
 	err := libtorch.Run(func() error {
-		d, _ := NewDiT(c.Model.DiT, gotch.CPU, 1)
+		d, conn := benchDiT(c)
 		defer d.Drop()
-		perturb(d.P)
-		conn, _ := NewConnector(c.Model.MLLM.Hidden, c.Model.DiT.Hidden, c.Model.Connector.Prepad, 1e-6, gotch.CPU, 2)
 		defer conn.P.Drop()
 		lens := make([]int, 16)
 		for i := range lens {
@@ -113,8 +108,8 @@ func BenchmarkSampleODE10Steps(b *testing.B) {
 		}
 		var cond, uncond *Condition
 		libtorch.NoGrad(func() {
-			cond = benchCondition(conn, lens)
-			uncond = benchCondition(conn, make([]int, 16))
+			cond = testCondition(b, conn, lens, 0)
+			uncond = testCondition(b, conn, make([]int, 16), 0)
 		})
 		defer cond.Drop()
 		defer uncond.Drop()
@@ -138,17 +133,17 @@ func BenchmarkSampleODE10Steps(b *testing.B) {
 	}
 }
 
-func benchCondition(conn *Connector, lens []int) *Condition {
-	states := make([]*ts.Tensor, len(lens))
-	for i, l := range lens {
-		states[i] = randn([]int64{int64(l), int64(conn.In)}, uint64(i))
-	}
-	cond, err := conn.Forward(states)
-	for _, s := range states {
-		s.MustDrop()
-	}
+// benchDiT builds the tiny DiT (perturbed so that no gate is closed) and its
+// connector.
+func benchDiT(c *config.Config) (*DiT, *Connector) {
+	d, err := NewDiT(c.Model.DiT, gotch.CPU, 1)
 	if err != nil {
 		panic(err)
 	}
-	return cond
+	perturb(d.P)
+	conn, err := NewConnector(c.Model.MLLM.Hidden, c.Model.DiT.Hidden, c.Model.Connector.Prepad, 1e-6, gotch.CPU, 2)
+	if err != nil {
+		panic(err)
+	}
+	return d, conn
 }

@@ -17,18 +17,13 @@ func tinyDiTConfig() config.DiT {
 	return c
 }
 
-// testCondition makes a connector condition with the given instruction lengths.
-func testCondition(t *testing.T, conn *Connector, lens []int, seed uint64) *Condition {
+// testCondition makes a connector condition from random instruction states
+// of the given lengths (sample i drawn from seed+i).
+func testCondition(t testing.TB, conn *Connector, lens []int, seed uint64) *Condition {
 	t.Helper()
-	var states []*ts.Tensor
+	states := make([]*ts.Tensor, len(lens))
 	for i, l := range lens {
-		p, err := NewParams([]Spec{{Name: "s", Shape: []int64{int64(l), int64(conn.In)}, Std: 1}}, gotch.CPU, seed+uint64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := p.Get("s").MustDetach(false)
-		p.Drop()
-		states = append(states, st)
+		states[i] = randn([]int64{int64(l), int64(conn.In)}, seed+uint64(i))
 	}
 	cond, err := conn.Forward(states)
 	for _, s := range states {

@@ -355,7 +355,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 			o.AfterStep(stage, step+1, l)
 		}
 		if (step+1)%o.CheckpointEvery == 0 && step+1 < sc.Steps {
-			if err := o.checkpoint(b, opt, names, ckpt, stageState{Stage: stage, Step: step + 1}); err != nil {
+			if err := o.checkpoint(b, opt, names, ckpt, step+1); err != nil {
 				return res, err
 			}
 		}
@@ -381,14 +381,14 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 // directory and swaps it in (ckpt → ckpt.old, tmp → ckpt, remove ckpt.old);
 // the bundle's manifest names the step. A kill at any point leaves the
 // previous or the new checkpoint whole, under ckpt or ckpt.old.
-func (o *Options) checkpoint(b *model.Bundle, opt *optim.AdamW, names []string, ckpt string, st stageState) error {
+func (o *Options) checkpoint(b *model.Bundle, opt *optim.AdamW, names []string, ckpt string, step int) error {
 	tmp := ckpt + ".tmp"
 	os.RemoveAll(tmp)
-	if err := b.Save(tmp, st.Step); err != nil {
+	if err := b.Save(tmp, step); err != nil {
 		return err
 	}
 	tensors, _ := opt.State()
-	if err := model.SaveTensors(filepath.Join(tmp, "optim.safetensors"), names, tensorsByName(tensors, names), map[string]string{"step": fmt.Sprint(st.Step)}); err != nil {
+	if err := model.SaveTensors(filepath.Join(tmp, "optim.safetensors"), names, tensorsByName(tensors, names), map[string]string{"step": fmt.Sprint(step)}); err != nil {
 		return err
 	}
 	old := ckpt + ".old"
