@@ -309,6 +309,8 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 
 	bar := progress.New(o.Progress, "pretrain "+stage, sc.Steps-step, 5*time.Second)
 	var losses []float64
+	var rss float64
+	const rssEvery = 25
 	for ; step < sc.Steps; step++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -348,8 +350,11 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 			return res, fmt.Errorf("step %d: loss is %g", step, l)
 		}
 		losses = append(losses, l)
-		fmt.Fprintf(metrics, `{"stage":%q,"step":%d,"loss":%.6g,"lr":%.6g,"grad_norm":%.6g,"live_tensors":%d,"time":%q}`+"\n",
-			stage, step+1, l, cur, gradNorm, libtorch.LiveTensors(), time.Now().UTC().Format(time.RFC3339))
+		if step%rssEvery == 0 {
+			rss = float64(libtorch.RSS()) / (1 << 20) // a GC each time: not every step
+		}
+		fmt.Fprintf(metrics, `{"stage":%q,"step":%d,"loss":%.6g,"lr":%.6g,"grad_norm":%.6g,"live_tensors":%d,"rss_mib":%.1f,"time":%q}`+"\n",
+			stage, step+1, l, cur, gradNorm, libtorch.LiveTensors(), rss, time.Now().UTC().Format(time.RFC3339))
 		bar.Step(fmt.Sprintf("loss %.4f", l))
 		if o.AfterStep != nil {
 			o.AfterStep(stage, step+1, l)
