@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/thinkgen/thinkgen/internal/testenv"
@@ -37,6 +38,9 @@ type (
 		SampleIndex   int32       `json:"sample_index"`
 		Scenario      string      `json:"scenario"`
 		Prompt        string      `json:"prompt"`
+		RowID         string      `json:"row_id"`
+		Answer        string      `json:"answer"`
+		Spec          string      `json:"spec"`
 		CoT           string      `json:"cot"`
 		Instruction   string      `json:"instruction"`
 		TokenIDs      []int32     `json:"token_ids"`
@@ -98,7 +102,7 @@ func goToPyarrow[R, J any](t *testing.T, s *Schema[R], want []R, opts WriterOpti
 	if !reflect.DeepEqual(names, s.Columns()) {
 		t.Errorf("pyarrow columns %v, want %v", names, s.Columns())
 	}
-	if got.Metadata[MetaSchema] != s.Name || got.Metadata[MetaVersion] != "1" {
+	if got.Metadata[MetaSchema] != s.Name || got.Metadata[MetaVersion] != strconv.Itoa(s.Version) {
 		t.Errorf("pyarrow metadata %v", got.Metadata)
 	}
 	if got.Batches != batches {

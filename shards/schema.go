@@ -69,6 +69,12 @@ type RolloutRow struct {
 	SampleIndex int32
 	Scenario    string
 	Prompt      string
+	// RowID names the dataset row the prompt came from; Answer is its
+	// reference answer and Spec its target spec (JSON), which the reward
+	// worker scores against, so that a shard is scored on its own.
+	RowID  string
+	Answer string
+	Spec   string
 	// CoT is the text inside <think>…</think>; Instruction the answer after it.
 	CoT         string
 	Instruction string
@@ -80,10 +86,11 @@ type RolloutRow struct {
 	// editing scenario (nil otherwise).
 	ImagePNG     []byte
 	ReferencePNG []byte
-	// The SDE trajectory (DiT phase; nil otherwise): per denoising step,
-	// the latent x_t, the mean of p(x_{t-1}|x_t) and the log-probability of
-	// the sampled x_{t-1}. Latents and means are flattened in LatentShape
-	// (C, H, W) order.
+	// The SDE trajectory (DiT phase; nil otherwise): the latents x_0 … x_K
+	// of the K denoising steps (K+1 of them: the initial noise first, the
+	// final sample last) and, per step k, the mean of p(x_{k+1}|x_k) and the
+	// log-probability of the sampled x_{k+1}. Latents and means are
+	// flattened in LatentShape (C, H, W) order.
 	LatentShape []int32
 	SDELatents  [][]float32
 	SDEMeans    [][]float32
@@ -94,7 +101,7 @@ type RolloutRow struct {
 }
 
 // Rollout is the schema of rollout shards.
-var Rollout = newSchema("rollout", 1,
+var Rollout = newSchema("rollout", 2,
 	utf8Col("run", func(r *RolloutRow) *string { return &r.Run }),
 	int64Col("step", func(r *RolloutRow) *int64 { return &r.Step }),
 	utf8Col("phase", func(r *RolloutRow) *string { return &r.Phase }),
@@ -104,6 +111,9 @@ var Rollout = newSchema("rollout", 1,
 	int32Col("sample_index", func(r *RolloutRow) *int32 { return &r.SampleIndex }),
 	utf8Col("scenario", func(r *RolloutRow) *string { return &r.Scenario }),
 	utf8Col("prompt", func(r *RolloutRow) *string { return &r.Prompt }),
+	utf8Col("row_id", func(r *RolloutRow) *string { return &r.RowID }),
+	utf8Col("answer", func(r *RolloutRow) *string { return &r.Answer }),
+	utf8Col("spec", func(r *RolloutRow) *string { return &r.Spec }),
 	utf8Col("cot", func(r *RolloutRow) *string { return &r.CoT }),
 	utf8Col("instruction", func(r *RolloutRow) *string { return &r.Instruction }),
 	listCol("token_ids", arrow.PrimitiveTypes.Int32, func(r *RolloutRow) *[]int32 { return &r.TokenIDs }),

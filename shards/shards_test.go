@@ -22,6 +22,9 @@ func rolloutRow(i int) RolloutRow {
 		Run: "run-a", Step: int64(3 + i/64), Task: fmt.Sprintf("t%d", i%5), Attempt: int32(1 + i%2),
 		GroupID: int64(i / 4), SampleIndex: int32(i % 4), Scenario: []string{"reasoning", "text", "edit"}[i%3],
 		Prompt:        fmt.Sprintf("draw %d red squares ünïcode", i),
+		RowID:         fmt.Sprintf("train-%07d", i/4),
+		Answer:        fmt.Sprintf("%d small red squares at top left.", i%4),
+		Spec:          fmt.Sprintf(`{"scene":{"objects":[]},"n":%d}`, i),
 		CoT:           strings.Repeat("think ", i%7),
 		Instruction:   fmt.Sprintf("%d red squares", i),
 		NoiseSeed:     int64(r.Uint64() >> 1),
@@ -186,7 +189,7 @@ func TestProjection(t *testing.T) {
 		}
 	}
 	// A shard that lacks an unprojected column can still be read.
-	partial := newSchema("rollout", 1, Rollout.cols[5], Rollout.cols[6]) // group_id, sample_index
+	partial := newSchema("rollout", Rollout.Version, Rollout.cols[5], Rollout.cols[6]) // group_id, sample_index
 	data = writeShard(t, partial, []RolloutRow{{GroupID: 9, SampleIndex: 2}}, WriterOptions{})
 	if got := readShard(t, Rollout, data, ReadOptions{Columns: []string{"sample_index"}}); len(got) != 1 || got[0].SampleIndex != 2 {
 		t.Fatalf("projected read of a partial shard: %+v", got)
@@ -214,10 +217,10 @@ func TestBadShards(t *testing.T) {
 		column  string // the column the error must name, if any
 		want    string
 	}{
-		{"unknown version", writeShard(t, newSchema("rollout", 2, Rollout.cols...), row, WriterOptions{}), nil, "", `unknown rollout schema version "2"`},
+		{"unknown version", writeShard(t, newSchema("rollout", 1, Rollout.cols...), row, WriterOptions{}), nil, "", `unknown rollout schema version "1"`},
 		{"other schema", writeShard(t, Reward, []RewardRow{rewardRow(0)}, WriterOptions{}), nil, "", `schema "reward", want "rollout"`},
-		{"missing column", writeShard(t, newSchema("rollout", 1, without(Rollout.cols, "cot")...), row, WriterOptions{}), nil, "cot", "missing"},
-		{"wrong type", writeShard(t, newSchema("rollout", 1, stepAsInt32...), row, WriterOptions{}), nil, "step", "type int32, want int64"},
+		{"missing column", writeShard(t, newSchema("rollout", Rollout.Version, without(Rollout.cols, "cot")...), row, WriterOptions{}), nil, "cot", "missing"},
+		{"wrong type", writeShard(t, newSchema("rollout", Rollout.Version, stepAsInt32...), row, WriterOptions{}), nil, "step", "type int32, want int64"},
 		{"unknown projected column", good, []string{"nope"}, "nope", "not a column of the rollout schema"},
 		{"not arrow", []byte("PAR1 this is not an arrow file at all, just some bytes"), nil, "", "read shard bad.arrow"},
 		{"truncated", good[:len(good)-20], nil, "", "read shard bad.arrow"},

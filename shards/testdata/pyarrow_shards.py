@@ -55,6 +55,9 @@ ROLLOUT = pa.schema(
         ("sample_index", pa.int32()),
         ("scenario", pa.string()),
         ("prompt", pa.string()),
+        ("row_id", pa.string()),
+        ("answer", pa.string()),
+        ("spec", pa.string()),
         ("cot", pa.string()),
         ("instruction", pa.string()),
         ("token_ids", pa.list_(pa.int32())),
@@ -68,7 +71,7 @@ ROLLOUT = pa.schema(
         ("noise_seed", pa.int64()),
         ("policy_version", pa.int64()),
     ],
-    metadata={"thinkgen.schema": "rollout", "thinkgen.schema_version": "1"},
+    metadata={"thinkgen.schema": "rollout", "thinkgen.schema_version": "2"},
 )
 
 
@@ -92,6 +95,9 @@ def rollout_rows(n):
                 "sample_index": i % 2,
                 "scenario": "reasoning",
                 "prompt": "a blue circle \u00e9 %d" % i,
+                "row_id": "train-%07d" % (i // 2),
+                "answer": "a large blue circle at middle centre.",
+                "spec": '{"scene": {"objects": []}}',
                 "cot": "because " * i,
                 "instruction": "blue circle",
                 "token_ids": None if dit else [i, i + 1, 151643],
