@@ -197,6 +197,9 @@ type GRPO struct {
 	TopP        float64 `yaml:"top_p"`
 	// MaxNewTokens bounds a chain of thought plus its instruction.
 	MaxNewTokens int `yaml:"max_new_tokens"`
+	// ImageSteps is the number of ODE steps the frozen DiT draws each
+	// chain's image with (0: sampling.dit_steps).
+	ImageSteps int `yaml:"image_steps"`
 }
 
 // FlowGRPO configures stage 5 (FlowGRPO on the DiT).
@@ -348,7 +351,7 @@ func Default() *Config {
 		},
 		GRPO: GRPO{
 			PromptsPerStep: 8, Group: 5, EpsLow: 0.2, EpsHigh: 0.3, Beta: 1e-2,
-			MiniBatches: 1, Epochs: 1, LR: 1e-5, Temperature: 1.0, TopP: 1.0, MaxNewTokens: 64,
+			MiniBatches: 1, Epochs: 1, LR: 1e-5, Temperature: 1.0, TopP: 1.0, MaxNewTokens: 64, ImageSteps: 10,
 		},
 		FlowGRPO: FlowGRPO{
 			PromptsPerStep: 4, Group: 8, Steps: 10, NoiseLevel: 0.7, ClipEps: 1e-4, Beta: 0.04,

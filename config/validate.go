@@ -205,6 +205,7 @@ func (c *Config) Validate() error {
 	k.positiveF("grpo.temperature", g.Temperature)
 	k.in01("grpo.top_p", g.TopP, true, false)
 	k.positive("grpo.max_new_tokens", g.MaxNewTokens)
+	k.nonNegative("grpo.image_steps", g.ImageSteps)
 	if g.MiniBatches > 0 && g.PromptsPerStep*g.Group%g.MiniBatches != 0 {
 		k.add("grpo.mini_batches", fmt.Sprintf("a divisor of prompts_per_step*group (%d)", g.PromptsPerStep*g.Group), g.MiniBatches)
 	}

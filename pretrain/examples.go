@@ -13,6 +13,7 @@ import (
 	"fmt"
 
 	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
@@ -28,18 +29,10 @@ type Example struct {
 
 // ImageTokens is the number of <|image_pad|> tokens of one image: one per
 // vision patch.
-func ImageTokens(imageSize, patch int) int { return (imageSize / patch) * (imageSize / patch) }
+func ImageTokens(imageSize, patch int) int { return model.ImageTokens(imageSize, patch) }
 
 func chatPrompt(tok tokenizer.Tokenizer, user string, ref []byte, imageTokens int, mode tokenizer.ThinkMode) ([]int, error) {
-	c := tokenizer.Chat{User: user, Think: mode}
-	if len(ref) > 0 {
-		c.Images = []int{imageTokens}
-	}
-	text, err := c.Prompt()
-	if err != nil {
-		return nil, err
-	}
-	return tok.Encode(text)
+	return model.ChatPrompt(tok, user, len(ref) > 0, imageTokens, mode)
 }
 
 // SFTExample makes the MLLM warm-up example of a row. In thinking mode the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/progress"
 	"github.com/thinkgen/thinkgen/model"
@@ -446,32 +447,24 @@ func (o *Options) evaluate(ctx context.Context, b *model.Bundle, dir string) (ma
 	if err != nil {
 		return nil, err
 	}
-	reg := reward.Builtin(o.Config.Reward.Weights)
-	out := map[string][]reward.Summary{}
-	for _, mode := range []struct {
-		name  string
-		think bool
-	}{{"direct", false}, {"think", true}} {
-		var samples []Sample
-		const chunk = 16
-		for i := 0; i < len(rows); i += chunk {
-			part, err := Generate(b, rows[i:min(i+chunk, len(rows))], mode.think, o.Config.Sampling, uint64(o.Config.Run.Seed), o.Device)
-			if err != nil {
-				return nil, err
-			}
-			samples = append(samples, part...)
-		}
-		res, err := Score(ctx, reg, samples)
-		if err != nil {
-			return nil, err
-		}
-		out[mode.name] = reward.Summarize(res)
-		if err := WriteGrid(filepath.Join(dir, "grid-"+mode.name+".png"), samples[:min(len(samples), 10)], 3); err != nil {
-			return nil, err
-		}
+	out, _, err := evaluate.Run(ctx, b, reward.Builtin(o.Config.Reward.Weights), evaluate.Options{
+		Rows: rows, Seed: uint64(o.Config.Run.Seed), GridDir: dir, GridRows: 10, Device: o.Device,
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := writeJSON(filepath.Join(dir, "eval.json"), out); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// WriteStageTable prints the per-stage evaluation like the paper's Table 6:
+// one line per stage and mode, one column per scenario.
+func WriteStageTable(w io.Writer, res []StageResult) error {
+	entries := make([]evaluate.Entry, len(res))
+	for i, r := range res {
+		entries[i] = evaluate.Entry{Label: r.Stage, Scores: r.Eval}
+	}
+	return evaluate.WriteTable(w, entries)
 }

@@ -1,4 +1,9 @@
-package pretrain
+// Package evaluate is the eval harness: it runs the think-then-generate
+// pipeline on held-out ShapeWorld rows (the MLLM writes, greedily, in
+// thinking or non-thinking mode; the DiT draws or edits by ODE sampling
+// with guidance), scores the images with the rule models, and writes image
+// grids and Table-6-style tables of the per-scenario scores.
+package evaluate
 
 import (
 	"context"
@@ -10,6 +15,7 @@ import (
 	"image/png"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -43,7 +49,7 @@ type Sample struct {
 func Generate(b *model.Bundle, rows []datasets.Row, thinking bool, s config.Sampling, seed uint64, dev gotch.Device) ([]Sample, error) {
 	tok := b.Tok
 	size := b.Cfg.Model.DiT.ImageSize
-	imgTokens := ImageTokens(size, b.Cfg.Model.MLLM.VisionPatch)
+	imgTokens := model.ImageTokens(size, b.Cfg.Model.MLLM.VisionPatch)
 	out := make([]Sample, len(rows))
 	// Rows with and without a reference image take separate DiT passes.
 	for _, withRef := range []bool{false, true} {
@@ -74,7 +80,7 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 	seeds := make([]uint64, len(idx))
 	var refs [][]byte
 	for j, i := range idx {
-		p, err := chatPrompt(tok, rows[i].Prompt, rows[i].Reference, imgTokens, mode)
+		p, err := model.ChatPrompt(tok, rows[i].Prompt, len(rows[i].Reference) > 0, imgTokens, mode)
 		if err != nil {
 			return fmt.Errorf("row %s: %w", rows[i].ID, err)
 		}
@@ -228,18 +234,85 @@ func WriteGrid(path string, samples []Sample, scale int) error {
 	return f.Close()
 }
 
-// WriteStageTable prints the per-stage evaluation like the paper's Table 6:
-// one line per stage and mode, one column per scenario.
-func WriteStageTable(w io.Writer, res []StageResult) error {
+// Modes are the two ways the pipeline is evaluated: non-thinking ("direct":
+// the prompt closes an empty think block) and thinking ("think").
+var Modes = []string{"direct", "think"}
+
+// Scores are the per-scenario summaries of one evaluation, by mode.
+type Scores map[string][]reward.Summary
+
+// Options configure Run.
+type Options struct {
+	// Rows are the held-out rows to evaluate on.
+	Rows []datasets.Row
+	Seed uint64
+	// GridDir, if set, receives grid-<mode>.png of the first GridRows
+	// samples (reference | generated | target).
+	GridDir  string
+	GridRows int
+	Device   gotch.Device
+}
+
+// Run evaluates b on the rows in both modes and returns the scores and the
+// samples, by mode. It must run inside libtorch.Run.
+func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) (Scores, map[string][]Sample, error) {
+	if o.Device.Name == "" {
+		o.Device = gotch.CPU
+	}
+	out := Scores{}
+	all := map[string][]Sample{}
+	for _, mode := range Modes {
+		var samples []Sample
+		const chunk = 16
+		for i := 0; i < len(o.Rows); i += chunk {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			part, err := Generate(b, o.Rows[i:min(i+chunk, len(o.Rows))], mode == "think", b.Cfg.Sampling, o.Seed, o.Device)
+			if err != nil {
+				return nil, nil, err
+			}
+			samples = append(samples, part...)
+		}
+		res, err := Score(ctx, reg, samples)
+		if err != nil {
+			return nil, nil, err
+		}
+		out[mode] = reward.Summarize(res)
+		all[mode] = samples
+		if o.GridDir != "" && len(samples) > 0 {
+			n := o.GridRows
+			if n <= 0 {
+				n = 10
+			}
+			if err := WriteGrid(filepath.Join(o.GridDir, "grid-"+mode+".png"), samples[:min(len(samples), n)], 3); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return out, all, nil
+}
+
+// Entry is one line group of a table: a label (a stage, a checkpoint) and
+// its scores.
+type Entry struct {
+	Label  string
+	Scores Scores
+}
+
+// WriteTable prints evaluations like the paper's Table 6: one line per
+// entry and mode, one column per scenario, the mean partial score with the
+// strict accuracy in brackets.
+func WriteTable(w io.Writer, entries []Entry) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "stage\tmode")
 	for _, sc := range datasets.AllScenarios {
 		fmt.Fprintf(tw, "\t%s", sc)
 	}
 	fmt.Fprintln(tw)
-	for _, r := range res {
-		for _, mode := range []string{"direct", "think"} {
-			sums, ok := r.Eval[mode]
+	for _, e := range entries {
+		for _, mode := range Modes {
+			sums, ok := e.Scores[mode]
 			if !ok {
 				continue
 			}
@@ -247,7 +320,7 @@ func WriteStageTable(w io.Writer, res []StageResult) error {
 			for _, s := range sums {
 				by[s.Scenario] = s
 			}
-			fmt.Fprintf(tw, "%s\t%s", r.Stage, mode)
+			fmt.Fprintf(tw, "%s\t%s", e.Label, mode)
 			for _, sc := range datasets.AllScenarios {
 				if s, ok := by[sc]; ok {
 					fmt.Fprintf(tw, "\t%.3f (%.2f)", s.Score, s.Strict)
@@ -259,4 +332,15 @@ func WriteStageTable(w io.Writer, res []StageResult) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// Score returns the mean partial score of a scenario in a mode (0 when it
+// was not evaluated).
+func (s Scores) Score(mode, scenario string) float64 {
+	for _, x := range s[mode] {
+		if x.Scenario == scenario {
+			return x.Score
+		}
+	}
+	return 0
 }
