@@ -151,8 +151,10 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 		defer s.Close()
 		sum := func(t *ts.Tensor) *ts.Tensor { return s.Add(t.MustMul(mask, false).MustSum(dt, true)) }
 		indicator := func(cond *ts.Tensor) *ts.Tensor { return s.Add(cond.MustTotype(dt, true)) }
-		low := indicator(s.Add(adv.MustLt(ts.FloatScalar(0), false)).MustLogicalAnd(s.Add(r.MustLt(ts.FloatScalar(1-c.EpsLow), false)), false))
-		high := indicator(s.Add(adv.MustGt(ts.FloatScalar(0), false)).MustLogicalAnd(s.Add(r.MustGt(ts.FloatScalar(1+c.EpsHigh), false)), false))
+		// Products of 0/1 indicators: A's [B, 1] broadcasts over r's [B, T].
+		// (logical_and warns on this broadcast in libtorch 2.1.)
+		low := s.Add(indicator(adv.MustLt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustLt(ts.FloatScalar(1-c.EpsLow), false)), false))
+		high := s.Add(indicator(adv.MustGt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustGt(ts.FloatScalar(1+c.EpsHigh), false)), false))
 		sums := []*ts.Tensor{loss.MustDetach(false), sum(pg), sum(r), sum(low), sum(high)}
 		s.Add(sums[0])
 		if k3 != nil {
