@@ -262,7 +262,7 @@ func TestGRPOClippedGradientIsZero(t *testing.T) {
 		g := s.Add(logp.MustGrad(false)).Float64Values()
 		// Row 0, A = +1: r = 1.65 clipped → 0; r = 0.61 → −0.61/5; r = 1.11 → −1.11/5.
 		// Row 1, A = −1: r = 0.61 clipped → 0; r = 1.65 → +1.65/5; pad → 0.
-		want := []float64{0, -math.Exp(f32(tinyLogp[0][1]) - f32(tinyLogp[0][1]-lr[0][1])) / 5, -math.Exp(f32(tinyLogp[0][2]) - f32(tinyLogp[0][2]-lr[0][2])) / 5,
+		want := []float64{0, -math.Exp(f32(tinyLogp[0][1])-f32(tinyLogp[0][1]-lr[0][1])) / 5, -math.Exp(f32(tinyLogp[0][2])-f32(tinyLogp[0][2]-lr[0][2])) / 5,
 			0, math.Exp(f32(tinyLogp[1][1])-f32(tinyLogp[1][1]-lr[1][1])) / 5, 0}
 		for i := range want {
 			if math.Abs(g[i]-want[i]) > 1e-6 || (want[i] == 0 && g[i] != 0) {
