@@ -1,0 +1,188 @@
+package learner
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+)
+
+// GRPOConfig holds the hyper-parameters of the MLLM's GRPO loss (EasyR1's
+// defaults in parentheses).
+type GRPOConfig struct {
+	EpsLow  float64 // lower clip: the ratio is clipped at 1 − EpsLow; in (0, 1) (0.2)
+	EpsHigh float64 // upper clip: the ratio is clipped at 1 + EpsHigh; > 0 (0.3)
+	Beta    float64 // weight of the k3 KL to the reference; 0 disables the term (1e-2)
+}
+
+func (c GRPOConfig) validate() error {
+	switch {
+	case !(c.EpsLow > 0 && c.EpsLow < 1):
+		return fmt.Errorf("learner: GRPO eps_low must be in (0, 1), got %g", c.EpsLow)
+	case !(c.EpsHigh > 0) || !finite(c.EpsHigh):
+		return fmt.Errorf("learner: GRPO eps_high must be > 0, got %g", c.EpsHigh)
+	case !(c.Beta >= 0) || !finite(c.Beta):
+		return fmt.Errorf("learner: GRPO beta must be ≥ 0, got %g", c.Beta)
+	}
+	return nil
+}
+
+// GRPOInput is one mini-batch of B completions padded to T tokens, laid out
+// as model.MLLM.LogProbs returns them. The tensors stay the caller's.
+type GRPOInput struct {
+	LogProbs    *ts.Tensor // [B, T] log π_θ of each token; differentiable
+	OldLogProbs *ts.Tensor // [B, T] log π_old (the sampling policy); detached here
+	RefLogProbs *ts.Tensor // [B, T] log π_ref (frozen reference); detached here; may be nil when Beta is 0
+	Mask        *ts.Tensor // [B, T] 1 for real tokens, 0 for padding
+	Entropy     *ts.Tensor // [B, T] optional, only for GRPOStats.Entropy
+	Advantages  []float64  // [B] one advantage per completion (GroupAdvantages)
+}
+
+// GRPOStats are the figures of one GRPO loss evaluation, computed without
+// gradient. Every mean is a token-mean over the real tokens of the batch.
+type GRPOStats struct {
+	Loss         float64 // the returned loss
+	PGLoss       float64 // mean policy-gradient term
+	KL           float64 // mean k3 (0 without RefLogProbs)
+	RatioMean    float64 // mean ratio π_θ/π_old; exactly 1 on-policy
+	ClipFracLow  float64 // share of tokens with A < 0 and r < 1 − EpsLow (the low clip is active)
+	ClipFracHigh float64 // share of tokens with A > 0 and r > 1 + EpsHigh (the high clip is active)
+	Entropy      float64 // mean entropy (0 without Entropy)
+	Tokens       float64 // real tokens: sum of the mask
+}
+
+// GRPOLoss returns the token-mean GRPO loss of the MLLM (DESIGN §4) and its
+// statistics. Per token, with A the completion's advantage:
+//
+//	r   = exp(clamp(logp − old, −20, 20))
+//	pg  = −min(r·A, clip(r, 1−EpsLow, 1+EpsHigh)·A)
+//	d   = clamp(ref − logp, −20, 20)
+//	k3  = clamp(exp(d) − d − 1, −10, 10)
+//	ℓ   = pg + Beta·k3
+//	loss = Σ ℓ·mask / Σ mask    ("token-mean" over the whole batch)
+//
+// The clamp of the log-ratio at ±20 is EasyR1's (verl's) guard against an
+// overflowing exp; it changes nothing for ratios below e^20. The gradient
+// reaches LogProbs only: OldLogProbs and RefLogProbs are detached.
+//
+// Call it inside libtorch.Run. The loss is the caller's to drop. It fails,
+// before any work, on a bad config, on a missing tensor or a shape that
+// does not match LogProbs (naming the tensor), and on a mask without real
+// tokens; and, after the work, with an error wrapping ErrNonFinite that
+// names the term when the loss is NaN or infinite (the stats are returned
+// then too, and no loss).
+func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
+	var st GRPOStats
+	if err := c.validate(); err != nil {
+		return nil, st, err
+	}
+	if in.LogProbs == nil {
+		return nil, st, fmt.Errorf("learner: GRPO LogProbs is missing")
+	}
+	shape := in.LogProbs.MustSize()
+	if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 {
+		return nil, st, fmt.Errorf("learner: GRPO LogProbs has shape %v, want [B, T] with B, T > 0", shape)
+	}
+	checks := []struct {
+		name string
+		t    *ts.Tensor
+		need bool
+	}{
+		{"OldLogProbs", in.OldLogProbs, true},
+		{"RefLogProbs", in.RefLogProbs, c.Beta != 0},
+		{"Mask", in.Mask, true},
+		{"Entropy", in.Entropy, false},
+	}
+	for _, ch := range checks {
+		if ch.t == nil && !ch.need {
+			continue
+		}
+		if err := checkShape("GRPO "+ch.name, ch.t, shape); err != nil {
+			if ch.t == nil {
+				err = fmt.Errorf("%w (Beta = %g needs it)", err, c.Beta)
+			}
+			return nil, st, err
+		}
+	}
+	if len(in.Advantages) != int(shape[0]) {
+		return nil, st, fmt.Errorf("learner: GRPO Advantages has %d values for a batch of %d", len(in.Advantages), shape[0])
+	}
+	for i, a := range in.Advantages {
+		if !finite(a) {
+			return nil, st, fmt.Errorf("learner: GRPO Advantages[%d] is %g", i, a)
+		}
+	}
+
+	var s libtorch.Scope
+	defer s.Close()
+	logp := in.LogProbs
+	dt := logp.DType()
+	mask := s.Add(in.Mask.MustDetach(false).MustTotype(dt, true))
+	var tokens float64
+	libtorch.NoGrad(func() { tokens = mask.MustSum(dt, false).Float64Values(true)[0] })
+	if !(tokens > 0) {
+		return nil, st, fmt.Errorf("learner: GRPO Mask has no real tokens")
+	}
+	st.Tokens = tokens
+
+	adv := s.Add(vectorLike(in.Advantages, []int64{shape[0], 1}, logp)) // [B, 1]
+	old := s.Add(in.OldLogProbs.MustDetach(false))
+	r := s.Add(logp.MustSub(old, false).MustClamp(ts.FloatScalar(-20), ts.FloatScalar(20), true).MustExp(true))
+	rc := s.Add(r.MustClamp(ts.FloatScalar(1-c.EpsLow), ts.FloatScalar(1+c.EpsHigh), false))
+	pg1 := s.Add(r.MustMul(adv, false).MustNeg(true))
+	pg2 := s.Add(rc.MustMul(adv, false).MustNeg(true))
+	pg := s.Add(pg1.MustMaximum(pg2, false))
+	per := pg
+	var k3 *ts.Tensor
+	if in.RefLogProbs != nil {
+		ref := s.Add(in.RefLogProbs.MustDetach(false))
+		d := s.Add(ref.MustSub(logp, false).MustClamp(ts.FloatScalar(-20), ts.FloatScalar(20), true))
+		k3 = s.Add(d.MustExp(false).MustSub(d, true).MustAddScalar(ts.FloatScalar(-1), true).
+			MustClamp(ts.FloatScalar(-10), ts.FloatScalar(10), true))
+		if c.Beta != 0 {
+			per = s.Add(k3.MustMulScalar(ts.FloatScalar(c.Beta), false).MustAdd(pg, true))
+		}
+	}
+	loss := per.MustMul(mask, false).MustSum(dt, true).MustDivScalar(ts.FloatScalar(tokens), true)
+
+	libtorch.NoGrad(func() {
+		var s libtorch.Scope
+		defer s.Close()
+		sum := func(t *ts.Tensor) *ts.Tensor { return s.Add(t.MustMul(mask, false).MustSum(dt, true)) }
+		indicator := func(cond *ts.Tensor) *ts.Tensor { return s.Add(cond.MustTotype(dt, true)) }
+		// Products of 0/1 indicators: A's [B, 1] broadcasts over r's [B, T].
+		// (logical_and warns on this broadcast in libtorch 2.1.)
+		low := s.Add(indicator(adv.MustLt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustLt(ts.FloatScalar(1-c.EpsLow), false)), false))
+		high := s.Add(indicator(adv.MustGt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustGt(ts.FloatScalar(1+c.EpsHigh), false)), false))
+		sums := []*ts.Tensor{loss.MustDetach(false), sum(pg), sum(r), sum(low), sum(high)}
+		s.Add(sums[0])
+		if k3 != nil {
+			sums = append(sums, sum(k3))
+		}
+		if in.Entropy != nil {
+			sums = append(sums, sum(s.Add(in.Entropy.MustDetach(false).MustTotype(dt, true))))
+		}
+		v := ts.MustStack(sums, 0).Float64Values(true)
+		st.Loss = v[0]
+		st.PGLoss, st.RatioMean = v[1]/tokens, v[2]/tokens
+		st.ClipFracLow, st.ClipFracHigh = v[3]/tokens, v[4]/tokens
+		v = v[5:]
+		if k3 != nil {
+			st.KL, v = v[0]/tokens, v[1:]
+		}
+		if in.Entropy != nil {
+			st.Entropy = v[0] / tokens
+		}
+	})
+	for _, term := range []struct {
+		name string
+		v    float64
+	}{{"policy-gradient term", st.PGLoss}, {"k3 KL term", st.KL}, {"loss", st.Loss}} {
+		if !finite(term.v) {
+			loss.MustDrop()
+			return nil, st, fmt.Errorf("%w: GRPO %s is %g (ratio mean %g)", ErrNonFinite, term.name, term.v, st.RatioMean)
+		}
+	}
+	return loss, st, nil
+}
