@@ -48,10 +48,16 @@ type Run struct {
 	// Threads is libtorch's intra-op CPU thread count; 0 keeps libtorch's
 	// default (one per core). Fix it for bit-reproducible CPU runs.
 	Threads int `yaml:"threads"`
-	// CheckpointEvery writes a checkpoint every k learner steps (1 = every step).
+	// CheckpointEvery keeps every k-th policy version of a SepGRPO run (and
+	// the latest) in the store; the others are deleted once the next step
+	// commits (1 = keep all).
 	CheckpointEvery int `yaml:"checkpoint_every"`
 	// EvalEvery runs the eval harness every k steps; 0 means only at the end.
 	EvalEvery int `yaml:"eval_every"`
+	// Base is the bundle directory a SepGRPO run starts from (its policy
+	// version 0): the shipped base (base/tiny) or a pretrain result
+	// (<store>/runs/<run>/pretrain/finetune/final).
+	Base string `yaml:"base"`
 }
 
 // Model holds the shapes of the three networks.

@@ -153,10 +153,10 @@ func (b *Bundle) Save(dir string, step int) error {
 	return nil
 }
 
-// LoadBundle reads a bundle saved by Save, verifying every file against the
-// manifest (an error names a file whose size or checksum differs) and every
-// tensor's name and shape against the configuration.
-func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
+// ReadBundleManifest reads a saved bundle's manifest, checks every file's
+// size and sha256 against it and parses the configuration it records,
+// without loading any tensor.
+func ReadBundleManifest(dir string) (*Manifest, *config.Config, error) {
 	data, err := os.ReadFile(filepath.Join(dir, fileManifest))
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
@@ -185,6 +185,17 @@ func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
+	return &m, cfg, nil
+}
+
+// LoadBundle reads a bundle saved by Save, verifying every file against the
+// manifest (an error names a file whose size or checksum differs) and every
+// tensor's name and shape against the configuration.
+func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
+	m, cfg, err := ReadBundleManifest(dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	tok, err := tokenizer.LoadFile(filepath.Join(dir, fileTokenizer))
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
@@ -199,7 +210,7 @@ func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
 			return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 		}
 	}
-	return b, &m, nil
+	return b, m, nil
 }
 
 func sumFile(path string) (FileSum, error) {

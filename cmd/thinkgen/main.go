@@ -57,6 +57,7 @@ func commands() []*command {
 		selftestCommand(),
 		modelCommand(),
 		pretrainCommand(),
+		trainCommand(),
 		dataCommand(),
 		rewardServeCommand(),
 		evalCommand(),

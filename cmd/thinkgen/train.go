@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/evaluate"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/worker"
+)
+
+func trainCommand() *command {
+	return &command{
+		name:  "train",
+		usage: "[flags]",
+		short: "run SepGRPO (stage 4 GRPO on the MLLM, stage 5 FlowGRPO on the DiT)",
+		long: `Train runs the configuration's SepGRPO schedule from run.base (the shipped
+base/tiny, or a pretrain result): each step's rollout tasks sample chains of
+thought (mllm-grpo) or SDE image trajectories (dit-grpo), reward tasks score
+them with the rule models, and the learn task updates the policy and commits
+the next checkpoint version; a step is committed in the run's store only when
+all of its outputs are verified. One line per step reports rewards,
+advantages, KL, clipping, the on-policy ratio, entropy, chain length,
+throughput and where the time went.
+
+Before the first step and at the end of each schedule block, the policy is
+evaluated on held-out rows in both modes (--eval-rows; 0 skips), and the
+per-stage table is printed at the end.
+
+After a kill, run the same command with --resume: the run continues from its
+last committed step with its recorded configuration, and ends with the same
+weights as an uninterrupted run.`,
+		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
+			rf := addRunFlags(fs)
+			run := fs.String("run", "", "run name (default: run.name, else train-<config name>)")
+			resume := fs.Bool("resume", false, "continue the run from its last committed step")
+			evalRows := fs.Int("eval-rows", 50, "held-out rows each evaluated version is scored on (0: no eval)")
+			rolloutTasks := fs.Int("rollout-tasks", 1, "rollout tasks per step (the result does not depend on it)")
+			stopAfter := fs.Int("stop-after", 0, "stop after committing this many steps (as a kill would; for tests and drills)")
+			return func(ctx context.Context, args []string) error {
+				if err := noArgs(args); err != nil {
+					return err
+				}
+				if *evalRows < 0 {
+					return usagef("--eval-rows must not be negative, got %d", *evalRows)
+				}
+				if *rolloutTasks < 1 {
+					return usagef("--rollout-tasks must be at least 1, got %d", *rolloutTasks)
+				}
+				cfg, err := rf.load()
+				if err != nil {
+					return err
+				}
+				name := *run
+				if name == "" {
+					name = cfg.Run.Name
+				}
+				if name == "" {
+					base := "default"
+					if rf.config != "" {
+						base = strings.TrimSuffix(filepath.Base(rf.config), filepath.Ext(rf.config))
+					}
+					name = "train-" + base
+				}
+				if err := storage.ValidateRun(name); err != nil {
+					return &usageError{fmt.Errorf("--run: %w", err)}
+				}
+				st, err := storage.Open(ctx, cfg.Storage)
+				if err != nil {
+					return err
+				}
+				if *resume {
+					rs, err := orchestrator.ReadRunState(ctx, st, name)
+					if err != nil {
+						return fmt.Errorf("resume run %s: %w", name, err)
+					}
+					if cfg, err = config.Parse(orchestrator.RunStateKey(name), []byte(rs.Config)); err != nil {
+						return err
+					}
+				} else if err := preflight(cfg); err != nil {
+					return &usageError{err}
+				}
+				cache, err := os.MkdirTemp("", "thinkgen-train-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(cache)
+				w, err := worker.New(worker.Options{Config: cfg, Store: st, CacheDir: cache})
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				fmt.Fprintf(e.stderr, "train: run %s in %s, base %s\n", name, st, cfg.Run.Base)
+				plan, err := orchestrator.Plan(cfg)
+				if err != nil {
+					return &usageError{err}
+				}
+				ev := &evaluator{cfg: cfg, store: st, run: name, rows: *evalRows, cache: cache}
+				var entries []evaluate.Entry
+				if *evalRows > 0 && !*resume {
+					ent, err := ev.version(ctx, 0, "base")
+					if err != nil {
+						return err
+					}
+					entries = append(entries, ent)
+					if err := evaluate.WriteTable(e.stderr, entries); err != nil {
+						return err
+					}
+				}
+				reports, err := orchestrator.Train(ctx, orchestrator.Options{
+					Config: cfg, Store: st, Run: name, Exec: w, Resume: *resume,
+					Checkpoints:  checkpoint.Versions{Store: st, Base: cfg.Run.Base},
+					RolloutTasks: *rolloutTasks, StopAfter: *stopAfter, Progress: e.stderr, TmpDir: cache,
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "committed %d steps\n", len(reports))
+				rs, err := orchestrator.ReadRunState(ctx, st, name)
+				if err != nil {
+					return err
+				}
+				if *evalRows == 0 || rs.Committed < len(plan) {
+					return nil
+				}
+				// The per-stage table: base, then the end of each block.
+				entries = entries[:0]
+				if ent, err := ev.version(ctx, 0, "base"); err == nil {
+					entries = append(entries, ent)
+				} else {
+					return err
+				}
+				for _, p := range plan {
+					if !p.EndsPhase {
+						continue
+					}
+					label := fmt.Sprintf("%s@%d", stageName(p.Phase), p.Step)
+					ent, err := ev.version(ctx, p.Step, label)
+					if err != nil {
+						return err
+					}
+					entries = append(entries, ent)
+				}
+				fmt.Fprintf(e.stdout, "\nheld-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", *evalRows)
+				return evaluate.WriteTable(e.stdout, entries)
+			}
+		},
+	}
+}
+
+func stageName(p config.Phase) string {
+	if p == config.PhaseMLLMGRPO {
+		return "stage4"
+	}
+	return "stage5"
+}
+
+// preflight refuses, before any work, what would fail later: a missing or
+// corrupt base, a base of another model shape, and an empty dataset.
+func preflight(cfg *config.Config) error {
+	if cfg.Run.Base == "" {
+		return errors.New("run.base: empty; set it to the shipped base (base/tiny) or a pretrain result")
+	}
+	_, bcfg, err := model.ReadBundleManifest(cfg.Run.Base)
+	if err != nil {
+		return fmt.Errorf("run.base: %w", err)
+	}
+	a, b := cfg.Model, bcfg.Model
+	if a.MLLM != b.MLLM || a.Connector != b.Connector || a.DiT != b.DiT {
+		return fmt.Errorf("run.base %s: a checkpoint of another model shape (its model section differs from the configuration's: e.g. dit.hidden %d vs %d, mllm.hidden %d vs %d)",
+			cfg.Run.Base, b.DiT.Hidden, a.DiT.Hidden, b.MLLM.Hidden, a.MLLM.Hidden)
+	}
+	if cfg.Data.TrainSize <= 0 {
+		return fmt.Errorf("data.train_size: %d, want > 0: the run's prompts come from the train split", cfg.Data.TrainSize)
+	}
+	if len(worker.Scenarios(cfg.Data.Mix)) == 0 && len(cfg.Data.Mix) > 0 {
+		return errors.New("data.mix: every scenario has weight 0: the dataset would be empty")
+	}
+	if _, err := worker.TrainRows(cfg, []int64{0}); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	return nil
+}
+
+// evaluator scores committed versions of a run on held-out rows and keeps
+// the results (eval/<version>.json and grids) in the run's store.
+type evaluator struct {
+	cfg   *config.Config
+	store storage.Store
+	run   string
+	rows  int
+	cache string
+}
+
+func (ev *evaluator) version(ctx context.Context, v int, label string) (evaluate.Entry, error) {
+	key := fmt.Sprintf("%seval/%06d.json", storage.RunPrefix(ev.run), v)
+	if rc, err := ev.store.Get(ctx, key); err == nil {
+		var s evaluate.Scores
+		err := json.NewDecoder(rc).Decode(&s)
+		rc.Close()
+		if err == nil {
+			return evaluate.Entry{Label: label, Scores: s}, nil
+		}
+	}
+	rows, err := datasets.Generate(datasets.Options{Seed: uint64(ev.cfg.Run.Seed), Split: datasets.Eval, Size: ev.cfg.Model.DiT.ImageSize}, 0, ev.rows)
+	if err != nil {
+		return evaluate.Entry{}, err
+	}
+	reg, err := reward.FromConfig(ev.cfg.Reward)
+	if err != nil {
+		return evaluate.Entry{}, err
+	}
+	gridDir, err := os.MkdirTemp(ev.cache, "grid-")
+	if err != nil {
+		return evaluate.Entry{}, err
+	}
+	defer os.RemoveAll(gridDir)
+	var scores evaluate.Scores
+	err = libtorch.Run(func() error {
+		if th := ev.cfg.Run.Threads; th > 0 {
+			if err := libtorch.SetThreads(th); err != nil {
+				return err
+			}
+		}
+		b, _, err := checkpoint.Load(ctx, ev.store, ev.run, v, filepath.Join(ev.cache, "checkpoints"), gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		b.Cfg = ev.cfg
+		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Seed: uint64(ev.cfg.Run.Seed), GridDir: gridDir, GridRows: 10})
+		return err
+	})
+	if err != nil {
+		return evaluate.Entry{}, fmt.Errorf("eval version %d: %w", v, err)
+	}
+	data, err := json.MarshalIndent(scores, "", "  ")
+	if err != nil {
+		return evaluate.Entry{}, err
+	}
+	if err := ev.store.Put(ctx, key, strings.NewReader(string(data))); err != nil {
+		return evaluate.Entry{}, err
+	}
+	for _, mode := range evaluate.Modes {
+		f, err := os.Open(filepath.Join(gridDir, "grid-"+mode+".png"))
+		if err != nil {
+			return evaluate.Entry{}, err
+		}
+		err = ev.store.Put(ctx, fmt.Sprintf("%seval/%06d-grid-%s.png", storage.RunPrefix(ev.run), v, mode), f)
+		f.Close()
+		if err != nil {
+			return evaluate.Entry{}, err
+		}
+	}
+	return evaluate.Entry{Label: label, Scores: scores}, nil
+}

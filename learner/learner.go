@@ -1,0 +1,538 @@
+package learner
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/optim"
+	"github.com/thinkgen/thinkgen/rollout"
+	"github.com/thinkgen/thinkgen/shards"
+	"github.com/thinkgen/thinkgen/task"
+	"github.com/thinkgen/thinkgen/tokenizer"
+)
+
+// ErrFatal marks errors a retry cannot fix; it is task.ErrFatal.
+var ErrFatal = task.ErrFatal
+
+// Learner holds a policy being trained, the frozen reference it is kept
+// close to (the run's version 0), and one AdamW per phase: over the MLLM
+// (stage 4) and over the connector and the DiT (stage 5).
+type Learner struct {
+	cfg     *config.Config
+	policy  *model.Bundle
+	ref     *model.Bundle
+	version int
+	mllmOpt *optim.AdamW
+	ditOpt  *optim.AdamW
+}
+
+// New takes ownership of policy (version v) and ref. It must run inside
+// libtorch.Run.
+func New(cfg *config.Config, policy, ref *model.Bundle, v int) *Learner {
+	oc := optim.Config{Beta1: cfg.Optim.Beta1, Beta2: cfg.Optim.Beta2, Eps: cfg.Optim.Eps, WeightDecay: cfg.Optim.WeightDecay}
+	for _, p := range []*model.Params{ref.MLLM.P, ref.Connector.P, ref.DiT.P} {
+		p.SetRequiresGrad(false)
+	}
+	for _, p := range []*model.Params{policy.MLLM.P, policy.Connector.P, policy.DiT.P} {
+		p.SetRequiresGrad(true)
+	}
+	l := &Learner{cfg: cfg, policy: policy, ref: ref, version: v}
+	l.mllmOpt = optim.New(policy.MLLM.P.Tensors(), oc)
+	l.ditOpt = optim.New(append(append([]*ts.Tensor{}, policy.Connector.P.Tensors()...), policy.DiT.P.Tensors()...), oc)
+	return l
+}
+
+// Policy is the bundle being trained.
+func (l *Learner) Policy() *model.Bundle { return l.policy }
+
+// Version is the policy version the learner holds.
+func (l *Learner) Version() int { return l.version }
+
+// SetVersion records that the policy was saved as version v.
+func (l *Learner) SetVersion(v int) { l.version = v }
+
+// Optimizers returns the optimiser states to save with a version.
+func (l *Learner) Optimizers() []checkpoint.Optimizer {
+	return []checkpoint.Optimizer{{Name: "mllm", Opt: l.mllmOpt}, {Name: "dit", Opt: l.ditOpt}}
+}
+
+// Close frees the models and optimiser states.
+func (l *Learner) Close() {
+	l.mllmOpt.Drop()
+	l.ditOpt.Drop()
+	l.policy.Drop()
+	l.ref.Drop()
+}
+
+// freeze makes only the phase's parameters require gradients.
+func (l *Learner) freeze(phase config.Phase) {
+	mllm := phase == config.PhaseMLLMGRPO
+	l.policy.MLLM.P.SetRequiresGrad(mllm)
+	l.policy.Connector.P.SetRequiresGrad(!mllm)
+	l.policy.DiT.P.SetRequiresGrad(!mllm)
+}
+
+// sample is one rollout row with its reward and advantage.
+type sample struct {
+	row *shards.RolloutRow
+	adv float64
+}
+
+// join pairs rollout rows with their rewards by (group, sample index) and
+// computes group-relative advantages; it fails when a row has no reward or
+// a reward no row.
+func join(rolls []shards.RolloutRow, rews []shards.RewardRow, unbiased bool, eps float64) ([]sample, AdvantageStats, error) {
+	type key struct {
+		g int64
+		s int32
+	}
+	byKey := make(map[key]float64, len(rews))
+	for _, r := range rews {
+		byKey[key{r.GroupID, r.SampleIndex}] = float64(r.Reward)
+	}
+	if len(byKey) != len(rolls) {
+		return nil, AdvantageStats{}, fmt.Errorf("learner: %d rollout rows but %d rewards", len(rolls), len(byKey))
+	}
+	rewards := make([]float64, len(rolls))
+	groups := make([]int64, len(rolls))
+	for i, r := range rolls {
+		v, ok := byKey[key{r.GroupID, r.SampleIndex}]
+		if !ok {
+			return nil, AdvantageStats{}, fmt.Errorf("learner: no reward for group %d sample %d (row %s)", r.GroupID, r.SampleIndex, r.RowID)
+		}
+		rewards[i], groups[i] = v, r.GroupID
+	}
+	adv, _, st, err := GroupAdvantages(rewards, groups, unbiased, eps)
+	if err != nil {
+		return nil, st, err
+	}
+	out := make([]sample, len(rolls))
+	for i := range rolls {
+		out[i] = sample{row: &rolls[i], adv: adv[i]}
+	}
+	// A fixed order (group, sample) whatever order the shards came in.
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].row, out[j].row
+		if a.GroupID != b.GroupID {
+			return a.GroupID < b.GroupID
+		}
+		return a.SampleIndex < b.SampleIndex
+	})
+	return out, st, nil
+}
+
+// Step updates the policy on one step's rollouts and rewards with the
+// phase's loss and returns the step's metrics. seed drives the choice of
+// trained timesteps (FlowGRPO). It must run inside libtorch.Run. A NaN or
+// infinite loss fails with an error wrapping ErrFatal and ErrNonFinite
+// that names the term; the policy is then unusable (reload it).
+func (l *Learner) Step(phase config.Phase, seed uint64, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
+	l.freeze(phase)
+	if phase == config.PhaseMLLMGRPO {
+		return l.grpoStep(rolls, rews)
+	}
+	return l.flowStep(seed, rolls, rews)
+}
+
+func advMetrics(m map[string]float64, st AdvantageStats) {
+	m["adv/mean"], m["adv/std"], m["adv/min"], m["adv/max"] = st.Mean, st.Std, st.Min, st.Max
+	m["adv/zero_std_ratio"] = st.ZeroStdRatio
+}
+
+// chunks splits n items into k consecutive mini-batches.
+func chunks(n, k int) [][2]int {
+	k = max(1, min(k, n))
+	out := make([][2]int, k)
+	for i := range out {
+		out[i] = [2]int{i * n / k, (i + 1) * n / k}
+	}
+	return out
+}
+
+func (l *Learner) grpoStep(rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
+	g := l.cfg.GRPO
+	samples, ast, err := join(rolls, rews, true, 1e-6)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	advMetrics(m, ast)
+	lr := g.LR
+	if lr == 0 {
+		lr = l.cfg.Optim.LR
+	}
+	cfg := GRPOConfig{EpsLow: g.EpsLow, EpsHigh: g.EpsHigh, Beta: g.Beta}
+	var n float64
+	first := true
+	for epoch := 0; epoch < max(1, g.Epochs); epoch++ {
+		for _, c := range chunks(len(samples), g.MiniBatches) {
+			st, gn, err := l.grpoMiniBatch(samples[c[0]:c[1]], cfg, lr)
+			if err != nil {
+				return nil, err
+			}
+			if first {
+				m["loss/ratio_first"] = st.RatioMean
+				first = false
+			}
+			m["loss/total"] += st.Loss
+			m["loss/pg"] += st.PGLoss
+			m["loss/kl"] += st.KL
+			m["loss/ratio_mean"] += st.RatioMean
+			m["loss/clip_low"] += st.ClipFracLow
+			m["loss/clip_high"] += st.ClipFracHigh
+			m["loss/entropy"] += st.Entropy
+			m["learn/grad_norm"] += gn
+			m["learn/tokens"] += st.Tokens
+			n++
+		}
+	}
+	for _, k := range []string{"loss/total", "loss/pg", "loss/kl", "loss/ratio_mean", "loss/clip_low", "loss/clip_high", "loss/entropy", "learn/grad_norm"} {
+		m[k] /= n
+	}
+	m["learn/lr"] = lr
+	return m, nil
+}
+
+// grpoMiniBatch runs one optimiser step of GRPO on a mini-batch.
+func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOStats, float64, error) {
+	var sc libtorch.Scope
+	defer sc.Close()
+	c := l.cfg
+	size := c.Model.DiT.ImageSize
+	imgTokens := model.ImageTokens(size, c.Model.MLLM.VisionPatch)
+	prompts := make([][]int, len(mb))
+	completions := make([][]int, len(mb))
+	adv := make([]float64, len(mb))
+	var refPNGs [][]byte
+	for i, s := range mb {
+		p, err := model.ChatPrompt(l.policy.Tok, s.row.Prompt, len(s.row.ReferencePNG) > 0, imgTokens, tokenizer.ThinkOpen)
+		if err != nil {
+			return GRPOStats{}, 0, fmt.Errorf("row %s: %w", s.row.RowID, err)
+		}
+		prompts[i] = p
+		completions[i] = ints(s.row.TokenIDs)
+		adv[i] = s.adv
+		if len(s.row.ReferencePNG) > 0 {
+			refPNGs = append(refPNGs, s.row.ReferencePNG)
+		}
+	}
+	var imgs *ts.Tensor
+	if len(refPNGs) > 0 {
+		raw, err := model.ImagesToTensor(refPNGs, size, gotch.CPU)
+		if err != nil {
+			return GRPOStats{}, 0, err
+		}
+		sc.Add(raw)
+		imgs = sc.Add(model.PixelSpace{}.Encode(raw))
+	}
+	temp := c.GRPO.Temperature
+	lp, err := l.policy.MLLM.LogProbs(prompts, completions, temp, imgs)
+	if err != nil {
+		return GRPOStats{}, 0, err
+	}
+	defer lp.Drop()
+	size2 := lp.LogProbs.MustSize()
+	old := make([]float32, size2[0]*size2[1])
+	for i, s := range mb {
+		for j, v := range s.row.TokenLogProbs {
+			old[int64(i)*size2[1]+int64(j)] = v
+		}
+	}
+	oldT := sc.Add(ts.MustOfSlice(old).MustView(size2, true))
+	in := GRPOInput{LogProbs: lp.LogProbs, OldLogProbs: oldT, Mask: lp.Mask, Entropy: lp.Entropy, Advantages: adv}
+	if cfg.Beta > 0 {
+		var ref *model.TokenLogProbs
+		libtorch.NoGrad(func() {
+			ref, err = l.ref.MLLM.LogProbs(prompts, completions, temp, imgs)
+		})
+		if err != nil {
+			return GRPOStats{}, 0, err
+		}
+		defer ref.Drop()
+		in.RefLogProbs = ref.LogProbs
+	}
+	loss, st, err := GRPOLoss(in, cfg)
+	if err != nil {
+		return st, 0, fmt.Errorf("%w: %w", ErrFatal, err)
+	}
+	defer loss.MustDrop()
+	l.mllmOpt.ZeroGrad()
+	loss.MustBackward()
+	gn := l.mllmOpt.ClipGradNorm(c.Optim.GradClip)
+	if math.IsNaN(gn) || math.IsInf(gn, 0) {
+		return st, gn, fmt.Errorf("%w: %w: GRPO gradient norm is %g", ErrFatal, ErrNonFinite, gn)
+	}
+	l.mllmOpt.Step(lr)
+	return st, gn, nil
+}
+
+func ints(x []int32) []int {
+	out := make([]int, len(x))
+	for i, v := range x {
+		out[i] = int(v)
+	}
+	return out
+}
+
+// TrainedSteps picks the SDE steps FlowGRPO trains on: a fraction of the
+// steps (at least one), drawn without replacement from seed, in order.
+func TrainedSteps(steps int, fraction float64, seed uint64) []int {
+	n := max(1, min(steps, int(math.Round(fraction*float64(steps)))))
+	r := rand.New(rand.NewPCG(seed, 0x74696d65))
+	perm := r.Perm(steps)[:n]
+	sort.Ints(perm)
+	return perm
+}
+
+func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
+	f := l.cfg.FlowGRPO
+	samples, ast, err := join(rolls, rews, false, 1e-4)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	advMetrics(m, ast)
+	lr := f.LR
+	if lr == 0 {
+		lr = l.cfg.Optim.LR
+	}
+	trained := TrainedSteps(f.Steps, f.TimestepFraction, seed)
+	cfg := FlowConfig{ClipRange: f.ClipEps, AdvClamp: f.AdvClamp, Beta: f.Beta}
+	var n float64
+	first := true
+	for _, c := range chunks(len(samples), f.MiniBatches) {
+		st, gn, err := l.flowMiniBatch(samples[c[0]:c[1]], trained, cfg, lr)
+		if err != nil {
+			return nil, err
+		}
+		if first {
+			m["loss/ratio_first"] = st.RatioMean
+			first = false
+		}
+		m["loss/total"] += st.Loss
+		m["loss/policy"] += st.PolicyLoss
+		m["loss/kl"] += st.KL
+		m["loss/ratio_mean"] += st.RatioMean
+		m["loss/clip_high"] += st.ClipFrac
+		m["loss/approx_kl"] += st.ApproxKL
+		m["adv/clamped"] += st.AdvClampedFrac
+		m["learn/grad_norm"] += gn
+		n++
+	}
+	for _, k := range []string{"loss/total", "loss/policy", "loss/kl", "loss/ratio_mean", "loss/clip_high", "loss/approx_kl", "adv/clamped", "learn/grad_norm"} {
+		m[k] /= n
+	}
+	m["loss/clip_low"] = 0 // FlowGRPO's clip is symmetric: clip_high holds |r−1| > ε
+	m["learn/lr"] = lr
+	m["learn/timesteps"] = float64(len(trained))
+	return m, nil
+}
+
+// flowMiniBatch accumulates the FlowGRPO loss of a mini-batch over the
+// trained steps and takes one optimiser step; samples with and without a
+// reference image take separate DiT passes (their sequence layouts
+// differ). The returned stats are means over the trained steps.
+func (l *Learner) flowMiniBatch(mb []sample, trained []int, cfg FlowConfig, lr float64) (FlowStats, float64, error) {
+	var plain, withRef []sample
+	for _, s := range mb {
+		if len(s.row.ReferencePNG) > 0 {
+			withRef = append(withRef, s)
+		} else {
+			plain = append(plain, s)
+		}
+	}
+	l.ditOpt.ZeroGrad()
+	var acc FlowStats
+	var weight float64
+	for _, part := range [][]sample{plain, withRef} {
+		if len(part) == 0 {
+			continue
+		}
+		w := float64(len(part)) / float64(len(mb))
+		st, err := l.flowPart(part, trained, cfg, w)
+		if err != nil {
+			return acc, 0, err
+		}
+		acc.Loss += w * st.Loss
+		acc.PolicyLoss += w * st.PolicyLoss
+		acc.KL += w * st.KL
+		acc.RatioMean += w * st.RatioMean
+		acc.ClipFrac += w * st.ClipFrac
+		acc.ApproxKL += w * st.ApproxKL
+		acc.AdvClampedFrac += w * st.AdvClampedFrac
+		weight += w
+	}
+	gn := l.ditOpt.ClipGradNorm(l.cfg.Optim.GradClip)
+	if math.IsNaN(gn) || math.IsInf(gn, 0) {
+		return acc, gn, fmt.Errorf("%w: %w: FlowGRPO gradient norm is %g", ErrFatal, ErrNonFinite, gn)
+	}
+	l.ditOpt.Step(lr)
+	return acc, gn, nil
+}
+
+// flowPart runs backward on weight × the mean FlowGRPO loss over the trained
+// steps of samples that share a sequence layout.
+func (l *Learner) flowPart(part []sample, trained []int, cfg FlowConfig, weight float64) (FlowStats, error) {
+	var sc libtorch.Scope
+	defer sc.Close()
+	c := l.cfg
+	f := c.FlowGRPO
+	size := c.Model.DiT.ImageSize
+	imgTokens := model.ImageTokens(size, c.Model.MLLM.VisionPatch)
+	rows := make([]*shards.RolloutRow, len(part))
+	adv := make([]float64, len(part))
+	prompts := make([][]int, len(part))
+	completions := make([][]int, len(part))
+	var refPNGs [][]byte
+	for i, s := range part {
+		rows[i], adv[i] = s.row, s.adv
+		p, err := model.ChatPrompt(l.policy.Tok, s.row.Prompt, len(s.row.ReferencePNG) > 0, imgTokens, tokenizer.ThinkOpen)
+		if err != nil {
+			return FlowStats{}, fmt.Errorf("row %s: %w", s.row.RowID, err)
+		}
+		prompts[i], completions[i] = p, ints(s.row.TokenIDs)
+		if len(s.row.ReferencePNG) > 0 {
+			refPNGs = append(refPNGs, s.row.ReferencePNG)
+		}
+		if len(s.row.SDELatents) != f.Steps+1 || len(s.row.SDELogProbs) != f.Steps {
+			return FlowStats{}, fmt.Errorf("row %s sample %d: %d latents and %d log-probs, want %d and %d (flow_grpo.steps %d)",
+				s.row.RowID, s.row.SampleIndex, len(s.row.SDELatents), len(s.row.SDELogProbs), f.Steps+1, f.Steps, f.Steps)
+		}
+	}
+	var refs *ts.Tensor
+	if len(refPNGs) > 0 {
+		raw, err := model.ImagesToTensor(refPNGs, size, gotch.CPU)
+		if err != nil {
+			return FlowStats{}, err
+		}
+		sc.Add(raw)
+		refs = sc.Add(model.PixelSpace{}.Encode(raw))
+	}
+	// The instruction states come from the (frozen) MLLM; the policy's and
+	// the reference's connectors map them to each DiT's condition.
+	states, _, err := l.policy.MLLM.InstructionStates(prompts, completions, refs)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	for _, s := range states {
+		sc.Add(s)
+	}
+	empty := make([]*ts.Tensor, len(part))
+	for i := range empty {
+		empty[i] = sc.Add(ts.MustZeros([]int64{0, int64(l.policy.Connector.In)}, gotch.Float, gotch.CPU))
+	}
+	var refCond, refUncond *model.Condition
+	libtorch.NoGrad(func() {
+		if refCond, err = l.ref.Connector.Forward(states); err != nil {
+			return
+		}
+		refUncond, err = l.ref.Connector.Forward(empty)
+	})
+	if err != nil {
+		return FlowStats{}, err
+	}
+	defer refCond.Drop()
+	defer refUncond.Drop()
+
+	tr := rollout.Trajectory(f.Steps, c.Sampling.TimeShift, size)
+	var acc FlowStats
+	scale := weight / float64(len(trained))
+	for _, k := range trained {
+		st, err := l.flowTimestep(rows, adv, k, tr, states, empty, refCond, refUncond, refs, cfg, scale)
+		if err != nil {
+			return acc, err
+		}
+		nt := float64(len(trained))
+		acc.Loss += st.Loss / nt
+		acc.PolicyLoss += st.PolicyLoss / nt
+		acc.KL += st.KL / nt
+		acc.RatioMean += st.RatioMean / nt
+		acc.ClipFrac += st.ClipFrac / nt
+		acc.ApproxKL += st.ApproxKL / nt
+		acc.AdvClampedFrac += st.AdvClampedFrac / nt
+	}
+	return acc, nil
+}
+
+func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, tr rollout.DiTTrajectory,
+	states, empty []*ts.Tensor, refCond, refUncond *model.Condition, refs *ts.Tensor, cfg FlowConfig, scale float64) (FlowStats, error) {
+	var sc libtorch.Scope
+	defer sc.Close()
+	f := l.cfg.FlowGRPO
+	// The policy's connector runs per timestep: each backward frees the
+	// graph it was part of.
+	cond, err := l.policy.Connector.Forward(states)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	defer cond.Drop()
+	uncond, err := l.policy.Connector.Forward(empty)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	defer uncond.Drop()
+	x, err := rollout.LatentsTensor(rows, k, gotch.CPU)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	sc.Add(x)
+	next, err := rollout.LatentsTensor(rows, k+1, gotch.CPU)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	sc.Add(next)
+	old := make([]float32, len(rows))
+	for i, r := range rows {
+		old[i] = r.SDELogProbs[k]
+	}
+	oldT := sc.Add(ts.MustOfSlice(old))
+	sigma, sigmaNext := tr.Sigmas[k], tr.Sigmas[k+1]
+	t := 1 - sigma
+
+	v, err := l.policy.DiT.Velocity(x, t, cond, refs, model.Guidance{Uncond: uncond, TextScale: f.CFG, ImageScale: 1})
+	if err != nil {
+		return FlowStats{}, err
+	}
+	vfg := sc.Add(v.MustNeg(true))
+	step, err := model.StepSDE(x, vfg, sigma, sigmaNext, tr.Sigmas[1], f.NoiseLevel, nil, next)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	defer step.Drop()
+	in := FlowInput{LogProb: step.LogProb, OldLogProb: oldT, Mean: step.Mean, SigmaT: step.Std / math.Sqrt(sigma-sigmaNext), Advantages: adv}
+	if cfg.Beta > 0 {
+		var refStep *model.SDEStep
+		libtorch.NoGrad(func() {
+			var rv *ts.Tensor
+			rv, err = l.ref.DiT.Velocity(x, t, refCond, refs, model.Guidance{Uncond: refUncond, TextScale: f.CFG, ImageScale: 1})
+			if err != nil {
+				return
+			}
+			rfg := rv.MustNeg(true)
+			defer rfg.MustDrop()
+			refStep, err = model.StepSDE(x, rfg, sigma, sigmaNext, tr.Sigmas[1], f.NoiseLevel, nil, next)
+		})
+		if err != nil {
+			return FlowStats{}, err
+		}
+		defer refStep.Drop()
+		in.RefMean = refStep.Mean
+	}
+	loss, st, err := FlowGRPOLoss(in, cfg)
+	if err != nil {
+		return st, fmt.Errorf("%w: SDE step %d: %w", ErrFatal, k, err)
+	}
+	scaled := loss.MustMulScalar(ts.FloatScalar(scale), true)
+	defer scaled.MustDrop()
+	scaled.MustBackward()
+	return st, nil
+}

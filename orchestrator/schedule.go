@@ -1,0 +1,80 @@
+package orchestrator
+
+import (
+	"fmt"
+
+	"github.com/thinkgen/thinkgen/config"
+)
+
+// StepPlan is what the schedule says about one step.
+type StepPlan struct {
+	Step  int // 1-based
+	Phase config.Phase
+	// Cycle and PhaseStep place the step in the schedule (1-based).
+	Cycle, PhaseStep int
+	// Prompts is the step's number of prompts; FirstRow the index of its
+	// first prompt in the train split (prompts are consecutive rows,
+	// wrapping around the split).
+	Prompts  int
+	FirstRow int64
+	// Group is the number of samples per prompt.
+	Group int
+	// EndsPhase marks the last step of a block of the schedule: its policy
+	// version is kept and evaluated (the stage rows of the per-stage table).
+	EndsPhase bool
+}
+
+// Plan expands the configuration's schedule into its steps.
+func Plan(c *config.Config) ([]StepPlan, error) {
+	cycles := c.Schedule.Cycles
+	if cycles <= 0 {
+		cycles = 1
+	}
+	n := int64(c.Data.TrainSize)
+	if n <= 0 {
+		return nil, fmt.Errorf("data.train_size: %d, want > 0 (the prompts of a run come from the train split)", c.Data.TrainSize)
+	}
+	var plan []StepPlan
+	var row int64
+	for cy := 1; cy <= cycles; cy++ {
+		for i, ph := range c.Schedule.Phases {
+			if !ph.Phase.Valid() {
+				return nil, fmt.Errorf("schedule.phases[%d].phase: unknown phase %q (want %v)", i, ph.Phase, config.AllPhases)
+			}
+			prompts, group := c.GRPO.PromptsPerStep, c.GRPO.Group
+			if ph.Phase == config.PhaseDiTGRPO {
+				prompts, group = c.FlowGRPO.PromptsPerStep, c.FlowGRPO.Group
+			}
+			for k := 1; k <= ph.Steps; k++ {
+				plan = append(plan, StepPlan{
+					Step: len(plan) + 1, Phase: ph.Phase, Cycle: cy, PhaseStep: k,
+					Prompts: prompts, FirstRow: row % n, Group: group, EndsPhase: k == ph.Steps,
+				})
+				row += int64(prompts)
+			}
+		}
+	}
+	if len(plan) == 0 {
+		return nil, fmt.Errorf("schedule: no steps (every phase has steps: 0)")
+	}
+	return plan, nil
+}
+
+// Rows returns the train-split indices of the step's prompts.
+func (p StepPlan) Rows(trainSize int) []int64 {
+	rows := make([]int64, p.Prompts)
+	for i := range rows {
+		rows[i] = (p.FirstRow + int64(i)) % int64(trainSize)
+	}
+	return rows
+}
+
+// Seed derives a step's seed from the run's (SplitMix64 finaliser): every
+// random draw of the step's tasks derives from it, so a re-run step
+// reproduces its data whatever task or attempt runs it.
+func Seed(runSeed int64, step int) uint64 {
+	z := uint64(runSeed)*0x9e3779b97f4a7c15 + uint64(step)*0xbf58476d1ce4e5b9 + 0x94d049bb133111eb
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}

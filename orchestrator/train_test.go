@@ -1,0 +1,194 @@
+package orchestrator_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/shards"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/worker"
+)
+
+// smallConfig is a SepGRPO run small enough for a test: one GRPO step and
+// one FlowGRPO step on a few prompts, with models of a few thousand
+// parameters.
+func smallConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c := config.Default()
+	m := &c.Model.MLLM
+	m.Hidden, m.Layers, m.Heads, m.KVHeads, m.HeadDim, m.FFN, m.MaxSeqLen = 32, 2, 2, 1, 16, 64, 256
+	d := &c.Model.DiT
+	d.Hidden, d.Layers, d.Heads, d.KVHeads, d.FFN, d.RefinerLayers, d.ImageSize = 48, 1, 2, 1, 64, 1, 32
+	c.Model.Connector.Prepad = 2
+	c.Run.Threads = 1
+	c.Data.TrainSize = 50
+	c.GRPO.PromptsPerStep, c.GRPO.Group, c.GRPO.MaxNewTokens, c.GRPO.ImageSteps = 3, 3, 12, 2
+	c.GRPO.LR = 1e-3
+	c.FlowGRPO.PromptsPerStep, c.FlowGRPO.Group, c.FlowGRPO.Steps, c.FlowGRPO.LR = 2, 3, 3, 1e-3
+	c.FlowGRPO.ClipEps = 0.2
+	c.Sampling.DiTSteps, c.Sampling.MaxNewTokens = 4, 12
+	c.Schedule = config.Schedule{Cycles: 1, Phases: []config.PhaseSpec{{Phase: config.PhaseMLLMGRPO, Steps: 1}, {Phase: config.PhaseDiTGRPO, Steps: 1}}}
+	c.Run.Base = filepath.Join(t.TempDir(), "base")
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	err := libtorch.Run(func() error {
+		tok, err := model.TokenizerFor(c.Model.MLLM)
+		if err != nil {
+			return err
+		}
+		b, err := model.NewBundle(c, tok, gotch.CPU, 7)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		return b.Save(c.Run.Base, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func train(t *testing.T, c *config.Config, st storage.Store, run string, resume bool, stopAfter int) ([]orchestrator.StepReport, error) {
+	t.Helper()
+	w, err := worker.New(worker.Options{Config: c, Store: st, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var log bytes.Buffer
+	defer func() { t.Log(log.String()) }()
+	return orchestrator.Train(context.Background(), orchestrator.Options{
+		Config: c, Store: st, Run: run, Exec: w, Resume: resume, StopAfter: stopAfter,
+		Checkpoints: checkpoint.Versions{Store: st, Base: c.Run.Base}, Progress: &log, RolloutTasks: 2,
+	})
+}
+
+func TestTrainEmbeddedEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains two steps")
+	}
+	c := smallConfig(t)
+	st, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	reps, err := train(t, c, st, "e2e", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 2 {
+		t.Fatalf("%d steps committed, want 2", len(reps))
+	}
+	for i, r := range reps {
+		// The first mini-batch sees the policy that sampled: ratio 1.
+		if got := r.Metrics["loss/ratio_first"]; math.Abs(got-1) > 1e-4 {
+			t.Errorf("step %d (%s): first-mini-batch ratio %.6f, want 1", i+1, r.Plan.Phase, got)
+		}
+		for _, k := range []string{"reward/mean", "adv/zero_std_ratio", "loss/kl", "learn/grad_norm", "time/rollout_s", "time/learn_s"} {
+			if _, ok := r.Metrics[k]; !ok {
+				t.Errorf("step %d: no metric %s", i+1, k)
+			}
+		}
+		m, err := storage.ReadManifest(ctx, st, storage.StepManifestKey("e2e", i+1))
+		if err != nil {
+			t.Fatalf("step %d manifest: %v", i+1, err)
+		}
+		var kinds []string
+		for _, o := range m.Objects {
+			kinds = append(kinds, filepath.Base(filepath.Dir(o.Key)))
+		}
+		// Two rollout shards, two reward shards, one metrics shard.
+		if got := strings.Join(kinds, ","); got != "metrics,reward,reward,rollout,rollout" {
+			t.Errorf("step %d manifest holds %s", i+1, got)
+		}
+	}
+	rs, err := orchestrator.ReadRunState(ctx, st, "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Committed != 2 || rs.PolicyVersion != 2 {
+		t.Errorf("run state committed %d version %d, want 2 2", rs.Committed, rs.PolicyVersion)
+	}
+	// Rollout shards carry what the reward worker and the learner need.
+	m, _ := storage.ReadManifest(ctx, st, storage.StepManifestKey("e2e", 2))
+	for _, o := range m.Objects {
+		if !strings.Contains(o.Key, "/rollout/") {
+			continue
+		}
+		rd, err := shards.Open(ctx, st, m, o.Key, shards.Rollout, shards.ReadOptions{}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r shards.RolloutRow
+		if err := rd.Read(&r); err != nil {
+			t.Fatal(err)
+		}
+		rd.Close()
+		if r.Phase != "dit-grpo" || len(r.SDELatents) != c.FlowGRPO.Steps+1 || len(r.SDELogProbs) != c.FlowGRPO.Steps || r.Spec == "" || len(r.ImagePNG) == 0 {
+			t.Errorf("dit rollout row: phase %s, %d latents, %d log-probs, spec %q, %d image bytes", r.Phase, len(r.SDELatents), len(r.SDELogProbs), r.Spec, len(r.ImagePNG))
+		}
+	}
+	// A second start of the same run without --resume is refused.
+	if _, err := train(t, c, st, "e2e", false, 0); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("restarting an existing run: %v, want a refusal naming --resume", err)
+	}
+}
+
+// TestResumeEqualsUninterrupted kills a run (StopAfter) after its first
+// step, resumes it with a fresh worker, and compares its final checkpoint
+// with that of an uninterrupted run of the same seed.
+func TestResumeEqualsUninterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains four steps")
+	}
+	c := smallConfig(t)
+	st, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := train(t, c, st, "whole", false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if reps, err := train(t, c, st, "killed", false, 1); err != nil || len(reps) != 1 {
+		t.Fatalf("first half: %d steps, %v", len(reps), err)
+	}
+	if reps, err := train(t, c, st, "killed", true, 0); err != nil || len(reps) != 1 {
+		t.Fatalf("resumed half: %d steps, %v", len(reps), err)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := checkpoint.Fetch(ctx, st, "whole", 2, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := checkpoint.Fetch(ctx, st, "killed", 2, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-mllm.safetensors", "optim-dit.safetensors"} {
+		x, err1 := os.ReadFile(filepath.Join(a, f))
+		y, err2 := os.ReadFile(filepath.Join(b, f))
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s differs between the resumed and the uninterrupted run", f)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+// Package task defines the unit of work the controller hands to workers and
+// what a worker reports back. It is the only thing the controller and the
+// workers share: a worker never imports the controller, and the controller
+// never looks inside a worker.
+//
+// A SepGRPO step is three kinds of task, in order: rollout tasks (sample
+// chains of thought or SDE trajectories for a slice of the step's prompts,
+// write one rollout shard each), reward tasks (score one rollout shard,
+// write one reward shard) and one learn task (read every shard of the step,
+// update the policy, commit the next checkpoint version). Every output is an
+// object in the run's store named by (run, step, task, attempt), reported
+// with its size and sha256 so the controller can verify it before the step
+// commits.
+package task
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/storage"
+)
+
+// Kind is the kind of a task.
+type Kind string
+
+// The kinds of task of a step.
+const (
+	Rollout Kind = "rollout"
+	Reward  Kind = "reward"
+	Learn   Kind = "learn"
+)
+
+// Task is one unit of work.
+type Task struct {
+	Run  string `json:"run"`
+	Step int    `json:"step"`
+	Kind Kind   `json:"kind"`
+	// ID names the task within its step ("r0", "s0", "learn").
+	ID string `json:"id"`
+	// Attempt counts from 1; a task handed out again after a failure or an
+	// expired lease gets the next attempt, and writes new keys.
+	Attempt int          `json:"attempt"`
+	Phase   config.Phase `json:"phase"`
+	// PolicyVersion is the checkpoint version the task samples with
+	// (rollout) or updates (learn: it writes PolicyVersion+1).
+	PolicyVersion int `json:"policy_version"`
+	// Rows are the dataset row indices of a rollout task's prompts.
+	Rows []int64 `json:"rows,omitempty"`
+	// Seed derives every random draw of the task.
+	Seed uint64 `json:"seed"`
+	// Inputs are the objects the task reads: a reward task's rollout shard;
+	// the learn task's rollout and reward shards. Each is verified (size,
+	// sha256) when read.
+	Inputs []storage.Object `json:"inputs,omitempty"`
+}
+
+// String names the task in logs and errors.
+func (t Task) String() string {
+	return fmt.Sprintf("%s step %d %s task %s attempt %d", t.Run, t.Step, t.Kind, t.ID, t.Attempt)
+}
+
+// Validate checks the fields every worker relies on.
+func (t Task) Validate() error {
+	if err := storage.ValidateRun(t.Run); err != nil {
+		return fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	switch {
+	case t.Step < 1:
+		return fmt.Errorf("task %s: step %d, want >= 1", t.ID, t.Step)
+	case t.Attempt < 1:
+		return fmt.Errorf("task %s: attempt %d, want >= 1", t.ID, t.Attempt)
+	case !t.Phase.Valid():
+		return fmt.Errorf("task %s: unknown phase %q", t.ID, t.Phase)
+	case t.PolicyVersion < 0:
+		return fmt.Errorf("task %s: policy version %d", t.ID, t.PolicyVersion)
+	}
+	switch t.Kind {
+	case Rollout:
+		if len(t.Rows) == 0 {
+			return fmt.Errorf("task %s: a rollout task without prompts", t.ID)
+		}
+	case Reward:
+		if len(t.Inputs) != 1 {
+			return fmt.Errorf("task %s: a reward task reads one rollout shard, got %d inputs", t.ID, len(t.Inputs))
+		}
+	case Learn:
+		if len(t.Inputs) == 0 {
+			return fmt.Errorf("task %s: a learn task without shards", t.ID)
+		}
+	default:
+		return fmt.Errorf("task %s: unknown kind %q", t.ID, t.Kind)
+	}
+	return nil
+}
+
+// OutputKey is the key of the shard a rollout or reward task writes.
+func (t Task) OutputKey() string {
+	return storage.ShardKey(t.Run, t.Step, string(t.Kind), t.ID, t.Attempt)
+}
+
+// Result is what a worker reports for a finished task.
+type Result struct {
+	// Outputs are the objects the task wrote (a shard; for the learn task
+	// the new checkpoint's manifest and files), with size and sha256.
+	Outputs []storage.Object `json:"outputs"`
+	// Metrics are the task's scalars, by their fixed names (e.g.
+	// "reward/mean", "time/rollout_s").
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// ErrFatal marks a task error that a retry cannot fix (a NaN loss, a
+// checkpoint of another model shape): the run stops at that step and keeps
+// its last committed checkpoint.
+var ErrFatal = errors.New("fatal")
