@@ -95,7 +95,18 @@ type MLLM struct {
 type Connector struct {
 	// Prepad is K, the number of learnable prepadding states (23 at full scale).
 	Prepad int `yaml:"prepad"`
+	// States picks the MLLM states that condition the DiT: "cut" (the
+	// paper's VGI-refine: only the tokens after the first </think>) or
+	// "all" (the whole sequence, prompt and chain of thought included; the
+	// paper's ALL ablation). Empty means "cut".
+	States string `yaml:"states"`
 }
+
+// The values of connector.states.
+const (
+	StatesCut = "cut"
+	StatesAll = "all"
+)
 
 // DiT is an OmniGen2-style diffusion transformer.
 type DiT struct {

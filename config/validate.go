@@ -135,6 +135,9 @@ func (c *Config) Validate() error {
 		k.add("model.mllm.kv_heads", fmt.Sprintf("a divisor of model.mllm.heads (%d)", l.Heads), l.KVHeads)
 	}
 	k.nonNegative("model.connector.prepad", m.Connector.Prepad)
+	if s := m.Connector.States; s != "" && s != StatesCut && s != StatesAll {
+		k.add("model.connector.states", fmt.Sprintf("%q or %q", StatesCut, StatesAll), s)
+	}
 	d := m.DiT
 	k.positive("model.dit.hidden", d.Hidden)
 	k.positive("model.dit.layers", d.Layers)

@@ -58,7 +58,10 @@ func NewBundle(cfg *config.Config, tok tokenizer.Tokenizer, dev gotch.Device, se
 		return nil, fmt.Errorf("model: model.mllm.vocab %d is smaller than the tokenizer's %d", vocab, tok.VocabSize())
 	}
 	b := &Bundle{Cfg: cfg, Tok: tok}
-	if b.MLLM, err = NewMLLM(cfg.Model.MLLM, vocab, special, true, dev, seed); err != nil {
+	if b.MLLM, err = NewMLLM(cfg.Model.MLLM, vocab, special, true, dev, seed); err == nil {
+		b.MLLM.AllStates = cfg.Model.Connector.States == config.StatesAll
+	}
+	if err != nil {
 		return nil, err
 	}
 	if b.Connector, err = NewConnector(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad, cfg.Model.MLLM.RMSNormEps, dev, seed+1); err != nil {

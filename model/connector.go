@@ -74,7 +74,10 @@ func (c *Connector) Forward(states []*ts.Tensor) (*Condition, error) {
 		rows[i] = seq
 	}
 	if maxLen == 0 {
-		return nil, fmt.Errorf("model: connector: every condition is empty (no prepadding and no instruction tokens)")
+		// Every condition is empty (no prepadding, empty instructions: the
+		// unconditional branch of guidance without prepadding): one padding
+		// slot, which the DiT masks out (Lens stay 0).
+		maxLen = 1
 	}
 	padded := make([]*ts.Tensor, len(rows))
 	for i, r := range rows {

@@ -216,7 +216,21 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 	// Refiners.
 	// (gotch passes an undefined tensor for ts.None, which SDPA rejects as a
 	// mask, so image-only attention gets an all-visible mask.)
-	textMask := s.Add(keyMask(textValid, d.dev))
+	// A sample without text tokens (no prepadding, empty instruction) lets
+	// its padding slots see each other in the text refiner: a query row
+	// with no visible key would be NaN, and NaN·0 still poisons the joint
+	// layers, where the padding is masked out.
+	refinerValid := make([][]bool, B)
+	for b, v := range textValid {
+		refinerValid[b] = v
+		if in.Text.Lens[b] == 0 {
+			refinerValid[b] = make([]bool, len(v))
+			for i := range refinerValid[b] {
+				refinerValid[b][i] = true
+			}
+		}
+	}
+	textMask := s.Add(keyMask(refinerValid, d.dev))
 	imgMask := s.Add(keyMask(all(lay.nImg), d.dev))
 	for i := 0; i < c.RefinerLayers; i++ {
 		txt = d.block(&s, fmt.Sprintf("context_refiner.%d.", i), txt, nil, textMask, textPart(cos), textPart(sin))

@@ -107,7 +107,8 @@ func (m *MLLM) LogProbs(prompts, completions [][]int, temperature float64, image
 // input: the hidden states of the last two layers concatenated on the
 // hidden axis ([L, 2H], detached) for the tokens after the first </think>
 // of prompt+completion, without padding and EOS. A sequence with no
-// </think> keeps its whole completion and is reported in missing.
+// </think> keeps its whole completion and is reported in missing. With
+// m.AllStates (the ALL ablation) every token of prompt+completion is kept.
 func (m *MLLM) InstructionStates(prompts, completions [][]int, images *ts.Tensor) (states []*ts.Tensor, missing []bool, err error) {
 	in, p, _, err := m.layout(prompts, completions)
 	if err != nil {
@@ -139,6 +140,9 @@ func (m *MLLM) InstructionStates(prompts, completions [][]int, images *ts.Tensor
 			if start < 0 {
 				missing[i] = true
 				start = len(prompts[i])
+			}
+			if m.AllStates {
+				start = 0
 			}
 			end := len(seq)
 			for end > start && (seq[end-1] == m.Special.EOS || seq[end-1] == m.Special.Pad) {

@@ -27,7 +27,11 @@ type MLLM struct {
 	Cfg     config.MLLM
 	Vocab   int
 	Special SpecialIDs
-	P       *Params
+	// AllStates makes InstructionStates return the states of the whole
+	// sequence instead of those after the first </think> (the ALL
+	// ablation; config model.connector.states).
+	AllStates bool
+	P         *Params
 	dev     gotch.Device
 	cos     *ts.Tensor // [MaxSeqLen, HeadDim]
 	sin     *ts.Tensor

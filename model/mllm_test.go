@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
@@ -176,11 +177,28 @@ func TestInstructionStates(t *testing.T) {
 		defer m.Drop()
 		prompts := [][]int{{5, 6, 7}, {8, 9}, {10}}
 		completions := [][]int{{11, 2, 12, 13, 1}, {14, 15, 16}, {2, 17}}
-		states, missing, err := m.InstructionStates(prompts, completions, nil)
-		if err != nil {
-			return err
+		// (ids 2 and 1 play </think> and EOS in the test tokenizer.)
+		for _, tt := range []struct {
+			all     bool
+			wantLen []int64
+		}{
+			{false, []int64{2, 3, 1}}, // cut: after the first </think>, EOS dropped
+			{true, []int64{7, 5, 3}},  // all: the whole sequence, EOS dropped
+		} {
+			m.AllStates = tt.all
+			states, missing, err := m.InstructionStates(prompts, completions, nil)
+			if err != nil {
+				return err
+			}
+			checkStates(t, m, states, missing, tt.wantLen)
 		}
-		wantLen := []int64{2, 3, 1}
+		return nil
+	})
+}
+
+func checkStates(t *testing.T, m *MLLM, states []*ts.Tensor, missing []bool, wantLen []int64) {
+	t.Helper()
+	{
 		wantMissing := []bool{false, true, false}
 		for i, s := range states {
 			sz := s.MustSize()
@@ -192,8 +210,7 @@ func TestInstructionStates(t *testing.T) {
 			}
 			s.MustDrop()
 		}
-		return nil
-	})
+	}
 }
 
 func TestSafetensorsRoundTripAndErrors(t *testing.T) {

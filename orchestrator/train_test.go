@@ -28,11 +28,18 @@ import (
 func smallConfig(t *testing.T) *config.Config {
 	t.Helper()
 	c := config.Default()
+	c.Model.Connector.Prepad = 2
+	return smallConfigFrom(t, c)
+}
+
+// smallConfigFrom shrinks c (keeping its connector section) and saves a
+// freshly initialised base bundle for it.
+func smallConfigFrom(t *testing.T, c *config.Config) *config.Config {
+	t.Helper()
 	m := &c.Model.MLLM
 	m.Hidden, m.Layers, m.Heads, m.KVHeads, m.HeadDim, m.FFN, m.MaxSeqLen = 32, 2, 2, 1, 16, 64, 256
 	d := &c.Model.DiT
 	d.Hidden, d.Layers, d.Heads, d.KVHeads, d.FFN, d.RefinerLayers, d.ImageSize = 48, 1, 2, 1, 64, 1, 32
-	c.Model.Connector.Prepad = 2
 	c.Run.Threads = 1
 	c.Data.TrainSize = 50
 	c.GRPO.PromptsPerStep, c.GRPO.Group, c.GRPO.MaxNewTokens, c.GRPO.ImageSteps = 3, 3, 12, 2
@@ -190,5 +197,38 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 		if !bytes.Equal(x, y) {
 			t.Errorf("%s differs between the resumed and the uninterrupted run", f)
 		}
+	}
+}
+
+// TestTrainAblations runs the paper's two connector ablations end to end:
+// no prepadding states, and ALL states instead of those after </think>.
+func TestTrainAblations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	for _, tt := range []struct {
+		name   string
+		prepad int
+		states string
+	}{
+		{"no prepadding", 0, config.StatesCut},
+		{"all states", 2, config.StatesAll},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			c.Model.Connector.Prepad, c.Model.Connector.States = tt.prepad, tt.states
+			c = smallConfigFrom(t, c)
+			st, err := storage.NewLocal(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			reps, err := train(t, c, st, "ablation", false, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(reps) != 2 {
+				t.Fatalf("%d steps", len(reps))
+			}
+		})
 	}
 }
