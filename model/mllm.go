@@ -32,9 +32,9 @@ type MLLM struct {
 	// ablation; config model.connector.states).
 	AllStates bool
 	P         *Params
-	dev     gotch.Device
-	cos     *ts.Tensor // [MaxSeqLen, HeadDim]
-	sin     *ts.Tensor
+	dev       gotch.Device
+	cos       *ts.Tensor // [MaxSeqLen, HeadDim]
+	sin       *ts.Tensor
 }
 
 // MLLMSpecs lists the parameters of an MLLM with vocab tokens.
