@@ -199,8 +199,8 @@ func (c *Config) Validate() error {
 	if g.Group < 2 {
 		k.add("grpo.group", ">= 2 (advantages are relative within a group)", g.Group)
 	}
-	k.in01("grpo.eps_low", g.EpsLow, false, true)
-	k.nonNegativeF("grpo.eps_high", g.EpsHigh)
+	k.in01("grpo.eps_low", g.EpsLow, true, true)
+	k.positiveF("grpo.eps_high", g.EpsHigh)
 	k.nonNegativeF("grpo.beta", g.Beta)
 	k.positive("grpo.mini_batches", g.MiniBatches)
 	k.positive("grpo.epochs", g.Epochs)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
@@ -230,5 +231,56 @@ func TestTrainAblations(t *testing.T) {
 				t.Fatalf("%d steps", len(reps))
 			}
 		})
+	}
+}
+
+// TestNaNStopsTheRun: a policy whose DiT holds a NaN weight passes the GRPO
+// step (the DiT is frozen there and only draws) but makes the FlowGRPO loss
+// NaN; the run stops at that step, says which step and which term, and
+// keeps the last good checkpoint.
+func TestNaNStopsTheRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	c := smallConfig(t)
+	err := libtorch.Run(func() error {
+		b, _, err := model.LoadBundle(c.Run.Base, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		libtorch.NoGrad(func() { b.DiT.P.Tensors()[0].MustFill_(ts.FloatScalar(math.NaN())) })
+		return b.Save(c.Run.Base, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps, err := train(t, c, st, "nan", false, 0)
+	if err == nil {
+		t.Fatal("a NaN loss did not stop the run")
+	}
+	for _, w := range []string{"step 2 (dit-grpo)", "FlowGRPO", "NaN"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %q", err, w)
+		}
+	}
+	if len(reps) != 1 {
+		t.Errorf("%d steps committed, want 1", len(reps))
+	}
+	// The fatal error was not retried: one learn attempt.
+	ctx := context.Background()
+	rs, err := orchestrator.ReadRunState(ctx, st, "nan")
+	if err != nil || rs.Committed != 1 {
+		t.Fatalf("run state %+v, %v: want step 1 committed", rs, err)
+	}
+	if _, err := checkpoint.Fetch(ctx, st, "nan", 1, t.TempDir()); err != nil {
+		t.Errorf("the last good checkpoint is gone: %v", err)
+	}
+	if _, err := storage.ReadManifest(ctx, st, storage.StepManifestKey("nan", 2)); err == nil {
+		t.Error("the NaN step was committed")
 	}
 }

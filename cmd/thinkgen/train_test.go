@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/model"
+)
+
+// saveBase writes a freshly initialised bundle of the tiny configuration
+// with the given DiT width, as a stand-in base.
+func saveBase(t *testing.T, ditHidden int) string {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join("..", "..", "configs", "tiny.yaml"), []string{"model.dit.hidden=" + itoa(ditHidden)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "base")
+	err = libtorch.Run(func() error {
+		tok, err := model.TokenizerFor(cfg.Model.MLLM)
+		if err != nil {
+			return err
+		}
+		b, err := model.NewBundle(cfg, tok, gotch.CPU, 1)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		return b.Save(dir, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestTrainRejectsBadInput: every bad input is refused before any work,
+// with exit code 2 and a message naming the field, and nothing written.
+func TestTrainRejectsBadInput(t *testing.T) {
+	tiny := filepath.Join("..", "..", "configs", "tiny.yaml")
+	base := saveBase(t, 192)
+	other := saveBase(t, 96)
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"group of one", []string{"--set", "grpo.group=1"}, []string{"grpo.group", ">= 2"}},
+		{"flow group of one", []string{"--set", "flow_grpo.group=1"}, []string{"flow_grpo.group", ">= 2"}},
+		{"eps_low zero", []string{"--set", "grpo.eps_low=0"}, []string{"grpo.eps_low", "in (0, 1)"}},
+		{"eps_high zero", []string{"--set", "grpo.eps_high=0"}, []string{"grpo.eps_high", "> 0"}},
+		{"clip_eps zero", []string{"--set", "flow_grpo.clip_eps=0"}, []string{"flow_grpo.clip_eps"}},
+		{"empty dataset", []string{"--set", "data.train_size=0"}, []string{"data.train_size"}},
+		{"unknown scenario", []string{"--config", filepath.Join("testdata", "unknown_scenario.yaml")}, []string{"data.mix", "juggling"}},
+		{"no base", []string{"--set", "run.base=" + filepath.Join(t.TempDir(), "nothing")}, []string{"run.base", "nothing"}},
+		{"base of another shape", []string{"--set", "run.base=" + other}, []string{"run.base", "another model shape", "dit.hidden 96 vs 192"}},
+		{"bad eval rows", []string{"--eval-rows", "-1"}, []string{"--eval-rows"}},
+		{"bad run name", []string{"--run", "a/b"}, []string{"--run"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append([]string{"train", "--config", tiny, "--run-dir", dir, "--set", "run.base=" + base}, tt.args...)
+			code, out, errs := runCLI(t, args...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", code, out, errs)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errs)
+				}
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 0 {
+				t.Errorf("the refused run wrote %d entries into its store", len(entries))
+			}
+		})
+	}
+}
