@@ -1,0 +1,53 @@
+package plots
+
+import (
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteDrawsLines(t *testing.T) {
+	x := []float64{1, 2, 3, 4, 5}
+	path := filepath.Join(t.TempDir(), "curves.png")
+	err := Write(path, []Panel{
+		{Title: "reward", XLabel: "step", Series: []Series{{Name: "mean", X: x, Y: []float64{0.1, 0.2, math.NaN(), 0.4, 0.5}}, {Name: "reasoning", X: x, Y: []float64{0, 0.1, 0.3, 0.2, 0.6}}}},
+		{Title: "cot length", XLabel: "step", Series: []Series{{X: x, Y: []float64{20, 22, 25, 24, 30}}}},
+		{Title: "empty", Series: []Series{{Name: "nothing", X: x, Y: []float64{math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()}}}},
+	}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two columns, two rows of 4.5 x 3.2 inch panels at vgimg's 96 dpi.
+	b := img.Bounds()
+	if b.Dx() != 864 || b.Dy() != 614 {
+		t.Errorf("image %v, want 864x614", b)
+	}
+	// The first series' colour appears (a line was drawn).
+	found := false
+	for y := b.Min.Y; y < b.Max.Y && !found; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if r>>8 == 31 && g>>8 == 119 && bl>>8 == 180 {
+				found = true
+				break
+			}
+		}
+	}
+	if !found {
+		t.Error("no pixel of the first series' colour: no line drawn")
+	}
+	if err := Write(path, nil, 2); err == nil {
+		t.Error("no panels: want an error")
+	}
+}
