@@ -152,6 +152,16 @@ func TestTrainEmbeddedEndToEnd(t *testing.T) {
 			t.Errorf("dit rollout row: phase %s, %d latents, %d log-probs, spec %q, %d image bytes", r.Phase, len(r.SDELatents), len(r.SDELogProbs), r.Spec, len(r.ImagePNG))
 		}
 	}
+	h, err := orchestrator.ReadHistory(ctx, st, "e2e", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Steps) != 2 || len(h.Values["reward/mean"]) != 2 || h.Phases[0] != "mllm-grpo" || h.Phases[1] != "dit-grpo" {
+		t.Errorf("history: steps %v phases %v reward %v", h.Steps, h.Phases, h.Values["reward/mean"])
+	}
+	if err := h.WriteCurves(filepath.Join(t.TempDir(), "curves.png")); err != nil {
+		t.Error(err)
+	}
 	// A second start of the same run without --resume is refused.
 	if _, err := train(t, c, st, "e2e", false, 0); err == nil || !strings.Contains(err.Error(), "--resume") {
 		t.Errorf("restarting an existing run: %v, want a refusal naming --resume", err)

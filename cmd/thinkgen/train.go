@@ -135,6 +135,11 @@ weights as an uninterrupted run.`,
 				if err != nil {
 					return err
 				}
+				if key, err := writeCurves(ctx, st, name, cache); err != nil {
+					return err
+				} else if key != "" {
+					fmt.Fprintf(e.stdout, "curves: %s\n", describeKey(cfg, key))
+				}
 				if *evalRows == 0 || rs.Committed < len(plan) {
 					return nil
 				}
@@ -268,4 +273,39 @@ func (ev *evaluator) version(ctx context.Context, v int, label string) (evaluate
 		}
 	}
 	return evaluate.Entry{Label: label, Scores: scores}, nil
+}
+
+// writeCurves draws the run's training curves into runs/<run>/curves.png
+// and returns that key ("" when no step is committed yet).
+func writeCurves(ctx context.Context, st storage.Store, run, tmp string) (string, error) {
+	h, err := orchestrator.ReadHistory(ctx, st, run, tmp)
+	if err != nil {
+		return "", fmt.Errorf("curves: %w", err)
+	}
+	if len(h.Steps) == 0 {
+		return "", nil
+	}
+	path := filepath.Join(tmp, "curves.png")
+	if err := h.WriteCurves(path); err != nil {
+		return "", err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	key := storage.RunPrefix(run) + "curves.png"
+	if err := st.Put(ctx, key, f); err != nil {
+		return "", fmt.Errorf("curves: %w", err)
+	}
+	return key, nil
+}
+
+// describeKey names an object for a person: a file path for a local
+// store, the key otherwise.
+func describeKey(cfg *config.Config, key string) string {
+	if loc, err := storage.ParseURI(cfg.Storage.URI); err == nil && !loc.IsS3() {
+		return filepath.Join(loc.Dir, filepath.FromSlash(key))
+	}
+	return key
 }

@@ -1,0 +1,116 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/thinkgen/thinkgen/internal/plots"
+	"github.com/thinkgen/thinkgen/shards"
+	"github.com/thinkgen/thinkgen/storage"
+)
+
+// History is the metrics of a run's committed steps: per metric name, the
+// value at each step (NaN where a step did not log it).
+type History struct {
+	Steps  []float64
+	Phases []string
+	Values map[string][]float64
+}
+
+// ReadHistory reads the metrics shard of every committed step of run.
+func ReadHistory(ctx context.Context, st storage.Store, run string, tmpDir string) (*History, error) {
+	rs, err := ReadRunState(ctx, st, run)
+	if err != nil {
+		return nil, err
+	}
+	h := &History{Values: map[string][]float64{}}
+	for step := 1; step <= rs.Committed; step++ {
+		m, err := storage.ReadManifest(ctx, st, storage.StepManifestKey(run, step))
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", step, err)
+		}
+		key := storage.ShardKey(run, step, "metrics", "controller", 1)
+		rd, err := shards.Open(ctx, st, m, key, shards.Metrics, shards.ReadOptions{}, tmpDir)
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", step, err)
+		}
+		i := len(h.Steps)
+		h.Steps = append(h.Steps, float64(step))
+		h.Phases = append(h.Phases, "")
+		for k := range h.Values {
+			h.Values[k] = append(h.Values[k], math.NaN())
+		}
+		for {
+			var r shards.MetricRow
+			err := rd.Read(&r)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				rd.Close()
+				return nil, fmt.Errorf("step %d metrics: %w", step, err)
+			}
+			h.Phases[i] = r.Phase
+			v, ok := h.Values[r.Name]
+			if !ok {
+				v = make([]float64, i+1)
+				for j := range v {
+					v[j] = math.NaN()
+				}
+			}
+			v[i] = r.Value
+			h.Values[r.Name] = v
+		}
+		rd.Close()
+	}
+	return h, nil
+}
+
+// series returns the named metric, or nil.
+func (h *History) series(name, label string) []plots.Series {
+	v, ok := h.Values[name]
+	if !ok {
+		return nil
+	}
+	return []plots.Series{{Name: label, X: h.Steps, Y: v}}
+}
+
+// WriteCurves draws the run's curves (the paper's Figure 5 analogue:
+// reward, per-scenario reward, chain-of-thought length; and KL, clipping,
+// entropy, gradient norm and the step time split) into a PNG.
+func (h *History) WriteCurves(path string) error {
+	var perScenario []plots.Series
+	var names []string
+	for k := range h.Values {
+		if strings.HasPrefix(k, "reward/") && strings.HasSuffix(k, "/mean") && strings.Count(k, "/") == 2 {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		perScenario = append(perScenario, h.series(k, strings.Split(k, "/")[1])...)
+	}
+	cat := func(ss ...[]plots.Series) []plots.Series {
+		var out []plots.Series
+		for _, s := range ss {
+			out = append(out, s...)
+		}
+		return out
+	}
+	panels := []plots.Panel{
+		{Title: "reward (mean over samples)", XLabel: "step", Series: cat(h.series("reward/mean", "all"))},
+		{Title: "reward by scenario", XLabel: "step", Series: perScenario},
+		{Title: "completion length (tokens)", XLabel: "step", Series: h.series("rollout/cot_tokens", "chain + instruction")},
+		{Title: "KL to the reference", XLabel: "step", Series: h.series("loss/kl", "kl")},
+		{Title: "clip fraction", XLabel: "step", Series: cat(h.series("loss/clip_low", "low"), h.series("loss/clip_high", "high"))},
+		{Title: "entropy and zero-std groups", XLabel: "step", Series: cat(h.series("loss/entropy", "entropy"), h.series("adv/zero_std_ratio", "zero-std ratio"))},
+		{Title: "gradient norm", XLabel: "step", Series: h.series("learn/grad_norm", "grad norm")},
+		{Title: "step time (s)", XLabel: "step", Series: cat(h.series("time/rollout_s", "rollout"), h.series("time/reward_s", "reward"), h.series("time/learn_s", "learn"), h.series("time/storage_s", "storage"))},
+	}
+	return plots.Write(path, panels, 4)
+}
