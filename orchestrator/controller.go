@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
@@ -338,27 +339,44 @@ func (o *Options) afterCommit(ctx context.Context, rs *RunState, p StepPlan) err
 	return nil
 }
 
-// runAll runs tasks one after another, each up to o.Attempts times, and
-// merges their metrics (means over tasks, keyed by name).
+// runAll runs tasks concurrently (an executor with one worker runs them
+// one at a time), each up to o.Attempts times, and merges their metrics
+// (counts and times summed, the rest averaged over tasks).
 func (o *Options) runAll(ctx context.Context, ts []task.Task, metrics map[string]float64, kind string) ([]task.Result, error) {
 	out := make([]task.Result, len(ts))
+	errs := make([]error, len(ts))
+	var wg sync.WaitGroup
+	var mu sync.Mutex // serialises progress lines
+	for i := range ts {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			t := ts[i]
+			var err error
+			for a := 1; a <= o.Attempts; a++ {
+				t.Attempt = a
+				if err = t.Validate(); err != nil {
+					break
+				}
+				out[i], err = o.Exec.Do(ctx, t)
+				if err == nil || ctx.Err() != nil || errors.Is(err, task.ErrFatal) {
+					break
+				}
+				mu.Lock()
+				fmt.Fprintf(o.Progress, "%s failed (will retry): %v\n", t, err)
+				mu.Unlock()
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", t, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	sums := map[string]float64{}
-	for i, t := range ts {
-		var err error
-		for a := 1; a <= o.Attempts; a++ {
-			t.Attempt = a
-			if err = t.Validate(); err != nil {
-				return nil, err
-			}
-			out[i], err = o.Exec.Do(ctx, t)
-			if err == nil || ctx.Err() != nil || errors.Is(err, task.ErrFatal) {
-				break
-			}
-			fmt.Fprintf(o.Progress, "%s failed (will retry): %v\n", t, err)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t, err)
-		}
+	for i := range out {
 		for k, v := range out[i].Metrics {
 			sums[k] += v
 		}

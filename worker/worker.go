@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sugarme/gotch"
@@ -52,6 +53,8 @@ type Worker struct {
 	policy        *model.Bundle
 	policyVersion int
 	learner       *learner.Learner
+
+	mu sync.Mutex // one task at a time: the models are shared state
 }
 
 // Options configure a Worker.
@@ -95,6 +98,8 @@ func (w *Worker) Do(ctx context.Context, t task.Task) (task.Result, error) {
 	if err := t.Validate(); err != nil {
 		return task.Result{}, err
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var res task.Result
 	err := libtorch.Run(func() error {
 		if th := w.cfg.Run.Threads; th > 0 {
