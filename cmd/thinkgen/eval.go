@@ -13,15 +13,20 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sugarme/gotch"
+
 	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/evaluate"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/reward"
 )
 
 func evalCommand() *command {
 	return &command{
 		name:  "eval",
-		usage: "DATASET [--images DIR] [--json] [--remote URL]",
-		short: "score images against a ShapeWorld dataset, per scenario",
+		usage: "DATASET [--images DIR] [--json] [--remote URL] | --model DIR [--rows N] [--grids DIR]",
+		short: "score images against a ShapeWorld dataset, or a model on held-out rows, per scenario",
 		long: `Eval scores one image per row of DATASET (an .arrow file or a directory of
 them) with the rule models and prints one line per scenario, named after
 the benchmark it stands in for: composition ≈ GenEval, reasoning ≈ WISE,
@@ -32,13 +37,31 @@ own target images (the ground-truth baseline, which should score 1).
 For reflection rows a DIR/<row id>.txt file, when present, is the
 written correction, compared with the reference one (aux "ned").
 Editing and reflection rows take their reference image from the dataset.
-A row without an image in DIR is an error naming it.`,
+A row without an image in DIR is an error naming it.
+
+With --model DIR (a bundle: base/tiny, a pretrain stage's final/, a
+fetched checkpoint's bundle/), eval runs the whole pipeline instead: the
+MLLM writes (greedy) in non-thinking and thinking mode, the DiT draws or
+edits, and the rule models score the first --rows rows of the held-out
+split of the bundle's seed; the per-stage table has one entry.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
 			remote := fs.String("remote", "", "score every scenario through the remote reward service at this URL (default: reward.remote of the config, else in process)")
 			weightsFrom := addRunFlags(fs)
+			modelDir := fs.String("model", "", "generate with the bundle in this directory (think-then-generate, both modes) on held-out rows instead of scoring a DATASET's images")
+			rows := fs.Int("rows", 200, "with --model: the number of held-out rows (the eval split of the bundle's seed)")
+			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
 			return func(ctx context.Context, args []string) error {
+				if *modelDir != "" {
+					if len(args) != 0 {
+						return usagef("eval --model takes no DATASET: it generates the held-out rows")
+					}
+					if *rows <= 0 {
+						return usagef("--rows must be positive, got %d", *rows)
+					}
+					return evalModel(ctx, e, *modelDir, *rows, *grids, *asJSON)
+				}
 				if len(args) != 1 {
 					return usagef("eval takes one DATASET (an .arrow file or a directory)")
 				}
@@ -139,4 +162,51 @@ func evalItem(r datasets.Row, imagesDir string) (reward.Item, error) {
 		}
 	}
 	return it, nil
+}
+
+// evalModel runs the eval harness with the bundle in dir on the first rows
+// held-out rows of its configuration's seed, in both modes.
+func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, asJSON bool) error {
+	_, cfg, err := model.ReadBundleManifest(dir)
+	if err != nil {
+		return &usageError{fmt.Errorf("--model: %w", err)}
+	}
+	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize}, 0, rows)
+	if err != nil {
+		return err
+	}
+	reg, err := reward.FromConfig(cfg.Reward)
+	if err != nil {
+		return err
+	}
+	if grids != "" {
+		if err := os.MkdirAll(grids, 0o755); err != nil {
+			return err
+		}
+	}
+	var scores evaluate.Scores
+	err = libtorch.Run(func() error {
+		if th := cfg.Run.Threads; th > 0 {
+			if err := libtorch.SetThreads(th); err != nil {
+				return err
+			}
+		}
+		b, _, err := model.LoadBundle(dir, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: grids, GridRows: 12})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"model": dir, "rows": rows, "scores": scores})
+	}
+	fmt.Fprintf(e.stdout, "held-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", rows)
+	return evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(dir), Scores: scores}})
 }
