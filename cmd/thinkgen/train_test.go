@@ -86,3 +86,28 @@ func TestTrainRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestEvalModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates")
+	}
+	base := saveBase(t, 192)
+	grids := filepath.Join(t.TempDir(), "grids")
+	code, out, errs := runCLI(t, "eval", "--model", base, "--rows", "2", "--grids", grids)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, w := range []string{"held-out scores (2 eval rows", "composition", "direct", "think"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	for _, f := range []string{"grid-direct.png", "grid-think.png"} {
+		if _, err := os.Stat(filepath.Join(grids, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if code, _, errs := runCLI(t, "eval", "--model", filepath.Join(t.TempDir(), "none")); code != 2 || !strings.Contains(errs, "--model") {
+		t.Errorf("missing bundle: exit %d, %s", code, errs)
+	}
+}
