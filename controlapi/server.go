@@ -122,6 +122,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// statusClientClosed is recorded for a lease whose worker went away while
+// it waited (nginx's "client closed request").
+const statusClientClosed = 499
+
 var endpoints = map[string]bool{PathRegister: true, PathLease: true, PathHeartbeat: true,
 	PathComplete: true, PathFail: true, PathStatus: true, PathMetrics: true}
 
@@ -320,6 +324,12 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
 		s.leaseDur.WithLabelValues("none").Observe(time.Since(start).Seconds())
 		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err != nil && r.Context().Err() != nil {
+		// The worker went away while it waited; a task granted meanwhile
+		// went back to the queue at the same attempt.
+		w.WriteHeader(statusClientClosed)
 		return
 	}
 	if err == nil {
