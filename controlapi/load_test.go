@@ -42,10 +42,10 @@ const (
 // loadStats is what the worker process reports.
 type loadStats struct {
 	Workers    int     `json:"workers"`
-	Runs       int64   `json:"runs"`        // handler invocations
-	Duplicates int64   `json:"duplicates"`  // tasks run more than once
-	Leases     int     `json:"leases"`      // lease requests that returned a task
-	P50MS      float64 `json:"p50_ms"`      // their latency, as the worker saw it
+	Runs       int64   `json:"runs"`       // handler invocations
+	Duplicates int64   `json:"duplicates"` // tasks run more than once
+	Leases     int     `json:"leases"`     // lease requests that returned a task
+	P50MS      float64 `json:"p50_ms"`     // their latency, as the worker saw it
 	P99MS      float64 `json:"p99_ms"`
 	MaxMS      float64 `json:"max_ms"`
 	CPUSeconds float64 `json:"cpu_seconds"` // the worker process's
