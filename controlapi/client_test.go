@@ -1,0 +1,195 @@
+package controlapi_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/queue"
+)
+
+func TestClientRetriesConnectionErrorsAnd5xxNot4xx(t *testing.T) {
+	f := newFixture(t, queue.Options{})
+	var calls, fail5xx atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if fail5xx.Add(-1) >= 0 {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		// Forward to the real server.
+		req, _ := http.NewRequest(r.Method, f.srv.URL+r.URL.Path, r.Body)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		buf := make([]byte, 1<<16)
+		for {
+			n, err := resp.Body.Read(buf)
+			w.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}))
+	defer proxy.Close()
+	c, err := controlapi.NewClient(proxy.URL, controlapi.ClientOptions{Token: f.token, RetryMax: 3,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		fail5xx   int32
+		call      func() error
+		wantCalls int32
+		wantErr   error
+	}{
+		{"two 503s, then success", 2, func() error {
+			_, err := c.Register(ctx, "w", []queue.Role{queue.RoleReward}, 1)
+			return err
+		}, 3, nil},
+		{"503 on every try", 10, func() error { _, err := c.Status(ctx); return err }, 4, nil},
+		{"404 is not retried", 0, func() error {
+			return c.Complete(ctx, "00ff00ff00ff00ff00ff00ff", "run1/1/reward/s0", 1, result(mkTask("reward", "s0"), ""))
+		}, 1, queue.ErrUnknownWorker},
+		{"400 is not retried", 0, func() error { _, err := c.Heartbeat(ctx, "nothex", "run1/1/reward/s0", 1); return err }, 1, controlapi.ErrBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls.Store(0)
+			fail5xx.Store(tc.fail5xx)
+			err := tc.call()
+			if got := calls.Load(); got != tc.wantCalls {
+				t.Errorf("%d requests, want %d", got, tc.wantCalls)
+			}
+			switch {
+			case tc.name == "503 on every try":
+				var ae *controlapi.APIError
+				if !errors.As(err, &ae) || ae.StatusCode != 503 {
+					t.Errorf("error %v, want the last 503", err)
+				}
+			case tc.wantErr == nil && err != nil:
+				t.Errorf("error %v", err)
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr) && !errors.Is(err, queue.ErrInvalid):
+				t.Errorf("error %v, want %v", err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), f.token) {
+				t.Errorf("error shows the token: %v", err)
+			}
+		})
+	}
+	fail5xx.Store(0)
+
+	// A connection dropped before any reply is retried, then reported
+	// without the token.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepts atomic.Int32
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			conn.Close()
+		}
+	}()
+	c2, _ := controlapi.NewClient("http://"+ln.Addr().String(), controlapi.ClientOptions{Token: f.token, RetryMax: 2,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}})
+	_, err = c2.Status(ctx)
+	if err == nil || strings.Contains(err.Error(), f.token) {
+		t.Fatalf("call to a server that drops connections: %v, want an error without the token", err)
+	}
+	if n := accepts.Load(); n != 3 {
+		t.Fatalf("%d connections, want 3 (2 retries)", n)
+	}
+}
+
+func TestNewClientRefusesCredentialsInURL(t *testing.T) {
+	for _, u := range []string{"http://user:s3cr3tpassword@127.0.0.1:1", "ftp://127.0.0.1", "127.0.0.1:8701", "http://"} {
+		_, err := controlapi.NewClient(u, controlapi.ClientOptions{})
+		if err == nil {
+			t.Errorf("NewClient(%q): no error", u)
+		} else if strings.Contains(err.Error(), "s3cr3tpassword") {
+			t.Errorf("NewClient(%q): error shows the password: %v", u, err)
+		}
+	}
+}
+
+func TestLoadToken(t *testing.T) {
+	dir := t.TempDir()
+	good := "abcdefghijklmnop-0123456789"
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fileGood := write("good", good+"\n")
+	fileShort := write("short", "tiny-tok\n")
+	fileSpace := write("space", "abcdefgh ijklmnopqrstu\n")
+	tests := []struct {
+		name               string
+		file, env, fileEnv string
+		want               string
+		wantErr            error
+		errNot             string // text the error must not contain
+	}{
+		{"file", fileGood, "", "", good, nil, ""},
+		{"file wins over env", fileGood, "zzzzzzzzzzzzzzzzzzzz", "", good, nil, ""},
+		{"env", "", good, "", good, nil, ""},
+		{"env wins over file env", "", good, write("other", "yyyyyyyyyyyyyyyyyyyy"), good, nil, ""},
+		{"file env", "", "", fileGood, good, nil, ""},
+		{"none", "", "", "", "", controlapi.ErrNoToken, ""},
+		{"short", fileShort, "", "", "", nil, "tiny-tok"},
+		{"inner space", fileSpace, "", "", "", nil, "ijklmnop"},
+		{"missing file", filepath.Join(dir, "nope"), "", "", "", os.ErrNotExist, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(controlapi.TokenEnv, tc.env)
+			t.Setenv(controlapi.TokenFileEnv, tc.fileEnv)
+			got, err := controlapi.LoadToken(tc.file)
+			if tc.want != "" {
+				if err != nil || got != tc.want {
+					t.Fatalf("LoadToken = %q, %v; want %q", got, err, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("LoadToken = %q, want an error", got)
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("LoadToken: %v, want %v", err, tc.wantErr)
+			}
+			if tc.errNot != "" && strings.Contains(err.Error(), tc.errNot) {
+				t.Fatalf("LoadToken error shows the token: %v", err)
+			}
+		})
+	}
+	a, err1 := controlapi.GenerateToken()
+	b, err2 := controlapi.GenerateToken()
+	if err1 != nil || err2 != nil || a == b || len(a) != 64 {
+		t.Fatalf("GenerateToken = %q, %q (%v, %v)", a, b, err1, err2)
+	}
+}

@@ -1,0 +1,80 @@
+package controlapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// The environment variables LoadToken reads.
+const (
+	TokenEnv     = "THINKGEN_TOKEN"
+	TokenFileEnv = "THINKGEN_TOKEN_FILE"
+)
+
+// MinTokenLen is the shortest token accepted.
+const MinTokenLen = 16
+
+// ErrNoToken reports that no bearer token was configured.
+var ErrNoToken = errors.New("thinkgen/controlapi: no bearer token (set " + TokenEnv + " or " + TokenFileEnv + ", or pass --insecure-local to run without one on loopback)")
+
+// LoadToken returns the bearer token: the contents of file if file is not
+// empty, else $THINKGEN_TOKEN, else the contents of the file named by
+// $THINKGEN_TOKEN_FILE; surrounding white space is trimmed. It returns
+// ErrNoToken if none is set. Errors name the source, never the token.
+func LoadToken(file string) (string, error) {
+	src := ""
+	var tok string
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read token: %w", err)
+		}
+		tok, src = string(b), "token file "+file
+	case os.Getenv(TokenEnv) != "":
+		tok, src = os.Getenv(TokenEnv), "$"+TokenEnv
+	case os.Getenv(TokenFileEnv) != "":
+		name := os.Getenv(TokenFileEnv)
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return "", fmt.Errorf("read token ($%s): %w", TokenFileEnv, err)
+		}
+		tok, src = string(b), "token file "+name+" ($"+TokenFileEnv+")"
+	default:
+		return "", ErrNoToken
+	}
+	tok = strings.TrimSpace(tok)
+	if err := checkToken(tok); err != nil {
+		return "", fmt.Errorf("%s: %w", src, err)
+	}
+	return tok, nil
+}
+
+func checkToken(tok string) error {
+	if len(tok) < MinTokenLen {
+		return fmt.Errorf("bearer token shorter than %d characters", MinTokenLen)
+	}
+	if len(tok) > 4096 {
+		return errors.New("bearer token longer than 4096 characters")
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c < 0x21 || c > 0x7e {
+			return fmt.Errorf("bearer token has a byte other than printable ASCII at offset %d", i)
+		}
+	}
+	return nil
+}
+
+// GenerateToken returns a new random token (64 hex digits), for a
+// controller that starts its own workers.
+func GenerateToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}

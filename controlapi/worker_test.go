@@ -1,0 +1,225 @@
+package controlapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/queue"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/task"
+)
+
+// run is one handler invocation.
+type run struct {
+	worker  string
+	attempt int
+}
+
+// TestEndToEnd drives 50 tasks through three worker processes' loops over
+// HTTP; one worker is killed mid-task, its task expires and another redoes
+// it as attempt 2. Every task completes exactly once.
+func TestEndToEnd(t *testing.T) {
+	const n = 50
+	f := newFixture(t, queue.Options{LeaseTTL: 600 * time.Millisecond, WorkerTTL: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.q.Run(ctx)
+
+	var (
+		mu   sync.Mutex
+		runs = map[string][]run{} // task key → handler invocations
+	)
+	killedKey := make(chan string, 1)
+	handler := func(name string, kill bool) controlapi.Handler {
+		first := true
+		return func(hctx context.Context, x task.Task) (task.Result, error) {
+			key := queue.Key(x)
+			mu.Lock()
+			runs[key] = append(runs[key], run{name, x.Attempt})
+			mu.Unlock()
+			if kill && first {
+				first = false
+				killedKey <- key
+				<-hctx.Done() // the worker dies mid-task
+				return task.Result{}, hctx.Err()
+			}
+			time.Sleep(time.Duration(x.Seed%5) * time.Millisecond)
+			if x.Kind == task.Reward && x.Attempt == 1 && x.Seed%10 == 3 {
+				return task.Result{}, errors.New("flaky scorer")
+			}
+			return task.Result{Outputs: []storage.Object{{Key: x.OutputKey(), Size: int64(x.Seed)}},
+				Metrics: map[string]float64{"attempt": float64(x.Attempt)}}, nil
+		}
+	}
+	var workers sync.WaitGroup
+	serveErr := make([]error, 3)
+	killCtx, kill := context.WithCancel(ctx)
+	for i := range 3 {
+		wctx := ctx
+		if i == 0 {
+			wctx = killCtx
+		}
+		name := fmt.Sprintf("w%d", i)
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			serveErr[i] = controlapi.Serve(wctx, f.client(t), controlapi.WorkerOptions{Name: name, Roles: queue.AllRoles,
+				PollWait: 200 * time.Millisecond}, handler(name, i == 0))
+		}()
+	}
+	go func() {
+		<-killedKey
+		kill()
+	}()
+
+	ex := queue.NewExecutor(f.q)
+	results := make([]task.Result, n)
+	var doers sync.WaitGroup
+	for i := range n {
+		doers.Add(1)
+		go func() {
+			defer doers.Done()
+			kinds := []task.Kind{task.Rollout, task.Reward, task.Learn}
+			x := mkTask(kinds[i%3], fmt.Sprintf("t%d", i))
+			x.Seed = uint64(i)
+			r, err := ex.Do(ctx, x)
+			if err != nil {
+				t.Errorf("Do(%s): %v", x, err)
+			}
+			results[i] = r
+		}()
+	}
+	doers.Wait()
+	cancel()
+	workers.Wait()
+
+	if !errors.Is(serveErr[0], context.Canceled) {
+		t.Errorf("killed worker's Serve returned %v, want context.Canceled", serveErr[0])
+	}
+	st := f.q.Status()
+	if st.Tasks[queue.Done] != n || st.Tasks[queue.Failed]+st.Tasks[queue.Queued]+st.Tasks[queue.Leased] != 0 {
+		t.Fatalf("status %v, want %d done", st.Tasks, n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	killed := ""
+	for k, rs := range runs {
+		if rs[0].worker == "w0" && len(rs) > 1 && rs[1].worker != "w0" {
+			killed = k
+		}
+	}
+	if killed == "" {
+		t.Fatalf("no task of the killed worker was redone by another: %v", runs)
+	}
+	key := killed
+	if rs := runs[key]; len(rs) != 2 || rs[1].attempt != 2 {
+		t.Fatalf("killed task %s ran %v, want attempt 1 on w0 then attempt 2 elsewhere", key, rs)
+	}
+	for i, r := range results {
+		kinds := []task.Kind{task.Rollout, task.Reward, task.Learn}
+		x := mkTask(kinds[i%3], fmt.Sprintf("t%d", i))
+		rs := runs[queue.Key(x)]
+		last := rs[len(rs)-1]
+		// The result is the last run's: the one accepted, exactly once.
+		if len(r.Outputs) != 1 || r.Metrics["attempt"] != float64(last.attempt) {
+			t.Errorf("%s: result %+v, want the one of its last run %+v", queue.Key(x), r, last)
+		}
+		if want := 1 + boolInt(kinds[i%3] == task.Reward && i%10 == 3); queue.Key(x) != key && len(rs) != want {
+			t.Errorf("%s ran %d times (%v), want %d", queue.Key(x), len(rs), rs, want)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestWorkerFailsFatal checks that a handler error wrapping task.ErrFatal
+// fails the task for good.
+func TestWorkerFailsFatal(t *testing.T) {
+	f := newFixture(t, queue.Options{MaxAttempts: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	go controlapi.Serve(ctx, f.client(t), controlapi.WorkerOptions{Roles: []queue.Role{queue.RoleLearner}, PollWait: 100 * time.Millisecond},
+		func(ctx context.Context, x task.Task) (task.Result, error) {
+			calls.Add(1)
+			return task.Result{}, fmt.Errorf("loss is NaN: %w", task.ErrFatal)
+		})
+	_, err := queue.NewExecutor(f.q).Do(ctx, mkTask(task.Learn, "learn"))
+	var te *queue.TaskError
+	if !errors.Is(err, task.ErrFatal) || !errors.As(err, &te) || te.Attempt != 1 {
+		t.Fatalf("Do: %v, want a fatal TaskError of attempt 1", err)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("handler ran %d times, want 1", calls.Load())
+	}
+}
+
+// TestWorkerRegistersAgain: a controller that restarts (a new, empty queue
+// behind the same address) no longer knows the worker; the worker
+// registers again and serves the new controller's tasks.
+func TestWorkerRegistersAgain(t *testing.T) {
+	token, _ := controlapi.GenerateToken()
+	var current atomic.Pointer[controlapi.Server]
+	newController := func() *queue.Queue {
+		q := queue.New(queue.Options{})
+		s, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		current.Store(s)
+		return q
+	}
+	q1 := newController()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { current.Load().ServeHTTP(w, r) }))
+	defer srv.Close()
+	c, err := controlapi.NewClient(srv.URL, controlapi.ClientOptions{Token: token, RetryWaitMin: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go controlapi.Serve(ctx, c, controlapi.WorkerOptions{Name: "survivor", Roles: []queue.Role{queue.RoleReward}, PollWait: 50 * time.Millisecond},
+		func(ctx context.Context, x task.Task) (task.Result, error) {
+			return task.Result{Metrics: map[string]float64{"seed": float64(x.Seed)}}, nil
+		})
+	if _, err := queue.NewExecutor(q1).Do(ctx, mkTask(task.Reward, "s0")); err != nil {
+		t.Fatal(err)
+	}
+	q2 := newController()
+	r, err := queue.NewExecutor(q2).Do(ctx, mkTask(task.Reward, "s0"))
+	if err != nil || r.Metrics["seed"] != 7 {
+		t.Fatalf("Do on the restarted controller = %v, %v", r, err)
+	}
+	if st := q2.Status(); len(st.Workers) != 1 || st.Workers[0].Name != "survivor" {
+		t.Fatalf("restarted controller's workers: %+v, want the survivor", st.Workers)
+	}
+}
+
+// TestWorkerStopsOnWrongToken: a wrong token does not go away by retrying.
+func TestWorkerStopsOnWrongToken(t *testing.T) {
+	f := newFixture(t, queue.Options{})
+	c, err := controlapi.NewClient(f.srv.URL, controlapi.ClientOptions{Token: "wrong-token-wrong-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = controlapi.Serve(ctx, c, controlapi.WorkerOptions{Roles: []queue.Role{queue.RoleRollout}},
+		func(context.Context, task.Task) (task.Result, error) { return task.Result{}, nil })
+	if !errors.Is(err, controlapi.ErrUnauthorized) {
+		t.Fatalf("Serve with a wrong token: %v, want ErrUnauthorized", err)
+	}
+}
