@@ -58,6 +58,7 @@ func commands() []*command {
 		modelCommand(),
 		pretrainCommand(),
 		trainCommand(),
+		workerCommand(),
 		dataCommand(),
 		rewardServeCommand(),
 		evalCommand(),

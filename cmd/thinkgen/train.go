@@ -52,6 +52,7 @@ weights as an uninterrupted run.`,
 			evalRows := fs.Int("eval-rows", 50, "held-out rows each evaluated version is scored on (0: no eval)")
 			rolloutTasks := fs.Int("rollout-tasks", 1, "rollout tasks per step (the result does not depend on it)")
 			stopAfter := fs.Int("stop-after", 0, "stop after committing this many steps (as a kill would; for tests and drills)")
+			workers := fs.String("workers", "", "local multi-process mode: start worker processes, e.g. rollout=2,reward=1,learner=1 (default: embedded, one process)")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
@@ -61,6 +62,13 @@ weights as an uninterrupted run.`,
 				}
 				if *rolloutTasks < 1 {
 					return usagef("--rollout-tasks must be at least 1, got %d", *rolloutTasks)
+				}
+				var counts map[string]int
+				if *workers != "" {
+					var err error
+					if counts, err = parseWorkers(*workers); err != nil {
+						return &usageError{err}
+					}
 				}
 				cfg, err := rf.load()
 				if err != nil {
@@ -84,6 +92,9 @@ weights as an uninterrupted run.`,
 				if err != nil {
 					return err
 				}
+				if *rolloutTasks == 1 && counts != nil {
+					*rolloutTasks = counts["rollout"]
+				}
 				if *resume {
 					rs, err := orchestrator.ReadRunState(ctx, st, name)
 					if err != nil {
@@ -100,11 +111,23 @@ weights as an uninterrupted run.`,
 					return err
 				}
 				defer os.RemoveAll(cache)
-				w, err := worker.New(worker.Options{Config: cfg, Store: st, CacheDir: cache})
-				if err != nil {
-					return err
+				var exec orchestrator.Executor
+				attempts := 0
+				if counts == nil {
+					w, err := worker.New(worker.Options{Config: cfg, Store: st, CacheDir: cache})
+					if err != nil {
+						return err
+					}
+					defer w.Close()
+					exec = w
+				} else {
+					lc, err := startLocalCluster(ctx, e.stderr, cfg, rf, counts)
+					if err != nil {
+						return err
+					}
+					defer lc.Stop()
+					exec, attempts = lc.Exec, 1 // the queue retries (attempt+1 on failure or an expired lease)
 				}
-				defer w.Close()
 				fmt.Fprintf(e.stderr, "train: run %s in %s, base %s\n", name, st, cfg.Run.Base)
 				plan, err := orchestrator.Plan(cfg)
 				if err != nil {
@@ -123,7 +146,7 @@ weights as an uninterrupted run.`,
 					}
 				}
 				reports, err := orchestrator.Train(ctx, orchestrator.Options{
-					Config: cfg, Store: st, Run: name, Exec: w, Resume: *resume,
+					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
 					Checkpoints:  checkpoint.Versions{Store: st, Base: cfg.Run.Base},
 					RolloutTasks: *rolloutTasks, StopAfter: *stopAfter, Progress: e.stderr, TmpDir: cache,
 				})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -109,5 +110,80 @@ func TestEvalModel(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "eval", "--model", filepath.Join(t.TempDir(), "none")); code != 2 || !strings.Contains(errs, "--model") {
 		t.Errorf("missing bundle: exit %d, %s", code, errs)
+	}
+}
+
+// TestMain lets the test binary stand in for thinkgen when a test starts
+// worker processes of "this executable".
+func TestMain(m *testing.M) {
+	if os.Getenv("THINKGEN_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// saveBaseOf writes a freshly initialised bundle of the configuration file.
+func saveBaseOf(t *testing.T, file string) string {
+	t.Helper()
+	cfg, err := config.Load(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "base")
+	err = libtorch.Run(func() error {
+		tok, err := model.TokenizerFor(cfg.Model.MLLM)
+		if err != nil {
+			return err
+		}
+		b, err := model.NewBundle(cfg, tok, gotch.CPU, 5)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		return b.Save(dir, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestTrainWorkerProcessesEqualEmbedded runs the same small run twice:
+// embedded (one process) and with worker processes leasing from the
+// controller over HTTP; the final checkpoints are identical.
+func TestTrainWorkerProcessesEqualEmbedded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains, starts processes")
+	}
+	t.Setenv("THINKGEN_TEST_MAIN", "1")
+	small := filepath.Join("testdata", "small.yaml")
+	base := saveBaseOf(t, small)
+	dir := t.TempDir()
+	for _, tt := range []struct{ run, workers string }{{"embedded", ""}, {"processes", "rollout=2,reward=1,learner=1"}} {
+		args := []string{"train", "--config", small, "--set", "run.base=" + base, "--run-dir", dir, "--run", tt.run, "--eval-rows", "0"}
+		if tt.workers != "" {
+			args = append(args, "--workers", tt.workers)
+		}
+		code, out, errs := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s\n%s", tt.run, code, out, errs)
+		}
+		if !strings.Contains(out, "committed 2 steps") {
+			t.Errorf("%s: %s", tt.run, out)
+		}
+		if tt.workers != "" && !strings.Contains(errs, "4 worker processes") {
+			t.Errorf("processes: %s", errs)
+		}
+	}
+	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-dit.safetensors"} {
+		a, err1 := os.ReadFile(filepath.Join(dir, "runs", "embedded", "checkpoints", "000002", f))
+		b, err2 := os.ReadFile(filepath.Join(dir, "runs", "processes", "checkpoints", "000002", f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the embedded and the multi-process run", f)
+		}
 	}
 }

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/queue"
+)
+
+// parseWorkers parses --workers "rollout=2,reward=1,learner=1".
+func parseWorkers(s string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, part := range strings.Split(s, ",") {
+		role, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return nil, fmt.Errorf("--workers: %q: want role=count", part)
+		}
+		if _, err := queue.ParseRoles(role); err != nil {
+			return nil, fmt.Errorf("--workers: %w", err)
+		}
+		c, err := strconv.Atoi(n)
+		if err != nil || c < 1 {
+			return nil, fmt.Errorf("--workers: %s=%s: want a positive count", role, n)
+		}
+		out[role] = c
+	}
+	for _, need := range []string{"rollout", "reward", "learner"} {
+		if out[need] == 0 {
+			return nil, fmt.Errorf("--workers: no %s worker (want rollout=N,reward=N,learner=1)", need)
+		}
+	}
+	return out, nil
+}
+
+// localCluster is a controller's task queue served over HTTP on loopback,
+// and worker processes of this binary leasing from it.
+type localCluster struct {
+	Exec   *queue.Executor
+	URL    string
+	cancel context.CancelFunc
+	procs  []*exec.Cmd
+	wg     sync.WaitGroup
+}
+
+// startLocalCluster starts the queue, its HTTP server (a fresh token,
+// handed to the workers in their environment) and the worker processes.
+func startLocalCluster(ctx context.Context, stderr io.Writer, cfg *config.Config, rf *runFlags, counts map[string]int) (*localCluster, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	lc := &localCluster{cancel: cancel}
+	q := queue.New(queue.Options{LeaseTTL: 2 * time.Minute, MaxAttempts: 3})
+	lc.Exec = queue.NewExecutor(q)
+	go q.Run(ctx)
+	tok, err := controlapi.GenerateToken()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	srv, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: tok})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("controller listen: %w", err)
+	}
+	go srv.Serve(ctx, ln)
+	lc.URL = "http://" + ln.Addr().String()
+	self, err := os.Executable()
+	if err != nil {
+		lc.Stop()
+		return nil, err
+	}
+	roles := make([]string, 0, len(counts))
+	for r := range counts {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	// Every process gets one libtorch thread: the cores are shared.
+	for _, role := range roles {
+		for i := 0; i < counts[role]; i++ {
+			args := []string{"worker", "--role", role, "--controller", lc.URL, "--store", cfg.Storage.URI,
+				"--threads", "1", "--name", fmt.Sprintf("%s-%d", role, i)}
+			if rf.config != "" {
+				args = append(args, "--config", rf.config)
+			}
+			for _, s := range rf.sets {
+				if strings.HasPrefix(s, "storage.") {
+					args = append(args, "--set", s)
+				}
+			}
+			cmd := exec.Command(self, args...)
+			cmd.Env = append(os.Environ(), controlapi.TokenEnv+"="+tok, "OMP_NUM_THREADS=1")
+			out, err := cmd.StderrPipe()
+			if err != nil {
+				lc.Stop()
+				return nil, err
+			}
+			cmd.Stdout = cmd.Stderr
+			if err := cmd.Start(); err != nil {
+				lc.Stop()
+				return nil, fmt.Errorf("start %s worker: %w", role, err)
+			}
+			lc.procs = append(lc.procs, cmd)
+			prefix := fmt.Sprintf("[%s-%d pid %d] ", role, i, cmd.Process.Pid)
+			lc.wg.Add(1)
+			go func() {
+				defer lc.wg.Done()
+				sc := bufio.NewScanner(out)
+				for sc.Scan() {
+					fmt.Fprintln(stderr, prefix+sc.Text())
+				}
+			}()
+		}
+	}
+	fmt.Fprintf(stderr, "train: controller on %s, %d worker processes\n", lc.URL, len(lc.procs))
+	return lc, nil
+}
+
+// Stop ends the worker processes (SIGTERM, then SIGKILL after 10 s) and
+// the controller's server.
+func (lc *localCluster) Stop() {
+	for _, p := range lc.procs {
+		p.Process.Signal(syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, p := range lc.procs {
+			p.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		for _, p := range lc.procs {
+			p.Process.Kill()
+		}
+		<-done
+	}
+	lc.wg.Wait()
+	lc.cancel()
+}

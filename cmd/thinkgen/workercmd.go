@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/spf13/pflag"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/queue"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/task"
+	"github.com/thinkgen/thinkgen/worker"
+)
+
+func workerCommand() *command {
+	return &command{
+		name:  "worker",
+		usage: "--role rollout|reward|learner[,…] --controller URL [flags]",
+		short: "run a worker process: lease tasks from a controller and execute them",
+		long: `Worker registers with the controller at --controller, leases tasks of its
+roles, runs them (heartbeating the lease) and reports their outputs. It
+reads each run's configuration from the run's run.json in the store named by
+--store / --run-dir (and storage.* of --config for S3 endpoints); the policy
+versions it needs are fetched from that store once and cached.
+
+The bearer token comes from --token-file, else $THINKGEN_TOKEN, else the
+file named by $THINKGEN_TOKEN_FILE. SIGINT/SIGTERM stop the worker; a task
+it was running is not reported, its lease expires and another worker redoes
+it with the next attempt.`,
+		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
+			rf := addRunFlags(fs)
+			roles := fs.String("role", "", "roles this worker serves: rollout, reward, learner (comma-separated)")
+			controller := fs.String("controller", "", "controller URL, e.g. http://127.0.0.1:7700")
+			tokenFile := fs.String("token-file", "", "file holding the bearer token (default $THINKGEN_TOKEN, then $THINKGEN_TOKEN_FILE)")
+			insecure := fs.Bool("insecure-local", false, "talk to a controller started with --insecure-local (no token; loopback only)")
+			threads := fs.Int("threads", 0, "libtorch threads of this worker (0: the run's run.threads)")
+			name := fs.String("name", "", "name in the controller's status (default: role@hostname:pid)")
+			return func(ctx context.Context, args []string) error {
+				if err := noArgs(args); err != nil {
+					return err
+				}
+				rs, err := queue.ParseRoles(*roles)
+				if err != nil || len(rs) == 0 {
+					return usagef("--role: want rollout, reward or learner (comma-separated), got %q", *roles)
+				}
+				if *controller == "" {
+					return usagef("--controller: the controller's URL is required")
+				}
+				if *threads < 0 {
+					return usagef("--threads must not be negative, got %d", *threads)
+				}
+				cfg, err := rf.load()
+				if err != nil {
+					return err
+				}
+				tok, err := controlapi.LoadToken(*tokenFile)
+				if errors.Is(err, controlapi.ErrNoToken) && *insecure {
+					tok, err = "", nil
+				}
+				if err != nil {
+					return &usageError{err}
+				}
+				st, err := storage.Open(ctx, cfg.Storage)
+				if err != nil {
+					return err
+				}
+				client, err := controlapi.NewClient(*controller, controlapi.ClientOptions{Token: tok})
+				if err != nil {
+					return &usageError{fmt.Errorf("--controller: %w", err)}
+				}
+				cache, err := os.MkdirTemp("", "thinkgen-worker-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(cache)
+				if *name == "" {
+					host, _ := os.Hostname()
+					*name = fmt.Sprintf("%s@%s:%d", *roles, host, os.Getpid())
+				}
+				runs := &runWorkers{store: st, storage: cfg.Storage, cache: cache, threads: *threads}
+				defer runs.close()
+				log := slog.New(slog.NewTextHandler(e.stderr, nil))
+				err = controlapi.Serve(ctx, client, controlapi.WorkerOptions{Name: *name, Roles: rs, Logger: log}, runs.do)
+				if errors.Is(err, context.Canceled) {
+					return nil
+				}
+				return err
+			}
+		},
+	}
+}
+
+// runWorkers keeps one in-process worker per run, built from the run's
+// recorded configuration.
+type runWorkers struct {
+	store   storage.Store
+	storage config.Storage
+	cache   string
+	threads int
+	mu      sync.Mutex
+	byRun   map[string]*worker.Worker
+}
+
+func (r *runWorkers) do(ctx context.Context, t task.Task) (task.Result, error) {
+	w, err := r.get(ctx, t.Run)
+	if err != nil {
+		return task.Result{}, err
+	}
+	return w.Do(ctx, t)
+}
+
+func (r *runWorkers) get(ctx context.Context, run string) (*worker.Worker, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.byRun[run]; ok {
+		return w, nil
+	}
+	rs, err := orchestrator.ReadRunState(ctx, r.store, run)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", run, err)
+	}
+	cfg, err := config.Parse(orchestrator.RunStateKey(run), []byte(rs.Config))
+	if err != nil {
+		return nil, fmt.Errorf("%w: run %s: %v", task.ErrFatal, run, err)
+	}
+	cfg.Storage = r.storage // this process's view of the store (endpoint, credentials)
+	if r.threads > 0 {
+		cfg.Run.Threads = r.threads
+	}
+	w, err := worker.New(worker.Options{Config: cfg, Store: r.store, CacheDir: r.cache})
+	if err != nil {
+		return nil, err
+	}
+	if r.byRun == nil {
+		r.byRun = map[string]*worker.Worker{}
+	}
+	r.byRun[run] = w
+	return w, nil
+}
+
+func (r *runWorkers) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.byRun {
+		w.Close()
+	}
+}
