@@ -55,31 +55,42 @@ type localCluster struct {
 	wg     sync.WaitGroup
 }
 
-// startLocalCluster starts the queue, its HTTP server (a fresh token,
-// handed to the workers in their environment) and the worker processes.
-func startLocalCluster(ctx context.Context, stderr io.Writer, cfg *config.Config, rf *runFlags, counts map[string]int) (*localCluster, error) {
+// serveController starts the task queue and serves the controller API on
+// addr; workers lease from it.
+func serveController(ctx context.Context, stderr io.Writer, addr, token string, insecure bool) (*localCluster, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	lc := &localCluster{cancel: cancel}
 	q := queue.New(queue.Options{LeaseTTL: 2 * time.Minute, MaxAttempts: 3})
 	lc.Exec = queue.NewExecutor(q)
 	go q.Run(ctx)
-	tok, err := controlapi.GenerateToken()
+	srv, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: token, InsecureLocal: insecure})
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, &usageError{err}
 	}
-	srv, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: tok})
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		cancel()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("controller listen: %w", err)
+		return nil, fmt.Errorf("controller listen %s: %w", addr, err)
 	}
 	go srv.Serve(ctx, ln)
 	lc.URL = "http://" + ln.Addr().String()
+	fmt.Fprintf(stderr, "train: controller API on %s\n", lc.URL)
+	return lc, nil
+}
+
+// startLocalCluster starts the queue, its HTTP server on loopback (a fresh
+// token, handed to the workers in their environment) and the worker
+// processes.
+func startLocalCluster(ctx context.Context, stderr io.Writer, cfg *config.Config, rf *runFlags, counts map[string]int) (*localCluster, error) {
+	tok, err := controlapi.GenerateToken()
+	if err != nil {
+		return nil, err
+	}
+	lc, err := serveController(ctx, stderr, "127.0.0.1:0", tok, false)
+	if err != nil {
+		return nil, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		lc.Stop()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
@@ -53,6 +54,9 @@ weights as an uninterrupted run.`,
 			rolloutTasks := fs.Int("rollout-tasks", 1, "rollout tasks per step (the result does not depend on it)")
 			stopAfter := fs.Int("stop-after", 0, "stop after committing this many steps (as a kill would; for tests and drills)")
 			workers := fs.String("workers", "", "local multi-process mode: start worker processes, e.g. rollout=2,reward=1,learner=1 (default: embedded, one process)")
+			listen := fs.String("listen", "", "distributed mode: serve the controller API on this address (e.g. 127.0.0.1:7700) for workers started elsewhere (thinkgen worker)")
+			tokenFile := fs.String("token-file", "", "with --listen: file holding the workers' bearer token (default $THINKGEN_TOKEN, then $THINKGEN_TOKEN_FILE)")
+			insecure := fs.Bool("insecure-local", false, "with --listen: accept workers without a token (loopback addresses only)")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
@@ -62,6 +66,9 @@ weights as an uninterrupted run.`,
 				}
 				if *rolloutTasks < 1 {
 					return usagef("--rollout-tasks must be at least 1, got %d", *rolloutTasks)
+				}
+				if *workers != "" && *listen != "" {
+					return usagef("--workers and --listen both choose the workers; give one")
 				}
 				var counts map[string]int
 				if *workers != "" {
@@ -113,7 +120,21 @@ weights as an uninterrupted run.`,
 				defer os.RemoveAll(cache)
 				var exec orchestrator.Executor
 				attempts := 0
-				if counts == nil {
+				if *listen != "" {
+					tok, err := controlapi.LoadToken(*tokenFile)
+					if errors.Is(err, controlapi.ErrNoToken) && *insecure {
+						tok, err = "", nil
+					}
+					if err != nil {
+						return &usageError{err}
+					}
+					lc, err := serveController(ctx, e.stderr, *listen, tok, *insecure)
+					if err != nil {
+						return err
+					}
+					defer lc.Stop()
+					exec, attempts = lc.Exec, 1
+				} else if counts == nil {
 					w, err := worker.New(worker.Options{Config: cfg, Store: st, CacheDir: cache})
 					if err != nil {
 						return err

@@ -66,9 +66,15 @@ func TestTrainRejectsBadInput(t *testing.T) {
 		{"base of another shape", []string{"--set", "run.base=" + other}, []string{"run.base", "another model shape", "dit.hidden 96 vs 192"}},
 		{"bad eval rows", []string{"--eval-rows", "-1"}, []string{"--eval-rows"}},
 		{"bad run name", []string{"--run", "a/b"}, []string{"--run"}},
+		{"workers and listen", []string{"--workers", "rollout=1,reward=1,learner=1", "--listen", "127.0.0.1:0"}, []string{"--workers and --listen"}},
+		{"bad workers", []string{"--workers", "rollout=2,juggler=1"}, []string{"--workers"}},
+		{"no learner worker", []string{"--workers", "rollout=2,reward=1"}, []string{"no learner worker"}},
+		{"listen without token", []string{"--listen", "127.0.0.1:0"}, []string{"THINKGEN_TOKEN", "--insecure-local"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("THINKGEN_TOKEN", "")
+			t.Setenv("THINKGEN_TOKEN_FILE", "")
 			dir := t.TempDir()
 			args := append([]string{"train", "--config", tiny, "--run-dir", dir, "--set", "run.base=" + base}, tt.args...)
 			code, out, errs := runCLI(t, args...)
