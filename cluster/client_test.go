@@ -119,8 +119,11 @@ var errorTests = []struct {
 	},
 	{
 		name: "400 is not retried, the traceback's exception is kept", status: 400,
-		body:     "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    raise TypeError(\n TypeError: bad\nTypeError: entrypoint must be a string\n",
-		call:     func(c *Client) error { _, err := c.Submit(context.Background(), JobRequest{Entrypoint: "x", SubmissionID: "j2"}); return err },
+		body: "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    raise TypeError(\n TypeError: bad\nTypeError: entrypoint must be a string\n",
+		call: func(c *Client) error {
+			_, err := c.Submit(context.Background(), JobRequest{Entrypoint: "x", SubmissionID: "j2"})
+			return err
+		},
 		attempts: 1,
 		want:     []string{"submit job j2", "POST ", "/api/jobs/", "400 Bad Request", ": TypeError: entrypoint must be a string"},
 	},
@@ -138,7 +141,10 @@ var errorTests = []struct {
 	},
 	{
 		name: "a taken submission id is not retried", status: 500,
-		call:     func(c *Client) error { _, err := c.Submit(context.Background(), JobRequest{Entrypoint: "x", SubmissionID: "fixture-failed"}); return err },
+		call: func(c *Client) error {
+			_, err := c.Submit(context.Background(), JobRequest{Entrypoint: "x", SubmissionID: "fixture-failed"})
+			return err
+		},
 		attempts: 1, sentinel: ErrJobExists,
 		want: []string{"submit job fixture-failed", "ValueError: Job with submission_id fixture-failed already exists"},
 	},
