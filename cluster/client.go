@@ -174,9 +174,10 @@ func (c *Client) List(ctx context.Context) ([]Job, error) {
 	return jobs, nil
 }
 
-// Stop asks Ray to stop the job; it reports whether the job was still
-// running (false for a job that had already ended). The job reaches
-// STOPPED shortly after, not when Stop returns.
+// Stop asks Ray to stop the job; it reports whether Ray sent the stop to
+// the job's live supervisor (false for a job long ended; a job that has
+// just ended may still report true). A running job reaches STOPPED shortly
+// after, not when Stop returns.
 func (c *Client) Stop(ctx context.Context, id string) (bool, error) {
 	var out struct {
 		Stopped bool `json:"stopped"`
