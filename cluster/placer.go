@@ -79,8 +79,8 @@ type PlacerOptions struct {
 	// TokenEnv names the variable that carries Token; empty means
 	// DefaultTokenEnv.
 	TokenEnv string
-	// Env are more environment variables for every worker (not secrets:
-	// they appear in events' jobs as Ray reports them).
+	// Env are more environment variables for every worker. They are not
+	// treated as secrets: Ray shows them in its job info.
 	Env map[string]string
 	// PollInterval is how often the jobs' states are read; zero means 2 s.
 	PollInterval time.Duration
