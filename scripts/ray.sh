@@ -130,7 +130,9 @@ stop() {
 	if sid=$(session); then
 		# shellcheck disable=SC2046
 		kill $(pids "$sid") 2>/dev/null || true
-		for _ in $(seq 1 50); do
+		# gcs_server, the raylet and the runtime env agent linger on SIGTERM;
+		# a throwaway head needs no graceful shutdown past 3 s.
+		for _ in $(seq 1 15); do
 			[[ -z $(pids "$sid") ]] && break
 			sleep 0.2
 		done
