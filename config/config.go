@@ -15,6 +15,9 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -325,9 +328,47 @@ type Workers struct {
 
 // Resources of one worker.
 type Resources struct {
-	CPUs   float64 `yaml:"cpus"`
-	GPUs   float64 `yaml:"gpus"`
-	Memory string  `yaml:"memory"`
+	CPUs float64 `yaml:"cpus"`
+	GPUs float64 `yaml:"gpus"`
+	// Memory is a Kubernetes-style quantity: bytes ("1000000"), or a number
+	// with a binary (Ki, Mi, Gi, Ti, Pi, Ei) or decimal (k, M, G, T, P, E)
+	// suffix, e.g. "80Gi". Empty means no memory request. See MemoryBytes.
+	Memory string `yaml:"memory"`
+	// Custom are Ray custom resources (name → quantity) a worker of the role
+	// needs, e.g. {"accelerator_type:A100": 1}; Ray schedules the worker's
+	// job only on a node that has them. CPU, GPU and memory have their own
+	// fields and are not allowed here. Empty means none.
+	Custom map[string]float64 `yaml:"custom,omitempty"`
+}
+
+// memorySuffixes are the multipliers of the quantity suffixes Memory accepts.
+var memorySuffixes = map[string]float64{
+	"":  1,
+	"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+	"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60,
+}
+
+var memoryRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$`)
+
+// MemoryBytes returns Memory in bytes (rounded up to a whole byte), or 0
+// when Memory is empty.
+func (r Resources) MemoryBytes() (int64, error) {
+	if r.Memory == "" {
+		return 0, nil
+	}
+	m := memoryRE.FindStringSubmatch(r.Memory)
+	if m == nil {
+		return 0, fmt.Errorf("memory %q: want bytes or a number with a suffix (Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E)", r.Memory)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, fmt.Errorf("memory %q: %w", r.Memory, err)
+	}
+	b := math.Ceil(v * memorySuffixes[m[2]])
+	if b >= math.MaxInt64 {
+		return 0, fmt.Errorf("memory %q: too large", r.Memory)
+	}
+	return int64(b), nil
 }
 
 // Scenarios lists the five reward scenarios, the keys of data.mix,

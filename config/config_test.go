@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -150,6 +151,10 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"storage.compression=gzip", "storage.compression"},
 		{"cluster.workers.learner=2", "cluster.workers.learner"},
 		{"cluster.ray=127.0.0.1:8265", "cluster.ray"},
+		{"cluster.rollout.memory=80GB", "cluster.rollout.memory"},
+		{"cluster.reward.memory=-1Gi", "cluster.reward.memory"},
+		{"cluster.learner.custom.gpu=1", "cluster.learner.custom.gpu"},
+		{"cluster.rollout.custom.a100=-1", "cluster.rollout.custom.a100"},
 		{"schedule.cycles=0", "schedule.cycles"},
 	}
 	for _, tt := range tests {
@@ -206,5 +211,56 @@ func TestAllPhasesComplete(t *testing.T) {
 	}
 	if Phase("sft").Valid() {
 		t.Error(`Phase("sft").Valid() = true`)
+	}
+}
+
+var memoryBytesTests = []struct {
+	in   string
+	want int64
+	ok   bool
+}{
+	{"", 0, true},
+	{"1000000", 1000000, true},
+	{"512Mi", 512 << 20, true},
+	{"80Gi", 80 << 30, true},
+	{"1.5Gi", 3 << 29, true},
+	{"2k", 2000, true},
+	{"16G", 16e9, true},
+	{"1Ti", 1 << 40, true},
+	{"0.5", 1, true}, // rounded up to a whole byte
+	{"80GB", 0, false},
+	{"1ki", 0, false},
+	{"-1Gi", 0, false},
+	{"Gi", 0, false},
+	{"1e9", 0, false},
+	{"9Ei", 0, false},
+}
+
+func TestMemoryBytes(t *testing.T) {
+	for _, tt := range memoryBytesTests {
+		got, err := Resources{Memory: tt.in}.MemoryBytes()
+		if (err == nil) != tt.ok {
+			t.Errorf("MemoryBytes(%q) error %v, want ok=%v", tt.in, err, tt.ok)
+			continue
+		}
+		if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.in)) {
+			t.Errorf("MemoryBytes(%q) error %q does not name the value", tt.in, err)
+		}
+		if got != tt.want {
+			t.Errorf("MemoryBytes(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestClusterCustomResourcesSet(t *testing.T) {
+	cfg, err := Load("", []string{"cluster.rollout.custom.accelerator_type:A100=1", "cluster.rollout.memory=80Gi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Cluster.Rollout.Custom["accelerator_type:A100"]; got != 1 {
+		t.Errorf("cluster.rollout.custom[accelerator_type:A100] = %v, want 1", got)
+	}
+	if b, _ := cfg.Cluster.Rollout.MemoryBytes(); b != 80<<30 {
+		t.Errorf("cluster.rollout.memory = %d bytes, want %d", b, int64(80<<30))
 	}
 }

@@ -298,6 +298,17 @@ func (c *Config) Validate() error {
 	}{{"cluster.rollout", cl.Rollout}, {"cluster.reward", cl.Reward}, {"cluster.learner", cl.Learner}} {
 		k.nonNegativeF(res.key+".cpus", res.r.CPUs)
 		k.nonNegativeF(res.key+".gpus", res.r.GPUs)
+		if _, err := res.r.MemoryBytes(); err != nil {
+			k.add(res.key+".memory", "bytes or a quantity such as 512Mi or 80Gi", fmt.Sprintf("%q", res.r.Memory))
+		}
+		for _, name := range sortedKeys(res.r.Custom) {
+			switch strings.ToLower(name) {
+			case "", "cpu", "gpu", "memory", "object_store_memory":
+				k.add(res.key+".custom."+name, "a custom resource name (not CPU, GPU or memory: they have their own keys)", fmt.Sprintf("%q", name))
+				continue
+			}
+			k.nonNegativeF(res.key+".custom."+name, res.r.Custom[name])
+		}
 	}
 	if cl.LeaseTimeout <= 0 {
 		k.add("cluster.lease_timeout", "a positive duration", cl.LeaseTimeout)

@@ -1,5 +1,6 @@
 // Package testenv gives tests what `make test` provides: the test-only
-// Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON. Outside
+// Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, and a local
+// Ray head (scripts/ray.sh) through THINKGEN_RAY_ADDRESS. Outside
 // `make test` a test that needs it is skipped with a message saying how to
 // provide it; under CI (CI=true) it fails instead, so that CI can never pass
 // by skipping.
@@ -22,4 +23,20 @@ func Python(t testing.TB) string {
 		t.Skip(msg)
 	}
 	return py
+}
+
+// RayAddress returns the URL of a local Ray head's dashboard, whose Job
+// Submission API the test may use (THINKGEN_RAY_ADDRESS, set by
+// `bash scripts/ray.sh run CMD`).
+func RayAddress(t testing.TB) string {
+	t.Helper()
+	addr := os.Getenv("THINKGEN_RAY_ADDRESS")
+	if addr == "" {
+		const msg = "THINKGEN_RAY_ADDRESS is not set: run `make test`, or `bash scripts/ray.sh run go test ./cluster/` (starts a local Ray head and stops it after)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg + " (CI must run the Ray tests)")
+		}
+		t.Skip(msg)
+	}
+	return addr
 }
