@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/thinkgen/thinkgen/cluster"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/queue"
@@ -57,10 +58,13 @@ type localCluster struct {
 
 // serveController starts the task queue and serves the controller API on
 // addr; workers lease from it.
-func serveController(ctx context.Context, stderr io.Writer, addr, token string, insecure bool) (*localCluster, error) {
+func serveController(ctx context.Context, stderr io.Writer, addr, token string, insecure bool, leaseTTL time.Duration) (*localCluster, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	lc := &localCluster{cancel: cancel}
-	q := queue.New(queue.Options{LeaseTTL: 2 * time.Minute, MaxAttempts: 3})
+	if leaseTTL <= 0 {
+		leaseTTL = 2 * time.Minute
+	}
+	q := queue.New(queue.Options{LeaseTTL: leaseTTL, MaxAttempts: 3})
 	lc.Exec = queue.NewExecutor(q)
 	go q.Run(ctx)
 	srv, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: token, InsecureLocal: insecure})
@@ -87,7 +91,7 @@ func startLocalCluster(ctx context.Context, stderr io.Writer, cfg *config.Config
 	if err != nil {
 		return nil, err
 	}
-	lc, err := serveController(ctx, stderr, "127.0.0.1:0", tok, false)
+	lc, err := serveController(ctx, stderr, "127.0.0.1:0", tok, false, cfg.Cluster.LeaseTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -165,4 +169,53 @@ func (lc *localCluster) Stop() {
 	}
 	lc.wg.Wait()
 	lc.cancel()
+}
+
+// placeOnRay runs the configuration's workers (cluster.workers) as Ray jobs
+// on the Ray cluster of cluster.ray, pointed at the controller at url; the
+// returned function stops them.
+func placeOnRay(ctx context.Context, stderr io.Writer, cfg *config.Config, run, url, token string) (func(), error) {
+	groups := cluster.Groups(cfg.Cluster)
+	if len(groups) == 0 {
+		return nil, usagef("cluster.ray is set but cluster.workers names no worker")
+	}
+	client, err := cluster.NewClient(cfg.Cluster.Ray, cluster.ClientOptions{})
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("cluster.ray: %w", err)}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{"THINKGEN_STORE": cfg.Storage.URI, "OMP_NUM_THREADS": "1"}
+	if v := os.Getenv("THINKGEN_TEST_MAIN"); v != "" {
+		env["THINKGEN_TEST_MAIN"] = v // a test binary standing in for thinkgen
+	}
+	p, err := cluster.NewPlacer(client, groups, cluster.PlacerOptions{
+		Run: run, Controller: url, Command: self, Token: token, TokenEnv: controlapi.TokenEnv, Env: env,
+		OnEvent: cluster.WriteEvents(stderr),
+	})
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	if err := p.Start(ctx); err != nil {
+		return nil, fmt.Errorf("place workers on Ray: %w", err)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := p.Follow(fctx); err != nil && fctx.Err() == nil {
+			fmt.Fprintf(stderr, "train: following the Ray worker jobs: %v\n", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer scancel()
+		if err := p.Stop(sctx); err != nil {
+			fmt.Fprintf(stderr, "train: stopping the Ray worker jobs: %v\n", err)
+		}
+	}, nil
 }

@@ -81,6 +81,9 @@ weights as an uninterrupted run.`,
 				if err != nil {
 					return err
 				}
+				if cfg.Cluster.Ray != "" && *listen == "" {
+					return usagef("cluster.ray places the workers on Ray: they need a controller address to reach, give --listen")
+				}
 				name := *run
 				if name == "" {
 					name = cfg.Run.Name
@@ -128,12 +131,19 @@ weights as an uninterrupted run.`,
 					if err != nil {
 						return &usageError{err}
 					}
-					lc, err := serveController(ctx, e.stderr, *listen, tok, *insecure)
+					lc, err := serveController(ctx, e.stderr, *listen, tok, *insecure, cfg.Cluster.LeaseTimeout)
 					if err != nil {
 						return err
 					}
 					defer lc.Stop()
 					exec, attempts = lc.Exec, 1
+					if cfg.Cluster.Ray != "" {
+						stop, err := placeOnRay(ctx, e.stderr, cfg, name, lc.URL, tok)
+						if err != nil {
+							return err
+						}
+						defer stop()
+					}
 				} else if counts == nil {
 					w, err := worker.New(worker.Options{Config: cfg, Store: st, CacheDir: cache})
 					if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testenv"
 	"github.com/thinkgen/thinkgen/model"
 )
 
@@ -190,6 +191,44 @@ func TestTrainWorkerProcessesEqualEmbedded(t *testing.T) {
 		}
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s differs between the embedded and the multi-process run", f)
+		}
+	}
+}
+
+// TestTrainOnRay places the workers of the small run as Ray jobs on a real
+// Ray head (scripts/ray.sh) and checks the run ends like the embedded one.
+func TestTrainOnRay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains, needs Ray")
+	}
+	ray := testenv.RayAddress(t)
+	t.Setenv("THINKGEN_TEST_MAIN", "1")
+	t.Setenv("THINKGEN_TOKEN", "ray-test-token-0123456789abcdef")
+	small := filepath.Join("testdata", "small.yaml")
+	base := saveBaseOf(t, small)
+	dir := t.TempDir()
+	common := []string{"--config", small, "--set", "run.base=" + base, "--run-dir", dir, "--eval-rows", "0"}
+	if code, out, errs := runCLI(t, append([]string{"train", "--run", "embedded"}, common...)...); code != 0 {
+		t.Fatalf("embedded: exit %d\n%s\n%s", code, out, errs)
+	}
+	args := append([]string{"train", "--run", "onray", "--listen", "127.0.0.1:0",
+		"--set", "cluster.ray=" + ray, "--set", "cluster.workers.rollout=1", "--set", "cluster.workers.reward=1", "--set", "cluster.workers.learner=1",
+		"--set", "cluster.rollout.cpus=0.5", "--set", "cluster.reward.cpus=0.5", "--set", "cluster.learner.cpus=0.5"}, common...)
+	code, out, errs := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("on Ray: exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(errs, "submitted") || strings.Contains(errs, "ray-test-token") {
+		t.Errorf("placement events (token must not appear):\n%s", errs)
+	}
+	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"} {
+		a, err1 := os.ReadFile(filepath.Join(dir, "runs", "embedded", "checkpoints", "000002", f))
+		b, err2 := os.ReadFile(filepath.Join(dir, "runs", "onray", "checkpoints", "000002", f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the embedded run and the run on Ray", f)
 		}
 	}
 }

@@ -27,7 +27,8 @@ func workerCommand() *command {
 		long: `Worker registers with the controller at --controller, leases tasks of its
 roles, runs them (heartbeating the lease) and reports their outputs. It
 reads each run's configuration from the run's run.json in the store named by
---store / --run-dir (and storage.* of --config for S3 endpoints); the policy
+--store / --run-dir (default $THINKGEN_STORE; storage.* of --config for S3
+endpoints); the policy
 versions it needs are fetched from that store once and cached.
 
 The bearer token comes from --token-file, else $THINKGEN_TOKEN, else the
@@ -55,6 +56,12 @@ it with the next attempt.`,
 				}
 				if *threads < 0 {
 					return usagef("--threads must not be negative, got %d", *threads)
+				}
+				// Placed workers (Ray jobs) get their store from the environment.
+				if v := os.Getenv("THINKGEN_STORE"); v != "" && !fs.Changed("store") && !fs.Changed("run-dir") {
+					if err := fs.Set("store", v); err != nil {
+						return &usageError{err}
+					}
 				}
 				cfg, err := rf.load()
 				if err != nil {
