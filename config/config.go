@@ -317,6 +317,9 @@ type Cluster struct {
 	Learner Resources `yaml:"learner"`
 	// LeaseTimeout after which a task without a heartbeat is re-queued.
 	LeaseTimeout time.Duration `yaml:"lease_timeout"`
+	// MaxAttempts bounds the attempts of one task in distributed mode
+	// (failures and expired leases both count); then the run stops.
+	MaxAttempts int `yaml:"max_attempts"`
 }
 
 // Workers counts worker processes per role.
@@ -428,6 +431,7 @@ func Default() *Config {
 			Reward:       Resources{CPUs: 1},
 			Learner:      Resources{CPUs: 1},
 			LeaseTimeout: 2 * time.Minute,
+			MaxAttempts:  3,
 		},
 	}
 }

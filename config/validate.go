@@ -310,6 +310,7 @@ func (c *Config) Validate() error {
 			k.nonNegativeF(res.key+".custom."+name, res.r.Custom[name])
 		}
 	}
+	k.positive("cluster.max_attempts", cl.MaxAttempts)
 	if cl.LeaseTimeout <= 0 {
 		k.add("cluster.lease_timeout", "a positive duration", cl.LeaseTimeout)
 	}

@@ -59,7 +59,43 @@ func New(params []*ts.Tensor, cfg Config) *AdamW {
 		o.m = append(o.m, p.MustZerosLike(false))
 		o.v = append(o.v, p.MustZerosLike(false))
 	}
+	o.defineGrads()
 	return o
+}
+
+// defineGrads gives every parameter a (zero) gradient, so that Step updates
+// every parameter on every step (decay and momentum included, PyTorch's
+// zero_grad(set_to_none=False)), whether or not this step's graph reached
+// it. Without it a parameter that no step has reached yet (a reference
+// image refiner before the first editing batch) is skipped by a fresh
+// optimiser but updated by one that saw it once: a resumed run would then
+// differ from an uninterrupted one.
+func (o *AdamW) defineGrads() {
+	prev := libtorch.SetGradEnabled(true)
+	defer libtorch.SetGradEnabled(prev)
+	var s libtorch.Scope
+	defer s.Close()
+	var total *ts.Tensor
+	for _, p := range o.params {
+		if !p.MustRequiresGrad() {
+			continue
+		}
+		g := p.MustGrad(false)
+		defined := g.MustDefined()
+		g.MustDrop()
+		if defined {
+			continue
+		}
+		z := s.Add(p.MustSum(p.DType(), false).MustMulScalar(ts.FloatScalar(0), true))
+		if total == nil {
+			total = z
+		} else {
+			total = s.Add(total.MustAdd(z, false))
+		}
+	}
+	if total != nil {
+		total.MustBackward()
+	}
 }
 
 // Steps returns the number of updates taken.

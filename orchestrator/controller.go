@@ -266,6 +266,13 @@ func (o *Options) runStep(ctx context.Context, rs *RunState, p StepPlan) (StepRe
 	// Commit: verify every output, write the metrics shard, then the
 	// step's manifest, then run.json.
 	t3 := time.Now()
+	// Throughput from the tasks' summed counts and times.
+	if s := metrics["time/generate_s"]; s > 0 {
+		metrics["rollout/tokens_per_s"] = metrics["count/tokens"] / s
+	}
+	if s := metrics["time/draw_s"]; s > 0 {
+		metrics["rollout/images_per_s"] = metrics["count/images"] / s
+	}
 	metrics["time/rollout_s"] = tRollout.Seconds()
 	metrics["time/reward_s"] = tReward.Seconds()
 	metrics["time/learn_s"] = tLearn.Seconds()

@@ -236,30 +236,17 @@ func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) 
 	if err != nil {
 		return task.Result{}, err
 	}
+	// Tasks report additive figures only (the controller sums them over a
+	// step's tasks); statistics of the data come from the learner, which
+	// sees all of it.
 	m := map[string]float64{
-		"count/samples":     float64(st.Samples),
-		"time/generate_s":   st.GenTime.Seconds(),
-		"time/draw_s":       st.ImageTime.Seconds(),
-		"rollout/seconds":   elapsed.Seconds(),
-		"rollout/images":    float64(st.Images),
-		"rollout/tokens":    float64(st.Tokens),
-		"rollout/no_answer": 0,
+		"count/samples":       float64(st.Samples),
+		"count/images":        float64(st.Images),
+		"count/tokens":        float64(st.Tokens),
+		"time/generate_s":     st.GenTime.Seconds(),
+		"time/draw_s":         st.ImageTime.Seconds(),
+		"time/rollout_task_s": elapsed.Seconds(),
 	}
-	if st.GenTime > 0 {
-		m["rollout/tokens_per_s"] = float64(st.Tokens) / st.GenTime.Seconds()
-	}
-	if st.ImageTime > 0 {
-		m["rollout/images_per_s"] = float64(st.Images) / st.ImageTime.Seconds()
-	}
-	var cot, noAnswer float64
-	for _, r := range out {
-		cot += float64(len(r.TokenIDs))
-		if r.Instruction == "" {
-			noAnswer++
-		}
-	}
-	m["rollout/cot_tokens"] = cot / float64(len(out))
-	m["rollout/no_answer"] = noAnswer / float64(len(out))
 	return task.Result{Outputs: []storage.Object{obj}, Metrics: m}, nil
 }
 
@@ -349,16 +336,26 @@ func (w *Worker) reward(ctx context.Context, t task.Task) (task.Result, error) {
 	if err != nil {
 		return task.Result{}, err
 	}
-	m := map[string]float64{"reward/seconds": elapsed.Seconds()}
-	for k, v := range rewardStats(out) {
-		m[k] = v
-	}
+	m := map[string]float64{"time/score_s": elapsed.Seconds()}
 	return task.Result{Outputs: []storage.Object{obj}, Metrics: m}, nil
 }
 
-// rewardStats are the mean and std of the rewards, overall and per scenario.
-func rewardStats(rows []shards.RewardRow) map[string]float64 {
+// dataStats are the step's statistics of its data: the rewards' mean and
+// std, overall and per scenario; the mean completion length and the share
+// of completions without an instruction.
+func dataStats(rolls []shards.RolloutRow, rows []shards.RewardRow) map[string]float64 {
 	m := map[string]float64{}
+	var tokens, noAnswer float64
+	for _, r := range rolls {
+		tokens += float64(len(r.TokenIDs))
+		if r.Instruction == "" {
+			noAnswer++
+		}
+	}
+	if len(rolls) > 0 {
+		m["rollout/cot_tokens"] = tokens / float64(len(rolls))
+		m["rollout/no_answer"] = noAnswer / float64(len(rolls))
+	}
 	by := map[string][]float64{}
 	var all []float64
 	for _, r := range rows {
@@ -419,9 +416,17 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 	}
 	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, w.learner.Policy(), w.learner.Optimizers(), w.cacheDir)
 	if err != nil {
+		// The policy in memory is already updated but its version was not
+		// saved: a retry must start again from the stored version, not
+		// update twice.
+		w.learner.Close()
+		w.learner = nil
 		return task.Result{}, err
 	}
 	w.learner.SetVersion(t.PolicyVersion + 1)
+	for k, v := range dataStats(rolls, rews) {
+		stats[k] = v
+	}
 	// The step's manifest lists the checkpoint's objects, its manifest
 	// included, so that the step commits only a whole checkpoint.
 	outs := append([]storage.Object{}, man.Objects...)

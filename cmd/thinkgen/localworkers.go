@@ -58,13 +58,10 @@ type localCluster struct {
 
 // serveController starts the task queue and serves the controller API on
 // addr; workers lease from it.
-func serveController(ctx context.Context, stderr io.Writer, addr, token string, insecure bool, leaseTTL time.Duration) (*localCluster, error) {
+func serveController(ctx context.Context, stderr io.Writer, addr, token string, insecure bool, cl config.Cluster) (*localCluster, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	lc := &localCluster{cancel: cancel}
-	if leaseTTL <= 0 {
-		leaseTTL = 2 * time.Minute
-	}
-	q := queue.New(queue.Options{LeaseTTL: leaseTTL, MaxAttempts: 3})
+	q := queue.New(queue.Options{LeaseTTL: cl.LeaseTimeout, MaxAttempts: cl.MaxAttempts})
 	lc.Exec = queue.NewExecutor(q)
 	go q.Run(ctx)
 	srv, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: token, InsecureLocal: insecure})
@@ -91,7 +88,7 @@ func startLocalCluster(ctx context.Context, stderr io.Writer, cfg *config.Config
 	if err != nil {
 		return nil, err
 	}
-	lc, err := serveController(ctx, stderr, "127.0.0.1:0", tok, false, cfg.Cluster.LeaseTimeout)
+	lc, err := serveController(ctx, stderr, "127.0.0.1:0", tok, false, cfg.Cluster)
 	if err != nil {
 		return nil, err
 	}

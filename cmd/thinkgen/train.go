@@ -131,7 +131,7 @@ weights as an uninterrupted run.`,
 					if err != nil {
 						return &usageError{err}
 					}
-					lc, err := serveController(ctx, e.stderr, *listen, tok, *insecure, cfg.Cluster.LeaseTimeout)
+					lc, err := serveController(ctx, e.stderr, *listen, tok, *insecure, cfg.Cluster)
 					if err != nil {
 						return err
 					}
