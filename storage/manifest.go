@@ -337,6 +337,19 @@ func ValidateRun(run string) error {
 	return ValidateKey(run)
 }
 
+// isUnitManifest reports whether key is the manifest of a step or of a
+// checkpoint of run (runs/<run>/steps/<n>/manifest.json or
+// runs/<run>/checkpoints/<n>/manifest.json) — not a file of that name
+// inside a unit, such as a model bundle's own manifest in a checkpoint.
+func isUnitManifest(run, key string) bool {
+	rel, ok := strings.CutPrefix(key, RunPrefix(run))
+	if !ok {
+		return false
+	}
+	parts := strings.Split(rel, "/")
+	return len(parts) == 3 && (parts[0] == "steps" || parts[0] == "checkpoints") && parts[2] == ManifestName
+}
+
 // GCOptions tune [GC].
 type GCOptions struct {
 	// DryRun reports what would be deleted and deletes nothing.
@@ -361,7 +374,7 @@ func GC(ctx context.Context, s Store, run string, opts GCOptions) ([]ObjectInfo,
 	referenced := map[string]bool{}
 	var units []string // directories of manifests, with trailing slash
 	for _, info := range all {
-		if path.Base(info.Key) != ManifestName {
+		if !isUnitManifest(run, info.Key) {
 			continue
 		}
 		m, err := ReadManifest(ctx, s, info.Key)

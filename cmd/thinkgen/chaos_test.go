@@ -185,8 +185,9 @@ loop:
 		for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"} {
 			a, _ := os.ReadFile(filepath.Join(ref, "runs", "calm", "checkpoints", fmt.Sprintf("%06d", v), f))
 			b, _ := os.ReadFile(filepath.Join(got, f))
-			d, err := maxAbsDiff(a, b)
-			t.Logf("version %d %s: max |Δ| %g %v", v, f, d, err)
+			if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
+				t.Errorf("version %d %s: max |Δ| %g from the undisturbed run's (%v)", v, f, d, err)
+			}
 		}
 	}
 	got, err := checkpoint.Fetch(bg, st, "chaos", 8, t.TempDir())
@@ -234,6 +235,12 @@ loop:
 			}
 		}
 	}
+	// Stale attempts may have left shards no manifest lists; gc removes
+	// them, and then every shard in the store is a committed one.
+	if _, err := storage.GC(bg, st, "chaos", storage.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
 	for step := 1; step <= 8; step++ {
 		m, err := storage.ReadManifest(bg, st, storage.StepManifestKey("chaos", step))
 		if err != nil {
@@ -245,9 +252,19 @@ loop:
 				t.Errorf("step %d: %v", step, err)
 			}
 			kinds[filepath.Base(filepath.Dir(o.Key))]++
+			listed[o.Key] = true
 		}
 		if kinds["rollout"] != 2 || kinds["reward"] != 2 || kinds["metrics"] != 1 || len(m.Objects) != 5 {
 			t.Errorf("step %d manifest holds %v", step, kinds)
+		}
+	}
+	objs, err := st.List(bg, "runs/chaos/steps/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if !listed[o.Key] && filepath.Base(o.Key) != storage.ManifestName {
+			t.Errorf("orphaned shard after gc: %s", o.Key)
 		}
 	}
 }

@@ -98,7 +98,7 @@ weights as an uninterrupted run.`,
 				if err := storage.ValidateRun(name); err != nil {
 					return &usageError{fmt.Errorf("--run: %w", err)}
 				}
-				st, err := storage.Open(ctx, cfg.Storage)
+				st, err := openStore(ctx, e.stderr, cfg.Storage)
 				if err != nil {
 					return err
 				}
