@@ -150,6 +150,12 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"storage.compression=gzip", "storage.compression"},
 		{"cluster.workers.learner=2", "cluster.workers.learner"},
 		{"cluster.ray=127.0.0.1:8265", "cluster.ray"},
+		{"cluster.rollout.memory=16GB", "cluster.rollout.memory"},
+		{"cluster.head.memory=lots", "cluster.head.memory"},
+		{"cluster.shm_size=-1Gi", "cluster.shm_size"},
+		{"cluster.secret=My_Secret", "cluster.secret"},
+		{"cluster.service_account=-sa", "cluster.service_account"},
+		{"cluster.namespace=a.b", "cluster.namespace"},
 		{"schedule.cycles=0", "schedule.cycles"},
 	}
 	for _, tt := range tests {
