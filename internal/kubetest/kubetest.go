@@ -1,0 +1,58 @@
+// Package kubetest starts a real kube-apiserver and etcd for tests
+// (controller-runtime's envtest) with KubeRay's CRDs installed, from the
+// binaries in KUBEBUILDER_ASSETS (scripts/kube-assets.sh). Without them the
+// test is skipped, or fails under CI (internal/testenv).
+package kubetest
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/thinkgen/thinkgen/internal/testenv"
+)
+
+// RayOperatorModule is the module whose config/crd/bases hold the CRDs.
+const RayOperatorModule = "github.com/ray-project/kuberay/ray-operator"
+
+// CRDDir returns config/crd/bases of the ray-operator module this
+// repository requires, in the module cache.
+func CRDDir(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", RayOperatorModule).Output()
+	if err != nil {
+		t.Fatalf("locate %s: go list -m: %v", RayOperatorModule, err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		t.Fatalf("locate %s: not in the module cache (go mod download %s)", RayOperatorModule, RayOperatorModule)
+	}
+	return filepath.Join(dir, "config", "crd", "bases")
+}
+
+// Start runs kube-apiserver and etcd with the RayJob, RayCluster and
+// RayService CRDs installed, and stops them when the test ends. There is
+// no controller manager, scheduler or kubelet: objects are stored and
+// validated, nothing reconciles them.
+func Start(t testing.TB) *rest.Config {
+	t.Helper()
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: testenv.KubeAssets(t),
+		CRDDirectoryPaths:     []string{CRDDir(t)},
+		ErrorIfCRDPathMissing: true,
+	}
+	rc, err := env.Start()
+	if err != nil {
+		t.Fatalf("start kube-apiserver and etcd (envtest): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	return rc
+}
