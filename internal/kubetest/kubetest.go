@@ -5,6 +5,7 @@
 package kubetest
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -34,11 +35,20 @@ func CRDDir(t testing.TB) string {
 	return filepath.Join(dir, "config", "crd", "bases")
 }
 
+// Cluster is a running envtest control plane.
+type Cluster struct {
+	// Config reaches the API server as an administrator.
+	Config *rest.Config
+	// Kubeconfig is a kubeconfig file with the same credentials, for code
+	// that loads its own (--kubeconfig, $KUBECONFIG).
+	Kubeconfig string
+}
+
 // Start runs kube-apiserver and etcd with the RayJob, RayCluster and
 // RayService CRDs installed, and stops them when the test ends. There is
 // no controller manager, scheduler or kubelet: objects are stored and
 // validated, nothing reconciles them.
-func Start(t testing.TB) *rest.Config {
+func Start(t testing.TB) *Cluster {
 	t.Helper()
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: testenv.KubeAssets(t),
@@ -54,5 +64,17 @@ func Start(t testing.TB) *rest.Config {
 			t.Errorf("stop envtest: %v", err)
 		}
 	})
-	return rc
+	admin, err := env.AddUser(envtest.User{Name: "thinkgen-test", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatalf("envtest admin user: %v", err)
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		t.Fatalf("envtest kubeconfig: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &Cluster{Config: rc, Kubeconfig: path}
 }
