@@ -124,7 +124,12 @@ func Build(cfg *config.Config, opts Options) (*Objects, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: rayv1.GroupVersion.String(), Kind: "RayJob"},
 		ObjectMeta: metav1.ObjectMeta{Name: run, Namespace: ns, Labels: labels},
 		Spec: rayv1.RayJobSpec{
-			Entrypoint:               strings.Join(entry, " "),
+			Entrypoint: strings.Join(entry, " "),
+			// The API server's defaults, spelled out so that what is read
+			// back equals what was sent: no retry of a failed run as a new
+			// Ray cluster (the controller itself resumes), one host per
+			// worker replica.
+			BackoffLimit:             ptr(int32(0)),
 			SubmissionMode:           rayv1.K8sJobMode,
 			ShutdownAfterJobFinishes: true,
 			TTLSecondsAfterFinished:  300,
@@ -313,10 +318,10 @@ func headTemplate(cfg *config.Config, run string) (corev1.PodTemplateSpec, error
 				Name:  "ray-head",
 				Image: cfg.Cluster.Image,
 				Ports: []corev1.ContainerPort{
-					{Name: "gcs-server", ContainerPort: 6379},
-					{Name: "dashboard", ContainerPort: 8265},
-					{Name: "client", ContainerPort: 10001},
-					{Name: "controller", ContainerPort: ControllerPort},
+					{Name: "gcs-server", ContainerPort: 6379, Protocol: corev1.ProtocolTCP},
+					{Name: "dashboard", ContainerPort: 8265, Protocol: corev1.ProtocolTCP},
+					{Name: "client", ContainerPort: 10001, Protocol: corev1.ProtocolTCP},
+					{Name: "controller", ContainerPort: ControllerPort, Protocol: corev1.ProtocolTCP},
 				},
 				Env:             storeEnv(cfg),
 				Resources:       res,
@@ -349,6 +354,7 @@ func workerGroup(cfg *config.Config, run, role string) (rayv1.WorkerGroupSpec, e
 	n := int32(count)
 	return rayv1.WorkerGroupSpec{
 		GroupName:      role,
+		NumOfHosts:     1,
 		Replicas:       ptr(n),
 		MinReplicas:    ptr(n),
 		MaxReplicas:    ptr(n),

@@ -66,11 +66,16 @@ func TestAPIServer(t *testing.T) {
 	})
 
 	t.Run("schema rejects", func(t *testing.T) {
-		bad := o.RayJob.DeepCopy()
-		bad.Name = "bad-submission-mode"
-		bad.Spec.SubmissionMode = "CarrierPigeon"
-		if _, err := c.Ray.RayV1().RayJobs("ml").Create(ctx, bad, metav1.CreateOptions{}); err == nil {
-			t.Errorf("the apiserver accepted submissionMode CarrierPigeon: the CRD schema is not enforced")
+		// The CRD's schema is enforced: a wrong type and an unknown field.
+		for _, body := range []string{
+			`{"apiVersion":"ray.io/v1","kind":"RayJob","metadata":{"name":"bad-1"},"spec":{"entrypoint":7}}`,
+			`{"apiVersion":"ray.io/v1","kind":"RayJob","metadata":{"name":"bad-2"},"spec":{"entrypoint":"x","gpuCount":1}}`,
+		} {
+			err := c.Ray.RayV1().RESTClient().Post().Namespace("ml").Resource("rayjobs").
+				Param("fieldValidation", "Strict").Body([]byte(body)).Do(ctx).Error()
+			if err == nil {
+				t.Errorf("the apiserver accepted %s", body)
+			}
 		}
 	})
 

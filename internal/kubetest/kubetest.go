@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -54,6 +55,10 @@ func Start(t testing.TB) *Cluster {
 		BinaryAssetsDirectory: testenv.KubeAssets(t),
 		CRDDirectoryPaths:     []string{CRDDir(t)},
 		ErrorIfCRDPathMissing: true,
+		// Generous: the machine may be busy (a training run, other tests).
+		CRDInstallOptions:        envtest.CRDInstallOptions{MaxTime: 2 * time.Minute},
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
 	}
 	rc, err := env.Start()
 	if err != nil {
