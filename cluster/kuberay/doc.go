@@ -47,6 +47,12 @@
 //     controller's log lines.
 //  5. [Client.Stop] deletes the RayJob (KubeRay then deletes its RayCluster
 //     and submitter Job, which it owns) and the ConfigMap. Stop deletes
-//     rather than suspends: a stopped run is resumed with a new launch of
-//     `thinkgen train --resume` semantics, not by un-suspending.
+//     rather than suspends: the run's state is in the store, and a new
+//     launch with [Options].Resume (thinkgen train --resume on the head)
+//     continues it on a fresh Ray cluster.
+//
+// The RayJob spells out the values the API server would default
+// (backoffLimit 0, TCP ports, numOfHosts 1), so that what is read back
+// equals what was built; tests check that against a real kube-apiserver
+// with KubeRay's CRDs (envtest, internal/kubetest).
 package kuberay
