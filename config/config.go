@@ -308,9 +308,29 @@ type Cluster struct {
 	// Ray is the address of a Ray dashboard (Job Submission API),
 	// e.g. "http://127.0.0.1:8265"; empty means no Ray placement.
 	Ray string `yaml:"ray"`
-	// Namespace, Image and ServiceAccount of the KubeRay RayJob.
+	// Namespace of the KubeRay RayJob (thinkgen launch); "default" by default.
 	Namespace string `yaml:"namespace"`
-	Image     string `yaml:"image"`
+	// Image of every pod of the RayJob: a Ray image (the submitter runs
+	// `ray job submit`, every pod runs `ray start`) with the thinkgen binary
+	// on PATH. Required by thinkgen launch.
+	Image string `yaml:"image"`
+	// ServiceAccount the RayJob's pods run as; empty means the namespace's
+	// default service account.
+	ServiceAccount string `yaml:"service_account"`
+	// Secret names the Kubernetes Secret (in Namespace) from which the pods
+	// take the store credentials (keys aws-access-key-id,
+	// aws-secret-access-key) and the workers' bearer token (key token); the
+	// values never appear in the RayJob. "thinkgen" by default.
+	Secret string `yaml:"secret"`
+	// RayVersion of the image's Ray, recorded in the RayCluster spec; empty
+	// leaves it unset.
+	RayVersion string `yaml:"ray_version"`
+	// ShmSize bounds the memory-backed /dev/shm of every pod (a Kubernetes
+	// quantity, e.g. "2Gi"); empty means no bound beyond the pod's memory.
+	ShmSize string `yaml:"shm_size"`
+	// Head holds the resources of the Ray head pod, which runs the
+	// controller (thinkgen train --listen) as the RayJob's entrypoint.
+	Head Resources `yaml:"head"`
 	// Resources of one worker of each role.
 	Rollout Resources `yaml:"rollout"`
 	Reward  Resources `yaml:"reward"`
@@ -329,9 +349,12 @@ type Workers struct {
 	Learner int `yaml:"learner"`
 }
 
-// Resources of one worker.
+// Resources of one worker. On Kubernetes they are both the requests and
+// the limits of its pod's container.
 type Resources struct {
+	// CPUs of the worker (fractions allowed); 0 means no CPU request.
 	CPUs float64 `yaml:"cpus"`
+	// GPUs of the worker; on Kubernetes a whole number of nvidia.com/gpu.
 	GPUs float64 `yaml:"gpus"`
 	// Memory is a Kubernetes-style quantity: bytes ("1000000"), or a number
 	// with a binary (Ki, Mi, Gi, Ti, Pi, Ei) or decimal (k, M, G, T, P, E)
@@ -427,6 +450,8 @@ func Default() *Config {
 		Storage: Storage{URI: "store", Region: "us-east-1", Compression: "zstd"},
 		Cluster: Cluster{
 			Namespace:    "default",
+			Secret:       "thinkgen",
+			Head:         Resources{CPUs: 1, Memory: "2Gi"},
 			Rollout:      Resources{CPUs: 1},
 			Reward:       Resources{CPUs: 1},
 			Learner:      Resources{CPUs: 1},

@@ -155,6 +155,11 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"cluster.reward.memory=-1Gi", "cluster.reward.memory"},
 		{"cluster.learner.custom.gpu=1", "cluster.learner.custom.gpu"},
 		{"cluster.rollout.custom.a100=-1", "cluster.rollout.custom.a100"},
+		{"cluster.head.memory=lots", "cluster.head.memory"},
+		{"cluster.shm_size=-1Gi", "cluster.shm_size"},
+		{"cluster.secret=My_Secret", "cluster.secret"},
+		{"cluster.service_account=-sa", "cluster.service_account"},
+		{"cluster.namespace=a.b", "cluster.namespace"},
 		{"schedule.cycles=0", "schedule.cycles"},
 	}
 	for _, tt := range tests {

@@ -295,7 +295,7 @@ func (c *Config) Validate() error {
 	for _, res := range []struct {
 		key string
 		r   Resources
-	}{{"cluster.rollout", cl.Rollout}, {"cluster.reward", cl.Reward}, {"cluster.learner", cl.Learner}} {
+	}{{"cluster.head", cl.Head}, {"cluster.rollout", cl.Rollout}, {"cluster.reward", cl.Reward}, {"cluster.learner", cl.Learner}} {
 		k.nonNegativeF(res.key+".cpus", res.r.CPUs)
 		k.nonNegativeF(res.key+".gpus", res.r.GPUs)
 		if _, err := res.r.MemoryBytes(); err != nil {
@@ -310,6 +310,18 @@ func (c *Config) Validate() error {
 			k.nonNegativeF(res.key+".custom."+name, res.r.Custom[name])
 		}
 	}
+	if cl.ShmSize != "" && !quantityRE.MatchString(cl.ShmSize) {
+		k.add("cluster.shm_size", `a Kubernetes quantity such as "2Gi"`, fmt.Sprintf("%q", cl.ShmSize))
+	}
+	if cl.Secret != "" && !dnsSubdomainRE.MatchString(cl.Secret) {
+		k.add("cluster.secret", "a Kubernetes object name (lower-case letters, digits, '-', '.')", fmt.Sprintf("%q", cl.Secret))
+	}
+	if cl.ServiceAccount != "" && !dnsSubdomainRE.MatchString(cl.ServiceAccount) {
+		k.add("cluster.service_account", "a Kubernetes object name (lower-case letters, digits, '-', '.')", fmt.Sprintf("%q", cl.ServiceAccount))
+	}
+	if cl.Namespace != "" && !dnsLabelRE.MatchString(cl.Namespace) {
+		k.add("cluster.namespace", "a Kubernetes namespace name (lower-case letters, digits, '-')", fmt.Sprintf("%q", cl.Namespace))
+	}
 	k.positive("cluster.max_attempts", cl.MaxAttempts)
 	if cl.LeaseTimeout <= 0 {
 		k.add("cluster.lease_timeout", "a positive duration", cl.LeaseTimeout)
@@ -320,6 +332,14 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Kubernetes quantities (a decimal number with an optional binary or decimal
+// suffix) and object names, checked here without importing Kubernetes.
+var (
+	quantityRE     = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$`)
+	dnsLabelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+)
 
 func isScenario(s string) bool {
 	for _, sc := range Scenarios {

@@ -59,6 +59,7 @@ func commands() []*command {
 		pretrainCommand(),
 		trainCommand(),
 		workerCommand(),
+		launchCommand(),
 		dataCommand(),
 		rewardServeCommand(),
 		evalCommand(),

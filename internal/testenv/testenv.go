@@ -1,6 +1,8 @@
 // Package testenv gives tests what `make test` provides: the test-only
-// Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, and a local
-// Ray head (scripts/ray.sh) through THINKGEN_RAY_ADDRESS. Outside
+// Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, a local
+// Ray head (scripts/ray.sh) through THINKGEN_RAY_ADDRESS, and the
+// kube-apiserver and etcd binaries for envtest (scripts/kube-assets.sh)
+// through KUBEBUILDER_ASSETS. Outside
 // `make test` a test that needs it is skipped with a message saying how to
 // provide it; under CI (CI=true) it fails instead, so that CI can never pass
 // by skipping.
@@ -39,4 +41,21 @@ func RayAddress(t testing.TB) string {
 		t.Skip(msg)
 	}
 	return addr
+}
+
+// KubeAssets returns the directory of the kube-apiserver and etcd binaries
+// that controller-runtime's envtest runs (KUBEBUILDER_ASSETS, printed by
+// `bash scripts/kube-assets.sh`). Unset, the test is skipped, or fails
+// under CI.
+func KubeAssets(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		const msg = "KUBEBUILDER_ASSETS is not set: run `make test`, or set it to the directory that `bash scripts/kube-assets.sh` prints (kube-apiserver and etcd for envtest)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg + " (CI must run the Kubernetes API tests)")
+		}
+		t.Skip(msg)
+	}
+	return dir
 }

@@ -1,0 +1,204 @@
+package kuberay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	rayv1 "github.com/ray-project/kuberay/ray-operator/apis/ray/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/thinkgen/thinkgen/internal/kubetest"
+)
+
+// TestAPIServer runs the client against a real kube-apiserver and etcd
+// (envtest) with KubeRay's CRDs: the built RayJob must pass the CRD's
+// schema, read back as sent, report the status written through the status
+// subresource, and go away on Stop.
+func TestAPIServer(t *testing.T) {
+	rc := kubetest.Start(t).Config
+	c, err := NewClient(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := Build(loadConfig(t), Options{Run: "exp-7", Namespace: "ml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("apply", func(t *testing.T) {
+		if err := c.Apply(ctx, o); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		got, err := c.Ray.RayV1().RayJobs("ml").Get(ctx, "exp-7", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !apiequality.Semantic.DeepEqual(got.Spec, o.RayJob.Spec) {
+			a, _ := yaml.Marshal(got.Spec)
+			b, _ := yaml.Marshal(o.RayJob.Spec)
+			t.Errorf("RayJob spec read back differs:\n%s\nsent:\n%s", a, b)
+		}
+		if got.Labels[LabelRun] != "exp-7" {
+			t.Errorf("labels %v", got.Labels)
+		}
+		cm, err := c.Kube.CoreV1().ConfigMaps("ml").Get(ctx, "exp-7-config", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Data["config.yaml"] != o.ConfigMap.Data["config.yaml"] {
+			t.Errorf("ConfigMap data read back differs")
+		}
+		if err := c.Apply(ctx, o); !errors.Is(err, ErrExists) {
+			t.Errorf("second Apply: %v, want ErrExists", err)
+		}
+	})
+
+	t.Run("schema rejects", func(t *testing.T) {
+		// The CRD's schema is enforced: a wrong type and an unknown field.
+		for _, body := range []string{
+			`{"apiVersion":"ray.io/v1","kind":"RayJob","metadata":{"name":"bad-1"},"spec":{"entrypoint":7}}`,
+			`{"apiVersion":"ray.io/v1","kind":"RayJob","metadata":{"name":"bad-2"},"spec":{"entrypoint":"x","gpuCount":1}}`,
+		} {
+			err := c.Ray.RayV1().RESTClient().Post().Namespace("ml").Resource("rayjobs").
+				Param("fieldValidation", "Strict").Body([]byte(body)).Do(ctx).Error()
+			if err == nil {
+				t.Errorf("the apiserver accepted %s", body)
+			}
+		}
+	})
+
+	t.Run("status", func(t *testing.T) {
+		st, err := c.Status(ctx, "ml", "exp-7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.JobStatus != "" || st.Deployment != "" || st.Terminal() {
+			t.Errorf("fresh status %+v", st)
+		}
+		setStatus(t, ctx, c, rayv1.JobStatusRunning, rayv1.JobDeploymentStatusRunning, "exp-7-x2k9q")
+		st, err = c.Status(ctx, "ml", "exp-7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.JobStatus != rayv1.JobStatusRunning || st.Deployment != rayv1.JobDeploymentStatusRunning || st.RayCluster != "exp-7-x2k9q" || st.Terminal() {
+			t.Errorf("status %+v, want RUNNING/Running on exp-7-x2k9q", st)
+		}
+		if want := "run exp-7: job RUNNING, deployment Running (cluster exp-7-x2k9q)"; st.String() != want {
+			t.Errorf("String() = %q, want %q", st.String(), want)
+		}
+		if _, err := c.Status(ctx, "ml", "nope"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Status of a missing run: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("follow", func(t *testing.T) {
+		var seen []Status
+		done := make(chan error, 1)
+		var final Status
+		go func() {
+			var err error
+			final, err = c.Follow(ctx, "ml", "exp-7", func(s Status) { seen = append(seen, s) })
+			done <- err
+		}()
+		time.Sleep(500 * time.Millisecond) // let the watch start: the first report is the current status
+		setStatus(t, ctx, c, rayv1.JobStatusSucceeded, rayv1.JobDeploymentStatusComplete, "exp-7-x2k9q")
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Follow: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Follow did not return after the job succeeded")
+		}
+		if final.JobStatus != rayv1.JobStatusSucceeded || !final.Terminal() || final.Failed() {
+			t.Errorf("final status %+v", final)
+		}
+		if len(seen) < 2 || seen[0].JobStatus != rayv1.JobStatusRunning || seen[len(seen)-1].JobStatus != rayv1.JobStatusSucceeded {
+			t.Errorf("reports %+v, want RUNNING … SUCCEEDED", seen)
+		}
+		// A terminal job returns at once.
+		if st, err := c.Follow(ctx, "ml", "exp-7", func(Status) {}); err != nil || st.JobStatus != rayv1.JobStatusSucceeded {
+			t.Errorf("Follow of a finished job: %+v, %v", st, err)
+		}
+		if _, err := c.Follow(ctx, "ml", "nope", func(Status) {}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Follow of a missing run: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("logs pick the pod", func(t *testing.T) {
+		if err := c.Logs(ctx, "ml", "exp-7", LogOptions{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "no head pod") {
+			t.Errorf("Logs without pods: %v", err)
+		}
+		// No kubelet here: create the pods KubeRay would, with the template labels.
+		for _, p := range []struct{ name, role string }{{"exp-7-x2k9q-head-abcde", "head"}, {"exp-7-x2k9q-rollout-worker-1", "rollout"}, {"other-head", "head"}} {
+			run := "exp-7"
+			if strings.HasPrefix(p.name, "other") {
+				run = "other"
+			}
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: "ml", Labels: podLabels(run, p.role)},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "ray-head", Image: "x"}}},
+			}
+			if _, err := c.Kube.CoreV1().Pods("ml").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pods, err := c.Pods(ctx, "ml", "exp-7", "head")
+		if err != nil || len(pods) != 1 || pods[0].Name != "exp-7-x2k9q-head-abcde" {
+			t.Errorf("head pods of exp-7: %v, %v", names(pods), err)
+		}
+		err = c.Logs(ctx, "ml", "exp-7", LogOptions{Role: "rollout", Pod: "nope"}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "exp-7-x2k9q-rollout-worker-1") {
+			t.Errorf("Logs of a missing pod: %v, want the list of pods", err)
+		}
+	})
+
+	t.Run("stop", func(t *testing.T) {
+		if err := c.Stop(ctx, "ml", "exp-7"); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		if _, err := c.Status(ctx, "ml", "exp-7"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Status after Stop: %v, want ErrNotFound", err)
+		}
+		if _, err := c.Kube.CoreV1().ConfigMaps("ml").Get(ctx, "exp-7-config", metav1.GetOptions{}); err == nil {
+			t.Errorf("ConfigMap still there after Stop")
+		}
+		if err := c.Stop(ctx, "ml", "exp-7"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("second Stop: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// setStatus writes the RayJob's status through the status subresource, as
+// the KubeRay operator does.
+func setStatus(t *testing.T, ctx context.Context, c *Client, js rayv1.JobStatus, ds rayv1.JobDeploymentStatus, cluster string) {
+	t.Helper()
+	job, err := c.Ray.RayV1().RayJobs("ml").Get(ctx, "exp-7", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Status.JobStatus, job.Status.JobDeploymentStatus, job.Status.RayClusterName = js, ds, cluster
+	if _, err := c.Ray.RayV1().RayJobs("ml").UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update status: %v", err)
+	}
+}
+
+func names(pods []corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	return out
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	rayv1 "github.com/ray-project/kuberay/ray-operator/apis/ray/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/thinkgen/thinkgen/cluster/kuberay"
+	"github.com/thinkgen/thinkgen/internal/kubetest"
+)
+
+var launchArgs = []string{
+	"--store", "s3://runs/thinkgen",
+	"--set", "cluster.image=registry.example/thinkgen:1.0",
+	"--set", "cluster.workers.rollout=2", "--set", "cluster.workers.reward=1", "--set", "cluster.workers.learner=1",
+	"--set", "cluster.rollout.gpus=1", "--set", "cluster.learner.gpus=1",
+}
+
+func TestLaunchDryRun(t *testing.T) {
+	const access, secret, token = "AKIADRYRUNACCESS", "dry-run-secret-key-value", "dry-run-token-value"
+	t.Setenv("AWS_ACCESS_KEY_ID", access)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+	t.Setenv("THINKGEN_TOKEN", token)
+	t.Setenv("KUBECONFIG", "/nonexistent/kubeconfig") // --dry-run must not need a cluster
+	code, out, errOut := runCLI(t, append([]string{"launch", "--dry-run", "--run", "dry-1", "--namespace", "ml"}, launchArgs...)...)
+	if code != 0 {
+		t.Fatalf("launch --dry-run: exit %d: %s", code, errOut)
+	}
+	for _, leak := range []string{access, secret, token} {
+		if strings.Contains(out, leak) {
+			t.Errorf("--dry-run output contains the credential %q", leak)
+		}
+	}
+	docs := strings.Split(out, "\n---\n")
+	if len(docs) != 2 {
+		t.Fatalf("%d YAML documents, want ConfigMap and RayJob:\n%s", len(docs), out)
+	}
+	var job rayv1.RayJob
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), &job); err != nil {
+		t.Fatalf("RayJob document does not parse: %v", err)
+	}
+	if job.Name != "dry-1" || job.Namespace != "ml" || len(job.Spec.RayClusterSpec.WorkerGroupSpecs) != 3 {
+		t.Errorf("RayJob %s/%s with %d worker groups", job.Namespace, job.Name, len(job.Spec.RayClusterSpec.WorkerGroupSpecs))
+	}
+	if !strings.Contains(out, "secretKeyRef:") {
+		t.Errorf("--dry-run output has no secretKeyRef")
+	}
+
+	bad := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"launch", "--dry-run", "--run", "dry-1", "--set", "cluster.image=x"}, "storage.uri"},
+		{append([]string{"launch", "--dry-run", "--run", "Dry_1"}, launchArgs...), "run name"},
+		{[]string{"launch", "status"}, "--run is required"},
+		{[]string{"launch", "restart", "--run", "x"}, "unknown launch subcommand"},
+	}
+	for _, b := range bad {
+		if code, _, errOut := runCLI(t, b.args...); code != 2 || !strings.Contains(errOut, b.want) {
+			t.Errorf("%v: exit %d, %q; want exit 2 naming %q", b.args, code, errOut, b.want)
+		}
+	}
+}
+
+// TestLaunchAPIServer runs launch, status and stop against a real
+// kube-apiserver (envtest) through --kubeconfig.
+func TestLaunchAPIServer(t *testing.T) {
+	kc := kubetest.Start(t)
+	c, err := kuberay.NewClient(kc.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"launch", "--kubeconfig", kc.Kubeconfig, "--run", "cli-1", "--follow=false"}, launchArgs...)
+	if code, out, errOut := runCLI(t, args...); code != 0 || !strings.Contains(out, "RayJob default/cli-1 created") {
+		t.Fatalf("launch: exit %d: %s %s", code, out, errOut)
+	}
+	ctx := context.Background()
+	job, err := c.Ray.RayV1().RayJobs("default").Get(ctx, "cli-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the RayJob is not there: %v", err)
+	}
+	job.Status.JobStatus, job.Status.JobDeploymentStatus = rayv1.JobStatusFailed, rayv1.JobDeploymentStatusFailed
+	job.Status.Reason, job.Status.Message = rayv1.AppFailed, "controller exited 1"
+	if _, err := c.Ray.RayV1().RayJobs("default").UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "launch", "status", "--run", "cli-1", "--kubeconfig", kc.Kubeconfig)
+	if want := "run cli-1: job FAILED, deployment Failed: AppFailed controller exited 1"; code != 0 || strings.TrimSpace(out) != want {
+		t.Errorf("launch status: exit %d, %q %s; want %q", code, out, errOut, want)
+	}
+	if code, _, errOut := runCLI(t, args...); code != 1 || !strings.Contains(errOut, "already exists") {
+		t.Errorf("second launch: exit %d, %s; want exit 1, already exists", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "launch", "stop", "--run", "cli-1", "--kubeconfig", kc.Kubeconfig); code != 0 {
+		t.Fatalf("launch stop: exit %d: %s", code, errOut)
+	}
+	if _, err := c.Ray.RayV1().RayJobs("default").Get(ctx, "cli-1", metav1.GetOptions{}); err == nil {
+		t.Errorf("RayJob still there after launch stop")
+	}
+	var cms corev1.ConfigMapList
+	if l, err := c.Kube.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{LabelSelector: kuberay.LabelRun + "=cli-1"}); err == nil {
+		cms = *l
+	}
+	if len(cms.Items) != 0 {
+		t.Errorf("ConfigMap still there after launch stop")
+	}
+	if code, _, errOut := runCLI(t, "launch", "status", "--run", "cli-1", "--kubeconfig", kc.Kubeconfig); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("launch status after stop: exit %d, %s", code, errOut)
+	}
+}
