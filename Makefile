@@ -48,7 +48,7 @@ pyenv:
 # scripts/minio.sh builds the pinned MinIO server once (cached), starts it on
 # 127.0.0.1 with fresh credentials for the storage tests, and stops it by PID.
 test: build vet
-	THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./...
+	KUBE=$$(bash scripts/kube-assets.sh) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 # bench runs the Go benchmarks with libtorch on both cores (BENCHMARKS.md).
 bench: build
