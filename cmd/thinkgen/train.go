@@ -39,9 +39,9 @@ all of its outputs are verified. One line per step reports rewards,
 advantages, KL, clipping, the on-policy ratio, entropy, chain length,
 throughput and where the time went.
 
-Before the first step and at the end of each schedule block, the policy is
-evaluated on held-out rows in both modes (--eval-rows; 0 skips), and the
-per-stage table is printed at the end.
+When the schedule is done, the base and the policy at the end of each
+schedule block are evaluated on held-out rows in both modes (--eval-rows;
+0 skips) and printed as the per-stage table.
 
 After a kill, run the same command with --resume: the run continues from its
 last committed step with its recorded configuration, and ends with the same
@@ -166,16 +166,6 @@ weights as an uninterrupted run.`,
 				}
 				ev := &evaluator{cfg: cfg, store: st, run: name, rows: *evalRows, cache: cache}
 				var entries []evaluate.Entry
-				if *evalRows > 0 && !*resume {
-					ent, err := ev.version(ctx, 0, "base")
-					if err != nil {
-						return err
-					}
-					entries = append(entries, ent)
-					if err := evaluate.WriteTable(e.stderr, entries); err != nil {
-						return err
-					}
-				}
 				reports, err := orchestrator.Train(ctx, orchestrator.Options{
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
 					Checkpoints:  checkpoint.Versions{Store: st, Base: cfg.Run.Base},
