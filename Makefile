@@ -31,7 +31,7 @@ build: setup
 
 run: build
 	bin/thinkgen doctor
-	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE bin/thinkgen train --config configs/tiny.yaml --run make-run-$$(date +%Y%m%d-%H%M%S)
+	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE bin/thinkgen train --config configs/tiny.yaml --eval-rows 30 --run make-run-$$(date +%Y%m%d-%H%M%S)
 
 vet: setup
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
