@@ -4,7 +4,10 @@
 # mean and spread (min–max) over the seeds of each scenario's held-out score,
 # then the per-seed gains of stage 4 (thinking-mode reasoning, composition)
 # and stage 5 (text, composition). Runs that already finished are reused.
+# THINKGEN_TRAIN_FLAGS adds flags to every `thinkgen train` (e.g.
+# "--set run.threads=1 --eval-rows 50").
 set -euo pipefail
+read -r -a extra <<<"${THINKGEN_TRAIN_FLAGS:-}"
 cfg=$1 store=$2
 shift 2
 bin=${THINKGEN_BIN:-bin/thinkgen}
@@ -12,10 +15,10 @@ for seed in "$@"; do
 	run=sepgrpo-seed$seed
 	if [[ -f $store/runs/$run/run.json ]] && grep -q '"committed": *\([1-9]\)' "$store/runs/$run/run.json"; then
 		echo "== $run exists; resuming (a finished run only re-prints its table)" >&2
-		"$bin" train --config "$cfg" --run-dir "$store" --run "$run" --resume --seed "$seed" >&2
+		"$bin" train --config "$cfg" --run-dir "$store" --run "$run" --resume --seed "$seed" "${extra[@]}" >&2
 	else
 		echo "== $run" >&2
-		"$bin" train --config "$cfg" --run-dir "$store" --run "$run" --seed "$seed" >&2
+		"$bin" train --config "$cfg" --run-dir "$store" --run "$run" --seed "$seed" "${extra[@]}" >&2
 	fi
 done
 python3 - "$store" "$@" <<'EOF'
