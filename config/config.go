@@ -340,6 +340,10 @@ type Cluster struct {
 	// MaxAttempts bounds the attempts of one task in distributed mode
 	// (failures and expired leases both count); then the run stops.
 	MaxAttempts int `yaml:"max_attempts"`
+	// TaskTimeout bounds one attempt of a task: past it the lease ends even
+	// if the worker still heartbeats (its task hangs) and another worker
+	// takes the task.
+	TaskTimeout time.Duration `yaml:"task_timeout"`
 }
 
 // Workers counts worker processes per role.
@@ -457,6 +461,7 @@ func Default() *Config {
 			Learner:      Resources{CPUs: 1},
 			LeaseTimeout: 2 * time.Minute,
 			MaxAttempts:  3,
+			TaskTimeout:  30 * time.Minute,
 		},
 	}
 }

@@ -323,6 +323,9 @@ func (c *Config) Validate() error {
 		k.add("cluster.namespace", "a Kubernetes namespace name (lower-case letters, digits, '-')", fmt.Sprintf("%q", cl.Namespace))
 	}
 	k.positive("cluster.max_attempts", cl.MaxAttempts)
+	if cl.TaskTimeout <= 0 {
+		k.add("cluster.task_timeout", "a positive duration", cl.TaskTimeout)
+	}
 	if cl.LeaseTimeout <= 0 {
 		k.add("cluster.lease_timeout", "a positive duration", cl.LeaseTimeout)
 	}

@@ -34,6 +34,10 @@ type Options struct {
 	// MaxAttempts bounds the attempts of a task (failures and expired
 	// leases count); 0 means 3.
 	MaxAttempts int
+	// MaxTaskTime bounds one attempt: heartbeats do not extend a lease past
+	// its grant time plus MaxTaskTime, so a worker whose process still
+	// heartbeats but whose task hangs loses it; 0 means no bound.
+	MaxTaskTime time.Duration
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
 }
@@ -102,6 +106,7 @@ type entry struct {
 	state    State
 	holder   *worker
 	deadline time.Time
+	granted  time.Time
 	out      *outcome
 	ended    []attemptEnd
 	heapIdx  int
@@ -338,6 +343,9 @@ func (q *Queue) Heartbeat(workerID, key string, attempt int) (time.Time, error) 
 		return time.Time{}, fmt.Errorf("heartbeat %s attempt %d by worker %s: %w", key, attempt, workerID, err)
 	}
 	e.deadline = w.lastSeen.Add(q.opts.LeaseTTL)
+	if max := q.opts.MaxTaskTime; max > 0 && e.deadline.After(e.granted.Add(max)) {
+		e.deadline = e.granted.Add(max) // a hung task is not kept alive by heartbeats
+	}
 	return e.deadline, nil
 }
 
@@ -508,7 +516,7 @@ func (q *Queue) pop(w *worker) *entry {
 func (q *Queue) grant(e *entry, w *worker) {
 	now := q.clock.Now()
 	q.setState(e, Leased)
-	e.holder, e.deadline = w, now.Add(q.opts.LeaseTTL)
+	e.holder, e.deadline, e.granted = w, now.Add(q.opts.LeaseTTL), now
 	w.leases[e.key] = e
 	w.lastSeen = now
 }

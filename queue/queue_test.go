@@ -176,6 +176,34 @@ func TestHeartbeatExtendsLease(t *testing.T) {
 	}
 }
 
+// TestHungTaskLosesItsLease: a worker that keeps heartbeating while its task
+// hangs loses the lease at MaxTaskTime, and the task goes to another worker.
+func TestHungTaskLosesItsLease(t *testing.T) {
+	clk := newClock()
+	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, MaxTaskTime: 30 * time.Second, Clock: clk})
+	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	a := register(t, q, "a", 1, queue.RoleRollout)
+	b := register(t, q, "b", 1, queue.RoleRollout)
+	first := lease(t, q, a)
+	for i := 0; i < 3; i++ { // heartbeats every 8 s keep it until 30 s
+		clk.Advance(8 * time.Second)
+		d, err := q.Heartbeat(a, key, first.Attempt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 && !d.Equal(clk.Now().Add(6*time.Second)) {
+			t.Fatalf("deadline %v, want the grant time + 30 s (%v)", d, clk.Now().Add(6*time.Second))
+		}
+	}
+	clk.Advance(7 * time.Second) // 31 s after the grant
+	if n := q.Expire(); n != 1 {
+		t.Fatalf("Expire ended %d leases past MaxTaskTime, want 1", n)
+	}
+	if second := lease(t, q, b); second.Attempt != 2 {
+		t.Fatalf("the hung task came back as attempt %d, want 2", second.Attempt)
+	}
+}
+
 func TestExpiryRequeuesWithNextAttempt(t *testing.T) {
 	clk := newClock()
 	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk})

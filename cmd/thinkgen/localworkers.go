@@ -61,7 +61,7 @@ type localCluster struct {
 func serveController(ctx context.Context, stderr io.Writer, addr, token string, insecure bool, cl config.Cluster) (*localCluster, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	lc := &localCluster{cancel: cancel}
-	q := queue.New(queue.Options{LeaseTTL: cl.LeaseTimeout, MaxAttempts: cl.MaxAttempts})
+	q := queue.New(queue.Options{LeaseTTL: cl.LeaseTimeout, MaxAttempts: cl.MaxAttempts, MaxTaskTime: cl.TaskTimeout})
 	lc.Exec = queue.NewExecutor(q)
 	go q.Run(ctx)
 	srv, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: token, InsecureLocal: insecure})
