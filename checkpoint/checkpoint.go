@@ -53,16 +53,7 @@ func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bun
 		return nil, fmt.Errorf("save checkpoint %d: %w", v, err)
 	}
 	for _, o := range opts {
-		tensors, step := o.Opt.State()
-		names := make([]string, 0, len(tensors))
-		for n := range tensors {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		list := make([]*ts.Tensor, len(names))
-		for i, n := range names {
-			list[i] = tensors[n]
-		}
+		names, list, step := optimizerState(o.Opt)
 		path := filepath.Join(dir, "optim-"+o.Name+".safetensors")
 		if err := model.SaveTensors(path, names, list, map[string]string{"step": strconv.FormatInt(step, 10)}); err != nil {
 			return nil, fmt.Errorf("save checkpoint %d: optimiser %s: %w", v, o.Name, err)
@@ -90,14 +81,36 @@ func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bun
 		batch.Abort(ctx)
 		return nil, fmt.Errorf("save checkpoint %d: %w", v, err)
 	}
-	m, err := batch.Commit(ctx)
-	if errors.Is(err, storage.ErrCommitted) {
-		return storage.ReadManifest(ctx, st, key)
-	}
+	m, err := commit(ctx, st, batch, key)
 	if err != nil {
 		return nil, fmt.Errorf("save checkpoint %d: %w", v, err)
 	}
 	return m, nil
+}
+
+// commit commits a version's batch; a version another attempt committed
+// first is the same version, and its manifest is returned.
+func commit(ctx context.Context, st storage.Store, batch *storage.Batch, key string) (*storage.Manifest, error) {
+	m, err := batch.Commit(ctx)
+	if errors.Is(err, storage.ErrCommitted) {
+		return storage.ReadManifest(ctx, st, key)
+	}
+	return m, err
+}
+
+// optimizerState lists an optimiser's state tensors in name order, for
+// saving and loading them by name.
+func optimizerState(o *optim.AdamW) (names []string, list []*ts.Tensor, step int64) {
+	tensors, step := o.State()
+	for n := range tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	list = make([]*ts.Tensor, len(names))
+	for i, n := range names {
+		list[i] = tensors[n]
+	}
+	return names, list, step
 }
 
 // Fetch copies the committed version v of run into cacheDir/<run>/<v>/
@@ -175,16 +188,7 @@ func LoadOptimizer(dir, name string, o *optim.AdamW) (bool, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	tensors, _ := o.State()
-	names := make([]string, 0, len(tensors))
-	for n := range tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	list := make([]*ts.Tensor, len(names))
-	for i, n := range names {
-		list[i] = tensors[n]
-	}
+	names, list, _ := optimizerState(o)
 	meta, err := model.LoadTensors(path, names, list)
 	if err != nil {
 		return false, fmt.Errorf("optimiser %s: %w", name, err)
@@ -247,10 +251,7 @@ func ImportBundle(ctx context.Context, st storage.Store, run string, v int, dir 
 			return nil, fmt.Errorf("import %s: %w", dir, err)
 		}
 	}
-	m, err := batch.Commit(ctx)
-	if errors.Is(err, storage.ErrCommitted) {
-		return storage.ReadManifest(ctx, st, key)
-	}
+	m, err := commit(ctx, st, batch, key)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", dir, err)
 	}

@@ -352,7 +352,6 @@ func (l *Learner) flowMiniBatch(mb []sample, trained []int, cfg FlowConfig, lr f
 	}
 	l.ditOpt.ZeroGrad()
 	var acc FlowStats
-	var weight float64
 	for _, part := range [][]sample{plain, withRef} {
 		if len(part) == 0 {
 			continue
@@ -362,14 +361,7 @@ func (l *Learner) flowMiniBatch(mb []sample, trained []int, cfg FlowConfig, lr f
 		if err != nil {
 			return acc, 0, err
 		}
-		acc.Loss += w * st.Loss
-		acc.PolicyLoss += w * st.PolicyLoss
-		acc.KL += w * st.KL
-		acc.RatioMean += w * st.RatioMean
-		acc.ClipFrac += w * st.ClipFrac
-		acc.ApproxKL += w * st.ApproxKL
-		acc.AdvClampedFrac += w * st.AdvClampedFrac
-		weight += w
+		acc.addScaled(st, w)
 	}
 	gn := l.ditOpt.ClipGradNorm(l.cfg.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {
@@ -451,14 +443,7 @@ func (l *Learner) flowPart(part []sample, trained []int, cfg FlowConfig, weight 
 		if err != nil {
 			return acc, err
 		}
-		nt := float64(len(trained))
-		acc.Loss += st.Loss / nt
-		acc.PolicyLoss += st.PolicyLoss / nt
-		acc.KL += st.KL / nt
-		acc.RatioMean += st.RatioMean / nt
-		acc.ClipFrac += st.ClipFrac / nt
-		acc.ApproxKL += st.ApproxKL / nt
-		acc.AdvClampedFrac += st.AdvClampedFrac / nt
+		acc.addScaled(st, 1/float64(len(trained)))
 	}
 	return acc, nil
 }
@@ -535,4 +520,15 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 	defer scaled.MustDrop()
 	scaled.MustBackward()
 	return st, nil
+}
+
+// addScaled adds w times each figure of o to s (weighted means of stats).
+func (s *FlowStats) addScaled(o FlowStats, w float64) {
+	s.Loss += w * o.Loss
+	s.PolicyLoss += w * o.PolicyLoss
+	s.KL += w * o.KL
+	s.RatioMean += w * o.RatioMean
+	s.ClipFrac += w * o.ClipFrac
+	s.ApproxKL += w * o.ApproxKL
+	s.AdvClampedFrac += w * o.AdvClampedFrac
 }

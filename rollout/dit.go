@@ -46,16 +46,7 @@ func DiT(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, S
 		return nil, st, err
 	}
 	out := make([]shards.RolloutRow, len(req.Rows)*f.Group)
-	for _, withRef := range []bool{false, true} {
-		var idx []int
-		for i := range req.Rows {
-			if (len(req.Rows[i].Reference) > 0) == withRef {
-				idx = append(idx, i)
-			}
-		}
-		if len(idx) == 0 {
-			continue
-		}
+	for _, idx := range byReference(req.Rows) {
 		if err := ditPart(b, &req, idx, dev, out, &st); err != nil {
 			return nil, st, fmt.Errorf("rollout task %s: %w", req.Task, err)
 		}

@@ -29,19 +29,8 @@ func MLLM(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, 
 	if err := req.validate(b, g.Group); err != nil {
 		return nil, st, err
 	}
-	// Prompts with and without a reference image take separate passes (the
-	// DiT's sequence layout differs).
 	out := make([]shards.RolloutRow, len(req.Rows)*g.Group)
-	for _, withRef := range []bool{false, true} {
-		var idx []int
-		for i := range req.Rows {
-			if (len(req.Rows[i].Reference) > 0) == withRef {
-				idx = append(idx, i)
-			}
-		}
-		if len(idx) == 0 {
-			continue
-		}
+	for _, idx := range byReference(req.Rows) {
 		if err := mllmPart(b, &req, idx, dev, out, &st); err != nil {
 			return nil, st, fmt.Errorf("rollout task %s: %w", req.Task, err)
 		}

@@ -89,6 +89,27 @@ func (r *Request) validate(b *model.Bundle, group int) error {
 	return nil
 }
 
+// byReference splits the indices of rows into those without and those with
+// a reference image: the two take separate model passes (the DiT's
+// sequence layout differs). Empty groups are left out.
+func byReference(rows []datasets.Row) [][]int {
+	var plain, withRef []int
+	for i := range rows {
+		if len(rows[i].Reference) > 0 {
+			withRef = append(withRef, i)
+		} else {
+			plain = append(plain, i)
+		}
+	}
+	var out [][]int
+	for _, g := range [][]int{plain, withRef} {
+		if len(g) > 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // subset returns the rows at idx.
 func (r *Request) subset(idx []int) []datasets.Row {
 	out := make([]datasets.Row, len(idx))

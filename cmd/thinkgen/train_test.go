@@ -20,30 +20,8 @@ import (
 // with the given DiT width, as a stand-in base.
 func saveBase(t *testing.T, ditHidden int) string {
 	t.Helper()
-	cfg, err := config.Load(filepath.Join("..", "..", "configs", "tiny.yaml"), []string{"model.dit.hidden=" + itoa(ditHidden)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "base")
-	err = libtorch.Run(func() error {
-		tok, err := model.TokenizerFor(cfg.Model.MLLM)
-		if err != nil {
-			return err
-		}
-		b, err := model.NewBundle(cfg, tok, gotch.CPU, 1)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		return b.Save(dir, 0)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return saveBaseOf(t, filepath.Join("..", "..", "configs", "tiny.yaml"), "model.dit.hidden="+strconv.Itoa(ditHidden))
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestTrainRejectsBadInput: every bad input is refused before any work,
 // with exit code 2 and a message naming the field, and nothing written.
@@ -130,10 +108,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// saveBaseOf writes a freshly initialised bundle of the configuration file.
-func saveBaseOf(t *testing.T, file string) string {
+// saveBaseOf writes a freshly initialised bundle of the configuration file
+// (with --set style overrides).
+func saveBaseOf(t *testing.T, file string, sets ...string) string {
 	t.Helper()
-	cfg, err := config.Load(file, nil)
+	cfg, err := config.Load(file, sets)
 	if err != nil {
 		t.Fatal(err)
 	}
