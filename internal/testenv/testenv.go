@@ -16,15 +16,7 @@ import (
 // Python returns the venv's python interpreter (THINKGEN_PYTHON).
 func Python(t testing.TB) string {
 	t.Helper()
-	py := os.Getenv("THINKGEN_PYTHON")
-	if py == "" {
-		const msg = "THINKGEN_PYTHON is not set: run `make test`, or set it to the python that `bash scripts/setup-pyenv.sh` prints"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI must run the Python reference tests)")
-		}
-		t.Skip(msg)
-	}
-	return py
+	return need(t, "THINKGEN_PYTHON", "set it to the python that `bash scripts/setup-pyenv.sh` prints", "the Python reference tests")
 }
 
 // RayAddress returns the URL of a local Ray head's dashboard, whose Job
@@ -32,30 +24,28 @@ func Python(t testing.TB) string {
 // `bash scripts/ray.sh run CMD`).
 func RayAddress(t testing.TB) string {
 	t.Helper()
-	addr := os.Getenv("THINKGEN_RAY_ADDRESS")
-	if addr == "" {
-		const msg = "THINKGEN_RAY_ADDRESS is not set: run `make test`, or `bash scripts/ray.sh run go test ./cluster/` (starts a local Ray head and stops it after)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI must run the Ray tests)")
-		}
-		t.Skip(msg)
-	}
-	return addr
+	return need(t, "THINKGEN_RAY_ADDRESS", "`bash scripts/ray.sh run go test ./cluster/` (starts a local Ray head and stops it after)", "the Ray tests")
 }
 
 // KubeAssets returns the directory of the kube-apiserver and etcd binaries
 // that controller-runtime's envtest runs (KUBEBUILDER_ASSETS, printed by
-// `bash scripts/kube-assets.sh`). Unset, the test is skipped, or fails
-// under CI.
+// `bash scripts/kube-assets.sh`).
 func KubeAssets(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		const msg = "KUBEBUILDER_ASSETS is not set: run `make test`, or set it to the directory that `bash scripts/kube-assets.sh` prints (kube-apiserver and etcd for envtest)"
+	return need(t, "KUBEBUILDER_ASSETS", "set it to the directory that `bash scripts/kube-assets.sh` prints (kube-apiserver and etcd for envtest)", "the Kubernetes API tests")
+}
+
+// need returns the environment variable env, or skips the test saying how
+// to provide it — or, under CI, fails it: CI must run what.
+func need(t testing.TB, env, how, what string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		msg := env + " is not set: run `make test`, or " + how
 		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI must run the Kubernetes API tests)")
+			t.Fatal(msg + " (CI must run " + what + ")")
 		}
 		t.Skip(msg)
 	}
-	return dir
+	return v
 }
