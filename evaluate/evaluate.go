@@ -42,10 +42,12 @@ type Sample struct {
 }
 
 // Generate runs the think-then-generate pipeline for rows: the MLLM writes
-// (greedy) in thinking or non-thinking mode, its instruction states go
-// through the connector, and the DiT samples the image with the sampling
-// section's steps and guidance (editing and reflection rows edit their
-// reference image). It must run inside libtorch.Run.
+// in thinking or non-thinking mode (greedy when s.Temperature is 0, else
+// sampled with s.Temperature and s.TopP from a per-row seed), its
+// instruction states go through the connector, and the DiT samples the
+// image with the sampling section's steps and guidance (editing and
+// reflection rows edit their reference image). Row i draws its noise and
+// tokens from seed+i. It must run inside libtorch.Run.
 func Generate(b *model.Bundle, rows []datasets.Row, thinking bool, s config.Sampling, seed uint64, dev gotch.Device) ([]Sample, error) {
 	tok := b.Tok
 	size := b.Cfg.Model.DiT.ImageSize
@@ -99,7 +101,7 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 		sc.Add(raw)
 		refImgs = sc.Add(model.PixelSpace{}.Encode(raw))
 	}
-	g, err := b.MLLM.Generate(prompts, model.GenerateOptions{MaxNewTokens: s.MaxNewTokens, Temperature: 0, Seeds: seeds, Images: refImgs})
+	g, err := b.MLLM.Generate(prompts, model.GenerateOptions{MaxNewTokens: s.MaxNewTokens, Temperature: s.Temperature, TopP: s.TopP, Seeds: seeds, Images: refImgs})
 	if err != nil {
 		return err
 	}
@@ -254,11 +256,14 @@ type Options struct {
 }
 
 // Run evaluates b on the rows in both modes and returns the scores and the
-// samples, by mode. It must run inside libtorch.Run.
+// samples, by mode. The MLLM decodes greedily whatever the configuration's
+// sampling temperature. It must run inside libtorch.Run.
 func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) (Scores, map[string][]Sample, error) {
 	if o.Device.Name == "" {
 		o.Device = gotch.CPU
 	}
+	greedy := b.Cfg.Sampling
+	greedy.Temperature = 0
 	out := Scores{}
 	all := map[string][]Sample{}
 	for _, mode := range Modes {
@@ -268,7 +273,7 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 			if err := ctx.Err(); err != nil {
 				return nil, nil, err
 			}
-			part, err := Generate(b, o.Rows[i:min(i+chunk, len(o.Rows))], mode == "think", b.Cfg.Sampling, o.Seed, o.Device)
+			part, err := Generate(b, o.Rows[i:min(i+chunk, len(o.Rows))], mode == "think", greedy, o.Seed, o.Device)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -35,6 +35,7 @@ type command struct {
 
 // env is what a command reads and writes besides its flags.
 type env struct {
+	stdin          io.Reader // nil reads nothing
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -63,6 +64,7 @@ func commands() []*command {
 		dataCommand(),
 		rewardServeCommand(),
 		evalCommand(),
+		generateCommand(),
 		gcCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
@@ -71,7 +73,7 @@ func commands() []*command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	code := run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 	stop()
 	os.Exit(code)
 }
