@@ -220,6 +220,9 @@ type GRPO struct {
 	// ImageSteps is the number of ODE steps the frozen DiT draws each
 	// chain's image with (0: sampling.dit_steps).
 	ImageSteps int `yaml:"image_steps"`
+	// Mix weighs the scenarios of this phase's prompts (as data.mix does);
+	// empty: data.mix.
+	Mix map[string]float64 `yaml:"mix,omitempty"`
 }
 
 // FlowGRPO configures stage 5 (FlowGRPO on the DiT).
@@ -245,6 +248,21 @@ type FlowGRPO struct {
 	LR float64 `yaml:"lr"`
 	// GreedyInstruction makes the frozen MLLM write its instruction greedily.
 	GreedyInstruction bool `yaml:"greedy_instruction"`
+	// Mix weighs the scenarios of this phase's prompts (as data.mix does);
+	// empty: data.mix.
+	Mix map[string]float64 `yaml:"mix,omitempty"`
+}
+
+// PhaseMix is the scenario mix of phase p's prompts: grpo.mix or
+// flow_grpo.mix when set, else data.mix.
+func (c *Config) PhaseMix(p Phase) map[string]float64 {
+	switch {
+	case p == PhaseMLLMGRPO && len(c.GRPO.Mix) > 0:
+		return c.GRPO.Mix
+	case p == PhaseDiTGRPO && len(c.FlowGRPO.Mix) > 0:
+		return c.FlowGRPO.Mix
+	}
+	return c.Data.Mix
 }
 
 // Sampling configures generation outside training (eval, generate).

@@ -171,6 +171,8 @@ func (c *Config) Validate() error {
 	k.nonNegative("data.train_size", c.Data.TrainSize)
 	k.nonNegative("data.eval_size", c.Data.EvalSize)
 	checkScenarioMap(&k, "data.mix", c.Data.Mix)
+	checkScenarioMap(&k, "grpo.mix", c.GRPO.Mix)
+	checkScenarioMap(&k, "flow_grpo.mix", c.FlowGRPO.Mix)
 
 	for _, s := range []struct {
 		key string

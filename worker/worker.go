@@ -159,9 +159,10 @@ func rank(out []string, i int) int {
 	return n
 }
 
-// TrainRows generates the train-split rows of a run configuration.
-func TrainRows(c *config.Config, idx []int64) ([]datasets.Row, error) {
-	opts := datasets.Options{Seed: uint64(c.Run.Seed), Split: datasets.Train, Size: c.Model.DiT.ImageSize, Scenarios: Scenarios(c.Data.Mix)}
+// TrainRows generates the train-split rows of a run configuration that
+// phase p's prompts come from (its scenario mix: config.PhaseMix).
+func TrainRows(c *config.Config, p config.Phase, idx []int64) ([]datasets.Row, error) {
+	opts := datasets.Options{Seed: uint64(c.Run.Seed), Split: datasets.Train, Size: c.Model.DiT.ImageSize, Scenarios: Scenarios(c.PhaseMix(p))}
 	rows := make([]datasets.Row, len(idx))
 	for i, k := range idx {
 		r, err := datasets.GenerateRow(opts, int(k))
@@ -203,7 +204,7 @@ func sameShape(run, ckpt *config.Config) error {
 }
 
 func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) {
-	rows, err := TrainRows(w.cfg, t.Rows)
+	rows, err := TrainRows(w.cfg, t.Phase, t.Rows)
 	if err != nil {
 		return task.Result{}, err
 	}

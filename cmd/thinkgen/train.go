@@ -237,11 +237,20 @@ func preflight(cfg *config.Config) error {
 	if cfg.Data.TrainSize <= 0 {
 		return fmt.Errorf("data.train_size: %d, want > 0: the run's prompts come from the train split", cfg.Data.TrainSize)
 	}
-	if len(worker.Scenarios(cfg.Data.Mix)) == 0 && len(cfg.Data.Mix) > 0 {
-		return errors.New("data.mix: every scenario has weight 0: the dataset would be empty")
-	}
-	if _, err := worker.TrainRows(cfg, []int64{0}); err != nil {
-		return fmt.Errorf("data: %w", err)
+	for _, m := range []struct {
+		key   string
+		mix   map[string]float64
+		phase config.Phase
+	}{{"data.mix", cfg.Data.Mix, ""}, {"grpo.mix", cfg.GRPO.Mix, config.PhaseMLLMGRPO}, {"flow_grpo.mix", cfg.FlowGRPO.Mix, config.PhaseDiTGRPO}} {
+		if len(worker.Scenarios(m.mix)) == 0 && len(m.mix) > 0 {
+			return fmt.Errorf("%s: every scenario has weight 0: the dataset would be empty", m.key)
+		}
+		if m.phase == "" {
+			continue
+		}
+		if _, err := worker.TrainRows(cfg, m.phase, []int64{0}); err != nil {
+			return fmt.Errorf("data (%s): %w", m.phase, err)
+		}
 	}
 	return nil
 }

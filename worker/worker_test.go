@@ -1,0 +1,53 @@
+package worker
+
+import (
+	"testing"
+
+	"github.com/thinkgen/thinkgen/config"
+)
+
+// TestTrainRowsFollowThePhaseMix: each phase draws its prompts from its own
+// scenario mix when it has one, else from data.mix.
+func TestTrainRowsFollowThePhaseMix(t *testing.T) {
+	idx := []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	count := func(c *config.Config, p config.Phase) map[string]int {
+		t.Helper()
+		rows, err := TrainRows(c, p, idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, r := range rows {
+			n[r.Scenario]++
+		}
+		return n
+	}
+	tests := []struct {
+		name  string
+		grpo  map[string]float64
+		flow  map[string]float64
+		phase config.Phase
+		want  map[string]int
+	}{
+		{"data mix", nil, nil, config.PhaseMLLMGRPO, map[string]int{"composition": 6, "text": 6}},
+		{"grpo mix", map[string]float64{"reasoning": 3, "composition": 1}, nil, config.PhaseMLLMGRPO, map[string]int{"reasoning": 9, "composition": 3}},
+		{"grpo mix leaves the DiT phase alone", map[string]float64{"reasoning": 1}, nil, config.PhaseDiTGRPO, map[string]int{"composition": 6, "text": 6}},
+		{"flow mix", nil, map[string]float64{"text": 1}, config.PhaseDiTGRPO, map[string]int{"text": 12}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			c.Data.Mix = map[string]float64{"composition": 1, "text": 1}
+			c.GRPO.Mix, c.FlowGRPO.Mix = tt.grpo, tt.flow
+			got := count(c, tt.phase)
+			if len(got) != len(tt.want) {
+				t.Fatalf("scenarios %v, want %v", got, tt.want)
+			}
+			for sc, n := range tt.want {
+				if got[sc] != n {
+					t.Errorf("%s: %d rows, want %d (all: %v)", sc, got[sc], n, got)
+				}
+			}
+		})
+	}
+}
