@@ -11,6 +11,7 @@ package libtorch
 
 // #cgo CFLAGS: -I${SRCDIR}/../../third_party/libtorch/include/torch/csrc/api/include
 // #include <stdint.h>
+// #include <malloc.h>
 // #include <torch/version.h>
 // int at_get_num_threads();
 // void at_set_num_threads(int n_threads);
@@ -29,6 +30,11 @@ import (
 	// gotch's libtch object defines the C functions declared above.
 	_ "github.com/sugarme/gotch/libtch"
 )
+
+// trimCHeap returns the C heap's free pages to the OS (glibc's
+// malloc_trim), so that the resident set shows what is allocated rather
+// than what the allocator kept after frees.
+func trimCHeap() { C.malloc_trim(0) }
 
 // Version returns the libtorch version, e.g. "2.1.0".
 func Version() string { return C.GoString(C.thinkgen_torch_version()) }

@@ -73,11 +73,14 @@ func (s *Scope) Close() {
 func LiveTensors() int { return len(ts.ExistingTensors) }
 
 // RSS returns the process's resident set size in bytes (Linux; 0 elsewhere).
-// It first returns freed Go heap to the OS: gotch hangs a Go allocation on
-// every tensor, so without this the figure moves with the garbage
-// collector's timing rather than with what libtorch holds.
+// It first returns freed Go heap and the C heap's free pages to the OS:
+// gotch hangs a Go allocation on every tensor, and glibc keeps freed
+// tensor storage in its arenas, so without this the figure moves with the
+// garbage collector's timing and the allocator's caching rather than with
+// what libtorch holds.
 func RSS() int64 {
 	debug.FreeOSMemory()
+	trimCHeap()
 	b, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		return 0
