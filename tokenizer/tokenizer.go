@@ -85,12 +85,15 @@ type Tokenizer interface {
 // tokenizer nor a HuggingFace tokenizer.json.
 var ErrUnknownFormat = errors.New("tokenizer: unknown tokenizer JSON format")
 
-// Load reads a tokenizer from its JSON form: either a Words tokenizer (as
-// written by its MarshalJSON) or a HuggingFace tokenizer.json.
+// Load reads a tokenizer from its JSON form: a Words tokenizer (as
+// written by its MarshalJSON, or as the HuggingFace tokenizer.json its
+// MarshalHF writes) or a HuggingFace byte-level BPE tokenizer.json.
 func Load(data []byte) (Tokenizer, error) {
 	var head struct {
-		Type  string          `json:"type"`
-		Model json.RawMessage `json:"model"`
+		Type  string `json:"type"`
+		Model *struct {
+			Type string `json:"type"`
+		} `json:"model"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
 		return nil, fmt.Errorf("tokenizer: read JSON: %w", err)
@@ -98,7 +101,9 @@ func Load(data []byte) (Tokenizer, error) {
 	switch {
 	case head.Type == wordsType:
 		return LoadWords(data)
-	case head.Type == "" && len(head.Model) > 0:
+	case head.Type == "" && head.Model != nil && head.Model.Type == "WordLevel":
+		return LoadWordsHF(data)
+	case head.Type == "" && head.Model != nil:
 		return LoadHF(data)
 	}
 	return nil, ErrUnknownFormat
