@@ -292,3 +292,30 @@ func TestWriteRejectsMismatchedBundle(t *testing.T) {
 		t.Errorf("the refused export left %d entries beside it", len(entries))
 	}
 }
+
+// TestImportFreesTensors: importing, running and dropping a bundle leaves
+// no live tensor behind.
+func TestImportFreesTensors(t *testing.T) {
+	out, _ := writeBase(t)
+	err := libtorch.Run(func() error {
+		before := libtorch.LiveTensors()
+		for range 3 {
+			b, _, err := Import(out, gotch.CPU)
+			if err != nil {
+				return err
+			}
+			_, err = b.MLLM.Logits([]int{1, 20, 30, 2})
+			b.Drop()
+			if err != nil {
+				return err
+			}
+		}
+		if after := libtorch.LiveTensors(); after != before {
+			t.Errorf("live tensors: %d before three imports, %d after", before, after)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -90,20 +90,22 @@ var ErrUnknownFormat = errors.New("tokenizer: unknown tokenizer JSON format")
 // MarshalHF writes) or a HuggingFace byte-level BPE tokenizer.json.
 func Load(data []byte) (Tokenizer, error) {
 	var head struct {
-		Type  string `json:"type"`
-		Model *struct {
-			Type string `json:"type"`
-		} `json:"model"`
+		Type  string          `json:"type"`
+		Model json.RawMessage `json:"model"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
 		return nil, fmt.Errorf("tokenizer: read JSON: %w", err)
 	}
+	var model struct {
+		Type string `json:"type"`
+	}
+	json.Unmarshal(head.Model, &model) // a bad model section is LoadHF's to report
 	switch {
 	case head.Type == wordsType:
 		return LoadWords(data)
-	case head.Type == "" && head.Model != nil && head.Model.Type == "WordLevel":
+	case head.Type == "" && model.Type == "WordLevel":
 		return LoadWordsHF(data)
-	case head.Type == "" && head.Model != nil:
+	case head.Type == "" && len(head.Model) > 0:
 		return LoadHF(data)
 	}
 	return nil, ErrUnknownFormat
