@@ -85,8 +85,9 @@ type Tokenizer interface {
 // tokenizer nor a HuggingFace tokenizer.json.
 var ErrUnknownFormat = errors.New("tokenizer: unknown tokenizer JSON format")
 
-// Load reads a tokenizer from its JSON form: either a Words tokenizer (as
-// written by its MarshalJSON) or a HuggingFace tokenizer.json.
+// Load reads a tokenizer from its JSON form: a Words tokenizer (as
+// written by its MarshalJSON, or as the HuggingFace tokenizer.json its
+// MarshalHF writes) or a HuggingFace byte-level BPE tokenizer.json.
 func Load(data []byte) (Tokenizer, error) {
 	var head struct {
 		Type  string          `json:"type"`
@@ -95,9 +96,15 @@ func Load(data []byte) (Tokenizer, error) {
 	if err := json.Unmarshal(data, &head); err != nil {
 		return nil, fmt.Errorf("tokenizer: read JSON: %w", err)
 	}
+	var model struct {
+		Type string `json:"type"`
+	}
+	json.Unmarshal(head.Model, &model) // a bad model section is LoadHF's to report
 	switch {
 	case head.Type == wordsType:
 		return LoadWords(data)
+	case head.Type == "" && model.Type == "WordLevel":
+		return LoadWordsHF(data)
 	case head.Type == "" && len(head.Model) > 0:
 		return LoadHF(data)
 	}

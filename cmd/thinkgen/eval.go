@@ -18,7 +18,6 @@ import (
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
-	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/reward"
 )
 
@@ -40,7 +39,7 @@ Editing and reflection rows take their reference image from the dataset.
 A row without an image in DIR is an error naming it.
 
 With --model DIR (a bundle: base/tiny, a pretrain stage's final/, a
-fetched checkpoint's bundle/), eval runs the whole pipeline instead: the
+fetched checkpoint's bundle/; or an export written by thinkgen export), eval runs the whole pipeline instead: the
 MLLM writes (greedy) in non-thinking and thinking mode, the DiT draws or
 edits, and the rule models score the first --rows rows of the held-out
 split of the bundle's seed; the per-stage table has one entry.`,
@@ -49,7 +48,7 @@ split of the bundle's seed; the per-stage table has one entry.`,
 			asJSON := fs.Bool("json", false, "print the table as JSON")
 			remote := fs.String("remote", "", "score every scenario through the remote reward service at this URL (default: reward.remote of the config, else in process)")
 			weightsFrom := addRunFlags(fs)
-			modelDir := fs.String("model", "", "generate with the bundle in this directory (think-then-generate, both modes) on held-out rows instead of scoring a DATASET's images")
+			modelDir := fs.String("model", "", "generate with the bundle or export in this directory (think-then-generate, both modes) on held-out rows instead of scoring a DATASET's images")
 			rows := fs.Int("rows", 200, "with --model: the number of held-out rows (the eval split of the bundle's seed)")
 			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
 			return func(ctx context.Context, args []string) error {
@@ -167,9 +166,9 @@ func evalItem(r datasets.Row, imagesDir string) (reward.Item, error) {
 // evalModel runs the eval harness with the bundle in dir on the first rows
 // held-out rows of its configuration's seed, in both modes.
 func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, asJSON bool) error {
-	_, cfg, err := model.ReadBundleManifest(dir)
+	cfg, load, err := modelDir("--model", dir)
 	if err != nil {
-		return &usageError{fmt.Errorf("--model: %w", err)}
+		return err
 	}
 	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize}, 0, rows)
 	if err != nil {
@@ -191,7 +190,7 @@ func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, 
 				return err
 			}
 		}
-		b, _, err := model.LoadBundle(dir, gotch.CPU)
+		b, err := load(gotch.CPU)
 		if err != nil {
 			return err
 		}

@@ -66,6 +66,7 @@ func commands() []*command {
 		evalCommand(),
 		generateCommand(),
 		gcCommand(),
+		exportCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

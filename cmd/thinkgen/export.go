@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/export"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/storage"
+)
+
+func exportCommand() *command {
+	return &command{
+		name:  "export",
+		usage: "--run R [--version N] --out DIR [--format hf] [flags] | --model BUNDLE --out DIR",
+		short: "write a checkpoint as HuggingFace/diffusers-style folders for serving",
+		long: `Export writes checkpoint version N of run R (default: the run's last
+committed version) from the store (--store, --run-dir or the config's
+storage.uri; a local directory or s3://) as:
+
+  DIR/mllm/          transformers Qwen3ForCausalLM (config.json, model.safetensors,
+                     tokenizer files with a chat template, generation_config.json)
+  DIR/transformer/   the DiT, DIR/connector/ the VGI-refine connector and its
+                     prepadding states, DIR/scheduler/ the flow-matching sampler,
+                     DIR/model_index.json naming the parts (diffusers-style)
+  DIR/thinkgen-export.json  run, version, the run's config and the sha256 of every file
+
+With --model it exports a bundle directory instead (base/tiny, a pretrain
+result, a fetched checkpoint's bundle/). DIR must not exist or be empty;
+the export is written beside it and renamed into place at the end.
+thinkgen eval --model DIR (and generate) read an export like a bundle.
+See docs/export.md.`,
+		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
+			rf := addRunFlags(fs)
+			run := fs.String("run", "", "the run whose checkpoint to export")
+			version := fs.Int("version", -1, "checkpoint version (default: the run's last committed one; 0 is its base)")
+			out := fs.String("out", "", "output directory (required; must not exist or be empty)")
+			format := fs.String("format", export.Layout, "output format: hf (transformers + diffusers-style folders)")
+			bundle := fs.String("model", "", "export this bundle directory instead of a run's checkpoint")
+			return func(ctx context.Context, args []string) error {
+				if err := noArgs(args); err != nil {
+					return err
+				}
+				switch {
+				case *format != export.Layout:
+					return usagef("--format %q: the only format is %q", *format, export.Layout)
+				case *out == "":
+					return usagef("--out is required")
+				case (*run == "") == (*bundle == ""):
+					return usagef("give one of --run and --model")
+				case *bundle != "" && fs.Changed("version"):
+					return usagef("--version needs --run (a bundle directory holds one version)")
+				case fs.Changed("version") && *version < 0:
+					return usagef("--version must be ≥ 0, got %d", *version)
+				}
+				if err := export.CheckOut(*out); err != nil {
+					return exportError("--out", err)
+				}
+				var m *export.Manifest
+				if *bundle != "" {
+					if _, _, err := model.ReadBundleManifest(*bundle); err != nil {
+						return &usageError{fmt.Errorf("--model: %w", err)}
+					}
+					var err error
+					if m, err = export.Write(*bundle, *out, export.Source{}); err != nil {
+						return exportError("--model", err)
+					}
+				} else {
+					if err := storage.ValidateRun(*run); err != nil {
+						return usagef("--run: %v", err)
+					}
+					cfg, err := rf.load()
+					if err != nil {
+						return err
+					}
+					st, err := storage.Open(ctx, cfg.Storage)
+					if err != nil {
+						return err
+					}
+					if m, err = export.FromRun(ctx, st, *run, *version, *out); err != nil {
+						return exportError("--run", err)
+					}
+				}
+				var total int64
+				for _, f := range m.Files {
+					total += f.Size
+				}
+				what := fmt.Sprintf("bundle %s (step %d)", m.Source, m.Version)
+				if m.Run != "" {
+					what = fmt.Sprintf("run %s version %d from %s", m.Run, m.Version, m.Source)
+				}
+				fmt.Fprintf(e.stdout, "exported %s to %s: %d files, %.1f MiB\n", what, *out, len(m.Files)+1, float64(total)/(1<<20))
+				fmt.Fprintf(e.stdout, "  transformers: AutoModelForCausalLM.from_pretrained(%q), AutoTokenizer.from_pretrained(%[1]q)\n", filepath.Join(*out, "mllm"))
+				return nil
+			}
+		},
+	}
+}
+
+// exportError turns the export package's bad-input errors into usage
+// errors naming the flag.
+func exportError(flag string, err error) error {
+	if errors.Is(err, export.ErrNoCheckpoint) || errors.Is(err, export.ErrUnknownVersion) {
+		return &usageError{fmt.Errorf("%s: %w", flag, err)}
+	}
+	if errors.Is(err, export.ErrOutNotEmpty) {
+		return &usageError{fmt.Errorf("--out: %w", err)}
+	}
+	return err
+}
+
+// modelDir reads the configuration of a --model directory — an export
+// (thinkgen export) or a saved bundle — verifying its files, and returns
+// it with a loader for its bundle (call the loader inside libtorch.Run;
+// the caller drops the bundle). A directory that is neither is a usage
+// error naming flag.
+func modelDir(flag, dir string) (*config.Config, func(gotch.Device) (*model.Bundle, error), error) {
+	if export.IsExport(dir) {
+		_, cfg, err := export.ReadManifest(dir)
+		if err != nil {
+			return nil, nil, &usageError{fmt.Errorf("%s: %w", flag, err)}
+		}
+		return cfg, func(dev gotch.Device) (*model.Bundle, error) {
+			b, _, err := export.Import(dir, dev)
+			return b, err
+		}, nil
+	}
+	_, cfg, err := model.ReadBundleManifest(dir)
+	if err != nil {
+		if _, serr := os.Stat(dir); serr == nil {
+			err = fmt.Errorf("%w (%s is neither a bundle nor an export: it has no %s)", err, dir, export.ManifestFile)
+		}
+		return nil, nil, &usageError{fmt.Errorf("%s: %w", flag, err)}
+	}
+	return cfg, func(dev gotch.Device) (*model.Bundle, error) {
+		b, _, err := model.LoadBundle(dir, dev)
+		return b, err
+	}, nil
+}

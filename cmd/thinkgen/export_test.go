@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/export"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
+)
+
+// readExportManifest reads an export's manifest.
+func readExportManifest(t *testing.T, dir string) *export.Manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, export.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m export.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+// checkImportEquals imports the export in dir, saves the bundle again and
+// checks that its files are those of bundleDir byte for byte: every tensor
+// is bit-identical to the exported checkpoint's.
+func checkImportEquals(t *testing.T, dir, bundleDir string, step int) {
+	t.Helper()
+	resaved := t.TempDir()
+	err := libtorch.Run(func() error {
+		b, _, err := export.Import(dir, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		return b.Save(resaved, step)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"mllm.safetensors", "connector.safetensors", "dit.safetensors", "tokenizer.json"} {
+		a, err1 := os.ReadFile(filepath.Join(bundleDir, f))
+		b, err2 := os.ReadFile(filepath.Join(resaved, f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: the imported export differs from the checkpoint's", f)
+		}
+	}
+}
+
+// writeRunState writes a run.json for run into the local store at dir.
+func writeRunState(t *testing.T, dir string, rs *orchestrator.RunState) {
+	t.Helper()
+	data, err := json.Marshal(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, filepath.FromSlash(orchestrator.RunStateKey(rs.Run)))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExportCommand trains a two-step run, exports its last version and
+// its base, imports both bit-identically, evaluates the export, refuses
+// every bad input with exit 2 and nothing written, and exports the same
+// run from an S3 store (MinIO) to the same files.
+func TestExportCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	small := filepath.Join("testdata", "small.yaml")
+	base := saveBaseOf(t, small)
+	store := t.TempDir()
+	if code, out, errs := runCLI(t, "train", "--config", small, "--set", "run.base="+base, "--run-dir", store, "--run", "r", "--eval-rows", "0"); code != 0 {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
+	}
+	ctx := context.Background()
+	st, err := storage.NewLocal(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := orchestrator.ReadRunState(ctx, st, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Committed != 2 || !slices.Equal(rs.Kept, []int{0, 1, 2}) {
+		t.Fatalf("run r: committed %d kept %v, want 2 and [0 1 2]", rs.Committed, rs.Kept)
+	}
+	// A run that has committed no step (as run.json is before the first
+	// commit), and one whose kept version is gone from the store.
+	fresh := *rs
+	fresh.Run, fresh.Committed, fresh.PolicyVersion, fresh.Kept, fresh.Seeds = "fresh", 0, 0, []int{0}, nil
+	writeRunState(t, store, &fresh)
+	gone := *rs
+	gone.Run = "gone"
+	writeRunState(t, store, &gone)
+
+	parent := t.TempDir()
+	t.Run("exports the last version", func(t *testing.T) {
+		out := filepath.Join(parent, "last")
+		code, stdout, errs := runCLI(t, "export", "--run", "r", "--run-dir", store, "--out", out)
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+		}
+		if !strings.Contains(stdout, "exported run r version 2") {
+			t.Errorf("stdout: %s", stdout)
+		}
+		m := readExportManifest(t, out)
+		if m.Run != "r" || m.Version != 2 || m.Config != rs.Config {
+			t.Errorf("manifest: run %q version %d, config equal to run.json's: %v", m.Run, m.Version, m.Config == rs.Config)
+		}
+		checkImportEquals(t, out, filepath.Join(store, "runs", "r", "checkpoints", "000002", "bundle"), 2)
+	})
+	t.Run("exports the base", func(t *testing.T) {
+		out := filepath.Join(parent, "base")
+		if code, stdout, errs := runCLI(t, "export", "--run", "r", "--version", "0", "--run-dir", store, "--out", out); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+		}
+		if m := readExportManifest(t, out); m.Version != 0 {
+			t.Errorf("manifest version %d, want 0", m.Version)
+		}
+		checkImportEquals(t, out, base, 0)
+	})
+	t.Run("eval reads an export", func(t *testing.T) {
+		code, stdout, errs := runCLI(t, "eval", "--model", filepath.Join(parent, "last"), "--rows", "2")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+		}
+		if !strings.Contains(stdout, "held-out scores (2 eval rows") {
+			t.Errorf("stdout: %s", stdout)
+		}
+	})
+
+	full := filepath.Join(t.TempDir(), "full")
+	if err := os.MkdirAll(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no run", []string{"--run", "nosuch"}, []string{"--run", "no run.json"}},
+		{"no committed step", []string{"--run", "fresh"}, []string{"--run", "run fresh has committed no step", "--version 0"}},
+		{"unknown version", []string{"--run", "r", "--version", "7"}, []string{"no checkpoint version 7 (kept: 0, 1, 2)"}},
+		{"version gone from the store", []string{"--run", "gone"}, []string{"checkpoint version 2 is not committed"}},
+		{"negative version", []string{"--run", "r", "--version", "-2"}, []string{"--version must be ≥ 0"}},
+		{"other format", []string{"--run", "r", "--format", "onnx"}, []string{`--format "onnx"`}},
+		{"run and model", []string{"--run", "r", "--model", base}, []string{"one of --run and --model"}},
+		{"bad run name", []string{"--run", "a/b"}, []string{"--run"}},
+		{"not a bundle", []string{"--model", t.TempDir()}, []string{"--model"}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			args := append([]string{"export", "--run-dir", store, "--out", out}, tt.args...)
+			code, stdout, errs := runCLI(t, args...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2\n%s\n%s", code, stdout, errs)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errs)
+				}
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("the refused export wrote %d entries", len(entries))
+			}
+		})
+	}
+	t.Run("non-empty out", func(t *testing.T) {
+		code, _, errs := runCLI(t, "export", "--run", "r", "--run-dir", store, "--out", full)
+		if code != 2 || !strings.Contains(errs, "--out") || !strings.Contains(errs, "not empty") {
+			t.Errorf("exit %d, stderr %s", code, errs)
+		}
+		if entries, _ := os.ReadDir(full); len(entries) != 1 {
+			t.Errorf("the non-empty out dir now holds %d entries", len(entries))
+		}
+	})
+	t.Run("missing out", func(t *testing.T) {
+		if code, _, errs := runCLI(t, "export", "--run", "r", "--run-dir", store); code != 2 || !strings.Contains(errs, "--out is required") {
+			t.Errorf("exit %d, stderr %s", code, errs)
+		}
+	})
+
+	t.Run("from S3", func(t *testing.T) {
+		bucket := storagetest.BucketName(t)
+		scfg, ok := storagetest.Config(t, bucket)
+		if !ok {
+			storagetest.MinIO(t) // skips, or fails under CI
+			return
+		}
+		s3 := storagetest.NewBucketStore(t, scfg)
+		// The run's objects, as a run on S3 holds them.
+		objs, err := st.List(ctx, storage.RunPrefix("r"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			rc, err := st.Get(ctx, o.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := readAllClose(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s3.Put(ctx, o.Key, bytes.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out := filepath.Join(t.TempDir(), "s3")
+		code, stdout, errs := runCLI(t, "export", "--run", "r", "--out", out, "--store", scfg.URI, "--set", "storage.endpoint="+scfg.Endpoint,
+			"--set", "storage.insecure=true", "--set", "storage.region="+scfg.Region, "--set", "storage.credentials_file="+scfg.CredentialsFile)
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+		}
+		got, want := readExportManifest(t, out), readExportManifest(t, filepath.Join(parent, "last"))
+		if !slices.Equal(got.Files, want.Files) || got.Version != 2 || !strings.HasPrefix(got.Source, "s3://"+bucket) {
+			t.Errorf("export from S3: version %d source %q; files equal to the local export's: %v", got.Version, got.Source, slices.Equal(got.Files, want.Files))
+		}
+	})
+}
+
+func readAllClose(rc io.ReadCloser) ([]byte, error) {
+	defer rc.Close()
+	return io.ReadAll(rc)
+}

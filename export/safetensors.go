@@ -1,0 +1,204 @@
+package export
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/thinkgen/thinkgen/model"
+)
+
+// maxHeader bounds a safetensors header (the format's own limit is 100 MB).
+const maxHeader = 100 << 20
+
+// stEntry is one tensor of a safetensors header.
+type stEntry struct {
+	DType   string    `json:"dtype"`
+	Shape   []int64   `json:"shape"`
+	Offsets [2]uint64 `json:"data_offsets"`
+}
+
+// stFile is an open safetensors file: its header and where its data start.
+type stFile struct {
+	path    string
+	f       *os.File
+	data    int64 // offset of the data section
+	tensors map[string]stEntry
+}
+
+// openSafetensors reads the header of a safetensors file, leaving the data
+// on disk (a tensor is copied by byte range, so memory does not grow with
+// the model).
+func openSafetensors(path string) (*stFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st := &stFile{path: path, f: f}
+	if err := st.readHeader(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return st, nil
+}
+
+func (st *stFile) readHeader() error {
+	var n uint64
+	if err := binary.Read(st.f, binary.LittleEndian, &n); err != nil {
+		return fmt.Errorf("header length: %w", err)
+	}
+	if n > maxHeader {
+		return fmt.Errorf("header of %d bytes (limit %d)", n, maxHeader)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(st.f, buf); err != nil {
+		return fmt.Errorf("header: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(buf, &raw); err != nil {
+		return fmt.Errorf("header: %w", err)
+	}
+	info, err := st.f.Stat()
+	if err != nil {
+		return err
+	}
+	st.data = 8 + int64(n)
+	size := uint64(info.Size() - st.data)
+	st.tensors = make(map[string]stEntry, len(raw))
+	for name, v := range raw {
+		if name == "__metadata__" {
+			continue
+		}
+		var e stEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("tensor %s: %w", name, err)
+		}
+		if e.Offsets[0] > e.Offsets[1] || e.Offsets[1] > size {
+			return fmt.Errorf("tensor %s: data offsets %v outside the %d data bytes", name, e.Offsets, size)
+		}
+		st.tensors[name] = e
+	}
+	return nil
+}
+
+func (st *stFile) Close() error { return st.f.Close() }
+
+// part names the tensors of one exported safetensors file: the specs it
+// holds (their names in the checkpoint and in the export are the same) and
+// the header metadata it carries.
+type part struct {
+	specs []model.Spec
+	meta  map[string]string
+}
+
+// repack writes the tensors of p from src into a new safetensors file at
+// path, after checking each against its spec: present, float32 (F32), of
+// the spec's shape, with its byte count. The bytes are copied as they are,
+// so the exported tensors are bit-identical to the checkpoint's.
+func repack(path string, src *stFile, p part) error {
+	type item struct {
+		name string
+		e    stEntry
+	}
+	items := make([]item, 0, len(p.specs))
+	for _, s := range p.specs {
+		e, ok := src.tensors[s.Name]
+		if !ok {
+			return fmt.Errorf("%s: tensor %s is missing (want shape %v)", src.path, s.Name, s.Shape)
+		}
+		if e.DType != "F32" {
+			return fmt.Errorf("%s: tensor %s has dtype %s, want F32", src.path, s.Name, e.DType)
+		}
+		if !slices.Equal(e.Shape, s.Shape) {
+			return fmt.Errorf("%s: tensor %s has shape %v, want %v", src.path, s.Name, e.Shape, s.Shape)
+		}
+		if n := e.Offsets[1] - e.Offsets[0]; n != uint64(4*s.Numel()) {
+			return fmt.Errorf("%s: tensor %s holds %d bytes, want %d", src.path, s.Name, n, 4*s.Numel())
+		}
+		items = append(items, item{s.Name, e})
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].name < items[j].name })
+
+	var h bytes.Buffer
+	h.WriteByte('{')
+	if len(p.meta) > 0 {
+		m, err := json.Marshal(p.meta)
+		if err != nil {
+			return err
+		}
+		h.WriteString(`"__metadata__":`)
+		h.Write(m)
+	}
+	var off uint64
+	for i, it := range items {
+		if i > 0 || len(p.meta) > 0 {
+			h.WriteByte(',')
+		}
+		n := it.e.Offsets[1] - it.e.Offsets[0]
+		e := stEntry{DType: it.e.DType, Shape: it.e.Shape, Offsets: [2]uint64{off, off + n}}
+		name, _ := json.Marshal(it.name)
+		body, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		h.Write(name)
+		h.WriteByte(':')
+		h.Write(body)
+		off += n
+	}
+	h.WriteByte('}')
+	// The data start 8-byte aligned, as the reference writer pads them.
+	if pad := (8 - h.Len()%8) % 8; pad > 0 {
+		h.WriteString(strings.Repeat(" ", pad))
+	}
+
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	err = binary.Write(w, binary.LittleEndian, uint64(h.Len()))
+	if err == nil {
+		_, err = w.Write(h.Bytes())
+	}
+	for _, it := range items {
+		if err != nil {
+			break
+		}
+		n := int64(it.e.Offsets[1] - it.e.Offsets[0])
+		_, err = io.Copy(w, io.NewSectionReader(src.f, src.data+int64(it.e.Offsets[0]), n))
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// extraTensors lists, sorted, the tensors of src that no spec names.
+func extraTensors(src *stFile, specs []model.Spec) []string {
+	known := make(map[string]bool, len(specs))
+	for _, s := range specs {
+		known[s.Name] = true
+	}
+	var extra []string
+	for name := range src.tensors {
+		if !known[name] {
+			extra = append(extra, name)
+		}
+	}
+	slices.Sort(extra)
+	return extra
+}
