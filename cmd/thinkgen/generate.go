@@ -42,7 +42,7 @@ as PNG into --out (<n>.png, or <n>-<k>.png with --num above 1, numbered
 from 1 in prompt order) next to <n>.txt holding what the MLLM wrote.
 
 The model is a bundle directory (--model: base/tiny, a pretrain stage's
-final/, a fetched checkpoint) or a committed checkpoint of a training run
+final/, a fetched checkpoint), an export (thinkgen export's folder) or a committed checkpoint of a training run
 in the store (--run, with --store/--run-dir; --version defaults to the
 run's last committed version). Prompts come from the arguments or from
 --file (one per line; blank lines and lines starting with # are skipped;
@@ -56,7 +56,7 @@ model is loaded: a missing or corrupt image, an empty prompt, an unknown
 run or version is an error (exit 2) and nothing is written.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
-			modelDir := fs.String("model", "", "bundle directory to generate with")
+			modelDir := fs.String("model", "", "bundle or export directory to generate with")
 			run := fs.String("run", "", "training run whose checkpoint to generate with (in the store)")
 			version := fs.Int("version", -1, "with --run: checkpoint version (default: the last committed one)")
 			edit := fs.String("edit", "", "image (PNG or JPEG) to edit: the prompts are edit instructions")
@@ -205,14 +205,11 @@ func readPrompts(args []string, file string, stdin io.Reader) ([]string, error) 
 }
 
 func generateFromBundle(ctx context.Context, e *env, dir string, req *generateRequest) error {
-	_, cfg, err := model.ReadBundleManifest(dir)
+	cfg, load, err := modelDir("--model", dir)
 	if err != nil {
-		return &usageError{fmt.Errorf("--model: %w", err)}
+		return err
 	}
-	return generate(ctx, e, cfg, req, func() (*model.Bundle, error) {
-		b, _, err := model.LoadBundle(dir, gotch.CPU)
-		return b, err
-	})
+	return generate(ctx, e, cfg, req, func() (*model.Bundle, error) { return load(gotch.CPU) })
 }
 
 func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string, version int, req *generateRequest) error {

@@ -171,6 +171,18 @@ func TestGenerateFromShippedBase(t *testing.T) {
 	if d[0].Mode != "direct" || d[0].Thought != "" {
 		t.Errorf("direct mode: %+v", d[0])
 	}
+	// An export of the same base generates the same images.
+	exp := filepath.Join(dir, "export")
+	if code, out, errs := runCLI(t, "export", "--model", shippedBase, "--out", exp); code != 0 {
+		t.Fatalf("export: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, stdout, stderr := runCLI(t, "generate", "--model", exp, "--out", filepath.Join(dir, "x"), "--json", "--steps", "8", "--seed", "99", "two red circles and a blue square")
+	if code != 0 {
+		t.Fatalf("generate from the export: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !same(c[0].Image, filepath.Join(dir, "x", "1.png")) {
+		t.Error("the export of base/tiny drew another image than base/tiny itself")
+	}
 	src := filepath.Join(dir, "src.png")
 	writePNG(t, src, 48, 40)
 	e := gen(filepath.Join(dir, "e"), "--edit", src, "make the background blue")
