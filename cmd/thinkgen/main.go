@@ -64,6 +64,8 @@ func commands() []*command {
 		rewardServeCommand(),
 		evalCommand(),
 		gcCommand(),
+		reportCommand(),
+		runsCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
