@@ -111,7 +111,7 @@ func writeRun(t *testing.T, st storage.Store, f fixture) {
 		_, err = shards.Put(ctx, batch, storage.ShardKey(f.run, step, "reward", "s0", 1), shards.Reward, shards.WriterOptions{}, t.TempDir(), func(w *shards.Writer[shards.RewardRow]) error {
 			for g := int64(0); g < 6; g++ {
 				for s := int32(0); s < 2; s++ {
-					r := shards.RewardRow{Run: f.run, Step: int64(step), Task: "r0", Attempt: 1, GroupID: g, SampleIndex: s, Scenario: "composition",
+					r := shards.RewardRow{Run: f.run, Step: int64(step), Task: "s0", Attempt: 1, GroupID: g, SampleIndex: s, Scenario: "composition",
 						Reward: float32(g)/10 + float32(s)/100, Components: map[string]float32{}, Detail: "1 of 2 objects <found>"}
 					if err := w.Write(&r); err != nil {
 						return err

@@ -152,13 +152,18 @@ func (v *view) evalTable() {
 	}
 	sort.Strings(extra)
 	v.Scenarios = append(scen, extra...)
-	best := map[string]float64{} // mode + "/" + scenario
+	// The best and worst score of each mode and scenario: the best is
+	// marked where they differ.
+	best, worst := map[string]float64{}, map[string]float64{} // by mode + "/" + scenario
 	for _, e := range v.Evals {
 		for mode, sums := range e.Scores {
 			for _, s := range sums {
 				k := mode + "/" + s.Scenario
 				if b, ok := best[k]; !ok || s.Score > b {
 					best[k] = s.Score
+				}
+				if w, ok := worst[k]; !ok || s.Score < w {
+					worst[k] = s.Score
 				}
 			}
 		}
@@ -181,7 +186,7 @@ func (v *view) evalTable() {
 					continue
 				}
 				row.Cells = append(row.Cells, evalCell{Score: fmt.Sprintf("%.3f", s.Score), Strict: fmt.Sprintf("%.3f", s.Strict), N: s.N,
-					Best: len(v.Evals) > 1 && s.Score == best[mode+"/"+sc]})
+					Best: s.Score == best[mode+"/"+sc] && best[mode+"/"+sc] > worst[mode+"/"+sc]})
 			}
 			v.EvalRows = append(v.EvalRows, row)
 		}
@@ -313,11 +318,11 @@ td.best { font-weight: bold; background: #eef7ee; }
 .grids { display: flex; flex-wrap: wrap; gap: 1.5em; }
 figure { margin: 0; }
 figcaption { font-size: 0.9em; color: #444; }
-img.grid { max-width: 640px; image-rendering: pixelated; border: 1px solid #ddd; }
+img.grid { width: 200px; image-rendering: pixelated; border: 1px solid #ddd; }
 .group { border: 1px solid #ddd; border-radius: 4px; padding: 0.6em; margin: 0.8em 0; }
 .prompt { font-weight: bold; }
 .samples { display: flex; flex-wrap: wrap; gap: 0.8em; margin-top: 0.5em; }
-.sample { width: 260px; border: 1px solid #eee; padding: 0.4em; }
+.sample { width: 200px; border: 1px solid #eee; padding: 0.4em; }
 .sample img, .group img.ref { width: 128px; height: 128px; image-rendering: pixelated; border: 1px solid #ccc; }
 .cot { white-space: pre-wrap; font-family: "DejaVu Sans Mono", monospace; font-size: 0.8em; background: #f8f8f8; max-height: 12em; overflow: auto; padding: 0.3em; margin: 0.3em 0; }
 .instr { font-size: 0.9em; }
@@ -347,7 +352,7 @@ pre.config { background: #f8f8f8; padding: 0.8em; overflow: auto; font-size: 0.8
 
 <h2 id="eval">Evaluation on held-out rows</h2>
 {{if .EvalRows}}
-<p>Mean partial score per scenario, strict accuracy in brackets; the best score of each column and mode is in bold.</p>
+<p>Mean partial score per scenario, strict accuracy in brackets; the best score of each column and mode is in bold where the scores differ.</p>
 <table class="eval">
 <tr><th>stage</th><th>mode</th>{{range .Scenarios}}<th>{{.}}</th>{{end}}</tr>
 {{range .EvalRows}}<tr><td>{{.Label}}</td>{{if .Err}}<td colspan="{{len $.Scenarios}}" class="note">unreadable: {{.Err}}</td>{{else}}<td>{{.Mode}}</td>{{range .Cells}}{{if .Missing}}<td class="num">—</td>{{else}}<td class="num{{if .Best}} best{{end}}" title="{{.N}} rows">{{.Score}} ({{.Strict}})</td>{{end}}{{end}}{{end}}</tr>

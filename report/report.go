@@ -80,8 +80,8 @@ type StepSamples struct {
 	Step          int
 	Phase         string
 	PolicyVersion int64
-	// Groups are the first prompts of the step (by rollout task, then
-	// group); Total counts all of them.
+	// Groups are the first prompts of the step's shards, by group id;
+	// Total counts all of them.
 	Groups []Group
 	Total  int
 }
@@ -104,10 +104,10 @@ type Sample struct {
 	CoT         string
 	Instruction string
 	Image       []byte // PNG
-	// Reward is the sample's reward when HasReward; Detail explains it.
+	// Reward is the sample's reward when HasReward.
 	Reward    float32
 	HasReward bool
-	Detail    string
+	Detail    string // why the sample could not be scored, if it could not
 }
 
 // Options configure Collect.
@@ -339,19 +339,15 @@ func readSamples(ctx context.Context, st storage.Store, run string, step, groups
 	if err != nil {
 		return ss, err
 	}
-	type gkey struct {
-		task string
-		id   int64
-	}
-	// The first groups prompts met are kept (shards are read in key
-	// order); the others are only counted.
-	byKey := map[gkey]*Group{}
-	seen := map[gkey]bool{}
-	var kept []gkey
+	// Groups are keyed by group id (the prompt's dataset row, unique within
+	// a step, as the learner keys them); reward rows by group and sample.
 	type skey struct {
-		gkey
+		group int64
 		index int32
 	}
+	byKey := map[int64]*Group{}
+	seen := map[int64]bool{}
+	var kept []int64
 	rewards := map[skey]shards.RewardRow{}
 	prefix := storage.StepPrefix(run, step)
 	for _, o := range m.Objects {
@@ -363,7 +359,7 @@ func readSamples(ctx context.Context, st storage.Store, run string, step, groups
 		case "rollout":
 			err := readShard(ctx, st, m, o.Key, shards.Rollout, shards.ReadOptions{Columns: rolloutColumns}, tmp, func(r *shards.RolloutRow) {
 				ss.Phase, ss.PolicyVersion = r.Phase, r.PolicyVersion
-				k := gkey{r.Task, r.GroupID}
+				k := r.GroupID
 				if !seen[k] {
 					seen[k] = true
 					if len(kept) < groups {
@@ -381,20 +377,15 @@ func readSamples(ctx context.Context, st storage.Store, run string, step, groups
 				return ss, err
 			}
 		case "reward":
-			err := readShard(ctx, st, m, o.Key, shards.Reward, shards.ReadOptions{Columns: []string{"task", "group_id", "sample_index", "reward", "detail"}}, tmp, func(r *shards.RewardRow) {
-				rewards[skey{gkey{r.Task, r.GroupID}, r.SampleIndex}] = *r
+			err := readShard(ctx, st, m, o.Key, shards.Reward, shards.ReadOptions{Columns: []string{"group_id", "sample_index", "reward", "detail"}}, tmp, func(r *shards.RewardRow) {
+				rewards[skey{r.GroupID, r.SampleIndex}] = *r
 			})
 			if err != nil {
 				return ss, err
 			}
 		}
 	}
-	sort.Slice(kept, func(i, j int) bool {
-		if kept[i].task != kept[j].task {
-			return kept[i].task < kept[j].task
-		}
-		return kept[i].id < kept[j].id
-	})
+	slices.Sort(kept)
 	ss.Total = len(seen)
 	for _, k := range kept {
 		g := byKey[k]
