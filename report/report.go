@@ -107,7 +107,7 @@ type Sample struct {
 	// Reward is the sample's reward when HasReward.
 	Reward    float32
 	HasReward bool
-	Detail    string // why the sample could not be scored, if it could not
+	Detail    string // the reward row's one-line detail (why this score, or why scoring failed)
 }
 
 // Options configure Collect.
@@ -191,9 +191,9 @@ func (e *StepError) Error() string {
 	return fmt.Sprintf("step %d: run %s has committed steps 1–%d", e.Step, e.Run, e.Committed)
 }
 
-// DefaultSteps are the steps a report shows samples of: the first step and
-// the last step of each block of the schedule, those committed. Without a
-// plan, the first and the last committed step.
+// DefaultSteps are the steps a report shows samples of: the first step, the
+// last step of each block of the schedule and the last committed step, of
+// those committed. Without a plan, the first and the last committed step.
 func DefaultSteps(plan []orchestrator.StepPlan, committed int) []int {
 	if committed == 0 {
 		return []int{}

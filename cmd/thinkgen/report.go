@@ -30,8 +30,8 @@ thought, instructions and rewards.
 
 The page needs nothing else: no script, no network; charts are inline SVG
 and images are embedded. --steps chooses the sample steps (default: the
-first step and the last step of each schedule block that is committed);
---groups caps the prompts shown per step.
+first step, the last step of each schedule block, and the last committed
+step); --groups caps the prompts shown per step.
 
 A run that is not in the store, or a step it has not committed, is a usage
 error (exit 2). The page is written to a temporary file beside --out and
@@ -40,7 +40,7 @@ renamed into place, so --out is never half-written.`,
 			rf := addRunFlags(fs)
 			run := fs.String("run", "", "the run to report on (required)")
 			out := fs.String("out", "report.html", "the HTML file to write")
-			steps := fs.IntSlice("steps", nil, "steps whose samples to show, e.g. 1,8,16 (default: the first step and the end of each schedule block)")
+			steps := fs.IntSlice("steps", nil, "steps whose samples to show, e.g. 1,8,16 (default: the first, the end of each schedule block, the last committed)")
 			groups := fs.Int("groups", report.DefaultGroups, "prompts shown per sample step")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
