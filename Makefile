@@ -47,8 +47,10 @@ pyenv:
 # (measured: 20x slower), so tests run libtorch on one thread each.
 # scripts/minio.sh builds the pinned MinIO server once (cached), starts it on
 # 127.0.0.1 with fresh credentials for the storage tests, and stops it by PID.
+# scripts/chromium.sh installs Debian's chromium once (apt-get, as root) for
+# the test that renders a run's HTML report headless, and prints its path.
 test: build vet
-	KUBE=$$(bash scripts/kube-assets.sh) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./...
+	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 # bench runs the Go benchmarks with libtorch on both cores (BENCHMARKS.md).
 bench: build

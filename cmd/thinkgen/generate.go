@@ -337,10 +337,10 @@ func generate(ctx context.Context, e *env, cfg *config.Config, req *generateRequ
 		if err := png.Encode(&buf, smp.Image); err != nil {
 			return fmt.Errorf("generate: encode %s.png: %w", name, err)
 		}
-		if err := writeFileAtomic(name+".png", buf.Bytes()); err != nil {
+		if err := writeFile(name+".png", buf.Bytes()); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(name+".txt", []byte(smp.Written+"\n")); err != nil {
+		if err := writeFile(name+".txt", []byte(smp.Written+"\n")); err != nil {
 			return err
 		}
 		thought := thoughtOf(smp.Written)
@@ -403,25 +403,11 @@ func fitImage(data []byte, size int) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so path is either absent or whole.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+// writeFile writes data to path atomically (writeFileAtomic).
+func writeFile(path string, data []byte) error {
+	_, err := writeFileAtomic(path, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+	return err
 }

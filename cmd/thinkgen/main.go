@@ -67,6 +67,8 @@ func commands() []*command {
 		generateCommand(),
 		gcCommand(),
 		exportCommand(),
+		reportCommand(),
+		runsCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

@@ -1,8 +1,10 @@
-// Package plots draws thinkgen's training curves as PNG files (gonum/plot):
+// Package plots draws thinkgen's training curves as PNG files or inline SVG
+// (gonum/plot):
 // one panel per metric, one line per series, steps on the x axis.
 package plots
 
 import (
+	"bytes"
 	"fmt"
 	"image/color"
 	"math"
@@ -13,6 +15,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // Series is one line: y values at x values (NaN values are skipped).
@@ -50,32 +53,9 @@ func Write(path string, panels []Panel, cols int) error {
 		plots[r] = make([]*plot.Plot, cols)
 	}
 	for i, pn := range panels {
-		p := plot.New()
-		p.Title.Text = pn.Title
-		p.X.Label.Text = pn.XLabel
-		p.Y.Label.Text = pn.YLabel
-		p.Add(plotter.NewGrid())
-		p.Legend.Top = true
-		for j, s := range pn.Series {
-			var pts plotter.XYs
-			for k := range s.X {
-				if k < len(s.Y) && !math.IsNaN(s.Y[k]) && !math.IsInf(s.Y[k], 0) {
-					pts = append(pts, plotter.XY{X: s.X[k], Y: s.Y[k]})
-				}
-			}
-			if len(pts) == 0 {
-				continue
-			}
-			l, err := plotter.NewLine(pts)
-			if err != nil {
-				return fmt.Errorf("plot %s: %s: %w", path, s.Name, err)
-			}
-			l.Color = palette[j%len(palette)]
-			l.Width = vg.Points(1.5)
-			p.Add(l)
-			if s.Name != "" {
-				p.Legend.Add(s.Name, l)
-			}
+		p, err := newPlot(pn)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", path, err)
 		}
 		plots[i/cols][i%cols] = p
 	}
@@ -96,6 +76,82 @@ func Write(path string, panels []Panel, cols int) error {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// newPlot draws one panel's series (NaN and infinite values skipped) with
+// a grid and a legend.
+func newPlot(pn Panel) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = pn.Title
+	p.X.Label.Text = pn.XLabel
+	p.Y.Label.Text = pn.YLabel
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
+	for j, s := range pn.Series {
+		var pts plotter.XYs
+		for k := range s.X {
+			if k < len(s.Y) && !math.IsNaN(s.Y[k]) && !math.IsInf(s.Y[k], 0) {
+				pts = append(pts, plotter.XY{X: s.X[k], Y: s.Y[k]})
+			}
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Name, err)
+		}
+		l.Color = palette[j%len(palette)]
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		if len(pts) == 1 {
+			// A single point draws no line: mark it.
+			sc, err := plotter.NewScatter(pts)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.Name, err)
+			}
+			sc.Color = l.Color
+			p.Add(sc)
+		}
+		if s.Name != "" {
+			p.Legend.Add(s.Name, l)
+		}
+	}
+	return p, nil
+}
+
+// Points counts the finite values the panel's series would draw.
+func (pn Panel) Points() int {
+	n := 0
+	for _, s := range pn.Series {
+		for k := range s.X {
+			if k < len(s.Y) && !math.IsNaN(s.Y[k]) && !math.IsInf(s.Y[k], 0) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// SVG draws one panel, width × height, as an <svg> element without an XML
+// declaration, ready to be inlined in an HTML page. Its text is escaped.
+func SVG(pn Panel, width, height vg.Length) ([]byte, error) {
+	p, err := newPlot(pn)
+	if err != nil {
+		return nil, fmt.Errorf("plot %q: %w", pn.Title, err)
+	}
+	c := vgsvg.New(width, height)
+	p.Draw(draw.New(c))
+	var buf bytes.Buffer
+	if _, err := c.WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("plot %q: %w", pn.Title, err)
+	}
+	b := buf.Bytes()
+	i := bytes.Index(b, []byte("<svg"))
+	if i < 0 {
+		return nil, fmt.Errorf("plot %q: no <svg> element in the SVG output", pn.Title)
+	}
+	return b[i:], nil
 }
 
 func createFile(path string) (*os.File, error) {

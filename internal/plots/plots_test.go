@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +50,48 @@ func TestWriteDrawsLines(t *testing.T) {
 	}
 	if err := Write(path, nil, 2); err == nil {
 		t.Error("no panels: want an error")
+	}
+}
+
+func TestSVG(t *testing.T) {
+	x := []float64{1, 2, 3}
+	tests := []struct {
+		name   string
+		panel  Panel
+		points int
+		want   []string
+	}{
+		{"two series", Panel{Title: "reward", XLabel: "step", Series: []Series{{Name: "mean", X: x, Y: []float64{0.1, math.NaN(), 0.3}}, {Name: "text", X: x, Y: []float64{0, 0.2, 0.4}}}},
+			5, []string{"<svg", "reward", "step", "mean", "text", "stroke:#1F77B4", "stroke:#FF7F0E"}},
+		{"escaped text", Panel{Title: `a <b> & "c"`, Series: []Series{{Name: "<s>", X: x, Y: []float64{1, 2, 3}}}},
+			3, []string{"a &lt;b&gt; &amp;", "&lt;s&gt;"}},
+		{"one point", Panel{Title: "one", Series: []Series{{X: x, Y: []float64{math.NaN(), 2, math.Inf(1)}}}}, 1, []string{"<svg"}},
+		{"empty", Panel{Title: "none"}, 0, []string{"<svg", "none"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.panel.Points(); got != tt.points {
+				t.Errorf("Points() = %d, want %d", got, tt.points)
+			}
+			b, err := SVG(tt.panel, 300, 200)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := string(b)
+			if !strings.HasPrefix(s, "<svg") || !strings.HasSuffix(strings.TrimSpace(s), "</svg>") {
+				t.Errorf("not one <svg> element: %.80q … %.20q", s, s[max(0, len(s)-20):])
+			}
+			if strings.Contains(s, "<?xml") {
+				t.Error("XML declaration left in an inline element")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(s, w) {
+					t.Errorf("SVG lacks %q", w)
+				}
+			}
+			if strings.Contains(s, "<b>") || strings.Contains(s, "<s>") {
+				t.Error("unescaped text in the SVG")
+			}
+		})
 	}
 }

@@ -1,8 +1,9 @@
 // Package testenv gives tests what `make test` provides: the test-only
 // Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, a local
-// Ray head (scripts/ray.sh) through THINKGEN_RAY_ADDRESS, and the
+// Ray head (scripts/ray.sh) through THINKGEN_RAY_ADDRESS, the
 // kube-apiserver and etcd binaries for envtest (scripts/kube-assets.sh)
-// through KUBEBUILDER_ASSETS. Outside
+// through KUBEBUILDER_ASSETS, and a Chromium for headless rendering
+// (scripts/chromium.sh) through THINKGEN_CHROMIUM. Outside
 // `make test` a test that needs it is skipped with a message saying how to
 // provide it; under CI (CI=true) it fails instead, so that CI can never pass
 // by skipping.
@@ -33,6 +34,14 @@ func RayAddress(t testing.TB) string {
 func KubeAssets(t testing.TB) string {
 	t.Helper()
 	return need(t, "KUBEBUILDER_ASSETS", "set it to the directory that `bash scripts/kube-assets.sh` prints (kube-apiserver and etcd for envtest)", "the Kubernetes API tests")
+}
+
+// Chromium returns the path of a Chromium binary that renders pages
+// headless (THINKGEN_CHROMIUM, printed by `bash scripts/chromium.sh`, which
+// installs Debian's chromium package once).
+func Chromium(t testing.TB) string {
+	t.Helper()
+	return need(t, "THINKGEN_CHROMIUM", "set it to the path that `bash scripts/chromium.sh` prints (it installs Debian's chromium once, as root)", "the report rendering test")
 }
 
 // need returns the environment variable env, or skips the test saying how
