@@ -287,7 +287,7 @@ func (r *Runner) poll(ctx context.Context, state *State, running map[int]*active
 		}
 		sig := map[string][]float64{}
 		for j := range state.Trials {
-			if u := &state.Trials[j]; len(u.Signal) > 0 && u.Status != StatusPending {
+			if u := &state.Trials[j]; len(u.Signal) > 0 {
 				sig[u.Name] = u.signal()
 			}
 		}
