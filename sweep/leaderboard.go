@@ -248,7 +248,7 @@ func (s *State) WritePlot(path string) error {
 	}
 	panels := []plots.Panel{{
 		Title: "objective per trial: " + s.Objective.Metric, XLabel: "trial", YLabel: s.Objective.Score,
-		Series: []plots.Series{{Name: "trial", X: xs, Y: ys}, {Name: "best so far", X: xs, Y: best}},
+		Series: []plots.Series{{Name: "trial", X: xs, Y: ys, Points: true}, {Name: "best so far", X: xs, Y: best}},
 	}}
 	var curves []plots.Series
 	for _, t := range s.Trials {

@@ -8,13 +8,14 @@ import (
 // Decision is the outcome of the median stopping rule for one trial at one
 // step.
 type Decision struct {
-	Stop bool
-	Step int
+	Stop bool `json:"stop"`
+	Step int  `json:"step"`
 	// Value is the trial's running mean of the metric up to Step, Median
 	// the median of the other trials' running means at Step, and Others
 	// how many trials that median is over.
-	Value, Median float64
-	Others        int
+	Value  float64 `json:"value"`
+	Median float64 `json:"median"`
+	Others int     `json:"others"`
 }
 
 // Decide applies the median stopping rule (Golovin et al., "Google

@@ -280,8 +280,10 @@ func (r *Runner) poll(ctx context.Context, state *State, running map[int]*active
 		}
 		changed = true
 		line := fmt.Sprintf("trial %d/%d %s step %d/%d", t.Index, len(state.Trials), t.Name, t.Steps, t.TotalSteps)
+		// The last step is not judged: the trial's training is over, and
+		// its eval, already under way, gives it a real objective.
 		es := r.Spec.EarlyStop
-		if es == nil || a.stopping {
+		if es == nil || a.stopping || t.Steps >= t.TotalSteps {
 			r.printf("%s", line)
 			continue
 		}
