@@ -280,10 +280,8 @@ func (r *Runner) poll(ctx context.Context, state *State, running map[int]*active
 		}
 		changed = true
 		line := fmt.Sprintf("trial %d/%d %s step %d/%d", t.Index, len(state.Trials), t.Name, t.Steps, t.TotalSteps)
-		// The last step is not judged: the trial's training is over, and
-		// its eval, already under way, gives it a real objective.
 		es := r.Spec.EarlyStop
-		if es == nil || a.stopping || t.Steps >= t.TotalSteps {
+		if es == nil || a.stopping {
 			r.printf("%s", line)
 			continue
 		}
@@ -293,11 +291,19 @@ func (r *Runner) poll(ctx context.Context, state *State, running map[int]*active
 				sig[u.Name] = u.signal()
 			}
 		}
-		d := es.Decide(t.Name, t.Steps, sig)
-		if !math.IsNaN(d.Value) {
+		// Every step committed since the last poll is judged, in order,
+		// but the schedule's last: then the trial's training is over, and
+		// its eval, already under way, gives it a real objective.
+		var d Decision
+		for s := max(before+1, 1); s <= t.Steps && s < t.TotalSteps; s++ {
+			if d = es.Decide(t.Name, s, sig); d.Stop {
+				break
+			}
+		}
+		if !math.IsNaN(d.Value) && d.Step > 0 {
 			line += fmt.Sprintf(" %s %.4f", es.Metric, d.Value)
 		}
-		if !math.IsNaN(d.Median) {
+		if !math.IsNaN(d.Median) && d.Step > 0 {
 			line += fmt.Sprintf(" (median of %d others %.4f)", d.Others, d.Median)
 		}
 		r.printf("%s", line)

@@ -264,3 +264,48 @@ func TestSweepOnRay(t *testing.T) {
 		t.Errorf("the trial's log lacks the job's output:\n%s", log)
 	}
 }
+
+// TestSweepStopsALosingTrial runs two real trials one after the other
+// with the median rule: the second one's learning rate (1e-2) makes its
+// step-2 reward collapse below the first's, and it is stopped there; the
+// decision recorded matches the rule applied to the recorded rewards.
+func TestSweepStopsALosingTrial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	t.Setenv("THINKGEN_TEST_MAIN", "1")
+	file := tinySweep(t, "es", "  grpo.lr: [1.0e-5, 1.0e-2]\n  schedule.phases.0.steps: [3]",
+		"parallel: 1\nearly_stop: {rule: median, metric: reward/mean, min_step: 2, min_trials: 1}")
+	dir := t.TempDir()
+	code, out, errs := runCLI(t, "sweep", "--config", file, "--run-dir", dir, "--poll", "500ms")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	state, err := readSweepState(filepath.Join(dir, "sweeps", "es", "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := state.Trials[0], state.Trials[1]
+	if first.Status != sweep.StatusDone || first.Steps != 3 || len(first.Signal) != 3 {
+		t.Fatalf("first trial: %+v", first)
+	}
+	d := second.StoppedAt
+	if second.Status != sweep.StatusStopped || d == nil || d.Step != 2 || second.Objective != nil {
+		t.Fatalf("second trial: %+v\n%s", second, errs)
+	}
+	// The rule, recomputed from the stored per-step rewards.
+	sig := map[string][]float64{}
+	for _, tr := range state.Trials {
+		for _, v := range tr.Signal {
+			sig[tr.Name] = append(sig[tr.Name], float64(v))
+		}
+	}
+	mine, _ := sweep.RunningMean(sig[second.Name], 2)
+	theirs, _ := sweep.RunningMean(sig[first.Name], 2)
+	if !(mine < theirs) || d.Value != mine || d.Median != theirs || d.Others != 1 {
+		t.Errorf("decision %+v; running means at step 2: %v (stopped) vs %v", *d, mine, theirs)
+	}
+	if !strings.Contains(errs, "es-t002: stopping (median rule") || !strings.Contains(out, "stopped") {
+		t.Errorf("no stop reported:\n%s\n%s", errs, out)
+	}
+}
