@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/thinkgen/thinkgen/internal/testenv"
 	"github.com/thinkgen/thinkgen/reward"
@@ -307,5 +310,79 @@ func TestSweepStopsALosingTrial(t *testing.T) {
 	}
 	if !strings.Contains(errs, "es-t002: stopping (median rule") || !strings.Contains(out, "stopped") {
 		t.Errorf("no stop reported:\n%s\n%s", errs, out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader in two
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSweepInterruptedResumes interrupts a sweep (as Ctrl-C does) once
+// both trials have committed their step: the trials are ended and left
+// pending, and the next run resumes both runs (train --resume) to the end.
+func TestSweepInterruptedResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	t.Setenv("THINKGEN_TEST_MAIN", "1")
+	file := tinySweep(t, "int", "  grpo.lr: [1.0e-4, 1.0e-3]", "")
+	dir := t.TempDir()
+	args := []string{"sweep", "--config", file, "--run-dir", dir, "--poll", "500ms"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, args, &env{stdout: &stdout, stderr: &stderr, getenv: os.Getenv}) }()
+	deadline := time.After(3 * time.Minute)
+	for !(strings.Contains(stderr.String(), "int-t001 step 1/1") && strings.Contains(stderr.String(), "int-t002 step 1/1")) {
+		select {
+		case code := <-done:
+			t.Fatalf("the sweep ended (exit %d) before it was interrupted:\n%s", code, stderr.String())
+		case <-deadline:
+			t.Fatalf("no step committed in 3 minutes:\n%s", stderr.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	cancel()
+	if code := <-done; code != 1 || !strings.Contains(stderr.String(), "context canceled") {
+		t.Fatalf("interrupted sweep: exit %d\n%s", code, stderr.String())
+	}
+	state, err := readSweepState(filepath.Join(dir, "sweeps", "int", "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range state.Trials {
+		if tr.Status.Finished() || !strings.Contains(tr.Error, "interrupted") {
+			t.Errorf("%s after the interrupt: %s %q", tr.Name, tr.Status, tr.Error)
+		}
+	}
+	code, out, errs := runCLI(t, args...)
+	if code != 0 || strings.Count(errs, "resuming its run") != 2 {
+		t.Fatalf("resumed sweep: exit %d\n%s\n%s", code, out, errs)
+	}
+	state, _ = readSweepState(filepath.Join(dir, "sweeps", "int", "sweep.json"))
+	for _, tr := range state.Trials {
+		if tr.Status != sweep.StatusDone || tr.Attempts != 2 || tr.Objective == nil {
+			t.Errorf("%s after the resume: %+v", tr.Name, tr)
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, "sweeps", "int", "logs", tr.Name+".log"))
+		if !strings.Contains(string(log), "--resume") {
+			t.Errorf("%s: the second attempt did not resume:\n%s", tr.Name, log)
+		}
 	}
 }
