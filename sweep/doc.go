@@ -17,7 +17,8 @@
 //     ([Spec.CheckTrials]), all before any work;
 //  2. loads the sweep's state from the store ([LoadState]): a new one, or
 //     the one a previous run left in sweeps/<name>/sweep.json;
-//  3. runs a [Runner] with a [Launcher] ([Local] processes or [Ray] jobs):
+//  3. runs a [Runner] with a [Launcher] ([Local] processes, [Ray] jobs or
+//     [KubeRay] RayJobs):
 //     it starts the unfinished trials, Parallel at a time (resuming runs
 //     that exist), polls their committed steps, stops losing trials with
 //     the median rule ([EarlyStop.Decide]) if asked, reads each finished

@@ -25,9 +25,10 @@ type Local struct {
 var _ Launcher = (*Local)(nil)
 
 // Start starts the trial's process with its stdout and stderr appended to
-// logPath.
-func (l *Local) Start(ctx context.Context, t *TrialState, args []string, logPath string) (Handle, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+// the log file.
+func (l *Local) Start(ctx context.Context, t *TrialState, la Launch) (Handle, error) {
+	args := la.Args
+	f, err := os.OpenFile(la.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("trial %s: log: %w", t.Name, err)
 	}

@@ -43,8 +43,9 @@ func JobID(trial string, attempt int) string {
 
 // Start submits the trial's job, or adopts the job of its last attempt if
 // that job is still live (a sweep killed without ending its jobs).
-func (r *Ray) Start(ctx context.Context, t *TrialState, args []string, logPath string) (Handle, error) {
-	h := &rayHandle{r: r, logPath: logPath}
+func (r *Ray) Start(ctx context.Context, t *TrialState, la Launch) (Handle, error) {
+	h := &rayHandle{r: r, logPath: la.Log}
+	args := la.Args
 	if t.Job != "" {
 		if j, err := r.Client.Info(ctx, t.Job); err == nil && !j.Status.Terminal() {
 			h.id = t.Job

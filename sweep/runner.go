@@ -16,12 +16,23 @@ import (
 	"github.com/thinkgen/thinkgen/storage"
 )
 
-// Launcher starts trials: as processes of this machine ([Local]) or as Ray
-// jobs ([Ray]).
+// Launcher starts trials: as processes of this machine ([Local]), as Ray
+// jobs ([Ray]) or as KubeRay RayJobs ([KubeRay]).
 type Launcher interface {
-	// Start starts `thinkgen <args>` for the trial, its output appended to
-	// the file logPath, and returns at once.
-	Start(ctx context.Context, t *TrialState, args []string, logPath string) (Handle, error)
+	// Start starts the trial's training run and returns at once.
+	Start(ctx context.Context, t *TrialState, l Launch) (Handle, error)
+}
+
+// Launch is what a Launcher starts for a trial.
+type Launch struct {
+	// Args are the trial's command line after the thinkgen binary
+	// (TrainArgs).
+	Args []string
+	// Resume is true when the trial's run exists in the store: it is
+	// continued (Args hold --resume).
+	Resume bool
+	// Log is the file the trial's output is appended to.
+	Log string
 }
 
 // Handle is a started trial.
@@ -221,7 +232,7 @@ func (r *Runner) start(ctx context.Context, t *TrialState) (Handle, bool, error)
 	if r.UploadLogs {
 		t.Log = Prefix(r.Spec.Name) + "logs/" + t.Name + ".log"
 	}
-	h, err := r.Launcher.Start(ctx, t, TrainArgs(r.Spec, t.Trial, resume, r.ExtraArgs), logPath)
+	h, err := r.Launcher.Start(ctx, t, Launch{Args: TrainArgs(r.Spec, t.Trial, resume, r.ExtraArgs), Resume: resume, Log: logPath})
 	return h, resume, err
 }
 

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -116,8 +115,9 @@ type EarlyStop struct {
 
 // Cluster says where trials run.
 type Cluster struct {
-	// Mode is "local" (subprocesses of this machine; the default) or "ray"
-	// (one Ray job per trial).
+	// Mode is "local" (subprocesses of this machine; the default), "ray"
+	// (one Ray job per trial) or "kuberay" (one KubeRay RayJob per trial,
+	// a whole distributed run each).
 	Mode string
 	// Ray is the URL of the Ray dashboard (Job Submission API).
 	Ray string
@@ -134,8 +134,9 @@ type Cluster struct {
 
 // The cluster modes.
 const (
-	ModeLocal = "local"
-	ModeRay   = "ray"
+	ModeLocal   = "local"
+	ModeRay     = "ray"
+	ModeKubeRay = "kuberay"
 )
 
 // file is the YAML form of a Spec.
@@ -284,9 +285,9 @@ func Parse(name string, data []byte) (*Spec, error) {
 
 func (c Cluster) check() error {
 	switch c.Mode {
-	case ModeLocal, ModeRay:
+	case ModeLocal, ModeRay, ModeKubeRay:
 	default:
-		return fmt.Errorf("cluster.mode: unknown mode %q (want local or ray)", c.Mode)
+		return fmt.Errorf("cluster.mode: unknown mode %q (want local, ray or kuberay)", c.Mode)
 	}
 	if c.CPUs < 0 || c.GPUs < 0 {
 		return fmt.Errorf("cluster.cpus, cluster.gpus: must not be negative (got %g, %g)", c.CPUs, c.GPUs)
@@ -538,17 +539,21 @@ func (s *Spec) baseSets(extra []Override) []string {
 	return sets
 }
 
-// CheckTrials loads every trial's configuration (base, the sweep's set,
-// extra, the trial's overrides) and returns the first error, naming the
-// trial and its overrides.
+// TrialConfig resolves a trial's run configuration: base, the sweep's set,
+// extra, then the trial's overrides.
+func (s *Spec) TrialConfig(t Trial, extra []Override) (*config.Config, error) {
+	sets := s.baseSets(extra)
+	for _, o := range t.Overrides {
+		sets = append(sets, o.String())
+	}
+	return config.Load(s.Base, sets)
+}
+
+// CheckTrials resolves every trial's configuration (TrialConfig) and
+// returns the first error, naming the trial and its overrides.
 func (s *Spec) CheckTrials(trials []Trial, extra []Override) error {
-	base := s.baseSets(extra)
 	for _, t := range trials {
-		sets := slices.Clone(base)
-		for _, o := range t.Overrides {
-			sets = append(sets, o.String())
-		}
-		if _, err := config.Load(s.Base, sets); err != nil {
+		if _, err := s.TrialConfig(t, extra); err != nil {
 			return fmt.Errorf("trial %s (%s): %w", t.Name, t.Describe(), err)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/thinkgen/thinkgen/cluster"
+	"github.com/thinkgen/thinkgen/cluster/kuberay"
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/sweep"
 )
@@ -46,8 +48,10 @@ or objective, parallel < 1, a trial whose configuration is invalid) exits
 			file := fs.StringP("config", "c", "", "the sweep file (e.g. configs/sweep-tiny.yaml); required")
 			store := fs.String("store", "", "store URI for the sweep and its trials (sets storage.uri of every trial)")
 			runDir := fs.String("run-dir", "", "local directory store (sets storage.uri of every trial)")
-			mode := fs.String("cluster", "", "where trials run: local or ray (default: cluster.mode of the sweep file, else local)")
+			mode := fs.String("cluster", "", "where trials run: local, ray or kuberay (default: cluster.mode of the sweep file, else local)")
 			rayAddr := fs.String("ray-address", "", "with --cluster ray: the Ray dashboard URL (default: cluster.ray of the sweep file)")
+			kubeconfig := fs.String("kubeconfig", "", "with --cluster kuberay: kubeconfig file (default $KUBECONFIG, else ~/.kube/config, else in-cluster)")
+			namespace := fs.String("namespace", "", "with --cluster kuberay: namespace of the RayJobs (default: cluster.namespace)")
 			parallel := fs.Int("parallel", 0, "trials at a time (default: parallel of the sweep file)")
 			dryRun := fs.Bool("dry-run", false, "check the sweep and list its trials, run nothing")
 			poll := fs.Duration("poll", 5*time.Second, "how often running trials' committed steps are read")
@@ -115,7 +119,24 @@ or objective, parallel < 1, a trial whose configuration is invalid) exits
 					}
 				}
 				var launcher sweep.Launcher
-				if spec.Cluster.Mode == sweep.ModeRay {
+				switch spec.Cluster.Mode {
+				case sweep.ModeKubeRay:
+					k := &sweep.KubeRay{Namespace: *namespace, EvalRows: spec.EvalRows,
+						Config: func(t sweep.Trial) (*config.Config, error) { return spec.TrialConfig(t, extra) }}
+					for _, t := range trials {
+						if _, err := k.Objects(t, false); err != nil {
+							return &usageError{err}
+						}
+					}
+					rc, err := kuberay.RESTConfig(*kubeconfig)
+					if err != nil {
+						return &usageError{err}
+					}
+					if k.Client, err = kuberay.NewClient(rc); err != nil {
+						return err
+					}
+					launcher = k
+				case sweep.ModeRay:
 					client, err := cluster.NewClient(spec.Cluster.Ray, cluster.ClientOptions{})
 					if err != nil {
 						return &usageError{fmt.Errorf("cluster.ray: %w", err)}
@@ -134,7 +155,7 @@ or objective, parallel < 1, a trial whose configuration is invalid) exits
 						r.Env["THINKGEN_TEST_MAIN"] = v // a test binary standing in for thinkgen
 					}
 					launcher = r
-				} else {
+				default:
 					l := &sweep.Local{Binary: self}
 					if e.getenv("OMP_NUM_THREADS") == "" {
 						l.Env = append(l.Env, "OMP_NUM_THREADS=1")
