@@ -82,6 +82,7 @@ func TestSweepRejectsBadInput(t *testing.T) {
 		{"invalid trial", "  grpo.group: [2, 1]", "", nil, []string{"trial bad-t002 (grpo.group=1)", "grpo.group: must be >= 2"}},
 		{"ray without an address", "  grpo.lr: [1e-4]", "", []string{"--cluster", "ray"}, []string{"cluster.ray: empty"}},
 		{"unknown cluster", "  grpo.lr: [1e-4]", "", []string{"--cluster", "slurm"}, []string{`unknown mode "slurm"`}},
+		{"kuberay with a local store and no image", "  grpo.lr: [1e-4]", "", []string{"--cluster", "kuberay"}, []string{"trial bad-t001", "cluster.image: required", "must be s3://"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
