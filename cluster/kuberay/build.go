@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
 
 	rayv1 "github.com/ray-project/kuberay/ray-operator/apis/ray/v1"
@@ -62,6 +63,9 @@ type Options struct {
 	Namespace string
 	// Resume continues the run from its store (thinkgen train --resume).
 	Resume bool
+	// EvalRows is the controller's --eval-rows (held-out rows each
+	// evaluated version is scored on); zero keeps train's default.
+	EvalRows int
 }
 
 // Objects are what a launch creates.
@@ -119,6 +123,9 @@ func Build(cfg *config.Config, opts Options) (*Objects, error) {
 		"--store", cfg.Storage.URI}
 	if opts.Resume {
 		entry = append(entry, "--resume")
+	}
+	if opts.EvalRows > 0 {
+		entry = append(entry, "--eval-rows", strconv.Itoa(opts.EvalRows))
 	}
 	job := &rayv1.RayJob{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rayv1.GroupVersion.String(), Kind: "RayJob"},

@@ -69,6 +69,7 @@ func commands() []*command {
 		exportCommand(),
 		reportCommand(),
 		runsCommand(),
+		sweepCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

@@ -22,6 +22,9 @@ import (
 type Series struct {
 	Name string
 	X, Y []float64
+	// Points draws a marker per value instead of a line, for values that
+	// are not a curve (one per sweep trial, say).
+	Points bool
 }
 
 // Panel is one chart of a figure.
@@ -95,6 +98,20 @@ func newPlot(pn Panel) (*plot.Plot, error) {
 			}
 		}
 		if len(pts) == 0 {
+			continue
+		}
+		if s.Points {
+			sc, err := plotter.NewScatter(pts)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.Name, err)
+			}
+			sc.Color = palette[j%len(palette)]
+			sc.Shape = draw.CircleGlyph{}
+			sc.Radius = vg.Points(4)
+			p.Add(sc)
+			if s.Name != "" {
+				p.Legend.Add(s.Name, sc)
+			}
 			continue
 		}
 		l, err := plotter.NewLine(pts)

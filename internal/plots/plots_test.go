@@ -95,3 +95,34 @@ func TestSVG(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteDrawsPoints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "points.png")
+	// A single point: a line of one point draws nothing, a marker does.
+	err := Write(path, []Panel{{Title: "objective", Series: []Series{{X: []float64{1, 2, 3}, Y: []float64{math.NaN(), 0.5, math.NaN()}, Points: true}}}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if r, g, bl, _ := img.At(x, y).RGBA(); r>>8 == 31 && g>>8 == 119 && bl>>8 == 180 {
+				n++
+			}
+		}
+	}
+	// The marker (radius 4 pt; no legend entry without a name): tens of pixels.
+	if n < 20 {
+		t.Errorf("%d pixels of the series' colour: no marker drawn", n)
+	}
+}
