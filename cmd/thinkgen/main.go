@@ -64,6 +64,7 @@ func commands() []*command {
 		rewardServeCommand(),
 		evalCommand(),
 		gcCommand(),
+		tensorboardCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

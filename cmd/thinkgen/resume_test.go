@@ -6,13 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/tfevents"
+	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
 )
 
 // TestResumeAfterACycleEqualsUninterrupted stops the chaos run after step 6
 // (mid-way through its second cycle) and resumes it: every later version
 // equals the uninterrupted run's, byte for byte. (A fresh optimiser once
 // skipped parameters that no step had reached yet, and a resumed run
-// drifted by lr·wd·p.)
+// drifted by lr·wd·p.) Both runs leave one TensorBoard point per step.
 func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
@@ -24,6 +27,37 @@ func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 	for _, args := range [][]string{{"--run", "a"}, {"--run", "b", "--stop-after", "6"}, {"--run", "b", "--resume"}} {
 		if code, out, errs := runCLI(t, append(append([]string{"train"}, args...), common...)...); code != 0 {
 			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errs)
+		}
+	}
+	// TensorBoard: one point per committed step in both runs, the
+	// resumed run's values those of the uninterrupted one.
+	var runs [2][]tfevents.Event
+	for i, r := range []string{"a", "b"} {
+		tb := filepath.Join(dir, "runs", r, "tensorboard")
+		files, events := readEventDir(t, tb)
+		if len(files) != 8 || len(events) != 8 {
+			t.Fatalf("run %s: %d event files with %d events, want 8 and 8: %v", r, len(files), len(events), files)
+		}
+		for j, e := range events {
+			if e.Step != int64(j+1) {
+				t.Errorf("run %s: event file %s holds step %d, want %d", r, files[j], e.Step, j+1)
+			}
+		}
+		runs[i] = events
+		t.Run("tensorboard reads run "+r, func(t *testing.T) {
+			l := tfeventstest.Read(t, tb)
+			for _, tag := range []string{"reward/mean", "loss/kl", "time/step_s"} {
+				if ps := l.Scalars[tag]; len(ps) != 8 || ps[0].Step != 1 || ps[7].Step != 8 {
+					t.Errorf("%s: %d points %+v, want steps 1…8", tag, len(ps), ps)
+				}
+			}
+		})
+	}
+	for j := range runs[0] {
+		for _, tag := range []string{"reward/mean", "loss/kl", "learn/grad_norm"} {
+			if x, y := scalarOf(runs[0][j], tag), scalarOf(runs[1][j], tag); x != y {
+				t.Errorf("step %d %s: %v uninterrupted, %v resumed", j+1, tag, x, y)
+			}
 		}
 	}
 	for v := 6; v <= 8; v++ {

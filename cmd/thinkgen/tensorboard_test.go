@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thinkgen/thinkgen/evaluate"
+	"github.com/thinkgen/thinkgen/internal/tfevents"
+	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
+	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/storage"
+)
+
+// readEventDir reads every event file of dir (in name order, as
+// TensorBoard does) and returns their events, file-version events left out.
+func readEventDir(t *testing.T, dir string) (files []string, events []tfevents.Event) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range entries {
+		if !strings.HasPrefix(de.Name(), tfevents.FilePrefix) {
+			continue
+		}
+		files = append(files, de.Name())
+		f, err := os.Open(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := tfevents.ReadAll(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", de.Name(), err)
+		}
+		if len(es) == 0 || es[0].FileVersion != tfevents.FileVersion {
+			t.Fatalf("%s: does not start with the file version: %+v", de.Name(), es)
+		}
+		events = append(events, es[1:]...)
+	}
+	return files, events
+}
+
+// TestTensorboardCommand copies a run's event files (steps and eval
+// scores) into a log directory, then again after one was replaced; and
+// refuses bad input with exit 2.
+func TestTensorboardCommand(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := storage.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &orchestrator.RunState{Version: orchestrator.RunStateVersion, Run: "r", Steps: 3, Committed: 3, Started: time.Unix(1764265780, 0)}
+	b, _ := json.Marshal(rs)
+	if err := st.Put(ctx, orchestrator.RunStateKey("r"), strings.NewReader(string(b))); err != nil {
+		t.Fatal(err)
+	}
+	for step := 1; step <= 3; step++ {
+		e := orchestrator.StepEvent(step, time.UnixMilli(1764265790000+int64(step)*1500), map[string]float64{"reward/mean": float64(step) / 4, "loss/kl": 1e-3 * float64(step)})
+		if err := orchestrator.PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scores := []evaluate.Scores{
+		{"direct": {{Scenario: "composition", Score: 0.25, Strict: 0.125}}, "think": {{Scenario: "composition", Score: 0.5, Strict: 0.375}}},
+		{"direct": {{Scenario: "composition", Score: 0.75, Strict: 0.5}}, "think": {{Scenario: "composition", Score: 1, Strict: 1}}},
+	}
+	if err := putEvalEvents(ctx, st, rs, []int{0, 3}, scores); err != nil {
+		t.Fatal(err)
+	}
+
+	logdir := filepath.Join(t.TempDir(), "logs")
+	code, out, errs := runCLI(t, "tensorboard", "--run", "r", "--run-dir", dir, "--logdir", logdir)
+	if code != 0 || !strings.Contains(out, "tensorboard --logdir "+logdir) || !strings.Contains(errs, "4 event files") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	files, events := readEventDir(t, filepath.Join(logdir, "r"))
+	if len(files) != 4 || !sort.StringsAreSorted(files) || !strings.Contains(files[3], ".eval.") {
+		t.Errorf("copied %v, want the three step files then the eval file", files)
+	}
+	var steps []int64
+	for _, e := range events {
+		steps = append(steps, e.Step)
+	}
+	if got := fmt.Sprint(steps); got != "[1 2 3 0 3]" {
+		t.Errorf("steps in file order %s, want 1,2,3 then the eval versions 0,3", got)
+	}
+	eval := events[len(events)-1]
+	if eval.Step != 3 || scalarOf(eval, "eval/think/composition") != 1 || scalarOf(eval, "eval_strict/direct/composition") != 0.5 {
+		t.Errorf("eval event of version 3: %+v", eval)
+	}
+
+	// Another host replaced step 2's file: the copy follows.
+	objs, _ := st.List(ctx, orchestrator.TensorBoardPrefix("r"))
+	old := objs[1].Key
+	data, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(old)))
+	replaced := old[:strings.LastIndex(old, ".")] + ".otherhost"
+	if err := st.Put(ctx, replaced, strings.NewReader(string(data))); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCLI(t, "tensorboard", "--run", "r", "--run-dir", dir, "--logdir", logdir); code != 0 || !strings.Contains(errs, "(1 new)") {
+		t.Fatalf("second copy: exit %d\n%s\n%s", code, out, errs)
+	}
+	files, _ = readEventDir(t, filepath.Join(logdir, "r"))
+	if len(files) != 4 || files[1] != filepath.Base(replaced) {
+		t.Errorf("after the replacement the log directory holds %v", files)
+	}
+
+	t.Run("tensorboard reads them", func(t *testing.T) {
+		l := tfeventstest.Read(t, filepath.Join(logdir, "r"))
+		if ps := l.Scalars["reward/mean"]; len(ps) != 3 || ps[2].Step != 3 || ps[2].Value != 0.75 {
+			t.Errorf("reward/mean: %+v", ps)
+		}
+		if ps := l.Scalars["eval/direct/composition"]; len(ps) != 2 || ps[0].Step != 0 || ps[1].Step != 3 || ps[1].Value != 0.75 {
+			t.Errorf("eval/direct/composition: %+v", ps)
+		}
+	})
+
+	bad := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no run", []string{"--logdir", logdir}, "--run is required"},
+		{"bad run", []string{"--run", "../x", "--logdir", logdir}, "--run"},
+		{"no logdir", []string{"--run", "r"}, "--logdir is required"},
+		{"negative follow", []string{"--run", "r", "--logdir", logdir, "--follow", "-1s"}, "--follow"},
+		{"argument", []string{"--run", "r", "--logdir", logdir, "extra"}, "unexpected arguments"},
+	}
+	for _, tt := range bad {
+		code, _, errs := runCLI(t, append([]string{"tensorboard", "--run-dir", dir}, tt.args...)...)
+		if code != 2 || !strings.Contains(errs, tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tt.name, code, errs, tt.want)
+		}
+	}
+	// A run the store does not have: exit 1, naming it, nothing written.
+	empty := filepath.Join(t.TempDir(), "nothing")
+	if code, _, errs := runCLI(t, "tensorboard", "--run", "nosuch", "--run-dir", dir, "--logdir", empty); code != 1 || !strings.Contains(errs, "run nosuch") {
+		t.Errorf("missing run: exit %d, stderr %q", code, errs)
+	}
+	if _, err := os.Stat(empty); !os.IsNotExist(err) {
+		t.Errorf("a refused copy created %s", empty)
+	}
+}
+
+func scalarOf(e tfevents.Event, tag string) float32 {
+	for _, s := range e.Scalars {
+		if s.Tag == tag {
+			return s.Value
+		}
+	}
+	return -1
+}
