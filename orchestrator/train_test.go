@@ -351,4 +351,5 @@ func TestTrainFromShippedBase(t *testing.T) {
 			t.Errorf("step %d: ratio₀ %.6f", i+1, got)
 		}
 	}
+	checkStepEvents(t, st, "from-base", 2)
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,6 +18,7 @@ import (
 	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
 // readEventDir reads every event file of dir (in name order, as
@@ -49,84 +52,26 @@ func readEventDir(t *testing.T, dir string) (files []string, events []tfevents.E
 }
 
 // TestTensorboardCommand copies a run's event files (steps and eval
-// scores) into a log directory, then again after one was replaced; and
-// refuses bad input with exit 2.
+// scores) from a local store and from MinIO into a log directory, then
+// again after one was replaced; and refuses bad input with exit 2.
 func TestTensorboardCommand(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := storage.NewLocal(dir)
+	local, err := storage.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := &orchestrator.RunState{Version: orchestrator.RunStateVersion, Run: "r", Steps: 3, Committed: 3, Started: time.Unix(1764265780, 0)}
-	b, _ := json.Marshal(rs)
-	if err := st.Put(ctx, orchestrator.RunStateKey("r"), strings.NewReader(string(b))); err != nil {
-		t.Fatal(err)
-	}
-	for step := 1; step <= 3; step++ {
-		e := orchestrator.StepEvent(step, time.UnixMilli(1764265790000+int64(step)*1500), map[string]float64{"reward/mean": float64(step) / 4, "loss/kl": 1e-3 * float64(step)})
-		if err := orchestrator.PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{e}); err != nil {
-			t.Fatal(err)
+	t.Run("local", func(t *testing.T) { testTensorboardCommand(t, local, []string{"--run-dir", dir}) })
+	t.Run("minio", func(t *testing.T) {
+		cfg, ok := storagetest.Config(t, storagetest.BucketName(t))
+		if !ok {
+			storagetest.MinIO(t) // skips, or fails under CI
 		}
-	}
-	scores := []evaluate.Scores{
-		{"direct": {{Scenario: "composition", Score: 0.25, Strict: 0.125}}, "think": {{Scenario: "composition", Score: 0.5, Strict: 0.375}}},
-		{"direct": {{Scenario: "composition", Score: 0.75, Strict: 0.5}}, "think": {{Scenario: "composition", Score: 1, Strict: 1}}},
-	}
-	if err := putEvalEvents(ctx, st, rs, []int{0, 3}, scores); err != nil {
-		t.Fatal(err)
-	}
-
-	logdir := filepath.Join(t.TempDir(), "logs")
-	code, out, errs := runCLI(t, "tensorboard", "--run", "r", "--run-dir", dir, "--logdir", logdir)
-	if code != 0 || !strings.Contains(out, "tensorboard --logdir "+logdir) || !strings.Contains(errs, "4 event files") {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
-	}
-	files, events := readEventDir(t, filepath.Join(logdir, "r"))
-	if len(files) != 4 || !sort.StringsAreSorted(files) || !strings.Contains(files[3], ".eval.") {
-		t.Errorf("copied %v, want the three step files then the eval file", files)
-	}
-	var steps []int64
-	for _, e := range events {
-		steps = append(steps, e.Step)
-	}
-	if got := fmt.Sprint(steps); got != "[1 2 3 0 3]" {
-		t.Errorf("steps in file order %s, want 1,2,3 then the eval versions 0,3", got)
-	}
-	eval := events[len(events)-1]
-	if eval.Step != 3 || scalarOf(eval, "eval/think/composition") != 1 || scalarOf(eval, "eval_strict/direct/composition") != 0.5 {
-		t.Errorf("eval event of version 3: %+v", eval)
-	}
-
-	// Another host replaced step 2's file: the copy follows.
-	objs, _ := st.List(ctx, orchestrator.TensorBoardPrefix("r"))
-	old := objs[1].Key
-	data, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(old)))
-	replaced := old[:strings.LastIndex(old, ".")] + ".otherhost"
-	if err := st.Put(ctx, replaced, strings.NewReader(string(data))); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Delete(ctx, old); err != nil {
-		t.Fatal(err)
-	}
-	if code, out, errs := runCLI(t, "tensorboard", "--run", "r", "--run-dir", dir, "--logdir", logdir); code != 0 || !strings.Contains(errs, "(1 new)") {
-		t.Fatalf("second copy: exit %d\n%s\n%s", code, out, errs)
-	}
-	files, _ = readEventDir(t, filepath.Join(logdir, "r"))
-	if len(files) != 4 || files[1] != filepath.Base(replaced) {
-		t.Errorf("after the replacement the log directory holds %v", files)
-	}
-
-	t.Run("tensorboard reads them", func(t *testing.T) {
-		l := tfeventstest.Read(t, filepath.Join(logdir, "r"))
-		if ps := l.Scalars["reward/mean"]; len(ps) != 3 || ps[2].Step != 3 || ps[2].Value != 0.75 {
-			t.Errorf("reward/mean: %+v", ps)
-		}
-		if ps := l.Scalars["eval/direct/composition"]; len(ps) != 2 || ps[0].Step != 0 || ps[1].Step != 3 || ps[1].Value != 0.75 {
-			t.Errorf("eval/direct/composition: %+v", ps)
-		}
+		st := storagetest.NewBucketStore(t, cfg)
+		testTensorboardCommand(t, st, []string{"--store", cfg.URI, "--set", "storage.endpoint=" + cfg.Endpoint, "--set", "storage.insecure=true",
+			"--set", "storage.region=" + cfg.Region, "--set", "storage.credentials_file=" + cfg.CredentialsFile})
 	})
 
+	logdir := t.TempDir()
 	bad := []struct {
 		name string
 		args []string
@@ -152,6 +97,93 @@ func TestTensorboardCommand(t *testing.T) {
 	if _, err := os.Stat(empty); !os.IsNotExist(err) {
 		t.Errorf("a refused copy created %s", empty)
 	}
+}
+
+func testTensorboardCommand(t *testing.T, st storage.Store, storeArgs []string) {
+	ctx := context.Background()
+	rs := &orchestrator.RunState{Version: orchestrator.RunStateVersion, Run: "r", Steps: 3, Committed: 3, Started: time.Unix(1764265780, 0)}
+	b, _ := json.Marshal(rs)
+	if err := st.Put(ctx, orchestrator.RunStateKey("r"), strings.NewReader(string(b))); err != nil {
+		t.Fatal(err)
+	}
+	for step := 1; step <= 3; step++ {
+		e := orchestrator.StepEvent(step, time.UnixMilli(1764265790000+int64(step)*1500), map[string]float64{"reward/mean": float64(step) / 4, "loss/kl": 1e-3 * float64(step)})
+		if err := orchestrator.PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scores := []evaluate.Scores{
+		{"direct": {{Scenario: "composition", Score: 0.25, Strict: 0.125}}, "think": {{Scenario: "composition", Score: 0.5, Strict: 0.375}}},
+		{"direct": {{Scenario: "composition", Score: 0.75, Strict: 0.5}}, "think": {{Scenario: "composition", Score: 1, Strict: 1}}},
+	}
+	if err := putEvalEvents(ctx, st, rs, []int{0, 3}, scores); err != nil {
+		t.Fatal(err)
+	}
+	logdir := filepath.Join(t.TempDir(), "logs")
+	sync := func() (stdout, stderr string) {
+		t.Helper()
+		code, out, errs := runCLI(t, append([]string{"tensorboard", "--run", "r", "--logdir", logdir}, storeArgs...)...)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+		}
+		return out, errs
+	}
+
+	if out, errs := sync(); !strings.Contains(out, "tensorboard --logdir "+logdir) || !strings.Contains(errs, "4 event files") {
+		t.Errorf("stdout: %s\nstderr: %s", out, errs)
+	}
+	files, events := readEventDir(t, filepath.Join(logdir, "r"))
+	if len(files) != 4 || !sort.StringsAreSorted(files) || !strings.Contains(files[3], ".eval.") {
+		t.Errorf("copied %v, want the three step files then the eval file", files)
+	}
+	var steps []int64
+	for _, e := range events {
+		steps = append(steps, e.Step)
+	}
+	if got := fmt.Sprint(steps); got != "[1 2 3 0 3]" {
+		t.Errorf("steps in file order %s, want 1,2,3 then the eval versions 0,3", got)
+	}
+	eval := events[len(events)-1]
+	if eval.Step != 3 || scalarOf(eval, "eval/think/composition") != 1 || scalarOf(eval, "eval_strict/direct/composition") != 0.5 {
+		t.Errorf("eval event of version 3: %+v", eval)
+	}
+
+	// Another host replaced step 2's file: the copy follows.
+	objs, _ := st.List(ctx, orchestrator.TensorBoardPrefix("r"))
+	old := objs[1].Key
+	rc, err := st.Get(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaced := old[:strings.LastIndex(old, ".")] + ".otherhost"
+	if err := st.Put(ctx, replaced, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs := sync(); !strings.Contains(errs, "(1 new)") {
+		t.Errorf("second copy: %s", errs)
+	}
+	files, _ = readEventDir(t, filepath.Join(logdir, "r"))
+	if len(files) != 4 || files[1] != filepath.Base(replaced) {
+		t.Errorf("after the replacement the log directory holds %v", files)
+	}
+
+	t.Run("tensorboard reads them", func(t *testing.T) {
+		l := tfeventstest.Read(t, filepath.Join(logdir, "r"))
+		if ps := l.Scalars["reward/mean"]; len(ps) != 3 || ps[2].Step != 3 || ps[2].Value != 0.75 {
+			t.Errorf("reward/mean: %+v", ps)
+		}
+		if ps := l.Scalars["eval/direct/composition"]; len(ps) != 2 || ps[0].Step != 0 || ps[1].Step != 3 || ps[1].Value != 0.75 {
+			t.Errorf("eval/direct/composition: %+v", ps)
+		}
+	})
 }
 
 func scalarOf(e tfevents.Event, tag string) float32 {
