@@ -175,6 +175,15 @@ func testTensorboardCommand(t *testing.T, st storage.Store, storeArgs []string) 
 		t.Errorf("after the replacement the log directory holds %v", files)
 	}
 
+	// --follow copies at its interval until interrupted, then exits 0.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, append([]string{"tensorboard", "--run", "r", "--logdir", logdir, "--follow", "300ms"}, storeArgs...), &env{stdout: &out, stderr: &errb, getenv: os.Getenv})
+	if n := strings.Count(errb.String(), "4 event files"); code != 0 || n < 2 {
+		t.Errorf("--follow for 2s at 300ms: exit %d, %d copies\n%s", code, n, errb.String())
+	}
+
 	t.Run("tensorboard reads them", func(t *testing.T) {
 		l := tfeventstest.Read(t, filepath.Join(logdir, "r"))
 		if ps := l.Scalars["reward/mean"]; len(ps) != 3 || ps[2].Step != 3 || ps[2].Value != 0.75 {
