@@ -182,8 +182,16 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 	// A step whose manifest committed after run.json was last written (a
 	// kill between the two) is committed: the manifest is the truth.
 	for rs.Committed < len(plan) {
-		if _, err := storage.ReadManifest(ctx, o.Store, storage.StepManifestKey(o.Run, rs.Committed+1)); err != nil {
+		step := rs.Committed + 1
+		if _, err := storage.ReadManifest(ctx, o.Store, storage.StepManifestKey(o.Run, step)); err != nil {
 			break
+		}
+		_, m, at, err := readStepMetrics(ctx, o.Store, o.Run, step, o.TmpDir)
+		if err != nil {
+			return nil, fmt.Errorf("repair step %d: %w", step, err)
+		}
+		if err := o.putStepEvents(ctx, rs, step, at, m); err != nil {
+			return nil, err
 		}
 		if err := o.afterCommit(ctx, rs, plan[rs.Committed]); err != nil {
 			return nil, err
@@ -293,11 +301,23 @@ func (o *Options) runStep(ctx context.Context, rs *RunState, p StepPlan) (StepRe
 	}
 	metrics["time/storage_s"] = time.Since(t3).Seconds() // verification so far
 	metrics["time/step_s"] = time.Since(t0).Seconds()
-	if err := o.putMetrics(ctx, batch, p, metrics); err != nil {
+	// Milliseconds, as the metrics shard keeps them: the event file of a
+	// step whose commit a resume repairs has the same wall time.
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if err := o.putMetrics(ctx, batch, p, now, metrics); err != nil {
 		return StepReport{}, err
 	}
-	if _, err := batch.Commit(ctx); err != nil && !errors.Is(err, storage.ErrCommitted) {
+	events, at := metrics, now
+	if _, err := batch.Commit(ctx); errors.Is(err, storage.ErrCommitted) {
+		// Another controller committed the step first: its metrics count.
+		if _, events, at, err = readStepMetrics(ctx, o.Store, o.Run, p.Step, o.TmpDir); err != nil {
+			return StepReport{}, err
+		}
+	} else if err != nil {
 		return StepReport{}, fmt.Errorf("commit: %w", err)
+	}
+	if err := o.putStepEvents(ctx, rs, p.Step, at, events); err != nil {
+		return StepReport{}, err
 	}
 	if err := o.afterCommit(ctx, rs, p); err != nil {
 		return StepReport{}, err
@@ -398,13 +418,13 @@ func (o *Options) runAll(ctx context.Context, ts []task.Task, metrics map[string
 	return out, nil
 }
 
-func (o *Options) putMetrics(ctx context.Context, batch *storage.Batch, p StepPlan, m map[string]float64) error {
+func (o *Options) putMetrics(ctx context.Context, batch *storage.Batch, p StepPlan, at time.Time, m map[string]float64) error {
 	names := make([]string, 0, len(m))
 	for k := range m {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	now := time.Now().UnixMilli()
+	now := at.UnixMilli()
 	key := storage.ShardKey(o.Run, p.Step, "metrics", "controller", 1)
 	_, err := shards.Put(ctx, batch, key, shards.Metrics, shards.WriterOptions{Compression: o.Config.Storage.Compression}, o.TmpDir, func(w *shards.Writer[shards.MetricRow]) error {
 		for _, k := range names {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/thinkgen/thinkgen/internal/plots"
 	"github.com/thinkgen/thinkgen/shards"
@@ -30,45 +31,56 @@ func ReadHistory(ctx context.Context, st storage.Store, run string, tmpDir strin
 	}
 	h := &History{Values: map[string][]float64{}}
 	for step := 1; step <= rs.Committed; step++ {
-		m, err := storage.ReadManifest(ctx, st, storage.StepManifestKey(run, step))
+		phase, m, _, err := readStepMetrics(ctx, st, run, step, tmpDir)
 		if err != nil {
-			return nil, fmt.Errorf("step %d: %w", step, err)
-		}
-		key := storage.ShardKey(run, step, "metrics", "controller", 1)
-		rd, err := shards.Open(ctx, st, m, key, shards.Metrics, shards.ReadOptions{}, tmpDir)
-		if err != nil {
-			return nil, fmt.Errorf("step %d: %w", step, err)
+			return nil, err
 		}
 		i := len(h.Steps)
 		h.Steps = append(h.Steps, float64(step))
-		h.Phases = append(h.Phases, "")
+		h.Phases = append(h.Phases, phase)
 		for k := range h.Values {
 			h.Values[k] = append(h.Values[k], math.NaN())
 		}
-		for {
-			var r shards.MetricRow
-			err := rd.Read(&r)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				rd.Close()
-				return nil, fmt.Errorf("step %d metrics: %w", step, err)
-			}
-			h.Phases[i] = r.Phase
-			v, ok := h.Values[r.Name]
+		for k, x := range m {
+			v, ok := h.Values[k]
 			if !ok {
 				v = make([]float64, i+1)
 				for j := range v {
 					v[j] = math.NaN()
 				}
 			}
-			v[i] = r.Value
-			h.Values[r.Name] = v
+			v[i] = x
+			h.Values[k] = v
 		}
-		rd.Close()
 	}
 	return h, nil
+}
+
+// readStepMetrics reads the metrics shard of a committed step: its phase,
+// its values by name and when they were measured.
+func readStepMetrics(ctx context.Context, st storage.Store, run string, step int, tmpDir string) (phase string, values map[string]float64, at time.Time, err error) {
+	m, err := storage.ReadManifest(ctx, st, storage.StepManifestKey(run, step))
+	if err != nil {
+		return "", nil, time.Time{}, fmt.Errorf("step %d: %w", step, err)
+	}
+	key := storage.ShardKey(run, step, "metrics", "controller", 1)
+	rd, err := shards.Open(ctx, st, m, key, shards.Metrics, shards.ReadOptions{}, tmpDir)
+	if err != nil {
+		return "", nil, time.Time{}, fmt.Errorf("step %d: %w", step, err)
+	}
+	defer rd.Close()
+	values = map[string]float64{}
+	for {
+		var r shards.MetricRow
+		err := rd.Read(&r)
+		if errors.Is(err, io.EOF) {
+			return phase, values, at, nil
+		}
+		if err != nil {
+			return "", nil, time.Time{}, fmt.Errorf("step %d metrics: %w", step, err)
+		}
+		phase, values[r.Name], at = r.Phase, r.Value, time.UnixMilli(r.TimeMS)
+	}
 }
 
 // series returns the named metric, or nil.

@@ -164,6 +164,7 @@ func TestTrainEmbeddedEndToEnd(t *testing.T) {
 	if err := h.WriteCurves(filepath.Join(t.TempDir(), "curves.png")); err != nil {
 		t.Error(err)
 	}
+	checkStepEvents(t, st, "e2e", 2)
 	// A second start of the same run without --resume is refused.
 	if _, err := train(t, c, st, "e2e", false, 0); err == nil || !strings.Contains(err.Error(), "--resume") {
 		t.Errorf("restarting an existing run: %v, want a refusal naming --resume", err)
@@ -188,10 +189,27 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	if reps, err := train(t, c, st, "killed", false, 1); err != nil || len(reps) != 1 {
 		t.Fatalf("first half: %d steps, %v", len(reps), err)
 	}
+	// As if killed between step 1's manifest and its run.json, with an
+	// event file of step 1 left by another host: the resume repairs the
+	// step's commit and its event file.
+	rewindRunState(t, st, "killed")
+	stale := staleEventsKey(t, st, "killed", 1)
+	if err := st.Put(context.Background(), stale, strings.NewReader("left by another host")); err != nil {
+		t.Fatal(err)
+	}
 	if reps, err := train(t, c, st, "killed", true, 0); err != nil || len(reps) != 1 {
 		t.Fatalf("resumed half: %d steps, %v", len(reps), err)
 	}
 	ctx := context.Background()
+	// One point per step in each run, the same values (times aside).
+	whole, killed := checkStepEvents(t, st, "whole", 2), checkStepEvents(t, st, "killed", 2)
+	for step := 1; step <= 2; step++ {
+		for _, tag := range []string{"reward/mean", "loss/kl", "learn/grad_norm", "adv/zero_std_ratio"} {
+			if a, b := scalar(whole[step], tag), scalar(killed[step], tag); a != b {
+				t.Errorf("step %d %s: %v uninterrupted, %v resumed", step, tag, a, b)
+			}
+		}
+	}
 	dir := t.TempDir()
 	a, err := checkpoint.Fetch(ctx, st, "whole", 2, dir)
 	if err != nil {
@@ -335,6 +353,7 @@ func TestTrainFromShippedBase(t *testing.T) {
 			t.Errorf("step %d: ratio₀ %.6f", i+1, got)
 		}
 	}
+	checkStepEvents(t, st, "from-base", 2)
 }
 
 // TestTrainMemoryIsFlat runs four SepGRPO cycles (3 GRPO + 3 FlowGRPO steps

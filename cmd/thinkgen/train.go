@@ -189,6 +189,7 @@ weights as an uninterrupted run.`,
 				}
 				// The per-stage table: base, then the end of each block.
 				entries = entries[:0]
+				versions := []int{0}
 				if ent, err := ev.version(ctx, 0, "base"); err == nil {
 					entries = append(entries, ent)
 				} else {
@@ -204,6 +205,14 @@ weights as an uninterrupted run.`,
 						return err
 					}
 					entries = append(entries, ent)
+					versions = append(versions, p.Step)
+				}
+				scores := make([]evaluate.Scores, len(entries))
+				for i, ent := range entries {
+					scores[i] = ent.Scores
+				}
+				if err := putEvalEvents(ctx, st, rs, versions, scores); err != nil {
+					return err
 				}
 				fmt.Fprintf(e.stdout, "\nheld-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", *evalRows)
 				return evaluate.WriteTable(e.stdout, entries)

@@ -1,0 +1,83 @@
+package tfevents_test
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/tfevents"
+	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
+)
+
+// TestTensorBoardReadsGoFiles writes a log directory of several event
+// files with this package and reads it with TensorBoard's own
+// EventAccumulator: the same tags, steps, wall times and values.
+func TestTensorBoardReadsGoFiles(t *testing.T) {
+	dir := t.TempDir()
+	// Three files, as a run writes them: one per step, then two steps in one.
+	files := [][]tfevents.Event{
+		{{WallTime: 1764265781.5, Step: 1, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: 0.25}, {Tag: "loss/kl", Value: 0.0012}, {Tag: "reward/text/mean", Value: float32(math.NaN())}}}},
+		{{WallTime: 1764265790.25, Step: 2, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: -1.5}, {Tag: "loss/kl", Value: 1e-30}, {Tag: "reward/text/mean", Value: 1}}}},
+		{
+			{WallTime: 1764265800, Step: 3, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: 3.4028235e38}}},
+			{WallTime: 1764265801, Step: 0, Scalars: []tfevents.Scalar{{Tag: "eval/think/text", Value: 0.5}}},
+		},
+	}
+	want := map[string][]tfeventstest.Point{}
+	var names []string
+	for i, events := range files {
+		name := fmt.Sprintf("%s1764265780.%06d.testhost", tfevents.FilePrefix, i+1)
+		names = append(names, name)
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := tfevents.NewWriter(f)
+		err = w.WriteEvent(tfevents.Event{WallTime: events[0].WallTime, FileVersion: tfevents.FileVersion})
+		for _, e := range events {
+			if err == nil {
+				err = w.WriteEvent(e)
+			}
+			for _, s := range e.Scalars {
+				want[s.Tag] = append(want[s.Tag], tfeventstest.Point{Step: e.Step, WallTime: e.WallTime, Value: float64(s.Value)})
+			}
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A file TensorBoard must ignore: its name lacks "tfevents".
+	if err := os.WriteFile(filepath.Join(dir, ".download-123"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	got := tfeventstest.Read(t, dir)
+	if got.FileVersion != 2 {
+		t.Errorf("file version %v, want 2", got.FileVersion)
+	}
+	sort.Strings(names)
+	if fmt.Sprint(got.Files) != fmt.Sprint(names) {
+		t.Errorf("TensorBoard's event files %v, want %v", got.Files, names)
+	}
+	if len(got.Scalars) != len(want) {
+		t.Errorf("TensorBoard read %d tags, want %d: %v", len(got.Scalars), len(want), got.Scalars)
+	}
+	for tag, ps := range want {
+		g := got.Scalars[tag]
+		if len(g) != len(ps) {
+			t.Errorf("%s: %d points, want %d", tag, len(g), len(ps))
+			continue
+		}
+		for i, p := range ps {
+			if g[i].Step != p.Step || g[i].WallTime != p.WallTime || !tfeventstest.Same(float32(p.Value), g[i].Value) {
+				t.Errorf("%s point %d: TensorBoard read %+v, Go wrote %+v", tag, i, g[i], p)
+			}
+		}
+	}
+}

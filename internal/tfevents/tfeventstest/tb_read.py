@@ -1,0 +1,32 @@
+"""Reads a TensorBoard log directory with TensorBoard's own event reader and
+prints what it found as JSON:
+
+    {"file_version": 2.0, "files": [...], "scalars": {tag: [[step, wall_time, value], ...]}}
+
+Usage: tb_read.py LOGDIR, with the test venv's python (scripts/setup-pyenv.sh);
+package tfeventstest runs it for Go tests.
+"""
+import json
+import math
+import os
+import sys
+
+from tensorboard.backend.event_processing import event_accumulator, io_wrapper
+
+logdir = sys.argv[1]
+acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.SCALARS: 0})
+acc.Reload()
+
+
+def num(x):
+    # JSON has no NaN or infinities: spell them as strings.
+    return x if math.isfinite(x) else repr(x)
+
+
+out = {
+    "file_version": acc.file_version,
+    # The files TensorBoard considers event files, in the order it reads them.
+    "files": sorted(f for f in os.listdir(logdir) if io_wrapper.IsSummaryEventsFile(os.path.join(logdir, f))),
+    "scalars": {tag: [[e.step, e.wall_time, num(e.value)] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]},
+}
+json.dump(out, sys.stdout)

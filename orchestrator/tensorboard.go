@@ -1,0 +1,114 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/thinkgen/thinkgen/internal/tfevents"
+	"github.com/thinkgen/thinkgen/storage"
+)
+
+// TensorBoard event files. Every committed step gets one small event file
+// under runs/<run>/tensorboard/, written after the step's manifest and
+// before run.json records the step, from the values of its metrics shard
+// (same names as tags, same wall time): a resumed run rewrites the file of
+// a step whose commit it repairs, under the same name, so TensorBoard sees
+// one point per committed step, neither lost nor doubled.
+//
+// A file is named
+//
+//	events.out.tfevents.<start>.<id>.<host>
+//
+// with <start> the run's start (Unix seconds, from run.json, the same for
+// every file of the run), <id> the step zero-padded to six digits (or
+// "eval" for the held-out scores), and <host> the writing machine: names
+// sort in step order, as TensorBoard reads them, and a file of the same id
+// written by another host (a run resumed elsewhere) is replaced.
+
+// TensorBoardPrefix is the key prefix of a run's TensorBoard event files:
+// a local store's directory of it is a TensorBoard log directory.
+func TensorBoardPrefix(run string) string { return storage.RunPrefix(run) + "tensorboard/" }
+
+// EvalEventsID names the event file of a run's held-out scores.
+const EvalEventsID = "eval"
+
+// eventsPrefix is the key prefix of the event files of one id.
+func eventsPrefix(rs *RunState, id string) string {
+	return fmt.Sprintf("%s%s%010d.%s.", TensorBoardPrefix(rs.Run), tfevents.FilePrefix, max(rs.Started.Unix(), 0), id)
+}
+
+// PutEvents writes events (after a file-version event) as the event file
+// id of the run rs, replacing any file of that id another host wrote.
+func PutEvents(ctx context.Context, st storage.Store, rs *RunState, id string, events []tfevents.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	w := tfevents.NewWriter(&buf)
+	if err := w.WriteEvent(tfevents.Event{WallTime: events[0].WallTime, FileVersion: tfevents.FileVersion}); err != nil {
+		return err
+	}
+	for _, e := range events {
+		if err := w.WriteEvent(e); err != nil {
+			return err
+		}
+	}
+	prefix := eventsPrefix(rs, id)
+	key := prefix + hostName()
+	old, err := st.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("tensorboard events %s: %w", id, err)
+	}
+	for _, o := range old {
+		if o.Key != key {
+			if err := st.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("tensorboard events %s: replace %s: %w", id, o.Key, err)
+			}
+		}
+	}
+	if err := st.Put(ctx, key, bytes.NewReader(buf.Bytes())); err != nil {
+		return fmt.Errorf("tensorboard events %s: %w", id, err)
+	}
+	return nil
+}
+
+// StepEvent is the TensorBoard event of one step's metrics: every metric
+// as a scalar named as in the metrics shard (reward/mean,
+// reward/<scenario>/mean, loss/kl, time/rollout_s, …), sorted by name.
+func StepEvent(step int, at time.Time, metrics map[string]float64) tfevents.Event {
+	names := make([]string, 0, len(metrics))
+	for k := range metrics {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	e := tfevents.Event{WallTime: float64(at.UnixMilli()) / 1000, Step: int64(step)}
+	for _, k := range names {
+		e.Scalars = append(e.Scalars, tfevents.Scalar{Tag: k, Value: float32(metrics[k])})
+	}
+	return e
+}
+
+// putStepEvents writes the event file of a committed step.
+func (o *Options) putStepEvents(ctx context.Context, rs *RunState, step int, at time.Time, metrics map[string]float64) error {
+	return PutEvents(ctx, o.Store, rs, fmt.Sprintf("%06d", step), []tfevents.Event{StepEvent(step, at, metrics)})
+}
+
+// hostName is the <host> of event file names: the machine's name, in the
+// characters a store key may hold.
+func hostName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '.' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '-'
+	}, h)
+}
