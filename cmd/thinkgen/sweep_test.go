@@ -42,6 +42,13 @@ set:
   run.base: ` + abs("base/tiny") + `
   run.threads: 1
   schedule.phases: [{phase: mllm-grpo, steps: 1}]
+  # The prompts of every scenario in turn, as data.mix (tiny.yaml's stage 4
+  # is reasoning-heavy): the early-stopping test's trials depend on them.
+  grpo.mix.composition: 1
+  grpo.mix.reasoning: 1
+  grpo.mix.text: 1
+  grpo.mix.editing: 1
+  grpo.mix.reflection: 1
   grpo.prompts_per_step: 2
   grpo.group: 2
   grpo.max_new_tokens: 16

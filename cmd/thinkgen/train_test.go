@@ -40,7 +40,7 @@ func TestTrainRejectsBadInput(t *testing.T) {
 		{"eps_high zero", []string{"--set", "grpo.eps_high=0"}, []string{"grpo.eps_high", "> 0"}},
 		{"clip_eps zero", []string{"--set", "flow_grpo.clip_eps=0"}, []string{"flow_grpo.clip_eps"}},
 		{"empty dataset", []string{"--set", "data.train_size=0"}, []string{"data.train_size"}},
-		{"phase mix all zero", []string{"--set", "grpo.mix.reasoning=0"}, []string{"grpo.mix", "every scenario has weight 0"}},
+		{"phase mix all zero", []string{"--set", "grpo.mix.reasoning=0", "--set", "grpo.mix.composition=0"}, []string{"grpo.mix", "every scenario has weight 0"}},
 		{"unknown scenario", []string{"--config", filepath.Join("testdata", "unknown_scenario.yaml")}, []string{"data.mix", "juggling"}},
 		{"no base", []string{"--set", "run.base=" + filepath.Join(t.TempDir(), "nothing")}, []string{"run.base", "nothing"}},
 		{"base of another shape", []string{"--set", "run.base=" + other}, []string{"run.base", "another model shape", "dit.hidden 96 vs 192"}},
