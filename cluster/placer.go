@@ -253,7 +253,7 @@ func (p *Placer) request(g Group) (JobRequest, error) {
 		secret = []string{p.opts.TokenEnv}
 	}
 	req := JobRequest{
-		Entrypoint:          fmt.Sprintf("%s worker --role %s --controller %s", p.opts.Command, g.Role, shellQuote(p.opts.Controller)),
+		Entrypoint:          fmt.Sprintf("%s worker --role %s --controller %s", p.opts.Command, g.Role, ShellQuote(p.opts.Controller)),
 		EntrypointNumCPUs:   g.Resources.CPUs,
 		EntrypointNumGPUs:   g.Resources.GPUs,
 		EntrypointMemory:    mem,
@@ -266,8 +266,9 @@ func (p *Placer) request(g Group) (JobRequest, error) {
 	return req, nil
 }
 
-// shellQuote quotes s for sh unless it is made of safe characters only.
-func shellQuote(s string) string {
+// ShellQuote quotes s for a POSIX shell unless it is made of safe
+// characters only (a Ray job's entrypoint is a shell command line).
+func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@%+=,", r))
 	}) < 0 {

@@ -55,9 +55,9 @@ func (r *Ray) Start(ctx context.Context, t *TrialState, la Launch) (Handle, erro
 	}
 	quoted := make([]string, len(args))
 	for i, a := range args {
-		quoted[i] = shellQuote(a)
+		quoted[i] = cluster.ShellQuote(a)
 	}
-	entry := fmt.Sprintf("cd %s && exec %s %s", shellQuote(r.Workdir), shellQuote(r.Command), strings.Join(quoted, " "))
+	entry := fmt.Sprintf("cd %s && exec %s %s", cluster.ShellQuote(r.Workdir), cluster.ShellQuote(r.Command), strings.Join(quoted, " "))
 	req := cluster.JobRequest{
 		Entrypoint:        entry,
 		SubmissionID:      JobID(t.Name, t.Attempts),
@@ -131,15 +131,4 @@ func (h *rayHandle) saveLogs(ctx context.Context) {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "--- ray job %s\n%s", h.id, logs)
-}
-
-// shellQuote quotes s for a POSIX shell when it holds anything but safe
-// characters.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@%+=,", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

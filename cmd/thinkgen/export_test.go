@@ -87,12 +87,7 @@ func TestExportCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
 	}
-	small := filepath.Join("testdata", "small.yaml")
-	base := saveBaseOf(t, small)
-	store := t.TempDir()
-	if code, out, errs := runCLI(t, "train", "--config", small, "--set", "run.base="+base, "--run-dir", store, "--run", "r", "--eval-rows", "0"); code != 0 {
-		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
-	}
+	store, base := trainSmallRun(t)
 	ctx := context.Background()
 	st, err := storage.NewLocal(store)
 	if err != nil {

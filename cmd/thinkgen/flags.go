@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -75,4 +76,19 @@ func noArgs(args []string) error {
 		return usagef("unexpected arguments: %s", strings.Join(args, " "))
 	}
 	return nil
+}
+
+// runName is the training run a command acts on: the --run flag's value,
+// else run.name, else "train-<config file name>" ("train-default" without
+// a file).
+func (f *runFlags) runName(flag string, cfg *config.Config) string {
+	switch {
+	case flag != "":
+		return flag
+	case cfg.Run.Name != "":
+		return cfg.Run.Name
+	case f.config != "":
+		return "train-" + strings.TrimSuffix(filepath.Base(f.config), filepath.Ext(f.config))
+	}
+	return "train-default"
 }

@@ -199,12 +199,7 @@ func TestGenerateFromRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
 	}
-	small := filepath.Join("testdata", "small.yaml")
-	base := saveBaseOf(t, small)
-	dir := t.TempDir()
-	if code, out, errs := runCLI(t, "train", "--config", small, "--set", "run.base="+base, "--run-dir", dir, "--run", "r", "--eval-rows", "0"); code != 0 {
-		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
-	}
+	dir, _ := trainSmallRun(t)
 	out := filepath.Join(dir, "out")
 	code, stdout, stderr := runCLI(t, "generate", "--run", "r", "--run-dir", dir, "--out", out, "a red circle")
 	if code != 0 {

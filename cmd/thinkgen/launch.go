@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -96,17 +95,7 @@ The cluster is the one of --kubeconfig, else $KUBECONFIG, else
 					if err != nil {
 						return err
 					}
-					name := *run
-					if name == "" {
-						name = cfg.Run.Name
-					}
-					if name == "" {
-						base := "default"
-						if rf.config != "" {
-							base = strings.TrimSuffix(filepath.Base(rf.config), filepath.Ext(rf.config))
-						}
-						name = "train-" + base
-					}
+					name := rf.runName(*run, cfg)
 					objs, err = kuberay.Build(cfg, kuberay.Options{Run: name, Namespace: ns, Resume: *resume})
 					if err != nil {
 						return &usageError{err}

@@ -84,17 +84,7 @@ weights as an uninterrupted run.`,
 				if cfg.Cluster.Ray != "" && *listen == "" {
 					return usagef("cluster.ray places the workers on Ray: they need a controller address to reach, give --listen")
 				}
-				name := *run
-				if name == "" {
-					name = cfg.Run.Name
-				}
-				if name == "" {
-					base := "default"
-					if rf.config != "" {
-						base = strings.TrimSuffix(filepath.Base(rf.config), filepath.Ext(rf.config))
-					}
-					name = "train-" + base
-				}
+				name := rf.runName(*run, cfg)
 				if err := storage.ValidateRun(name); err != nil {
 					return &usageError{fmt.Errorf("--run: %w", err)}
 				}

@@ -136,6 +136,20 @@ func saveBaseOf(t *testing.T, file string, sets ...string) string {
 	return dir
 }
 
+// trainSmallRun trains testdata/small.yaml (one GRPO and one FlowGRPO
+// step, no eval) from a freshly initialised base into a new local store as
+// run "r", and returns the store directory and the base.
+func trainSmallRun(t *testing.T) (store, base string) {
+	t.Helper()
+	small := filepath.Join("testdata", "small.yaml")
+	base = saveBaseOf(t, small)
+	store = t.TempDir()
+	if code, out, errs := runCLI(t, "train", "--config", small, "--set", "run.base="+base, "--run-dir", store, "--run", "r", "--eval-rows", "0"); code != 0 {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
+	}
+	return store, base
+}
+
 // TestTrainWorkerProcessesEqualEmbedded runs the same small run twice:
 // embedded (one process) and with worker processes leasing from the
 // controller over HTTP; the final checkpoints are identical.
