@@ -36,6 +36,17 @@ import (
 // than what the allocator kept after frees.
 func trimCHeap() { C.malloc_trim(0) }
 
+// CHeapInUse returns the bytes the C heap has handed out and not had back
+// (glibc's mallinfo2: in-use chunks of every arena plus mmapped blocks).
+// libtorch allocates CPU tensor storage with malloc, so unlike the resident
+// set this figure does not move with how many arenas glibc opened for the
+// threads that called into it or how fragmented they are: it grows only
+// when something allocated is never freed.
+func CHeapInUse() int64 {
+	mi := C.mallinfo2()
+	return int64(mi.uordblks) + int64(mi.hblkhd)
+}
+
 // Version returns the libtorch version, e.g. "2.1.0".
 func Version() string { return C.GoString(C.thinkgen_torch_version()) }
 
