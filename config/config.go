@@ -72,6 +72,12 @@ type Model struct {
 	DiT       DiT       `yaml:"dit"`
 }
 
+// SameShape reports whether weights saved for o fit m: the same MLLM,
+// connector and DiT (the dtype may differ).
+func (m Model) SameShape(o Model) bool {
+	return m.MLLM == o.MLLM && m.Connector == o.Connector && m.DiT == o.DiT
+}
+
 // MLLM is a Qwen3-style decoder with a small vision patch embedder.
 type MLLM struct {
 	// Tokenizer is "shapeworld" (the built-in word vocabulary) or the path

@@ -170,3 +170,87 @@ func liveTensors(t *testing.T, path string) []int {
 	}
 	return out
 }
+
+// TestPretrainContinuesFrom runs the DiT stage alone from another run's
+// warm-up result: the MLLM, which the DiT stage freezes, comes out equal
+// to the start bundle's (fresh weights would differ), and the DiT moved.
+// A missing start bundle or one of another shape is refused before any
+// work.
+func TestPretrainContinuesFrom(t *testing.T) {
+	cfg := smallConfig()
+	cfg.Pretrain.Warmup.Steps = 3
+	cfg.Pretrain.Align.Steps, cfg.Pretrain.DiT.Steps, cfg.Pretrain.Finetune.Steps = 0, 0, 0
+	first := t.TempDir()
+	if _, err := Run(context.Background(), Options{Config: cfg, Dir: first}); err != nil {
+		t.Fatal(err)
+	}
+	from := filepath.Join(first, "pretrain", "warmup", "final")
+
+	more := smallConfig()
+	more.Run.Seed = 9 // fresh weights of this seed would differ from the start bundle's
+	more.Pretrain.Warmup.Steps, more.Pretrain.Align.Steps, more.Pretrain.Finetune.Steps = 0, 0, 0
+	more.Pretrain.DiT.Steps = 2
+	second := t.TempDir()
+	res, err := Run(context.Background(), Options{Config: more, Dir: second, From: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Stage != StageDiT {
+		t.Fatalf("stages run: %+v, want the DiT stage alone", res)
+	}
+	err = libtorch.Run(func() error {
+		a, _, err := model.LoadBundle(from, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer a.Drop()
+		b, _, err := model.LoadBundle(filepath.Join(second, "pretrain", "dit", "final"), gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		for i, p := range a.MLLM.P.Tensors() {
+			if !equalValues(p.Float64Values(), b.MLLM.P.Tensors()[i].Float64Values()) {
+				t.Errorf("MLLM %s differs from the start bundle's", a.MLLM.P.Specs()[i].Name)
+			}
+		}
+		moved := false
+		for i, p := range a.DiT.P.Tensors() {
+			moved = moved || !equalValues(p.Float64Values(), b.DiT.P.Tensors()[i].Float64Values())
+		}
+		if !moved {
+			t.Error("the DiT did not train")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	other := smallConfig()
+	other.Model.DiT.Hidden *= 2
+	for _, tc := range []struct {
+		name, from, want string
+		cfg              *config.Config
+	}{
+		{"missing", filepath.Join(first, "nosuch"), "nosuch", more},
+		{"other shape", from, "another model shape", other},
+	} {
+		_, err := Run(context.Background(), Options{Config: tc.cfg, Dir: t.TempDir(), From: tc.from})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func equalValues(x, y []float64) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
+}

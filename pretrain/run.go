@@ -54,6 +54,12 @@ type Options struct {
 	EvalRows int
 	// AfterStep, if set, is called after every completed step (1-based).
 	AfterStep func(stage string, step int, loss float64)
+	// From is a bundle directory (a stage's final, a shipped base, a
+	// training checkpoint) that the first stage to run starts from instead
+	// of fresh weights: with the earlier stages' steps set to 0 it
+	// continues pre-training, e.g. more DiT steps on a base. Stages after
+	// it start from their predecessor's result as usual.
+	From string
 }
 
 // StageResult summarises one stage.
@@ -119,7 +125,12 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 				return err
 			}
 		}
-		var prev string // directory of the previous stage's final bundle
+		prev := o.From // directory of the bundle the next stage starts from
+		if prev != "" {
+			if err := CheckFrom(o.Config, prev); err != nil {
+				return err
+			}
+		}
 		for _, stage := range AllStages {
 			sc := o.stageCfg(stage)
 			final := filepath.Join(o.stageDir(stage), "final")
@@ -147,6 +158,20 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 		return nil
 	})
 	return results, err
+}
+
+// CheckFrom refuses a start bundle (Options.From) that is missing, corrupt
+// or of another model shape than c's.
+func CheckFrom(c *config.Config, dir string) error {
+	_, fcfg, err := model.ReadBundleManifest(dir)
+	if err != nil {
+		return fmt.Errorf("pretrain: start from %s: %w", dir, err)
+	}
+	if !fcfg.Model.SameShape(c.Model) {
+		return fmt.Errorf("pretrain: start from %s: a bundle of another model shape (its model section differs from the configuration's: e.g. dit.hidden %d vs %d, mllm.hidden %d vs %d)",
+			dir, fcfg.Model.DiT.Hidden, c.Model.DiT.Hidden, fcfg.Model.MLLM.Hidden, c.Model.MLLM.Hidden)
+	}
+	return nil
 }
 
 func readState(dir string) (stageState, error) {
@@ -275,7 +300,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		res.Resumed = step
 	case prev != "":
 		if b, _, err = model.LoadBundle(prev, o.Device); err != nil {
-			return res, err
+			return res, fmt.Errorf("start from %s: %w", prev, err)
 		}
 		b.Cfg = o.Config
 	default:

@@ -196,8 +196,7 @@ func (w *Worker) policyAt(ctx context.Context, run string, v int) (*model.Bundle
 
 // sameShape refuses a checkpoint whose models differ from the run's.
 func sameShape(run, ckpt *config.Config) error {
-	a, b := run.Model, ckpt.Model
-	if a.MLLM != b.MLLM || a.Connector != b.Connector || a.DiT != b.DiT {
+	if !run.Model.SameShape(ckpt.Model) {
 		return fmt.Errorf("its model section differs from the run's (a checkpoint of another model shape)")
 	}
 	return nil

@@ -53,6 +53,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 			[]string{"8,190,735,360", "3,961,983,272", "connector"}, nil, nil},
 		{"model info tiny", []string{"model", "info", "--config", tiny}, 0, []string{"dit", "connector", "total"}, nil, nil},
 		{"model info bad action", []string{"model", "frob"}, 2, nil, []string{"model info"}, nil},
+		{"pretrain from a missing bundle", []string{"pretrain", "--config", tiny, "--run-dir", t.TempDir(), "--from", "nosuch-bundle"}, 2, nil, []string{"--from", "nosuch-bundle"}, nil},
 		{"pretrain bad checkpoint interval", []string{"pretrain", "--checkpoint-every", "0"}, 2, nil, []string{"--checkpoint-every"}, nil},
 		{"selftest few steps", []string{"selftest", "--steps", "5"}, 2, nil, []string{"--steps"}, nil},
 		{"doctor s3 without credentials", []string{"doctor", "--store", "s3://bucket", "--set", "storage.endpoint=127.0.0.1:1", "--set", "storage.insecure=true", "--timeout", "1s"}, 1,

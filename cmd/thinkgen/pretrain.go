@@ -29,11 +29,18 @@ Each stage checkpoints every --checkpoint-every steps into
 <store>/runs/<run>/pretrain/<stage>/ckpt and leaves its result in .../final;
 run the same command again after a kill and it resumes from the last
 checkpoint (completed stages are skipped). Per-step metrics go to
-.../metrics.jsonl. The run name is run.name, or "pretrain-<config name>".`,
+.../metrics.jsonl. The run name is run.name, or "pretrain-<config name>".
+
+--from DIR starts the first stage that runs from a bundle instead of fresh
+weights, to continue pre-training: e.g. more DiT steps on the shipped base,
+  thinkgen pretrain --config configs/tiny.yaml --run-dir more --from base/tiny \
+    --set pretrain.warmup.steps=0 --set pretrain.align.steps=0 \
+    --set pretrain.dit.steps=2000 --set pretrain.dit.lr=5e-4`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
 			every := fs.Int("checkpoint-every", 100, "steps between resumable checkpoints")
 			evalRows := fs.Int("eval-rows", 50, "held-out rows each stage is evaluated on when it completes (0: none)")
+			from := fs.String("from", "", "bundle directory the first stage to run starts from (a stage's final, a base, a checkpoint), to continue pre-training; set the earlier stages' steps to 0")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
@@ -65,7 +72,12 @@ checkpoint (completed stages are skipped). Per-step metrics go to
 				if *evalRows < 0 {
 					return usagef("--eval-rows must not be negative, got %d", *evalRows)
 				}
-				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, EvalRows: *evalRows, Progress: e.stderr})
+				if *from != "" {
+					if err := pretrain.CheckFrom(cfg, *from); err != nil {
+						return &usageError{fmt.Errorf("--from: %w", err)}
+					}
+				}
+				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, EvalRows: *evalRows, Progress: e.stderr, From: *from})
 				if err != nil {
 					return err
 				}

@@ -228,8 +228,7 @@ func preflight(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("run.base: %w", err)
 	}
-	a, b := cfg.Model, bcfg.Model
-	if a.MLLM != b.MLLM || a.Connector != b.Connector || a.DiT != b.DiT {
+	if a, b := cfg.Model, bcfg.Model; !a.SameShape(b) {
 		return fmt.Errorf("run.base %s: a checkpoint of another model shape (its model section differs from the configuration's: e.g. dit.hidden %d vs %d, mllm.hidden %d vs %d)",
 			cfg.Run.Base, b.DiT.Hidden, a.DiT.Hidden, b.MLLM.Hidden, a.MLLM.Hidden)
 	}
