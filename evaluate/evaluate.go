@@ -273,7 +273,8 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 			if err := ctx.Err(); err != nil {
 				return nil, nil, err
 			}
-			part, err := Generate(b, o.Rows[i:min(i+chunk, len(o.Rows))], mode == "think", greedy, o.Seed, o.Device)
+			// Row k draws from o.Seed+k, whichever chunk it falls in.
+			part, err := Generate(b, o.Rows[i:min(i+chunk, len(o.Rows))], mode == "think", greedy, o.Seed+uint64(i), o.Device)
 			if err != nil {
 				return nil, nil, err
 			}
