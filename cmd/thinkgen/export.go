@@ -80,7 +80,7 @@ See docs/export.md.`,
 					if err != nil {
 						return err
 					}
-					st, err := storage.Open(ctx, cfg.Storage)
+					st, err := openExistingStore(ctx, cfg.Storage)
 					if err != nil {
 						return err
 					}

@@ -41,7 +41,7 @@ With --dry-run it lists what it would delete and deletes nothing.`,
 				if err != nil {
 					return err
 				}
-				store, err := storage.Open(ctx, cfg.Storage)
+				store, err := openExistingStore(ctx, cfg.Storage)
 				if err != nil {
 					return err
 				}

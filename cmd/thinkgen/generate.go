@@ -216,7 +216,7 @@ func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string
 	if err := storage.ValidateRun(run); err != nil {
 		return &usageError{fmt.Errorf("--run: %w", err)}
 	}
-	st, err := openStore(ctx, e.stderr, cfg.Storage)
+	st, err := openExistingStore(ctx, cfg.Storage)
 	if err != nil {
 		return err
 	}

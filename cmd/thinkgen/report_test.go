@@ -243,3 +243,26 @@ func pixelStats(t *testing.T, path string) (float64, int) {
 	mean := sum / n
 	return math.Sqrt(max(0, sq/n-mean*mean)), len(colours)
 }
+
+// TestReadOnlyCommandsRefuseAMissingStore: the commands that only read a
+// store exit 2 naming a local store directory that does not exist, and do
+// not create it.
+func TestReadOnlyCommandsRefuseAMissingStore(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-store")
+	for _, args := range [][]string{
+		{"runs", "--run-dir", missing},
+		{"report", "--run", "r", "--run-dir", missing, "--out", filepath.Join(t.TempDir(), "r.html")},
+		{"export", "--run", "r", "--run-dir", missing, "--out", filepath.Join(t.TempDir(), "out")},
+		{"tensorboard", "--run", "r", "--run-dir", missing, "--logdir", filepath.Join(t.TempDir(), "tb")},
+		{"generate", "--run", "r", "--run-dir", missing, "--out", filepath.Join(t.TempDir(), "img"), "a red circle"},
+		{"gc", "--run", "r", "--run-dir", missing},
+	} {
+		code, _, errs := runCLI(t, args...)
+		if code != 2 || !strings.Contains(errs, "no such directory") || !strings.Contains(errs, missing) {
+			t.Errorf("%s: exit %d, stderr %q; want exit 2 naming %s", args[0], code, errs, missing)
+		}
+		if _, err := os.Stat(missing); err == nil {
+			t.Fatalf("%s created the store directory", args[0])
+		}
+	}
+}

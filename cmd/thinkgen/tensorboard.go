@@ -64,7 +64,7 @@ directory (tensorboard --logdir store/runs shows every run).`,
 				if err != nil {
 					return err
 				}
-				st, err := storage.Open(ctx, cfg.Storage)
+				st, err := openExistingStore(ctx, cfg.Storage)
 				if err != nil {
 					return err
 				}
