@@ -5,7 +5,8 @@
 #   scripts/minio.sh env          print the env file (KEY=value lines, for `set -a; . file`)
 #   scripts/minio.sh envfile      print the env file's path
 #   scripts/minio.sh stop         stop the server by its PID and remove its data
-#   scripts/minio.sh run CMD...   start, run CMD with the env set, stop (trap) and exit with CMD's code
+#   scripts/minio.sh run CMD...   start a private server, run CMD with the env set, stop it (trap)
+#                                 and exit with CMD's code; concurrent `run`s do not share a server
 #
 # The server is built from source once with `go install` into
 # $THINKGEN_CACHE/bin (~2-3 min on 2 cores) and reused while the pin below
@@ -126,6 +127,12 @@ envfile) echo "$ENVFILE" ;;
 run)
 	shift
 	[[ $# -gt 0 ]] || { log "run needs a command"; exit 2; }
+	# A state directory of its own (unless THINKGEN_MINIO_STATE names one),
+	# so that another `run` neither reuses this server nor stops it.
+	if [[ -z ${THINKGEN_MINIO_STATE:-} ]]; then
+		STATE=$(mktemp -d "${TMPDIR:-/tmp}/thinkgen-minio-run.XXXXXX")
+		ENVFILE=$STATE/env
+	fi
 	start >/dev/null
 	trap stop EXIT
 	set -a
