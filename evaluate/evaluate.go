@@ -49,6 +49,15 @@ type Sample struct {
 // reflection rows edit their reference image). Row i draws its noise and
 // tokens from seed+i. It must run inside libtorch.Run.
 func Generate(b *model.Bundle, rows []datasets.Row, thinking bool, s config.Sampling, seed uint64, dev gotch.Device) ([]Sample, error) {
+	mode := "direct"
+	if thinking {
+		mode = "think"
+	}
+	return generateRows(b, rows, mode, s, seed, dev)
+}
+
+// generateRows is Generate in one of Modes or OracleMode.
+func generateRows(b *model.Bundle, rows []datasets.Row, mode string, s config.Sampling, seed uint64, dev gotch.Device) ([]Sample, error) {
 	tok := b.Tok
 	size := b.Cfg.Model.DiT.ImageSize
 	imgTokens := model.ImageTokens(size, b.Cfg.Model.MLLM.VisionPatch)
@@ -64,25 +73,31 @@ func Generate(b *model.Bundle, rows []datasets.Row, thinking bool, s config.Samp
 		if len(idx) == 0 {
 			continue
 		}
-		if err := generateGroup(b, tok, rows, idx, thinking, s, seed, size, imgTokens, out, dev); err != nil {
+		if err := generateGroup(b, tok, rows, idx, mode, s, seed, size, imgTokens, out, dev); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row, idx []int, thinking bool, s config.Sampling, seed uint64, size, imgTokens int, out []Sample, dev gotch.Device) error {
+func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row, idx []int, mode string, s config.Sampling, seed uint64, size, imgTokens int, out []Sample, dev gotch.Device) error {
 	var sc libtorch.Scope
 	defer sc.Close()
-	mode := tokenizer.ThinkSkip
-	if thinking {
-		mode = tokenizer.ThinkOpen
+	think := tokenizer.ThinkSkip
+	if mode == "think" {
+		think = tokenizer.ThinkOpen
 	}
 	prompts := make([][]int, len(idx))
 	seeds := make([]uint64, len(idx))
 	var refs [][]byte
 	for j, i := range idx {
-		p, err := model.ChatPrompt(tok, rows[i].Prompt, len(rows[i].Reference) > 0, imgTokens, mode)
+		user := rows[i].Prompt
+		if mode == OracleMode {
+			// Stage 2's pseudo chain of thought: the reference answer as
+			// the user turn, an empty think block, the answer again.
+			user = rows[i].Answer
+		}
+		p, err := model.ChatPrompt(tok, user, len(rows[i].Reference) > 0, imgTokens, think)
 		if err != nil {
 			return fmt.Errorf("row %s: %w", rows[i].ID, err)
 		}
@@ -101,11 +116,23 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 		sc.Add(raw)
 		refImgs = sc.Add(model.PixelSpace{}.Encode(raw))
 	}
-	g, err := b.MLLM.Generate(prompts, model.GenerateOptions{MaxNewTokens: s.MaxNewTokens, Temperature: s.Temperature, TopP: s.TopP, Seeds: seeds, Images: refImgs})
-	if err != nil {
-		return err
+	var written [][]int
+	if mode == OracleMode {
+		for _, i := range idx {
+			c, err := tok.Encode(rows[i].Answer)
+			if err != nil {
+				return fmt.Errorf("row %s: answer: %w", rows[i].ID, err)
+			}
+			written = append(written, c)
+		}
+	} else {
+		g, err := b.MLLM.Generate(prompts, model.GenerateOptions{MaxNewTokens: s.MaxNewTokens, Temperature: s.Temperature, TopP: s.TopP, Seeds: seeds, Images: refImgs})
+		if err != nil {
+			return err
+		}
+		written = g.Tokens
 	}
-	states, _, err := b.MLLM.InstructionStates(prompts, g.Tokens, refImgs)
+	states, _, err := b.MLLM.InstructionStates(prompts, written, refImgs)
 	if err != nil {
 		return err
 	}
@@ -151,13 +178,13 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 		return err
 	}
 	for j, i := range idx {
-		written := tok.Decode(g.Tokens[j])
-		instr := written
+		text := tok.Decode(written[j])
+		instr := text
 		if k := strings.Index(instr, "</think>"); k >= 0 {
 			instr = instr[k+len("</think>"):]
 		}
 		instr = strings.TrimSpace(strings.ReplaceAll(instr, "<|im_end|>", ""))
-		out[i] = Sample{Row: &rows[i], Written: written, Instruction: instr, Image: imgs[j]}
+		out[i] = Sample{Row: &rows[i], Written: text, Instruction: instr, Image: imgs[j]}
 	}
 	return nil
 }
@@ -240,6 +267,14 @@ func WriteGrid(path string, samples []Sample, scale int) error {
 // the prompt closes an empty think block) and thinking ("think").
 var Modes = []string{"direct", "think"}
 
+// OracleMode is the evaluation without the MLLM's writing (Options.Oracle):
+// the DiT is conditioned on each row's reference answer, written the way
+// stage 2 trained it (the answer as the user turn, an empty think block,
+// the answer again). Its score is the DiT's ceiling — what the pipeline
+// would reach with an MLLM that always wrote the right instruction — and
+// separates what the MLLM gets wrong from what the DiT cannot draw.
+const OracleMode = "oracle"
+
 // Scores are the per-scenario summaries of one evaluation, by mode.
 type Scores map[string][]reward.Summary
 
@@ -253,9 +288,12 @@ type Options struct {
 	GridDir  string
 	GridRows int
 	Device   gotch.Device
+	// Oracle also evaluates OracleMode.
+	Oracle bool
 }
 
-// Run evaluates b on the rows in both modes and returns the scores and the
+// Run evaluates b on the rows in both modes (and OracleMode with o.Oracle)
+// and returns the scores and the
 // samples, by mode. The MLLM decodes greedily whatever the configuration's
 // sampling temperature. It must run inside libtorch.Run.
 func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) (Scores, map[string][]Sample, error) {
@@ -266,7 +304,11 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 	greedy.Temperature = 0
 	out := Scores{}
 	all := map[string][]Sample{}
-	for _, mode := range Modes {
+	modes := Modes
+	if o.Oracle {
+		modes = append(append([]string(nil), Modes...), OracleMode)
+	}
+	for _, mode := range modes {
 		var samples []Sample
 		const chunk = 16
 		for i := 0; i < len(o.Rows); i += chunk {
@@ -274,7 +316,7 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 				return nil, nil, err
 			}
 			// Row k draws from o.Seed+k, whichever chunk it falls in.
-			part, err := Generate(b, o.Rows[i:min(i+chunk, len(o.Rows))], mode == "think", greedy, o.Seed+uint64(i), o.Device)
+			part, err := generateRows(b, o.Rows[i:min(i+chunk, len(o.Rows))], mode, greedy, o.Seed+uint64(i), o.Device)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -317,7 +359,7 @@ func WriteTable(w io.Writer, entries []Entry) error {
 	}
 	fmt.Fprintln(tw)
 	for _, e := range entries {
-		for _, mode := range Modes {
+		for _, mode := range append(append([]string(nil), Modes...), OracleMode) {
 			sums, ok := e.Scores[mode]
 			if !ok {
 				continue

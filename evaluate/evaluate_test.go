@@ -63,3 +63,48 @@ func TestRowNoiseDoesNotDependOnItsChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOracleModeDrawsFromTheReferenceAnswer: mode oracle writes nothing of
+// its own — each sample's text is the row's reference answer — and is
+// scored beside the two modes; without Options.Oracle it is not run.
+func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the shipped base")
+	}
+	rows, err := datasets.Generate(datasets.Options{Seed: 5, Split: datasets.Eval, Size: 32}, 0, 5) // one row per scenario
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = libtorch.Run(func() error {
+		b, _, err := model.LoadBundle(filepath.Join("..", "base", "tiny"), gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		b.Cfg.Sampling.DiTSteps, b.Cfg.Sampling.MaxNewTokens = 4, 24
+		reg := reward.Builtin(nil)
+		scores, all, err := Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3, Oracle: true})
+		if err != nil {
+			return err
+		}
+		if len(scores[OracleMode]) == 0 || len(all[OracleMode]) != len(rows) {
+			t.Fatalf("oracle mode: %d summaries, %d samples", len(scores[OracleMode]), len(all[OracleMode]))
+		}
+		for i, s := range all[OracleMode] {
+			if s.Written != rows[i].Answer || s.Instruction != rows[i].Answer {
+				t.Errorf("row %s (%s): oracle wrote %q, want the reference answer %q", rows[i].ID, rows[i].Scenario, s.Written, rows[i].Answer)
+			}
+		}
+		scores, _, err = Run(context.Background(), b, reg, Options{Rows: rows[:1], Seed: 3})
+		if err != nil {
+			return err
+		}
+		if _, ok := scores[OracleMode]; ok {
+			t.Error("oracle mode ran without Options.Oracle")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -42,7 +42,9 @@ With --model DIR (a bundle: base/tiny, a pretrain stage's final/, a
 fetched checkpoint's bundle/; or an export written by thinkgen export), eval runs the whole pipeline instead: the
 MLLM writes (greedy) in non-thinking and thinking mode, the DiT draws or
 edits, and the rule models score the first --rows rows of the held-out
-split of the bundle's seed; the per-stage table has one entry.`,
+split of the bundle's seed; the per-stage table has one entry. --oracle adds
+mode "oracle": the DiT draws from each row's reference answer, written as
+stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
@@ -51,6 +53,7 @@ split of the bundle's seed; the per-stage table has one entry.`,
 			modelDir := fs.String("model", "", "generate with the bundle or export in this directory (think-then-generate, both modes) on held-out rows instead of scoring a DATASET's images")
 			rows := fs.Int("rows", 200, "with --model: the number of held-out rows (the eval split of the bundle's seed)")
 			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
+			oracle := fs.Bool("oracle", false, "with --model: also evaluate mode oracle, the DiT drawing from each row's reference answer (the pipeline's ceiling with an MLLM that always writes the right instruction)")
 			return func(ctx context.Context, args []string) error {
 				if *modelDir != "" {
 					if len(args) != 0 {
@@ -59,7 +62,10 @@ split of the bundle's seed; the per-stage table has one entry.`,
 					if *rows <= 0 {
 						return usagef("--rows must be positive, got %d", *rows)
 					}
-					return evalModel(ctx, e, *modelDir, *rows, *grids, *asJSON)
+					return evalModel(ctx, e, *modelDir, *rows, *grids, *oracle, *asJSON)
+				}
+				if *oracle {
+					return usagef("--oracle needs --model: it evaluates a model's DiT")
 				}
 				if len(args) != 1 {
 					return usagef("eval takes one DATASET (an .arrow file or a directory)")
@@ -165,7 +171,7 @@ func evalItem(r datasets.Row, imagesDir string) (reward.Item, error) {
 
 // evalModel runs the eval harness with the bundle in dir on the first rows
 // held-out rows of its configuration's seed, in both modes.
-func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, asJSON bool) error {
+func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, oracle, asJSON bool) error {
 	cfg, load, err := modelDir("--model", dir)
 	if err != nil {
 		return err
@@ -195,7 +201,7 @@ func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, 
 			return err
 		}
 		defer b.Drop()
-		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: grids, GridRows: 12})
+		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: grids, GridRows: 12, Oracle: oracle})
 		return err
 	})
 	if err != nil {

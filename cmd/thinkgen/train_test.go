@@ -97,6 +97,13 @@ func TestEvalModel(t *testing.T) {
 	if code, _, errs := runCLI(t, "eval", "--model", filepath.Join(t.TempDir(), "none")); code != 2 || !strings.Contains(errs, "--model") {
 		t.Errorf("missing bundle: exit %d, %s", code, errs)
 	}
+	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "2", "--oracle")
+	if code != 0 || !strings.Contains(out, "oracle") {
+		t.Errorf("--oracle: exit %d, no oracle line:\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, "eval", "--oracle", "dataset.arrow"); code != 2 || !strings.Contains(errs, "--oracle needs --model") {
+		t.Errorf("--oracle without --model: exit %d, %s", code, errs)
+	}
 }
 
 // TestMain lets the test binary stand in for thinkgen when a test starts
