@@ -285,7 +285,9 @@ func TestSweepStopsALosingTrial(t *testing.T) {
 		t.Skip("trains")
 	}
 	t.Setenv("THINKGEN_TEST_MAIN", "1")
-	file := tinySweep(t, "es", "  grpo.lr: [1.0e-5, 1.0e-2]\n  schedule.phases.0.steps: [3]",
+	// 8 prompts × 4 chains a step: with the fixture's 2 × 2 a step's
+	// reward was often 0 for both trials (a tie the rule rightly keeps).
+	file := tinySweep(t, "es", "  grpo.lr: [1.0e-5, 1.0e-2]\n  schedule.phases.0.steps: [3]\n  grpo.prompts_per_step: [8]\n  grpo.group: [4]",
 		"parallel: 1\nearly_stop: {rule: median, metric: reward/mean, min_step: 2, min_trials: 1}")
 	dir := t.TempDir()
 	code, out, errs := runCLI(t, "sweep", "--config", file, "--run-dir", dir, "--poll", "500ms")
@@ -313,6 +315,7 @@ func TestSweepStopsALosingTrial(t *testing.T) {
 	}
 	mine, _ := sweep.RunningMean(sig[second.Name], 2)
 	theirs, _ := sweep.RunningMean(sig[first.Name], 2)
+	t.Logf("running mean reward at step 2: %.3f (lr 1e-2, stopped) vs %.3f (lr 1e-5)", mine, theirs)
 	if !(mine < theirs) || d.Value != mine || d.Median != theirs || d.Others != 1 {
 		t.Errorf("decision %+v; running means at step 2: %v (stopped) vs %v", *d, mine, theirs)
 	}
