@@ -293,9 +293,9 @@ type Options struct {
 }
 
 // Run evaluates b on the rows in both modes (and OracleMode with o.Oracle)
-// and returns the scores and the
-// samples, by mode. The MLLM decodes greedily whatever the configuration's
-// sampling temperature. It must run inside libtorch.Run.
+// and returns the scores and the samples, by mode. The MLLM decodes
+// greedily whatever the configuration's sampling temperature. It must run
+// inside libtorch.Run.
 func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) (Scores, map[string][]Sample, error) {
 	if o.Device.Name == "" {
 		o.Device = gotch.CPU
