@@ -54,8 +54,8 @@ type Options struct {
 	EvalRows int
 	// AfterStep, if set, is called after every completed step (1-based).
 	AfterStep func(stage string, step int, loss float64)
-	// From is a bundle directory (a stage's final, a shipped base, a
-	// training checkpoint) that the first stage to run starts from instead
+	// From is a bundle directory (a stage's final/, a shipped base, a
+	// training checkpoint's bundle/) that the first stage to run starts from instead
 	// of fresh weights: with the earlier stages' steps set to 0 it
 	// continues pre-training, e.g. more DiT steps on a base. Stages after
 	// it start from their predecessor's result as usual.

@@ -40,7 +40,7 @@ weights, to continue pre-training: e.g. more DiT steps on the shipped base,
 			rf := addRunFlags(fs)
 			every := fs.Int("checkpoint-every", 100, "steps between resumable checkpoints")
 			evalRows := fs.Int("eval-rows", 50, "held-out rows each stage is evaluated on when it completes (0: none)")
-			from := fs.String("from", "", "bundle directory the first stage to run starts from (a stage's final, a base, a checkpoint), to continue pre-training; set the earlier stages' steps to 0")
+			from := fs.String("from", "", "bundle directory the first stage to run starts from (a stage's final/, a base, a checkpoint's bundle/), to continue pre-training; set the earlier stages' steps to 0")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
