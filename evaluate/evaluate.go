@@ -275,6 +275,14 @@ var Modes = []string{"direct", "think"}
 // separates what the MLLM gets wrong from what the DiT cannot draw.
 const OracleMode = "oracle"
 
+// modes returns Modes, followed by OracleMode when oracle is set.
+func modes(oracle bool) []string {
+	if !oracle {
+		return Modes
+	}
+	return append(append([]string(nil), Modes...), OracleMode)
+}
+
 // Scores are the per-scenario summaries of one evaluation, by mode.
 type Scores map[string][]reward.Summary
 
@@ -304,11 +312,7 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 	greedy.Temperature = 0
 	out := Scores{}
 	all := map[string][]Sample{}
-	modes := Modes
-	if o.Oracle {
-		modes = append(append([]string(nil), Modes...), OracleMode)
-	}
-	for _, mode := range modes {
+	for _, mode := range modes(o.Oracle) {
 		var samples []Sample
 		const chunk = 16
 		for i := 0; i < len(o.Rows); i += chunk {
@@ -359,7 +363,7 @@ func WriteTable(w io.Writer, entries []Entry) error {
 	}
 	fmt.Fprintln(tw)
 	for _, e := range entries {
-		for _, mode := range append(append([]string(nil), Modes...), OracleMode) {
+		for _, mode := range modes(true) {
 			sums, ok := e.Scores[mode]
 			if !ok {
 				continue

@@ -27,14 +27,7 @@ func TestRowNoiseDoesNotDependOnItsChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = libtorch.Run(func() error {
-		b, _, err := model.LoadBundle(filepath.Join("..", "base", "tiny"), gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		b.Cfg.Sampling.DiTSteps, b.Cfg.Sampling.MaxNewTokens = 4, 24
-		reg := reward.Builtin(nil)
+	withShippedBase(t, func(b *model.Bundle, reg *reward.Registry) error {
 		_, long, err := Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3})
 		if err != nil {
 			return err
@@ -59,9 +52,6 @@ func TestRowNoiseDoesNotDependOnItsChunk(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestOracleModeDrawsFromTheReferenceAnswer: mode oracle writes nothing of
@@ -75,14 +65,7 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = libtorch.Run(func() error {
-		b, _, err := model.LoadBundle(filepath.Join("..", "base", "tiny"), gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		b.Cfg.Sampling.DiTSteps, b.Cfg.Sampling.MaxNewTokens = 4, 24
-		reg := reward.Builtin(nil)
+	withShippedBase(t, func(b *model.Bundle, reg *reward.Registry) error {
 		scores, all, err := Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3, Oracle: true})
 		if err != nil {
 			return err
@@ -103,6 +86,21 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 			t.Error("oracle mode ran without Options.Oracle")
 		}
 		return nil
+	})
+}
+
+// withShippedBase runs f inside libtorch.Run with base/tiny, sampling cut to
+// 4 ODE steps and 24 new tokens, and the built-in rule models.
+func withShippedBase(t *testing.T, f func(b *model.Bundle, reg *reward.Registry) error) {
+	t.Helper()
+	err := libtorch.Run(func() error {
+		b, _, err := model.LoadBundle(filepath.Join("..", "base", "tiny"), gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		b.Cfg.Sampling.DiTSteps, b.Cfg.Sampling.MaxNewTokens = 4, 24
+		return f(b, reward.Builtin(nil))
 	})
 	if err != nil {
 		t.Fatal(err)

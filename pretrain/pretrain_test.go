@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -210,13 +211,13 @@ func TestPretrainContinuesFrom(t *testing.T) {
 		}
 		defer b.Drop()
 		for i, p := range a.MLLM.P.Tensors() {
-			if !equalValues(p.Float64Values(), b.MLLM.P.Tensors()[i].Float64Values()) {
+			if !slices.Equal(p.Float64Values(), b.MLLM.P.Tensors()[i].Float64Values()) {
 				t.Errorf("MLLM %s differs from the start bundle's", a.MLLM.P.Specs()[i].Name)
 			}
 		}
 		moved := false
 		for i, p := range a.DiT.P.Tensors() {
-			moved = moved || !equalValues(p.Float64Values(), b.DiT.P.Tensors()[i].Float64Values())
+			moved = moved || !slices.Equal(p.Float64Values(), b.DiT.P.Tensors()[i].Float64Values())
 		}
 		if !moved {
 			t.Error("the DiT did not train")
@@ -241,16 +242,4 @@ func TestPretrainContinuesFrom(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
 		}
 	}
-}
-
-func equalValues(x, y []float64) bool {
-	if len(x) != len(y) {
-		return false
-	}
-	for i := range x {
-		if x[i] != y[i] {
-			return false
-		}
-	}
-	return true
 }
