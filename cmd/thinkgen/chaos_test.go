@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
@@ -103,9 +104,13 @@ func TestChaos(t *testing.T) {
 	controller := startProc(t, "controller", nil, controllerArgs...)
 	roles := []string{"rollout", "rollout", "reward", "learner"}
 	workers := make([]*proc, len(roles))
+	names := make([]string, len(roles)) // each process's name in the controller's status
+	started := 0
 	startWorker := func(i int) {
-		workers[i] = startProc(t, fmt.Sprintf("%s-%d", roles[i], i), nil,
-			append([]string{"worker", "--role", roles[i], "--controller", url, "--token-file", tokenFile, "--threads", "1"}, storeArgs...)...)
+		started++
+		names[i] = fmt.Sprintf("chaos-%s-%d", roles[i], started)
+		workers[i] = startProc(t, names[i], nil,
+			append([]string{"worker", "--role", roles[i], "--controller", url, "--token-file", tokenFile, "--threads", "1", "--name", names[i]}, storeArgs...)...)
 	}
 	for i := range roles {
 		startWorker(i)
@@ -120,25 +125,60 @@ func TestChaos(t *testing.T) {
 			t.Logf("controller log:\n%s", controller.log)
 		}
 	}()
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := controlapi.NewClient(url, controlapi.ClientOptions{Token: string(token), RetryMax: -1, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// busy returns the workers holding a lease now (none while the
+	// controller is down).
+	busy := func(ctx context.Context) []int {
+		st, err := status.Status(ctx)
+		if err != nil {
+			return nil
+		}
+		var idx []int
+		for _, w := range st.Workers {
+			for i, n := range names {
+				if w.Name == n && len(w.Leases) > 0 {
+					idx = append(idx, i)
+				}
+			}
+		}
+		return idx
+	}
 
-	// Chaos until the controller exits for good.
+	// Chaos until the controller exits for good. It strikes at random
+	// moments, but only while a worker holds a task: a killed worker's task
+	// then waits out its lease, so the run cannot outpace the chaos however
+	// fast the machine (a clock-driven chaos lost that race on CI).
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(1, 2))
+	pause := func() time.Time { return time.Now().Add(time.Duration(200+rng.IntN(800)) * time.Millisecond) }
+	next := pause()
 	kills, controllerKilled, minioRestarted := 0, false, false
 	var exitErr error
 loop:
 	for {
 		select {
 		case exitErr = <-controller.done:
-			if !controllerKilled {
-				break loop
-			}
-			// Exited on its own after the restart below: done.
+			// Killed controllers are waited for below, so this is the
+			// run's own end.
 			break loop
 		case <-ctx.Done():
 			t.Fatalf("the run did not finish in time (%d kills)\ncontroller:\n%s", kills, controller.log)
-		case <-time.After(time.Duration(500+rng.IntN(1500)) * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().Before(next) || (controllerKilled && minioRestarted && kills-2 >= 5) {
+			continue
+		}
+		holders := busy(ctx)
+		if len(holders) == 0 {
+			continue
 		}
 		switch {
 		case kills == 3 && !controllerKilled:
@@ -147,7 +187,6 @@ loop:
 			controllerKilled = true
 			t.Log("killed the controller; restarting it with --resume")
 			controller = startProc(t, "controller", nil, append(controllerArgs, "--resume")...)
-			kills++
 		case kills == 5 && !minioRestarted:
 			srv.Kill()
 			time.Sleep(time.Second)
@@ -156,15 +195,17 @@ loop:
 			}
 			minioRestarted = true
 			t.Log("restarted MinIO")
-			kills++
 		default:
-			i := rng.IntN(len(workers))
+			i := holders[rng.IntN(len(holders))]
+			victim := names[i]
 			mu.Lock()
 			workers[i].kill()
 			startWorker(i)
 			mu.Unlock()
-			kills++
+			t.Logf("killed %s while it held a task", victim)
 		}
+		kills++
+		next = pause()
 	}
 	if exitErr != nil {
 		t.Fatalf("controller: %v\n%s", exitErr, controller.log)

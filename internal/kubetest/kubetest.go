@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/thinkgen/thinkgen/internal/testenv"
 )
@@ -51,6 +53,10 @@ type Cluster struct {
 // validated, nothing reconciles them.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
+	// envtest logs through controller-runtime's logger; left unset, it
+	// prints a stack trace into the test output after 30 s. Its messages
+	// (CRDs installed, control plane started) are not needed.
+	ctrllog.SetLogger(logr.Discard())
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: testenv.KubeAssets(t),
 		CRDDirectoryPaths:     []string{CRDDir(t)},
