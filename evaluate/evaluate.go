@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -25,6 +26,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/progress"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/tokenizer"
@@ -298,6 +300,9 @@ type Options struct {
 	Device   gotch.Device
 	// Oracle also evaluates OracleMode.
 	Oracle bool
+	// Progress, if set, receives a progress bar (a terminal) or a line
+	// every few seconds, counted in rows.
+	Progress io.Writer
 }
 
 // Run evaluates b on the rows in both modes (and OracleMode with o.Oracle)
@@ -312,7 +317,12 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 	greedy.Temperature = 0
 	out := Scores{}
 	all := map[string][]Sample{}
-	for _, mode := range modes(o.Oracle) {
+	ms := modes(o.Oracle)
+	var bar *progress.Bar
+	if o.Progress != nil {
+		bar = progress.New(o.Progress, "eval", len(ms)*len(o.Rows), 5*time.Second)
+	}
+	for _, mode := range ms {
 		var samples []Sample
 		const chunk = 16
 		for i := 0; i < len(o.Rows); i += chunk {
@@ -325,6 +335,11 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 				return nil, nil, err
 			}
 			samples = append(samples, part...)
+			if bar != nil {
+				for range part {
+					bar.Step(mode)
+				}
+			}
 		}
 		res, err := Score(ctx, reg, samples)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -66,9 +67,14 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	withShippedBase(t, func(b *model.Bundle, reg *reward.Registry) error {
-		scores, all, err := Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3, Oracle: true})
+		var prog bytes.Buffer
+		scores, all, err := Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3, Oracle: true, Progress: &prog})
 		if err != nil {
 			return err
+		}
+		// Three modes of five rows: the last progress line counts 15.
+		if lines := strings.Split(strings.TrimSpace(prog.String()), "\n"); !strings.HasPrefix(lines[len(lines)-1], "eval 15/15 (100%) oracle") {
+			t.Errorf("progress ends with %q, want eval 15/15 (100%%) oracle", lines[len(lines)-1])
 		}
 		if len(scores[OracleMode]) == 0 || len(all[OracleMode]) != len(rows) {
 			t.Fatalf("oracle mode: %d summaries, %d samples", len(scores[OracleMode]), len(all[OracleMode]))

@@ -473,7 +473,7 @@ func (o *Options) evaluate(ctx context.Context, b *model.Bundle, dir string) (ma
 		return nil, err
 	}
 	out, _, err := evaluate.Run(ctx, b, reward.Builtin(o.Config.Reward.Weights), evaluate.Options{
-		Rows: rows, Seed: uint64(o.Config.Run.Seed), GridDir: dir, GridRows: 10, Device: o.Device,
+		Rows: rows, Seed: uint64(o.Config.Run.Seed), GridDir: dir, GridRows: 10, Device: o.Device, Progress: o.Progress,
 	})
 	if err != nil {
 		return nil, err

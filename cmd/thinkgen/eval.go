@@ -201,7 +201,7 @@ func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, 
 			return err
 		}
 		defer b.Drop()
-		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: grids, GridRows: 12, Oracle: oracle})
+		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: grids, GridRows: 12, Oracle: oracle, Progress: e.stderr})
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,7 +155,7 @@ weights as an uninterrupted run.`,
 				if err != nil {
 					return &usageError{err}
 				}
-				ev := &evaluator{cfg: cfg, store: st, run: name, rows: *evalRows, cache: cache}
+				ev := &evaluator{cfg: cfg, store: st, run: name, rows: *evalRows, cache: cache, progress: e.stderr}
 				var entries []evaluate.Entry
 				reports, err := orchestrator.Train(ctx, orchestrator.Options{
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
@@ -261,6 +262,8 @@ type evaluator struct {
 	run   string
 	rows  int
 	cache string
+	// progress receives the evals' progress lines.
+	progress io.Writer
 }
 
 func (ev *evaluator) version(ctx context.Context, v int, label string) (evaluate.Entry, error) {
@@ -299,7 +302,7 @@ func (ev *evaluator) version(ctx context.Context, v int, label string) (evaluate
 		}
 		defer b.Drop()
 		b.Cfg = ev.cfg
-		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Seed: uint64(ev.cfg.Run.Seed), GridDir: gridDir, GridRows: 10})
+		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Seed: uint64(ev.cfg.Run.Seed), GridDir: gridDir, GridRows: 10, Progress: ev.progress})
 		return err
 	})
 	if err != nil {
