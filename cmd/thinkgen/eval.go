@@ -42,7 +42,8 @@ With --model DIR (a bundle: base/tiny, a pretrain stage's final/, a
 fetched checkpoint's bundle/; or an export written by thinkgen export), eval runs the whole pipeline instead: the
 MLLM writes (greedy) in non-thinking and thinking mode, the DiT draws or
 edits, and the rule models score the first --rows rows of the held-out
-split of the bundle's seed; the per-stage table has one entry. --oracle adds
+split of the bundle's seed (--seed N: of seed N, the rows and noise that
+train --seed N evaluates on); the per-stage table has one entry. --oracle adds
 mode "oracle": the DiT draws from each row's reference answer, written as
 stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
@@ -51,7 +52,7 @@ stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 			remote := fs.String("remote", "", "score every scenario through the remote reward service at this URL (default: reward.remote of the config, else in process)")
 			weightsFrom := addRunFlags(fs)
 			modelDir := fs.String("model", "", "generate with the bundle or export in this directory (think-then-generate, both modes) on held-out rows instead of scoring a DATASET's images")
-			rows := fs.Int("rows", 200, "with --model: the number of held-out rows (the eval split of the bundle's seed)")
+			rows := fs.Int("rows", 200, "with --model: the number of held-out rows (the eval split of the bundle's seed, or --seed)")
 			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
 			oracle := fs.Bool("oracle", false, "with --model: also evaluate mode oracle, the DiT drawing from each row's reference answer (the pipeline's ceiling with an MLLM that always writes the right instruction)")
 			return func(ctx context.Context, args []string) error {
@@ -62,7 +63,18 @@ stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 					if *rows <= 0 {
 						return usagef("--rows must be positive, got %d", *rows)
 					}
-					return evalModel(ctx, e, *modelDir, *rows, *grids, *oracle, *asJSON)
+					// The bundle carries its configuration; a flag that
+					// would change it must not be dropped silently.
+					for _, name := range []string{"config", "set", "store", "run-dir", "device", "images", "remote"} {
+						if fs.Changed(name) {
+							return usagef("--%s does not apply with --model: the bundle carries its own configuration (--seed chooses the held-out rows)", name)
+						}
+					}
+					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON}
+					if fs.Changed("seed") {
+						m.seed = &weightsFrom.seed
+					}
+					return evalModel(ctx, e, m)
 				}
 				if *oracle {
 					return usagef("--oracle needs --model: it evaluates a model's DiT")
@@ -169,12 +181,29 @@ func evalItem(r datasets.Row, imagesDir string) (reward.Item, error) {
 	return it, nil
 }
 
-// evalModel runs the eval harness with the bundle in dir on the first rows
-// held-out rows of its configuration's seed, in both modes.
-func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, oracle, asJSON bool) error {
+// modelEval is what eval --model evaluates and how.
+type modelEval struct {
+	dir    string // the bundle or export
+	rows   int
+	grids  string
+	oracle bool
+	asJSON bool
+	// seed, if set, replaces the bundle's run seed: the held-out rows and
+	// the noise are then those of `train --seed` with that seed.
+	seed *int64
+}
+
+// evalModel runs the eval harness with the bundle in m.dir on the first
+// m.rows held-out rows of its configuration's seed (or m.seed), in both
+// modes.
+func evalModel(ctx context.Context, e *env, m modelEval) error {
+	dir, rows, grids, oracle, asJSON := m.dir, m.rows, m.grids, m.oracle, m.asJSON
 	cfg, load, err := modelDir("--model", dir)
 	if err != nil {
 		return err
+	}
+	if m.seed != nil {
+		cfg.Run.Seed = *m.seed
 	}
 	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize}, 0, rows)
 	if err != nil {
@@ -210,8 +239,8 @@ func evalModel(ctx context.Context, e *env, dir string, rows int, grids string, 
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"model": dir, "rows": rows, "scores": scores})
+		return enc.Encode(map[string]any{"model": dir, "rows": rows, "seed": cfg.Run.Seed, "scores": scores})
 	}
-	fmt.Fprintf(e.stdout, "held-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", rows)
+	fmt.Fprintf(e.stdout, "held-out scores (%d eval rows of seed %d; mean partial score, strict accuracy in brackets):\n", rows, cfg.Run.Seed)
 	return evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(dir), Scores: scores}})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,6 +104,19 @@ func TestEvalModel(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "eval", "--oracle", "dataset.arrow"); code != 2 || !strings.Contains(errs, "--oracle needs --model") {
 		t.Errorf("--oracle without --model: exit %d, %s", code, errs)
+	}
+	// --seed picks the rows (and noise) of another seed; flags that would
+	// change the bundle's configuration are refused, not dropped.
+	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "2", "--seed", "7", "--json")
+	var got struct{ Seed int64 }
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Seed != 7 {
+		t.Errorf("--seed 7: exit %d, seed %d (%v)\n%s", code, got.Seed, err, errs)
+	}
+	for _, flag := range [][]string{{"--config", "configs/tiny.yaml"}, {"--set", "sampling.cfg=2"}, {"--remote", "http://127.0.0.1:1"}} {
+		args := append([]string{"eval", "--model", base}, flag...)
+		if code, _, errs := runCLI(t, args...); code != 2 || !strings.Contains(errs, flag[0]+" does not apply with --model") {
+			t.Errorf("eval --model with %s: exit %d, %s", flag[0], code, errs)
+		}
 	}
 }
 
