@@ -65,10 +65,15 @@ stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 					}
 					// The bundle carries its configuration; a flag that
 					// would change it must not be dropped silently.
-					for _, name := range []string{"config", "set", "store", "run-dir", "device", "images", "remote"} {
-						if fs.Changed(name) {
-							return usagef("--%s does not apply with --model: the bundle carries its own configuration (--seed chooses the held-out rows)", name)
+					applies := map[string]bool{"model": true, "rows": true, "grids": true, "oracle": true, "json": true, "seed": true, "log-format": true}
+					var refused string
+					fs.Visit(func(f *pflag.Flag) {
+						if !applies[f.Name] && refused == "" {
+							refused = f.Name
 						}
+					})
+					if refused != "" {
+						return usagef("--%s does not apply with --model: the bundle carries its own configuration (--seed chooses the held-out rows)", refused)
 					}
 					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON}
 					if fs.Changed("seed") {
@@ -197,15 +202,14 @@ type modelEval struct {
 // m.rows held-out rows of its configuration's seed (or m.seed), in both
 // modes.
 func evalModel(ctx context.Context, e *env, m modelEval) error {
-	dir, rows, grids, oracle, asJSON := m.dir, m.rows, m.grids, m.oracle, m.asJSON
-	cfg, load, err := modelDir("--model", dir)
+	cfg, load, err := modelDir("--model", m.dir)
 	if err != nil {
 		return err
 	}
 	if m.seed != nil {
 		cfg.Run.Seed = *m.seed
 	}
-	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize}, 0, rows)
+	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize}, 0, m.rows)
 	if err != nil {
 		return err
 	}
@@ -213,8 +217,8 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if err != nil {
 		return err
 	}
-	if grids != "" {
-		if err := os.MkdirAll(grids, 0o755); err != nil {
+	if m.grids != "" {
+		if err := os.MkdirAll(m.grids, 0o755); err != nil {
 			return err
 		}
 	}
@@ -230,17 +234,17 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 			return err
 		}
 		defer b.Drop()
-		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: grids, GridRows: 12, Oracle: oracle, Progress: e.stderr})
+		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Progress: e.stderr})
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if m.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"model": dir, "rows": rows, "seed": cfg.Run.Seed, "scores": scores})
+		return enc.Encode(map[string]any{"model": m.dir, "rows": m.rows, "seed": cfg.Run.Seed, "scores": scores})
 	}
-	fmt.Fprintf(e.stdout, "held-out scores (%d eval rows of seed %d; mean partial score, strict accuracy in brackets):\n", rows, cfg.Run.Seed)
-	return evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(dir), Scores: scores}})
+	fmt.Fprintf(e.stdout, "held-out scores (%d eval rows of seed %d; mean partial score, strict accuracy in brackets):\n", m.rows, cfg.Run.Seed)
+	return evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(m.dir), Scores: scores}})
 }
