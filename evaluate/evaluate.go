@@ -277,6 +277,17 @@ var Modes = []string{"direct", "think"}
 // separates what the MLLM gets wrong from what the DiT cannot draw.
 const OracleMode = "oracle"
 
+// CheckMode returns an error naming the known modes unless mode is one of
+// Modes or OracleMode.
+func CheckMode(mode string) error {
+	for _, m := range modes(true) {
+		if m == mode {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown eval mode %q (known: %s)", mode, strings.Join(modes(true), ", "))
+}
+
 // modes returns Modes, followed by OracleMode when oracle is set.
 func modes(oracle bool) []string {
 	if !oracle {
@@ -300,6 +311,9 @@ type Options struct {
 	Device   gotch.Device
 	// Oracle also evaluates OracleMode.
 	Oracle bool
+	// Modes, if set, are the modes to evaluate (of Modes and OracleMode),
+	// in place of Modes (and OracleMode with Oracle).
+	Modes []string
 	// Progress, if set, receives a progress bar (a terminal) or a line
 	// every few seconds, counted in rows.
 	Progress io.Writer
@@ -318,6 +332,14 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 	out := Scores{}
 	all := map[string][]Sample{}
 	ms := modes(o.Oracle)
+	if len(o.Modes) > 0 {
+		for _, m := range o.Modes {
+			if err := CheckMode(m); err != nil {
+				return nil, nil, err
+			}
+		}
+		ms = o.Modes
+	}
 	var bar *progress.Bar
 	if o.Progress != nil {
 		bar = progress.New(o.Progress, "eval", len(ms)*len(o.Rows), 5*time.Second)

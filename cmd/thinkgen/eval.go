@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -45,7 +47,11 @@ edits, and the rule models score the first --rows rows of the held-out
 split of the bundle's seed (--seed N: of seed N, the rows and noise that
 train --seed N evaluates on); the per-stage table has one entry. --oracle adds
 mode "oracle": the DiT draws from each row's reference answer, written as
-stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
+stage 2 trained it — the score a perfect MLLM would get with this DiT.
+--scenarios composition (or a comma-separated list) evaluates the first
+--rows rows of a held-out split made of those scenarios only, and --modes
+think (direct, think, oracle) only those modes: a paired before/after check
+of one scenario costs a fraction of the whole table.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
@@ -55,6 +61,8 @@ stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 			rows := fs.Int("rows", 200, "with --model: the number of held-out rows (the eval split of the bundle's seed, or --seed)")
 			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
 			oracle := fs.Bool("oracle", false, "with --model: also evaluate mode oracle, the DiT drawing from each row's reference answer (the pipeline's ceiling with an MLLM that always writes the right instruction)")
+			scenarios := fs.StringSlice("scenarios", nil, "with --model: evaluate only these scenarios (comma-separated, e.g. composition,reasoning): the first --rows held-out rows of a split made of them")
+			evalModes := fs.StringSlice("modes", nil, "with --model: evaluate only these modes (direct, think, oracle; default direct and think, and oracle with --oracle)")
 			return func(ctx context.Context, args []string) error {
 				if *modelDir != "" {
 					if len(args) != 0 {
@@ -65,7 +73,7 @@ stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 					}
 					// The bundle carries its configuration; a flag that
 					// would change it must not be dropped silently.
-					applies := map[string]bool{"model": true, "rows": true, "grids": true, "oracle": true, "json": true, "seed": true, "log-format": true}
+					applies := map[string]bool{"model": true, "rows": true, "grids": true, "oracle": true, "json": true, "seed": true, "log-format": true, "scenarios": true, "modes": true}
 					var refused string
 					fs.Visit(func(f *pflag.Flag) {
 						if !applies[f.Name] && refused == "" {
@@ -75,7 +83,20 @@ stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 					if refused != "" {
 						return usagef("--%s does not apply with --model: the bundle carries its own configuration (--seed chooses the held-out rows)", refused)
 					}
-					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON}
+					for _, sc := range *scenarios {
+						if !slices.Contains(datasets.AllScenarios, sc) {
+							return usagef("--scenarios: unknown scenario %q (known: %s)", sc, strings.Join(datasets.AllScenarios, ", "))
+						}
+					}
+					for _, md := range *evalModes {
+						if err := evaluate.CheckMode(md); err != nil {
+							return usagef("--modes: %v", err)
+						}
+					}
+					if *oracle && len(*evalModes) > 0 && !slices.Contains(*evalModes, evaluate.OracleMode) {
+						return usagef("--oracle with --modes %s: name oracle among the modes instead", strings.Join(*evalModes, ","))
+					}
+					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON, scenarios: *scenarios, modes: *evalModes}
 					if fs.Changed("seed") {
 						m.seed = &weightsFrom.seed
 					}
@@ -83,6 +104,9 @@ stage 2 trained it — the score a perfect MLLM would get with this DiT.`,
 				}
 				if *oracle {
 					return usagef("--oracle needs --model: it evaluates a model's DiT")
+				}
+				if fs.Changed("scenarios") || fs.Changed("modes") {
+					return usagef("--scenarios and --modes need --model: they choose the held-out rows and modes a model is evaluated on")
 				}
 				if len(args) != 1 {
 					return usagef("eval takes one DATASET (an .arrow file or a directory)")
@@ -193,6 +217,10 @@ type modelEval struct {
 	grids  string
 	oracle bool
 	asJSON bool
+	// scenarios, if set, restrict the held-out split to these scenarios.
+	scenarios []string
+	// modes, if set, are the modes evaluated (evaluate.Options.Modes).
+	modes []string
 	// seed, if set, replaces the bundle's run seed: the held-out rows and
 	// the noise are then those of `train --seed` with that seed.
 	seed *int64
@@ -209,7 +237,7 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if m.seed != nil {
 		cfg.Run.Seed = *m.seed
 	}
-	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize}, 0, m.rows)
+	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize, Scenarios: m.scenarios}, 0, m.rows)
 	if err != nil {
 		return err
 	}
@@ -234,7 +262,7 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 			return err
 		}
 		defer b.Drop()
-		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Progress: e.stderr})
+		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
 		return err
 	})
 	if err != nil {
@@ -243,8 +271,16 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if m.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"model": m.dir, "rows": m.rows, "seed": cfg.Run.Seed, "scores": scores})
+		out := map[string]any{"model": m.dir, "rows": m.rows, "seed": cfg.Run.Seed, "scores": scores}
+		if len(m.scenarios) > 0 {
+			out["scenarios"] = m.scenarios
+		}
+		return enc.Encode(out)
 	}
-	fmt.Fprintf(e.stdout, "held-out scores (%d eval rows of seed %d; mean partial score, strict accuracy in brackets):\n", m.rows, cfg.Run.Seed)
+	of := ""
+	if len(m.scenarios) > 0 {
+		of = " " + strings.Join(m.scenarios, "+")
+	}
+	fmt.Fprintf(e.stdout, "held-out scores (%d%s eval rows of seed %d; mean partial score, strict accuracy in brackets):\n", m.rows, of, cfg.Run.Seed)
 	return evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(m.dir), Scores: scores}})
 }

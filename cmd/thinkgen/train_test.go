@@ -12,6 +12,7 @@ import (
 	"github.com/sugarme/gotch"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testenv"
 	"github.com/thinkgen/thinkgen/model"
@@ -111,6 +112,46 @@ func TestEvalModel(t *testing.T) {
 	var got struct{ Seed int64 }
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Seed != 7 {
 		t.Errorf("--seed 7: exit %d, seed %d (%v)\n%s", code, got.Seed, err, errs)
+	}
+	// --scenarios and --modes: only those rows and modes are scored.
+	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "3", "--scenarios", "reasoning,text", "--modes", "think,oracle", "--json")
+	var sub struct {
+		Scenarios []string
+		Scores    evaluate.Scores
+	}
+	if err := json.Unmarshal([]byte(out), &sub); code != 0 || err != nil {
+		t.Fatalf("--scenarios/--modes: exit %d (%v)\n%s", code, err, errs)
+	}
+	if len(sub.Scores) != 2 || sub.Scores["think"] == nil || sub.Scores["oracle"] == nil {
+		t.Errorf("--modes think,oracle evaluated modes %v", sub.Scores)
+	}
+	for mode, sums := range sub.Scores {
+		n := 0
+		for _, s := range sums {
+			if s.Scenario != "reasoning" && s.Scenario != "text" {
+				t.Errorf("mode %s scored scenario %s outside --scenarios reasoning,text", mode, s.Scenario)
+			}
+			n += s.N
+		}
+		if n != 3 {
+			t.Errorf("mode %s scored %d rows, want --rows 3", mode, n)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scenarios", "poetry"}, `--scenarios: unknown scenario "poetry"`},
+		{[]string{"--modes", "dream"}, `--modes: unknown eval mode "dream"`},
+		{[]string{"--modes", "think", "--oracle"}, "name oracle among the modes"},
+	} {
+		args := append([]string{"eval", "--model", base}, c.args...)
+		if code, _, errs := runCLI(t, args...); code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("eval %v: exit %d, %s (want %q)", c.args, code, errs, c.want)
+		}
+	}
+	if code, _, errs := runCLI(t, "eval", "--scenarios", "text", "dataset.arrow"); code != 2 || !strings.Contains(errs, "need --model") {
+		t.Errorf("--scenarios without --model: exit %d, %s", code, errs)
 	}
 	for _, flag := range [][]string{{"--config", "configs/tiny.yaml"}, {"--set", "sampling.cfg=2"}, {"--remote", "http://127.0.0.1:1"}} {
 		args := append([]string{"eval", "--model", base}, flag...)
