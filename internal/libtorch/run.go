@@ -80,7 +80,7 @@ func LiveTensors() int { return len(ts.ExistingTensors) }
 // what libtorch holds.
 func RSS() int64 {
 	debug.FreeOSMemory()
-	trimCHeap()
+	ReleaseFreeMemory()
 	b, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		return 0
