@@ -167,7 +167,24 @@ type Stage struct {
 	Batch int `yaml:"batch"`
 	// LR overrides optim.lr for this stage when > 0.
 	LR float64 `yaml:"lr"`
+	// Condition is how a DiT stage (align, dit, finetune) writes the
+	// instruction whose MLLM states condition the DiT: "pseudo-cot" (the
+	// default) as [C]<think></think>[C], the answer C as the user turn and
+	// again as the reply; "pipeline" as the pipeline writes it at
+	// inference, the row's prompt as the user turn and its reference
+	// chain and answer as the reply, half the rows in thinking mode and
+	// half in direct mode. The frozen MLLM's states of the same answer
+	// differ between the two contexts, and a DiT trained only on the
+	// first reads the second poorly (docs/pretrain.md). The warm-up
+	// ignores it.
+	Condition string `yaml:"condition"`
 }
+
+// Stage conditions (Stage.Condition).
+const (
+	ConditionPseudoCoT = "pseudo-cot"
+	ConditionPipeline  = "pipeline"
+)
 
 // Schedule orders the SepGRPO phases.
 type Schedule struct {

@@ -161,6 +161,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"cluster.service_account=-sa", "cluster.service_account"},
 		{"cluster.namespace=a.b", "cluster.namespace"},
 		{"schedule.cycles=0", "schedule.cycles"},
+		{"pretrain.finetune.condition=captions", "pretrain.finetune.condition"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.set, func(t *testing.T) {

@@ -183,6 +183,9 @@ func (c *Config) Validate() error {
 			k.positive(s.key+".batch", s.st.Batch)
 		}
 		k.nonNegativeF(s.key+".lr", s.st.LR)
+		if c := s.st.Condition; c != "" && c != ConditionPseudoCoT && c != ConditionPipeline {
+			k.add(s.key+".condition", "one of pseudo-cot, pipeline", fmt.Sprintf("%q", c))
+		}
 	}
 
 	if len(c.Schedule.Phases) == 0 {

@@ -12,6 +12,8 @@ package pretrain
 import (
 	"fmt"
 
+	"github.com/thinkgen/thinkgen/config"
+
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/tokenizer"
@@ -72,4 +74,18 @@ func FlowExample(tok tokenizer.Tokenizer, row *datasets.Row, imageTokens int) (E
 		return Example{}, fmt.Errorf("row %s: caption: %w", row.ID, err)
 	}
 	return Example{Prompt: p, Completion: c, Reference: row.Reference, Target: row.Target, Row: row}, nil
+}
+
+// stageExample makes the example of a row for a stage: the warm-up's SFT
+// example, and for the DiT stages the pseudo chain of thought
+// (FlowExample) or, with sc.Condition "pipeline", the SFT example — the
+// row's prompt and its reference chain and answer, which is what the
+// pipeline feeds the DiT when the MLLM writes the right answer. k is the
+// row's position in the stage (step + index in the batch): even k are in
+// thinking mode, odd k in direct mode.
+func stageExample(stage string, sc config.Stage, tok tokenizer.Tokenizer, row *datasets.Row, imageTokens, k int) (Example, error) {
+	if stage == StageWarmup || sc.Condition == config.ConditionPipeline {
+		return SFTExample(tok, row, imageTokens, k%2 == 0)
+	}
+	return FlowExample(tok, row, imageTokens)
 }

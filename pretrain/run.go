@@ -347,11 +347,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 		batch := make([]Example, len(rows))
 		for i := range rows {
-			if stage == StageWarmup {
-				batch[i], err = SFTExample(tok, &rows[i], imgTokens, (step+i)%2 == 0)
-			} else {
-				batch[i], err = FlowExample(tok, &rows[i], imgTokens)
-			}
+			batch[i], err = stageExample(stage, sc, tok, &rows[i], imgTokens, step+i)
 			if err != nil {
 				return res, err
 			}
