@@ -91,6 +91,24 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 		if _, ok := scores[OracleMode]; ok {
 			t.Error("oracle mode ran without Options.Oracle")
 		}
+		// Reference mode: the row's prompt, the reply forced to the
+		// reference chain and answer; only the modes asked for run.
+		scores, all, err = Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3, Modes: []string{ReferenceMode}})
+		if err != nil {
+			return err
+		}
+		if len(scores) != 1 || len(all[ReferenceMode]) != len(rows) {
+			t.Fatalf("Modes [reference]: scores for %d modes, %d reference samples", len(scores), len(all[ReferenceMode]))
+		}
+		for i, s := range all[ReferenceMode] {
+			want := rows[i].Think + "\n</think>\n\n" + rows[i].Answer + "<|im_end|>"
+			if s.Written != want || s.Instruction != rows[i].Answer {
+				t.Errorf("row %s (%s): reference mode wrote %q (instruction %q), want %q", rows[i].ID, rows[i].Scenario, s.Written, s.Instruction, want)
+			}
+		}
+		if _, _, err := Run(context.Background(), b, reg, Options{Rows: rows[:1], Modes: []string{"dream"}}); err == nil || !strings.Contains(err.Error(), `unknown eval mode "dream"`) {
+			t.Errorf("Modes [dream]: error %v", err)
+		}
 		return nil
 	})
 }

@@ -50,8 +50,12 @@ mode "oracle": the DiT draws from each row's reference answer, written as
 stage 2 trained it — the score a perfect MLLM would get with this DiT.
 --scenarios composition (or a comma-separated list) evaluates the first
 --rows rows of a held-out split made of those scenarios only, and --modes
-think (direct, think, oracle) only those modes: a paired before/after check
-of one scenario costs a fraction of the whole table.`,
+think (direct, think, oracle, reference) only those modes: a paired
+before/after check of one scenario costs a fraction of the whole table.
+Mode "reference" is thinking mode with the reply forced to each row's
+reference chain and answer after the row's own prompt: the ceiling of what
+training the MLLM alone can reach with this DiT (oracle is the DiT's
+ceiling on the pseudo chain of thought it was pre-trained on).`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
@@ -62,7 +66,7 @@ of one scenario costs a fraction of the whole table.`,
 			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
 			oracle := fs.Bool("oracle", false, "with --model: also evaluate mode oracle, the DiT drawing from each row's reference answer (the pipeline's ceiling with an MLLM that always writes the right instruction)")
 			scenarios := fs.StringSlice("scenarios", nil, "with --model: evaluate only these scenarios (comma-separated, e.g. composition,reasoning): the first --rows held-out rows of a split made of them")
-			evalModes := fs.StringSlice("modes", nil, "with --model: evaluate only these modes (direct, think, oracle; default direct and think, and oracle with --oracle)")
+			evalModes := fs.StringSlice("modes", nil, "with --model: evaluate only these modes (direct, think, oracle, reference; default direct and think, and oracle with --oracle)")
 			return func(ctx context.Context, args []string) error {
 				if *modelDir != "" {
 					if len(args) != 0 {
