@@ -173,10 +173,10 @@ type Stage struct {
 	// again as the reply; "pipeline" as the pipeline writes it at
 	// inference, the row's prompt as the user turn and its reference
 	// chain and answer as the reply, half the rows in thinking mode and
-	// half in direct mode. The frozen MLLM's states of the same answer
-	// differ between the two contexts, and a DiT trained only on the
-	// first reads the second poorly (docs/pretrain.md). The warm-up
-	// ignores it.
+	// half in direct mode; "mixed" alternates the two, row by row. The
+	// frozen MLLM's states of the same answer differ between the two
+	// contexts, and a DiT trained only on the first reads the second
+	// poorly (docs/pretrain.md). The warm-up ignores it.
 	Condition string `yaml:"condition"`
 }
 
@@ -184,6 +184,7 @@ type Stage struct {
 const (
 	ConditionPseudoCoT = "pseudo-cot"
 	ConditionPipeline  = "pipeline"
+	ConditionMixed     = "mixed"
 )
 
 // Schedule orders the SepGRPO phases.

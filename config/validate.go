@@ -183,8 +183,8 @@ func (c *Config) Validate() error {
 			k.positive(s.key+".batch", s.st.Batch)
 		}
 		k.nonNegativeF(s.key+".lr", s.st.LR)
-		if c := s.st.Condition; c != "" && c != ConditionPseudoCoT && c != ConditionPipeline {
-			k.add(s.key+".condition", "one of pseudo-cot, pipeline", fmt.Sprintf("%q", c))
+		if c := s.st.Condition; c != "" && c != ConditionPseudoCoT && c != ConditionPipeline && c != ConditionMixed {
+			k.add(s.key+".condition", "one of pseudo-cot, pipeline, mixed", fmt.Sprintf("%q", c))
 		}
 	}
 

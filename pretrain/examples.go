@@ -82,10 +82,15 @@ func FlowExample(tok tokenizer.Tokenizer, row *datasets.Row, imageTokens int) (E
 // row's prompt and its reference chain and answer, which is what the
 // pipeline feeds the DiT when the MLLM writes the right answer. k is the
 // row's position in the stage (step + index in the batch): even k are in
-// thinking mode, odd k in direct mode.
+// thinking mode, odd k in direct mode. With "mixed", even k take the
+// pseudo chain of thought and odd k the pipeline's format, in thinking
+// mode when k/2 is even.
 func stageExample(stage string, sc config.Stage, tok tokenizer.Tokenizer, row *datasets.Row, imageTokens, k int) (Example, error) {
-	if stage == StageWarmup || sc.Condition == config.ConditionPipeline {
+	switch {
+	case stage == StageWarmup || sc.Condition == config.ConditionPipeline:
 		return SFTExample(tok, row, imageTokens, k%2 == 0)
+	case sc.Condition == config.ConditionMixed && k%2 == 1:
+		return SFTExample(tok, row, imageTokens, (k/2)%2 == 0)
 	}
 	return FlowExample(tok, row, imageTokens)
 }

@@ -28,6 +28,7 @@ func TestStageExamples(t *testing.T) {
 		t.Fatalf("reasoning row %s has no chain", row.ID)
 	}
 	pipeline := config.Stage{Condition: config.ConditionPipeline}
+	mixed := config.Stage{Condition: config.ConditionMixed}
 	for _, c := range []struct {
 		name  string
 		stage string
@@ -43,6 +44,9 @@ func TestStageExamples(t *testing.T) {
 		{"finetune, pipeline, thinking", StageFinetune, pipeline, 2, row.Prompt, row.Think + "\n</think>\n\n" + row.Answer + "<|im_end|>"},
 		{"finetune, pipeline, direct", StageFinetune, pipeline, 3, row.Prompt, row.Answer + "<|im_end|>"},
 		{"align, pipeline", StageAlign, pipeline, 1, row.Prompt, row.Answer + "<|im_end|>"},
+		{"finetune, mixed, pseudo-cot", StageFinetune, mixed, 4, row.Answer, row.Answer},
+		{"finetune, mixed, pipeline thinking", StageFinetune, mixed, 5, row.Prompt, row.Think + "\n</think>\n\n" + row.Answer + "<|im_end|>"},
+		{"finetune, mixed, pipeline direct", StageFinetune, mixed, 7, row.Prompt, row.Answer + "<|im_end|>"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e, err := stageExample(c.stage, c.sc, tok, row, 4, c.k)
