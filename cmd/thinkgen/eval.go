@@ -47,7 +47,7 @@ edits, and the rule models score the first --rows rows of the held-out
 split of the bundle's seed (--seed N: of seed N, the rows and noise that
 train --seed N evaluates on); the per-stage table has one entry. --oracle adds
 mode "oracle": the DiT draws from each row's reference answer, written as
-stage 2 trained it — the score a perfect MLLM would get with this DiT.
+stage 2 trained it — the DiT's ceiling on its training format.
 --scenarios composition (or a comma-separated list) evaluates the first
 --rows rows of a held-out split made of those scenarios only, and --modes
 think (direct, think, oracle, reference) only those modes: a paired
@@ -64,7 +64,7 @@ ceiling on the pseudo chain of thought it was pre-trained on).`,
 			modelDir := fs.String("model", "", "generate with the bundle or export in this directory (think-then-generate, both modes) on held-out rows instead of scoring a DATASET's images")
 			rows := fs.Int("rows", 200, "with --model: the number of held-out rows (the eval split of the bundle's seed, or --seed)")
 			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
-			oracle := fs.Bool("oracle", false, "with --model: also evaluate mode oracle, the DiT drawing from each row's reference answer (the pipeline's ceiling with an MLLM that always writes the right instruction)")
+			oracle := fs.Bool("oracle", false, "with --model: also evaluate mode oracle, the DiT drawing from each row's reference answer written as stage 2 trained it (the DiT's ceiling; --modes reference gives the MLLM's)")
 			scenarios := fs.StringSlice("scenarios", nil, "with --model: evaluate only these scenarios (comma-separated, e.g. composition,reasoning): the first --rows held-out rows of a split made of them")
 			evalModes := fs.StringSlice("modes", nil, "with --model: evaluate only these modes (direct, think, oracle, reference; default direct and think, and oracle with --oracle)")
 			return func(ctx context.Context, args []string) error {
