@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -125,7 +126,7 @@ func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row
 			if mode == ReferenceMode {
 				// What the MLLM writes in thinking mode when it gets the
 				// row right: the reference chain, then the answer.
-				text = rows[i].Think + "\n</think>\n\n" + rows[i].Answer + "<|im_end|>"
+				text = tokenizer.Reply(tokenizer.ThinkOpen, rows[i].Think, rows[i].Answer)
 			}
 			c, err := tok.Encode(text)
 			if err != nil {
@@ -295,14 +296,15 @@ const ReferenceMode = "reference"
 // CheckMode returns an error naming the known modes unless mode is one of
 // Modes, OracleMode or ReferenceMode.
 func CheckMode(mode string) error {
-	known := append(modes(true), ReferenceMode)
-	for _, m := range known {
-		if m == mode {
-			return nil
-		}
+	if slices.Contains(knownModes(), mode) {
+		return nil
 	}
-	return fmt.Errorf("unknown eval mode %q (known: %s)", mode, strings.Join(known, ", "))
+	return fmt.Errorf("unknown eval mode %q (known: %s)", mode, strings.Join(knownModes(), ", "))
 }
+
+// knownModes returns every mode in table order: Modes, OracleMode,
+// ReferenceMode.
+func knownModes() []string { return append(modes(true), ReferenceMode) }
 
 // modes returns Modes, followed by OracleMode when oracle is set.
 func modes(oracle bool) []string {
@@ -416,7 +418,7 @@ func WriteTable(w io.Writer, entries []Entry) error {
 	}
 	fmt.Fprintln(tw)
 	for _, e := range entries {
-		for _, mode := range append(modes(true), ReferenceMode) {
+		for _, mode := range knownModes() {
 			sums, ok := e.Scores[mode]
 			if !ok {
 				continue

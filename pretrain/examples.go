@@ -43,11 +43,11 @@ func chatPrompt(tok tokenizer.Tokenizer, user string, ref []byte, imageTokens in
 // non-thinking mode the prompt already closes an empty think block and the
 // completion is the answer alone.
 func SFTExample(tok tokenizer.Tokenizer, row *datasets.Row, imageTokens int, thinking bool) (Example, error) {
-	mode, completion := tokenizer.ThinkSkip, row.Answer+"<|im_end|>"
+	mode := tokenizer.ThinkSkip
 	if thinking {
 		mode = tokenizer.ThinkOpen
-		completion = row.Think + "\n</think>\n\n" + row.Answer + "<|im_end|>"
 	}
+	completion := tokenizer.Reply(mode, row.Think, row.Answer)
 	p, err := chatPrompt(tok, row.Prompt, row.Reference, imageTokens, mode)
 	if err != nil {
 		return Example{}, fmt.Errorf("row %s: prompt: %w", row.ID, err)

@@ -95,3 +95,15 @@ func (c Chat) Prompt() (string, error) {
 func ImagePlaceholder(n int) string {
 	return VisionStart + strings.Repeat(ImagePad, max(n, 0)) + VisionEnd
 }
+
+// Reply renders the assistant's reply to a prompt opened with mode:
+// after ThinkOpen the chain of thought, </think>, a blank line and the
+// answer; after ThinkSkip (whose prompt already closed an empty block) the
+// answer alone. Both end with <|im_end|>. It is what the warm-up teaches
+// and what the pipeline reads back when the MLLM writes a row right.
+func Reply(mode ThinkMode, think, answer string) string {
+	if mode == ThinkOpen {
+		return think + "\n" + EndThink + "\n\n" + answer + ImEnd
+	}
+	return answer + ImEnd
+}

@@ -128,3 +128,19 @@ func TestChatErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestReply(t *testing.T) {
+	for _, c := range []struct {
+		mode          ThinkMode
+		think, answer string
+		want          string
+	}{
+		{ThinkOpen, "two plus one is three.", "three dots.", "two plus one is three.\n</think>\n\nthree dots.<|im_end|>"},
+		{ThinkOpen, "", "a red circle.", "\n</think>\n\na red circle.<|im_end|>"},
+		{ThinkSkip, "ignored.", "a red circle.", "a red circle.<|im_end|>"},
+	} {
+		if got := Reply(c.mode, c.think, c.answer); got != c.want {
+			t.Errorf("Reply(%v, %q, %q) = %q, want %q", c.mode, c.think, c.answer, got, c.want)
+		}
+	}
+}
