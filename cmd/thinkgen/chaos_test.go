@@ -40,7 +40,9 @@ func startProc(t *testing.T, name string, env []string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(append(os.Environ(), "THINKGEN_TEST_MAIN=1", "OMP_NUM_THREADS=1"), env...)
+	// TMPDIR: a SIGKILLed worker cannot remove its cache directory; under
+	// the test's own temporary directory it goes when the test ends.
+	cmd.Env = append(append(os.Environ(), "THINKGEN_TEST_MAIN=1", "OMP_NUM_THREADS=1", "TMPDIR="+t.TempDir()), env...)
 	p := &proc{name: name, cmd: cmd, done: make(chan error, 1), log: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
