@@ -14,6 +14,7 @@ import (
 	"image/draw"
 	"image/png"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -220,10 +221,36 @@ func Score(ctx context.Context, reg *reward.Registry, samples []Sample) ([]rewar
 	if err != nil {
 		return nil, err
 	}
-	for i := range samples {
+	for i, s := range samples {
+		if v, ok := InstructionScore(s.Row, s.Instruction); ok {
+			aux := make(map[string]float64, len(res[i].Aux)+1)
+			maps.Copy(aux, res[i].Aux)
+			aux[InstructionAux] = v
+			res[i].Aux = aux
+		}
 		samples[i].Result = res[i]
 	}
 	return res, nil
+}
+
+// InstructionAux is the aux metric Score adds to composition and reasoning
+// results: the InstructionScore of what the MLLM wrote.
+const InstructionAux = "instruction"
+
+// InstructionScore scores the instruction the MLLM wrote for row on its
+// own, before the DiT draws it: the caption is parsed back into a scene
+// and its objects are checked against the row's requirements as a
+// detector's would be (partial credit; 0 for an instruction that strays
+// from the caption grammar). It separates the MLLM's share of a score from
+// the DiT's: a reasoning row whose instruction scores 1 but whose image
+// scores 0 was lost by the DiT. ok is false for scenarios whose answer is
+// not a scene caption (text, editing, reflection).
+func InstructionScore(row *datasets.Row, instruction string) (score float64, ok bool) {
+	if row.Scenario != datasets.Composition && row.Scenario != datasets.Reasoning {
+		return 0, false
+	}
+	v, _ := datasets.ScoreCaption(row.Spec.Require, instruction) // 0 when it does not parse
+	return v, true
 }
 
 // WriteGrid writes a PNG with one line per sample: reference (blank when
@@ -409,13 +436,16 @@ type Entry struct {
 
 // WriteTable prints evaluations like the paper's Table 6: one line per
 // entry and mode, one column per scenario, the mean partial score with the
-// strict accuracy in brackets.
+// strict accuracy in brackets, and a last column with the mean
+// InstructionScore of the composition and reasoning rows (the MLLM's
+// share: what the instruction alone would score).
 func WriteTable(w io.Writer, entries []Entry) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "stage\tmode")
 	for _, sc := range datasets.AllScenarios {
 		fmt.Fprintf(tw, "\t%s", sc)
 	}
+	fmt.Fprint(tw, "\tinstruction (composition/reasoning)")
 	fmt.Fprintln(tw)
 	for _, e := range entries {
 		for _, mode := range knownModes() {
@@ -435,6 +465,13 @@ func WriteTable(w io.Writer, entries []Entry) error {
 					fmt.Fprint(tw, "\t-")
 				}
 			}
+			instr := func(sc string) string {
+				if v, ok := by[sc].Aux[InstructionAux]; ok {
+					return fmt.Sprintf("%.3f", v)
+				}
+				return "-"
+			}
+			fmt.Fprintf(tw, "\t%s/%s", instr(datasets.Composition), instr(datasets.Reasoning))
 			fmt.Fprintln(tw)
 		}
 	}

@@ -105,6 +105,11 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 			if s.Written != want || s.Instruction != rows[i].Answer {
 				t.Errorf("row %s (%s): reference mode wrote %q (instruction %q), want %q", rows[i].ID, rows[i].Scenario, s.Written, s.Instruction, want)
 			}
+			// The reference answer meets its own requirements.
+			v, ok := s.Result.Aux[InstructionAux]
+			if caption := rows[i].Scenario == datasets.Composition || rows[i].Scenario == datasets.Reasoning; ok != caption || (ok && v != 1) {
+				t.Errorf("row %s (%s): aux %s = %v (present %v)", rows[i].ID, rows[i].Scenario, InstructionAux, v, ok)
+			}
 		}
 		if _, _, err := Run(context.Background(), b, reg, Options{Rows: rows[:1], Modes: []string{"dream"}}); err == nil || !strings.Contains(err.Error(), `unknown eval mode "dream"`) {
 			t.Errorf("Modes [dream]: error %v", err)
@@ -128,5 +133,57 @@ func withShippedBase(t *testing.T, f func(b *model.Bundle, reg *reward.Registry)
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestInstructionScore(t *testing.T) {
+	rows, err := datasets.Generate(datasets.Options{Seed: 5, Split: datasets.Eval, Size: 32, Scenarios: []string{datasets.Reasoning}}, 0, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A one-object reasoning row: "a <size> <colour> <shape> at <cell>."
+	var one *datasets.Row
+	for i := range rows {
+		r := rows[i].Spec.Require
+		if len(r) == 1 && r[0].Count == 1 && r[0].Color != "" && r[0].Size == "" && r[0].Cell == nil && len(rows[i].Spec.Scene.Objects) == 1 {
+			one = &rows[i]
+			break
+		}
+	}
+	if one == nil {
+		t.Fatal("no one-object reasoning row in 40")
+	}
+	o := one.Spec.Scene.Objects[0]
+	other := datasets.Shape("circle")
+	if o.Shape == other {
+		other = "square"
+	}
+	otherColor := datasets.Color("red")
+	if o.Color == otherColor {
+		otherColor = "blue"
+	}
+	text, err := datasets.Generate(datasets.Options{Seed: 5, Split: datasets.Eval, Size: 32, Scenarios: []string{datasets.Text}}, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		row         *datasets.Row
+		instruction string
+		want        float64
+		ok          bool
+	}{
+		{"reference answer", one, one.Answer, 1, true},
+		{"wrong shape", one, strings.Replace(one.Answer, string(o.Shape), string(other), 1), 0, true},
+		{"wrong colour: the count's credit only", one, strings.Replace(one.Answer, string(o.Color), string(otherColor), 1), 0.5, true},
+		{"off the grammar", one, "a " + string(o.Color) + " thing.", 0, true},
+		{"empty", one, "", 0, true},
+		{"text row", &text[0], text[0].Answer, 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := InstructionScore(tt.row, tt.instruction)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: InstructionScore(%q) = %v, %v; want %v, %v", tt.name, tt.instruction, got, ok, tt.want, tt.ok)
+		}
 	}
 }

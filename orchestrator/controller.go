@@ -456,7 +456,7 @@ func StepLine(r StepReport, total int) string {
 		r.Plan.Step, total, r.Plan.Phase, get("reward/mean"), get("reward/std"), get("adv/zero_std_ratio"),
 		get("loss/kl"), get("loss/clip_low"), get("loss/clip_high"), get("loss/ratio_first"), get("learn/grad_norm"))
 	if r.Plan.Phase == config.PhaseMLLMGRPO {
-		fmt.Fprintf(&b, " | cot %.1f tok ent %.3f | %.0f tok/s", get("rollout/cot_tokens"), get("loss/entropy"), get("rollout/tokens_per_s"))
+		fmt.Fprintf(&b, " | cot %.1f tok ent %.3f instr/reasoning %.3f | %.0f tok/s", get("rollout/cot_tokens"), get("loss/entropy"), get("rollout/instruction/reasoning"), get("rollout/tokens_per_s"))
 	} else {
 		fmt.Fprintf(&b, " | %.2f img/s", get("rollout/images_per_s"))
 	}

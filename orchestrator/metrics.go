@@ -93,7 +93,8 @@ func (h *History) series(name, label string) []plots.Series {
 }
 
 // WriteCurves draws the run's curves (the paper's Figure 5 analogue:
-// reward, per-scenario reward, chain-of-thought length; and KL, clipping,
+// reward, per-scenario reward, chain-of-thought length, the score of the
+// MLLM's instructions read as captions; and KL, clipping,
 // entropy, gradient norm and the step time split) into a PNG.
 func (h *History) WriteCurves(path string) error {
 	var perScenario []plots.Series
@@ -107,6 +108,17 @@ func (h *History) WriteCurves(path string) error {
 	for _, k := range names {
 		perScenario = append(perScenario, h.series(k, strings.Split(k, "/")[1])...)
 	}
+	var instruction []plots.Series
+	names = names[:0]
+	for k := range h.Values {
+		if strings.HasPrefix(k, "rollout/instruction/") {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		instruction = append(instruction, h.series(k, strings.TrimPrefix(k, "rollout/instruction/"))...)
+	}
 	cat := func(ss ...[]plots.Series) []plots.Series {
 		var out []plots.Series
 		for _, s := range ss {
@@ -118,6 +130,7 @@ func (h *History) WriteCurves(path string) error {
 		{Title: "reward (mean over samples)", XLabel: "step", Series: cat(h.series("reward/mean", "all"))},
 		{Title: "reward by scenario", XLabel: "step", Series: perScenario},
 		{Title: "completion length (tokens)", XLabel: "step", Series: h.series("rollout/cot_tokens", "chain + instruction")},
+		{Title: "instruction score, before the DiT", XLabel: "step", Series: instruction},
 		{Title: "KL to the reference", XLabel: "step", Series: h.series("loss/kl", "kl")},
 		{Title: "clip fraction", XLabel: "step", Series: cat(h.series("loss/clip_low", "low"), h.series("loss/clip_high", "high"))},
 		{Title: "entropy and zero-std groups", XLabel: "step", Series: cat(h.series("loss/entropy", "entropy"), h.series("adv/zero_std_ratio", "zero-std ratio"))},

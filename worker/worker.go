@@ -345,8 +345,9 @@ func (w *Worker) reward(ctx context.Context, t task.Task) (task.Result, error) {
 }
 
 // dataStats are the step's statistics of its data: the rewards' mean and
-// std, overall and per scenario; the mean completion length and the share
-// of completions without an instruction.
+// std, overall and per scenario; the mean completion length, the share of
+// completions without an instruction and the mean score of the
+// instructions themselves (instructionScores).
 func dataStats(rolls []shards.RolloutRow, rows []shards.RewardRow) map[string]float64 {
 	m := map[string]float64{}
 	var tokens, noAnswer float64
@@ -359,6 +360,9 @@ func dataStats(rolls []shards.RolloutRow, rows []shards.RewardRow) map[string]fl
 	if len(rolls) > 0 {
 		m["rollout/cot_tokens"] = tokens / float64(len(rolls))
 		m["rollout/no_answer"] = noAnswer / float64(len(rolls))
+	}
+	for sc, v := range instructionScores(rolls) {
+		m["rollout/instruction/"+sc] = v
 	}
 	by := map[string][]float64{}
 	var all []float64
@@ -492,4 +496,30 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
 	}
 	w.learner = l
 	return nil
+}
+
+// instructionScores is the mean score, per scenario, of the instructions
+// the MLLM wrote for composition and reasoning rows, read as captions and
+// checked against the row's requirements before any image is drawn
+// (datasets.ScoreCaption): whether the MLLM's answers improve, apart from
+// how well the DiT draws them. Rows whose spec does not parse are left out
+// (the reward task has already failed on them).
+func instructionScores(rolls []shards.RolloutRow) map[string]float64 {
+	sum, n := map[string]float64{}, map[string]int{}
+	for _, r := range rolls {
+		if r.Scenario != datasets.Composition && r.Scenario != datasets.Reasoning {
+			continue
+		}
+		spec, err := datasets.ParseSpec([]byte(r.Spec))
+		if err != nil {
+			continue
+		}
+		v, _ := datasets.ScoreCaption(spec.Require, r.Instruction) // 0 when it does not parse
+		sum[r.Scenario] += v
+		n[r.Scenario]++
+	}
+	for sc := range sum {
+		sum[sc] /= float64(n[sc])
+	}
+	return sum
 }

@@ -1,9 +1,13 @@
 package worker
 
 import (
+	"encoding/json"
+	"maps"
 	"testing"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/shards"
 )
 
 // TestTrainRowsFollowThePhaseMix: each phase draws its prompts from its own
@@ -49,5 +53,34 @@ func TestTrainRowsFollowThePhaseMix(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInstructionScores: the MLLM's instructions for composition and
+// reasoning rows are scored as captions against the row's spec, per
+// scenario; other scenarios and unparseable specs are left out.
+func TestInstructionScores(t *testing.T) {
+	rows, err := datasets.Generate(datasets.Options{Seed: 3, Split: datasets.Train}, 0, 10) // two rows per scenario
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rolls []shards.RolloutRow
+	for i, r := range rows {
+		spec, err := json.Marshal(r.Spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		instr := r.Answer
+		if i%2 == 1 {
+			instr = "not a caption"
+		}
+		rolls = append(rolls, shards.RolloutRow{Scenario: r.Scenario, Spec: string(spec), Instruction: instr})
+	}
+	rolls = append(rolls, shards.RolloutRow{Scenario: datasets.Reasoning, Spec: "{", Instruction: rows[0].Answer})
+	got := instructionScores(rolls)
+	// Per scenario, one row wrote its reference answer (1) and one wrote no caption (0).
+	want := map[string]float64{datasets.Composition: 0.5, datasets.Reasoning: 0.5}
+	if !maps.Equal(got, want) {
+		t.Fatalf("instructionScores = %v, want %v", got, want)
 	}
 }

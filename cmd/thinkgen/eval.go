@@ -55,7 +55,11 @@ before/after check of one scenario costs a fraction of the whole table.
 Mode "reference" is thinking mode with the reply forced to each row's
 reference chain and answer after the row's own prompt: the ceiling of what
 training the MLLM alone can reach with this DiT (oracle is the DiT's
-ceiling on the pseudo chain of thought it was pre-trained on).`,
+ceiling on the pseudo chain of thought it was pre-trained on). The table's
+last column scores the instructions themselves for composition and
+reasoning rows: each is read back as a caption and checked against the
+row's requirements as if it were the detector's reading (0 when it is not
+a caption) — the MLLM's share of the score, before the DiT draws.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
