@@ -16,6 +16,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"regexp"
 	"strconv"
 	"time"
@@ -73,9 +74,29 @@ type Model struct {
 }
 
 // SameShape reports whether weights saved for o fit m: the same MLLM,
-// connector and DiT (the dtype may differ).
-func (m Model) SameShape(o Model) bool {
-	return m.MLLM == o.MLLM && m.Connector == o.Connector && m.DiT == o.DiT
+// DiT and number of prepadding states (the dtype may differ, and so may
+// connector.states, which picks states without changing any weight).
+func (m Model) SameShape(o Model) bool { return len(m.ShapeDiff(o)) == 0 }
+
+// ShapeDiff lists the keys on which weights saved for o would not fit m,
+// as "connector.prepad 4 vs 0" (m's value first), in the order of the
+// model section; empty when they fit (SameShape).
+func (m Model) ShapeDiff(o Model) []string {
+	var diff []string
+	walk := func(prefix string, a, b any) {
+		va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+		for i := range va.NumField() {
+			if x, y := va.Field(i).Interface(), vb.Field(i).Interface(); x != y {
+				diff = append(diff, fmt.Sprintf("%s.%s %v vs %v", prefix, va.Type().Field(i).Tag.Get("yaml"), x, y))
+			}
+		}
+	}
+	walk("mllm", m.MLLM, o.MLLM)
+	if m.Connector.Prepad != o.Connector.Prepad {
+		diff = append(diff, fmt.Sprintf("connector.prepad %d vs %d", m.Connector.Prepad, o.Connector.Prepad))
+	}
+	walk("dit", m.DiT, o.DiT)
+	return diff
 }
 
 // MLLM is a Qwen3-style decoder with a small vision patch embedder.

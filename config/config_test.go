@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -268,5 +269,31 @@ func TestClusterCustomResourcesSet(t *testing.T) {
 	}
 	if b, _ := cfg.Cluster.Rollout.MemoryBytes(); b != 80<<30 {
 		t.Errorf("cluster.rollout.memory = %d bytes, want %d", b, int64(80<<30))
+	}
+}
+
+func TestShapeDiff(t *testing.T) {
+	base := Default().Model
+	tests := []struct {
+		name   string
+		change func(m *Model)
+		want   []string
+	}{
+		{"same", func(m *Model) {}, nil},
+		{"dtype only", func(m *Model) { m.DType = "bfloat16" }, nil},
+		{"connector.states only (no weight changes)", func(m *Model) { m.Connector.States = StatesAll }, nil},
+		{"prepad", func(m *Model) { m.Connector.Prepad = 0 }, []string{fmt.Sprintf("connector.prepad %d vs 0", base.Connector.Prepad)}},
+		{"two keys", func(m *Model) { m.MLLM.Layers++; m.DiT.Hidden *= 2 }, []string{
+			fmt.Sprintf("mllm.layers %d vs %d", base.MLLM.Layers, base.MLLM.Layers+1),
+			fmt.Sprintf("dit.hidden %d vs %d", base.DiT.Hidden, base.DiT.Hidden*2),
+		}},
+	}
+	for _, tt := range tests {
+		o := base
+		tt.change(&o)
+		got := base.ShapeDiff(o)
+		if !slices.Equal(got, tt.want) || base.SameShape(o) != (len(tt.want) == 0) {
+			t.Errorf("%s: ShapeDiff = %q (SameShape %v), want %q", tt.name, got, base.SameShape(o), tt.want)
+		}
 	}
 }

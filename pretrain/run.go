@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sugarme/gotch"
@@ -167,9 +168,9 @@ func CheckFrom(c *config.Config, dir string) error {
 	if err != nil {
 		return fmt.Errorf("pretrain: start from %s: %w", dir, err)
 	}
-	if !fcfg.Model.SameShape(c.Model) {
-		return fmt.Errorf("pretrain: start from %s: a bundle of another model shape (its model section differs from the configuration's: e.g. dit.hidden %d vs %d, mllm.hidden %d vs %d)",
-			dir, fcfg.Model.DiT.Hidden, c.Model.DiT.Hidden, fcfg.Model.MLLM.Hidden, c.Model.MLLM.Hidden)
+	if diff := fcfg.Model.ShapeDiff(c.Model); len(diff) > 0 {
+		return fmt.Errorf("pretrain: start from %s: a bundle of another model shape (the bundle's model section vs the configuration's: %s)",
+			dir, strings.Join(diff, ", "))
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -200,8 +201,8 @@ func (w *Worker) policyAt(ctx context.Context, run string, v int) (*model.Bundle
 
 // sameShape refuses a checkpoint whose models differ from the run's.
 func sameShape(run, ckpt *config.Config) error {
-	if !run.Model.SameShape(ckpt.Model) {
-		return fmt.Errorf("its model section differs from the run's (a checkpoint of another model shape)")
+	if diff := ckpt.Model.ShapeDiff(run.Model); len(diff) > 0 {
+		return fmt.Errorf("a checkpoint of another model shape (its model section vs the run's: %s)", strings.Join(diff, ", "))
 	}
 	return nil
 }

@@ -229,9 +229,9 @@ func preflight(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("run.base: %w", err)
 	}
-	if a, b := cfg.Model, bcfg.Model; !a.SameShape(b) {
-		return fmt.Errorf("run.base %s: a checkpoint of another model shape (its model section differs from the configuration's: e.g. dit.hidden %d vs %d, mllm.hidden %d vs %d)",
-			cfg.Run.Base, b.DiT.Hidden, a.DiT.Hidden, b.MLLM.Hidden, a.MLLM.Hidden)
+	if diff := bcfg.Model.ShapeDiff(cfg.Model); len(diff) > 0 {
+		return fmt.Errorf("run.base %s: a checkpoint of another model shape (the base's model section vs the configuration's: %s)",
+			cfg.Run.Base, strings.Join(diff, ", "))
 	}
 	if cfg.Data.TrainSize <= 0 {
 		return fmt.Errorf("data.train_size: %d, want > 0: the run's prompts come from the train split", cfg.Data.TrainSize)
