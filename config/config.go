@@ -344,6 +344,16 @@ type Reward struct {
 	Remote map[string]string `yaml:"remote"`
 	// Timeout of one remote reward request.
 	Timeout time.Duration `yaml:"timeout"`
+	// Instruction is the share λ in [0, 1] of the MLLM phase's (mllm-grpo)
+	// reward of a composition or reasoning sample that goes to the instruction the
+	// MLLM wrote, read back as a caption and checked against the row's
+	// requirements (datasets.ScoreCaption), the rest going to the image:
+	// reward = weight × ((1 − λ) × image + λ × instruction). An accuracy
+	// reward on the answer, as R1-style GRPO uses; it gives the MLLM's
+	// phase a signal that the DiT's drawing does not blur. 0 (the default)
+	// rewards the image alone, as the paper does. Eval always scores the
+	// image.
+	Instruction float64 `yaml:"instruction"`
 }
 
 // Storage says where datasets, shards, checkpoints and manifests live.

@@ -148,6 +148,8 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"flow_grpo.clip_eps=0", "flow_grpo.clip_eps"},
 		{"optim.beta2=1", "optim.beta2"},
 		{"reward.remote.text=ftp://x", "reward.remote.text"},
+		{"reward.instruction=1.5", "reward.instruction"},
+		{"reward.instruction=-0.1", "reward.instruction"},
 		{"storage.uri=gs://bucket", "storage.uri"},
 		{"storage.compression=gzip", "storage.compression"},
 		{"cluster.workers.learner=2", "cluster.workers.learner"},

@@ -270,6 +270,7 @@ func (c *Config) Validate() error {
 	if c.Reward.Timeout <= 0 {
 		k.add("reward.timeout", "a positive duration", c.Reward.Timeout)
 	}
+	k.in01("reward.instruction", c.Reward.Instruction, false, false)
 
 	st := c.Storage
 	if strings.Contains(st.URI, "://") {

@@ -321,13 +321,21 @@ func (w *Worker) reward(ctx context.Context, t task.Task) (task.Result, error) {
 	}
 	elapsed := time.Since(start)
 	out := make([]shards.RewardRow, len(in))
+	lambda := w.cfg.Reward.Instruction
 	for i, r := range in {
 		comp := map[string]float32{"partial": float32(res[i].Partial), "strict": float32(res[i].Strict)}
 		for k, v := range res[i].Aux {
 			comp[k] = float32(v)
 		}
+		score, instr, ok, err := trainingReward(lambda, t.Phase, &r, res[i])
+		if err != nil {
+			return task.Result{}, fmt.Errorf("%s row %s sample %d: %w", t.Inputs[0].Key, r.RowID, r.SampleIndex, err)
+		}
+		if ok {
+			comp["instruction"] = float32(instr)
+		}
 		out[i] = shards.RewardRow{Run: t.Run, Step: int64(t.Step), Task: t.ID, Attempt: int32(t.Attempt),
-			GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: float32(res[i].Score),
+			GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: float32(score),
 			Components: comp, Detail: res[i].Err}
 	}
 	obj, err := putShard(ctx, w, t, shards.Reward, func(sw *shards.Writer[shards.RewardRow]) error {
@@ -343,6 +351,24 @@ func (w *Worker) reward(ctx context.Context, t task.Task) (task.Result, error) {
 	}
 	m := map[string]float64{"time/score_s": elapsed.Seconds()}
 	return task.Result{Outputs: []storage.Object{obj}, Metrics: m}, nil
+}
+
+// trainingReward is the reward of rollout row r whose image scored res:
+// res.Score, or in the MLLM's phase with reward.instruction λ > 0, for a
+// composition or reasoning row scored without error, weight × ((1 − λ) ×
+// image + λ × instruction), where instruction is the score of the
+// instruction r holds read as a caption (datasets.ScoreCaption). ok
+// reports whether the instruction was scored.
+func trainingReward(lambda float64, phase config.Phase, r *shards.RolloutRow, res reward.Result) (score, instr float64, ok bool, err error) {
+	if lambda == 0 || phase != config.PhaseMLLMGRPO || res.Err != "" || (r.Scenario != datasets.Composition && r.Scenario != datasets.Reasoning) {
+		return res.Score, 0, false, nil
+	}
+	spec, err := datasets.ParseSpec([]byte(r.Spec))
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("spec: %w", err)
+	}
+	instr, _ = datasets.ScoreCaption(spec.Require, r.Instruction) // 0 when it is not a caption
+	return res.Weight * ((1-lambda)*res.Partial + lambda*instr), instr, true, nil
 }
 
 // dataStats are the step's statistics of its data: the rewards' mean and
