@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# pretrain-tiny-base.sh DIR — the recipe of the shipped base/tiny (v2), on
+# pretrain-tiny-base.sh DIR — the recipe of the shipped base/tiny (v3), on
 # two CPU cores: the supervised stages of configs/tiny.yaml (seed 1), then
 # stage 2 (DiT) continued twice on fresh rows with `pretrain --from`
 # (1,000 steps of seed 2, then 2,000 of seed 3, lr 5e-4 with its own warm-up
-# and cosine decay), then stage 3 (fine-tune, 200 steps) on the result.
-# The base is DIR/c3/runs/pretrain-tiny/pretrain/finetune/final. Each
-# command resumes after a kill; about 2 hours on two idle cores.
+# and cosine decay), then stage 3 (fine-tune, 200 steps) on the result (that
+# was v2), then stage 3 twice more with `condition: mixed` — the DiT reads
+# the pipeline's own context on every other row (300 steps of seed 4 at
+# 2e-4, then 400 of seed 7 at 1e-4). The base is
+# DIR/v3/runs/pretrain-tiny/pretrain/finetune/final. Each command resumes
+# after a kill; about 2.5 hours on two idle cores.
 #
 # The shipped weights followed this recipe with one deviation: the first
 # continuation was started as a 3,000-step schedule, stopped at step 179
@@ -25,4 +28,9 @@ only_dit=(--set pretrain.warmup.steps=0 --set pretrain.align.steps=0 --set pretr
 	--set pretrain.dit.steps=1000 --set pretrain.finetune.steps=0 --eval-rows 0
 "$bin" pretrain --config "$cfg" --run-dir "$dir/c3" --seed 3 --from "$(final c2 dit)" "${only_dit[@]}" \
 	--set pretrain.dit.steps=2000 --eval-rows 50
-echo "base: $(final c3 finetune)"
+only_ft=(--set pretrain.warmup.steps=0 --set pretrain.align.steps=0 --set pretrain.dit.steps=0 --set pretrain.finetune.condition=mixed)
+"$bin" pretrain --config "$cfg" --run-dir "$dir/m1" --seed 4 --from "$(final c3 finetune)" "${only_ft[@]}" \
+	--set pretrain.finetune.steps=300 --eval-rows 0
+"$bin" pretrain --config "$cfg" --run-dir "$dir/v3" --seed 7 --from "$(final m1 finetune)" "${only_ft[@]}" \
+	--set pretrain.finetune.steps=400 --set pretrain.finetune.lr=1e-4 --eval-rows 0
+echo "base: $(final v3 finetune)"
