@@ -78,6 +78,14 @@ func parseObjectCaption(p string) (Object, error) {
 	return o, nil
 }
 
+// AnswersWithCaption reports whether a scenario's answer is a scene caption
+// that ScoreCaption can check against the row's requirements: composition
+// and reasoning (text rows caption a string, editing and reflection rows
+// write an edit).
+func AnswersWithCaption(scenario string) bool {
+	return scenario == Composition || scenario == Reasoning
+}
+
 // ScoreCaption scores a caption against requirements on its own, as if it
 // were the detector's reading of an image: the caption is parsed with
 // ParseCaption and its objects checked with CheckRequirements (partial

@@ -246,7 +246,7 @@ const InstructionAux = "instruction"
 // scores 0 was lost by the DiT. ok is false for scenarios whose answer is
 // not a scene caption (text, editing, reflection).
 func InstructionScore(row *datasets.Row, instruction string) (score float64, ok bool) {
-	if row.Scenario != datasets.Composition && row.Scenario != datasets.Reasoning {
+	if !datasets.AnswersWithCaption(row.Scenario) {
 		return 0, false
 	}
 	v, _ := datasets.ScoreCaption(row.Spec.Require, instruction) // 0 when it does not parse

@@ -360,7 +360,7 @@ func (w *Worker) reward(ctx context.Context, t task.Task) (task.Result, error) {
 // instruction r holds read as a caption (datasets.ScoreCaption). ok
 // reports whether the instruction was scored.
 func trainingReward(lambda float64, phase config.Phase, r *shards.RolloutRow, res reward.Result) (score, instr float64, ok bool, err error) {
-	if lambda == 0 || phase != config.PhaseMLLMGRPO || res.Err != "" || (r.Scenario != datasets.Composition && r.Scenario != datasets.Reasoning) {
+	if lambda == 0 || phase != config.PhaseMLLMGRPO || res.Err != "" || !datasets.AnswersWithCaption(r.Scenario) {
 		return res.Score, 0, false, nil
 	}
 	spec, err := datasets.ParseSpec([]byte(r.Spec))
@@ -534,7 +534,7 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
 func instructionScores(rolls []shards.RolloutRow) map[string]float64 {
 	sum, n := map[string]float64{}, map[string]int{}
 	for _, r := range rolls {
-		if r.Scenario != datasets.Composition && r.Scenario != datasets.Reasoning {
+		if !datasets.AnswersWithCaption(r.Scenario) {
 			continue
 		}
 		spec, err := datasets.ParseSpec([]byte(r.Spec))
