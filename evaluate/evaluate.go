@@ -488,3 +488,36 @@ func (s Scores) Score(mode, scenario string) float64 {
 	}
 	return 0
 }
+
+// TaskSummaries aggregates samples' results per scenario and sub-task
+// (datasets.Row.Task: "negation", "knowledge", "recolour", …), each
+// summary's Scenario being "scenario/task", sorted. Held-out rows of some
+// tasks cannot be learnt from the train split (knowledge rows hold back
+// facts), so a scenario's mean hides where a change came from.
+func TaskSummaries(samples []Sample) []reward.Summary {
+	res := make([]reward.Result, len(samples))
+	for i, s := range samples {
+		res[i] = s.Result
+		res[i].Scenario = s.Row.Scenario + "/" + s.Row.Task
+	}
+	return reward.Summarize(res)
+}
+
+// WriteTaskTable prints task summaries by mode: one line per mode and
+// scenario/task with the row count, the mean partial score (strict
+// accuracy in brackets) and, where there is one, the mean instruction
+// score.
+func WriteTaskTable(w io.Writer, tasks map[string][]reward.Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "mode\ttask\trows\tscore\tinstruction")
+	for _, mode := range knownModes() {
+		for _, s := range tasks[mode] {
+			instr := "-"
+			if v, ok := s.Aux[InstructionAux]; ok {
+				instr = fmt.Sprintf("%.3f", v)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f (%.2f)\t%s\n", mode, s.Scenario, s.N, s.Score, s.Strict, instr)
+		}
+	}
+	return tw.Flush()
+}

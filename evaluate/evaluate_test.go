@@ -3,6 +3,7 @@ package evaluate
 import (
 	"bytes"
 	"context"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -184,6 +185,59 @@ func TestInstructionScore(t *testing.T) {
 		got, ok := InstructionScore(tt.row, tt.instruction)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("%s: InstructionScore(%q) = %v, %v; want %v, %v", tt.name, tt.instruction, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestTaskSummaries(t *testing.T) {
+	rows := []datasets.Row{
+		{Scenario: datasets.Reasoning, Task: "negation"},
+		{Scenario: datasets.Reasoning, Task: "negation"},
+		{Scenario: datasets.Reasoning, Task: "knowledge"},
+		{Scenario: datasets.Text, Task: "text"},
+	}
+	results := []reward.Result{
+		{Partial: 1, Score: 1, Strict: 1, Aux: map[string]float64{InstructionAux: 1}},
+		{Partial: 0.5, Score: 0.5, Aux: map[string]float64{InstructionAux: 0}},
+		{Partial: 0.25, Score: 0.25, Aux: map[string]float64{InstructionAux: 0.5}},
+		{Partial: 0.75, Score: 0.75},
+	}
+	samples := make([]Sample, len(rows))
+	for i := range rows {
+		samples[i] = Sample{Row: &rows[i], Result: results[i]}
+		samples[i].Result.Scenario = rows[i].Scenario
+	}
+	got := TaskSummaries(samples)
+	want := []struct {
+		task         string
+		n            int
+		score, instr float64
+		hasInstr     bool
+	}{
+		{"reasoning/knowledge", 1, 0.25, 0.5, true},
+		{"reasoning/negation", 2, 0.75, 0.5, true},
+		{"text/text", 1, 0.75, 0, false},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("TaskSummaries: %d summaries %+v, want %d", len(got), got, len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		v, ok := g.Aux[InstructionAux]
+		if g.Scenario != w.task || g.N != w.n || math.Abs(g.Score-w.score) > 1e-12 || ok != w.hasInstr || math.Abs(v-w.instr) > 1e-12 {
+			t.Errorf("summary %d = %+v, want %+v", i, g, w)
+		}
+	}
+	if samples[0].Result.Scenario != datasets.Reasoning {
+		t.Errorf("TaskSummaries changed a sample's result: scenario %q", samples[0].Result.Scenario)
+	}
+	var buf bytes.Buffer
+	if err := WriteTaskTable(&buf, map[string][]reward.Summary{"think": got}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"think  reasoning/negation", "0.750 (0.50)  0.500", "text/text"} {
+		if !strings.Contains(buf.String(), line) {
+			t.Errorf("task table lacks %q:\n%s", line, buf.String())
 		}
 	}
 }

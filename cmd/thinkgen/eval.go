@@ -59,7 +59,11 @@ ceiling on the pseudo chain of thought it was pre-trained on). The table's
 last column scores the instructions themselves for composition and
 reasoning rows: each is read back as a caption and checked against the
 row's requirements as if it were the detector's reading (0 when it is not
-a caption) — the MLLM's share of the score, before the DiT draws.`,
+a caption) — the MLLM's share of the score, before the DiT draws.
+--by-task adds a table (and "tasks" in the JSON) per scenario sub-task:
+a scenario's mean hides that held-out knowledge rows ask for facts the
+train split holds back, while arithmetic, spatial and logic rows can be
+learnt.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
@@ -70,6 +74,7 @@ a caption) — the MLLM's share of the score, before the DiT draws.`,
 			grids := fs.String("grids", "", "with --model: write grid-direct.png and grid-think.png (reference | generated | target) into this directory")
 			oracle := fs.Bool("oracle", false, "with --model: also evaluate mode oracle, the DiT drawing from each row's reference answer written as stage 2 trained it (the DiT's ceiling; --modes reference gives the MLLM's)")
 			scenarios := fs.StringSlice("scenarios", nil, "with --model: evaluate only these scenarios (comma-separated, e.g. composition,reasoning): the first --rows held-out rows of a split made of them")
+			byTask := fs.Bool("by-task", false, "with --model: also score each scenario's sub-tasks (reasoning: knowledge, arithmetic, spatial, negation, comparison; editing: add, remove, …) separately")
 			evalModes := fs.StringSlice("modes", nil, "with --model: evaluate only these modes (direct, think, oracle, reference; default direct and think, and oracle with --oracle)")
 			return func(ctx context.Context, args []string) error {
 				if *modelDir != "" {
@@ -81,7 +86,7 @@ a caption) — the MLLM's share of the score, before the DiT draws.`,
 					}
 					// The bundle carries its configuration; a flag that
 					// would change it must not be dropped silently.
-					applies := map[string]bool{"model": true, "rows": true, "grids": true, "oracle": true, "json": true, "seed": true, "log-format": true, "scenarios": true, "modes": true}
+					applies := map[string]bool{"model": true, "rows": true, "grids": true, "oracle": true, "json": true, "seed": true, "log-format": true, "scenarios": true, "modes": true, "by-task": true}
 					var refused string
 					fs.Visit(func(f *pflag.Flag) {
 						if !applies[f.Name] && refused == "" {
@@ -104,7 +109,7 @@ a caption) — the MLLM's share of the score, before the DiT draws.`,
 					if *oracle && len(*evalModes) > 0 && !slices.Contains(*evalModes, evaluate.OracleMode) {
 						return usagef("--oracle with --modes %s: name oracle among the modes instead", strings.Join(*evalModes, ","))
 					}
-					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON, scenarios: *scenarios, modes: *evalModes}
+					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON, scenarios: *scenarios, modes: *evalModes, byTask: *byTask}
 					if fs.Changed("seed") {
 						m.seed = &weightsFrom.seed
 					}
@@ -112,6 +117,9 @@ a caption) — the MLLM's share of the score, before the DiT draws.`,
 				}
 				if *oracle {
 					return usagef("--oracle needs --model: it evaluates a model's DiT")
+				}
+				if *byTask {
+					return usagef("--by-task needs --model: it splits the scores of a model's held-out rows")
 				}
 				if fs.Changed("scenarios") || fs.Changed("modes") {
 					return usagef("--scenarios and --modes need --model: they choose the held-out rows and modes a model is evaluated on")
@@ -229,6 +237,8 @@ type modelEval struct {
 	scenarios []string
 	// modes, if set, are the modes evaluated (evaluate.Options.Modes).
 	modes []string
+	// byTask also summarises each scenario's sub-tasks.
+	byTask bool
 	// seed, if set, replaces the bundle's run seed: the held-out rows and
 	// the noise are then those of `train --seed` with that seed.
 	seed *int64
@@ -258,7 +268,10 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 			return err
 		}
 	}
-	var scores evaluate.Scores
+	var (
+		scores evaluate.Scores
+		tasks  map[string][]reward.Summary
+	)
 	err = libtorch.Run(func() error {
 		if th := cfg.Run.Threads; th > 0 {
 			if err := libtorch.SetThreads(th); err != nil {
@@ -270,7 +283,14 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 			return err
 		}
 		defer b.Drop()
-		scores, _, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
+		var samples map[string][]evaluate.Sample
+		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
+		if err == nil && m.byTask {
+			tasks = map[string][]reward.Summary{}
+			for mode, ss := range samples {
+				tasks[mode] = evaluate.TaskSummaries(ss)
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -283,6 +303,9 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 		if len(m.scenarios) > 0 {
 			out["scenarios"] = m.scenarios
 		}
+		if tasks != nil {
+			out["tasks"] = tasks
+		}
 		return enc.Encode(out)
 	}
 	of := ""
@@ -290,5 +313,12 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 		of = " " + strings.Join(m.scenarios, "+")
 	}
 	fmt.Fprintf(e.stdout, "held-out scores (%d%s eval rows of seed %d; mean partial score, strict accuracy in brackets):\n", m.rows, of, cfg.Run.Seed)
-	return evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(m.dir), Scores: scores}})
+	if err := evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(m.dir), Scores: scores}}); err != nil {
+		return err
+	}
+	if tasks == nil {
+		return nil
+	}
+	fmt.Fprintln(e.stdout, "\nby task:")
+	return evaluate.WriteTaskTable(e.stdout, tasks)
 }

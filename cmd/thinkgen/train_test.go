@@ -16,6 +16,7 @@ import (
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testenv"
 	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/reward"
 )
 
 // saveBase writes a freshly initialised bundle of the tiny configuration
@@ -114,10 +115,11 @@ func TestEvalModel(t *testing.T) {
 		t.Errorf("--seed 7: exit %d, seed %d (%v)\n%s", code, got.Seed, err, errs)
 	}
 	// --scenarios and --modes: only those rows and modes are scored.
-	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "3", "--scenarios", "reasoning,text", "--modes", "think,oracle", "--json")
+	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "3", "--scenarios", "reasoning,text", "--modes", "think,oracle", "--json", "--by-task")
 	var sub struct {
 		Scenarios []string
 		Scores    evaluate.Scores
+		Tasks     map[string][]reward.Summary
 	}
 	if err := json.Unmarshal([]byte(out), &sub); code != 0 || err != nil {
 		t.Fatalf("--scenarios/--modes: exit %d (%v)\n%s", code, err, errs)
@@ -136,6 +138,17 @@ func TestEvalModel(t *testing.T) {
 		if n != 3 {
 			t.Errorf("mode %s scored %d rows, want --rows 3", mode, n)
 		}
+		// --by-task: the same rows, split by sub-task.
+		n = 0
+		for _, s := range sub.Tasks[mode] {
+			if sc, task, ok := strings.Cut(s.Scenario, "/"); !ok || (sc != "reasoning" && sc != "text") || task == "" {
+				t.Errorf("mode %s: task summary %q, want reasoning/<task> or text/<task>", mode, s.Scenario)
+			}
+			n += s.N
+		}
+		if n != 3 {
+			t.Errorf("mode %s: task summaries count %d rows, want 3", mode, n)
+		}
 	}
 	for _, c := range []struct {
 		args []string
@@ -152,6 +165,9 @@ func TestEvalModel(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "eval", "--scenarios", "text", "dataset.arrow"); code != 2 || !strings.Contains(errs, "need --model") {
 		t.Errorf("--scenarios without --model: exit %d, %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "eval", "--by-task", "dataset.arrow"); code != 2 || !strings.Contains(errs, "--by-task needs --model") {
+		t.Errorf("--by-task without --model: exit %d, %s", code, errs)
 	}
 	for _, flag := range [][]string{{"--config", "configs/tiny.yaml"}, {"--set", "sampling.cfg=2"}, {"--remote", "http://127.0.0.1:1"}} {
 		args := append([]string{"eval", "--model", base}, flag...)
