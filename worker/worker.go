@@ -360,15 +360,29 @@ func (w *Worker) reward(ctx context.Context, t task.Task) (task.Result, error) {
 // instruction r holds read as a caption (datasets.ScoreCaption). ok
 // reports whether the instruction was scored.
 func trainingReward(lambda float64, phase config.Phase, r *shards.RolloutRow, res reward.Result) (score, instr float64, ok bool, err error) {
-	if lambda == 0 || phase != config.PhaseMLLMGRPO || res.Err != "" || !datasets.AnswersWithCaption(r.Scenario) {
+	if lambda == 0 || phase != config.PhaseMLLMGRPO || res.Err != "" {
 		return res.Score, 0, false, nil
+	}
+	if instr, ok, err = instructionScore(r); err != nil || !ok {
+		return res.Score, 0, false, err
+	}
+	return res.Weight * ((1-lambda)*res.Partial + lambda*instr), instr, true, nil
+}
+
+// instructionScore scores the instruction of a composition or reasoning
+// rollout row read as a caption against the row's spec
+// (datasets.ScoreCaption: 0 when it is not a caption); ok is false for the
+// other scenarios.
+func instructionScore(r *shards.RolloutRow) (v float64, ok bool, err error) {
+	if !datasets.AnswersWithCaption(r.Scenario) {
+		return 0, false, nil
 	}
 	spec, err := datasets.ParseSpec([]byte(r.Spec))
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("spec: %w", err)
+		return 0, false, fmt.Errorf("spec: %w", err)
 	}
-	instr, _ = datasets.ScoreCaption(spec.Require, r.Instruction) // 0 when it is not a caption
-	return res.Weight * ((1-lambda)*res.Partial + lambda*instr), instr, true, nil
+	v, _ = datasets.ScoreCaption(spec.Require, r.Instruction)
+	return v, true, nil
 }
 
 // dataStats are the step's statistics of its data: the rewards' mean and
@@ -534,14 +548,10 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
 func instructionScores(rolls []shards.RolloutRow) map[string]float64 {
 	sum, n := map[string]float64{}, map[string]int{}
 	for _, r := range rolls {
-		if !datasets.AnswersWithCaption(r.Scenario) {
+		v, ok, err := instructionScore(&r)
+		if err != nil || !ok {
 			continue
 		}
-		spec, err := datasets.ParseSpec([]byte(r.Spec))
-		if err != nil {
-			continue
-		}
-		v, _ := datasets.ScoreCaption(spec.Require, r.Instruction) // 0 when it does not parse
 		sum[r.Scenario] += v
 		n[r.Scenario]++
 	}
