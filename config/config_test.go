@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -297,5 +298,23 @@ func TestShapeDiff(t *testing.T) {
 		if !slices.Equal(got, tt.want) || base.SameShape(o) != (len(tt.want) == 0) {
 			t.Errorf("%s: ShapeDiff = %q (SameShape %v), want %q", tt.name, got, base.SameShape(o), tt.want)
 		}
+	}
+}
+
+// TestSetReplacesMapsAndUpdatesStructs: a map given whole replaces the map
+// (a mix is exactly the one written), a struct given whole updates only the
+// fields it names.
+func TestSetReplacesMapsAndUpdatesStructs(t *testing.T) {
+	c := Default()
+	for _, kv := range []string{"grpo.mix.composition=1", "grpo.mix={reasoning: 3}", "pretrain.warmup.batch=7", "pretrain.warmup={steps: 5}"} {
+		if err := c.Set(kv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := map[string]float64{"reasoning": 3}; !maps.Equal(c.GRPO.Mix, want) {
+		t.Errorf("grpo.mix = %v, want %v", c.GRPO.Mix, want)
+	}
+	if w := c.Pretrain.Warmup; w.Steps != 5 || w.Batch != 7 {
+		t.Errorf("pretrain.warmup = %+v, want steps 5 and the batch 7 set before", w)
 	}
 }

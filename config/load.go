@@ -195,7 +195,13 @@ func (t target) assign(value string) error {
 		typ = typ.Elem()
 	}
 	p := reflect.New(typ)
-	p.Elem().Set(t.get())
+	// A struct value updates the fields it names ("pretrain.warmup={steps:
+	// 5}" keeps batch and lr); a map value replaces the whole map
+	// ("grpo.mix={reasoning: 1}" is that mix, not the old one plus
+	// reasoning).
+	if typ.Kind() != reflect.Map {
+		p.Elem().Set(t.get())
+	}
 	if err := yaml.Unmarshal([]byte(value), p.Interface()); err != nil {
 		return fmt.Errorf("not a valid %s: %w", typ, err)
 	}
