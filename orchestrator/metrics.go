@@ -92,33 +92,38 @@ func (h *History) series(name, label string) []plots.Series {
 	return []plots.Series{{Name: label, X: h.Steps, Y: v}}
 }
 
+// seriesOf returns a series for every metric that label accepts, named by
+// the label it gives, in the order of the metrics' names.
+func (h *History) seriesOf(label func(name string) (string, bool)) []plots.Series {
+	var names []string
+	for k := range h.Values {
+		if _, ok := label(k); ok {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	var out []plots.Series
+	for _, k := range names {
+		l, _ := label(k)
+		out = append(out, h.series(k, l)...)
+	}
+	return out
+}
+
 // WriteCurves draws the run's curves (the paper's Figure 5 analogue:
 // reward, per-scenario reward, chain-of-thought length, the score of the
 // MLLM's instructions read as captions; and KL, clipping,
 // entropy, gradient norm and the step time split) into a PNG.
 func (h *History) WriteCurves(path string) error {
-	var perScenario []plots.Series
-	var names []string
-	for k := range h.Values {
+	perScenario := h.seriesOf(func(k string) (string, bool) {
 		if strings.HasPrefix(k, "reward/") && strings.HasSuffix(k, "/mean") && strings.Count(k, "/") == 2 {
-			names = append(names, k)
+			return strings.Split(k, "/")[1], true
 		}
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		perScenario = append(perScenario, h.series(k, strings.Split(k, "/")[1])...)
-	}
-	var instruction []plots.Series
-	names = names[:0]
-	for k := range h.Values {
-		if strings.HasPrefix(k, "rollout/instruction/") {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		instruction = append(instruction, h.series(k, strings.TrimPrefix(k, "rollout/instruction/"))...)
-	}
+		return "", false
+	})
+	instruction := h.seriesOf(func(k string) (string, bool) {
+		return strings.CutPrefix(k, "rollout/instruction/")
+	})
 	cat := func(ss ...[]plots.Series) []plots.Series {
 		var out []plots.Series
 		for _, s := range ss {
