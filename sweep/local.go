@@ -7,7 +7,10 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/thinkgen/thinkgen/internal/childproc"
 )
 
 // Local runs each trial as a process of this machine: Binary (thinkgen)
@@ -36,7 +39,10 @@ func (l *Local) Start(ctx context.Context, t *TrialState, la Launch) (Handle, er
 	cmd := exec.Command(l.Binary, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), l.Env...)
-	if err := cmd.Start(); err != nil {
+	// A trial gets SIGTERM (train stops, keeping its committed steps) if
+	// the sweep dies without stopping it, even by SIGKILL.
+	release, err := childproc.Start(cmd, syscall.SIGTERM)
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("trial %s: start %s: %w", t.Name, l.Binary, err)
 	}
@@ -46,6 +52,7 @@ func (l *Local) Start(ctx context.Context, t *TrialState, la Launch) (Handle, er
 	}
 	go func() {
 		h.err = cmd.Wait()
+		release()
 		f.Close()
 		close(h.done)
 	}()

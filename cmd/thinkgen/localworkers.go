@@ -18,6 +18,7 @@ import (
 	"github.com/thinkgen/thinkgen/cluster"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/childproc"
 	"github.com/thinkgen/thinkgen/queue"
 )
 
@@ -53,7 +54,9 @@ type localCluster struct {
 	URL    string
 	cancel context.CancelFunc
 	procs  []*exec.Cmd
-	wg     sync.WaitGroup
+	// releases[i] frees the thread that started procs[i] (childproc.Start).
+	releases []func()
+	wg       sync.WaitGroup
 }
 
 // serveController starts the task queue and serves the controller API on
@@ -123,11 +126,15 @@ func startLocalCluster(ctx context.Context, stderr io.Writer, cfg *config.Config
 				return nil, err
 			}
 			cmd.Stdout = cmd.Stderr
-			if err := cmd.Start(); err != nil {
+			// A worker gets SIGTERM if train dies without stopping it, even
+			// by SIGKILL, instead of polling a controller that is gone.
+			release, err := childproc.Start(cmd, syscall.SIGTERM)
+			if err != nil {
 				lc.Stop()
 				return nil, fmt.Errorf("start %s worker: %w", role, err)
 			}
 			lc.procs = append(lc.procs, cmd)
+			lc.releases = append(lc.releases, release)
 			prefix := fmt.Sprintf("[%s-%d pid %d] ", role, i, cmd.Process.Pid)
 			lc.wg.Add(1)
 			go func() {
@@ -151,8 +158,9 @@ func (lc *localCluster) Stop() {
 	}
 	done := make(chan struct{})
 	go func() {
-		for _, p := range lc.procs {
+		for i, p := range lc.procs {
 			p.Wait()
+			lc.releases[i]()
 		}
 		close(done)
 	}()
