@@ -216,6 +216,16 @@ func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
 	return b, m, nil
 }
 
+// LoadBundleMLLM copies the MLLM weights of the saved bundle in dir into
+// p (the parameters of an MLLM of the same shape), leaving the rest of the
+// bundle unread.
+func LoadBundleMLLM(dir string, p *Params) error {
+	if _, err := LoadSafetensors(filepath.Join(dir, fileMLLM), p); err != nil {
+		return fmt.Errorf("load the MLLM of %s: %w", dir, err)
+	}
+	return nil
+}
+
 func sumFile(path string) (FileSum, error) {
 	f, err := os.Open(path)
 	if err != nil {

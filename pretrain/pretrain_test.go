@@ -243,3 +243,75 @@ func TestPretrainContinuesFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestPretrainFromMLLM pre-trains the DiT side again from another run's
+// warm-up MLLM with a connector of another shape (no prepadding states):
+// the MLLM comes out equal to the start bundle's, the connector has no
+// prepadding. A bundle whose MLLM has another shape, and --from given as
+// well, are refused before any work.
+func TestPretrainFromMLLM(t *testing.T) {
+	cfg := smallConfig()
+	cfg.Pretrain.Warmup.Steps = 3
+	cfg.Pretrain.Align.Steps, cfg.Pretrain.DiT.Steps, cfg.Pretrain.Finetune.Steps = 0, 0, 0
+	first := t.TempDir()
+	if _, err := Run(context.Background(), Options{Config: cfg, Dir: first}); err != nil {
+		t.Fatal(err)
+	}
+	from := filepath.Join(first, "pretrain", "warmup", "final")
+
+	ablation := smallConfig()
+	ablation.Run.Seed = 9
+	ablation.Model.Connector.Prepad = 0
+	ablation.Pretrain.Warmup.Steps, ablation.Pretrain.Finetune.Steps = 0, 0
+	ablation.Pretrain.Align.Steps, ablation.Pretrain.DiT.Steps = 1, 1
+	second := t.TempDir()
+	res, err := Run(context.Background(), Options{Config: ablation, Dir: second, FromMLLM: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || res[0].Stage != StageAlign || res[1].Stage != StageDiT {
+		t.Fatalf("stages run: %+v, want align and dit", res)
+	}
+	err = libtorch.Run(func() error {
+		a, _, err := model.LoadBundle(from, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer a.Drop()
+		b, _, err := model.LoadBundle(filepath.Join(second, "pretrain", "dit", "final"), gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		for i, p := range a.MLLM.P.Tensors() {
+			if !slices.Equal(p.Float64Values(), b.MLLM.P.Tensors()[i].Float64Values()) {
+				t.Errorf("MLLM %s differs from the start bundle's", a.MLLM.P.Specs()[i].Name)
+			}
+		}
+		if _, ok := b.Connector.P.Lookup("prepad"); ok || b.Connector.Prepad != 0 {
+			t.Errorf("connector has %d prepadding states, want none", b.Connector.Prepad)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	other := smallConfig()
+	other.Model.MLLM.FFN *= 2
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"missing", Options{Config: ablation, FromMLLM: filepath.Join(first, "nosuch")}, "nosuch"},
+		{"other MLLM", Options{Config: other, FromMLLM: from}, "mllm.ffn"},
+		{"with --from", Options{Config: ablation, From: from, FromMLLM: from}, "choose one"},
+	} {
+		tc.o.Dir = t.TempDir()
+		_, err := Run(context.Background(), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+}

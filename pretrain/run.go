@@ -61,6 +61,13 @@ type Options struct {
 	// continues pre-training, e.g. more DiT steps on a base. Stages after
 	// it start from their predecessor's result as usual.
 	From string
+	// FromMLLM is a bundle directory whose MLLM the first stage to run
+	// starts from, with the connector and the DiT fresh (of run.seed): the
+	// DiT side pre-trained again without repeating the MLLM's warm-up, as
+	// the connector ablations need (connector.prepad, connector.states),
+	// since a DiT trained with one setting would carry it into another.
+	// Only the MLLM's shape must match. Not with From.
+	FromMLLM string
 }
 
 // StageResult summarises one stage.
@@ -127,8 +134,16 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 			}
 		}
 		prev := o.From // directory of the bundle the next stage starts from
+		if prev != "" && o.FromMLLM != "" {
+			return fmt.Errorf("pretrain: start from %s and from the MLLM of %s: choose one", prev, o.FromMLLM)
+		}
 		if prev != "" {
 			if err := CheckFrom(o.Config, prev); err != nil {
+				return err
+			}
+		}
+		if o.FromMLLM != "" {
+			if err := CheckFromMLLM(o.Config, o.FromMLLM); err != nil {
 				return err
 			}
 		}
@@ -170,6 +185,21 @@ func CheckFrom(c *config.Config, dir string) error {
 	}
 	if diff := fcfg.Model.ShapeDiff(c.Model); len(diff) > 0 {
 		return fmt.Errorf("pretrain: start from %s: a bundle of another model shape (the bundle's model section vs the configuration's: %s)",
+			dir, strings.Join(diff, ", "))
+	}
+	return nil
+}
+
+// CheckFromMLLM refuses a bundle (Options.FromMLLM) that is missing,
+// corrupt or holds an MLLM of another shape than c's.
+func CheckFromMLLM(c *config.Config, dir string) error {
+	_, fcfg, err := model.ReadBundleManifest(dir)
+	if err != nil {
+		return fmt.Errorf("pretrain: start from the MLLM of %s: %w", dir, err)
+	}
+	diff := fcfg.Model.ShapeDiff(config.Model{MLLM: c.Model.MLLM, Connector: fcfg.Model.Connector, DiT: fcfg.Model.DiT})
+	if len(diff) > 0 {
+		return fmt.Errorf("pretrain: start from the MLLM of %s: an MLLM of another shape (the bundle's vs the configuration's: %s)",
 			dir, strings.Join(diff, ", "))
 	}
 	return nil
@@ -307,6 +337,12 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 	default:
 		if b, err = model.NewBundle(o.Config, tok, o.Device, uint64(o.Config.Run.Seed)); err != nil {
 			return res, err
+		}
+		if o.FromMLLM != "" {
+			if err := model.LoadBundleMLLM(o.FromMLLM, b.MLLM.P); err != nil {
+				b.Drop()
+				return res, fmt.Errorf("start from the MLLM of %s: %w", o.FromMLLM, err)
+			}
 		}
 	}
 	defer b.Drop()

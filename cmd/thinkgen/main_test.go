@@ -54,6 +54,8 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"model info tiny", []string{"model", "info", "--config", tiny}, 0, []string{"dit", "connector", "total"}, nil, nil},
 		{"model info bad action", []string{"model", "frob"}, 2, nil, []string{"model info"}, nil},
 		{"pretrain from a missing bundle", []string{"pretrain", "--config", tiny, "--run-dir", t.TempDir(), "--from", "nosuch-bundle"}, 2, nil, []string{"--from", "nosuch-bundle"}, nil},
+		{"pretrain from a missing MLLM", []string{"pretrain", "--config", tiny, "--run-dir", t.TempDir(), "--from-mllm", "nosuch-bundle"}, 2, nil, []string{"--from-mllm", "nosuch-bundle"}, nil},
+		{"pretrain from both", []string{"pretrain", "--config", tiny, "--run-dir", t.TempDir(), "--from", "a", "--from-mllm", "b"}, 2, nil, []string{"--from and --from-mllm"}, nil},
 		{"pretrain bad checkpoint interval", []string{"pretrain", "--checkpoint-every", "0"}, 2, nil, []string{"--checkpoint-every"}, nil},
 		{"selftest few steps", []string{"selftest", "--steps", "5"}, 2, nil, []string{"--steps"}, nil},
 		{"doctor s3 without credentials", []string{"doctor", "--store", "s3://bucket", "--set", "storage.endpoint=127.0.0.1:1", "--set", "storage.insecure=true", "--timeout", "1s"}, 1,

@@ -35,15 +35,25 @@ checkpoint (completed stages are skipped). Per-step metrics go to
 weights, to continue pre-training: e.g. more DiT steps on the shipped base,
   thinkgen pretrain --config configs/tiny.yaml --run-dir more --from base/tiny \
     --set pretrain.warmup.steps=0 --set pretrain.align.steps=0 \
-    --set pretrain.dit.steps=2000 --set pretrain.dit.lr=5e-4`,
+    --set pretrain.dit.steps=2000 --set pretrain.dit.lr=5e-4
+
+--from-mllm DIR starts from DIR's MLLM with a fresh connector and DiT: the
+DiT side pre-trained again for a connector ablation (docs/pretrain.md),
+without repeating the warm-up; only the MLLM's shape must match, e.g.
+  thinkgen pretrain --config configs/tiny.yaml --run-dir noprepad \
+    --from-mllm base/tiny --set pretrain.warmup.steps=0 --set connector.prepad=0`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
 			every := fs.Int("checkpoint-every", 100, "steps between resumable checkpoints")
 			evalRows := fs.Int("eval-rows", 50, "held-out rows each stage is evaluated on when it completes (0: none)")
 			from := fs.String("from", "", "bundle directory the first stage to run starts from (a stage's final/, a base, a checkpoint's bundle/), to continue pre-training; set the earlier stages' steps to 0")
+			fromMLLM := fs.String("from-mllm", "", "bundle directory whose MLLM the first stage to run starts from, with a fresh connector and DiT (for connector ablations); not with --from")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
+				}
+				if *from != "" && *fromMLLM != "" {
+					return usagef("--from and --from-mllm: choose one")
 				}
 				if *every <= 0 {
 					return usagef("--checkpoint-every must be positive, got %d", *every)
@@ -77,7 +87,13 @@ weights, to continue pre-training: e.g. more DiT steps on the shipped base,
 						return &usageError{fmt.Errorf("--from: %w", err)}
 					}
 				}
-				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, EvalRows: *evalRows, Progress: e.stderr, From: *from})
+				if *fromMLLM != "" {
+					if err := pretrain.CheckFromMLLM(cfg, *fromMLLM); err != nil {
+						return &usageError{fmt.Errorf("--from-mllm: %w", err)}
+					}
+				}
+				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, EvalRows: *evalRows, Progress: e.stderr,
+					From: *from, FromMLLM: *fromMLLM})
 				if err != nil {
 					return err
 				}
