@@ -75,6 +75,9 @@ type Manifest struct {
 	Version int    `json:"version"`
 	// Source is the store URI, or the bundle directory, exported from.
 	Source string `json:"source"`
+	// DType is the dtype of the exported weights; empty (an export made
+	// before it was recorded) is float32.
+	DType DType `json:"dtype,omitempty"`
 	// Config is the run's full configuration (YAML), as the checkpoint
 	// records it.
 	Config  string    `json:"config"`
@@ -98,6 +101,13 @@ type Source struct {
 	Version int
 	// Where is the store URI or the bundle directory.
 	Where string
+}
+
+// Options are the choices of an export.
+type Options struct {
+	// DType is the dtype the weights are written in; empty is float32,
+	// the checkpoint's own (bit-identical).
+	DType DType
 }
 
 // CheckOut reports whether out can receive an export: it must not exist,
@@ -124,10 +134,15 @@ func CheckOut(out string) error {
 // dtype and shape against its configuration, writes everything into a
 // temporary directory beside out and renames it to out at the end, so out
 // is either absent or complete. Tensors are copied byte for byte (no
-// libtorch), so exporting uses little memory whatever the model's size.
-func Write(bundleDir, out string, src Source) (*Manifest, error) {
+// libtorch), or converted a chunk at a time to opt.DType, so exporting uses
+// little memory whatever the model's size.
+func Write(bundleDir, out string, src Source, opt Options) (*Manifest, error) {
 	if err := CheckOut(out); err != nil {
 		return nil, err
+	}
+	d := opt.DType.orFloat32()
+	if _, err := ParseDType(string(d)); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
 	}
 	bm, cfg, err := model.ReadBundleManifest(bundleDir)
 	if err != nil {
@@ -151,11 +166,11 @@ func Write(bundleDir, out string, src Source) (*Manifest, error) {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
-	if err := writeParts(tmp, bundleDir, cfg, tok); err != nil {
+	if err := writeParts(tmp, bundleDir, cfg, tok, d); err != nil {
 		return nil, fmt.Errorf("export %s: %w", bundleDir, err)
 	}
 	m := &Manifest{Format: Format, FormatVersion: FormatVersion, Layout: Layout, Run: src.Run, Version: src.Version,
-		Source: src.Where, Config: bm.Config, Created: time.Now().UTC()}
+		Source: src.Where, DType: d, Config: bm.Config, Created: time.Now().UTC()}
 	if m.Files, err = listFiles(tmp); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -173,7 +188,7 @@ func Write(bundleDir, out string, src Source) (*Manifest, error) {
 }
 
 // writeParts writes every file of the export but the manifest into dir.
-func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokenizer) error {
+func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokenizer, d DType) error {
 	vocab := cfg.Model.MLLM.Vocab
 	if vocab == 0 {
 		vocab = tok.VocabSize()
@@ -204,7 +219,7 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 		}
 	}
 	for _, f := range files {
-		if err := repackFile(dir, filepath.Join(bundleDir, f.src), f.parts); err != nil {
+		if err := repackFile(dir, filepath.Join(bundleDir, f.src), f.parts, d); err != nil {
 			return err
 		}
 	}
@@ -218,7 +233,7 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 	imageTokens := model.ImageTokens(cfg.Model.DiT.ImageSize, cfg.Model.MLLM.VisionPatch)
 	tc := tokenizerConfig(cfg, imageTokens)
 	for path, v := range map[string]any{
-		fileMLLMConfig:      mllmConfig(cfg, vocab, sp),
+		fileMLLMConfig:      mllmConfig(cfg, vocab, sp, d),
 		fileGeneration:      generationConfig(cfg, sp),
 		fileTokenizerConfig: tc,
 		fileSpecialTokens:   specialTokensMap(tc),
@@ -249,7 +264,7 @@ func splitVision(specs []model.Spec) (text, vision []model.Spec) {
 
 // repackFile writes the parts of one checkpoint file, after checking that
 // the file holds no tensor the parts leave out.
-func repackFile(dir, src string, parts map[string]part) error {
+func repackFile(dir, src string, parts map[string]part, d DType) error {
 	st, err := openSafetensors(src)
 	if err != nil {
 		return err
@@ -263,7 +278,7 @@ func repackFile(dir, src string, parts map[string]part) error {
 		return fmt.Errorf("%s: unexpected tensors %s (the configuration has no such parameters)", src, strings.Join(extra, ", "))
 	}
 	for path, p := range parts {
-		if err := repack(filepath.Join(dir, filepath.FromSlash(path)), st, p); err != nil {
+		if err := repack(filepath.Join(dir, filepath.FromSlash(path)), st, p, d); err != nil {
 			return err
 		}
 	}
@@ -355,7 +370,7 @@ func joinInts(v []int) string {
 // committed version; see RunVersion) into out, fetching the version
 // (checked against its storage manifest) into a temporary directory
 // beside out first.
-func FromRun(ctx context.Context, st storage.Store, run string, v int, out string) (*Manifest, error) {
+func FromRun(ctx context.Context, st storage.Store, run string, v int, out string, opt Options) (*Manifest, error) {
 	if err := CheckOut(out); err != nil {
 		return nil, err
 	}
@@ -376,5 +391,5 @@ func FromRun(ctx context.Context, st storage.Store, run string, v int, out strin
 	if err != nil {
 		return nil, err
 	}
-	return Write(filepath.Join(dir, "bundle"), out, Source{Run: run, Version: v, Where: st.String()})
+	return Write(filepath.Join(dir, "bundle"), out, Source{Run: run, Version: v, Where: st.String()}, opt)
 }

@@ -24,7 +24,7 @@ var baseTiny = filepath.Join("..", "base", "tiny")
 func writeBase(t *testing.T) (string, *Manifest) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "export")
-	m, err := Write(baseTiny, out, Source{})
+	m, err := Write(baseTiny, out, Source{}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestWriteRefusesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, out := range []string{full, file} {
-		if _, err := Write(baseTiny, out, Source{}); !errors.Is(err, ErrOutNotEmpty) {
+		if _, err := Write(baseTiny, out, Source{}, Options{}); !errors.Is(err, ErrOutNotEmpty) {
 			t.Errorf("Write to %s: %v, want ErrOutNotEmpty", out, err)
 		}
 	}
@@ -171,7 +171,7 @@ func TestWriteRefusesOut(t *testing.T) {
 	if err := os.Mkdir(empty, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Write(baseTiny, empty, Source{}); err != nil {
+	if _, err := Write(baseTiny, empty, Source{}, Options{}); err != nil {
 		t.Errorf("Write to an empty directory: %v", err)
 	}
 }
@@ -281,7 +281,7 @@ func TestWriteRejectsMismatchedBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	_, err = Write(bundle, out, Source{})
+	_, err = Write(bundle, out, Source{}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "mlp.gate_proj.weight has shape [384 128], want [256 128]") {
 		t.Errorf("Write: %v, want a shape error naming the tensor", err)
 	}

@@ -71,7 +71,7 @@ type thinkgenMLLM struct {
 	ConditionStates string `json:"condition_states"`
 }
 
-func mllmConfig(cfg *config.Config, vocab int, sp tokenizer.Specials) qwen3Config {
+func mllmConfig(cfg *config.Config, vocab int, sp tokenizer.Specials, d DType) qwen3Config {
 	m := cfg.Model.MLLM
 	states := cfg.Model.Connector.States
 	if states == "" {
@@ -83,7 +83,7 @@ func mllmConfig(cfg *config.Config, vocab int, sp tokenizer.Specials) qwen3Confi
 		NumHiddenLayers: m.Layers, NumAttentionHeads: m.Heads, NumKeyValueHeads: m.KVHeads, HeadDim: m.HeadDim,
 		HiddenAct: "silu", MaxPositionEmbeddings: m.MaxSeqLen, RMSNormEps: m.RMSNormEps, RopeTheta: m.RopeTheta,
 		TieWordEmbeddings: m.TieEmbeddings, MaxWindowLayers: m.Layers, InitializerRange: 0.02, UseCache: true,
-		TorchDType: "float32", BOSTokenID: sp.Pad, EOSTokenID: sp.EOS, PadTokenID: sp.Pad,
+		TorchDType: string(d.orFloat32()), BOSTokenID: sp.Pad, EOSTokenID: sp.EOS, PadTokenID: sp.Pad,
 		TransformersVersion: transformersVersion,
 		ThinkGen: thinkgenMLLM{
 			VisionWeights: fileVision, VisionPatchSize: m.VisionPatch, VisionChannels: 3,

@@ -40,6 +40,11 @@ func ReadManifest(dir string) (*Manifest, *config.Config, error) {
 	if m.Format != Format || m.FormatVersion != FormatVersion {
 		return nil, nil, fmt.Errorf("import %s: %s: format %q version %d, this build reads %q version %d", dir, ManifestFile, m.Format, m.FormatVersion, Format, FormatVersion)
 	}
+	if m.DType != "" {
+		if _, err := ParseDType(string(m.DType)); err != nil {
+			return nil, nil, fmt.Errorf("import %s: %s: %w", dir, ManifestFile, err)
+		}
+	}
 	listed := map[string]bool{}
 	for _, f := range m.Files {
 		if !filepath.IsLocal(filepath.FromSlash(f.Path)) || path.Clean(f.Path) != f.Path || f.Path == ManifestFile {
@@ -74,8 +79,9 @@ func ReadManifest(dir string) (*Manifest, *config.Config, error) {
 // (ReadManifest), rebuilds the configuration and the tokenizer (an export
 // of a ShapeWorld word tokenizer loads back as an equal tokenizer.Words),
 // and loads every tensor, checking names and shapes against the
-// configuration. The tensors are bit-identical to the exported
-// checkpoint's. Call it inside libtorch.Run; the caller drops the bundle.
+// configuration. The tensors of a float32 export are bit-identical to the
+// exported checkpoint's; a half-precision export's are widened to float32.
+// Call it inside libtorch.Run; the caller drops the bundle.
 func Import(dir string, dev gotch.Device) (*model.Bundle, *Manifest, error) {
 	m, cfg, err := ReadManifest(dir)
 	if err != nil {

@@ -99,10 +99,11 @@ type part struct {
 }
 
 // repack writes the tensors of p from src into a new safetensors file at
-// path, after checking each against its spec: present, float32 (F32), of
-// the spec's shape, with its byte count. The bytes are copied as they are,
-// so the exported tensors are bit-identical to the checkpoint's.
-func repack(path string, src *stFile, p part) error {
+// path, in dtype d, after checking each against its spec: present, float32
+// (F32), of the spec's shape, with its byte count. In float32 the bytes are
+// copied as they are, so the exported tensors are bit-identical to the
+// checkpoint's; a half-precision dtype converts them (DType.narrow).
+func repack(path string, src *stFile, p part, d DType) error {
 	type item struct {
 		name string
 		e    stEntry
@@ -141,8 +142,8 @@ func repack(path string, src *stFile, p part) error {
 		if i > 0 || len(p.meta) > 0 {
 			h.WriteByte(',')
 		}
-		n := it.e.Offsets[1] - it.e.Offsets[0]
-		e := stEntry{DType: it.e.DType, Shape: it.e.Shape, Offsets: [2]uint64{off, off + n}}
+		n := (it.e.Offsets[1] - it.e.Offsets[0]) / 4 * uint64(d.size())
+		e := stEntry{DType: d.safetensors(), Shape: it.e.Shape, Offsets: [2]uint64{off, off + n}}
 		name, _ := json.Marshal(it.name)
 		body, err := json.Marshal(e)
 		if err != nil {
@@ -173,7 +174,12 @@ func repack(path string, src *stFile, p part) error {
 			break
 		}
 		n := int64(it.e.Offsets[1] - it.e.Offsets[0])
-		_, err = io.Copy(w, io.NewSectionReader(src.f, src.data+int64(it.e.Offsets[0]), n))
+		r := io.NewSectionReader(src.f, src.data+int64(it.e.Offsets[0]), n)
+		if d.orFloat32() == Float32 {
+			_, err = io.Copy(w, r)
+		} else if err = copyNarrowed(w, r, d); err != nil {
+			err = fmt.Errorf("tensor %s: %w", it.name, err)
+		}
 	}
 	if err == nil {
 		err = w.Flush()
@@ -185,6 +191,34 @@ func repack(path string, src *stFile, p part) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// copyNarrowed copies the float32 values of r to w converted to d, a chunk
+// at a time, so memory does not grow with the tensor.
+func copyNarrowed(w io.Writer, r io.Reader, d DType) error {
+	const chunk = 1 << 18 // values
+	src := make([]byte, 4*chunk)
+	dst := make([]byte, d.size()*chunk)
+	for base := 0; ; base += chunk {
+		n, err := io.ReadFull(r, src)
+		if n%4 != 0 {
+			return fmt.Errorf("%d bytes is not a whole number of float32 values", base*4+n)
+		}
+		if n > 0 {
+			if nerr := d.narrow(dst, src[:n], base); nerr != nil {
+				return nerr
+			}
+			if _, werr := w.Write(dst[:n/4*d.size()]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // extraTensors lists, sorted, the tensors of src that no spec names.

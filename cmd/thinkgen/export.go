@@ -44,6 +44,7 @@ See docs/export.md.`,
 			out := fs.String("out", "", "output directory (required; must not exist or be empty)")
 			format := fs.String("format", export.Layout, "output format: hf (transformers + diffusers-style folders)")
 			bundle := fs.String("model", "", "export this bundle directory instead of a run's checkpoint")
+			dtype := fs.String("dtype", string(export.Float32), "dtype of the exported weights: float32 (the checkpoint's, bit-identical), bfloat16 or float16 (half the size, for serving)")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
@@ -60,6 +61,11 @@ See docs/export.md.`,
 				case fs.Changed("version") && *version < 0:
 					return usagef("--version must be ≥ 0, got %d", *version)
 				}
+				d, err := export.ParseDType(*dtype)
+				if err != nil {
+					return usagef("--dtype: %v", err)
+				}
+				opt := export.Options{DType: d}
 				if err := export.CheckOut(*out); err != nil {
 					return exportError("--out", err)
 				}
@@ -68,8 +74,7 @@ See docs/export.md.`,
 					if _, _, err := model.ReadBundleManifest(*bundle); err != nil {
 						return &usageError{fmt.Errorf("--model: %w", err)}
 					}
-					var err error
-					if m, err = export.Write(*bundle, *out, export.Source{}); err != nil {
+					if m, err = export.Write(*bundle, *out, export.Source{}, opt); err != nil {
 						return exportError("--model", err)
 					}
 				} else {
@@ -84,7 +89,7 @@ See docs/export.md.`,
 					if err != nil {
 						return err
 					}
-					if m, err = export.FromRun(ctx, st, *run, *version, *out); err != nil {
+					if m, err = export.FromRun(ctx, st, *run, *version, *out, opt); err != nil {
 						return exportError("--run", err)
 					}
 				}
@@ -96,7 +101,7 @@ See docs/export.md.`,
 				if m.Run != "" {
 					what = fmt.Sprintf("run %s version %d from %s", m.Run, m.Version, m.Source)
 				}
-				fmt.Fprintf(e.stdout, "exported %s to %s: %d files, %.1f MiB\n", what, *out, len(m.Files)+1, float64(total)/(1<<20))
+				fmt.Fprintf(e.stdout, "exported %s to %s: %d files, %.1f MiB, %s\n", what, *out, len(m.Files)+1, float64(total)/(1<<20), m.DType)
 				fmt.Fprintf(e.stdout, "  transformers: AutoModelForCausalLM.from_pretrained(%q), AutoTokenizer.from_pretrained(%[1]q)\n", filepath.Join(*out, "mllm"))
 				return nil
 			}

@@ -163,6 +163,7 @@ func TestExportCommand(t *testing.T) {
 		{"version gone from the store", []string{"--run", "gone"}, []string{"checkpoint version 2 is not committed"}},
 		{"negative version", []string{"--run", "r", "--version", "-2"}, []string{"--version must be ≥ 0"}},
 		{"other format", []string{"--run", "r", "--format", "onnx"}, []string{`--format "onnx"`}},
+		{"unknown dtype", []string{"--run", "r", "--dtype", "fp8"}, []string{"--dtype", `"fp8"`, "bfloat16"}},
 		{"run and model", []string{"--run", "r", "--model", base}, []string{"one of --run and --model"}},
 		{"bad run name", []string{"--run", "a/b"}, []string{"--run"}},
 		{"not a bundle", []string{"--model", t.TempDir()}, []string{"--model"}},
