@@ -11,6 +11,7 @@ import (
 
 	"github.com/nlpodyssey/safetensors"
 	"github.com/sugarme/gotch/ts"
+	"github.com/x448/float16"
 )
 
 // SaveSafetensors writes every parameter of p to path in the safetensors
@@ -174,31 +175,10 @@ func decodeFloats(v safetensors.TensorView) ([]float32, error) {
 	case safetensors.F16:
 		out := make([]float32, len(raw)/2)
 		for i := range out {
-			out[i] = halfToFloat(binary.LittleEndian.Uint16(raw[2*i:]))
+			out[i] = float16.Frombits(binary.LittleEndian.Uint16(raw[2*i:])).Float32()
 		}
 		return out, nil
 	default:
 		return nil, fmt.Errorf("dtype %s is not a float type this loader reads (F32, F64, F16, BF16)", v.DType())
-	}
-}
-
-// halfToFloat converts an IEEE 754 binary16 value.
-func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && frac == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal
-		f := float32(frac) / 1024 * float32(math.Pow(2, -14))
-		if sign != 0 {
-			f = -f
-		}
-		return f
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
-	default:
-		return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
 	}
 }
