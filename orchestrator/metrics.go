@@ -110,11 +110,17 @@ func (h *History) seriesOf(label func(name string) (string, bool)) []plots.Serie
 	return out
 }
 
-// WriteCurves draws the run's curves (the paper's Figure 5 analogue:
-// reward, per-scenario reward, chain-of-thought length, the score of the
-// MLLM's instructions read as captions; and KL, clipping,
-// entropy, gradient norm and the step time split) into a PNG.
+// WriteCurves draws the run's curves (CurvePanels) into a PNG.
 func (h *History) WriteCurves(path string) error {
+	return plots.Write(path, h.CurvePanels(), 4)
+}
+
+// CurvePanels returns the run's curves as chart panels: the paper's Figure 5
+// analogue (reward, per-scenario reward, chain-of-thought length, the score
+// of the MLLM's instructions read as captions, one series per scenario) and
+// KL, clipping, entropy, gradient norm and the step time split. A metric
+// the run did not log leaves its panel empty.
+func (h *History) CurvePanels() []plots.Panel {
 	perScenario := h.seriesOf(func(k string) (string, bool) {
 		if strings.HasPrefix(k, "reward/") && strings.HasSuffix(k, "/mean") && strings.Count(k, "/") == 2 {
 			return strings.Split(k, "/")[1], true
@@ -131,7 +137,7 @@ func (h *History) WriteCurves(path string) error {
 		}
 		return out
 	}
-	panels := []plots.Panel{
+	return []plots.Panel{
 		{Title: "reward (mean over samples)", XLabel: "step", Series: cat(h.series("reward/mean", "all"))},
 		{Title: "reward by scenario", XLabel: "step", Series: perScenario},
 		{Title: "completion length (tokens)", XLabel: "step", Series: h.series("rollout/cot_tokens", "chain + instruction")},
@@ -142,5 +148,4 @@ func (h *History) WriteCurves(path string) error {
 		{Title: "gradient norm", XLabel: "step", Series: h.series("learn/grad_norm", "grad norm")},
 		{Title: "step time (s)", XLabel: "step", Series: cat(h.series("time/rollout_s", "rollout"), h.series("time/reward_s", "reward"), h.series("time/learn_s", "learn"), h.series("time/storage_s", "storage"))},
 	}
-	return plots.Write(path, panels, 4)
 }

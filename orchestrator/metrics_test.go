@@ -1,0 +1,72 @@
+package orchestrator_test
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/plots"
+	"github.com/thinkgen/thinkgen/orchestrator"
+)
+
+// TestCurvePanels checks which metric each curve panel draws: the
+// per-scenario reward and instruction panels get one series per scenario,
+// named by it, with the step's values; a metric the run did not log
+// (the DiT phase has no instructions) leaves its panel empty, and the
+// figure is still written.
+func TestCurvePanels(t *testing.T) {
+	h := &orchestrator.History{
+		Steps:  []float64{1, 2, 3},
+		Phases: []string{"mllm-grpo", "mllm-grpo", "dit-grpo"},
+		Values: map[string][]float64{
+			"reward/mean":                     {0.4, 0.5, 0.6},
+			"reward/reasoning/mean":           {0.3, 0.4, 0.5},
+			"reward/composition/mean":         {0.5, 0.6, 0.7},
+			"reward/reasoning/std":            {0.1, 0.1, 0.1}, // not a per-scenario mean
+			"rollout/instruction/reasoning":   {0.45, 0.55, 0},
+			"rollout/instruction/composition": {0.6, 0.7, 0},
+			"rollout/cot_tokens":              {30, 32, 0},
+			"loss/kl":                         {0, 0.01, 0.02},
+		},
+	}
+	byTitle := map[string]plots.Panel{}
+	for _, p := range h.CurvePanels() {
+		byTitle[p.Title] = p
+	}
+	names := func(p plots.Panel) []string {
+		var out []string
+		for _, s := range p.Series {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	tests := []struct {
+		title  string
+		series []string
+		first  []float64 // the first series' values
+	}{
+		{"reward (mean over samples)", []string{"all"}, []float64{0.4, 0.5, 0.6}},
+		{"reward by scenario", []string{"composition", "reasoning"}, []float64{0.5, 0.6, 0.7}},
+		{"instruction score, before the DiT", []string{"composition", "reasoning"}, []float64{0.6, 0.7, 0}},
+		{"completion length (tokens)", []string{"chain + instruction"}, []float64{30, 32, 0}},
+		{"KL to the reference", []string{"kl"}, []float64{0, 0.01, 0.02}},
+		{"gradient norm", nil, nil},
+	}
+	for _, tt := range tests {
+		p, ok := byTitle[tt.title]
+		if !ok {
+			t.Errorf("no panel %q", tt.title)
+			continue
+		}
+		if got := names(p); !slices.Equal(got, tt.series) {
+			t.Errorf("%s: series %v, want %v", tt.title, got, tt.series)
+			continue
+		}
+		if len(p.Series) > 0 && (!slices.Equal(p.Series[0].Y, tt.first) || !slices.Equal(p.Series[0].X, h.Steps)) {
+			t.Errorf("%s: first series %v at %v, want %v at %v", tt.title, p.Series[0].Y, p.Series[0].X, tt.first, h.Steps)
+		}
+	}
+	if err := h.WriteCurves(filepath.Join(t.TempDir(), "curves.png")); err != nil {
+		t.Error(err)
+	}
+}
