@@ -41,7 +41,7 @@ weights, to continue pre-training: e.g. more DiT steps on the shipped base,
 DiT side pre-trained again for a connector ablation (docs/pretrain.md),
 without repeating the warm-up; only the MLLM's shape must match, e.g.
   thinkgen pretrain --config configs/tiny.yaml --run-dir noprepad \
-    --from-mllm base/tiny --set pretrain.warmup.steps=0 --set connector.prepad=0`,
+    --from-mllm base/tiny --set pretrain.warmup.steps=0 --set model.connector.prepad=0`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
 			every := fs.Int("checkpoint-every", 100, "steps between resumable checkpoints")
