@@ -57,8 +57,8 @@ func TestWriteLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Config != bm.Config || m.Version != bm.Step || m.Run != "" || m.Format != Format || m.FormatVersion != FormatVersion {
-		t.Errorf("manifest: run %q version %d format %s/%d; config equal: %v", m.Run, m.Version, m.Format, m.FormatVersion, m.Config == bm.Config)
+	if m.Config != bm.Config || m.Version != bm.Step || m.Run != "" || m.Format != Format || m.FormatVersion != FormatVersion || m.DType != Float32 {
+		t.Errorf("manifest: run %q version %d format %s/%d dtype %q; config equal: %v", m.Run, m.Version, m.Format, m.FormatVersion, m.DType, m.Config == bm.Config)
 	}
 	// Nothing is left beside the export.
 	entries, _ := os.ReadDir(filepath.Dir(out))
