@@ -92,6 +92,31 @@ func (h *History) series(name, label string) []plots.Series {
 	return []plots.Series{{Name: label, X: h.Steps, Y: v}}
 }
 
+// trendWindow is the number of steps the trailing mean of a noisy curve
+// averages: each step samples new prompts, so a step's reward mean moves
+// by more than a run's trend.
+const trendWindow = 5
+
+// trend returns the trailing mean of the named metric over trendWindow
+// steps (fewer at the start), or nil when the run is too short for it to
+// say more than the curve itself.
+func (h *History) trend(name, label string) []plots.Series {
+	v, ok := h.Values[name]
+	if !ok || len(v) < 2*trendWindow {
+		return nil
+	}
+	y := make([]float64, len(v))
+	sum := 0.0
+	for i, x := range v {
+		sum += x
+		if i >= trendWindow {
+			sum -= v[i-trendWindow]
+		}
+		y[i] = sum / float64(min(i+1, trendWindow))
+	}
+	return []plots.Series{{Name: label, X: h.Steps, Y: y}}
+}
+
 // seriesOf returns a series for every metric that label accepts, named by
 // the label it gives, in the order of the metrics' names.
 func (h *History) seriesOf(label func(name string) (string, bool)) []plots.Series {
@@ -116,7 +141,7 @@ func (h *History) WriteCurves(path string) error {
 }
 
 // CurvePanels returns the run's curves as chart panels: the paper's Figure 5
-// analogue (reward, per-scenario reward, chain-of-thought length, the score
+// analogue (reward with its trailing mean over 5 steps, per-scenario reward, chain-of-thought length, the score
 // of the MLLM's instructions read as captions, one series per scenario) and
 // KL, clipping, entropy, gradient norm and the step time split. A metric
 // the run did not log leaves its panel empty.
@@ -138,7 +163,7 @@ func (h *History) CurvePanels() []plots.Panel {
 		return out
 	}
 	return []plots.Panel{
-		{Title: "reward (mean over samples)", XLabel: "step", Series: cat(h.series("reward/mean", "all"))},
+		{Title: "reward (mean over samples)", XLabel: "step", Series: cat(h.series("reward/mean", "all"), h.trend("reward/mean", "all, trailing mean"))},
 		{Title: "reward by scenario", XLabel: "step", Series: perScenario},
 		{Title: "completion length (tokens)", XLabel: "step", Series: h.series("rollout/cot_tokens", "chain + instruction")},
 		{Title: "instruction score, before the DiT", XLabel: "step", Series: instruction},

@@ -70,3 +70,27 @@ func TestCurvePanels(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCurvePanelsTrend: from ten steps on, the reward panel adds the
+// trailing mean over 5 steps (fewer at the start).
+func TestCurvePanelsTrend(t *testing.T) {
+	h := &orchestrator.History{Values: map[string][]float64{}}
+	for i := range 10 {
+		h.Steps = append(h.Steps, float64(i+1))
+		h.Values["reward/mean"] = append(h.Values["reward/mean"], float64(i%2)) // 0 1 0 1 …
+	}
+	p := h.CurvePanels()[0]
+	if len(p.Series) != 2 || p.Series[1].Name != "all, trailing mean" {
+		t.Fatalf("reward panel series %+v, want the curve and its trailing mean", p.Series)
+	}
+	want := []float64{0, 0.5, 1.0 / 3, 0.5, 0.4, 0.6, 0.4, 0.6, 0.4, 0.6}
+	for i, w := range want {
+		if got := p.Series[1].Y[i]; got < w-1e-12 || got > w+1e-12 {
+			t.Errorf("trailing mean at step %d = %v, want %v", i+1, got, w)
+		}
+	}
+	h.Steps, h.Values["reward/mean"] = h.Steps[:9], h.Values["reward/mean"][:9]
+	if p := h.CurvePanels()[0]; len(p.Series) != 1 {
+		t.Errorf("9 steps: %d series in the reward panel, want the curve alone", len(p.Series))
+	}
+}
