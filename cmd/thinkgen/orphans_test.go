@@ -72,6 +72,7 @@ func TestKilledParentEndsItsChildren(t *testing.T) {
 		name     string
 		args     func(t *testing.T) []string
 		children int
+		caches   int // worker cache directories to wait for before the kill
 	}{
 		{"sweep", func(t *testing.T) []string {
 			file := tinySweep(t, "orphans", "  grpo.lr: [1.0e-4, 1.0e-3]", "")
@@ -88,20 +89,25 @@ func TestKilledParentEndsItsChildren(t *testing.T) {
 				t.Fatal(err)
 			}
 			return []string{"sweep", "--config", file, "--run-dir", t.TempDir(), "--poll", "500ms"}
-		}, 2},
+		}, 2, 0},
 		{"train --workers", func(t *testing.T) []string {
 			return []string{"train", "--config", filepath.Join("..", "..", "configs", "tiny.yaml"),
 				"--set", "run.base=" + filepath.Join("..", "..", "base", "tiny"), "--set", "run.threads=1",
 				"--eval-rows", "0", "--workers", "rollout=1,reward=1,learner=1", "--run-dir", t.TempDir(), "--run", "r"}
-		}, 3},
+		}, 3, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := startProc(t, tt.name, nil, tt.args(t)...)
+			tmp := t.TempDir()
+			p := startProc(t, tt.name, []string{"TMPDIR=" + tmp}, tt.args(t)...)
 			pid := p.cmd.Process.Pid
 			var kids []int
 			deadline := time.Now().Add(2 * time.Minute)
-			for len(kids) < tt.children {
+			caches := func() []string {
+				m, _ := filepath.Glob(filepath.Join(tmp, "thinkgen-worker-*"))
+				return m
+			}
+			for len(kids) < tt.children || len(caches()) < tt.caches {
 				select {
 				case err := <-p.done:
 					t.Fatalf("%s ended (%v) before it started %d children:\n%s", tt.name, err, tt.children, p.log)
@@ -109,7 +115,7 @@ func TestKilledParentEndsItsChildren(t *testing.T) {
 				}
 				if time.Now().After(deadline) {
 					p.kill()
-					t.Fatalf("%s started %d children in 2 minutes, want %d", tt.name, len(kids), tt.children)
+					t.Fatalf("%s started %d children (%d worker caches) in 2 minutes, want %d (%d)", tt.name, len(kids), len(caches()), tt.children, tt.caches)
 				}
 				kids = childrenOf(pid)
 			}
@@ -130,6 +136,11 @@ func TestKilledParentEndsItsChildren(t *testing.T) {
 				if running(k) {
 					t.Errorf("child %d of the killed %s still runs a minute later", k, tt.name)
 				}
+			}
+			// A worker ends through its own shutdown, removing its cache (its
+			// last log lines go into the dead parent's pipe).
+			if left := caches(); len(left) > 0 {
+				t.Errorf("the ended children left %v", left)
 			}
 		})
 	}

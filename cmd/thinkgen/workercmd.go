@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"sync"
 	"syscall"
 	"time"
@@ -86,6 +87,12 @@ it with the next attempt.`,
 				if err != nil {
 					return &usageError{fmt.Errorf("--controller: %w", err)}
 				}
+				// A worker whose parent (train --workers) died writes its last
+				// log lines into a broken pipe; unless SIGPIPE is caught, the
+				// runtime ends it there, before it removes its cache.
+				pipe := make(chan os.Signal, 1)
+				signal.Notify(pipe, syscall.SIGPIPE)
+				defer signal.Stop(pipe)
 				cache, err := os.MkdirTemp("", "thinkgen-worker-")
 				if err != nil {
 					return err
