@@ -2,15 +2,13 @@ package export
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch"
-
-	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
 )
 
@@ -103,35 +101,23 @@ func TestHalfPrecisionExport(t *testing.T) {
 			if !strings.Contains(string(cfg), `"torch_dtype": "`+string(tt.d)+`"`) {
 				t.Errorf("mllm/config.json does not say torch_dtype %s", tt.d)
 			}
-			err = libtorch.Run(func() error {
-				want, _, err := model.LoadBundle(baseTiny, gotch.CPU)
-				if err != nil {
-					return err
-				}
-				defer want.Drop()
-				got, _, err := Import(out, gotch.CPU)
-				if err != nil {
-					return err
-				}
-				defer got.Drop()
+			// Errors, not t.Fatalf: the check runs on libtorch.Run's goroutine.
+			withImport(t, out, func(want, got *model.Bundle) error {
 				wb, gb := tensorBits(want), tensorBits(got)
 				for name, w := range wb {
 					g := gb[name]
 					if len(g) != len(w) {
-						t.Fatalf("tensor %s: %d values imported, want %d", name, len(g), len(w))
+						return fmt.Errorf("tensor %s: %d values imported, want %d", name, len(g), len(w))
 					}
 					for i := range w {
 						a, b := float64(math.Float32frombits(w[i])), float64(math.Float32frombits(g[i]))
 						if math.Abs(a-b) > tt.relTol*math.Abs(a)+tt.absTol {
-							t.Fatalf("tensor %s value %d: %g imported, %g exported (tolerance %g)", name, i, b, a, tt.relTol*math.Abs(a)+tt.absTol)
+							return fmt.Errorf("tensor %s value %d: %g imported, %g exported (tolerance %g)", name, i, b, a, tt.relTol*math.Abs(a)+tt.absTol)
 						}
 					}
 				}
 				return nil
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 		})
 	}
 }

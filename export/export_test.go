@@ -96,9 +96,10 @@ func tensorBits(b *model.Bundle) map[string][]uint32 {
 	return out
 }
 
-func TestImportIsBitIdentical(t *testing.T) {
-	out, m := writeBase(t)
-	resaved := t.TempDir()
+// withImport loads base/tiny and imports the export in out, inside
+// libtorch.Run, and calls check with both; an error ends the test.
+func withImport(t *testing.T, out string, check func(want, got *model.Bundle) error) {
+	t.Helper()
 	err := libtorch.Run(func() error {
 		want, _, err := model.LoadBundle(baseTiny, gotch.CPU)
 		if err != nil {
@@ -110,6 +111,17 @@ func TestImportIsBitIdentical(t *testing.T) {
 			return err
 		}
 		defer got.Drop()
+		return check(want, got)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestImportIsBitIdentical(t *testing.T) {
+	out, m := writeBase(t)
+	resaved := t.TempDir()
+	withImport(t, out, func(want, got *model.Bundle) error {
 		wb, gb := tensorBits(want), tensorBits(got)
 		if len(wb) != len(gb) {
 			t.Errorf("%d tensors imported, the checkpoint has %d", len(gb), len(wb))
@@ -124,9 +136,6 @@ func TestImportIsBitIdentical(t *testing.T) {
 		}
 		return got.Save(resaved, m.Version)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Saved again, the imported bundle's tensors and tokenizer are the
 	// shipped ones, byte for byte.
 	for _, f := range []string{"mllm.safetensors", "connector.safetensors", "dit.safetensors", "tokenizer.json"} {

@@ -172,20 +172,52 @@ func liveTensors(t *testing.T, path string) []int {
 	return out
 }
 
+// warmedUp runs a 3-step MLLM warm-up of smallConfig and returns its run
+// directory and the warm-up's result bundle.
+func warmedUp(t *testing.T) (dir, final string) {
+	t.Helper()
+	cfg := smallConfig()
+	cfg.Pretrain.Warmup.Steps = 3
+	cfg.Pretrain.Align.Steps, cfg.Pretrain.DiT.Steps, cfg.Pretrain.Finetune.Steps = 0, 0, 0
+	dir = t.TempDir()
+	if _, err := Run(context.Background(), Options{Config: cfg, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, filepath.Join(dir, "pretrain", "warmup", "final")
+}
+
+// withSameMLLM loads the bundles in dirs a and b, reports every MLLM
+// tensor of b that differs from a's (the start bundle's), then calls check.
+func withSameMLLM(t *testing.T, a, b string, check func(a, b *model.Bundle)) error {
+	t.Helper()
+	return libtorch.Run(func() error {
+		ab, _, err := model.LoadBundle(a, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ab.Drop()
+		bb, _, err := model.LoadBundle(b, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer bb.Drop()
+		for i, p := range ab.MLLM.P.Tensors() {
+			if !slices.Equal(p.Float64Values(), bb.MLLM.P.Tensors()[i].Float64Values()) {
+				t.Errorf("MLLM %s differs from the start bundle's", ab.MLLM.P.Specs()[i].Name)
+			}
+		}
+		check(ab, bb)
+		return nil
+	})
+}
+
 // TestPretrainContinuesFrom runs the DiT stage alone from another run's
 // warm-up result: the MLLM, which the DiT stage freezes, comes out equal
 // to the start bundle's (fresh weights would differ), and the DiT moved.
 // A missing start bundle or one of another shape is refused before any
 // work.
 func TestPretrainContinuesFrom(t *testing.T) {
-	cfg := smallConfig()
-	cfg.Pretrain.Warmup.Steps = 3
-	cfg.Pretrain.Align.Steps, cfg.Pretrain.DiT.Steps, cfg.Pretrain.Finetune.Steps = 0, 0, 0
-	first := t.TempDir()
-	if _, err := Run(context.Background(), Options{Config: cfg, Dir: first}); err != nil {
-		t.Fatal(err)
-	}
-	from := filepath.Join(first, "pretrain", "warmup", "final")
+	first, from := warmedUp(t)
 
 	more := smallConfig()
 	more.Run.Seed = 9 // fresh weights of this seed would differ from the start bundle's
@@ -199,22 +231,7 @@ func TestPretrainContinuesFrom(t *testing.T) {
 	if len(res) != 1 || res[0].Stage != StageDiT {
 		t.Fatalf("stages run: %+v, want the DiT stage alone", res)
 	}
-	err = libtorch.Run(func() error {
-		a, _, err := model.LoadBundle(from, gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer a.Drop()
-		b, _, err := model.LoadBundle(filepath.Join(second, "pretrain", "dit", "final"), gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		for i, p := range a.MLLM.P.Tensors() {
-			if !slices.Equal(p.Float64Values(), b.MLLM.P.Tensors()[i].Float64Values()) {
-				t.Errorf("MLLM %s differs from the start bundle's", a.MLLM.P.Specs()[i].Name)
-			}
-		}
+	err = withSameMLLM(t, from, filepath.Join(second, "pretrain", "dit", "final"), func(a, b *model.Bundle) {
 		moved := false
 		for i, p := range a.DiT.P.Tensors() {
 			moved = moved || !slices.Equal(p.Float64Values(), b.DiT.P.Tensors()[i].Float64Values())
@@ -222,7 +239,6 @@ func TestPretrainContinuesFrom(t *testing.T) {
 		if !moved {
 			t.Error("the DiT did not train")
 		}
-		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -250,14 +266,7 @@ func TestPretrainContinuesFrom(t *testing.T) {
 // prepadding. A bundle whose MLLM has another shape, and --from given as
 // well, are refused before any work.
 func TestPretrainFromMLLM(t *testing.T) {
-	cfg := smallConfig()
-	cfg.Pretrain.Warmup.Steps = 3
-	cfg.Pretrain.Align.Steps, cfg.Pretrain.DiT.Steps, cfg.Pretrain.Finetune.Steps = 0, 0, 0
-	first := t.TempDir()
-	if _, err := Run(context.Background(), Options{Config: cfg, Dir: first}); err != nil {
-		t.Fatal(err)
-	}
-	from := filepath.Join(first, "pretrain", "warmup", "final")
+	first, from := warmedUp(t)
 
 	ablation := smallConfig()
 	ablation.Run.Seed = 9
@@ -272,26 +281,10 @@ func TestPretrainFromMLLM(t *testing.T) {
 	if len(res) != 2 || res[0].Stage != StageAlign || res[1].Stage != StageDiT {
 		t.Fatalf("stages run: %+v, want align and dit", res)
 	}
-	err = libtorch.Run(func() error {
-		a, _, err := model.LoadBundle(from, gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer a.Drop()
-		b, _, err := model.LoadBundle(filepath.Join(second, "pretrain", "dit", "final"), gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		for i, p := range a.MLLM.P.Tensors() {
-			if !slices.Equal(p.Float64Values(), b.MLLM.P.Tensors()[i].Float64Values()) {
-				t.Errorf("MLLM %s differs from the start bundle's", a.MLLM.P.Specs()[i].Name)
-			}
-		}
+	err = withSameMLLM(t, from, filepath.Join(second, "pretrain", "dit", "final"), func(a, b *model.Bundle) {
 		if _, ok := b.Connector.P.Lookup("prepad"); ok || b.Connector.Prepad != 0 {
 			t.Errorf("connector has %d prepadding states, want none", b.Connector.Prepad)
 		}
-		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
