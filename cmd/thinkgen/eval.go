@@ -271,6 +271,7 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	var (
 		scores evaluate.Scores
 		tasks  map[string][]reward.Summary
+		perRow = map[string][]evaluate.RowScore{}
 	)
 	err = libtorch.Run(func() error {
 		if th := cfg.Run.Threads; th > 0 {
@@ -285,6 +286,9 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 		defer b.Drop()
 		var samples map[string][]evaluate.Sample
 		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
+		for mode, ss := range samples {
+			perRow[mode] = evaluate.RowScores(ss)
+		}
 		if err == nil && m.byTask {
 			tasks = map[string][]reward.Summary{}
 			for mode, ss := range samples {
@@ -299,7 +303,7 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if m.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		out := map[string]any{"model": m.dir, "rows": m.rows, "seed": cfg.Run.Seed, "scores": scores}
+		out := map[string]any{"model": m.dir, "rows": m.rows, "seed": cfg.Run.Seed, "scores": scores, "row_scores": perRow}
 		if len(m.scenarios) > 0 {
 			out["scenarios"] = m.scenarios
 		}

@@ -64,6 +64,7 @@ func commands() []*command {
 		dataCommand(),
 		rewardServeCommand(),
 		evalCommand(),
+		compareCommand(),
 		generateCommand(),
 		gcCommand(),
 		exportCommand(),

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,6 +111,7 @@ func TestEvalModel(t *testing.T) {
 	// --seed picks the rows (and noise) of another seed; flags that would
 	// change the bundle's configuration are refused, not dropped.
 	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "2", "--seed", "7", "--json")
+	seven := out
 	var got struct{ Seed int64 }
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Seed != 7 {
 		t.Errorf("--seed 7: exit %d, seed %d (%v)\n%s", code, got.Seed, err, errs)
@@ -149,6 +151,38 @@ func TestEvalModel(t *testing.T) {
 		if n != 3 {
 			t.Errorf("mode %s: task summaries count %d rows, want 3", mode, n)
 		}
+	}
+	// row_scores: every scored row in order, what compare pairs.
+	var perRow struct {
+		RowScores map[string][]evaluate.RowScore `json:"row_scores"`
+	}
+	if err := json.Unmarshal([]byte(out), &perRow); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"think", "oracle"} {
+		rs := perRow.RowScores[mode]
+		if len(rs) != 3 || rs[0].ID == "" || rs[0].Task == "" || (rs[0].Scenario != "reasoning" && rs[0].Scenario != "text") {
+			t.Errorf("row_scores of mode %s: %+v, want 3 reasoning or text rows with ids and tasks", mode, rs)
+		}
+	}
+	dir := t.TempDir()
+	sub3, sub7 := filepath.Join(dir, "sub3.json"), filepath.Join(dir, "seed7.json")
+	if err := errors.Join(os.WriteFile(sub3, []byte(out), 0o644), os.WriteFile(sub7, []byte(seven), 0o644)); err != nil {
+		t.Fatal(err)
+	}
+	code, cmp, errs := runCLI(t, "compare", sub3, sub3, sub3, "--by-task")
+	if code != 0 || !strings.Contains(cmp, "+0.000  [+0.000, +0.000]") || !strings.Contains(cmp, "gain over 2 runs") || strings.Count(cmp, "0/0") < 4 {
+		t.Errorf("compare with itself: exit %d, want zero gains and no row better or worse:\n%s\n%s", code, cmp, errs)
+	}
+	code, cmp, errs = runCLI(t, "compare", sub3, sub3, "--by-task", "--json")
+	var cj struct {
+		Runs []struct{ Paired []evaluate.Paired }
+	}
+	if err := json.Unmarshal([]byte(cmp), &cj); code != 0 || err != nil || len(cj.Runs) != 1 || len(cj.Runs[0].Paired) < 2 {
+		t.Errorf("compare --json: exit %d (%v), %+v\n%s", code, err, cj, errs)
+	}
+	if code, _, errs := runCLI(t, "compare", sub3, sub7); code != 1 || !strings.Contains(errs, "the held-out rows differ") {
+		t.Errorf("compare across seeds: exit %d, %s", code, errs)
 	}
 	for _, c := range []struct {
 		args []string
