@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/testenv"
 	"github.com/thinkgen/thinkgen/report"
 )
@@ -114,6 +115,22 @@ func TestReportInChromium(t *testing.T) {
 		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
 	}
 	t.Logf("trained 3 steps and evaluated 3 versions in %s", time.Since(start).Round(time.Second))
+	// Each stage's gain over the base, paired by row: 5 rows are one per
+	// scenario, too few for an interval.
+	for _, want := range []string{"stage4@2 against base, paired by row", "stage5@3 against base, paired by row"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("train's output lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^think\s+composition\s+1\s+\d\.\d{3}\s+\d\.\d{3}\s+[+-]\d\.\d{3}\s+—\s+[01]/[01]$`).MatchString(out) {
+		t.Errorf("no paired line for think composition:\n%s", out)
+	}
+	var perRow map[string][]evaluate.RowScore
+	if b, err := os.ReadFile(filepath.Join(dir, "runs", "rep", "eval", "000002-rows.json")); err != nil {
+		t.Error(err)
+	} else if err := json.Unmarshal(b, &perRow); err != nil || len(perRow["think"]) != 5 || len(perRow["direct"]) != 5 {
+		t.Errorf("eval/000002-rows.json: %v, %d think and %d direct rows, want 5 and 5", err, len(perRow["think"]), len(perRow["direct"]))
+	}
 
 	// runs: the run is finished, with a best eval score.
 	code, out, errs = runCLI(t, "runs", "--run-dir", dir, "--json")
