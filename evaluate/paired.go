@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"gonum.org/v1/gonum/stat/distuv"
+
 	"github.com/thinkgen/thinkgen/datasets"
 )
 
@@ -56,9 +58,10 @@ type Paired struct {
 	Run  float64 `json:"run"`
 	Gain float64 `json:"gain"`
 	// CI95 bounds Gain's 95% confidence interval, [low, high]: the mean of
-	// the per-row differences ± 1.96 standard errors (the rows are paired:
-	// the same prompts and the same noise, so the DiT's luck cancels). Nil
-	// for a single row.
+	// the per-row differences ± t standard errors, t the 97.5% quantile of
+	// Student's t with rows − 1 degrees of freedom (1.97 for 200 rows, 2.57
+	// for 6). The rows are paired: the same prompts and the same noise, so
+	// the DiT's luck cancels. Nil for a single row.
 	CI95 *[2]float64 `json:"ci95,omitempty"`
 	// Better and Worse count the rows whose score rose or fell.
 	Better int `json:"better"`
@@ -159,7 +162,8 @@ func pairStats(mode, group string, pairs [][2]float64) Paired {
 		ss += d * d
 	}
 	if len(pairs) > 1 {
-		half := 1.96 * math.Sqrt(ss/(n-1)/n)
+		t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: n - 1}.Quantile(0.975)
+		half := t * math.Sqrt(ss/(n-1)/n)
 		p.CI95 = &[2]float64{p.Gain - half, p.Gain + half}
 	}
 	return p

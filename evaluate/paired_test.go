@@ -23,7 +23,8 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
 func TestCompareHandComputed(t *testing.T) {
 	// Differences 0.2, 0, −0.5, 0.25: mean −0.0125; squared deviations
 	// 0.04515625 + 0.00015625 + 0.23765625 + 0.06890625 = 0.351875;
-	// standard error √(0.351875 / 3 / 4) = 0.1712393; × 1.96 = 0.3356291.
+	// standard error √(0.351875 / 3 / 4) = 0.1712393; × t(3 df, 97.5%) =
+	// 3.1824463 → 0.5449601.
 	base := map[string][]RowScore{"think": rowsOf(datasets.Reasoning, "arithmetic", 0.5, 0.2, 1, 0)}
 	run := map[string][]RowScore{"think": rowsOf(datasets.Reasoning, "arithmetic", 0.7, 0.2, 0.5, 0.25)}
 	ps, err := Compare(base, run, false)
@@ -34,13 +35,13 @@ func TestCompareHandComputed(t *testing.T) {
 		t.Fatalf("got %d groups, want 1: %+v", len(ps), ps)
 	}
 	p := ps[0]
-	want := Paired{Mode: "think", Group: datasets.Reasoning, N: 4, Base: 0.425, Run: 0.4125, Gain: -0.0125, CI95: &[2]float64{-0.0125 - 0.3356291, -0.0125 + 0.3356291}, Better: 2, Worse: 1}
+	want := Paired{Mode: "think", Group: datasets.Reasoning, N: 4, Base: 0.425, Run: 0.4125, Gain: -0.0125, CI95: &[2]float64{-0.0125 - 0.5449601, -0.0125 + 0.5449601}, Better: 2, Worse: 1}
 	if p.Mode != want.Mode || p.Group != want.Group || p.N != want.N || p.Better != want.Better || p.Worse != want.Worse ||
 		!near(p.Base, want.Base) || !near(p.Run, want.Run) || !near(p.Gain, want.Gain) || p.CI95 == nil || !near(p.CI95[0], want.CI95[0]) || !near(p.CI95[1], want.CI95[1]) {
 		t.Errorf("got %+v (CI %v)\nwant %+v (CI %v)", p, p.CI95, want, *want.CI95)
 	}
 	var buf bytes.Buffer
-	if err := WritePaired(&buf, ps); err != nil || !strings.Contains(buf.String(), "-0.013  [-0.348, +0.323]  2/1") {
+	if err := WritePaired(&buf, ps); err != nil || !strings.Contains(buf.String(), "-0.013  [-0.557, +0.532]  2/1") {
 		t.Errorf("table (%v):\n%s", err, buf.String())
 	}
 }

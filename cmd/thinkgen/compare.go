@@ -22,7 +22,8 @@ one or more runs (seeds, checkpoints) evaluated on the same held-out rows
 (the same --seed, --rows and --scenarios), pairs their scores row by row
 and prints, per run, mode and scenario: the rows, the base and run means,
 the gain with its 95% confidence interval (mean of the per-row differences
-± 1.96 standard errors) and how many rows rose and fell. The rows carry the
+± t standard errors, Student's t with rows − 1 degrees of freedom: 1.97
+for 200 rows) and how many rows rose and fell. The rows carry the
 same prompts and the same noise in both, so the DiT's luck cancels and the
 interval is much tighter than two unpaired means would allow.
 
