@@ -108,7 +108,7 @@ func TestReportInChromium(t *testing.T) {
 	code, out, errs := runCLI(t, "train", "--config", filepath.Join("..", "..", "configs", "tiny.yaml"), "--run-dir", dir, "--run", "rep", "--eval-rows", "5",
 		"--set", "run.base="+filepath.Join("..", "..", "base", "tiny"), "--set", "run.threads=1",
 		"--set", "schedule.phases.0.steps=2", "--set", "schedule.phases.1.steps=1",
-		"--set", "grpo.prompts_per_step=3", "--set", "grpo.group=3", "--set", "grpo.image_steps=4",
+		"--set", "grpo.prompts_per_step=3", "--set", "grpo.group=4", "--set", "grpo.image_steps=4",
 		"--set", "flow_grpo.prompts_per_step=2", "--set", "flow_grpo.group=3", "--set", "flow_grpo.steps=4",
 		"--set", "sampling.dit_steps=8")
 	if code != 0 {
