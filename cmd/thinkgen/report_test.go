@@ -165,10 +165,10 @@ func TestReportInChromium(t *testing.T) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-	// Every sample (2 GRPO steps × 3 prompts × 3 chains, 1 FlowGRPO step ×
+	// Every sample (2 GRPO steps × 3 prompts × 4 chains, 1 FlowGRPO step ×
 	// 2 prompts × 3 images) shows its reward from the step's reward shard.
-	if n := strings.Count(string(page), "· reward <b>"); n != 24 {
-		t.Errorf("%d samples with a reward, want 24", n)
+	if n := strings.Count(string(page), "· reward <b>"); n != 30 {
+		t.Errorf("%d samples with a reward, want 30", n)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(html), ".report.html.tmp-*"))
 	if len(leftovers) > 0 {
