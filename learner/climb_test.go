@@ -10,6 +10,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testmodel"
 	"github.com/thinkgen/thinkgen/learner"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/rollout"
@@ -73,11 +74,7 @@ func TestFlowGRPOClimbsAReward(t *testing.T) {
 func climb(t *testing.T, reward func(float64) float64) []float64 {
 	t.Helper()
 	c := config.Default()
-	m := &c.Model.MLLM
-	m.Hidden, m.Layers, m.Heads, m.KVHeads, m.HeadDim, m.FFN = 32, 2, 2, 1, 16, 64
-	d := &c.Model.DiT
-	d.Hidden, d.Layers, d.Heads, d.KVHeads, d.FFN, d.RefinerLayers = 48, 1, 2, 1, 64, 1
-	c.Model.Connector.Prepad = 2
+	testmodel.Shrink(c)
 	c.GRPO.MaxNewTokens = 8
 	f := &c.FlowGRPO
 	f.Group, f.Steps, f.TimestepFraction, f.MiniBatches = 8, 4, 1, 1

@@ -9,6 +9,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testmodel"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/shards"
 )
@@ -16,11 +17,7 @@ import (
 func smallBundle(t *testing.T) *model.Bundle {
 	t.Helper()
 	c := config.Default()
-	m := &c.Model.MLLM
-	m.Hidden, m.Layers, m.Heads, m.KVHeads, m.HeadDim, m.FFN = 32, 2, 2, 1, 16, 64
-	d := &c.Model.DiT
-	d.Hidden, d.Layers, d.Heads, d.KVHeads, d.FFN, d.RefinerLayers = 48, 1, 2, 1, 64, 1
-	c.Model.Connector.Prepad = 2
+	testmodel.Shrink(c)
 	c.GRPO.Group, c.GRPO.MaxNewTokens, c.GRPO.ImageSteps = 3, 10, 2
 	c.FlowGRPO.Group, c.FlowGRPO.Steps = 3, 3
 	c.Sampling.DiTSteps = 4
