@@ -285,10 +285,24 @@ type FlowGRPO struct {
 	Beta float64 `yaml:"beta"`
 	// AdvClamp clamps advantages to [-AdvClamp, AdvClamp].
 	AdvClamp float64 `yaml:"adv_clamp"`
-	// TimestepFraction is the fraction of SDE steps trained on per sample.
+	// TimestepFraction is the fraction of SDE steps trained on per sample
+	// (when every step is an SDE step: SDEWindow 0).
 	TimestepFraction float64 `yaml:"timestep_fraction"`
-	CFG              float64 `yaml:"cfg"`
-	MiniBatches      int     `yaml:"mini_batches"`
+	// SDEWindow > 0 samples as Flow-GRPO-Fast (and MixGRPO) do: only
+	// SDEWindow consecutive steps are stochastic, at a place drawn each
+	// training step within SDEWindowRange, the others deterministic Euler
+	// steps; the learner trains on the window's steps, every one of them
+	// (TimestepFraction is unused). The group's rewards then differ by the
+	// noise of the steps that are trained. 0: every step is an SDE step.
+	SDEWindow int `yaml:"sde_window"`
+	// SDEWindowRange [lo, hi] bounds the window to steps lo … hi−1;
+	// empty means [0, steps].
+	SDEWindowRange []int `yaml:"sde_window_range,omitempty"`
+	// SameNoise gives the samples of a group one initial noise (flow_grpo's
+	// same_latent), so that their rewards differ by the SDE's noise alone.
+	SameNoise   bool    `yaml:"same_noise"`
+	CFG         float64 `yaml:"cfg"`
+	MiniBatches int     `yaml:"mini_batches"`
 	// LR overrides optim.lr when > 0.
 	LR float64 `yaml:"lr"`
 	// GreedyInstruction makes the frozen MLLM write its instruction greedily.

@@ -229,6 +229,18 @@ func (c *Config) Validate() error {
 	k.nonNegativeF("flow_grpo.beta", f.Beta)
 	k.positiveF("flow_grpo.adv_clamp", f.AdvClamp)
 	k.in01("flow_grpo.timestep_fraction", f.TimestepFraction, true, false)
+	k.nonNegative("flow_grpo.sde_window", f.SDEWindow)
+	if f.Steps > 0 && f.SDEWindow > f.Steps {
+		k.add("flow_grpo.sde_window", fmt.Sprintf("<= flow_grpo.steps (%d)", f.Steps), f.SDEWindow)
+	}
+	if r := f.SDEWindowRange; len(r) > 0 {
+		switch {
+		case len(r) != 2:
+			k.add("flow_grpo.sde_window_range", "[lo, hi]: two steps", r)
+		case r[0] < 0 || r[1] > f.Steps || r[1]-r[0] < max(1, f.SDEWindow):
+			k.add("flow_grpo.sde_window_range", fmt.Sprintf("0 <= lo, lo + sde_window (%d) <= hi <= flow_grpo.steps (%d)", f.SDEWindow, f.Steps), r)
+		}
+	}
 	if f.CFG < 1 {
 		k.add("flow_grpo.cfg", ">= 1 (1 disables guidance)", f.CFG)
 	}

@@ -2,7 +2,9 @@ package learner_test
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -47,16 +49,20 @@ func TestFlowGRPOClimbsAReward(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
 	}
+	fast := func(f *config.FlowGRPO) { f.SDEWindow, f.SDEWindowRange, f.SameNoise = 2, []int{0, 3}, true }
 	for _, tt := range []struct {
 		name   string
 		reward func(brightness float64) float64
 		sign   float64 // +1: brightness must rise, −1: fall
+		setup  func(*config.FlowGRPO)
 	}{
-		{"brighter", func(b float64) float64 { return b }, 1},
-		{"darker", func(b float64) float64 { return 1 - b }, -1},
+		{"brighter", func(b float64) float64 { return b }, 1, nil},
+		{"darker", func(b float64) float64 { return 1 - b }, -1, nil},
+		// Flow-GRPO-Fast: two SDE steps of four, one noise per group.
+		{"brighter with an SDE window", func(b float64) float64 { return b }, 1, fast},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			means := climb(t, tt.reward)
+			means := climb(t, tt.reward, tt.setup)
 			first := (means[0] + means[1] + means[2]) / 3
 			n := len(means)
 			last := (means[n-3] + means[n-2] + means[n-1]) / 3
@@ -70,8 +76,8 @@ func TestFlowGRPOClimbsAReward(t *testing.T) {
 
 // climb trains a small bundle's DiT with FlowGRPO on reward(brightness) for
 // 12 iterations and returns the mean brightness of each iteration's
-// rollouts (before its update).
-func climb(t *testing.T, reward func(float64) float64) []float64 {
+// rollouts (before its update); setup, when given, changes flow_grpo.
+func climb(t *testing.T, reward func(float64) float64, setup func(*config.FlowGRPO)) []float64 {
 	t.Helper()
 	c := config.Default()
 	testmodel.Shrink(c)
@@ -79,6 +85,9 @@ func climb(t *testing.T, reward func(float64) float64) []float64 {
 	f := &c.FlowGRPO
 	f.Group, f.Steps, f.TimestepFraction, f.MiniBatches = 8, 4, 1, 1
 	f.LR, f.Beta, f.ClipEps, f.AdvClamp, f.CFG = 3e-3, 0, 0.2, 5, 1
+	if setup != nil {
+		setup(f)
+	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +130,7 @@ func climb(t *testing.T, reward func(float64) float64) []float64 {
 				rews[i] = shards.RewardRow{GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: float32(reward(b))}
 			}
 			means = append(means, mean)
-			if _, err := l.Step(config.PhaseDiTGRPO, uint64(it), rolls, rews); err != nil {
+			if _, err := l.Step(config.PhaseDiTGRPO, req.Seed, rolls, rews); err != nil {
 				return err
 			}
 		}
@@ -131,4 +140,64 @@ func climb(t *testing.T, reward func(float64) float64) []float64 {
 		t.Fatal(err)
 	}
 	return means
+}
+
+// TestFlowGRPORefusesStepsTheRolloutDidNotSample: with an SDE window, the
+// learner trains the window its seed gives; rows sampled with another
+// window are refused, naming the step, instead of scoring an ODE step's
+// log-prob of 0.
+func TestFlowGRPORefusesStepsTheRolloutDidNotSample(t *testing.T) {
+	c := config.Default()
+	testmodel.Shrink(c)
+	c.GRPO.MaxNewTokens = 8
+	f := &c.FlowGRPO
+	f.Group, f.Steps, f.SDEWindow, f.MiniBatches, f.CFG = 2, 4, 1, 1, 1
+	rows, err := datasets.Generate(datasets.Options{Seed: 1, Split: datasets.Train, Scenarios: []string{datasets.Composition}}, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two seeds whose windows differ.
+	a := uint64(1)
+	b := a + 1
+	for rollout.SDEWindow(*f, b)[0] == rollout.SDEWindow(*f, a)[0] {
+		b++
+	}
+	err = libtorch.Run(func() error {
+		tok, err := model.TokenizerFor(c.Model.MLLM)
+		if err != nil {
+			return err
+		}
+		policy, err := model.NewBundle(c, tok, gotch.CPU, 3)
+		if err != nil {
+			return err
+		}
+		ref, err := model.NewBundle(c, tok, gotch.CPU, 3)
+		if err != nil {
+			policy.Drop()
+			return err
+		}
+		l := learner.New(c, policy, ref, 0)
+		defer l.Close()
+		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0}, Seed: a}
+		rolls, _, err := rollout.DiT(l.Policy(), req, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		rews := []shards.RewardRow{
+			{GroupID: 0, SampleIndex: 0, Scenario: rolls[0].Scenario, Reward: 0},
+			{GroupID: 0, SampleIndex: 1, Scenario: rolls[1].Scenario, Reward: 1},
+		}
+		_, err = l.Step(config.PhaseDiTGRPO, b, rolls, rews)
+		want := fmt.Sprintf("step %d was sampled by the ODE", rollout.SDEWindow(*f, b)[0])
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("learner seed %d on rows of seed %d: error %v, want one with %q", b, a, err, want)
+		}
+		if _, err := l.Step(config.PhaseDiTGRPO, a, rolls, rews); err != nil {
+			t.Errorf("learner on its rollout's seed: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -305,7 +305,10 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 	if lr == 0 {
 		lr = l.cfg.Optim.LR
 	}
-	trained := TrainedSteps(f.Steps, f.TimestepFraction, seed)
+	trained := rollout.SDEWindow(f, seed)
+	if trained == nil {
+		trained = TrainedSteps(f.Steps, f.TimestepFraction, seed)
+	}
 	cfg := FlowConfig{ClipRange: f.ClipEps, AdvClamp: f.AdvClamp, Beta: f.Beta}
 	var n float64
 	first := true
@@ -334,6 +337,7 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 	m["loss/clip_low"] = 0 // FlowGRPO's clip is symmetric: clip_high holds |r−1| > ε
 	m["learn/lr"] = lr
 	m["learn/timesteps"] = float64(len(trained))
+	m["learn/first_timestep"] = float64(trained[0])
 	return m, nil
 }
 
@@ -398,6 +402,14 @@ func (l *Learner) flowPart(part []sample, trained []int, cfg FlowConfig, weight 
 		if len(s.row.SDELatents) != f.Steps+1 || len(s.row.SDELogProbs) != f.Steps {
 			return FlowStats{}, fmt.Errorf("row %s sample %d: %d latents and %d log-probs, want %d and %d (flow_grpo.steps %d)",
 				s.row.RowID, s.row.SampleIndex, len(s.row.SDELatents), len(s.row.SDELogProbs), f.Steps+1, f.Steps, f.Steps)
+		}
+		// The rollout stores log-prob 0 for an ODE step: a trained step
+		// must have been an SDE step.
+		for _, k := range trained {
+			if s.row.SDELogProbs[k] == 0 {
+				return FlowStats{}, fmt.Errorf("row %s sample %d: step %d was sampled by the ODE, but the learner trains steps %v (the rollout's flow_grpo.sde_window or seed differ from the learner's)",
+					s.row.RowID, s.row.SampleIndex, k, trained)
+			}
 		}
 	}
 	var refs *ts.Tensor

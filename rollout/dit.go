@@ -7,6 +7,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/shards"
@@ -31,14 +32,41 @@ func Trajectory(steps int, shift bool, size int) DiTTrajectory {
 	return DiTTrajectory{Sigmas: s}
 }
 
+// SDEWindow returns the stochastic steps of the training step seeded by
+// seed when flow_grpo.sde_window > 0 (Flow-GRPO-Fast): sde_window
+// consecutive steps whose start is drawn uniformly within
+// flow_grpo.sde_window_range. The rollout worker samples those steps by
+// the SDE and the others by Euler's ODE step, and the learner trains on
+// them; both call this with the task's seed. With sde_window 0 it returns
+// nil: every step is stochastic.
+func SDEWindow(f config.FlowGRPO, seed uint64) []int {
+	if f.SDEWindow <= 0 {
+		return nil
+	}
+	lo, hi := 0, f.Steps
+	if len(f.SDEWindowRange) == 2 {
+		lo, hi = f.SDEWindowRange[0], f.SDEWindowRange[1]
+	}
+	span := max(0, hi-lo-f.SDEWindow) + 1
+	start := lo + int(mix(seed, 0x77696e646f77)%uint64(span))
+	w := make([]int, f.SDEWindow)
+	for i := range w {
+		w[i] = start + i
+	}
+	return w
+}
+
 // DiT samples the rollouts of stage 5 (FlowGRPO on the DiT): for each
 // prompt, the frozen MLLM writes one chain of thought and instruction in
 // thinking mode (greedily with flow_grpo.greedy_instruction, else at
 // grpo.temperature), and the DiT draws flow_grpo.group images from it by
 // the SDE of flow_grpo (flow_grpo.steps steps, noise level
-// flow_grpo.noise_level, guidance flow_grpo.cfg), each image from its own
-// initial noise; every latent, per-step mean and log-probability is kept
-// for the learner. It must run inside libtorch.Run.
+// flow_grpo.noise_level, guidance flow_grpo.cfg) — or, with
+// flow_grpo.sde_window, by the SDE on the window's steps and Euler's ODE
+// step on the others — each image from its own initial noise unless
+// flow_grpo.same_noise gives the group one; every latent, per-step mean
+// and log-probability (0 on an ODE step) is kept for the learner. It must
+// run inside libtorch.Run.
 func DiT(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, Stats, error) {
 	var st Stats
 	f := b.Cfg.FlowGRPO
@@ -122,7 +150,21 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 	for j, i := range idx {
 		for s := range f.Group {
 			rep = append(rep, states[j])
-			seeds = append(seeds, noiseSeed(req.Seed, req.GroupIDs[i], s))
+			if f.SameNoise {
+				seeds = append(seeds, noiseSeed(req.Seed, req.GroupIDs[i], 0))
+			} else {
+				seeds = append(seeds, noiseSeed(req.Seed, req.GroupIDs[i], s))
+			}
+		}
+	}
+	stochastic := make([]bool, f.Steps)
+	if w := SDEWindow(f, req.Seed); w != nil {
+		for _, k := range w {
+			stochastic[k] = true
+		}
+	} else {
+		for k := range stochastic {
+			stochastic[k] = true
 		}
 	}
 	cond, uncond, err := conditions(b, rep, dev)
@@ -155,27 +197,37 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 				return
 			}
 			vfg := v.MustNeg(true) // flow_grpo's velocity points from data to noise
-			stepNoise := make([]uint64, n)
-			j := 0
-			for _, i := range idx {
-				for s := range f.Group {
-					stepNoise[j] = stepSeed(req.Seed, req.GroupIDs[i], s, k)
-					j++
-				}
-			}
-			xi := model.InitialNoise(stepNoise, ch, size, size, dev)
 			var step *model.SDEStep
-			step, err = model.StepSDE(x, vfg, tr.Sigmas[k], tr.Sigmas[k+1], tr.Sigmas[1], f.NoiseLevel, xi, nil)
-			xi.MustDrop()
+			if stochastic[k] {
+				stepNoise := make([]uint64, n)
+				j := 0
+				for _, i := range idx {
+					for s := range f.Group {
+						stepNoise[j] = stepSeed(req.Seed, req.GroupIDs[i], s, k)
+						j++
+					}
+				}
+				xi := model.InitialNoise(stepNoise, ch, size, size, dev)
+				step, err = model.StepSDE(x, vfg, tr.Sigmas[k], tr.Sigmas[k+1], tr.Sigmas[1], f.NoiseLevel, xi, nil)
+				xi.MustDrop()
+			} else {
+				step, err = model.StepSDE(x, vfg, tr.Sigmas[k], tr.Sigmas[k+1], tr.Sigmas[1], 0, nil, nil)
+			}
 			vfg.MustDrop()
 			if err != nil {
 				x.MustDrop()
 				return
 			}
 			appendRows(means, step.Mean)
-			lp := step.LogProb.Float64Values(false)
-			for s := range lp {
-				logps[s] = append(logps[s], float32(lp[s]))
+			if step.LogProb != nil {
+				lp := step.LogProb.Float64Values(false)
+				for s := range lp {
+					logps[s] = append(logps[s], float32(lp[s]))
+				}
+			} else {
+				for s := range logps {
+					logps[s] = append(logps[s], 0)
+				}
 			}
 			x.MustDrop()
 			x = step.Next.MustShallowClone()

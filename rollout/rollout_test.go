@@ -145,3 +145,115 @@ func TestSplitThinking(t *testing.T) {
 		}
 	}
 }
+
+func TestSDEWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		f      config.FlowGRPO
+		lo, hi int // the window's steps lie in [lo, hi)
+	}{
+		{"off", config.FlowGRPO{Steps: 10}, 0, 0},
+		{"whole range", config.FlowGRPO{Steps: 10, SDEWindow: 2}, 0, 10},
+		{"bounded", config.FlowGRPO{Steps: 10, SDEWindow: 2, SDEWindowRange: []int{0, 5}}, 0, 5},
+		{"fills its range", config.FlowGRPO{Steps: 10, SDEWindow: 3, SDEWindowRange: []int{4, 7}}, 4, 7},
+		{"every step", config.FlowGRPO{Steps: 4, SDEWindow: 4}, 0, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			starts := map[int]bool{}
+			for seed := uint64(0); seed < 200; seed++ {
+				w := SDEWindow(tc.f, seed)
+				if tc.f.SDEWindow == 0 {
+					if w != nil {
+						t.Fatalf("seed %d: window %v, want nil (every step stochastic)", seed, w)
+					}
+					continue
+				}
+				if !reflect.DeepEqual(w, SDEWindow(tc.f, seed)) {
+					t.Fatalf("seed %d: two draws differ", seed)
+				}
+				if len(w) != tc.f.SDEWindow || w[0] < tc.lo || w[len(w)-1] >= tc.hi {
+					t.Fatalf("seed %d: window %v, want %d steps within [%d, %d)", seed, w, tc.f.SDEWindow, tc.lo, tc.hi)
+				}
+				for i := 1; i < len(w); i++ {
+					if w[i] != w[i-1]+1 {
+						t.Fatalf("seed %d: window %v is not consecutive", seed, w)
+					}
+				}
+				starts[w[0]] = true
+			}
+			if tc.f.SDEWindow > 0 {
+				if want := tc.hi - tc.lo - tc.f.SDEWindow + 1; len(starts) != want {
+					t.Errorf("200 seeds drew %d window starts, want every one of %d", len(starts), want)
+				}
+			}
+		})
+	}
+}
+
+// TestDiTRolloutWithSDEWindow samples as Flow-GRPO-Fast with one initial
+// noise per group: a group's trajectories agree up to the window, the
+// steps outside it are Euler steps (the next latent is the mean, log-prob
+// 0), the window's steps are stochastic.
+func TestDiTRolloutWithSDEWindow(t *testing.T) {
+	err := libtorch.Run(func() error {
+		if err := libtorch.SetThreads(1); err != nil {
+			return err
+		}
+		b := smallBundle(t)
+		defer b.Drop()
+		f := &b.Cfg.FlowGRPO
+		f.Steps, f.SDEWindow, f.SDEWindowRange, f.SameNoise = 4, 2, []int{1, 4}, true
+		req := request(t, config.PhaseDiTGRPO)
+		req.Rows, req.GroupIDs = req.Rows[:2], req.GroupIDs[:2] // composition and reasoning
+		window := SDEWindow(*f, req.Seed)
+		in := map[int]bool{}
+		for _, k := range window {
+			in[k] = true
+		}
+		before := libtorch.LiveTensors()
+		rows, _, err := DiT(b, req, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		if after := libtorch.LiveTensors(); after != before {
+			t.Errorf("live tensors %d -> %d: the rollout leaks", before, after)
+		}
+		g := f.Group
+		for i, r := range rows {
+			first := rows[i-i%g]
+			if r.NoiseSeed != first.NoiseSeed || !reflect.DeepEqual(r.SDELatents[0], first.SDELatents[0]) {
+				t.Errorf("row %d: its initial noise differs from its group's first", i)
+			}
+			for k := 0; k < f.Steps; k++ {
+				if in[k] {
+					if r.SDELogProbs[k] == 0 {
+						t.Errorf("row %d step %d (window %v): log-prob 0 on an SDE step", i, k, window)
+					}
+					if reflect.DeepEqual(r.SDELatents[k+1], r.SDEMeans[k]) {
+						t.Errorf("row %d step %d (window %v): no noise added on an SDE step", i, k, window)
+					}
+					continue
+				}
+				if r.SDELogProbs[k] != 0 || !reflect.DeepEqual(r.SDELatents[k+1], r.SDEMeans[k]) {
+					t.Errorf("row %d step %d (window %v): an ODE step has log-prob %g or a next latent other than its mean", i, k, window, r.SDELogProbs[k])
+				}
+			}
+			if i%g == 0 {
+				continue
+			}
+			// The group shares everything before the window and nothing after.
+			for k := 0; k <= window[0]; k++ {
+				if !reflect.DeepEqual(r.SDELatents[k], first.SDELatents[k]) {
+					t.Errorf("row %d: latent %d differs from its group's first before the window %v", i, k, window)
+				}
+			}
+			if end := window[len(window)-1] + 1; reflect.DeepEqual(r.SDELatents[end], first.SDELatents[end]) {
+				t.Errorf("row %d: latent %d equals its group's first after the window %v", i, end, window)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
