@@ -298,6 +298,15 @@ type FlowGRPO struct {
 	// SDEWindowRange [lo, hi] bounds the window to steps lo … hi−1;
 	// empty means [0, steps].
 	SDEWindowRange []int `yaml:"sde_window_range,omitempty"`
+	// Objective is the DiT's policy loss: "flow-grpo" (the default, the
+	// paper's: the SDE steps' clipped log-prob ratio) or "awm", advantage-
+	// weighted flow matching (the decoupled family of AWM and DiffusionNFT):
+	// each sample's final image is the target of the pre-training flow
+	// loss at round(timestep_fraction × steps) fresh times, weighted by its
+	// advantage, plus Beta × the squared velocity difference to the
+	// reference at the same points. It needs no log-probs, so the window
+	// and noise settings only shape the samples.
+	Objective string `yaml:"objective,omitempty"`
 	// SameNoise gives the samples of a group one initial noise (flow_grpo's
 	// same_latent), so that their rewards differ by the SDE's noise alone.
 	SameNoise   bool    `yaml:"same_noise"`
@@ -311,6 +320,12 @@ type FlowGRPO struct {
 	// empty: data.mix.
 	Mix map[string]float64 `yaml:"mix,omitempty"`
 }
+
+// The DiT's policy losses (flow_grpo.objective).
+const (
+	ObjectiveFlowGRPO = "flow-grpo"
+	ObjectiveAWM      = "awm"
+)
 
 // PhaseMix is the scenario mix of phase p's prompts: grpo.mix or
 // flow_grpo.mix when set, else data.mix.

@@ -148,6 +148,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"flow_grpo.steps=50", "flow_grpo.steps"},
 		{"flow_grpo.clip_eps=0", "flow_grpo.clip_eps"},
 		{"flow_grpo.sde_window=-1", "flow_grpo.sde_window"},
+		{"flow_grpo.objective=ppo", "flow_grpo.objective"},
 		{"flow_grpo.sde_window=11", "flow_grpo.sde_window"},
 		{"flow_grpo.sde_window_range=[0, 5, 9]", "flow_grpo.sde_window_range"},
 		{"flow_grpo.sde_window_range=[0, 11]", "flow_grpo.sde_window_range"},

@@ -229,6 +229,11 @@ func (c *Config) Validate() error {
 	k.nonNegativeF("flow_grpo.beta", f.Beta)
 	k.positiveF("flow_grpo.adv_clamp", f.AdvClamp)
 	k.in01("flow_grpo.timestep_fraction", f.TimestepFraction, true, false)
+	switch f.Objective {
+	case "", ObjectiveFlowGRPO, ObjectiveAWM:
+	default:
+		k.add("flow_grpo.objective", fmt.Sprintf("%q or %q", ObjectiveFlowGRPO, ObjectiveAWM), fmt.Sprintf("%q", f.Objective))
+	}
 	k.nonNegative("flow_grpo.sde_window", f.SDEWindow)
 	if f.Steps > 0 && f.SDEWindow > f.Steps {
 		k.add("flow_grpo.sde_window", fmt.Sprintf("<= flow_grpo.steps (%d)", f.Steps), f.SDEWindow)

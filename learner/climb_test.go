@@ -60,6 +60,9 @@ func TestFlowGRPOClimbsAReward(t *testing.T) {
 		{"darker", func(b float64) float64 { return 1 - b }, -1, nil},
 		// Flow-GRPO-Fast: two SDE steps of four, one noise per group.
 		{"brighter with an SDE window", func(b float64) float64 { return b }, 1, fast},
+		// Advantage-weighted flow matching on the final images.
+		{"brighter by AWM", func(b float64) float64 { return b }, 1, func(f *config.FlowGRPO) { f.Objective = config.ObjectiveAWM }},
+		{"darker by AWM", func(b float64) float64 { return 1 - b }, -1, func(f *config.FlowGRPO) { f.Objective = config.ObjectiveAWM }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			means := climb(t, tt.reward, tt.setup)

@@ -313,14 +313,14 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 	var n float64
 	first := true
 	for _, c := range chunks(len(samples), f.MiniBatches) {
-		st, gn, err := l.flowMiniBatch(samples[c[0]:c[1]], trained, cfg, lr)
+		st, gn, err := l.flowMiniBatch(seed, samples[c[0]:c[1]], trained, cfg, lr)
 		if err != nil {
 			return nil, err
 		}
-		if first {
+		if first && f.Objective != config.ObjectiveAWM { // AWM has no ratio
 			m["loss/ratio_first"] = st.RatioMean
-			first = false
 		}
+		first = false
 		m["loss/total"] += st.Loss
 		m["loss/policy"] += st.PolicyLoss
 		m["loss/kl"] += st.KL
@@ -345,7 +345,7 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 // trained steps and takes one optimiser step; samples with and without a
 // reference image take separate DiT passes (their sequence layouts
 // differ). The returned stats are means over the trained steps.
-func (l *Learner) flowMiniBatch(mb []sample, trained []int, cfg FlowConfig, lr float64) (FlowStats, float64, error) {
+func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg FlowConfig, lr float64) (FlowStats, float64, error) {
 	var plain, withRef []sample
 	for _, s := range mb {
 		if len(s.row.ReferencePNG) > 0 {
@@ -361,7 +361,7 @@ func (l *Learner) flowMiniBatch(mb []sample, trained []int, cfg FlowConfig, lr f
 			continue
 		}
 		w := float64(len(part)) / float64(len(mb))
-		st, err := l.flowPart(part, trained, cfg, w)
+		st, err := l.flowPart(seed, part, trained, cfg, w)
 		if err != nil {
 			return acc, 0, err
 		}
@@ -377,7 +377,7 @@ func (l *Learner) flowMiniBatch(mb []sample, trained []int, cfg FlowConfig, lr f
 
 // flowPart runs backward on weight × the mean FlowGRPO loss over the trained
 // steps of samples that share a sequence layout.
-func (l *Learner) flowPart(part []sample, trained []int, cfg FlowConfig, weight float64) (FlowStats, error) {
+func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowConfig, weight float64) (FlowStats, error) {
 	var sc libtorch.Scope
 	defer sc.Close()
 	c := l.cfg
@@ -406,6 +406,9 @@ func (l *Learner) flowPart(part []sample, trained []int, cfg FlowConfig, weight 
 		// The rollout stores log-prob 0 for an ODE step: a trained step
 		// must have been an SDE step.
 		for _, k := range trained {
+			if f.Objective == config.ObjectiveAWM {
+				break // AWM trains on the final image alone
+			}
 			if s.row.SDELogProbs[k] == 0 {
 				return FlowStats{}, fmt.Errorf("row %s sample %d: step %d was sampled by the ODE, but the learner trains steps %v (the rollout's flow_grpo.sde_window or seed differ from the learner's)",
 					s.row.RowID, s.row.SampleIndex, k, trained)
@@ -447,6 +450,9 @@ func (l *Learner) flowPart(part []sample, trained []int, cfg FlowConfig, weight 
 	defer refCond.Drop()
 	defer refUncond.Drop()
 
+	if f.Objective == config.ObjectiveAWM {
+		return l.awmPart(seed, rows, adv, states, refCond, refs, len(trained), cfg, weight)
+	}
 	tr := rollout.Trajectory(f.Steps, c.Sampling.TimeShift, size)
 	var acc FlowStats
 	scale := weight / float64(len(trained))
