@@ -198,6 +198,15 @@ func TestFlowGRPORefusesStepsTheRolloutDidNotSample(t *testing.T) {
 		if _, err := l.Step(config.PhaseDiTGRPO, a, rolls, rews); err != nil {
 			t.Errorf("learner on its rollout's seed: %v", err)
 		}
+		// AWM trains on the final images: the window does not matter, and
+		// it draws round(timestep_fraction × steps) times.
+		f.Objective = config.ObjectiveAWM
+		m, err := l.Step(config.PhaseDiTGRPO, b, rolls, rews)
+		if err != nil {
+			t.Errorf("AWM on rows of another window: %v", err)
+		} else if want := float64(len(learner.TrainedSteps(f.Steps, f.TimestepFraction, b))); m["learn/timesteps"] != want {
+			t.Errorf("AWM drew %g times, want %g", m["learn/timesteps"], want)
+		}
 		return nil
 	})
 	if err != nil {

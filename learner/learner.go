@@ -305,9 +305,11 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 	if lr == 0 {
 		lr = l.cfg.Optim.LR
 	}
-	trained := rollout.SDEWindow(f, seed)
-	if trained == nil {
-		trained = TrainedSteps(f.Steps, f.TimestepFraction, seed)
+	// FlowGRPO trains the SDE window's steps when there is one, else a
+	// fraction of the steps; AWM draws as many fresh times as that fraction.
+	trained := TrainedSteps(f.Steps, f.TimestepFraction, seed)
+	if w := rollout.SDEWindow(f, seed); w != nil && f.Objective != config.ObjectiveAWM {
+		trained = w
 	}
 	cfg := FlowConfig{ClipRange: f.ClipEps, AdvClamp: f.AdvClamp, Beta: f.Beta}
 	var n float64
@@ -337,7 +339,9 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 	m["loss/clip_low"] = 0 // FlowGRPO's clip is symmetric: clip_high holds |r−1| > ε
 	m["learn/lr"] = lr
 	m["learn/timesteps"] = float64(len(trained))
-	m["learn/first_timestep"] = float64(trained[0])
+	if f.Objective != config.ObjectiveAWM {
+		m["learn/first_timestep"] = float64(trained[0])
+	}
 	return m, nil
 }
 
@@ -376,7 +380,8 @@ func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg Flo
 }
 
 // flowPart runs backward on weight × the mean FlowGRPO loss over the trained
-// steps of samples that share a sequence layout.
+// steps of samples that share a sequence layout (or, with objective awm,
+// the mean AWM loss over as many draws).
 func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowConfig, weight float64) (FlowStats, error) {
 	var sc libtorch.Scope
 	defer sc.Close()
@@ -403,13 +408,10 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 			return FlowStats{}, fmt.Errorf("row %s sample %d: %d latents and %d log-probs, want %d and %d (flow_grpo.steps %d)",
 				s.row.RowID, s.row.SampleIndex, len(s.row.SDELatents), len(s.row.SDELogProbs), f.Steps+1, f.Steps, f.Steps)
 		}
-		// The rollout stores log-prob 0 for an ODE step: a trained step
-		// must have been an SDE step.
+		// The rollout stores log-prob 0 for an ODE step: a step FlowGRPO
+		// trains must have been an SDE step (AWM uses the final image alone).
 		for _, k := range trained {
-			if f.Objective == config.ObjectiveAWM {
-				break // AWM trains on the final image alone
-			}
-			if s.row.SDELogProbs[k] == 0 {
+			if f.Objective != config.ObjectiveAWM && s.row.SDELogProbs[k] == 0 {
 				return FlowStats{}, fmt.Errorf("row %s sample %d: step %d was sampled by the ODE, but the learner trains steps %v (the rollout's flow_grpo.sde_window or seed differ from the learner's)",
 					s.row.RowID, s.row.SampleIndex, k, trained)
 			}
