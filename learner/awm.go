@@ -63,19 +63,11 @@ func AWMLoss(in AWMInput, c FlowConfig) (*ts.Tensor, FlowStats, error) {
 	if len(in.Advantages) != int(b) {
 		return nil, st, fmt.Errorf("learner: AWM Advantages has %d values for a batch of %d", len(in.Advantages), b)
 	}
-	adv := make([]float64, b)
-	clamped := 0
-	for i, a := range in.Advantages {
-		if !finite(a) {
-			return nil, st, fmt.Errorf("learner: AWM Advantages[%d] is %g", i, a)
-		}
-		if c.AdvClamp > 0 && (a > c.AdvClamp || a < -c.AdvClamp) {
-			a = max(-c.AdvClamp, min(c.AdvClamp, a))
-			clamped++
-		}
-		adv[i] = a
+	adv, frac, err := clampAdvantages("AWM", in.Advantages, c.AdvClamp)
+	if err != nil {
+		return nil, st, err
 	}
-	st.AdvClampedFrac = float64(clamped) / float64(b)
+	st.AdvClampedFrac = frac
 
 	var s libtorch.Scope
 	defer s.Close()
@@ -108,14 +100,9 @@ func AWMLoss(in AWMInput, c FlowConfig) (*ts.Tensor, FlowStats, error) {
 			st.KL = out[2]
 		}
 	})
-	for _, term := range []struct {
-		name string
-		v    float64
-	}{{"policy term", st.PolicyLoss}, {"KL term", st.KL}, {"loss", st.Loss}} {
-		if !finite(term.v) {
-			loss.MustDrop()
-			return nil, st, fmt.Errorf("%w: AWM %s is %g", ErrNonFinite, term.name, term.v)
-		}
+	if t, bad := firstNonFinite(term{"policy term", st.PolicyLoss}, term{"KL term", st.KL}, term{"loss", st.Loss}); bad {
+		loss.MustDrop()
+		return nil, st, fmt.Errorf("%w: AWM %s is %g", ErrNonFinite, t.name, t.v)
 	}
 	return loss, st, nil
 }

@@ -77,6 +77,25 @@ func TestFlowGRPOClimbsAReward(t *testing.T) {
 	}
 }
 
+// newLearner is a learner over a fresh small bundle of c (seed 3) and its
+// reference, a second copy; it must run inside libtorch.Run.
+func newLearner(c *config.Config) (*learner.Learner, error) {
+	tok, err := model.TokenizerFor(c.Model.MLLM)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := model.NewBundle(c, tok, gotch.CPU, 3)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := model.NewBundle(c, tok, gotch.CPU, 3)
+	if err != nil {
+		policy.Drop()
+		return nil, err
+	}
+	return learner.New(c, policy, ref, 0), nil
+}
+
 // climb trains a small bundle's DiT with FlowGRPO on reward(brightness) for
 // 12 iterations and returns the mean brightness of each iteration's
 // rollouts (before its update); setup, when given, changes flow_grpo.
@@ -104,20 +123,10 @@ func climb(t *testing.T, reward func(float64) float64, setup func(*config.FlowGR
 		if err := libtorch.SetThreads(1); err != nil {
 			return err
 		}
-		tok, err := model.TokenizerFor(c.Model.MLLM)
+		l, err := newLearner(c)
 		if err != nil {
 			return err
 		}
-		policy, err := model.NewBundle(c, tok, gotch.CPU, 3)
-		if err != nil {
-			return err
-		}
-		ref, err := model.NewBundle(c, tok, gotch.CPU, 3)
-		if err != nil {
-			policy.Drop()
-			return err
-		}
-		l := learner.New(c, policy, ref, 0)
 		defer l.Close()
 		for it := range iters {
 			req := rollout.Request{Run: "r", Step: it + 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: uint64(100 + it)}
@@ -166,20 +175,10 @@ func TestFlowGRPORefusesStepsTheRolloutDidNotSample(t *testing.T) {
 		b++
 	}
 	err = libtorch.Run(func() error {
-		tok, err := model.TokenizerFor(c.Model.MLLM)
+		l, err := newLearner(c)
 		if err != nil {
 			return err
 		}
-		policy, err := model.NewBundle(c, tok, gotch.CPU, 3)
-		if err != nil {
-			return err
-		}
-		ref, err := model.NewBundle(c, tok, gotch.CPU, 3)
-		if err != nil {
-			policy.Drop()
-			return err
-		}
-		l := learner.New(c, policy, ref, 0)
 		defer l.Close()
 		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0}, Seed: a}
 		rolls, _, err := rollout.DiT(l.Policy(), req, gotch.CPU)

@@ -110,19 +110,11 @@ func FlowGRPOLoss(in FlowInput, c FlowConfig) (*ts.Tensor, FlowStats, error) {
 			return nil, st, fmt.Errorf("learner: FlowGRPO SigmaT must be > 0 for the KL, got %g", in.SigmaT)
 		}
 	}
-	adv := make([]float64, b)
-	clamped := 0
-	for i, a := range in.Advantages {
-		if !finite(a) {
-			return nil, st, fmt.Errorf("learner: FlowGRPO Advantages[%d] is %g", i, a)
-		}
-		if c.AdvClamp > 0 && (a > c.AdvClamp || a < -c.AdvClamp) {
-			a = max(-c.AdvClamp, min(c.AdvClamp, a))
-			clamped++
-		}
-		adv[i] = a
+	adv, frac, err := clampAdvantages("FlowGRPO", in.Advantages, c.AdvClamp)
+	if err != nil {
+		return nil, st, err
 	}
-	st.AdvClampedFrac = float64(clamped) / float64(b)
+	st.AdvClampedFrac = frac
 
 	var s libtorch.Scope
 	defer s.Close()
@@ -174,14 +166,9 @@ func FlowGRPOLoss(in FlowInput, c FlowConfig) (*ts.Tensor, FlowStats, error) {
 			st.KL = v[5]
 		}
 	})
-	for _, term := range []struct {
-		name string
-		v    float64
-	}{{"policy term", st.PolicyLoss}, {"KL term", st.KL}, {"loss", st.Loss}} {
-		if !finite(term.v) {
-			loss.MustDrop()
-			return nil, st, fmt.Errorf("%w: FlowGRPO %s is %g (ratio mean %g)", ErrNonFinite, term.name, term.v, st.RatioMean)
-		}
+	if t, bad := firstNonFinite(term{"policy term", st.PolicyLoss}, term{"KL term", st.KL}, term{"loss", st.Loss}); bad {
+		loss.MustDrop()
+		return nil, st, fmt.Errorf("%w: FlowGRPO %s is %g (ratio mean %g)", ErrNonFinite, t.name, t.v, st.RatioMean)
 	}
 	return loss, st, nil
 }

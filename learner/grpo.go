@@ -175,14 +175,9 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 			st.Entropy = v[0] / tokens
 		}
 	})
-	for _, term := range []struct {
-		name string
-		v    float64
-	}{{"policy-gradient term", st.PGLoss}, {"k3 KL term", st.KL}, {"loss", st.Loss}} {
-		if !finite(term.v) {
-			loss.MustDrop()
-			return nil, st, fmt.Errorf("%w: GRPO %s is %g (ratio mean %g)", ErrNonFinite, term.name, term.v, st.RatioMean)
-		}
+	if t, bad := firstNonFinite(term{"policy-gradient term", st.PGLoss}, term{"k3 KL term", st.KL}, term{"loss", st.Loss}); bad {
+		loss.MustDrop()
+		return nil, st, fmt.Errorf("%w: GRPO %s is %g (ratio mean %g)", ErrNonFinite, t.name, t.v, st.RatioMean)
 	}
 	return loss, st, nil
 }

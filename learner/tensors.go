@@ -37,3 +37,38 @@ func vectorLike(xs []float64, shape []int64, like *ts.Tensor) *ts.Tensor {
 
 // finite reports whether x is neither NaN nor infinite.
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// clampAdvantages checks that every advantage is finite (naming the first
+// that is not, as "<loss> Advantages[i]") and clamps them to ±clamp (0: no
+// clamp); it returns the clamped copy and the share that was clamped.
+func clampAdvantages(loss string, advs []float64, clamp float64) ([]float64, float64, error) {
+	out := make([]float64, len(advs))
+	clamped := 0
+	for i, a := range advs {
+		if !finite(a) {
+			return nil, 0, fmt.Errorf("learner: %s Advantages[%d] is %g", loss, i, a)
+		}
+		if clamp > 0 && (a > clamp || a < -clamp) {
+			a = max(-clamp, min(clamp, a))
+			clamped++
+		}
+		out[i] = a
+	}
+	return out, float64(clamped) / float64(len(advs)), nil
+}
+
+// term is one named figure of a loss evaluation.
+type term struct {
+	name string
+	v    float64
+}
+
+// firstNonFinite returns the first term that is NaN or infinite.
+func firstNonFinite(terms ...term) (term, bool) {
+	for _, t := range terms {
+		if !finite(t.v) {
+			return t, true
+		}
+	}
+	return term{}, false
+}
