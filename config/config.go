@@ -58,9 +58,11 @@ type Run struct {
 	CheckpointEvery int `yaml:"checkpoint_every"`
 	// EvalEvery runs the eval harness every k steps; 0 means only at the end.
 	EvalEvery int `yaml:"eval_every"`
-	// Base is the bundle directory a SepGRPO run starts from (its policy
-	// version 0): the shipped base (base/tiny) or a pretrain result
-	// (<store>/runs/<run>/pretrain/finetune/final).
+	// Base is the directory a SepGRPO run starts from (its policy version
+	// 0): a bundle — the shipped base (base/tiny), a pretrain result
+	// (<store>/runs/<run>/pretrain/finetune/final), another run's checkpoint
+	// (<store>/runs/<run>/checkpoints/<version>/bundle) — or an export
+	// (thinkgen export).
 	Base string `yaml:"base"`
 }
 

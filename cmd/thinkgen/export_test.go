@@ -145,6 +145,47 @@ func TestExportCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("train starts from an export", func(t *testing.T) {
+		exp := filepath.Join(parent, "last")
+		runs := t.TempDir()
+		code, stdout, errs := runCLI(t, "train", "--config", filepath.Join("testdata", "small.yaml"), "--set", "run.base="+exp,
+			"--run-dir", runs, "--run", "r2", "--eval-rows", "0", "--stop-after", "1")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+		}
+		// Version 0 of the new run is the exported checkpoint, weights bit for bit.
+		checkImportEquals(t, exp, filepath.Join(runs, "runs", "r2", "checkpoints", "000000", "bundle"), 2)
+		st2, err := storage.NewLocal(runs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := orchestrator.ReadRunState(ctx, st2, "r2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs.Committed != 1 || !strings.Contains(rs.Config, "base: "+exp) {
+			t.Errorf("run r2: committed %d, config records the export as its base: %v", rs.Committed, strings.Contains(rs.Config, "base: "+exp))
+		}
+	})
+	t.Run("train refuses a damaged export", func(t *testing.T) {
+		exp := filepath.Join(t.TempDir(), "damaged")
+		if err := os.CopyFS(exp, os.DirFS(filepath.Join(parent, "last"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(filepath.Join(exp, "transformer", "diffusion_pytorch_model.safetensors"), 100); err != nil {
+			t.Fatal(err)
+		}
+		runs := t.TempDir()
+		code, _, errs := runCLI(t, "train", "--config", filepath.Join("testdata", "small.yaml"), "--set", "run.base="+exp,
+			"--run-dir", runs, "--eval-rows", "0")
+		if code != 2 || !strings.Contains(errs, "run.base") || !strings.Contains(errs, "diffusion_pytorch_model.safetensors has size 100") {
+			t.Errorf("exit %d, want 2 naming run.base and the damaged file; stderr:\n%s", code, errs)
+		}
+		if entries, _ := os.ReadDir(runs); len(entries) != 0 {
+			t.Errorf("the refused run wrote %d entries into its store", len(entries))
+		}
+	})
+
 	full := filepath.Join(t.TempDir(), "full")
 	if err := os.MkdirAll(full, 0o755); err != nil {
 		t.Fatal(err)

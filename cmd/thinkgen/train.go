@@ -19,6 +19,7 @@ import (
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
+	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/orchestrator"
@@ -152,6 +153,12 @@ weights as an uninterrupted run.`,
 					exec, attempts = lc.Exec, 1 // the queue retries (attempt+1 on failure or an expired lease)
 				}
 				fmt.Fprintf(e.stderr, "train: run %s in %s, base %s\n", name, st, cfg.Run.Base)
+				baseBundle := cfg.Run.Base
+				if !*resume && export.IsExport(baseBundle) {
+					if baseBundle, err = bundleFromExport(cfg.Run.Base, filepath.Join(cache, "base")); err != nil {
+						return fmt.Errorf("run.base: %w", err)
+					}
+				}
 				plan, err := orchestrator.Plan(cfg)
 				if err != nil {
 					return &usageError{err}
@@ -160,7 +167,7 @@ weights as an uninterrupted run.`,
 				var entries []evaluate.Entry
 				reports, err := orchestrator.Train(ctx, orchestrator.Options{
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
-					Checkpoints:  checkpoint.Versions{Store: st, Base: cfg.Run.Base},
+					Checkpoints:  checkpoint.Versions{Store: st, Base: baseBundle},
 					RolloutTasks: *rolloutTasks, StopAfter: *stopAfter, Progress: e.stderr, TmpDir: cache,
 				})
 				if err != nil {
@@ -226,13 +233,42 @@ func stageName(p config.Phase) string {
 	return "stage5"
 }
 
+// readBase reads the configuration of a run's base — a bundle or an export
+// (thinkgen export) — verifying its files' sizes and checksums.
+func readBase(dir string) (*config.Config, error) {
+	if export.IsExport(dir) {
+		_, cfg, err := export.ReadManifest(dir)
+		return cfg, err
+	}
+	_, cfg, err := model.ReadBundleManifest(dir)
+	return cfg, err
+}
+
+// bundleFromExport imports the export in dir (widening half-precision
+// weights to float32) and saves it as a bundle in out, which a run imports
+// as its version 0. It returns out.
+func bundleFromExport(dir, out string) (string, error) {
+	err := libtorch.Run(func() error {
+		b, m, err := export.Import(dir, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		return b.Save(out, m.Version)
+	})
+	if err != nil {
+		return "", fmt.Errorf("base from export %s: %w", dir, err)
+	}
+	return out, nil
+}
+
 // preflight refuses, before any work, what would fail later: a missing or
 // corrupt base, a base of another model shape, and an empty dataset.
 func preflight(cfg *config.Config) error {
 	if cfg.Run.Base == "" {
 		return errors.New("run.base: empty; set it to the shipped base (base/tiny) or a pretrain result")
 	}
-	_, bcfg, err := model.ReadBundleManifest(cfg.Run.Base)
+	bcfg, err := readBase(cfg.Run.Base)
 	if err != nil {
 		return fmt.Errorf("run.base: %w", err)
 	}
