@@ -21,7 +21,6 @@ import (
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
-	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
@@ -233,17 +232,6 @@ func stageName(p config.Phase) string {
 	return "stage5"
 }
 
-// readBase reads the configuration of a run's base — a bundle or an export
-// (thinkgen export) — verifying its files' sizes and checksums.
-func readBase(dir string) (*config.Config, error) {
-	if export.IsExport(dir) {
-		_, cfg, err := export.ReadManifest(dir)
-		return cfg, err
-	}
-	_, cfg, err := model.ReadBundleManifest(dir)
-	return cfg, err
-}
-
 // bundleFromExport imports the export in dir (widening half-precision
 // weights to float32) and saves it as a bundle in out, which a run imports
 // as its version 0. It returns out.
@@ -268,9 +256,9 @@ func preflight(cfg *config.Config) error {
 	if cfg.Run.Base == "" {
 		return errors.New("run.base: empty; set it to the shipped base (base/tiny) or a pretrain result")
 	}
-	bcfg, err := readBase(cfg.Run.Base)
+	bcfg, _, err := modelDir("run.base", cfg.Run.Base)
 	if err != nil {
-		return fmt.Errorf("run.base: %w", err)
+		return err
 	}
 	if diff := bcfg.Model.ShapeDiff(cfg.Model); len(diff) > 0 {
 		return fmt.Errorf("run.base %s: a checkpoint of another model shape (the base's model section vs the configuration's: %s)",
