@@ -105,16 +105,7 @@ func (h *History) trend(name, label string) []plots.Series {
 	if !ok || len(v) < 2*trendWindow {
 		return nil
 	}
-	y := make([]float64, len(v))
-	sum := 0.0
-	for i, x := range v {
-		sum += x
-		if i >= trendWindow {
-			sum -= v[i-trendWindow]
-		}
-		y[i] = sum / float64(min(i+1, trendWindow))
-	}
-	return []plots.Series{{Name: label, X: h.Steps, Y: y}}
+	return []plots.Series{{Name: label, X: h.Steps, Y: trailingMean(v, trendWindow)}}
 }
 
 // seriesOf returns a series for every metric that label accepts, named by
@@ -173,4 +164,79 @@ func (h *History) CurvePanels() []plots.Panel {
 		{Title: "gradient norm", XLabel: "step", Series: h.series("learn/grad_norm", "grad norm")},
 		{Title: "step time (s)", XLabel: "step", Series: cat(h.series("time/rollout_s", "rollout"), h.series("time/reward_s", "reward"), h.series("time/learn_s", "learn"), h.series("time/storage_s", "storage"))},
 	}
+}
+
+// RunCurves is one run's history, named for a figure's legend.
+type RunCurves struct {
+	Name    string
+	History *History
+}
+
+// ComparePanels returns one panel per metric with one series per run that
+// logged it: the metric's trailing mean over trendWindow steps (the
+// smoothing curves.png draws beside the reward), or its values when raw is
+// set. It fails, naming the metric and the metrics the runs did log, when
+// no run logged a metric.
+func ComparePanels(runs []RunCurves, metrics []string, raw bool) ([]plots.Panel, error) {
+	panels := make([]plots.Panel, 0, len(metrics))
+	for _, m := range metrics {
+		title := m
+		if !raw {
+			title = fmt.Sprintf("%s (trailing mean over %d steps)", m, trendWindow)
+		}
+		pn := plots.Panel{Title: title, XLabel: "step"}
+		for _, r := range runs {
+			v, ok := r.History.Values[m]
+			if !ok {
+				continue
+			}
+			y := v
+			if !raw {
+				y = trailingMean(v, trendWindow)
+			}
+			pn.Series = append(pn.Series, plots.Series{Name: r.Name, X: r.History.Steps, Y: y})
+		}
+		if len(pn.Series) == 0 {
+			return nil, fmt.Errorf("metric %q: no run logged it (they logged %s)", m, strings.Join(loggedMetrics(runs), ", "))
+		}
+		panels = append(panels, pn)
+	}
+	return panels, nil
+}
+
+// trailingMean averages each value with the up to n − 1 before it; NaN
+// steps (a metric another phase logs) are skipped, and stay NaN.
+func trailingMean(v []float64, n int) []float64 {
+	y := make([]float64, len(v))
+	for i := range v {
+		if math.IsNaN(v[i]) {
+			y[i] = math.NaN()
+			continue
+		}
+		sum, k := 0.0, 0
+		for j := max(0, i-n+1); j <= i; j++ {
+			if !math.IsNaN(v[j]) {
+				sum += v[j]
+				k++
+			}
+		}
+		y[i] = sum / float64(k)
+	}
+	return y
+}
+
+// loggedMetrics returns the sorted names of the metrics any run logged.
+func loggedMetrics(runs []RunCurves) []string {
+	seen := map[string]bool{}
+	for _, r := range runs {
+		for k := range r.History.Values {
+			seen[k] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for k := range seen {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }

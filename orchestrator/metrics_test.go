@@ -1,8 +1,10 @@
 package orchestrator_test
 
 import (
+	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/thinkgen/thinkgen/internal/plots"
@@ -92,5 +94,68 @@ func TestCurvePanelsTrend(t *testing.T) {
 	h.Steps, h.Values["reward/mean"] = h.Steps[:9], h.Values["reward/mean"][:9]
 	if p := h.CurvePanels()[0]; len(p.Series) != 1 {
 		t.Errorf("9 steps: %d series in the reward panel, want the curve alone", len(p.Series))
+	}
+}
+
+// TestComparePanels: one panel per metric, one series per run that logged
+// it, smoothed by the trailing mean (NaN steps skipped) unless raw; a
+// metric no run logged is refused by name.
+func TestComparePanels(t *testing.T) {
+	nan := math.NaN()
+	a := &orchestrator.History{Steps: []float64{1, 2, 3, 4}, Values: map[string][]float64{
+		"reward/mean": {0, 1, 0, 1},
+		"loss/kl":     {nan, 0.2, nan, 0.4}, // logged by every other step's phase
+	}}
+	b := &orchestrator.History{Steps: []float64{1, 2}, Values: map[string][]float64{"reward/mean": {0.5, 0.7}}}
+	runs := []orchestrator.RunCurves{{Name: "seed1", History: a}, {Name: "seed2", History: b}}
+	tests := []struct {
+		name    string
+		metrics []string
+		raw     bool
+		want    map[string][][]float64 // panel title → each series' Y
+		names   [][]string
+	}{
+		{"smoothed", []string{"reward/mean", "loss/kl"}, false,
+			map[string][][]float64{
+				"reward/mean (trailing mean over 5 steps)": {{0, 0.5, 1.0 / 3, 0.5}, {0.5, 0.6}},
+				"loss/kl (trailing mean over 5 steps)":     {{nan, 0.2, nan, 0.3}},
+			}, [][]string{{"seed1", "seed2"}, {"seed1"}}},
+		{"raw", []string{"reward/mean"}, true,
+			map[string][][]float64{"reward/mean": {{0, 1, 0, 1}, {0.5, 0.7}}}, [][]string{{"seed1", "seed2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			panels, err := orchestrator.ComparePanels(runs, tt.metrics, tt.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(panels) != len(tt.metrics) {
+				t.Fatalf("%d panels, want %d", len(panels), len(tt.metrics))
+			}
+			for i, p := range panels {
+				want, ok := tt.want[p.Title]
+				if !ok {
+					t.Fatalf("panel %d title %q, want one of %v", i, p.Title, tt.want)
+				}
+				var got []string
+				for _, s := range p.Series {
+					got = append(got, s.Name)
+				}
+				if !slices.Equal(got, tt.names[i]) {
+					t.Fatalf("%s: series %v, want %v", p.Title, got, tt.names[i])
+				}
+				for j, s := range p.Series {
+					if !slices.EqualFunc(s.Y, want[j], func(x, y float64) bool {
+						return math.IsNaN(x) && math.IsNaN(y) || math.Abs(x-y) < 1e-12
+					}) {
+						t.Errorf("%s, %s: %v, want %v", p.Title, s.Name, s.Y, want[j])
+					}
+				}
+			}
+		})
+	}
+	_, err := orchestrator.ComparePanels(runs, []string{"reward/mean", "loss/klx"}, false)
+	if err == nil || !strings.Contains(err.Error(), `metric "loss/klx"`) || !strings.Contains(err.Error(), "loss/kl, reward/mean") {
+		t.Errorf("unknown metric: %v, want an error naming it and the logged metrics", err)
 	}
 }

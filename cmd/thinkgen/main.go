@@ -65,6 +65,7 @@ func commands() []*command {
 		rewardServeCommand(),
 		evalCommand(),
 		compareCommand(),
+		curvesCommand(),
 		generateCommand(),
 		gcCommand(),
 		exportCommand(),
