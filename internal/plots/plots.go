@@ -134,6 +134,12 @@ func newPlot(pn Panel) (*plot.Plot, error) {
 			p.Legend.Add(s.Name, l)
 		}
 	}
+	if p.Y.Min == p.Y.Max && p.Y.Min != 0 {
+		// A constant curve (a learning rate, say): gonum pads ±1, which
+		// draws 1e-4 as 0.0; pad by a tenth of the value instead.
+		pad := math.Abs(p.Y.Min) / 10
+		p.Y.Min, p.Y.Max = p.Y.Min-pad, p.Y.Max+pad
+	}
 	return p, nil
 }
 

@@ -126,3 +126,28 @@ func TestWriteDrawsPoints(t *testing.T) {
 		t.Errorf("%d pixels of the series' colour: no marker drawn", n)
 	}
 }
+
+// TestConstantSeriesAxis: a constant curve's axis spans ±10% of its value
+// (gonum's own ±1 would draw a learning rate of 1e-4 as 0.0); a curve at 0
+// is left to gonum, which pads it by ±1 when drawn.
+func TestConstantSeriesAxis(t *testing.T) {
+	tests := []struct {
+		y, min, max float64
+	}{
+		{1e-4, 0.9e-4, 1.1e-4},
+		{-3, -3.3, -2.7},
+		{0, 0, 0},
+	}
+	for _, tt := range tests {
+		p, err := newPlot(Panel{Series: []Series{{X: []float64{1, 2, 3}, Y: []float64{tt.y, tt.y, tt.y}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(p.Y.Min-tt.min) > 1e-12 || math.Abs(p.Y.Max-tt.max) > 1e-12 {
+			t.Errorf("constant %g: axis [%g, %g], want [%g, %g]", tt.y, p.Y.Min, p.Y.Max, tt.min, tt.max)
+		}
+	}
+	if err := Write(filepath.Join(t.TempDir(), "lr.png"), []Panel{{Title: "lr", Series: []Series{{X: []float64{1, 2}, Y: []float64{1e-4, 1e-4}}}}}, 1); err != nil {
+		t.Fatal(err)
+	}
+}
