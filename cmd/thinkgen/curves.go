@@ -41,11 +41,7 @@ metrics they did log.`,
 				if len(*metrics) == 0 {
 					return usagef("--metric: name at least one metric")
 				}
-				cfg, err := rf.load()
-				if err != nil {
-					return err
-				}
-				st, err := openExistingStore(ctx, cfg.Storage)
+				st, err := rf.openStore(ctx)
 				if err != nil {
 					return err
 				}

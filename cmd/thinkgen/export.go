@@ -81,11 +81,7 @@ See docs/export.md.`,
 					if err := storage.ValidateRun(*run); err != nil {
 						return usagef("--run: %v", err)
 					}
-					cfg, err := rf.load()
-					if err != nil {
-						return err
-					}
-					st, err := openExistingStore(ctx, cfg.Storage)
+					st, err := rf.openStore(ctx)
 					if err != nil {
 						return err
 					}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/storage"
 )
 
 // runFlags are the flags every command that reads a run configuration
@@ -35,6 +37,16 @@ func addRunFlags(fs *pflag.FlagSet) *runFlags {
 	fs.Int64Var(&f.seed, "seed", 0, "run seed (sets run.seed)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	return f
+}
+
+// openStore resolves the configuration and opens its store without
+// creating it (openExistingStore): for commands that read a store only.
+func (f *runFlags) openStore(ctx context.Context) (storage.Store, error) {
+	cfg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	return openExistingStore(ctx, cfg.Storage)
 }
 
 // load resolves the configuration; every failure is a usage error.

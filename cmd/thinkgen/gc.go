@@ -37,11 +37,7 @@ With --dry-run it lists what it would delete and deletes nothing.`,
 				if err := storage.ValidateRun(*run); err != nil {
 					return usagef("--run: %v", err)
 				}
-				cfg, err := rf.load()
-				if err != nil {
-					return err
-				}
-				store, err := openExistingStore(ctx, cfg.Storage)
+				store, err := rf.openStore(ctx)
 				if err != nil {
 					return err
 				}

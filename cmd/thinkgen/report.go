@@ -58,11 +58,7 @@ renamed into place, so --out is never half-written.`,
 				if *out == "" {
 					return usagef("--out is empty")
 				}
-				cfg, err := rf.load()
-				if err != nil {
-					return err
-				}
-				st, err := openExistingStore(ctx, cfg.Storage)
+				st, err := rf.openStore(ctx)
 				if err != nil {
 					return err
 				}

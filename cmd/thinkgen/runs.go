@@ -41,11 +41,7 @@ each scenario.`,
 				if *staleAfter <= 0 {
 					return usagef("--stale-after must be positive, got %s", *staleAfter)
 				}
-				cfg, err := rf.load()
-				if err != nil {
-					return err
-				}
-				st, err := openExistingStore(ctx, cfg.Storage)
+				st, err := rf.openStore(ctx)
 				if err != nil {
 					return err
 				}

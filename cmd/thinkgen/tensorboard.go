@@ -60,11 +60,7 @@ directory (tensorboard --logdir store/runs shows every run).`,
 				if *follow < 0 {
 					return usagef("--follow must not be negative, got %s", *follow)
 				}
-				cfg, err := rf.load()
-				if err != nil {
-					return err
-				}
-				st, err := openExistingStore(ctx, cfg.Storage)
+				st, err := rf.openStore(ctx)
 				if err != nil {
 					return err
 				}
