@@ -1,5 +1,5 @@
 // Package controlapi is the controller ↔ worker protocol of distributed
-// mode (DESIGN.md §7): HTTP+JSON over a [queue.Queue].
+// mode (docs/sepgrpo.md, "Where the tasks run"): HTTP+JSON over a [queue.Queue].
 //
 // # Endpoints
 //

@@ -32,8 +32,9 @@ type AdvantageStats struct {
 // where g is the sample's group id (groups[i]; the ids need not be
 // contiguous or sorted), and the per-sample statistics of its group.
 // unbiased picks the std: with n−1 in the denominator (torch.std, as EasyR1
-// and verl compute it) or with n (np.std, as flow_grpo computes it). DESIGN
-// §4 uses eps = 1e-6.
+// and verl compute it) or with n (np.std, as flow_grpo computes it); the
+// learner uses eps = 1e-6 for GRPO and 1e-4 for FlowGRPO
+// (docs/algorithms.md §1).
 //
 // A group whose rewards are all equal (compared exactly, so that rounding in
 // the mean cannot leave a residue) carries no signal: its members get

@@ -54,7 +54,7 @@ type FlowStats struct {
 	AdvClampedFrac float64 // share of advantages beyond ±AdvClamp
 }
 
-// FlowGRPOLoss returns the FlowGRPO loss of one SDE step (DESIGN §4) and its
+// FlowGRPOLoss returns the FlowGRPO loss of one SDE step (docs/algorithms.md §6) and its
 // statistics, as flow_grpo's train_sd3.py computes it for timestep j:
 //
 //	A      = clamp(advantage, −AdvClamp, AdvClamp)

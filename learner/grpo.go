@@ -52,7 +52,7 @@ type GRPOStats struct {
 	Tokens       float64 // real tokens: sum of the mask
 }
 
-// GRPOLoss returns the token-mean GRPO loss of the MLLM (DESIGN §4) and its
+// GRPOLoss returns the token-mean GRPO loss of the MLLM (docs/algorithms.md §3) and its
 // statistics. Per token, with A the completion's advantage:
 //
 //	r   = exp(clamp(logp − old, −20, 20))
