@@ -121,7 +121,7 @@ func (w *Worker) Do(ctx context.Context, t task.Task) (task.Result, error) {
 	})
 	// What the task freed goes back to the OS before the next one: without
 	// it the resident set of a learner at 64 FlowGRPO trajectories grew
-	// 4 → 12 GB in 7 steps (docs/sepgrpo.md).
+	// 4 → 12 GB in 7 steps (docs/findings.md, "Stage 5").
 	libtorch.ReleaseFreeMemory()
 	return res, err
 }
