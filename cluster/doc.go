@@ -1,7 +1,8 @@
 // Package cluster places workers on a cluster: a client of Ray's Job
 // Submission API that runs each worker as a Ray job with its GPU and CPU
-// requests, and the builder of the KubeRay RayJob that creates the Ray
-// cluster itself.
+// requests, and the placer that keeps a run's workers running as such
+// jobs. Its subpackage kuberay builds and follows the KubeRay RayJob that
+// creates the Ray cluster itself on Kubernetes.
 //
 // # Ray jobs
 //
@@ -29,8 +30,8 @@
 // entrypoint_num_cpus, gpus → entrypoint_num_gpus, memory →
 // entrypoint_memory, custom → entrypoint_resources). The caller:
 //
-//  1. builds it with [NewPlacer] (a [*Client], the groups, and the run
-//     name, controller URL, worker token and polling options);
+//  1. builds it with [NewPlacer] (a [Submitter] — a [*Client] — the groups,
+//     and the run name, controller URL, worker token and polling options);
 //  2. calls [Placer.Start], which submits every worker as generation 1, or
 //     takes over the jobs an earlier placer of the same run left (submission
 //     ids are deterministic: [JobID]);

@@ -14,11 +14,15 @@
 //	DIR/transformer/                  the DiT (config.json, diffusion_pytorch_model.safetensors)
 //	DIR/scheduler/scheduler_config.json  the flow-matching sampler
 //
-// Write exports a bundle directory and FromRun a run's checkpoint from its
-// store; both write into a temporary directory beside DIR and rename it at
-// the end. Tensors are copied byte for byte. Import verifies every file
-// against the manifest and rebuilds the bundle, bit-identical to the
-// exported one; IsExport tells an export from a bundle directory.
+// [Write] exports a bundle directory and [FromRun] a run's checkpoint from
+// its store ([RunVersion] picks the version); both write into a temporary
+// directory beside DIR and rename it at the end. In float32 (the default)
+// tensors are copied byte for byte; with Options.DType bfloat16 or float16
+// they are rounded to nearest even a chunk at a time, and float16 refuses a
+// weight it cannot represent. [Import] verifies every file against the
+// manifest and rebuilds the bundle: bit-identical to the exported one for a
+// float32 export, widened to float32 for a half-precision one. [IsExport]
+// tells an export from a bundle directory.
 //
 // docs/export.md says how to load the MLLM with transformers and what is
 // and is not standard.
