@@ -9,8 +9,11 @@
 //
 // Unknown keys are rejected with the file and line (or the --set argument)
 // that named them, and Validate names the field and the allowed range of
-// every invalid value. The resolved configuration prints back as YAML, so a
-// run's config snapshot can be read by Load again.
+// every invalid value. [Load] resolves a file and --set arguments over
+// [Default]; [Config.Get] and [Config.Set] read and write one key by its
+// dotted name (`thinkgen config get`, --set). The resolved configuration
+// prints back as YAML ([Config.YAML]), so a run's config snapshot (kept in
+// its run.json) parses back to the same configuration ([Parse]).
 package config
 
 import (

@@ -52,6 +52,17 @@
 // (knowledge rows: a held-back fact), so eval scores measure
 // generalisation, not memory.
 //
+// # Requirements and captions
+//
+// [CheckRequirements] scores a list of objects — a scene's, or what a
+// detector read from an image — against a spec's requirements with
+// GenEval's partial credit; the reward package's rule models build on it.
+// [ParseCaption] reads a canonical caption back into objects, the inverse
+// of [Caption], and [ScoreCaption] scores a caption on its own as if it
+// were a detector's reading: the score of the MLLM's instruction for a
+// composition or reasoning row ([AnswersWithCaption]) before the DiT draws
+// anything.
+//
 // # Files
 //
 // Datasets are Arrow IPC files ([WriteFile], [ReadFile]) with the columns

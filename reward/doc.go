@@ -44,6 +44,10 @@
 //     an error from Score fails the batch (unknown scenario, cancelled
 //     context, unreachable service).
 //
+// [Summarize] reduces results to per-scenario means of the partial and
+// strict scores and [WriteTable] prints them: the figures of eval's
+// tables.
+//
 // # Remote services
 //
 // [NewHandler] serves any Scorer over HTTP and [Client] calls it; the
