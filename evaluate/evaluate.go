@@ -1,8 +1,3 @@
-// Package evaluate is the eval harness: it runs the think-then-generate
-// pipeline on held-out ShapeWorld rows (the MLLM writes, greedily, in
-// thinking or non-thinking mode; the DiT draws or edits by ODE sampling
-// with guidance), scores the images with the rule models, and writes image
-// grids and Table-6-style tables of the per-scenario scores.
 package evaluate
 
 import (
