@@ -204,6 +204,14 @@ type Stage struct {
 	// contexts, and a DiT trained only on the first reads the second
 	// poorly (docs/pretrain.md). The warm-up ignores it.
 	Condition string `yaml:"condition"`
+	// Facts is the share of each warm-up batch (0 ≤ facts < 1) given to
+	// text-only questions about the world-knowledge facts
+	// (datasets.FactQuestions), every fact included, held-back ones too:
+	// the MLLM learns the world as text, as a VLM's pre-training teaches
+	// it, while no image row of any stage shows a held-back fact. The
+	// rest of the batch is image rows of the train split. Only the
+	// warm-up takes it.
+	Facts float64 `yaml:"facts"`
 }
 
 // Stage conditions (Stage.Condition).
@@ -535,7 +543,7 @@ func Default() *Config {
 			Mix: map[string]float64{"composition": 1, "reasoning": 1, "text": 1, "editing": 1, "reflection": 1},
 		},
 		Pretrain: Pretrain{
-			Warmup:   Stage{Steps: 2000, Batch: 32, LR: 1e-3},
+			Warmup:   Stage{Steps: 2000, Batch: 32, LR: 1e-3, Facts: 0.25},
 			Align:    Stage{Steps: 500, Batch: 32, LR: 1e-3},
 			DiT:      Stage{Steps: 3000, Batch: 32, LR: 5e-4},
 			Finetune: Stage{Steps: 500, Batch: 32, LR: 1e-4},

@@ -173,6 +173,9 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"cluster.namespace=a.b", "cluster.namespace"},
 		{"schedule.cycles=0", "schedule.cycles"},
 		{"pretrain.finetune.condition=captions", "pretrain.finetune.condition"},
+		{"pretrain.warmup.facts=1", "pretrain.warmup.facts"},
+		{"pretrain.warmup.facts=-0.1", "pretrain.warmup.facts"},
+		{"pretrain.dit.facts=0.2", "pretrain.dit.facts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.set, func(t *testing.T) {

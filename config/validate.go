@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
@@ -185,6 +186,17 @@ func (c *Config) Validate() error {
 		k.nonNegativeF(s.key+".lr", s.st.LR)
 		if c := s.st.Condition; c != "" && c != ConditionPseudoCoT && c != ConditionPipeline && c != ConditionMixed {
 			k.add(s.key+".condition", "one of pseudo-cot, pipeline, mixed", fmt.Sprintf("%q", c))
+		}
+	}
+	if f := c.Pretrain.Warmup.Facts; f < 0 || f >= 1 || math.IsNaN(f) {
+		k.add("pretrain.warmup.facts", "a share in [0, 1)", fmt.Sprint(f))
+	}
+	for _, s := range []struct {
+		key string
+		st  Stage
+	}{{"pretrain.align", c.Pretrain.Align}, {"pretrain.dit", c.Pretrain.DiT}, {"pretrain.finetune", c.Pretrain.Finetune}} {
+		if s.st.Facts != 0 {
+			k.add(s.key+".facts", "0 (only the warm-up takes text-only fact questions)", fmt.Sprint(s.st.Facts))
 		}
 	}
 

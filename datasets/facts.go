@@ -1,5 +1,7 @@
 package datasets
 
+import "fmt"
+
 // FactKind says what a fact resolves: a colour, a shape or a count.
 type FactKind string
 
@@ -104,4 +106,75 @@ func FactSplit(i int) Split {
 		return Eval
 	}
 	return Train
+}
+
+// The text-only questions about a fact (FactQuestions), by kind: several
+// phrasings, written only with words the image rows already use, so that
+// they add nothing to the vocabulary.
+var (
+	factColorQuestions = []string{
+		"the colour of {subject}.",
+		"write the colour of {subject}.",
+		"the colour of {subject}, please.",
+		"i would like the colour of {subject}.",
+	}
+	factShapeQuestions = []string{
+		"the shape of {subject}.",
+		"write the shape of {subject}.",
+		"a shape like {subject}, please.",
+		"the shape that looks like {subject}.",
+	}
+	factNumberQuestions = []string{
+		"{subject}.",
+		"as many as {subject}.",
+		"write as many as {subject}.",
+	}
+	factChain  = "{because}."
+	factAnswer = "{value}."
+)
+
+// FactQuestions returns the text-only questions about every fact of the
+// table — no image, no scene — in a fixed order: for each fact (in Facts
+// order) each phrasing of its kind. A question's Think is the fact's
+// Because, its Answer the fact's Value. They teach the MLLM the world
+// knowledge as text during its warm-up, as a VLM's pre-training does,
+// held-back facts included (FactSplit): the image rows of the train split
+// never show a held-back fact, so the eval split's knowledge rows test
+// whether the chain of thought applies knowledge the image pipeline never
+// saw. Each row's ID is fact-<fact index>-<phrasing>, its Task "fact", its
+// Split the fact's, and its Scenario, Spec and images are empty.
+func FactQuestions() []Row {
+	var rows []Row
+	for i, f := range Facts() {
+		var qs []string
+		switch f.Kind {
+		case FactColor:
+			qs = factColorQuestions
+		case FactShape:
+			qs = factShapeQuestions
+		case FactNumber:
+			qs = factNumberQuestions
+		}
+		for j, q := range qs {
+			rows = append(rows, Row{
+				ID:     fmt.Sprintf("fact-%02d-%d", i, j),
+				Split:  FactSplit(i),
+				Task:   "fact",
+				Prompt: fill(q, "subject", f.Subject),
+				Think:  fill(factChain, "because", f.Because),
+				Answer: fill(factAnswer, "value", f.Value),
+			})
+		}
+	}
+	return rows
+}
+
+// FactIndex returns the index in Facts of the fact a FactQuestions row
+// asks about, or −1 for any other row.
+func FactIndex(r Row) int {
+	var i, j int
+	if _, err := fmt.Sscanf(r.ID, "fact-%d-%d", &i, &j); err != nil || i < 0 || i >= len(Facts()) {
+		return -1
+	}
+	return i
 }

@@ -1,6 +1,7 @@
 package pretrain
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,5 +68,115 @@ func TestStageExamples(t *testing.T) {
 				t.Error("target is not the row's image")
 			}
 		})
+	}
+}
+
+// TestWarmupBatchesTeachFactsAsText checks what each stage's batches hold:
+// the warm-up gives the configured share of its batch to text-only fact
+// questions (no image), covering every fact over its steps, held-back ones
+// included; the image rows of every stage are train rows that never show a
+// held-back fact; the DiT stages take no fact question; and with share 0
+// the warm-up reads exactly the image rows it read before.
+func TestWarmupBatchesTeachFactsAsText(t *testing.T) {
+	cfg := config.Default()
+	cfg.Run.Seed = 3
+	cfg.Pretrain.Warmup = config.Stage{Steps: 100, Batch: 16, Facts: 0.25}
+	cfg.Pretrain.DiT = config.Stage{Steps: 10, Batch: 8}
+	o := &Options{Config: cfg}
+	tok, err := model.TokenizerFor(cfg.Model.MLLM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	for i, f := range datasets.Facts() {
+		if datasets.FactSplit(i) == datasets.Eval {
+			held = append(held, f.Subject, f.Because)
+		}
+	}
+	asked := map[int]bool{}
+	for step := range 100 {
+		rows, err := o.stepRows(StageWarmup, cfg.Pretrain.Warmup, step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 16 {
+			t.Fatalf("step %d: %d rows, want 16", step, len(rows))
+		}
+		for i, r := range rows {
+			fact := datasets.FactIndex(r)
+			if (fact >= 0) != (i >= 12) {
+				t.Fatalf("step %d row %d (%s): want 12 image rows, then 4 fact questions", step, i, r.ID)
+			}
+			if fact >= 0 {
+				asked[fact] = true
+				e, err := stageExample(StageWarmup, cfg.Pretrain.Warmup, tok, &rows[i], 4, step+i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p := tok.Decode(e.Prompt); strings.Contains(p, "<|image_pad|>") || !strings.Contains(p, r.Prompt) {
+					t.Fatalf("fact question %s: prompt %q", r.ID, p)
+				}
+				continue
+			}
+			if r.Split != datasets.Train || len(r.Target) == 0 {
+				t.Fatalf("step %d: image row %s of split %s", step, r.ID, r.Split)
+			}
+			checkNoHeldBackFact(t, r, held)
+		}
+	}
+	for i, f := range datasets.Facts() {
+		if !asked[i] {
+			t.Errorf("fact %d (%s, split %s) never asked in 100 warm-up steps", i, f.Subject, datasets.FactSplit(i))
+		}
+	}
+	for step := range 10 {
+		rows, err := o.stepRows(StageDiT, cfg.Pretrain.DiT, step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if datasets.FactIndex(r) >= 0 || len(r.Target) == 0 {
+				t.Fatalf("DiT step %d: row %s is not an image row", step, r.ID)
+			}
+			checkNoHeldBackFact(t, r, held)
+		}
+	}
+	plain := config.Stage{Steps: 10, Batch: 16}
+	for step := range 3 {
+		got, err := o.stepRows(StageWarmup, plain, step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := o.rowsFor(StageWarmup, step, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, func(a, b datasets.Row) bool { return a.ID == b.ID }) {
+			t.Errorf("step %d with facts 0: rows differ from the image rows alone", step)
+		}
+	}
+}
+
+func checkNoHeldBackFact(t *testing.T, r datasets.Row, held []string) {
+	t.Helper()
+	for _, text := range []string{r.Prompt, r.Think, r.Answer} {
+		for _, h := range held {
+			if strings.Contains(text, h) {
+				t.Fatalf("%s shows the held-back %q: %q", r.ID, h, text)
+			}
+		}
+	}
+}
+
+func TestFactAnswer(t *testing.T) {
+	for _, c := range []struct{ written, want string }{
+		{"red.<|im_end|>", "red."},
+		{"a carrot is orange.\n</think>\n\norange.<|im_end|>", "orange."},
+		{"a carrot is orange.\n</think>\n\n", ""},
+		{"two. ", "two."},
+	} {
+		if got := FactAnswer(c.written); got != c.want {
+			t.Errorf("FactAnswer(%q) = %q, want %q", c.written, got, c.want)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/sugarme/gotch"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
 )
@@ -30,7 +31,7 @@ func smallConfig() *config.Config {
 	c.Sampling.DiTSteps, c.Sampling.MaxNewTokens = 4, 32
 	c.FlowGRPO.Steps = 4
 	c.Pretrain = config.Pretrain{
-		Warmup:   config.Stage{Steps: 40, Batch: 8, LR: 3e-3},
+		Warmup:   config.Stage{Steps: 40, Batch: 8, LR: 3e-3, Facts: 0.25},
 		Align:    config.Stage{Steps: 4, Batch: 4, LR: 1e-3},
 		DiT:      config.Stage{Steps: 40, Batch: 8, LR: 2e-3},
 		Finetune: config.Stage{Steps: 4, Batch: 4, LR: 5e-4},
@@ -81,6 +82,14 @@ func TestPretrainLearns(t *testing.T) {
 				t.Errorf("stage %s: %v", r.Stage, err)
 			}
 		}
+	}
+	// The warm-up was asked every fact question in both modes.
+	asked := 0
+	for _, f := range res[0].Facts {
+		asked += f.Questions
+	}
+	if want := 2 * len(datasets.FactQuestions()); asked != want || len(res[0].Facts) != 4 {
+		t.Errorf("warm-up fact scores %+v: %d questions, want %d", res[0].Facts, asked, want)
 	}
 	// Completed stages are skipped by a second run.
 	again, err := Run(context.Background(), Options{Config: cfg, Dir: dir})

@@ -83,6 +83,9 @@ type StageResult struct {
 	// Eval holds the per-scenario scores on held-out rows, by mode
 	// ("think", "direct"), when Options.EvalRows > 0.
 	Eval map[string][]reward.Summary
+	// Facts holds the warm-up's answers to the text-only fact questions
+	// (ScoreFacts), when Options.EvalRows > 0.
+	Facts []FactScore
 }
 
 // stageState is Dir/pretrain/<stage>/state.json.
@@ -158,6 +161,11 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 				if b, err := os.ReadFile(filepath.Join(o.stageDir(stage), "eval.json")); err == nil {
 					if err := json.Unmarshal(b, &r.Eval); err != nil {
 						return fmt.Errorf("pretrain stage %s: eval.json: %w", stage, err)
+					}
+				}
+				if b, err := os.ReadFile(filepath.Join(o.stageDir(stage), "facts.json")); err == nil {
+					if err := json.Unmarshal(b, &r.Facts); err != nil {
+						return fmt.Errorf("pretrain stage %s: facts.json: %w", stage, err)
 					}
 				}
 				results = append(results, r)
@@ -295,6 +303,33 @@ func (o *Options) rowsFor(stage string, step, batch int) ([]datasets.Row, error)
 	return rows, nil
 }
 
+// stepRows returns the rows of one step: rowsFor's image rows, and for the
+// warm-up the share sc.Facts of the batch as text-only fact questions
+// (datasets.FactQuestions), drawn uniformly from (seed, step) and placed
+// after the image rows.
+func (o *Options) stepRows(stage string, sc config.Stage, step int) ([]datasets.Row, error) {
+	nf := 0
+	if stage == StageWarmup {
+		nf = factsInBatch(sc.Facts, sc.Batch)
+	}
+	rows, err := o.rowsFor(stage, step, sc.Batch-nf)
+	if err != nil || nf == 0 {
+		return rows, err
+	}
+	qs := datasets.FactQuestions()
+	rng := rand.New(rand.NewPCG(uint64(o.Config.Run.Seed), uint64(step)<<8|0xfa))
+	for range nf {
+		rows = append(rows, qs[rng.IntN(len(qs))])
+	}
+	return rows, nil
+}
+
+// factsInBatch is the number of fact questions in a warm-up batch: the
+// share rounded, and at least one image row.
+func factsInBatch(share float64, batch int) int {
+	return min(int(math.Round(share*float64(batch))), batch-1)
+}
+
 func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, tok tokenizer.Tokenizer, prev string) (StageResult, error) {
 	start := time.Now()
 	dir := o.stageDir(stage)
@@ -378,7 +413,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		rows, err := o.rowsFor(stage, step, sc.Batch)
+		rows, err := o.stepRows(stage, sc, step)
 		if err != nil {
 			return res, err
 		}
@@ -431,6 +466,14 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 	if o.EvalRows > 0 {
 		if res.Eval, err = o.evaluate(ctx, b, dir); err != nil {
 			return res, fmt.Errorf("eval: %w", err)
+		}
+		if stage == StageWarmup {
+			if res.Facts, err = ScoreFacts(b.MLLM, tok, o.Config.Sampling.MaxNewTokens); err != nil {
+				return res, err
+			}
+			if err := writeJSON(filepath.Join(dir, "facts.json"), res.Facts); err != nil {
+				return res, err
+			}
 		}
 	}
 	if err := writeJSON(filepath.Join(dir, "state.json"), stageState{Stage: stage, Step: sc.Steps, Done: true, FirstLoss: res.FirstLoss, LastLoss: res.LastLoss}); err != nil {
@@ -518,11 +561,21 @@ func (o *Options) evaluate(ctx context.Context, b *model.Bundle, dir string) (ma
 }
 
 // WriteStageTable prints the per-stage evaluation like the paper's Table 6:
-// one line per stage and mode, one column per scenario.
+// one line per stage and mode, one column per scenario; then the
+// warm-up's answers to the fact questions, by split of the fact table.
 func WriteStageTable(w io.Writer, res []StageResult) error {
 	entries := make([]evaluate.Entry, len(res))
 	for i, r := range res {
 		entries[i] = evaluate.Entry{Label: r.Stage, Scores: r.Eval}
 	}
-	return evaluate.WriteTable(w, entries)
+	if err := evaluate.WriteTable(w, entries); err != nil {
+		return err
+	}
+	for _, r := range res {
+		if len(r.Facts) > 0 {
+			fmt.Fprintf(w, "\n%s: text-only fact questions, greedy answer right:\n", r.Stage)
+			WriteFactScores(w, r.Facts)
+		}
+	}
+	return nil
 }

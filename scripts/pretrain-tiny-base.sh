@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# pretrain-tiny-base.sh DIR — the recipe of the shipped base/tiny (v3), on
-# two CPU cores: the supervised stages of configs/tiny.yaml (seed 1), then
+# pretrain-tiny-base.sh DIR — the recipe of base/tiny, on two CPU cores:
+# the supervised stages of configs/tiny.yaml (seed 1; the MLLM warm-up
+# gives a quarter of each batch to text-only questions about all 71 facts,
+# pretrain.warmup.facts — FACTS=0 reproduces the shipped v3, which was
+# trained without them), then
 # stage 2 (DiT) continued twice on fresh rows with `pretrain --from`
 # (1,000 steps of seed 2, then 2,000 of seed 3, lr 5e-4 with its own warm-up
 # and cosine decay), then stage 3 (fine-tune, 200 steps) on the result (that
@@ -23,7 +26,8 @@ export OMP_WAIT_POLICY=PASSIVE
 final() { echo "$dir/$1/runs/pretrain-tiny/pretrain/$2/final"; }
 only_dit=(--set pretrain.warmup.steps=0 --set pretrain.align.steps=0 --set pretrain.dit.lr=5e-4)
 
-"$bin" pretrain --config "$cfg" --run-dir "$dir/v1" --seed 1 --set pretrain.finetune.steps=0 --eval-rows 0
+"$bin" pretrain --config "$cfg" --run-dir "$dir/v1" --seed 1 --set pretrain.finetune.steps=0 \
+	--set pretrain.warmup.facts="${FACTS:-0.25}" --eval-rows 0
 "$bin" pretrain --config "$cfg" --run-dir "$dir/c2" --seed 2 --from "$(final v1 dit)" "${only_dit[@]}" \
 	--set pretrain.dit.steps=1000 --set pretrain.finetune.steps=0 --eval-rows 0
 "$bin" pretrain --config "$cfg" --run-dir "$dir/c3" --seed 3 --from "$(final c2 dit)" "${only_dit[@]}" \
