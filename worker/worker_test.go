@@ -3,13 +3,10 @@ package worker
 import (
 	"encoding/json"
 	"maps"
-	"math"
-	"strings"
 	"testing"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
-	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/shards"
 )
 
@@ -85,47 +82,5 @@ func TestInstructionScores(t *testing.T) {
 	want := map[string]float64{datasets.Composition: 0.5, datasets.Reasoning: 0.5}
 	if !maps.Equal(got, want) {
 		t.Fatalf("instructionScores = %v, want %v", got, want)
-	}
-}
-
-func TestTrainingReward(t *testing.T) {
-	rows, err := datasets.Generate(datasets.Options{Seed: 3, Split: datasets.Train}, 0, 3) // composition, reasoning, text
-	if err != nil {
-		t.Fatal(err)
-	}
-	roll := func(r datasets.Row, instruction string) *shards.RolloutRow {
-		spec, err := json.Marshal(r.Spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &shards.RolloutRow{Scenario: r.Scenario, Spec: string(spec), Instruction: instruction}
-	}
-	img := reward.Result{Partial: 0.4, Score: 0.8, Weight: 2}
-	tests := []struct {
-		name      string
-		lambda    float64
-		phase     config.Phase
-		row       *shards.RolloutRow
-		res       reward.Result
-		want      float64
-		wantInstr bool
-	}{
-		{"image alone by default", 0, config.PhaseMLLMGRPO, roll(rows[1], rows[1].Answer), img, 0.8, false},
-		{"right instruction", 0.5, config.PhaseMLLMGRPO, roll(rows[1], rows[1].Answer), img, 2 * (0.5*0.4 + 0.5*1), true},
-		{"not a caption", 0.5, config.PhaseMLLMGRPO, roll(rows[0], "draw it."), img, 2 * (0.5 * 0.4), true},
-		{"instruction only", 1, config.PhaseMLLMGRPO, roll(rows[0], rows[0].Answer), img, 2, true},
-		{"the DiT's phase keeps the image reward", 0.5, config.PhaseDiTGRPO, roll(rows[1], rows[1].Answer), img, 0.8, false},
-		{"text rows keep the image reward", 0.5, config.PhaseMLLMGRPO, roll(rows[2], rows[2].Answer), img, 0.8, false},
-		{"a scoring error keeps its zero", 0.5, config.PhaseMLLMGRPO, roll(rows[1], rows[1].Answer), reward.Result{Err: "bad image"}, 0, false},
-	}
-	for _, tt := range tests {
-		got, _, ok, err := trainingReward(tt.lambda, tt.phase, tt.row, tt.res)
-		if err != nil || math.Abs(got-tt.want) > 1e-12 || ok != tt.wantInstr {
-			t.Errorf("%s: trainingReward = %v (instruction scored %v), %v; want %v (%v)", tt.name, got, ok, err, tt.want, tt.wantInstr)
-		}
-	}
-	bad := &shards.RolloutRow{Scenario: datasets.Reasoning, Spec: "{", Instruction: rows[1].Answer}
-	if _, _, _, err := trainingReward(0.5, config.PhaseMLLMGRPO, bad, img); err == nil || !strings.Contains(err.Error(), "spec") {
-		t.Errorf("a bad spec: error %v, want one naming the spec", err)
 	}
 }

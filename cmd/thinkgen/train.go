@@ -272,7 +272,7 @@ func preflight(cfg *config.Config) error {
 		mix   map[string]float64
 		phase config.Phase
 	}{{"data.mix", cfg.Data.Mix, ""}, {"grpo.mix", cfg.GRPO.Mix, config.PhaseMLLMGRPO}, {"flow_grpo.mix", cfg.FlowGRPO.Mix, config.PhaseDiTGRPO}} {
-		if len(worker.Scenarios(m.mix)) == 0 && len(m.mix) > 0 {
+		if len(datasets.ScenarioCycle(m.mix)) == 0 && len(m.mix) > 0 {
 			return fmt.Errorf("%s: every scenario has weight 0: the dataset would be empty", m.key)
 		}
 		if m.phase == "" {

@@ -1,0 +1,126 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/learner"
+	"github.com/thinkgen/thinkgen/shards"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/task"
+)
+
+// learn reads the step's rollout and reward shards, takes one learner step
+// from the policy version the task names and saves the result as the next
+// version; its outputs are that version's objects, manifest included.
+func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
+	var rolls []shards.RolloutRow
+	var rews []shards.RewardRow
+	for _, obj := range t.Inputs {
+		switch filepath.Base(filepath.Dir(obj.Key)) {
+		case string(task.Rollout):
+			r, err := readShard(ctx, w.store, obj, shards.Rollout, w.cacheDir)
+			if err != nil {
+				return task.Result{}, err
+			}
+			rolls = append(rolls, r...)
+		case string(task.Reward):
+			r, err := readShard(ctx, w.store, obj, shards.Reward, w.cacheDir)
+			if err != nil {
+				return task.Result{}, err
+			}
+			rews = append(rews, r...)
+		default:
+			return task.Result{}, fmt.Errorf("learn task: input %s is neither a rollout nor a reward shard", obj.Key)
+		}
+	}
+	if err := w.learnerAt(ctx, t.Run, t.PolicyVersion); err != nil {
+		return task.Result{}, err
+	}
+	stats, err := w.learner.Step(t.Phase, t.Seed, rolls, rews)
+	if err != nil {
+		// The in-memory policy may be half-updated: reload it next time.
+		w.learner.Close()
+		w.learner = nil
+		return task.Result{}, err
+	}
+	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, w.learner.Policy(), w.learner.Optimizers(), w.cacheDir)
+	if err != nil {
+		// The policy in memory is already updated but its version was not
+		// saved: a retry must start again from the stored version, not
+		// update twice.
+		w.learner.Close()
+		w.learner = nil
+		return task.Result{}, err
+	}
+	w.learner.SetVersion(t.PolicyVersion + 1)
+	for k, v := range dataStats(rolls, rews) {
+		stats[k] = v
+	}
+	// The step's manifest lists the checkpoint's objects, its manifest
+	// included, so that the step commits only a whole checkpoint.
+	outs := append([]storage.Object{}, man.Objects...)
+	mobj, err := objectOf(ctx, w.store, storage.CheckpointManifestKey(t.Run, t.PolicyVersion+1))
+	if err != nil {
+		return task.Result{}, err
+	}
+	return task.Result{Outputs: append(outs, mobj), Metrics: stats}, nil
+}
+
+// learnerAt makes sure the learner holds policy version v (loading it and
+// its optimiser states from the store when it does not) and the frozen
+// reference (version 0).
+func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
+	if w.learner != nil && w.learner.Version() == v {
+		return nil
+	}
+	if w.learner != nil {
+		w.learner.Close()
+		w.learner = nil
+	}
+	cache := filepath.Join(w.cacheDir, "checkpoints")
+	policy, dir, err := checkpoint.Load(ctx, w.store, run, v, cache, w.dev)
+	if err != nil {
+		return err
+	}
+	if err := sameShape(w.cfg, policy.Cfg); err != nil {
+		policy.Drop()
+		return fmt.Errorf("%w: checkpoint %d of run %s: %v", learner.ErrFatal, v, run, err)
+	}
+	policy.Cfg = w.cfg
+	ref, _, err := checkpoint.Load(ctx, w.store, run, 0, cache, w.dev)
+	if err != nil {
+		policy.Drop()
+		return err
+	}
+	ref.Cfg = w.cfg
+	l := learner.New(w.cfg, policy, ref, v)
+	for _, o := range l.Optimizers() {
+		if _, err := checkpoint.LoadOptimizer(dir, o.Name, o.Opt); err != nil {
+			l.Close()
+			return fmt.Errorf("checkpoint %d of run %s: %w", v, run, err)
+		}
+	}
+	w.learner = l
+	return nil
+}
+
+// objectOf describes an object of the store by its size and sha256.
+func objectOf(ctx context.Context, st storage.Store, key string) (storage.Object, error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return storage.Object{}, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return storage.Object{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	return storage.Object{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}

@@ -1,0 +1,92 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/learner"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/rollout"
+	"github.com/thinkgen/thinkgen/shards"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/task"
+)
+
+// TrainRows generates the train-split rows of a run configuration that
+// phase p's prompts come from (its scenario mix: config.PhaseMix).
+func TrainRows(c *config.Config, p config.Phase, idx []int64) ([]datasets.Row, error) {
+	opts := datasets.Options{Seed: uint64(c.Run.Seed), Split: datasets.Train, Size: c.Model.DiT.ImageSize,
+		Scenarios: datasets.ScenarioCycle(c.PhaseMix(p))}
+	return datasets.Rows(opts, idx)
+}
+
+// rollout samples the task's prompts with the policy version it names and
+// writes them, with their chains of thought and images, as a rollout
+// shard.
+func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) {
+	rows, err := TrainRows(w.cfg, t.Phase, t.Rows)
+	if err != nil {
+		return task.Result{}, err
+	}
+	b, err := w.policyAt(ctx, t.Run, t.PolicyVersion)
+	if err != nil {
+		return task.Result{}, err
+	}
+	req := rollout.Request{Run: t.Run, Step: t.Step, Task: t.ID, Attempt: t.Attempt, Phase: t.Phase,
+		Rows: rows, GroupIDs: t.Rows, Seed: t.Seed, PolicyVersion: int64(t.PolicyVersion)}
+	start := time.Now()
+	var out []shards.RolloutRow
+	var st rollout.Stats
+	if t.Phase == config.PhaseMLLMGRPO {
+		out, st, err = rollout.MLLM(b, req, w.dev)
+	} else {
+		out, st, err = rollout.DiT(b, req, w.dev)
+	}
+	if err != nil {
+		return task.Result{}, err
+	}
+	elapsed := time.Since(start)
+	obj, err := putShard(ctx, w, t, shards.Rollout, out)
+	if err != nil {
+		return task.Result{}, err
+	}
+	// Tasks report additive figures only (the controller sums them over a
+	// step's tasks); statistics of the data come from the learner, which
+	// sees all of it.
+	m := map[string]float64{
+		"count/samples":       float64(st.Samples),
+		"count/images":        float64(st.Images),
+		"count/tokens":        float64(st.Tokens),
+		"time/generate_s":     st.GenTime.Seconds(),
+		"time/draw_s":         st.ImageTime.Seconds(),
+		"time/rollout_task_s": elapsed.Seconds(),
+	}
+	return task.Result{Outputs: []storage.Object{obj}, Metrics: m}, nil
+}
+
+// policyAt returns policy version v of run, loading it from the store
+// unless it is the version the last rollout task sampled with.
+func (w *Worker) policyAt(ctx context.Context, run string, v int) (*model.Bundle, error) {
+	if w.policy != nil && w.policyVersion == v {
+		return w.policy, nil
+	}
+	b, _, err := checkpoint.Load(ctx, w.store, run, v, filepath.Join(w.cacheDir, "checkpoints"), w.dev)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameShape(w.cfg, b.Cfg); err != nil {
+		b.Drop()
+		return nil, fmt.Errorf("%w: checkpoint %d of run %s: %v", learner.ErrFatal, v, run, err)
+	}
+	b.Cfg = w.cfg
+	if w.policy != nil {
+		w.policy.Drop()
+	}
+	w.policy, w.policyVersion = b, v
+	return b, nil
+}
