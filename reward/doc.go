@@ -48,6 +48,11 @@
 // strict scores and [WriteTable] prints them: the figures of eval's
 // tables.
 //
+// [Shape] turns an image's result into the reward a rollout trains on:
+// the score, or in the MLLM's phase with reward.instruction λ > 0 a blend
+// with [InstructionScore], the score of the instruction the MLLM wrote read
+// as a caption against the row's requirements.
+//
 // # Remote services
 //
 // [NewHandler] serves any Scorer over HTTP and [Client] calls it; the
