@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/thinkgen/thinkgen/internal/bearer"
 )
 
 // The environment variables LoadToken reads.
@@ -54,20 +56,7 @@ func LoadToken(file string) (string, error) {
 	return tok, nil
 }
 
-func checkToken(tok string) error {
-	if len(tok) < MinTokenLen {
-		return fmt.Errorf("bearer token shorter than %d characters", MinTokenLen)
-	}
-	if len(tok) > 4096 {
-		return errors.New("bearer token longer than 4096 characters")
-	}
-	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; c < 0x21 || c > 0x7e {
-			return fmt.Errorf("bearer token has a byte other than printable ASCII at offset %d", i)
-		}
-	}
-	return nil
-}
+func checkToken(tok string) error { return bearer.Check(tok) }
 
 // GenerateToken returns a new random token (64 hex digits), for a
 // controller that starts its own workers.

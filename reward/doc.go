@@ -55,8 +55,18 @@
 //
 // # Remote services
 //
-// [NewHandler] serves any Scorer over HTTP and [Client] calls it; the
+// [NewServer] serves any Scorer over HTTP and [Client] calls it; the
 // protocol (version [ProtocolVersion]) is documented on [ScoreRequest].
 // `thinkgen reward-serve` serves the built-in rule models, so GPU-backed
 // rule models can replace them behind the same protocol.
+//
+// The service trusts nothing it is sent. Every request carries a bearer
+// token (the controller API's scheme; [LoadToken] reads it from a file or
+// the environment, for the service and its clients alike), and a server
+// without one listens only on loopback. It serves HTTPS when given a
+// certificate. [HandlerOptions] bound a request's body, its items, each
+// image's pixels and the pixels decoded per request; an image's size is
+// read from its PNG header before a pixel is decoded, so a small file
+// that would decode to gigabytes costs nothing. Every phase of a
+// connection has a timeout.
 package reward

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/thinkgen/thinkgen/internal/bearer"
 )
 
 // ProtocolVersion is the version of the remote reward protocol. A server
@@ -68,11 +70,57 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
-// MaxRequestBytes bounds the body a handler reads.
-const MaxRequestBytes = 256 << 20
+// Default limits of a handler (HandlerOptions' zero values).
+const (
+	// MaxRequestBytes bounds the body a handler reads.
+	MaxRequestBytes = 64 << 20
+	// DefaultMaxItems bounds the items of one request.
+	DefaultMaxItems = 1024
+	// DefaultMaxImagePixels bounds the width × height of one image.
+	DefaultMaxImagePixels = 4096 * 4096
+	// DefaultMaxRequestPixels bounds the width × height summed over the
+	// images of one request (256 Mpx: 1 GiB decoded as RGBA).
+	DefaultMaxRequestPixels = 256 << 20
+)
 
-// NewHandler serves s over the remote reward protocol.
-func NewHandler(s Scorer) http.Handler {
+// HandlerOptions bound what one request may make a handler read and
+// allocate. Zero values take the defaults above.
+type HandlerOptions struct {
+	// MaxBodyBytes bounds the request body (413 beyond).
+	MaxBodyBytes int64
+	// MaxItems bounds the items of one request (413 beyond).
+	MaxItems int
+	// MaxImagePixels bounds one image's width × height, read from its
+	// PNG header before any pixel is decoded; a larger image is that
+	// item's error.
+	MaxImagePixels int64
+	// MaxRequestPixels bounds the pixels decoded for one request; an
+	// image past the budget is that item's error.
+	MaxRequestPixels int64
+}
+
+func (o HandlerOptions) withDefaults() HandlerOptions {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = MaxRequestBytes
+	}
+	if o.MaxItems <= 0 {
+		o.MaxItems = DefaultMaxItems
+	}
+	if o.MaxImagePixels <= 0 {
+		o.MaxImagePixels = DefaultMaxImagePixels
+	}
+	if o.MaxRequestPixels <= 0 {
+		o.MaxRequestPixels = DefaultMaxRequestPixels
+	}
+	return o
+}
+
+// NewHandler serves s over the remote reward protocol with the default
+// limits and no authentication (see NewServer for both).
+func NewHandler(s Scorer) http.Handler { return newHandler(s, HandlerOptions{}) }
+
+func newHandler(s Scorer, o HandlerOptions) http.Handler {
+	o = o.withDefaults()
 	mux := http.NewServeMux()
 	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"version": ProtocolVersion, "ok": true})
@@ -83,25 +131,16 @@ func NewHandler(s Scorer) http.Handler {
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody{"POST only"})
 			return
 		}
-		var req ScoreRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-		if err := dec.Decode(&req); err != nil {
-			code := http.StatusBadRequest
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				code = http.StatusRequestEntityTooLarge
-			}
-			writeJSON(w, code, errorBody{"decode request: " + err.Error()})
-			return
-		}
-		if req.Version != ProtocolVersion {
-			writeJSON(w, http.StatusBadRequest, errorBody{fmt.Sprintf("protocol version %d, this server speaks %d", req.Version, ProtocolVersion)})
+		req, code, err := DecodeScoreRequest(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes), o.MaxItems)
+		if err != nil {
+			writeJSON(w, code, errorBody{err.Error()})
 			return
 		}
 		items := make([]Item, len(req.Items))
 		decodeErrs := make([]error, len(req.Items))
+		budget := o.MaxRequestPixels
 		for i, wi := range req.Items {
-			items[i], decodeErrs[i] = wi.item()
+			items[i], decodeErrs[i] = wi.item(o.MaxImagePixels, &budget)
 		}
 		res, err := s.Score(r.Context(), items)
 		if err != nil {
@@ -125,10 +164,49 @@ func NewHandler(s Scorer) http.Handler {
 	return mux
 }
 
-func decodeImage(b []byte, what string) (image.Image, error) {
+// DecodeScoreRequest reads a ScoreRequest of the current protocol version
+// with at most maxItems items from r. On failure it returns the HTTP
+// status the error deserves: 413 when r is an http.MaxBytesReader past its
+// limit or the request has too many items, else 400. It decodes no image.
+func DecodeScoreRequest(r io.Reader, maxItems int) (ScoreRequest, int, error) {
+	var req ScoreRequest
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&req); err != nil {
+		code := http.StatusBadRequest
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		return req, code, fmt.Errorf("decode request: %w", err)
+	}
+	if req.Version != ProtocolVersion {
+		return req, http.StatusBadRequest, fmt.Errorf("protocol version %d, this server speaks %d", req.Version, ProtocolVersion)
+	}
+	if len(req.Items) > maxItems {
+		return req, http.StatusRequestEntityTooLarge, fmt.Errorf("%d items, at most %d per request", len(req.Items), maxItems)
+	}
+	return req, 0, nil
+}
+
+// decodeImage decodes a PNG after checking, from its header alone, that
+// it has at most maxPixels pixels and that they fit in *budget, which it
+// then spends.
+func decodeImage(b []byte, what string, maxPixels int64, budget *int64) (image.Image, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("decode %s PNG: %w", what, err)
+	}
+	px := int64(cfg.Width) * int64(cfg.Height)
+	if px > maxPixels {
+		return nil, fmt.Errorf("%s PNG is %d×%d, more than %d pixels", what, cfg.Width, cfg.Height, maxPixels)
+	}
+	if px > *budget {
+		return nil, fmt.Errorf("%s PNG is %d×%d, past the request's remaining %d pixels", what, cfg.Width, cfg.Height, *budget)
+	}
+	*budget -= px
 	img, err := png.Decode(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("decode %s PNG: %w", what, err)
@@ -136,13 +214,13 @@ func decodeImage(b []byte, what string) (image.Image, error) {
 	return img, nil
 }
 
-func (wi WireItem) item() (Item, error) {
+func (wi WireItem) item(maxPixels int64, budget *int64) (Item, error) {
 	it := Item{ID: wi.ID, Scenario: wi.Scenario, Spec: wi.Spec, Text: wi.Text, Answer: wi.Answer}
-	img, err := decodeImage(wi.ImagePNG, "image")
+	img, err := decodeImage(wi.ImagePNG, "image", maxPixels, budget)
 	if err != nil {
 		return it, err
 	}
-	ref, err := decodeImage(wi.ReferencePNG, "reference")
+	ref, err := decodeImage(wi.ReferencePNG, "reference", maxPixels, budget)
 	if err != nil {
 		return it, err
 	}
@@ -171,6 +249,9 @@ type ClientOptions struct {
 	BatchSize int
 	// Concurrency bounds the requests in flight; 0 means 4.
 	Concurrency int
+	// Token is the bearer token sent with every request ("" for a
+	// service without one).
+	Token string
 }
 
 // Client scores items through a remote reward service. It is a Scorer and
@@ -206,6 +287,11 @@ func NewClient(baseURL string, opts ClientOptions) (*Client, error) {
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
+	}
+	if opts.Token != "" {
+		if err := bearer.Check(opts.Token); err != nil {
+			return nil, fmt.Errorf("reward service client: %w", err)
+		}
 	}
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient = &http.Client{Timeout: opts.Timeout}
@@ -320,6 +406,9 @@ func (c *Client) scoreBatch(ctx context.Context, items []Item) ([]Result, error)
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err

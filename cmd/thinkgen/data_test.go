@@ -136,6 +136,11 @@ func TestDataUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 containing %q", tt.args, code, errs, tt.want)
 		}
 	}
+	t.Setenv("THINKGEN_REWARD_TOKEN", "")
+	t.Setenv("THINKGEN_REWARD_TOKEN_FILE", "")
+	if code, _, errs := runCLI(t, "reward-serve", "--addr", "0.0.0.0:0"); code != 1 || !strings.Contains(errs, "only on loopback") {
+		t.Errorf("reward-serve on all interfaces without a token: exit %d, stderr %q; want 1, refused", code, errs)
+	}
 	code, _, errs := runCLI(t, "data", "show", filepath.Join(t.TempDir(), "none.arrow"))
 	if code != 1 || !strings.Contains(errs, "none.arrow") {
 		t.Errorf("show of a missing file: exit %d, %q", code, errs)
