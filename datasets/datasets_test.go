@@ -153,9 +153,9 @@ func TestSplitsHoldOutCombinations(t *testing.T) {
 			}
 			fs, isFact := subjectSplit(r.Prompt)
 			switch {
-			case split == Train && held:
+			case split != Eval && held:
 				t.Fatalf("%s shows a held-out pair or string: %s / %s", r.ID, r.Prompt, r.Answer)
-			case split == Train && isFact && fs == Eval:
+			case split != Eval && isFact && fs == Eval:
 				t.Fatalf("%s uses a held-out fact: %s", r.ID, r.Prompt)
 			case split == Eval && r.Task == "knowledge" && fs != Eval:
 				t.Fatalf("%s: eval knowledge row uses a train fact: %s", r.ID, r.Prompt)

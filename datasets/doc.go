@@ -50,7 +50,9 @@
 //
 // Every eval row shows at least one held-back combination in its target
 // (knowledge rows: a held-back fact), so eval scores measure
-// generalisation, not memory.
+// generalisation, not memory. The eval-id split ([EvalID]) is its
+// in-distribution counterpart: new scenes of the combinations the train
+// split shows, drawn from another random stream than the train rows.
 //
 // # Requirements and captions
 //

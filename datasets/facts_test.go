@@ -1,6 +1,7 @@
 package datasets
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -94,5 +95,45 @@ func TestTrainRowsNeverShowHeldBackFacts(t *testing.T) {
 	}
 	if knowledge < 300 {
 		t.Errorf("%d knowledge rows scanned, want at least 300", knowledge)
+	}
+}
+
+// TestInDistributionSplit checks the in-distribution eval split: its rows
+// follow the train split's rules (TestSplitsHoldOutCombinations) but come
+// from another stream, so row i is never train row i, and few of its
+// scenes repeat a train row's (the world is small: a one-object request
+// can recur).
+func TestInDistributionSplit(t *testing.T) {
+	const n = 1000
+	train, err := Generate(Options{Seed: 1, Split: Train}, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := Generate(Options{Seed: 1, Split: EvalID}, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(r Row) string { return r.Prompt + "|" + r.Think + "|" + r.Answer + "|" + string(r.Target) }
+	seen := map[string]bool{}
+	for _, r := range train {
+		seen[key(r)] = true
+	}
+	repeats := 0
+	for i, r := range id {
+		if r.Split != EvalID || r.ID != fmt.Sprintf("eval-id-%07d", i) || r.Scenario != train[i].Scenario {
+			t.Fatalf("row %d: id %s split %s scenario %s", i, r.ID, r.Split, r.Scenario)
+		}
+		if key(r) == key(train[i]) {
+			t.Fatalf("%s is train row %d", r.ID, i)
+		}
+		if seen[key(r)] {
+			repeats++
+		}
+	}
+	if repeats > n/20 {
+		t.Errorf("%d of %d eval-id rows repeat a train row", repeats, n)
+	}
+	if _, err := ParseSplit("eval-id"); err != nil {
+		t.Error(err)
 	}
 }

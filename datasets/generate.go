@@ -53,7 +53,7 @@ type Row struct {
 type Options struct {
 	// Seed fixes every row: row i of a split depends only on (Seed, Split, i).
 	Seed uint64
-	// Split is Train or Eval; empty means Train.
+	// Split is Train, Eval or EvalID; empty means Train.
 	Split Split
 	// Size is the image side in pixels; 0 means DefaultImageSize.
 	Size int
@@ -202,13 +202,14 @@ type gen struct {
 	fact int
 }
 
-// accept enforces the split: a train row shows no held-out pair, string or
-// fact anywhere; an eval row shows at least one in its target.
+// accept enforces the split: a train or eval-id row shows no held-out
+// pair, string or fact anywhere; an eval row shows at least one in its
+// target.
 func (g *gen) accept(r Row) bool {
 	held := heldOut(r.Spec.Scene) || reqsHeldOut(r.Spec.Require)
 	refHeld := r.RefScene != nil && heldOut(*r.RefScene)
 	factHeld := g.fact >= 0 && FactSplit(g.fact) == Eval
-	if g.split == Train {
+	if g.split != Eval {
 		return !held && !refHeld && !factHeld
 	}
 	if g.fact >= 0 {

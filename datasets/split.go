@@ -8,14 +8,19 @@ import (
 // Split is a dataset split.
 type Split string
 
-// The two splits: Eval holds back combinations Train never shows.
+// The splits. Eval, the out-of-distribution split, holds back
+// combinations Train never shows; EvalID, the in-distribution split, holds
+// new scenes of the combinations Train shows: its rows obey Train's rules
+// but are drawn from another stream (a row's random stream is derived from
+// its split and index), so they are not Train's rows.
 const (
-	Train Split = "train"
-	Eval  Split = "eval"
+	Train  Split = "train"
+	Eval   Split = "eval"
+	EvalID Split = "eval-id"
 )
 
 // AllSplits lists every Split.
-var AllSplits = []Split{Train, Eval}
+var AllSplits = []Split{Train, Eval, EvalID}
 
 // ParseSplit checks a split name.
 func ParseSplit(s string) (Split, error) {
@@ -24,7 +29,7 @@ func ParseSplit(s string) (Split, error) {
 			return x, nil
 		}
 	}
-	return "", fmt.Errorf("unknown split %q (want train or eval)", s)
+	return "", fmt.Errorf("unknown split %q (want train, eval or eval-id)", s)
 }
 
 // Pair is a colour×shape combination.

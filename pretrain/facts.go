@@ -21,6 +21,9 @@ type FactScore struct {
 	Right     int            `json:"right"`
 }
 
+// factSplits are the splits of the fact table (datasets.FactSplit).
+var factSplits = []datasets.Split{datasets.Train, datasets.Eval}
+
 // Share is the fraction answered right.
 func (s FactScore) Share() float64 {
 	if s.Questions == 0 {
@@ -51,7 +54,7 @@ func ScoreFacts(m *model.MLLM, tok tokenizer.Tokenizer, maxNew int) ([]FactScore
 			think = tokenizer.ThinkOpen
 		}
 		by := map[datasets.Split]*FactScore{}
-		for _, sp := range datasets.AllSplits {
+		for _, sp := range factSplits {
 			by[sp] = &FactScore{Split: sp, Mode: mode}
 		}
 		const chunk = 64
@@ -78,7 +81,7 @@ func ScoreFacts(m *model.MLLM, tok tokenizer.Tokenizer, maxNew int) ([]FactScore
 				}
 			}
 		}
-		for _, sp := range datasets.AllSplits {
+		for _, sp := range factSplits {
 			out = append(out, *by[sp])
 		}
 	}

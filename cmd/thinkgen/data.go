@@ -37,7 +37,7 @@ func dataCommand() *command {
 			out := fs.String("out", "", "gen: output directory")
 			n := fs.Int("n", 0, "gen: number of rows; show: rows to print (0 = 10)")
 			seed := fs.Uint64("seed", 1, "gen: generator seed")
-			split := fs.String("split", "train", "gen: split, train or eval")
+			split := fs.String("split", "train", "gen: split, train, eval (out of distribution) or eval-id (in distribution)")
 			size := fs.Int("size", datasets.DefaultImageSize, "gen: image side in pixels (32..1024)")
 			scenarios := fs.StringSlice("scenarios", nil, "gen: scenarios to cycle through (default all five)")
 			grid := fs.String("grid", "", "show: write an image grid PNG to this file")
