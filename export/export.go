@@ -17,8 +17,8 @@ import (
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/model"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
@@ -327,7 +327,7 @@ func sumFile(path string) (int64, string, error) {
 // store. Errors wrap ErrNoCheckpoint (no run.json, or no committed step
 // and no version asked for) or ErrUnknownVersion.
 func RunVersion(ctx context.Context, st storage.Store, run string, want int) (int, error) {
-	rs, err := orchestrator.ReadRunState(ctx, st, run)
+	rs, err := runs.ReadState(ctx, st, run)
 	if errors.Is(err, storage.ErrNotExist) {
 		return 0, fmt.Errorf("run %s: no run.json in %s: %w", run, st, ErrNoCheckpoint)
 	}

@@ -1,9 +1,7 @@
 package orchestrator
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +13,10 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/task"
 )
 
@@ -60,67 +60,15 @@ type Options struct {
 
 // StepReport is one committed step.
 type StepReport struct {
-	Plan    StepPlan
+	Plan    schedule.Step
 	Metrics map[string]float64
 	Elapsed time.Duration
 }
 
-// RunState is runs/<run>/run.json: the run's configuration and how far it
-// has committed.
-type RunState struct {
-	Version int    `json:"version"`
-	Run     string `json:"run"`
-	// Config is the run's configuration (YAML); a resumed run uses it.
-	Config string `json:"config"`
-	Seed   int64  `json:"seed"`
-	Steps  int    `json:"steps"`
-	// Committed is the last committed step (0: none); PolicyVersion the
-	// checkpoint version the next step samples with (= Committed).
-	Committed     int          `json:"committed"`
-	PolicyVersion int          `json:"policy_version"`
-	Phase         config.Phase `json:"phase,omitempty"`
-	// Seeds records each committed step's seed (the run's RNG state: every
-	// draw of a step derives from its seed).
-	Seeds map[string]uint64 `json:"seeds,omitempty"`
-	// Kept lists the checkpoint versions kept in the store.
-	Kept    []int     `json:"kept"`
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
-}
-
-// RunStateVersion is the version of run.json this build writes.
-const RunStateVersion = 1
-
-// RunStateKey is the key of a run's run.json.
-func RunStateKey(run string) string { return storage.RunPrefix(run) + "run.json" }
-
-// ReadRunState reads a run's run.json.
-func ReadRunState(ctx context.Context, st storage.Store, run string) (*RunState, error) {
-	rc, err := st.Get(ctx, RunStateKey(run))
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	var rs RunState
-	if err := json.NewDecoder(rc).Decode(&rs); err != nil {
-		return nil, fmt.Errorf("read %s: %w", RunStateKey(run), err)
-	}
-	if rs.Version != RunStateVersion {
-		return nil, fmt.Errorf("read %s: version %d, this build reads %d", RunStateKey(run), rs.Version, RunStateVersion)
-	}
-	return &rs, nil
-}
-
-func writeRunState(ctx context.Context, st storage.Store, rs *RunState) error {
+// writeRunState records rs as of now in run.json.
+func writeRunState(ctx context.Context, st storage.Store, rs *runs.State) error {
 	rs.Updated = time.Now().UTC()
-	b, err := json.MarshalIndent(rs, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := st.Put(ctx, RunStateKey(rs.Run), bytes.NewReader(append(b, '\n'))); err != nil {
-		return fmt.Errorf("write run state: %w", err)
-	}
-	return nil
+	return runs.WriteState(ctx, st, rs)
 }
 
 // Train runs (or resumes) the SepGRPO schedule: for each step, the rollout
@@ -139,12 +87,12 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 	if o.Attempts <= 0 {
 		o.Attempts = 3
 	}
-	rs, err := ReadRunState(ctx, o.Store, o.Run)
+	rs, err := runs.ReadState(ctx, o.Store, o.Run)
 	switch {
 	case err == nil && !o.Resume:
 		return nil, fmt.Errorf("run %s exists in %s (step %d of %d committed): pass --resume to continue it, or name another run", o.Run, o.Store, rs.Committed, rs.Steps)
 	case err == nil:
-		cfg, perr := config.Parse(RunStateKey(o.Run), []byte(rs.Config))
+		cfg, perr := rs.ParseConfig()
 		if perr != nil {
 			return nil, fmt.Errorf("resume run %s: %w", o.Run, perr)
 		}
@@ -160,7 +108,7 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 	default:
 		return nil, err
 	}
-	plan, err := Plan(o.Config)
+	plan, err := schedule.Plan(o.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +121,7 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 			return nil, err
 		}
 		now := time.Now().UTC()
-		rs = &RunState{Version: RunStateVersion, Run: o.Run, Config: string(yml), Seed: o.Config.Run.Seed,
+		rs = &runs.State{Version: runs.StateVersion, Run: o.Run, Config: string(yml), Seed: o.Config.Run.Seed,
 			Steps: len(plan), Kept: []int{0}, Started: now, Seeds: map[string]uint64{}}
 		if err := writeRunState(ctx, o.Store, rs); err != nil {
 			return nil, err
@@ -186,11 +134,11 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 		if _, err := storage.ReadManifest(ctx, o.Store, storage.StepManifestKey(o.Run, step)); err != nil {
 			break
 		}
-		_, m, at, err := readStepMetrics(ctx, o.Store, o.Run, step, o.TmpDir)
+		sm, err := runs.ReadStepMetrics(ctx, o.Store, o.Run, step, o.TmpDir)
 		if err != nil {
 			return nil, fmt.Errorf("repair step %d: %w", step, err)
 		}
-		if err := o.putStepEvents(ctx, rs, step, at, m); err != nil {
+		if err := runs.PutStepEvents(ctx, o.Store, rs, step, sm.At, sm.Values); err != nil {
 			return nil, err
 		}
 		if err := o.afterCommit(ctx, rs, plan[rs.Committed]); err != nil {
@@ -221,9 +169,9 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 	return reports, nil
 }
 
-func (o *Options) runStep(ctx context.Context, rs *RunState, p StepPlan) (StepReport, error) {
+func (o *Options) runStep(ctx context.Context, rs *runs.State, p schedule.Step) (StepReport, error) {
 	t0 := time.Now()
-	seed := Seed(o.Config.Run.Seed, p.Step)
+	seed := schedule.Seed(o.Config.Run.Seed, p.Step)
 	metrics := map[string]float64{}
 	base := task.Task{Run: o.Run, Step: p.Step, Phase: p.Phase, PolicyVersion: rs.PolicyVersion, Seed: seed}
 
@@ -304,19 +252,21 @@ func (o *Options) runStep(ctx context.Context, rs *RunState, p StepPlan) (StepRe
 	// Milliseconds, as the metrics shard keeps them: the event file of a
 	// step whose commit a resume repairs has the same wall time.
 	now := time.UnixMilli(time.Now().UnixMilli())
-	if err := o.putMetrics(ctx, batch, p, now, metrics); err != nil {
+	if err := runs.PutMetrics(ctx, batch, o.Run, p.Step, p.Phase, now, metrics, shards.WriterOptions{Compression: o.Config.Storage.Compression}, o.TmpDir); err != nil {
 		return StepReport{}, err
 	}
 	events, at := metrics, now
 	if _, err := batch.Commit(ctx); errors.Is(err, storage.ErrCommitted) {
 		// Another controller committed the step first: its metrics count.
-		if _, events, at, err = readStepMetrics(ctx, o.Store, o.Run, p.Step, o.TmpDir); err != nil {
+		sm, err := runs.ReadStepMetrics(ctx, o.Store, o.Run, p.Step, o.TmpDir)
+		if err != nil {
 			return StepReport{}, err
 		}
+		events, at = sm.Values, sm.At
 	} else if err != nil {
 		return StepReport{}, fmt.Errorf("commit: %w", err)
 	}
-	if err := o.putStepEvents(ctx, rs, p.Step, at, events); err != nil {
+	if err := runs.PutStepEvents(ctx, o.Store, rs, p.Step, at, events); err != nil {
 		return StepReport{}, err
 	}
 	if err := o.afterCommit(ctx, rs, p); err != nil {
@@ -327,18 +277,18 @@ func (o *Options) runStep(ctx context.Context, rs *RunState, p StepPlan) (StepRe
 
 // afterCommit records a committed step in run.json and drops the previous
 // checkpoint unless run.checkpoint_every keeps it.
-func (o *Options) afterCommit(ctx context.Context, rs *RunState, p StepPlan) error {
+func (o *Options) afterCommit(ctx context.Context, rs *runs.State, p schedule.Step) error {
 	rs.Committed = p.Step
 	rs.PolicyVersion = p.Step
 	rs.Phase = p.Phase
 	if rs.Seeds == nil {
 		rs.Seeds = map[string]uint64{}
 	}
-	rs.Seeds[strconv.Itoa(p.Step)] = Seed(o.Config.Run.Seed, p.Step)
+	rs.Seeds[strconv.Itoa(p.Step)] = schedule.Seed(o.Config.Run.Seed, p.Step)
 	rs.Kept = append(rs.Kept, p.Step)
 	every := o.Config.Run.CheckpointEvery
 	prev := p.Step - 1
-	plan, err := Plan(o.Config)
+	plan, err := schedule.Plan(o.Config)
 	if err != nil {
 		return err
 	}
@@ -416,29 +366,6 @@ func (o *Options) runAll(ctx context.Context, ts []task.Task, metrics map[string
 		}
 	}
 	return out, nil
-}
-
-func (o *Options) putMetrics(ctx context.Context, batch *storage.Batch, p StepPlan, at time.Time, m map[string]float64) error {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	now := at.UnixMilli()
-	key := storage.ShardKey(o.Run, p.Step, "metrics", "controller", 1)
-	_, err := shards.Put(ctx, batch, key, shards.Metrics, shards.WriterOptions{Compression: o.Config.Storage.Compression}, o.TmpDir, func(w *shards.Writer[shards.MetricRow]) error {
-		for _, k := range names {
-			r := shards.MetricRow{Run: o.Run, Step: int64(p.Step), Phase: string(p.Phase), Name: k, Value: m[k], TimeMS: now}
-			if err := w.Write(&r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("metrics shard: %w", err)
-	}
-	return nil
 }
 
 // StepLine is the one-line progress report of a step.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // checkStepEvents checks a run's TensorBoard event files: one per
@@ -27,15 +27,15 @@ import (
 func checkStepEvents(t *testing.T, st *storage.Local, run string, steps int) map[int]tfevents.Event {
 	t.Helper()
 	ctx := context.Background()
-	rs, err := orchestrator.ReadRunState(ctx, st, run)
+	rs, err := runs.ReadState(ctx, st, run)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := orchestrator.ReadHistory(ctx, st, run, t.TempDir())
+	h, err := runs.ReadHistory(ctx, st, run, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := st.List(ctx, orchestrator.TensorBoardPrefix(run))
+	objs, err := st.List(ctx, runs.TensorBoardPrefix(run))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func checkStepEvents(t *testing.T, st *storage.Local, run string, steps int) map
 		}
 	}
 	t.Run("tensorboard reads them", func(t *testing.T) {
-		l := tfeventstest.Read(t, filepath.Join(st.Dir(), filepath.FromSlash(orchestrator.TensorBoardPrefix(run))))
+		l := tfeventstest.Read(t, filepath.Join(st.Dir(), filepath.FromSlash(runs.TensorBoardPrefix(run))))
 		if len(l.Files) != steps {
 			t.Errorf("TensorBoard sees %d event files, want %d", len(l.Files), steps)
 		}
@@ -128,7 +128,7 @@ func scalar(e tfevents.Event, tag string) float32 {
 func rewindRunState(t *testing.T, st storage.Store, run string) {
 	t.Helper()
 	ctx := context.Background()
-	rs, err := orchestrator.ReadRunState(ctx, st, run)
+	rs, err := runs.ReadState(ctx, st, run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,16 +137,16 @@ func rewindRunState(t *testing.T, st storage.Store, run string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(ctx, orchestrator.RunStateKey(run), strings.NewReader(string(b))); err != nil {
+	if err := st.Put(ctx, runs.StateKey(run), strings.NewReader(string(b))); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // staleEventsKey is the key another host would have given step's event file.
 func staleEventsKey(t *testing.T, st storage.Store, run string, step int) string {
-	rs, err := orchestrator.ReadRunState(context.Background(), st, run)
+	rs, err := runs.ReadState(context.Background(), st, run)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return orchestrator.TensorBoardPrefix(run) + tfevents.FilePrefix + strconv.FormatInt(rs.Started.Unix(), 10) + fmt.Sprintf(".%06d.zz-otherhost", step)
+	return runs.TensorBoardPrefix(run) + tfevents.FilePrefix + strconv.FormatInt(rs.Started.Unix(), 10) + fmt.Sprintf(".%06d.zz-otherhost", step)
 }

@@ -17,11 +17,13 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/worker"
 )
 
@@ -128,7 +130,7 @@ func TestTrainEmbeddedEndToEnd(t *testing.T) {
 			t.Errorf("step %d manifest holds %s", i+1, got)
 		}
 	}
-	rs, err := orchestrator.ReadRunState(ctx, st, "e2e")
+	rs, err := runs.ReadState(ctx, st, "e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,14 +156,14 @@ func TestTrainEmbeddedEndToEnd(t *testing.T) {
 			t.Errorf("dit rollout row: phase %s, %d latents, %d log-probs, spec %q, %d image bytes", r.Phase, len(r.SDELatents), len(r.SDELogProbs), r.Spec, len(r.ImagePNG))
 		}
 	}
-	h, err := orchestrator.ReadHistory(ctx, st, "e2e", t.TempDir())
+	h, err := runs.ReadHistory(ctx, st, "e2e", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(h.Steps) != 2 || len(h.Values["reward/mean"]) != 2 || h.Phases[0] != "mllm-grpo" || h.Phases[1] != "dit-grpo" {
 		t.Errorf("history: steps %v phases %v reward %v", h.Steps, h.Phases, h.Values["reward/mean"])
 	}
-	if err := h.WriteCurves(filepath.Join(t.TempDir(), "curves.png")); err != nil {
+	if err := curves.Write(filepath.Join(t.TempDir(), "curves.png"), h); err != nil {
 		t.Error(err)
 	}
 	checkStepEvents(t, st, "e2e", 2)
@@ -303,7 +305,7 @@ func TestNaNStopsTheRun(t *testing.T) {
 	}
 	// The fatal error was not retried: one learn attempt.
 	ctx := context.Background()
-	rs, err := orchestrator.ReadRunState(ctx, st, "nan")
+	rs, err := runs.ReadState(ctx, st, "nan")
 	if err != nil || rs.Committed != 1 {
 		t.Fatalf("run state %+v, %v: want step 1 committed", rs, err)
 	}

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // fixture describes a run written into a store by writeRun: the files a
@@ -61,7 +62,7 @@ func writeRun(t *testing.T, st storage.Store, f fixture) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := tinyConfig(t)
-	plan, err := orchestrator.Plan(cfg)
+	plan, err := schedule.Plan(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func writeRun(t *testing.T, st storage.Store, f fixture) {
 	if f.updated.IsZero() {
 		f.updated = time.Now().UTC()
 	}
-	rs := orchestrator.RunState{Version: orchestrator.RunStateVersion, Run: f.run, Config: string(yml), Seed: 1,
+	rs := runs.State{Version: runs.StateVersion, Run: f.run, Config: string(yml), Seed: 1,
 		Steps: len(plan), Committed: f.committed, PolicyVersion: f.committed, Kept: []int{0, f.committed},
 		Started: f.updated.Add(-time.Duration(f.committed) * time.Minute), Updated: f.updated}
 	if f.committed > 0 {
@@ -82,7 +83,7 @@ func writeRun(t *testing.T, st storage.Store, f fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(ctx, orchestrator.RunStateKey(f.run), bytes.NewReader(b)); err != nil {
+	if err := st.Put(ctx, runs.StateKey(f.run), bytes.NewReader(b)); err != nil {
 		t.Fatal(err)
 	}
 	img := testPNG(t, color.RGBA{200, 30, 30, 255})

@@ -19,15 +19,15 @@ import (
 	"path"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // ErrNoRun means the store holds no run.json for the run.
@@ -41,16 +41,16 @@ const DefaultGroups = 4
 type Report struct {
 	Run   string
 	Store string // the store, described for people
-	State *orchestrator.RunState
+	State *runs.State
 	// Config is the run's resolved configuration (nil if run.json's could
 	// not be parsed: ConfigErr says why); Plan its schedule.
 	Config    *config.Config
 	ConfigErr string
-	Plan      []orchestrator.StepPlan
+	Plan      []schedule.Step
 	Status    Status
 	// Activity is the run's last sign of life (see Summary.Activity).
 	Activity time.Time
-	History  *orchestrator.History
+	History  *runs.History
 	Evals    []Eval
 	Samples  []StepSamples
 	// Generated is when the report was made.
@@ -158,7 +158,7 @@ func Collect(ctx context.Context, st storage.Store, run string, opts Options) (*
 	}
 	r.Activity = activity(rs, objs)
 	r.Status = StatusOf(rs, r.Activity, now, opts.StaleAfter)
-	if r.History, err = orchestrator.ReadHistory(ctx, st, run, opts.TmpDir); err != nil {
+	if r.History, err = runs.ReadHistory(ctx, st, run, opts.TmpDir); err != nil {
 		return nil, fmt.Errorf("report %s: metrics: %w", run, err)
 	}
 	if r.Evals, err = readEvals(ctx, st, run, objs, r.Plan); err != nil {
@@ -194,7 +194,7 @@ func (e *StepError) Error() string {
 // DefaultSteps are the steps a report shows samples of: the first step, the
 // last step of each block of the schedule and the last committed step, of
 // those committed. Without a plan, the first and the last committed step.
-func DefaultSteps(plan []orchestrator.StepPlan, committed int) []int {
+func DefaultSteps(plan []schedule.Step, committed int) []int {
 	if committed == 0 {
 		return []int{}
 	}
@@ -219,7 +219,7 @@ func DefaultSteps(plan []orchestrator.StepPlan, committed int) []int {
 // VersionLabel names a policy version as `thinkgen train`'s per-stage table
 // does: "base" for 0, "stage4@N" or "stage5@N" after step N of a GRPO or a
 // FlowGRPO block; "vN" when the plan does not know the step.
-func VersionLabel(plan []orchestrator.StepPlan, v int) string {
+func VersionLabel(plan []schedule.Step, v int) string {
 	switch {
 	case v == 0:
 		return "base"
@@ -231,10 +231,10 @@ func VersionLabel(plan []orchestrator.StepPlan, v int) string {
 	return fmt.Sprintf("v%d", v)
 }
 
-func readState(ctx context.Context, st storage.Store, run string) (*orchestrator.RunState, error) {
-	rs, err := orchestrator.ReadRunState(ctx, st, run)
+func readState(ctx context.Context, st storage.Store, run string) (*runs.State, error) {
+	rs, err := runs.ReadState(ctx, st, run)
 	if errors.Is(err, storage.ErrNotExist) {
-		return nil, fmt.Errorf("run %s: no %s in %s: %w", run, orchestrator.RunStateKey(run), st, ErrNoRun)
+		return nil, fmt.Errorf("run %s: no %s in %s: %w", run, runs.StateKey(run), st, ErrNoRun)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", run, err)
@@ -243,40 +243,21 @@ func readState(ctx context.Context, st storage.Store, run string) (*orchestrator
 }
 
 // planOf parses the run's recorded configuration and expands its schedule.
-func planOf(rs *orchestrator.RunState) (*config.Config, []orchestrator.StepPlan, string) {
-	cfg, err := config.Parse(orchestrator.RunStateKey(rs.Run), []byte(rs.Config))
+func planOf(rs *runs.State) (*config.Config, []schedule.Step, string) {
+	cfg, err := rs.ParseConfig()
 	if err != nil {
 		return nil, nil, err.Error()
 	}
-	plan, err := orchestrator.Plan(cfg)
+	plan, err := schedule.Plan(cfg)
 	if err != nil {
 		return cfg, nil, err.Error()
 	}
 	return cfg, plan, ""
 }
 
-// evalKey parses runs/<run>/eval/<version>.json or
-// runs/<run>/eval/<version>-grid-<mode>.png.
-func evalKey(run, key string) (version int, mode string, ok bool) {
-	name, found := strings.CutPrefix(key, storage.RunPrefix(run)+"eval/")
-	if !found || strings.Contains(name, "/") {
-		return 0, "", false
-	}
-	if v, found := strings.CutSuffix(name, ".json"); found {
-		n, err := strconv.Atoi(v)
-		return n, "", err == nil && n >= 0
-	}
-	v, m, found := strings.Cut(strings.TrimSuffix(name, ".png"), "-grid-")
-	if !found || !strings.HasSuffix(name, ".png") || m == "" {
-		return 0, "", false
-	}
-	n, err := strconv.Atoi(v)
-	return n, m, err == nil && n >= 0
-}
-
 // readEvals reads every eval/<version>.json of the listing and its grids,
 // by version.
-func readEvals(ctx context.Context, st storage.Store, run string, objs []storage.ObjectInfo, plan []orchestrator.StepPlan) ([]Eval, error) {
+func readEvals(ctx context.Context, st storage.Store, run string, objs []storage.ObjectInfo, plan []schedule.Step) ([]Eval, error) {
 	byVersion := map[int]*Eval{}
 	get := func(v int) *Eval {
 		e := byVersion[v]
@@ -287,7 +268,7 @@ func readEvals(ctx context.Context, st storage.Store, run string, objs []storage
 		return e
 	}
 	for _, o := range objs {
-		v, mode, ok := evalKey(run, o.Key)
+		v, mode, ok := runs.ParseEvalKey(run, o.Key)
 		if !ok {
 			continue
 		}

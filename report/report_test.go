@@ -12,8 +12,9 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/thinkgen/thinkgen/config"
-	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 func newStore(t *testing.T) storage.Store {
@@ -223,7 +224,7 @@ func TestRenderWithoutEvalOrSteps(t *testing.T) {
 func TestCollectErrors(t *testing.T) {
 	st := newStore(t)
 	writeRun(t, st, fixture{run: "r", committed: 2})
-	if err := st.Put(context.Background(), orchestrator.RunStateKey("bad"), strings.NewReader("{not json")); err != nil {
+	if err := st.Put(context.Background(), runs.StateKey("bad"), strings.NewReader("{not json")); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -252,7 +253,7 @@ func TestCollectErrors(t *testing.T) {
 func TestDefaultStepsAndLabels(t *testing.T) {
 	c := tinyConfig(t) // 2 GRPO steps, then 1 FlowGRPO step
 	c.Schedule.Cycles = 2
-	plan, err := orchestrator.Plan(c)
+	plan, err := schedule.Plan(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestStatusOf(t *testing.T) {
 		{"custom limit", 3, 16, now.Add(-5 * time.Minute), now.Add(-5 * time.Minute), time.Minute, Stale, now.Add(-8 * time.Minute)},
 	}
 	for _, tt := range tests {
-		rs := &orchestrator.RunState{Committed: tt.committed, Steps: tt.steps, Started: tt.started, Updated: tt.updated}
+		rs := &runs.State{Committed: tt.committed, Steps: tt.steps, Started: tt.started, Updated: tt.updated}
 		if got := StatusOf(rs, tt.activity, now, tt.staleAfter); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
@@ -311,7 +312,7 @@ func TestListRuns(t *testing.T) {
 	writeRun(t, st, fixture{run: "done", committed: 3, evals: []int{0, 2, 3}})
 	writeRun(t, st, fixture{run: "killed", committed: 1, updated: time.Now().Add(-2 * time.Hour)})
 	writeRun(t, st, fixture{run: "running", committed: 1})
-	if err := st.Put(ctx, orchestrator.RunStateKey("broken"), strings.NewReader(`{"version": 9}`)); err != nil {
+	if err := st.Put(ctx, runs.StateKey("broken"), strings.NewReader(`{"version": 9}`)); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Put(ctx, "runs/no-state/eval/000000.json", strings.NewReader("{}")); err != nil {

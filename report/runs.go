@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // Status is how far a run is.
@@ -35,7 +35,7 @@ const DefaultStaleAfter = 30 * time.Minute
 // An unfinished run is stale when it has been silent for longer than
 // staleAfter (0: DefaultStaleAfter) and than three of its mean step times
 // (a run whose steps take hours is not stale after 30 minutes).
-func StatusOf(rs *orchestrator.RunState, activity, now time.Time, staleAfter time.Duration) Status {
+func StatusOf(rs *runs.State, activity, now time.Time, staleAfter time.Duration) Status {
 	if rs.Steps > 0 && rs.Committed >= rs.Steps {
 		return Finished
 	}
@@ -54,7 +54,7 @@ func StatusOf(rs *orchestrator.RunState, activity, now time.Time, staleAfter tim
 // activity is a run's last sign of life: run.json's update time, or a
 // later write of an object of the step in flight (the step after the last
 // committed one), which workers write long before the step commits.
-func activity(rs *orchestrator.RunState, objs []storage.ObjectInfo) time.Time {
+func activity(rs *runs.State, objs []storage.ObjectInfo) time.Time {
 	t := rs.Updated
 	next := storage.StepPrefix(rs.Run, rs.Committed+1)
 	for _, o := range objs {
@@ -145,7 +145,7 @@ func summarise(ctx context.Context, st storage.Store, run string, objs []storage
 		Started: rs.Started, Updated: rs.Updated, Activity: activity(rs, objs)}
 	s.Status = StatusOf(rs, s.Activity, now, staleAfter)
 	for _, o := range objs {
-		v, mode, ok := evalKey(run, o.Key)
+		v, mode, ok := runs.ParseEvalKey(run, o.Key)
 		if !ok || mode != "" {
 			continue
 		}

@@ -2,15 +2,14 @@ package sweep
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/thinkgen/thinkgen/config"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // Objective is the eval score that ranks trials: the score of a scenario
@@ -96,22 +95,16 @@ func (o Objective) Value(scores map[string][]reward.Summary) (float64, error) {
 // runs/<run>/eval/<version>.json. A run that has not committed its whole
 // schedule, or whose last version was not evaluated, is an error.
 func (o Objective) ReadObjective(ctx context.Context, st storage.Store, run string) (float64, error) {
-	rs, err := orchestrator.ReadRunState(ctx, st, run)
+	rs, err := runs.ReadState(ctx, st, run)
 	if err != nil {
 		return 0, fmt.Errorf("run %s: %w", run, err)
 	}
 	if rs.Committed < rs.Steps {
 		return 0, fmt.Errorf("run %s: committed %d of %d steps", run, rs.Committed, rs.Steps)
 	}
-	key := fmt.Sprintf("%seval/%06d.json", storage.RunPrefix(run), rs.Committed)
-	rc, err := st.Get(ctx, key)
+	scores, err := runs.ReadEvalScores(ctx, st, run, rs.Committed)
 	if err != nil {
 		return 0, fmt.Errorf("run %s: eval scores of version %d: %w", run, rs.Committed, err)
-	}
-	defer rc.Close()
-	var scores map[string][]reward.Summary
-	if err := json.NewDecoder(rc).Decode(&scores); err != nil {
-		return 0, fmt.Errorf("read %s: %w", key, err)
 	}
 	return o.Value(scores)
 }

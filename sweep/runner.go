@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // Launcher starts trials: as processes of this machine ([Local]), as Ray
@@ -220,7 +220,7 @@ func (r *Runner) abort(ctx context.Context, state *State, running map[int]*activ
 
 // start starts one trial; it resumes the trial's run if the store has one.
 func (r *Runner) start(ctx context.Context, t *TrialState) (Handle, bool, error) {
-	_, err := orchestrator.ReadRunState(ctx, r.Store, t.Name)
+	_, err := runs.ReadState(ctx, r.Store, t.Name)
 	resume := err == nil
 	if err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return nil, false, fmt.Errorf("read run %s: %w", t.Name, err)
@@ -334,7 +334,7 @@ func (r *Runner) poll(ctx context.Context, state *State, running map[int]*active
 // update reads the trial's committed steps and, with early stopping, its
 // metric by step. It reports whether the run could be read.
 func (r *Runner) update(ctx context.Context, state *State, t *TrialState) bool {
-	rs, err := orchestrator.ReadRunState(ctx, r.Store, t.Name)
+	rs, err := runs.ReadState(ctx, r.Store, t.Name)
 	if err != nil {
 		return false
 	}
@@ -344,7 +344,7 @@ func (r *Runner) update(ctx context.Context, state *State, t *TrialState) bool {
 	}
 	t.Steps = rs.Committed
 	if es := r.Spec.EarlyStop; es != nil {
-		h, err := orchestrator.ReadHistory(ctx, r.Store, t.Name, r.TmpDir)
+		h, err := runs.ReadHistory(ctx, r.Store, t.Name, r.TmpDir)
 		if err != nil {
 			r.printf("trial %s: metrics: %v", t.Name, err)
 			return true

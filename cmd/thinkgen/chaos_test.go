@@ -19,8 +19,8 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/controlapi"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
@@ -258,11 +258,11 @@ loop:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := orchestrator.ReadHistory(bg, local, "calm", t.TempDir())
+	want, err := runs.ReadHistory(bg, local, "calm", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	have, err := orchestrator.ReadHistory(bg, st, "chaos", t.TempDir())
+	have, err := runs.ReadHistory(bg, st, "chaos", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

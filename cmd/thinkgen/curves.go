@@ -8,9 +8,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/internal/plots"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 func curvesCommand() *command {
@@ -50,9 +51,9 @@ metrics they did log.`,
 					return err
 				}
 				defer os.RemoveAll(tmp)
-				runs := make([]orchestrator.RunCurves, 0, len(args))
+				rcs := make([]curves.Run, 0, len(args))
 				for _, run := range args {
-					h, err := orchestrator.ReadHistory(ctx, st, run, tmp)
+					h, err := runs.ReadHistory(ctx, st, run, tmp)
 					if errors.Is(err, storage.ErrNotExist) {
 						return usagef("run %s: no run.json in %s (thinkgen runs lists the store's runs)", run, st)
 					}
@@ -62,16 +63,16 @@ metrics they did log.`,
 					if len(h.Steps) == 0 {
 						return usagef("run %s: no committed step yet", run)
 					}
-					runs = append(runs, orchestrator.RunCurves{Name: run, History: h})
+					rcs = append(rcs, curves.Run{Name: run, History: h})
 				}
-				panels, err := orchestrator.ComparePanels(runs, *metrics, *raw)
+				panels, err := curves.Compare(rcs, *metrics, *raw)
 				if err != nil {
 					return &usageError{fmt.Errorf("--metric: %w", err)}
 				}
 				if err := plots.Write(*out, panels, min(len(panels), 3)); err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stdout, "curves: %s (%d runs, %d panels)\n", *out, len(runs), len(panels))
+				fmt.Fprintf(e.stdout, "curves: %s (%d runs, %d panels)\n", *out, len(rcs), len(panels))
 				return nil
 			}
 		},

@@ -15,8 +15,8 @@ import (
 
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
@@ -64,13 +64,13 @@ func checkImportEquals(t *testing.T, dir, bundleDir string, step int) {
 }
 
 // writeRunState writes a run.json for run into the local store at dir.
-func writeRunState(t *testing.T, dir string, rs *orchestrator.RunState) {
+func writeRunState(t *testing.T, dir string, rs *runs.State) {
 	t.Helper()
 	data, err := json.Marshal(rs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, filepath.FromSlash(orchestrator.RunStateKey(rs.Run)))
+	p := filepath.Join(dir, filepath.FromSlash(runs.StateKey(rs.Run)))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestExportCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := orchestrator.ReadRunState(ctx, st, "r")
+	rs, err := runs.ReadState(ctx, st, "r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,19 +147,19 @@ func TestExportCommand(t *testing.T) {
 
 	t.Run("train starts from an export", func(t *testing.T) {
 		exp := filepath.Join(parent, "last")
-		runs := t.TempDir()
+		runDir := t.TempDir()
 		code, stdout, errs := runCLI(t, "train", "--config", filepath.Join("testdata", "small.yaml"), "--set", "run.base="+exp,
-			"--run-dir", runs, "--run", "r2", "--eval-rows", "0", "--stop-after", "1")
+			"--run-dir", runDir, "--run", "r2", "--eval-rows", "0", "--stop-after", "1")
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
 		}
 		// Version 0 of the new run is the exported checkpoint, weights bit for bit.
-		checkImportEquals(t, exp, filepath.Join(runs, "runs", "r2", "checkpoints", "000000", "bundle"), 2)
-		st2, err := storage.NewLocal(runs)
+		checkImportEquals(t, exp, filepath.Join(runDir, "runs", "r2", "checkpoints", "000000", "bundle"), 2)
+		st2, err := storage.NewLocal(runDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs, err := orchestrator.ReadRunState(ctx, st2, "r2")
+		rs, err := runs.ReadState(ctx, st2, "r2")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,13 +175,13 @@ func TestExportCommand(t *testing.T) {
 		if err := os.Truncate(filepath.Join(exp, "transformer", "diffusion_pytorch_model.safetensors"), 100); err != nil {
 			t.Fatal(err)
 		}
-		runs := t.TempDir()
+		runDir := t.TempDir()
 		code, _, errs := runCLI(t, "train", "--config", filepath.Join("testdata", "small.yaml"), "--set", "run.base="+exp,
-			"--run-dir", runs, "--eval-rows", "0")
+			"--run-dir", runDir, "--eval-rows", "0")
 		if code != 2 || !strings.Contains(errs, "run.base") || !strings.Contains(errs, "diffusion_pytorch_model.safetensors has size 100") {
 			t.Errorf("exit %d, want 2 naming run.base and the damaged file; stderr:\n%s", code, errs)
 		}
-		if entries, _ := os.ReadDir(runs); len(entries) != 0 {
+		if entries, _ := os.ReadDir(runDir); len(entries) != 0 {
 			t.Errorf("the refused run wrote %d entries into its store", len(entries))
 		}
 	})

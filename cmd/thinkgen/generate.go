@@ -24,8 +24,8 @@ import (
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 func generateCommand() *command {
@@ -220,7 +220,7 @@ func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string
 	if err != nil {
 		return err
 	}
-	rs, err := orchestrator.ReadRunState(ctx, st, run)
+	rs, err := runs.ReadState(ctx, st, run)
 	if err != nil {
 		return &usageError{fmt.Errorf("--run %s in %s: %w", run, st, err)}
 	}
@@ -237,7 +237,7 @@ func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string
 	if !kept {
 		return usagef("--version %d: run %s keeps checkpoint versions %v", version, run, rs.Kept)
 	}
-	runCfg, err := config.Parse(orchestrator.RunStateKey(run), []byte(rs.Config))
+	runCfg, err := rs.ParseConfig()
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/tfevents"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 func tensorboardCommand() *command {
@@ -39,17 +39,17 @@ A local store needs no copy: its runs/<run>/tensorboard/ directory is a log
 directory (tensorboard --logdir store/runs shows every run).`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
-			runs := fs.StringArray("run", nil, "run whose event files to copy (repeatable; required)")
+			names := fs.StringArray("run", nil, "run whose event files to copy (repeatable; required)")
 			logdir := fs.String("logdir", "", "local directory to copy into, one folder per run (required)")
 			follow := fs.Duration("follow", 0, "copy again at this interval (e.g. 30s) until interrupted; 0 copies once")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
 				}
-				if len(*runs) == 0 {
+				if len(*names) == 0 {
 					return usagef("--run is required")
 				}
-				for _, r := range *runs {
+				for _, r := range *names {
 					if err := storage.ValidateRun(r); err != nil {
 						return usagef("--run: %v", err)
 					}
@@ -64,13 +64,13 @@ directory (tensorboard --logdir store/runs shows every run).`,
 				if err != nil {
 					return err
 				}
-				for _, r := range *runs {
-					if _, err := orchestrator.ReadRunState(ctx, st, r); err != nil {
+				for _, r := range *names {
+					if _, err := runs.ReadState(ctx, st, r); err != nil {
 						return fmt.Errorf("run %s: %w", r, err)
 					}
 				}
 				for {
-					for _, r := range *runs {
+					for _, r := range *names {
 						n, added, err := syncEvents(ctx, st, r, filepath.Join(*logdir, r))
 						if err != nil {
 							if *follow > 0 && ctx.Err() != nil {
@@ -100,7 +100,7 @@ directory (tensorboard --logdir store/runs shows every run).`,
 // renamed into place) and removes event files the store no longer has. It
 // returns how many files dir holds and how many it downloaded.
 func syncEvents(ctx context.Context, st storage.Store, run, dir string) (n, added int, err error) {
-	objs, err := st.List(ctx, orchestrator.TensorBoardPrefix(run))
+	objs, err := st.List(ctx, runs.TensorBoardPrefix(run))
 	if err != nil {
 		return 0, 0, fmt.Errorf("list event files of run %s: %w", run, err)
 	}
@@ -167,7 +167,7 @@ func download(ctx context.Context, st storage.Store, key, path string) (err erro
 // putEvalEvents writes held-out scores as TensorBoard scalars at the step
 // of their version: eval/<mode>/<scenario> (the mean partial score) and
 // eval_strict/<mode>/<scenario> (the strict accuracy).
-func putEvalEvents(ctx context.Context, st storage.Store, rs *orchestrator.RunState, versions []int, entries []evaluate.Scores) error {
+func putEvalEvents(ctx context.Context, st storage.Store, rs *runs.State, versions []int, entries []evaluate.Scores) error {
 	if len(versions) != len(entries) {
 		return errors.New("putEvalEvents: one version per entry")
 	}
@@ -184,5 +184,5 @@ func putEvalEvents(ctx context.Context, st storage.Store, rs *orchestrator.RunSt
 		}
 		events = append(events, e)
 	}
-	return orchestrator.PutEvents(ctx, st, rs, orchestrator.EvalEventsID, events)
+	return runs.PutEvents(ctx, st, rs, runs.EvalEventsID, events)
 }

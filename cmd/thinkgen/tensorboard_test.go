@@ -16,8 +16,8 @@ import (
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
@@ -101,14 +101,14 @@ func TestTensorboardCommand(t *testing.T) {
 
 func testTensorboardCommand(t *testing.T, st storage.Store, storeArgs []string) {
 	ctx := context.Background()
-	rs := &orchestrator.RunState{Version: orchestrator.RunStateVersion, Run: "r", Steps: 3, Committed: 3, Started: time.Unix(1764265780, 0)}
+	rs := &runs.State{Version: runs.StateVersion, Run: "r", Steps: 3, Committed: 3, Started: time.Unix(1764265780, 0)}
 	b, _ := json.Marshal(rs)
-	if err := st.Put(ctx, orchestrator.RunStateKey("r"), strings.NewReader(string(b))); err != nil {
+	if err := st.Put(ctx, runs.StateKey("r"), strings.NewReader(string(b))); err != nil {
 		t.Fatal(err)
 	}
 	for step := 1; step <= 3; step++ {
-		e := orchestrator.StepEvent(step, time.UnixMilli(1764265790000+int64(step)*1500), map[string]float64{"reward/mean": float64(step) / 4, "loss/kl": 1e-3 * float64(step)})
-		if err := orchestrator.PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{e}); err != nil {
+		e := runs.StepEvent(step, time.UnixMilli(1764265790000+int64(step)*1500), map[string]float64{"reward/mean": float64(step) / 4, "loss/kl": 1e-3 * float64(step)})
+		if err := runs.PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{e}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,7 +149,7 @@ func testTensorboardCommand(t *testing.T, st storage.Store, storeArgs []string) 
 	}
 
 	// Another host replaced step 2's file: the copy follows.
-	objs, _ := st.List(ctx, orchestrator.TensorBoardPrefix("r"))
+	objs, _ := st.List(ctx, runs.TensorBoardPrefix("r"))
 	old := objs[1].Key
 	rc, err := st.Get(ctx, old)
 	if err != nil {

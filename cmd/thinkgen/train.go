@@ -17,13 +17,16 @@ import (
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/worker"
 )
 
@@ -98,11 +101,11 @@ weights as an uninterrupted run.`,
 					*rolloutTasks = counts["rollout"]
 				}
 				if *resume {
-					rs, err := orchestrator.ReadRunState(ctx, st, name)
+					rs, err := runs.ReadState(ctx, st, name)
 					if err != nil {
 						return fmt.Errorf("resume run %s: %w", name, err)
 					}
-					if cfg, err = config.Parse(orchestrator.RunStateKey(name), []byte(rs.Config)); err != nil {
+					if cfg, err = rs.ParseConfig(); err != nil {
 						return err
 					}
 				} else if err := preflight(cfg); err != nil {
@@ -158,7 +161,7 @@ weights as an uninterrupted run.`,
 						return fmt.Errorf("run.base: %w", err)
 					}
 				}
-				plan, err := orchestrator.Plan(cfg)
+				plan, err := schedule.Plan(cfg)
 				if err != nil {
 					return &usageError{err}
 				}
@@ -173,7 +176,7 @@ weights as an uninterrupted run.`,
 					return err
 				}
 				fmt.Fprintf(e.stdout, "committed %d steps\n", len(reports))
-				rs, err := orchestrator.ReadRunState(ctx, st, name)
+				rs, err := runs.ReadState(ctx, st, name)
 				if err != nil {
 					return err
 				}
@@ -411,7 +414,7 @@ func writeGains(w io.Writer, entries []evaluate.Entry, perRow []map[string][]eva
 // writeCurves draws the run's training curves into runs/<run>/curves.png
 // and returns that key ("" when no step is committed yet).
 func writeCurves(ctx context.Context, st storage.Store, run, tmp string) (string, error) {
-	h, err := orchestrator.ReadHistory(ctx, st, run, tmp)
+	h, err := runs.ReadHistory(ctx, st, run, tmp)
 	if err != nil {
 		return "", fmt.Errorf("curves: %w", err)
 	}
@@ -419,7 +422,7 @@ func writeCurves(ctx context.Context, st storage.Store, run, tmp string) (string
 		return "", nil
 	}
 	path := filepath.Join(tmp, "curves.png")
-	if err := h.WriteCurves(path); err != nil {
+	if err := curves.Write(path, h); err != nil {
 		return "", err
 	}
 	f, err := os.Open(path)
@@ -427,7 +430,7 @@ func writeCurves(ctx context.Context, st storage.Store, run, tmp string) (string
 		return "", err
 	}
 	defer f.Close()
-	key := storage.RunPrefix(run) + "curves.png"
+	key := runs.CurvesKey(run)
 	if err := st.Put(ctx, key, f); err != nil {
 		return "", fmt.Errorf("curves: %w", err)
 	}

@@ -17,9 +17,9 @@ import (
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
-	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/queue"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/task"
 	"github.com/thinkgen/thinkgen/worker"
 )
@@ -102,10 +102,10 @@ it with the next attempt.`,
 					host, _ := os.Hostname()
 					*name = fmt.Sprintf("%s@%s:%d", *roles, host, os.Getpid())
 				}
-				runs := &runWorkers{store: st, storage: cfg.Storage, cache: cache, threads: *threads}
-				defer runs.close()
+				rw := &runWorkers{store: st, storage: cfg.Storage, cache: cache, threads: *threads}
+				defer rw.close()
 				log := slog.New(slog.NewTextHandler(e.stderr, nil))
-				err = controlapi.Serve(ctx, client, controlapi.WorkerOptions{Name: *name, Roles: rs, Logger: log}, runs.do)
+				err = controlapi.Serve(ctx, client, controlapi.WorkerOptions{Name: *name, Roles: rs, Logger: log}, rw.do)
 				if errors.Is(err, context.Canceled) {
 					return nil
 				}
@@ -140,11 +140,11 @@ func (r *runWorkers) get(ctx context.Context, run string) (*worker.Worker, error
 	if w, ok := r.byRun[run]; ok {
 		return w, nil
 	}
-	rs, err := orchestrator.ReadRunState(ctx, r.store, run)
+	rs, err := runs.ReadState(ctx, r.store, run)
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", run, err)
 	}
-	cfg, err := config.Parse(orchestrator.RunStateKey(run), []byte(rs.Config))
+	cfg, err := rs.ParseConfig()
 	if err != nil {
 		return nil, fmt.Errorf("%w: run %s: %v", task.ErrFatal, run, err)
 	}

@@ -1,4 +1,4 @@
-package orchestrator
+package runs
 
 import (
 	"bytes"
@@ -38,13 +38,13 @@ func TensorBoardPrefix(run string) string { return storage.RunPrefix(run) + "ten
 const EvalEventsID = "eval"
 
 // eventsPrefix is the key prefix of the event files of one id.
-func eventsPrefix(rs *RunState, id string) string {
+func eventsPrefix(rs *State, id string) string {
 	return fmt.Sprintf("%s%s%010d.%s.", TensorBoardPrefix(rs.Run), tfevents.FilePrefix, max(rs.Started.Unix(), 0), id)
 }
 
 // PutEvents writes events (after a file-version event) as the event file
 // id of the run rs, replacing any file of that id another host wrote.
-func PutEvents(ctx context.Context, st storage.Store, rs *RunState, id string, events []tfevents.Event) error {
+func PutEvents(ctx context.Context, st storage.Store, rs *State, id string, events []tfevents.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -93,9 +93,10 @@ func StepEvent(step int, at time.Time, metrics map[string]float64) tfevents.Even
 	return e
 }
 
-// putStepEvents writes the event file of a committed step.
-func (o *Options) putStepEvents(ctx context.Context, rs *RunState, step int, at time.Time, metrics map[string]float64) error {
-	return PutEvents(ctx, o.Store, rs, fmt.Sprintf("%06d", step), []tfevents.Event{StepEvent(step, at, metrics)})
+// PutStepEvents writes the event file of a committed step from its
+// metrics.
+func PutStepEvents(ctx context.Context, st storage.Store, rs *State, step int, at time.Time, metrics map[string]float64) error {
+	return PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{StepEvent(step, at, metrics)})
 }
 
 // hostName is the <host> of event file names: the machine's name, in the

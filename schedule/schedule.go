@@ -1,4 +1,8 @@
-package orchestrator
+// Package schedule expands a configuration's SepGRPO schedule into the
+// steps of a run (phase, prompts, group size, place in the schedule) and
+// derives each step's seed. The controller runs these steps; the report
+// and the CLI label policy versions by them.
+package schedule
 
 import (
 	"fmt"
@@ -6,8 +10,8 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 )
 
-// StepPlan is what the schedule says about one step.
-type StepPlan struct {
+// Step is what the schedule says about one step.
+type Step struct {
 	Step  int // 1-based
 	Phase config.Phase
 	// Cycle and PhaseStep place the step in the schedule (1-based).
@@ -25,7 +29,7 @@ type StepPlan struct {
 }
 
 // Plan expands the configuration's schedule into its steps.
-func Plan(c *config.Config) ([]StepPlan, error) {
+func Plan(c *config.Config) ([]Step, error) {
 	cycles := c.Schedule.Cycles
 	if cycles <= 0 {
 		cycles = 1
@@ -34,7 +38,7 @@ func Plan(c *config.Config) ([]StepPlan, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("data.train_size: %d, want > 0 (the prompts of a run come from the train split)", c.Data.TrainSize)
 	}
-	var plan []StepPlan
+	var plan []Step
 	var row int64
 	for cy := 1; cy <= cycles; cy++ {
 		for i, ph := range c.Schedule.Phases {
@@ -46,7 +50,7 @@ func Plan(c *config.Config) ([]StepPlan, error) {
 				prompts, group = c.FlowGRPO.PromptsPerStep, c.FlowGRPO.Group
 			}
 			for k := 1; k <= ph.Steps; k++ {
-				plan = append(plan, StepPlan{
+				plan = append(plan, Step{
 					Step: len(plan) + 1, Phase: ph.Phase, Cycle: cy, PhaseStep: k,
 					Prompts: prompts, FirstRow: row % n, Group: group, EndsPhase: k == ph.Steps,
 				})
@@ -61,7 +65,7 @@ func Plan(c *config.Config) ([]StepPlan, error) {
 }
 
 // Rows returns the train-split indices of the step's prompts.
-func (p StepPlan) Rows(trainSize int) []int64 {
+func (p Step) Rows(trainSize int) []int64 {
 	rows := make([]int64, p.Prompts)
 	for i := range rows {
 		rows[i] = (p.FirstRow + int64(i)) % int64(trainSize)

@@ -1,4 +1,4 @@
-package orchestrator_test
+package curves_test
 
 import (
 	"math"
@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/internal/plots"
-	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // TestCurvePanels checks which metric each curve panel draws: the
@@ -17,7 +18,7 @@ import (
 // (the DiT phase has no instructions) leaves its panel empty, and the
 // figure is still written.
 func TestCurvePanels(t *testing.T) {
-	h := &orchestrator.History{
+	h := &runs.History{
 		Steps:  []float64{1, 2, 3},
 		Phases: []string{"mllm-grpo", "mllm-grpo", "dit-grpo"},
 		Values: map[string][]float64{
@@ -32,7 +33,7 @@ func TestCurvePanels(t *testing.T) {
 		},
 	}
 	byTitle := map[string]plots.Panel{}
-	for _, p := range h.CurvePanels() {
+	for _, p := range curves.Panels(h) {
 		byTitle[p.Title] = p
 	}
 	names := func(p plots.Panel) []string {
@@ -68,7 +69,7 @@ func TestCurvePanels(t *testing.T) {
 			t.Errorf("%s: first series %v at %v, want %v at %v", tt.title, p.Series[0].Y, p.Series[0].X, tt.first, h.Steps)
 		}
 	}
-	if err := h.WriteCurves(filepath.Join(t.TempDir(), "curves.png")); err != nil {
+	if err := curves.Write(filepath.Join(t.TempDir(), "curves.png"), h); err != nil {
 		t.Error(err)
 	}
 }
@@ -76,12 +77,12 @@ func TestCurvePanels(t *testing.T) {
 // TestCurvePanelsTrend: from ten steps on, the reward panel adds the
 // trailing mean over 5 steps (fewer at the start).
 func TestCurvePanelsTrend(t *testing.T) {
-	h := &orchestrator.History{Values: map[string][]float64{}}
+	h := &runs.History{Values: map[string][]float64{}}
 	for i := range 10 {
 		h.Steps = append(h.Steps, float64(i+1))
 		h.Values["reward/mean"] = append(h.Values["reward/mean"], float64(i%2)) // 0 1 0 1 …
 	}
-	p := h.CurvePanels()[0]
+	p := curves.Panels(h)[0]
 	if len(p.Series) != 2 || p.Series[1].Name != "all, trailing mean" {
 		t.Fatalf("reward panel series %+v, want the curve and its trailing mean", p.Series)
 	}
@@ -92,7 +93,7 @@ func TestCurvePanelsTrend(t *testing.T) {
 		}
 	}
 	h.Steps, h.Values["reward/mean"] = h.Steps[:9], h.Values["reward/mean"][:9]
-	if p := h.CurvePanels()[0]; len(p.Series) != 1 {
+	if p := curves.Panels(h)[0]; len(p.Series) != 1 {
 		t.Errorf("9 steps: %d series in the reward panel, want the curve alone", len(p.Series))
 	}
 }
@@ -102,12 +103,12 @@ func TestCurvePanelsTrend(t *testing.T) {
 // metric no run logged is refused by name.
 func TestComparePanels(t *testing.T) {
 	nan := math.NaN()
-	a := &orchestrator.History{Steps: []float64{1, 2, 3, 4}, Values: map[string][]float64{
+	a := &runs.History{Steps: []float64{1, 2, 3, 4}, Values: map[string][]float64{
 		"reward/mean": {0, 1, 0, 1},
 		"loss/kl":     {nan, 0.2, nan, 0.4}, // logged by every other step's phase
 	}}
-	b := &orchestrator.History{Steps: []float64{1, 2}, Values: map[string][]float64{"reward/mean": {0.5, 0.7}}}
-	runs := []orchestrator.RunCurves{{Name: "seed1", History: a}, {Name: "seed2", History: b}}
+	b := &runs.History{Steps: []float64{1, 2}, Values: map[string][]float64{"reward/mean": {0.5, 0.7}}}
+	rs := []curves.Run{{Name: "seed1", History: a}, {Name: "seed2", History: b}}
 	tests := []struct {
 		name    string
 		metrics []string
@@ -125,7 +126,7 @@ func TestComparePanels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			panels, err := orchestrator.ComparePanels(runs, tt.metrics, tt.raw)
+			panels, err := curves.Compare(rs, tt.metrics, tt.raw)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +155,7 @@ func TestComparePanels(t *testing.T) {
 			}
 		})
 	}
-	_, err := orchestrator.ComparePanels(runs, []string{"reward/mean", "loss/klx"}, false)
+	_, err := curves.Compare(rs, []string{"reward/mean", "loss/klx"}, false)
 	if err == nil || !strings.Contains(err.Error(), `metric "loss/klx"`) || !strings.Contains(err.Error(), "loss/kl, reward/mean") {
 		t.Errorf("unknown metric: %v, want an error naming it and the logged metrics", err)
 	}

@@ -1,0 +1,78 @@
+package runs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/storage"
+)
+
+// State is runs/<run>/run.json: the run's configuration and how far it
+// has committed.
+type State struct {
+	Version int    `json:"version"`
+	Run     string `json:"run"`
+	// Config is the run's configuration (YAML); a resumed run uses it.
+	Config string `json:"config"`
+	Seed   int64  `json:"seed"`
+	Steps  int    `json:"steps"`
+	// Committed is the last committed step (0: none); PolicyVersion the
+	// checkpoint version the next step samples with (= Committed).
+	Committed     int          `json:"committed"`
+	PolicyVersion int          `json:"policy_version"`
+	Phase         config.Phase `json:"phase,omitempty"`
+	// Seeds records each committed step's seed (the run's RNG state: every
+	// draw of a step derives from its seed).
+	Seeds map[string]uint64 `json:"seeds,omitempty"`
+	// Kept lists the checkpoint versions kept in the store.
+	Kept    []int     `json:"kept"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+}
+
+// StateVersion is the version of run.json this build writes.
+const StateVersion = 1
+
+// StateKey is the key of a run's run.json.
+func StateKey(run string) string { return storage.RunPrefix(run) + "run.json" }
+
+// ReadState reads a run's run.json. A run without one is an error that
+// wraps storage.ErrNotExist.
+func ReadState(ctx context.Context, st storage.Store, run string) (*State, error) {
+	rc, err := st.Get(ctx, StateKey(run))
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var rs State
+	if err := json.NewDecoder(rc).Decode(&rs); err != nil {
+		return nil, fmt.Errorf("read %s: %w", StateKey(run), err)
+	}
+	if rs.Version != StateVersion {
+		return nil, fmt.Errorf("read %s: version %d, this build reads %d", StateKey(run), rs.Version, StateVersion)
+	}
+	return &rs, nil
+}
+
+// WriteState writes rs as its run's run.json, as it is (the caller sets
+// Updated).
+func WriteState(ctx context.Context, st storage.Store, rs *State) error {
+	b, err := json.MarshalIndent(rs, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := st.Put(ctx, StateKey(rs.Run), bytes.NewReader(append(b, '\n'))); err != nil {
+		return fmt.Errorf("write run state: %w", err)
+	}
+	return nil
+}
+
+// ParseConfig parses the run's recorded configuration (errors name
+// run.json).
+func (rs *State) ParseConfig() (*config.Config, error) {
+	return config.Parse(StateKey(rs.Run), []byte(rs.Config))
+}
