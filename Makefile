@@ -17,14 +17,21 @@ TEST_TIMEOUT ?= 25m
 
 export DEVICE LIBTORCH
 
+# A CUDA build compiles the dist package's ProcessGroupNCCL path too.
+ifeq ($(DEVICE),cuda)
+export GOFLAGS := $(strip $(GOFLAGS) -tags=cuda)
+endif
+
 .PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench
 
 all: build
 
-# setup prepares third_party/libtorch and the patched third_party/gotch.
-# It is a no-op (well under a second) when both are up to date.
+# setup prepares third_party/libtorch and the patched third_party/gotch,
+# and installs Debian's gloo headers (once) for the dist package's c10d
+# shim. It is a no-op (well under a second) when all are up to date.
 setup:
 	@bash scripts/setup-libtorch.sh
+	@bash scripts/gloo.sh
 
 build: setup
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/thinkgen ./cmd/thinkgen
