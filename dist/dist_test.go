@@ -229,6 +229,42 @@ func checkCollectives(r, world int, addr string) error {
 		return err
 	}
 
+	// Gradients in buckets of 16 bytes (one per parameter here): each
+	// rank's gradient is r+1; a parameter without grad is left alone.
+	var params []*ts.Tensor
+	for _, n := range []int64{3, 5, 1} {
+		params = append(params, s.Add(ts.MustOnes([]int64{n}, gotch.Float, gotch.CPU).MustSetRequiresGrad(true, true)))
+	}
+	frozen := s.Add(ts.MustOnes([]int64{2}, gotch.Float, gotch.CPU))
+	var loss *ts.Tensor
+	for _, p := range params {
+		term := s.Add(p.MustMulScalar(ts.FloatScalar(float64(r+1)), false).MustSum(gotch.Float, true))
+		if loss == nil {
+			loss = term
+		} else {
+			loss = s.Add(loss.MustAdd(term, false))
+		}
+	}
+	loss.MustBackward()
+	if err := g.AllReduceGrads(append(params, frozen), 16); err != nil {
+		return err
+	}
+	for i, p := range params {
+		got := s.Add(p.MustGrad(false)).Float64Values(false)
+		for _, v := range got {
+			if v != tri {
+				return fmt.Errorf("parameter %d: all-reduced gradient %v, want every value %v", i, got, tri)
+			}
+		}
+	}
+	sums, err := g.SumFloat64s([]float64{float64(r), 1.5})
+	if err != nil {
+		return err
+	}
+	if want := []float64{sumR, 1.5 * w}; !slices.Equal(sums, want) {
+		return fmt.Errorf("SumFloat64s = %v, want %v", sums, want)
+	}
+
 	// Memory: many all-reduces (and all-gathers) of 1 MB lists leave the
 	// live tensors and the C heap where they were.
 	grads := []*ts.Tensor{
