@@ -1,9 +1,11 @@
 // Package report tells people about training runs: the self-contained HTML
 // report of one run (its configuration, held-out scores, training curves,
 // and samples with their prompts and chains of thought, all read from the
-// run's store) and the list of the runs in a store with their status.
+// run's store through package storage/runs and the committed shards) and
+// the list of the runs in a store with their status ([ListRuns]: finished,
+// in progress or stale, [StatusOf]).
 //
-// Collect reads what a report shows; Render writes it as one HTML page
+// [Collect] reads what a report shows; [Render] writes it as one HTML page
 // that needs nothing else: the charts are inline SVG, the images data:
 // URIs, and the page has no script.
 package report
