@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/optim"
@@ -33,6 +34,7 @@ type Learner struct {
 	version int
 	mllmOpt *optim.AdamW
 	ditOpt  *optim.AdamW
+	group   *dist.Group // data-parallel ranks (SetGroup); nil for one learner
 }
 
 // New takes ownership of policy (version v) and ref. It must run inside
@@ -204,6 +206,10 @@ func (l *Learner) grpoStep(rolls []shards.RolloutRow, rews []shards.RewardRow) (
 
 // grpoMiniBatch runs one optimiser step of GRPO on a mini-batch.
 func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOStats, float64, error) {
+	mb, err := l.rankShare(mb)
+	if err != nil {
+		return GRPOStats{}, 0, err
+	}
 	var sc libtorch.Scope
 	defer sc.Close()
 	c := l.cfg
@@ -265,8 +271,19 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 		return st, 0, fmt.Errorf("%w: %w", ErrFatal, err)
 	}
 	defer loss.MustDrop()
+	st, share, err := l.globalGRPO(st)
+	if err != nil {
+		return st, 0, err
+	}
+	// Each rank's token-mean, weighted by its share of the tokens, sums
+	// over the ranks to the mini-batch's token-mean.
+	scaled := loss.MustMulScalar(ts.FloatScalar(share), false)
+	defer scaled.MustDrop()
 	l.mllmOpt.ZeroGrad()
-	loss.MustBackward()
+	scaled.MustBackward()
+	if err := l.allReduceGrads(l.policy.MLLM.P.Tensors()); err != nil {
+		return st, 0, err
+	}
 	gn := l.mllmOpt.ClipGradNorm(c.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {
 		return st, gn, fmt.Errorf("%w: %w: GRPO gradient norm is %g", ErrFatal, ErrNonFinite, gn)
@@ -350,8 +367,13 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 // reference image take separate DiT passes (their sequence layouts
 // differ). The returned stats are means over the trained steps.
 func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg FlowConfig, lr float64) (FlowStats, float64, error) {
+	// A rank weighs its samples by the whole mini-batch's size.
+	share, err := l.rankShare(mb)
+	if err != nil {
+		return FlowStats{}, 0, err
+	}
 	var plain, withRef []sample
-	for _, s := range mb {
+	for _, s := range share {
 		if len(s.row.ReferencePNG) > 0 {
 			withRef = append(withRef, s)
 		} else {
@@ -370,6 +392,13 @@ func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg Flo
 			return acc, 0, err
 		}
 		acc.addScaled(st, w)
+	}
+	if acc, err = l.globalFlow(acc); err != nil {
+		return acc, 0, err
+	}
+	params := append(append([]*ts.Tensor{}, l.policy.Connector.P.Tensors()...), l.policy.DiT.P.Tensors()...)
+	if err := l.allReduceGrads(params); err != nil {
+		return acc, 0, err
 	}
 	gn := l.ditOpt.ClipGradNorm(l.cfg.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {

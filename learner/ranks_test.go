@@ -1,0 +1,285 @@
+package learner_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/dist"
+	"github.com/thinkgen/thinkgen/internal/childproc"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testmodel"
+	"github.com/thinkgen/thinkgen/learner"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/rollout"
+	"github.com/thinkgen/thinkgen/shards"
+)
+
+// The ranks of TestDataParallelStepMatchesOneLearner are the test binary
+// itself, told its part by these variables.
+const (
+	envRanksDir  = "THINKGEN_LEARNER_RANKS_DIR"
+	envRanksRank = "THINKGEN_LEARNER_RANKS_RANK"
+	envRanksAddr = "THINKGEN_LEARNER_RANKS_ADDR"
+)
+
+// rankStep is what one learner saw and did in one Step, read back for the
+// comparison: the trained model's gradients (after the clip) and
+// parameters (after the update), and the step's metrics.
+type rankStep struct {
+	Grads   [][]float64
+	Params  [][]float64
+	Metrics map[string]float64
+}
+
+// rankInput is one Step's arguments, shared by every learner.
+type rankInput struct {
+	Phase config.Phase
+	Seed  uint64
+	Rolls []shards.RolloutRow
+	Rews  []shards.RewardRow
+}
+
+// ranksConfig is the small configuration every learner of the test uses:
+// MiniBatches 1, so the gradients after Step are the whole step's.
+func ranksConfig() *config.Config {
+	c := config.Default()
+	testmodel.Shrink(c)
+	c.GRPO.Group, c.GRPO.MaxNewTokens, c.GRPO.MiniBatches, c.GRPO.Epochs = 2, 8, 1, 1
+	f := &c.FlowGRPO
+	f.Group, f.Steps, f.TimestepFraction, f.MiniBatches, f.CFG = 2, 4, 0.5, 1, 1
+	return c
+}
+
+// trainedParams are the parameters the phase trains.
+func trainedParams(l *learner.Learner, phase config.Phase) []*model.Params {
+	b := l.Policy()
+	if phase == config.PhaseMLLMGRPO {
+		return []*model.Params{b.MLLM.P}
+	}
+	return []*model.Params{b.Connector.P, b.DiT.P}
+}
+
+// stepLearner runs one Step on a fresh learner (seed 3), as one rank of g
+// when g is not nil, and returns what it saw.
+func stepLearner(in rankInput, g *dist.Group) (rankStep, error) {
+	var out rankStep
+	err := libtorch.Run(func() error {
+		if err := libtorch.SetThreads(1); err != nil {
+			return err
+		}
+		l, err := newLearner(ranksConfig())
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		if g != nil {
+			l.SetGroup(g)
+		}
+		if out.Metrics, err = l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
+			return err
+		}
+		for _, ps := range trainedParams(l, in.Phase) {
+			for _, p := range ps.Tensors() {
+				out.Params = append(out.Params, p.Float64Values(false))
+				out.Grads = append(out.Grads, p.MustGrad(false).Float64Values(true))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ranksInput makes one step's rollouts of the phase with a fresh policy,
+// and rewards that differ within every group.
+func ranksInput(t *testing.T, phase config.Phase) rankInput {
+	t.Helper()
+	rows, err := datasets.Generate(datasets.Options{Seed: 2, Split: datasets.Train}, 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := rankInput{Phase: phase, Seed: 11}
+	err = libtorch.Run(func() error {
+		if err := libtorch.SetThreads(1); err != nil {
+			return err
+		}
+		l, err := newLearner(ranksConfig())
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: phase, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: in.Seed}
+		if phase == config.PhaseMLLMGRPO {
+			in.Rolls, _, err = rollout.MLLM(l.Policy(), req, gotch.CPU)
+		} else {
+			in.Rolls, _, err = rollout.DiT(l.Policy(), req, gotch.CPU)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range in.Rolls {
+		reward := float32((int(r.GroupID)*3+int(r.SampleIndex)*5)%7) / 6
+		in.Rews = append(in.Rews, shards.RewardRow{GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: reward})
+	}
+	return in
+}
+
+// TestDataParallelStepMatchesOneLearner: two learner ranks, each training
+// on half of the mini-batch with the gradients all-reduced through a Gloo
+// group, hold the gradients (and take the update, and report the metrics)
+// of one learner on the whole mini-batch, within 1e-6: for GRPO's
+// token-mean and FlowGRPO's sample-mean alike.
+func TestDataParallelStepMatchesOneLearner(t *testing.T) {
+	if dir := os.Getenv(envRanksDir); dir != "" {
+		runRank(t, dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("trains in three processes")
+	}
+	for _, phase := range []config.Phase{config.PhaseMLLMGRPO, config.PhaseDiTGRPO} {
+		t.Run(string(phase), func(t *testing.T) {
+			in := ranksInput(t, phase)
+			dir := t.TempDir()
+			b, err := json.Marshal(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "input.json"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			addr := freeLoopback(t)
+			var ranks []*exec.Cmd
+			var outs []*strings.Builder
+			for r := range 2 {
+				c := exec.Command(os.Args[0], "-test.run=^TestDataParallelStepMatchesOneLearner$", "-test.count=1")
+				c.Env = append(os.Environ(), envRanksDir+"="+dir, envRanksRank+"="+strconv.Itoa(r), envRanksAddr+"="+addr,
+					"OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
+				out := &strings.Builder{}
+				c.Stdout, c.Stderr = out, out
+				release, err := childproc.Start(c, syscall.SIGKILL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer release()
+				ranks, outs = append(ranks, c), append(outs, out)
+			}
+			one, err := stepLearner(in, nil)
+			for r, c := range ranks {
+				if werr := c.Wait(); werr != nil {
+					t.Fatalf("rank %d: %v\n%s", r, werr, outs[r])
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got [2]rankStep
+			for r := range got {
+				b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := json.Unmarshal(b, &got[r]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(one.Metrics) == 0 || one.Metrics["learn/grad_norm"] == 0 {
+				t.Fatalf("one learner's step has no gradient (metrics %v): the comparison would be empty", one.Metrics)
+			}
+			for r := range got {
+				compareValues(t, fmt.Sprintf("rank %d gradient", r), got[r].Grads, one.Grads, 1e-6)
+				compareValues(t, fmt.Sprintf("rank %d parameter", r), got[r].Params, one.Params, 1e-6)
+				for k, want := range one.Metrics {
+					if v, ok := got[r].Metrics[k]; !ok || math.Abs(v-want) > 1e-6*max(1, math.Abs(want)) {
+						t.Errorf("rank %d metric %s = %v, one learner %v", r, k, v, want)
+					}
+				}
+			}
+			// The ranks hold bit-identical gradients: they all-reduced them.
+			compareValues(t, "rank 1 vs rank 0 gradient", got[1].Grads, got[0].Grads, 0)
+			compareValues(t, "rank 1 vs rank 0 parameter", got[1].Params, got[0].Params, 0)
+			t.Logf("grad norm %.6g, loss %.6g over %d samples", one.Metrics["learn/grad_norm"], one.Metrics["loss/total"], len(in.Rolls))
+		})
+	}
+}
+
+// compareValues fails the test at the first of got's values further than
+// tol from want's.
+func compareValues(t *testing.T, what string, got, want [][]float64, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d tensors, want %d", what, len(got), len(want))
+	}
+	worst, at := 0.0, [2]int{}
+	for i := range want {
+		if len(got[i]) != len(want[i]) {
+			t.Fatalf("%s %d: %d values, want %d", what, i, len(got[i]), len(want[i]))
+		}
+		for j := range want[i] {
+			if d := math.Abs(got[i][j] - want[i][j]); d > worst || math.IsNaN(d) {
+				worst, at = d, [2]int{i, j}
+			}
+		}
+	}
+	if worst > tol || math.IsNaN(worst) {
+		t.Errorf("%s: tensor %d value %d is %v, want %v (differs by %.3g, tolerance %g)",
+			what, at[0], at[1], got[at[0]][at[1]], want[at[0]][at[1]], worst, tol)
+	}
+}
+
+// runRank is one rank of TestDataParallelStepMatchesOneLearner.
+func runRank(t *testing.T, dir string) {
+	r, err := strconv.Atoi(os.Getenv(envRanksRank))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "input.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in rankInput
+	if err := json.Unmarshal(b, &in); err != nil {
+		t.Fatal(err)
+	}
+	g, err := dist.New(dist.Config{Addr: os.Getenv(envRanksAddr), World: 2, Rank: r, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	out, err := stepLearner(in, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = json.Marshal(out); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freeLoopback returns a 127.0.0.1 address with a port nobody listens on.
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
