@@ -1,0 +1,242 @@
+package learner_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/dist"
+	"github.com/thinkgen/thinkgen/internal/childproc"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/learner"
+	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/rollout"
+	"github.com/thinkgen/thinkgen/shards"
+)
+
+// envMeasure turns on TestMeasureDataParallelGRPO (BENCHMARKS.md); its
+// ranks also get envRanksDir, envRanksRank and envRanksAddr.
+const envMeasure = "THINKGEN_MEASURE_DP"
+
+// measured is what one learner process timed.
+type measured struct {
+	Steps     []time.Duration // learner.Step, one GRPO step each
+	AllReduce []time.Duration // AllReduceGrads of the MLLM's gradients (ranks only)
+	GradBytes int64
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// TestMeasureDataParallelGRPO times, in one run on configs/tiny.yaml, a
+// GRPO learn step of one learner process on one thread, the same step
+// shared by two learner ranks of one thread each, and the all-reduce of
+// the MLLM's gradients between the two ranks. It only runs with
+// THINKGEN_MEASURE_DP=1 and reports; the figures are in BENCHMARKS.md.
+func TestMeasureDataParallelGRPO(t *testing.T) {
+	if os.Getenv(envMeasure) == "" {
+		t.Skip("set " + envMeasure + "=1 to measure")
+	}
+	const steps, reduces = 3, 20
+	c, err := config.Load("../configs/tiny.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv(envRanksDir); dir != "" {
+		r, err := strconv.Atoi(os.Getenv(envRanksRank))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var in rankInput
+		b, err := os.ReadFile(filepath.Join(dir, "input.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &in)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := dist.New(dist.Config{Addr: os.Getenv(envRanksAddr), World: 2, Rank: r, Timeout: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		m, err := measure(c, in, g, steps, reduces)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err = json.Marshal(m); err == nil {
+			err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+
+	rows, err := datasets.Generate(datasets.Options{Seed: 5, Split: datasets.Train}, 0, c.GRPO.PromptsPerStep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := rankInput{Phase: config.PhaseMLLMGRPO, Seed: 17}
+	err = libtorch.Run(func() error {
+		if err := libtorch.SetThreads(1); err != nil {
+			return err
+		}
+		l, err := tinyLearner(c)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		ids := make([]int64, len(rows))
+		for i := range ids {
+			ids[i] = int64(i)
+		}
+		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: in.Phase, Rows: rows, GroupIDs: ids, Seed: in.Seed}
+		in.Rolls, _, err = rollout.MLLM(l.Policy(), req, gotch.CPU)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range in.Rolls {
+		reward := float32((int(r.GroupID)*3+int(r.SampleIndex)*5)%7) / 6
+		in.Rews = append(in.Rews, shards.RewardRow{GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: reward})
+	}
+	tokens := 0
+	for _, r := range in.Rolls {
+		tokens += len(r.TokenIDs)
+	}
+
+	one, err := measure(c, in, nil, steps, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	b, err := json.Marshal(in)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "input.json"), b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeLoopback(t)
+	var ranks []*exec.Cmd
+	var outs []*strings.Builder
+	for r := range 2 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMeasureDataParallelGRPO$", "-test.count=1", "-test.timeout=30m")
+		cmd.Env = append(os.Environ(), envRanksDir+"="+dir, envRanksRank+"="+strconv.Itoa(r), envRanksAddr+"="+addr,
+			"OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		release, err := childproc.Start(cmd, syscall.SIGKILL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
+		ranks, outs = append(ranks, cmd), append(outs, out)
+	}
+	var two [2]measured
+	for r, cmd := range ranks {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("rank %d: %v\n%s", r, err, outs[r])
+		}
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)))
+		if err == nil {
+			err = json.Unmarshal(b, &two[r])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	stepOne := median(one.Steps)
+	stepTwo := max(median(two[0].Steps), median(two[1].Steps))
+	reduce := max(median(two[0].AllReduce), median(two[1].AllReduce))
+	samples := float64(len(in.Rolls))
+	t.Logf("GRPO learn step of configs/tiny.yaml: %d samples, %d completion tokens, %d mini-batches", len(in.Rolls), tokens, c.GRPO.MiniBatches)
+	t.Logf("1 rank × 1 thread:  step %v (median of %d: %v), %.1f samples/s", stepOne.Round(time.Millisecond), steps, one.Steps, samples/stepOne.Seconds())
+	t.Logf("2 ranks × 1 thread: step %v (slower rank's median; rank 0 %v, rank 1 %v), %.1f samples/s, speed-up %.2f×",
+		stepTwo.Round(time.Millisecond), two[0].Steps, two[1].Steps, samples/stepTwo.Seconds(), stepOne.Seconds()/stepTwo.Seconds())
+	t.Logf("all-reduce of the MLLM's gradients (%d bytes) between the 2 ranks: %v (median of %d), %.3f%% of the 1-rank step, %.3f%% of the 2-rank step (%d per step: one per mini-batch)",
+		two[0].GradBytes, reduce, reduces, 100*reduce.Seconds()/stepOne.Seconds(), 100*float64(c.GRPO.MiniBatches)*reduce.Seconds()/stepTwo.Seconds(), c.GRPO.MiniBatches)
+}
+
+// tinyLearner is a learner over a fresh bundle of c (seed 3).
+func tinyLearner(c *config.Config) (*learner.Learner, error) {
+	tok, err := model.TokenizerFor(c.Model.MLLM)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := model.NewBundle(c, tok, gotch.CPU, 3)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := model.NewBundle(c, tok, gotch.CPU, 3)
+	if err != nil {
+		policy.Drop()
+		return nil, err
+	}
+	return learner.New(c, policy, ref, 0), nil
+}
+
+// measure times steps GRPO steps of a fresh learner (a rank of g when g is
+// set) and then reduces all-reduces of its MLLM's gradients.
+func measure(c *config.Config, in rankInput, g *dist.Group, steps, reduces int) (measured, error) {
+	var m measured
+	err := libtorch.Run(func() error {
+		if err := libtorch.SetThreads(1); err != nil {
+			return err
+		}
+		l, err := tinyLearner(c)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		if g != nil {
+			l.SetGroup(g)
+		}
+		for range steps {
+			if g != nil {
+				if err := g.Barrier(); err != nil {
+					return err
+				}
+			}
+			start := time.Now()
+			if _, err := l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
+				return err
+			}
+			m.Steps = append(m.Steps, time.Since(start).Round(time.Millisecond))
+		}
+		params := l.Policy().MLLM.P.Tensors()
+		for _, p := range params {
+			m.GradBytes += int64(p.Numel() * p.DType().Size())
+		}
+		for range reduces {
+			if err := g.Barrier(); err != nil {
+				return err
+			}
+			start := time.Now()
+			if err := g.AllReduceGrads(params, dist.BucketBytes); err != nil {
+				return err
+			}
+			m.AllReduce = append(m.AllReduce, time.Since(start))
+		}
+		return nil
+	})
+	return m, err
+}
