@@ -38,4 +38,12 @@
 // (adv/*, loss/*, learn/*; docs/sepgrpo.md). A non-finite loss or gradient
 // fails with an error wrapping [ErrFatal]. Saving the new version is the
 // caller's (package checkpoint).
+//
+// # Data-parallel ranks
+//
+// With [Learner.SetGroup] (a dist.Group) the learner is one of N ranks:
+// each trains its 1/N share of every mini-batch, the losses are normalised
+// over all ranks' tokens or samples, and the gradients are all-reduced
+// before the clip and the update, so every rank takes the step a single
+// learner takes on the whole mini-batch.
 package learner
