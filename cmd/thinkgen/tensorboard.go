@@ -2,19 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/thinkgen/thinkgen/evaluate"
-	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 )
@@ -71,7 +64,7 @@ directory (tensorboard --logdir store/runs shows every run).`,
 				}
 				for {
 					for _, r := range *names {
-						n, added, err := syncEvents(ctx, st, r, filepath.Join(*logdir, r))
+						n, added, err := runs.SyncEvents(ctx, st, r, filepath.Join(*logdir, r))
 						if err != nil {
 							if *follow > 0 && ctx.Err() != nil {
 								return nil
@@ -93,96 +86,4 @@ directory (tensorboard --logdir store/runs shows every run).`,
 			}
 		},
 	}
-}
-
-// syncEvents makes dir hold exactly the run's event files in the store:
-// it downloads those missing or of another size (each to a temporary name,
-// renamed into place) and removes event files the store no longer has. It
-// returns how many files dir holds and how many it downloaded.
-func syncEvents(ctx context.Context, st storage.Store, run, dir string) (n, added int, err error) {
-	objs, err := st.List(ctx, runs.TensorBoardPrefix(run))
-	if err != nil {
-		return 0, 0, fmt.Errorf("list event files of run %s: %w", run, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, 0, err
-	}
-	want := map[string]bool{}
-	for _, o := range objs {
-		name := path.Base(o.Key)
-		if !strings.HasPrefix(name, tfevents.FilePrefix) {
-			continue
-		}
-		want[name] = true
-		local := filepath.Join(dir, name)
-		if fi, err := os.Stat(local); err == nil && fi.Size() == o.Size {
-			continue
-		}
-		if err := download(ctx, st, o.Key, local); err != nil {
-			return 0, 0, err
-		}
-		added++
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, de := range entries {
-		if name := de.Name(); strings.HasPrefix(name, tfevents.FilePrefix) && !want[name] {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return 0, 0, err
-			}
-		}
-	}
-	return len(want), added, nil
-}
-
-// download copies the object key to the file path, whole or not at all.
-func download(ctx context.Context, st storage.Store, key, path string) (err error) {
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	// The temporary name lacks "tfevents": TensorBoard never reads it.
-	f, err := os.CreateTemp(filepath.Dir(path), ".download-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = io.Copy(f, rc); err != nil {
-		return fmt.Errorf("download %s: %w", key, err)
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-// putEvalEvents writes held-out scores as TensorBoard scalars at the step
-// of their version: eval/<mode>/<scenario> (the mean partial score) and
-// eval_strict/<mode>/<scenario> (the strict accuracy).
-func putEvalEvents(ctx context.Context, st storage.Store, rs *runs.State, versions []int, entries []evaluate.Scores) error {
-	if len(versions) != len(entries) {
-		return errors.New("putEvalEvents: one version per entry")
-	}
-	now := float64(time.Now().UnixMilli()) / 1000
-	var events []tfevents.Event
-	for i, v := range versions {
-		e := tfevents.Event{WallTime: now, Step: int64(v)}
-		for _, mode := range evaluate.Modes {
-			for _, s := range entries[i][mode] {
-				e.Scalars = append(e.Scalars,
-					tfevents.Scalar{Tag: "eval/" + mode + "/" + s.Scenario, Value: float32(s.Score)},
-					tfevents.Scalar{Tag: "eval_strict/" + mode + "/" + s.Scenario, Value: float32(s.Strict)})
-			}
-		}
-		events = append(events, e)
-	}
-	return runs.PutEvents(ctx, st, rs, runs.EvalEventsID, events)
 }

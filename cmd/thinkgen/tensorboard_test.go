@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
@@ -112,11 +112,11 @@ func testTensorboardCommand(t *testing.T, st storage.Store, storeArgs []string) 
 			t.Fatal(err)
 		}
 	}
-	scores := []evaluate.Scores{
+	scores := []map[string][]reward.Summary{
 		{"direct": {{Scenario: "composition", Score: 0.25, Strict: 0.125}}, "think": {{Scenario: "composition", Score: 0.5, Strict: 0.375}}},
 		{"direct": {{Scenario: "composition", Score: 0.75, Strict: 0.5}}, "think": {{Scenario: "composition", Score: 1, Strict: 1}}},
 	}
-	if err := putEvalEvents(ctx, st, rs, []int{0, 3}, scores); err != nil {
+	if err := runs.PutEvalEvents(ctx, st, rs, time.Now(), []int{0, 3}, scores); err != nil {
 		t.Fatal(err)
 	}
 	logdir := filepath.Join(t.TempDir(), "logs")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/sugarme/gotch"
@@ -211,11 +212,11 @@ weights as an uninterrupted run.`,
 					perRow = append(perRow, rows)
 					versions = append(versions, p.Step)
 				}
-				scores := make([]evaluate.Scores, len(entries))
+				scores := make([]map[string][]reward.Summary, len(entries))
 				for i, ent := range entries {
 					scores[i] = ent.Scores
 				}
-				if err := putEvalEvents(ctx, st, rs, versions, scores); err != nil {
+				if err := runs.PutEvalEvents(ctx, st, rs, time.Now(), versions, scores); err != nil {
 					return err
 				}
 				fmt.Fprintf(e.stdout, "\nheld-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", *evalRows)

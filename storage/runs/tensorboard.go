@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/internal/tfevents"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
 )
 
@@ -97,6 +98,36 @@ func StepEvent(step int, at time.Time, metrics map[string]float64) tfevents.Even
 // metrics.
 func PutStepEvents(ctx context.Context, st storage.Store, rs *State, step int, at time.Time, metrics map[string]float64) error {
 	return PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{StepEvent(step, at, metrics)})
+}
+
+// PutEvalEvents writes held-out scores (one map of EvalKey's form per
+// version) as the run's eval event file: at the step of their version,
+// eval/<mode>/<scenario> (the mean partial score) and
+// eval_strict/<mode>/<scenario> (the strict accuracy), modes in name
+// order, measured at.
+func PutEvalEvents(ctx context.Context, st storage.Store, rs *State, at time.Time, versions []int, scores []map[string][]reward.Summary) error {
+	if len(versions) != len(scores) {
+		return fmt.Errorf("eval events: %d versions, %d scores: want one scores per version", len(versions), len(scores))
+	}
+	wall := float64(at.UnixMilli()) / 1000
+	var events []tfevents.Event
+	for i, v := range versions {
+		e := tfevents.Event{WallTime: wall, Step: int64(v)}
+		modes := make([]string, 0, len(scores[i]))
+		for m := range scores[i] {
+			modes = append(modes, m)
+		}
+		sort.Strings(modes)
+		for _, mode := range modes {
+			for _, s := range scores[i][mode] {
+				e.Scalars = append(e.Scalars,
+					tfevents.Scalar{Tag: "eval/" + mode + "/" + s.Scenario, Value: float32(s.Score)},
+					tfevents.Scalar{Tag: "eval_strict/" + mode + "/" + s.Scenario, Value: float32(s.Strict)})
+			}
+		}
+		events = append(events, e)
+	}
+	return PutEvents(ctx, st, rs, EvalEventsID, events)
 }
 
 // hostName is the <host> of event file names: the machine's name, in the

@@ -1,0 +1,123 @@
+package runs_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thinkgen/thinkgen/internal/tfevents"
+	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/storage/runs"
+)
+
+func TestSyncEvents(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	prefix := runs.TensorBoardPrefix("r")
+	a, b := tfevents.FilePrefix+"0000000001.000001.h", tfevents.FilePrefix+"0000000001.000002.h"
+	put := func(key, body string) {
+		t.Helper()
+		if err := st.Put(ctx, key, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(prefix+a, "step one")
+	put(prefix+b, "step two")
+	put(prefix+"notes.txt", "not an event file")
+	dir := filepath.Join(t.TempDir(), "logs", "r")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale := tfevents.FilePrefix + "0000000001.000002.otherhost"
+	for name, body := range map[string]string{stale: "replaced", "mine.txt": "kept", a: "step one"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := func() []string {
+		t.Helper()
+		des, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, de := range des {
+			out = append(out, de.Name())
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		before   func()
+		n, added int
+	}{
+		{"first copy downloads what is missing and removes what the store lost", func() {}, 2, 1},
+		{"a second copy downloads nothing", func() {}, 2, 0},
+		{"a file of another size is downloaded again", func() { put(prefix+b, "step two, rewritten") }, 2, 1},
+	}
+	for _, tt := range tests {
+		tt.before()
+		n, added, err := runs.SyncEvents(ctx, st, "r", dir)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if n != tt.n || added != tt.added {
+			t.Errorf("%s: %d files, %d added; want %d, %d", tt.name, n, added, tt.n, tt.added)
+		}
+		if got, want := files(), []string{a, b, "mine.txt"}; !slices.Equal(got, want) {
+			t.Errorf("%s: directory holds %v, want %v", tt.name, got, want)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, b)); string(got) != "step two, rewritten" {
+		t.Errorf("%s holds %q, want the store's", b, got)
+	}
+}
+
+func TestPutEvalEvents(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	rs := &runs.State{Version: runs.StateVersion, Run: "r", Started: time.Unix(1764265780, 0)}
+	scores := []map[string][]reward.Summary{
+		{"think": {{Scenario: "count", Score: 0.5, Strict: 0.25}}, "direct": {{Scenario: "count", Score: 0.25, Strict: 0}}},
+		{"direct": {{Scenario: "count", Score: 0.75, Strict: 0.5}}},
+	}
+	if err := runs.PutEvalEvents(ctx, st, rs, time.Now(), []int{0}, scores); err == nil {
+		t.Error("one version for two scores: no error")
+	}
+	at := time.UnixMilli(1764265800250)
+	if err := runs.PutEvalEvents(ctx, st, rs, at, []int{0, 4}, scores); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := st.List(ctx, runs.TensorBoardPrefix("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || !strings.Contains(objs[0].Key, ".eval.") {
+		t.Fatalf("event files %v, want one eval file", objs)
+	}
+	f, err := os.Open(filepath.Join(st.Dir(), filepath.FromSlash(objs[0].Key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	events, err := tfevents.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []tfevents.Event{
+		{WallTime: 1764265800.25, FileVersion: tfevents.FileVersion},
+		{WallTime: 1764265800.25, Step: 0, Scalars: []tfevents.Scalar{
+			{Tag: "eval/direct/count", Value: 0.25}, {Tag: "eval_strict/direct/count", Value: 0},
+			{Tag: "eval/think/count", Value: 0.5}, {Tag: "eval_strict/think/count", Value: 0.25}}},
+		{WallTime: 1764265800.25, Step: 4, Scalars: []tfevents.Scalar{
+			{Tag: "eval/direct/count", Value: 0.75}, {Tag: "eval_strict/direct/count", Value: 0.5}}},
+	}
+	if !reflect.DeepEqual(events, want) {
+		t.Errorf("events\n%+v\nwant\n%+v", events, want)
+	}
+}
