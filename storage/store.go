@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
@@ -85,6 +87,27 @@ func Open(ctx context.Context, cfg config.Storage) (Store, error) {
 		return nil, fmt.Errorf("open s3 store %s at %s: bucket %q does not exist", loc, client.EndpointURL().Host, loc.Bucket)
 	}
 	return NewS3(client, loc.Bucket, loc.Prefix)
+}
+
+// ErrNoStore means a local store's directory does not exist
+// (OpenExisting).
+var ErrNoStore = errors.New("no such directory")
+
+// OpenExisting opens the store that cfg names as Open does, but does not
+// create a local store: one whose directory does not exist is an error
+// wrapping ErrNoStore that names the directory. Tools that only read a
+// store use it, so that a mistyped path is reported, not created empty.
+func OpenExisting(ctx context.Context, cfg config.Storage) (Store, error) {
+	loc, err := ParseURI(cfg.URI)
+	if err != nil {
+		return nil, err
+	}
+	if !loc.IsS3() {
+		if _, err := os.Stat(loc.Dir); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", loc.Dir, ErrNoStore)
+		}
+	}
+	return Open(ctx, cfg)
 }
 
 // sizeOf returns the number of bytes from body's start to its end and

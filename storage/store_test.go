@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -356,6 +357,25 @@ func TestOpen(t *testing.T) {
 			t.Fatalf("Open of a missing bucket: %v", err)
 		}
 	})
+}
+
+func TestOpenExisting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := dir + "/no/store"
+	if _, err := storage.OpenExisting(ctx, storagetestConfigLocal(missing)); !errors.Is(err, storage.ErrNoStore) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("OpenExisting of a missing directory: %v, want ErrNoStore naming %s", err, missing)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenExisting created %s (%v)", missing, err)
+	}
+	s, err := storage.OpenExisting(ctx, storagetestConfigLocal(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := s.(*storage.Local); !ok || l.Dir() != dir {
+		t.Errorf("OpenExisting(%q) = %v, want the local store there", dir, s)
+	}
 }
 
 func storagetestConfigLocal(dir string) config.Storage { return config.Storage{URI: dir} }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -94,19 +93,15 @@ renamed into place, so --out is never half-written.`,
 	}
 }
 
-// openExistingStore opens the store without creating it: a local store
-// whose directory does not exist is a usage error.
+// openExistingStore opens the store without creating it
+// (storage.OpenExisting): a local store whose directory does not exist is
+// a usage error naming it.
 func openExistingStore(ctx context.Context, cfg config.Storage) (storage.Store, error) {
-	loc, err := storage.ParseURI(cfg.URI)
-	if err != nil {
-		return nil, &usageError{fmt.Errorf("--store: %w", err)}
+	st, err := storage.OpenExisting(ctx, cfg)
+	if errors.Is(err, storage.ErrNoStore) {
+		return nil, &usageError{fmt.Errorf("--store %w", err)}
 	}
-	if !loc.IsS3() {
-		if _, err := os.Stat(loc.Dir); errors.Is(err, fs.ErrNotExist) {
-			return nil, usagef("--store %s: no such directory", loc.Dir)
-		}
-	}
-	return storage.Open(ctx, cfg)
+	return st, err
 }
 
 // writeFileAtomic writes path through write into a temporary file in the

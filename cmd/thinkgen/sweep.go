@@ -162,7 +162,7 @@ or objective, parallel < 1, a trial whose configuration is invalid) exits
 					}
 					launcher = l
 				}
-				st, err := openStore(ctx, e.stderr, cfg.Storage)
+				st, err := storage.Open(ctx, cfg.Storage)
 				if err != nil {
 					return err
 				}

@@ -94,7 +94,7 @@ weights as an uninterrupted run.`,
 				if err := storage.ValidateRun(name); err != nil {
 					return &usageError{fmt.Errorf("--run: %w", err)}
 				}
-				st, err := openStore(ctx, e.stderr, cfg.Storage)
+				st, err := storage.Open(ctx, cfg.Storage)
 				if err != nil {
 					return err
 				}

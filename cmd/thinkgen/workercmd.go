@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -79,7 +76,7 @@ it with the next attempt.`,
 				if err != nil {
 					return &usageError{err}
 				}
-				st, err := openStore(ctx, e.stderr, cfg.Storage)
+				st, err := storage.Open(ctx, cfg.Storage)
 				if err != nil {
 					return err
 				}
@@ -168,27 +165,5 @@ func (r *runWorkers) close() {
 	defer r.mu.Unlock()
 	for _, w := range r.byRun {
 		w.Close()
-	}
-}
-
-// openStore opens the configured store, retrying for up to a minute while
-// it cannot be reached (an object store restarting under a long run).
-func openStore(ctx context.Context, stderr io.Writer, cfg config.Storage) (storage.Store, error) {
-	deadline := time.Now().Add(time.Minute)
-	wait := 250 * time.Millisecond
-	for {
-		st, err := storage.Open(ctx, cfg)
-		var nerr net.Error
-		var oerr *net.OpError
-		if err == nil || time.Now().After(deadline) || !(errors.As(err, &nerr) || errors.As(err, &oerr) || errors.Is(err, syscall.ECONNREFUSED)) {
-			return st, err
-		}
-		fmt.Fprintf(stderr, "store not reachable (%v); retrying in %s\n", err, wait)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
