@@ -7,8 +7,10 @@
 // A store is named by a URI: a directory ("store", "/data/thinkgen",
 // "file:///data/thinkgen") or "s3://bucket/prefix" with the endpoint,
 // region and TLS setting of config.Storage; [Open] picks the
-// implementation. S3 credentials come from a credentials file or the
-// environment ([LoadCredentials]) and are never logged or printed.
+// implementation; [OpenExisting], for tools that only read, refuses a
+// local directory that does not exist instead of creating it. S3
+// credentials come from a credentials file or the environment
+// ([LoadCredentials]) and are never logged or printed.
 //
 // Every [Store] puts atomically (a reader never sees part of an object),
 // streams gets, and lists by key prefix. Keys are clean relative paths;
