@@ -5,16 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/schedule"
-	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/task"
@@ -32,6 +26,16 @@ type CheckpointStore interface {
 	ImportBase(ctx context.Context, run string) (*storage.Manifest, error)
 	Delete(ctx context.Context, run string, version int) error
 }
+
+// Clock tells the time; the controller reads every timestamp and duration
+// it records from it.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
 
 // Options configure a run.
 type Options struct {
@@ -52,10 +56,12 @@ type Options struct {
 	// StopAfter, when > 0, stops the run (as a kill would) once that many
 	// steps have been committed in this invocation.
 	StopAfter int
-	// Progress receives one line per step; Log one line per event.
+	// Progress receives one line per step and one per retried task.
 	Progress io.Writer
 	// TmpDir holds spooled shards ("" means os.TempDir()).
 	TmpDir string
+	// Clock tells the time; nil means the system clock.
+	Clock Clock
 }
 
 // StepReport is one committed step.
@@ -65,16 +71,21 @@ type StepReport struct {
 	Elapsed time.Duration
 }
 
-// writeRunState records rs as of now in run.json.
-func writeRunState(ctx context.Context, st storage.Store, rs *runs.State) error {
-	rs.Updated = time.Now().UTC()
-	return runs.WriteState(ctx, st, rs)
+// Controller drives one run through its schedule. Its plan is computed
+// once, from the run's configuration, when it is opened; its state is the
+// run's run.json, which it rewrites after every commit.
+type Controller struct {
+	o     Options // defaults applied; o.Config is the run's configuration
+	clock Clock
+	plan  []schedule.Step
+	state *runs.State
 }
 
-// Train runs (or resumes) the SepGRPO schedule: for each step, the rollout
-// tasks, one reward task per rollout shard, the learn task, then the step's
-// commit. It returns the steps it committed.
-func Train(ctx context.Context, o Options) ([]StepReport, error) {
+// Open opens run o.Run for training. A new run imports its base checkpoint
+// as version 0 and writes its run.json; an existing one is refused unless
+// o.Resume is set, and then takes its configuration from run.json (not
+// o.Config) and first repairs a step whose commit a kill interrupted.
+func Open(ctx context.Context, o Options) (*Controller, error) {
 	if err := storage.ValidateRun(o.Run); err != nil {
 		return nil, err
 	}
@@ -86,6 +97,9 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 3
+	}
+	if o.Clock == nil {
+		o.Clock = systemClock{}
 	}
 	rs, err := runs.ReadState(ctx, o.Store, o.Run)
 	switch {
@@ -112,282 +126,118 @@ func Train(ctx context.Context, o Options) ([]StepReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := &Controller{o: o, clock: o.Clock, plan: plan, state: rs}
 	if rs == nil {
-		if _, err := o.Checkpoints.ImportBase(ctx, o.Run); err != nil {
-			return nil, fmt.Errorf("run %s: base checkpoint: %w", o.Run, err)
-		}
-		yml, err := o.Config.YAML()
-		if err != nil {
-			return nil, err
-		}
-		now := time.Now().UTC()
-		rs = &runs.State{Version: runs.StateVersion, Run: o.Run, Config: string(yml), Seed: o.Config.Run.Seed,
-			Steps: len(plan), Kept: []int{0}, Started: now, Seeds: map[string]uint64{}}
-		if err := writeRunState(ctx, o.Store, rs); err != nil {
+		if err := c.create(ctx); err != nil {
 			return nil, err
 		}
 	}
-	// A step whose manifest committed after run.json was last written (a
-	// kill between the two) is committed: the manifest is the truth.
-	for rs.Committed < len(plan) {
-		step := rs.Committed + 1
-		if _, err := storage.ReadManifest(ctx, o.Store, storage.StepManifestKey(o.Run, step)); err != nil {
-			break
-		}
-		sm, err := runs.ReadStepMetrics(ctx, o.Store, o.Run, step, o.TmpDir)
-		if err != nil {
-			return nil, fmt.Errorf("repair step %d: %w", step, err)
-		}
-		if err := runs.PutStepEvents(ctx, o.Store, rs, step, sm.At, sm.Values); err != nil {
-			return nil, err
-		}
-		if err := o.afterCommit(ctx, rs, plan[rs.Committed]); err != nil {
-			return nil, err
-		}
+	if err := c.repair(ctx); err != nil {
+		return nil, err
 	}
-
-	var reports []StepReport
-	start := time.Now()
-	first := rs.Committed
-	for rs.Committed < len(plan) {
-		if err := ctx.Err(); err != nil {
-			return reports, err
-		}
-		if o.StopAfter > 0 && len(reports) >= o.StopAfter {
-			return reports, nil
-		}
-		p := plan[rs.Committed]
-		rep, err := o.runStep(ctx, rs, p)
-		if err != nil {
-			return reports, fmt.Errorf("step %d (%s): %w", p.Step, p.Phase, err)
-		}
-		reports = append(reports, rep)
-		done := rs.Committed - first
-		eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(len(plan)-rs.Committed))
-		fmt.Fprintf(o.Progress, "%s | ETA %s\n", StepLine(rep, len(plan)), eta.Round(time.Second))
-	}
-	return reports, nil
+	return c, nil
 }
 
-func (o *Options) runStep(ctx context.Context, rs *runs.State, p schedule.Step) (StepReport, error) {
-	t0 := time.Now()
-	seed := schedule.Seed(o.Config.Run.Seed, p.Step)
-	metrics := map[string]float64{}
-	base := task.Task{Run: o.Run, Step: p.Step, Phase: p.Phase, PolicyVersion: rs.PolicyVersion, Seed: seed}
-
-	// Rollout tasks: the step's prompts, split evenly.
-	rows := p.Rows(o.Config.Data.TrainSize)
-	n := max(1, min(o.RolloutTasks, len(rows)))
-	var rollouts []task.Task
-	for i := 0; i < n; i++ {
-		t := base
-		t.Kind, t.ID = task.Rollout, fmt.Sprintf("r%d", i)
-		t.Rows = rows[i*len(rows)/n : (i+1)*len(rows)/n]
-		rollouts = append(rollouts, t)
+// create imports the base checkpoint of a new run and writes its run.json.
+func (c *Controller) create(ctx context.Context) error {
+	if _, err := c.o.Checkpoints.ImportBase(ctx, c.o.Run); err != nil {
+		return fmt.Errorf("run %s: base checkpoint: %w", c.o.Run, err)
 	}
-	rolloutOut, err := o.runAll(ctx, rollouts, metrics, "rollout")
-	if err != nil {
-		return StepReport{}, err
-	}
-	tRollout := time.Since(t0)
-
-	// Reward tasks: one per rollout shard.
-	t1 := time.Now()
-	var rewards []task.Task
-	for i, out := range rolloutOut {
-		t := base
-		t.Kind, t.ID = task.Reward, fmt.Sprintf("s%d", i)
-		t.Inputs = out.Outputs
-		rewards = append(rewards, t)
-	}
-	rewardOut, err := o.runAll(ctx, rewards, metrics, "reward")
-	if err != nil {
-		return StepReport{}, err
-	}
-	tReward := time.Since(t1)
-
-	// The learn task reads every shard of the step.
-	t2 := time.Now()
-	learn := base
-	learn.Kind, learn.ID = task.Learn, "learn"
-	for _, r := range append(append([]task.Result{}, rolloutOut...), rewardOut...) {
-		learn.Inputs = append(learn.Inputs, r.Outputs...)
-	}
-	learnOut, err := o.runAll(ctx, []task.Task{learn}, metrics, "learn")
-	if err != nil {
-		return StepReport{}, err
-	}
-	tLearn := time.Since(t2)
-
-	// Commit: verify every output, write the metrics shard, then the
-	// step's manifest, then run.json.
-	t3 := time.Now()
-	// Throughput from the tasks' summed counts and times.
-	if s := metrics["time/generate_s"]; s > 0 {
-		metrics["rollout/tokens_per_s"] = metrics["count/tokens"] / s
-	}
-	if s := metrics["time/draw_s"]; s > 0 {
-		metrics["rollout/images_per_s"] = metrics["count/images"] / s
-	}
-	metrics["time/rollout_s"] = tRollout.Seconds()
-	metrics["time/reward_s"] = tReward.Seconds()
-	metrics["time/learn_s"] = tLearn.Seconds()
-	batch := storage.NewBatch(o.Store, storage.StepManifestKey(o.Run, p.Step), o.Run, "step", strconv.Itoa(p.Step))
-	// The step's manifest lists its shards; the learn task's checkpoint
-	// is committed under its own manifest (and verified here all the
-	// same), so that dropping an old version leaves the steps whole.
-	prefix := storage.StepPrefix(o.Run, p.Step)
-	for _, r := range append(append(rolloutOut, rewardOut...), learnOut...) {
-		for _, obj := range r.Outputs {
-			if err := storage.Verify(ctx, o.Store, obj); err != nil {
-				return StepReport{}, fmt.Errorf("verify %s: %w", obj.Key, err)
-			}
-			if strings.HasPrefix(obj.Key, prefix) {
-				batch.Add(obj)
-			}
-		}
-	}
-	metrics["time/storage_s"] = time.Since(t3).Seconds() // verification so far
-	metrics["time/step_s"] = time.Since(t0).Seconds()
-	// Milliseconds, as the metrics shard keeps them: the event file of a
-	// step whose commit a resume repairs has the same wall time.
-	now := time.UnixMilli(time.Now().UnixMilli())
-	if err := runs.PutMetrics(ctx, batch, o.Run, p.Step, p.Phase, now, metrics, shards.WriterOptions{Compression: o.Config.Storage.Compression}, o.TmpDir); err != nil {
-		return StepReport{}, err
-	}
-	events, at := metrics, now
-	if _, err := batch.Commit(ctx); errors.Is(err, storage.ErrCommitted) {
-		// Another controller committed the step first: its metrics count.
-		sm, err := runs.ReadStepMetrics(ctx, o.Store, o.Run, p.Step, o.TmpDir)
-		if err != nil {
-			return StepReport{}, err
-		}
-		events, at = sm.Values, sm.At
-	} else if err != nil {
-		return StepReport{}, fmt.Errorf("commit: %w", err)
-	}
-	if err := runs.PutStepEvents(ctx, o.Store, rs, p.Step, at, events); err != nil {
-		return StepReport{}, err
-	}
-	if err := o.afterCommit(ctx, rs, p); err != nil {
-		return StepReport{}, err
-	}
-	return StepReport{Plan: p, Metrics: metrics, Elapsed: time.Since(t0)}, nil
-}
-
-// afterCommit records a committed step in run.json and drops the previous
-// checkpoint unless run.checkpoint_every keeps it.
-func (o *Options) afterCommit(ctx context.Context, rs *runs.State, p schedule.Step) error {
-	rs.Committed = p.Step
-	rs.PolicyVersion = p.Step
-	rs.Phase = p.Phase
-	if rs.Seeds == nil {
-		rs.Seeds = map[string]uint64{}
-	}
-	rs.Seeds[strconv.Itoa(p.Step)] = schedule.Seed(o.Config.Run.Seed, p.Step)
-	rs.Kept = append(rs.Kept, p.Step)
-	every := o.Config.Run.CheckpointEvery
-	prev := p.Step - 1
-	plan, err := schedule.Plan(o.Config)
+	yml, err := c.o.Config.YAML()
 	if err != nil {
 		return err
 	}
-	drop := prev > 0 && (every <= 0 || prev%every != 0) && !plan[prev-1].EndsPhase
-	if drop {
-		var kept []int
-		for _, v := range rs.Kept {
-			if v != prev {
-				kept = append(kept, v)
-			}
+	c.state = &runs.State{Version: runs.StateVersion, Run: c.o.Run, Config: string(yml), Seed: c.o.Config.Run.Seed,
+		Steps: len(c.plan), Kept: []int{0}, Started: c.clock.Now().UTC(), Seeds: map[string]uint64{}}
+	return c.writeState(ctx)
+}
+
+// repair records the steps whose manifest committed after run.json was
+// last written (a kill between the two): the manifest is the truth.
+func (c *Controller) repair(ctx context.Context) error {
+	for !c.Done() {
+		step := c.state.Committed + 1
+		if _, err := storage.ReadManifest(ctx, c.o.Store, storage.StepManifestKey(c.o.Run, step)); err != nil {
+			return nil
 		}
-		rs.Kept = kept
-	}
-	sort.Ints(rs.Kept)
-	if err := writeRunState(ctx, o.Store, rs); err != nil {
-		return err
-	}
-	if drop {
-		// After run.json no longer lists it; a kill in between leaves an
-		// orphan that `thinkgen gc` removes.
-		if err := o.Checkpoints.Delete(ctx, o.Run, prev); err != nil {
+		sm, err := runs.ReadStepMetrics(ctx, c.o.Store, c.o.Run, step, c.o.TmpDir)
+		if err != nil {
+			return fmt.Errorf("repair step %d: %w", step, err)
+		}
+		if err := runs.PutStepEvents(ctx, c.o.Store, c.state, step, sm.At, sm.Values); err != nil {
+			return err
+		}
+		if err := c.afterCommit(ctx, c.plan[step-1]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// runAll runs tasks concurrently (an executor with one worker runs them
-// one at a time), each up to o.Attempts times, and merges their metrics
-// (counts and times summed, the rest averaged over tasks).
-func (o *Options) runAll(ctx context.Context, ts []task.Task, metrics map[string]float64, kind string) ([]task.Result, error) {
-	out := make([]task.Result, len(ts))
-	errs := make([]error, len(ts))
-	var wg sync.WaitGroup
-	var mu sync.Mutex // serialises progress lines
-	for i := range ts {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			t := ts[i]
-			var err error
-			for a := 1; a <= o.Attempts; a++ {
-				t.Attempt = a
-				if err = t.Validate(); err != nil {
-					break
-				}
-				out[i], err = o.Exec.Do(ctx, t)
-				if err == nil || ctx.Err() != nil || errors.Is(err, task.ErrFatal) {
-					break
-				}
-				mu.Lock()
-				fmt.Fprintf(o.Progress, "%s failed (will retry): %v\n", t, err)
-				mu.Unlock()
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", t, err)
-			}
-		}(i)
+// Plan returns the run's steps.
+func (c *Controller) Plan() []schedule.Step { return c.plan }
+
+// Committed is the run's last committed step (0: none).
+func (c *Controller) Committed() int { return c.state.Committed }
+
+// Done reports whether every step of the plan is committed.
+func (c *Controller) Done() bool { return c.state.Committed >= len(c.plan) }
+
+// Step runs the next step of the plan and commits it.
+func (c *Controller) Step(ctx context.Context) (StepReport, error) {
+	if c.Done() {
+		return StepReport{}, fmt.Errorf("run %s: every step of its %d is committed", c.o.Run, len(c.plan))
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	p := c.plan[c.state.Committed]
+	rep, err := c.runStep(ctx, p)
+	if err != nil {
+		return StepReport{}, fmt.Errorf("step %d (%s): %w", p.Step, p.Phase, err)
 	}
-	sums := map[string]float64{}
-	for i := range out {
-		for k, v := range out[i].Metrics {
-			sums[k] += v
-		}
-	}
-	for k, v := range sums {
-		if strings.HasPrefix(k, "count/") || strings.HasPrefix(k, "time/") {
-			metrics[k] = v
-		} else {
-			metrics[k] = v / float64(len(ts))
-		}
-	}
-	return out, nil
+	return rep, nil
 }
 
-// StepLine is the one-line progress report of a step.
-func StepLine(r StepReport, total int) string {
-	m := r.Metrics
-	get := func(k string) float64 {
-		v, ok := m[k]
-		if !ok {
-			return math.NaN()
+// Run runs the remaining steps, writing a progress line after each, until
+// the plan is done, o.StopAfter steps are committed or ctx ends. It
+// returns the steps it committed.
+func (c *Controller) Run(ctx context.Context) ([]StepReport, error) {
+	var reports []StepReport
+	start := c.clock.Now()
+	first := c.state.Committed
+	for !c.Done() {
+		if err := ctx.Err(); err != nil {
+			return reports, err
 		}
-		return v
+		if c.o.StopAfter > 0 && len(reports) >= c.o.StopAfter {
+			return reports, nil
+		}
+		rep, err := c.Step(ctx)
+		if err != nil {
+			return reports, err
+		}
+		reports = append(reports, rep)
+		done := c.state.Committed - first
+		eta := time.Duration(float64(c.since(start)) / float64(done) * float64(len(c.plan)-c.state.Committed))
+		fmt.Fprintf(c.o.Progress, "%s | ETA %s\n", StepLine(rep, len(c.plan)), eta.Round(time.Second))
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "step %d/%d %s | reward %.3f±%.3f zero-std %.2f | kl %.4f clip %.3f/%.3f ratio₀ %.4f | grad %.3f",
-		r.Plan.Step, total, r.Plan.Phase, get("reward/mean"), get("reward/std"), get("adv/zero_std_ratio"),
-		get("loss/kl"), get("loss/clip_low"), get("loss/clip_high"), get("loss/ratio_first"), get("learn/grad_norm"))
-	if r.Plan.Phase == config.PhaseMLLMGRPO {
-		fmt.Fprintf(&b, " | cot %.1f tok ent %.3f instr/reasoning %.3f | %.0f tok/s", get("rollout/cot_tokens"), get("loss/entropy"), get("rollout/instruction/reasoning"), get("rollout/tokens_per_s"))
-	} else {
-		fmt.Fprintf(&b, " | %.2f img/s", get("rollout/images_per_s"))
+	return reports, nil
+}
+
+// Train opens run o.Run (Open) and runs it (Run): for each step, the
+// rollout tasks, one reward task per rollout shard, the learn task, then
+// the step's commit. It returns the steps it committed.
+func Train(ctx context.Context, o Options) ([]StepReport, error) {
+	c, err := Open(ctx, o)
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(&b, " | rollout %.1fs reward %.1fs learn %.1fs storage %.2fs",
-		get("time/rollout_s"), get("time/reward_s"), get("time/learn_s"), get("time/storage_s"))
-	return b.String()
+	return c.Run(ctx)
+}
+
+// since is the time from t to now on the controller's clock.
+func (c *Controller) since(t time.Time) time.Duration { return c.clock.Now().Sub(t) }
+
+// writeState records the run's state as of now in run.json.
+func (c *Controller) writeState(ctx context.Context) error {
+	c.state.Updated = c.clock.Now().UTC()
+	return runs.WriteState(ctx, c.o.Store, c.state)
 }

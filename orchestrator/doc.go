@@ -1,10 +1,27 @@
-// Package orchestrator is the controller of a SepGRPO run: it turns the
-// phase schedule (package schedule) into steps, splits each step into
-// rollout, reward and learn tasks, hands them to workers (goroutines in
-// embedded mode, processes over HTTP in distributed mode), and commits a
-// step in the run manifest only when every output of it is written and
-// verified, so that a killed run resumes from its last committed step with
-// the same result. What it writes of a run besides the steps' shards
-// (run.json, the metrics shard, TensorBoard event files) is laid out by
-// package storage/runs.
+// Package orchestrator is the controller of a SepGRPO run.
+//
+// A [Controller] drives one run: [Open] reads the run's state
+// (runs/<run>/run.json, package storage/runs), takes the run's
+// configuration from it when resuming, computes the run's plan once
+// (package schedule) and, for a new run, imports the base checkpoint as
+// version 0. [Controller.Step] runs the next step: its rollout tasks (the
+// step's prompts, split evenly), one reward task per rollout shard and the
+// learn task, each handed to an [Executor] (a worker in this process in
+// embedded mode, the workers behind a task queue in distributed mode) and
+// retried up to Options.Attempts times unless it fails with task.ErrFatal.
+// Then it commits the step: every output is verified (size, sha256), the
+// step's metrics shard and manifest are written, then its TensorBoard
+// event file, then run.json, and the previous checkpoint is dropped unless
+// run.checkpoint_every keeps it or it ends a block of the schedule.
+// [Controller.Run] runs the remaining steps with a progress line each;
+// [Train] is Open then Run.
+//
+// The manifest is the commit: a run killed at any point resumes from its
+// last committed step (repairing the event file and run.json of a step
+// whose manifest was written) with the same result as a run that was not
+// killed. The controller reads every time it records from its [Clock], so
+// its scenario tests (testdata/*.txt, run by TestScenarios) replay
+// commits, failed and fatal tasks and kills at each point of a commit
+// deterministically, against golden output that
+// `go test ./orchestrator -run TestScenarios -update` refreshes.
 package orchestrator

@@ -1,0 +1,487 @@
+package orchestrator_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/task"
+)
+
+// TestScenarios runs the controller scripts of testdata/*.txt (the format
+// is script_test.go's): the real controller over a local store in a
+// temporary directory, with an in-memory executor that writes small
+// stand-in shards and checkpoints, a checkpoint store of the same kind, a
+// clock that moves only when a task runs, and failures injected into
+// tasks and store operations. Commands:
+//
+//	config phases=mllm-grpo:1,dit-grpo:1 cycles=1 prompts=3 train-size=10 checkpoint-every=10
+//	    the configuration of the runs that follow (these are the defaults)
+//	fail kind=K [id=ID] [step=N] [times=N] [fatal]
+//	    the next times (1) attempts of a matching task fail, fatally or not
+//	break op=put|delete key=S [skip=N] [times=N]
+//	    after skip (0) matching operations, the next times (1) store
+//	    operations on a key containing S fail, as if the controller were
+//	    killed there
+//	train run=R [resume] [stop-after=N] [rollout-tasks=N] [attempts=N]
+//	    runs the controller: prints every task attempt, the progress lines
+//	    and how it ended
+//	state run=R
+//	    prints what the store holds of the run
+//	same run=R as=S
+//	    compares two runs' committed data (shards, checkpoints, run.json;
+//	    shard keys without their attempt)
+func TestScenarios(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenario scripts in testdata (%v)", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			local, err := storage.NewLocal(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &scenario{store: &faultStore{Store: local}, clock: &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}}
+			s.cfg = scenarioConfig(nil)
+			runScript(t, f, s.do)
+		})
+	}
+}
+
+// scenario is the state of one script.
+type scenario struct {
+	cfg    *config.Config
+	store  *faultStore
+	clock  *fakeClock
+	faults []*taskFault
+}
+
+func (s *scenario) do(t *testing.T, d directive) string {
+	t.Helper()
+	ctx := context.Background()
+	switch d.name {
+	case "config":
+		s.cfg = scenarioConfig(d.args)
+		if err := s.cfg.Validate(); err != nil {
+			return "error: " + err.Error()
+		}
+		return "ok"
+	case "fail":
+		f := &taskFault{kind: task.Kind(d.args["kind"]), id: d.args["id"], step: atoi(t, d, "step", 0), times: atoi(t, d, "times", 1), fatal: d.args["fatal"] == "true"}
+		s.faults = append(s.faults, f)
+		return "ok"
+	case "break":
+		s.store.mu.Lock()
+		s.store.faults = append(s.store.faults, &storeFault{op: d.args["op"], key: d.args["key"], skip: atoi(t, d, "skip", 0), times: atoi(t, d, "times", 1)})
+		s.store.mu.Unlock()
+		return "ok"
+	case "train":
+		return s.train(ctx, t, d)
+	case "state":
+		return s.state(ctx, t, d.args["run"])
+	case "same":
+		a, b := s.committed(ctx, t, d.args["run"]), s.committed(ctx, t, d.args["as"])
+		if a == b {
+			return "same"
+		}
+		return fmt.Sprintf("differ:\n%s--- vs ---\n%s", a, strings.TrimSuffix(b, "\n"))
+	}
+	t.Fatalf("line %d: unknown command %q", d.line, d.name)
+	return ""
+}
+
+// scenarioConfig is a small run configuration with the given keys set.
+func scenarioConfig(args map[string]string) *config.Config {
+	get := func(k, def string) string {
+		if v, ok := args[k]; ok {
+			return v
+		}
+		return def
+	}
+	c := config.Default()
+	c.Data.TrainSize, _ = strconv.Atoi(get("train-size", "10"))
+	prompts, _ := strconv.Atoi(get("prompts", "3"))
+	c.GRPO.PromptsPerStep, c.FlowGRPO.PromptsPerStep = prompts, prompts
+	c.Schedule.Cycles, _ = strconv.Atoi(get("cycles", "1"))
+	c.Run.CheckpointEvery, _ = strconv.Atoi(get("checkpoint-every", "10"))
+	c.Schedule.Phases = nil
+	for _, ph := range strings.Split(get("phases", "mllm-grpo:1,dit-grpo:1"), ",") {
+		name, n, _ := strings.Cut(ph, ":")
+		steps, _ := strconv.Atoi(n)
+		c.Schedule.Phases = append(c.Schedule.Phases, config.PhaseSpec{Phase: config.Phase(name), Steps: steps})
+	}
+	return c
+}
+
+func atoi(t *testing.T, d directive, key string, def int) int {
+	t.Helper()
+	v, ok := d.args[key]
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("line %d: %s=%q: %v", d.line, key, v, err)
+	}
+	return n
+}
+
+func (s *scenario) train(ctx context.Context, t *testing.T, d directive) string {
+	exec := &fakeExec{store: s.store, clock: s.clock, faults: s.faults}
+	var progress bytes.Buffer
+	reps, err := orchestrator.Train(ctx, orchestrator.Options{
+		Config: s.cfg, Store: s.store, Run: d.args["run"], Exec: exec, Resume: d.args["resume"] == "true",
+		Checkpoints: fakeCheckpoints{s.store}, RolloutTasks: atoi(t, d, "rollout-tasks", 2), Attempts: atoi(t, d, "attempts", 0),
+		StopAfter: atoi(t, d, "stop-after", 0), Progress: &progress, TmpDir: t.TempDir(), Clock: s.clock,
+	})
+	var b strings.Builder
+	for _, c := range exec.sortedCalls() {
+		b.WriteString(c + "\n")
+	}
+	b.WriteString(progress.String())
+	if err != nil {
+		fmt.Fprintf(&b, "error: %v\n", err)
+	}
+	fmt.Fprintf(&b, "committed %d steps", len(reps))
+	return b.String()
+}
+
+// state lists what the store holds of a run: run.json, each step's
+// committed shards (or the shards of a step that did not commit), the
+// checkpoint versions with a manifest and the TensorBoard event files.
+func (s *scenario) state(ctx context.Context, t *testing.T, run string) string {
+	var b strings.Builder
+	rs, err := runs.ReadState(ctx, s.store, run)
+	if err != nil {
+		fmt.Fprintf(&b, "run.json: %v\n", err)
+	} else {
+		var seeds []int
+		for k := range rs.Seeds {
+			n, err := strconv.Atoi(k)
+			if err != nil {
+				t.Fatalf("run.json: seed of step %q", k)
+			}
+			seeds = append(seeds, n)
+		}
+		slices.Sort(seeds)
+		fmt.Fprintf(&b, "run.json: committed %d/%d policy %d phase %s kept %v seeds of steps %v started %s updated %s\n",
+			rs.Committed, rs.Steps, rs.PolicyVersion, rs.Phase, rs.Kept, seeds, rs.Started.Format(time.TimeOnly), rs.Updated.Format(time.TimeOnly))
+	}
+	objs, err := s.store.Store.List(ctx, storage.RunPrefix(run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := map[string][]string{}
+	var stepOrder []string
+	var versions, events []string
+	for _, o := range objs {
+		rel := strings.TrimPrefix(o.Key, storage.RunPrefix(run))
+		parts := strings.Split(rel, "/")
+		switch {
+		case parts[0] == "steps" && len(parts) >= 3:
+			if _, ok := steps[parts[1]]; !ok {
+				stepOrder = append(stepOrder, parts[1])
+			}
+			steps[parts[1]] = append(steps[parts[1]], strings.Join(parts[2:], "/"))
+		case parts[0] == "checkpoints" && len(parts) == 3 && parts[2] == storage.ManifestName:
+			versions = append(versions, strings.TrimLeft(parts[1], "0")+map[bool]string{true: "0"}[strings.Trim(parts[1], "0") == ""])
+		case parts[0] == "tensorboard":
+			f := strings.Split(parts[1], ".")
+			events = append(events, f[len(f)-2])
+		}
+	}
+	for _, st := range stepOrder {
+		files := steps[st]
+		label := "committed"
+		if !slices.Contains(files, storage.ManifestName) {
+			label = "not committed"
+		}
+		files = slices.DeleteFunc(files, func(f string) bool { return f == storage.ManifestName })
+		n, _ := strconv.Atoi(st)
+		fmt.Fprintf(&b, "step %d %s: %s\n", n, label, strings.Join(files, " "))
+	}
+	fmt.Fprintf(&b, "checkpoints: %s\n", strings.Join(versions, " "))
+	fmt.Fprintf(&b, "events: %s", strings.Join(events, " "))
+	return b.String()
+}
+
+// committed describes a run's committed data, the run's name left out:
+// run.json's progress, each committed step's shards with their sha256
+// (its metrics shard, which holds wall times, by name only) and each kept
+// checkpoint's objects with theirs.
+func (s *scenario) committed(ctx context.Context, t *testing.T, run string) string {
+	rs, err := runs.ReadState(ctx, s.store, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "committed %d policy %d phase %s kept %v seeds %v\n", rs.Committed, rs.PolicyVersion, rs.Phase, rs.Kept, rs.Seeds)
+	list := func(m *storage.Manifest) {
+		for _, o := range m.Objects {
+			key := attempt.ReplaceAllString(strings.TrimPrefix(o.Key, storage.RunPrefix(run)), "")
+			if strings.Contains(key, "/metrics/") {
+				fmt.Fprintf(&b, "  %s\n", key)
+				continue
+			}
+			fmt.Fprintf(&b, "  %s %d %s\n", key, o.Size, o.SHA256[:12])
+		}
+	}
+	for step := 1; step <= rs.Committed; step++ {
+		m, err := storage.ReadManifest(ctx, s.store, storage.StepManifestKey(run, step))
+		if err != nil {
+			t.Fatal(err)
+		}
+		list(m)
+	}
+	for _, v := range rs.Kept {
+		m, err := storage.ReadManifest(ctx, s.store, storage.CheckpointManifestKey(run, v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		list(m)
+	}
+	return b.String()
+}
+
+// attempt matches the attempt in a shard's key (storage.ShardKey).
+var attempt = regexp.MustCompile(`-a[0-9]+\.arrow$`)
+
+// fakeClock is a clock the executor moves: each task takes a fixed time.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// taskCost is how long a task of each kind takes on the fake clock.
+var taskCost = map[task.Kind]time.Duration{task.Rollout: 2 * time.Second, task.Reward: time.Second, task.Learn: 3 * time.Second}
+
+// taskFault makes the next times attempts of the tasks it matches fail.
+type taskFault struct {
+	kind  task.Kind
+	id    string // "" matches any
+	step  int    // 0 matches any
+	times int
+	fatal bool
+}
+
+// fakeExec is an executor that writes small stand-in outputs: a rollout
+// shard naming its rows, policy version and seed; a reward shard naming
+// the rollout shard it scored; and, for a learn task, the next checkpoint
+// version, naming the version and every shard it learned from. Its outputs
+// are a function of the task alone (not of the attempt), as a worker's
+// are.
+type fakeExec struct {
+	store  storage.Store
+	clock  *fakeClock
+	mu     sync.Mutex
+	faults []*taskFault
+	calls  []call
+}
+
+type call struct {
+	t       task.Task
+	outcome string
+}
+
+func (e *fakeExec) Do(ctx context.Context, t task.Task) (task.Result, error) {
+	e.mu.Lock()
+	var fault *taskFault
+	for _, f := range e.faults {
+		if f.times > 0 && f.kind == t.Kind && (f.id == "" || f.id == t.ID) && (f.step == 0 || f.step == t.Step) {
+			f.times--
+			fault = f
+			break
+		}
+	}
+	e.clock.advance(taskCost[t.Kind])
+	outcome := "ok"
+	switch {
+	case fault != nil && fault.fatal:
+		outcome = "fatal"
+	case fault != nil:
+		outcome = "failed"
+	}
+	e.calls = append(e.calls, call{t, outcome})
+	e.mu.Unlock()
+	switch {
+	case fault != nil && fault.fatal:
+		return task.Result{}, fmt.Errorf("%w: injected", task.ErrFatal)
+	case fault != nil:
+		return task.Result{}, errors.New("injected")
+	}
+	switch t.Kind {
+	case task.Rollout:
+		obj, err := storage.PutObject(ctx, e.store, t.OutputKey(), strings.NewReader(fmt.Sprintf("rollout of rows %v by policy %d, seed %d\n", t.Rows, t.PolicyVersion, t.Seed)))
+		m := map[string]float64{"count/tokens": float64(10 * len(t.Rows)), "time/generate_s": 2}
+		return task.Result{Outputs: []storage.Object{obj}, Metrics: m}, err
+	case task.Reward:
+		obj, err := storage.PutObject(ctx, e.store, t.OutputKey(), strings.NewReader("reward of "+t.Inputs[0].SHA256+"\n"))
+		return task.Result{Outputs: []storage.Object{obj}, Metrics: map[string]float64{"time/score_s": 1}}, err
+	}
+	var from []string
+	for _, in := range t.Inputs {
+		from = append(from, in.SHA256[:12])
+	}
+	v := t.PolicyVersion + 1
+	m, err := putVersion(ctx, e.store, t.Run, v, fmt.Sprintf("policy %d from %d, learned from %s\n", v, t.PolicyVersion, strings.Join(from, " ")))
+	if err != nil {
+		return task.Result{}, err
+	}
+	mobj, err := objectOf(ctx, e.store, storage.CheckpointManifestKey(t.Run, v))
+	if err != nil {
+		return task.Result{}, err
+	}
+	stats := map[string]float64{"reward/mean": 0.1 * float64(t.Step), "loss/kl": 0.01 * float64(t.Step), "learn/grad_norm": 1}
+	return task.Result{Outputs: append(append([]storage.Object{}, m.Objects...), mobj), Metrics: stats}, nil
+}
+
+// sortedCalls lists the task attempts in the order of the step's stages
+// (tasks of one stage run concurrently, so their order is the sort's).
+func (e *fakeExec) sortedCalls() []string {
+	rank := map[task.Kind]int{task.Rollout: 0, task.Reward: 1, task.Learn: 2}
+	cs := slices.Clone(e.calls)
+	slices.SortStableFunc(cs, func(a, b call) int {
+		if a.t.Step != b.t.Step {
+			return a.t.Step - b.t.Step
+		}
+		if rank[a.t.Kind] != rank[b.t.Kind] {
+			return rank[a.t.Kind] - rank[b.t.Kind]
+		}
+		if c := strings.Compare(a.t.ID, b.t.ID); c != 0 {
+			return c
+		}
+		return a.t.Attempt - b.t.Attempt
+	})
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		detail := ""
+		switch c.t.Kind {
+		case task.Rollout:
+			detail = fmt.Sprintf(" rows %v", c.t.Rows)
+		default:
+			detail = fmt.Sprintf(" inputs %d", len(c.t.Inputs))
+		}
+		out[i] = fmt.Sprintf("task step %d %s %s attempt %d policy %d%s: %s", c.t.Step, c.t.Kind, c.t.ID, c.t.Attempt, c.t.PolicyVersion, detail, c.outcome)
+	}
+	return out
+}
+
+// putVersion commits a stand-in checkpoint version holding one file; a
+// version committed before is kept, as checkpoint.Save keeps it.
+func putVersion(ctx context.Context, st storage.Store, run string, v int, body string) (*storage.Manifest, error) {
+	key := storage.CheckpointManifestKey(run, v)
+	if m, err := storage.ReadManifest(ctx, st, key); err == nil {
+		return m, nil
+	}
+	batch := storage.NewBatch(st, key, run, "checkpoint", strconv.Itoa(v))
+	if _, err := batch.Put(ctx, storage.CheckpointPrefix(run, v)+"policy.txt", strings.NewReader(body)); err != nil {
+		return nil, err
+	}
+	return batch.Commit(ctx)
+}
+
+func objectOf(ctx context.Context, st storage.Store, key string) (storage.Object, error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return storage.Object{}, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	return storage.Object{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, err
+}
+
+// fakeCheckpoints imports a stand-in base as version 0 and deletes
+// versions with checkpoint.Delete.
+type fakeCheckpoints struct{ store storage.Store }
+
+func (c fakeCheckpoints) ImportBase(ctx context.Context, run string) (*storage.Manifest, error) {
+	return putVersion(ctx, c.store, run, 0, "the base policy\n")
+}
+
+func (c fakeCheckpoints) Delete(ctx context.Context, run string, v int) error {
+	return checkpoint.Delete(ctx, c.store, run, v)
+}
+
+// faultStore is a store whose Put or Delete of chosen keys fails, as a
+// kill at that point would stop the controller.
+type faultStore struct {
+	storage.Store
+	mu     sync.Mutex
+	faults []*storeFault
+}
+
+type storeFault struct {
+	op, key     string
+	skip, times int
+}
+
+func (s *faultStore) fail(op, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.faults {
+		if f.times == 0 || f.op != op || !strings.Contains(key, f.key) {
+			continue
+		}
+		if f.skip > 0 {
+			f.skip--
+			continue
+		}
+		f.times--
+		return fmt.Errorf("injected: %s %s…", op, f.key)
+	}
+	return nil
+}
+
+func (s *faultStore) String() string { return "the test store" }
+
+func (s *faultStore) Put(ctx context.Context, key string, body io.ReadSeeker) error {
+	if err := s.fail("put", key); err != nil {
+		return err
+	}
+	return s.Store.Put(ctx, key, body)
+}
+
+func (s *faultStore) Create(ctx context.Context, key string, body io.ReadSeeker) error {
+	if err := s.fail("put", key); err != nil {
+		return err
+	}
+	return s.Store.Create(ctx, key, body)
+}
+
+func (s *faultStore) Delete(ctx context.Context, key string) error {
+	if err := s.fail("delete", key); err != nil {
+		return err
+	}
+	return s.Store.Delete(ctx, key)
+}

@@ -1,0 +1,222 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thinkgen/thinkgen/schedule"
+	"github.com/thinkgen/thinkgen/shards"
+	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/task"
+)
+
+// runStep runs step p's tasks and commits it.
+func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, error) {
+	t0 := c.clock.Now()
+	seed := schedule.Seed(c.o.Config.Run.Seed, p.Step)
+	metrics := map[string]float64{}
+	base := task.Task{Run: c.o.Run, Step: p.Step, Phase: p.Phase, PolicyVersion: c.state.PolicyVersion, Seed: seed}
+
+	// Rollout tasks: the step's prompts, split evenly.
+	rows := p.Rows(c.o.Config.Data.TrainSize)
+	n := max(1, min(c.o.RolloutTasks, len(rows)))
+	var rollouts []task.Task
+	for i := 0; i < n; i++ {
+		t := base
+		t.Kind, t.ID = task.Rollout, fmt.Sprintf("r%d", i)
+		t.Rows = rows[i*len(rows)/n : (i+1)*len(rows)/n]
+		rollouts = append(rollouts, t)
+	}
+	rolloutOut, err := c.runAll(ctx, rollouts, metrics)
+	if err != nil {
+		return StepReport{}, err
+	}
+	tRollout := c.since(t0)
+
+	// Reward tasks: one per rollout shard.
+	t1 := c.clock.Now()
+	var rewards []task.Task
+	for i, out := range rolloutOut {
+		t := base
+		t.Kind, t.ID = task.Reward, fmt.Sprintf("s%d", i)
+		t.Inputs = out.Outputs
+		rewards = append(rewards, t)
+	}
+	rewardOut, err := c.runAll(ctx, rewards, metrics)
+	if err != nil {
+		return StepReport{}, err
+	}
+	tReward := c.since(t1)
+
+	// The learn task reads every shard of the step.
+	t2 := c.clock.Now()
+	learn := base
+	learn.Kind, learn.ID = task.Learn, "learn"
+	for _, r := range append(append([]task.Result{}, rolloutOut...), rewardOut...) {
+		learn.Inputs = append(learn.Inputs, r.Outputs...)
+	}
+	learnOut, err := c.runAll(ctx, []task.Task{learn}, metrics)
+	if err != nil {
+		return StepReport{}, err
+	}
+	tLearn := c.since(t2)
+
+	metrics["time/rollout_s"] = tRollout.Seconds()
+	metrics["time/reward_s"] = tReward.Seconds()
+	metrics["time/learn_s"] = tLearn.Seconds()
+	outs := append(append(rolloutOut, rewardOut...), learnOut...)
+	if err := c.commit(ctx, p, t0, outs, metrics); err != nil {
+		return StepReport{}, err
+	}
+	return StepReport{Plan: p, Metrics: metrics, Elapsed: c.since(t0)}, nil
+}
+
+// commit verifies every output of step p (started at t0), writes its
+// metrics shard, then its manifest, its TensorBoard event file and
+// run.json.
+func (c *Controller) commit(ctx context.Context, p schedule.Step, t0 time.Time, outs []task.Result, metrics map[string]float64) error {
+	t3 := c.clock.Now()
+	// Throughput from the tasks' summed counts and times.
+	if s := metrics["time/generate_s"]; s > 0 {
+		metrics["rollout/tokens_per_s"] = metrics["count/tokens"] / s
+	}
+	if s := metrics["time/draw_s"]; s > 0 {
+		metrics["rollout/images_per_s"] = metrics["count/images"] / s
+	}
+	batch := storage.NewBatch(c.o.Store, storage.StepManifestKey(c.o.Run, p.Step), c.o.Run, "step", strconv.Itoa(p.Step))
+	// The step's manifest lists its shards; the learn task's checkpoint
+	// is committed under its own manifest (and verified here all the
+	// same), so that dropping an old version leaves the steps whole.
+	prefix := storage.StepPrefix(c.o.Run, p.Step)
+	for _, r := range outs {
+		for _, obj := range r.Outputs {
+			if err := storage.Verify(ctx, c.o.Store, obj); err != nil {
+				return fmt.Errorf("verify %s: %w", obj.Key, err)
+			}
+			if strings.HasPrefix(obj.Key, prefix) {
+				batch.Add(obj)
+			}
+		}
+	}
+	metrics["time/storage_s"] = c.since(t3).Seconds() // verification so far
+	metrics["time/step_s"] = c.since(t0).Seconds()
+	// Milliseconds, as the metrics shard keeps them: the event file of a
+	// step whose commit a resume repairs has the same wall time.
+	now := time.UnixMilli(c.clock.Now().UnixMilli())
+	if err := runs.PutMetrics(ctx, batch, c.o.Run, p.Step, p.Phase, now, metrics, shards.WriterOptions{Compression: c.o.Config.Storage.Compression}, c.o.TmpDir); err != nil {
+		return err
+	}
+	events, at := metrics, now
+	if _, err := batch.Commit(ctx); errors.Is(err, storage.ErrCommitted) {
+		// Another controller committed the step first: its metrics count.
+		sm, err := runs.ReadStepMetrics(ctx, c.o.Store, c.o.Run, p.Step, c.o.TmpDir)
+		if err != nil {
+			return err
+		}
+		events, at = sm.Values, sm.At
+	} else if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if err := runs.PutStepEvents(ctx, c.o.Store, c.state, p.Step, at, events); err != nil {
+		return err
+	}
+	return c.afterCommit(ctx, p)
+}
+
+// afterCommit records a committed step in run.json and drops the previous
+// checkpoint unless run.checkpoint_every keeps it or it ends a block of
+// the schedule.
+func (c *Controller) afterCommit(ctx context.Context, p schedule.Step) error {
+	rs := c.state
+	rs.Committed = p.Step
+	rs.PolicyVersion = p.Step
+	rs.Phase = p.Phase
+	if rs.Seeds == nil {
+		rs.Seeds = map[string]uint64{}
+	}
+	rs.Seeds[strconv.Itoa(p.Step)] = schedule.Seed(c.o.Config.Run.Seed, p.Step)
+	rs.Kept = append(rs.Kept, p.Step)
+	every := c.o.Config.Run.CheckpointEvery
+	prev := p.Step - 1
+	drop := prev > 0 && (every <= 0 || prev%every != 0) && !c.plan[prev-1].EndsPhase
+	if drop {
+		var kept []int
+		for _, v := range rs.Kept {
+			if v != prev {
+				kept = append(kept, v)
+			}
+		}
+		rs.Kept = kept
+	}
+	sort.Ints(rs.Kept)
+	if err := c.writeState(ctx); err != nil {
+		return err
+	}
+	if drop {
+		// After run.json no longer lists it; a kill in between leaves an
+		// orphan that `thinkgen gc` removes.
+		if err := c.o.Checkpoints.Delete(ctx, c.o.Run, prev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runAll runs tasks concurrently (an executor with one worker runs them
+// one at a time), each up to o.Attempts times, and merges their metrics
+// (counts and times summed, the rest averaged over tasks).
+func (c *Controller) runAll(ctx context.Context, ts []task.Task, metrics map[string]float64) ([]task.Result, error) {
+	out := make([]task.Result, len(ts))
+	errs := make([]error, len(ts))
+	var wg sync.WaitGroup
+	var mu sync.Mutex // serialises progress lines
+	for i := range ts {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			t := ts[i]
+			var err error
+			for a := 1; a <= c.o.Attempts; a++ {
+				t.Attempt = a
+				if err = t.Validate(); err != nil {
+					break
+				}
+				out[i], err = c.o.Exec.Do(ctx, t)
+				if err == nil || ctx.Err() != nil || errors.Is(err, task.ErrFatal) {
+					break
+				}
+				mu.Lock()
+				fmt.Fprintf(c.o.Progress, "%s failed (will retry): %v\n", t, err)
+				mu.Unlock()
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", t, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	sums := map[string]float64{}
+	for i := range out {
+		for k, v := range out[i].Metrics {
+			sums[k] += v
+		}
+	}
+	for k, v := range sums {
+		if strings.HasPrefix(k, "count/") || strings.HasPrefix(k, "time/") {
+			metrics[k] = v
+		} else {
+			metrics[k] = v / float64(len(ts))
+		}
+	}
+	return out, nil
+}
