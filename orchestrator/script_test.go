@@ -70,13 +70,11 @@ func parseScript(path string) (lines []string, ds []directive, err error) {
 // with -update it rewrites the script with the outputs instead.
 func runScript(t *testing.T, path string, do func(t *testing.T, d directive) string) {
 	t.Helper()
-	_, ds, err := parseScript(path)
+	src, ds, err := parseScript(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(path)
 	var out strings.Builder
-	src := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	next := 0 // first line of src not yet copied
 	for _, d := range ds {
 		got := strings.TrimRight(do(t, d), "\n")
@@ -88,9 +86,9 @@ func runScript(t *testing.T, path string, do func(t *testing.T, d directive) str
 				out.WriteString(l + "\n")
 			}
 			out.WriteString(got + "\n")
-			next = d.line + 1 + strings.Count(d.want, "\n") + 1
-			if d.want == "" {
-				next = d.line + 1
+			next = d.line + 1 // the first line after ----
+			if d.want != "" {
+				next += strings.Count(d.want, "\n") + 1
 			}
 			continue
 		}
