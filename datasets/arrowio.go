@@ -126,18 +126,77 @@ type Info struct {
 // dataset of a version this package reads.
 var ErrSchema = errors.New("thinkgen/datasets: not a shapeworld dataset")
 
-// ReadIPC reads every row of an Arrow IPC dataset file.
-func ReadIPC(r ipc.ReadAtSeeker) ([]Row, Info, error) {
-	fr, err := ipc.NewFileReader(r)
+// ErrCorrupt is wrapped by errors about a dataset file whose Arrow
+// structure is malformed (truncated, or lengths and offsets that point
+// outside the file).
+var ErrCorrupt = errors.New("thinkgen/datasets: corrupt Arrow IPC file")
+
+// cappedAllocator is the Arrow allocator of ReadIPC: it refuses (by
+// panicking with errTooLarge, which ReadIPC recovers) to hold more than
+// limit bytes at once, so that lengths read from a hostile file cannot
+// make the reader allocate past the file's own size.
+type cappedAllocator struct {
+	mem   memory.Allocator
+	live  int
+	limit int
+}
+
+type errTooLarge struct{ want, limit int }
+
+func (a *cappedAllocator) Allocate(size int) []byte {
+	if size < 0 || a.live+size > a.limit {
+		panic(errTooLarge{a.live + size, a.limit})
+	}
+	a.live += size
+	return a.mem.Allocate(size)
+}
+
+func (a *cappedAllocator) Reallocate(size int, b []byte) []byte {
+	if size < 0 || a.live-len(b)+size > a.limit {
+		panic(errTooLarge{a.live - len(b) + size, a.limit})
+	}
+	a.live += size - len(b)
+	return a.mem.Reallocate(size, b)
+}
+
+func (a *cappedAllocator) Free(b []byte) {
+	a.live -= len(b)
+	a.mem.Free(b)
+}
+
+// ReadIPC reads every row of an Arrow IPC dataset file. A malformed file
+// gives an error wrapping ErrCorrupt or ErrSchema: the Arrow reader
+// trusts the file's structure (it can index out of range on a truncated
+// footer), so its panics are recovered here, and its allocations are
+// capped at twice the file's size plus 1 MiB.
+func ReadIPC(r ipc.ReadAtSeeker) (rows []Row, info Info, err error) {
+	size, err := r.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("read dataset: %w", err)
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nil, Info{}, fmt.Errorf("read dataset: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			rows, info = nil, Info{}
+			if tl, ok := p.(errTooLarge); ok {
+				err = fmt.Errorf("read dataset: %w: it asks for %d bytes, more than %d for a %d-byte file", ErrCorrupt, tl.want, tl.limit, size)
+				return
+			}
+			err = fmt.Errorf("read dataset: %w: %v", ErrCorrupt, p)
+		}
+	}()
+	mem := &cappedAllocator{mem: memory.NewGoAllocator(), limit: int(min(size, 1<<40))*2 + 1<<20}
+	fr, err := ipc.NewFileReader(r, ipc.WithAllocator(mem))
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("read dataset: %w", err)
 	}
 	defer fr.Close()
-	info, err := checkSchema(fr.Schema())
+	info, err = checkSchema(fr.Schema())
 	if err != nil {
 		return nil, Info{}, err
 	}
-	var rows []Row
 	for i := range fr.NumRecords() {
 		rec, err := fr.Record(i)
 		if err != nil {

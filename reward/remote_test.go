@@ -33,7 +33,7 @@ func remoteRegistry(t *testing.T, url string, opts ClientOptions, weights map[st
 	return NewRegistry(scorers, weights)
 }
 
-func testItems(t *testing.T, n int) []Item {
+func testItems(t testing.TB, n int) []Item {
 	t.Helper()
 	rows, err := datasets.Generate(datasets.Options{Seed: 21, Split: datasets.Eval}, 0, n)
 	if err != nil {

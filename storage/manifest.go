@@ -195,9 +195,21 @@ func ReadManifest(ctx context.Context, s Store, key string) (*Manifest, error) {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(r, MaxManifestBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)
+	}
+	return DecodeManifest(key, data)
+}
+
+// MaxManifestBytes bounds the size of a manifest.
+const MaxManifestBytes = 64 << 20
+
+// DecodeManifest parses and checks the manifest data read from key: its
+// version, fields, object keys, sizes and hashes, and the objects' order.
+func DecodeManifest(key string, data []byte) (*Manifest, error) {
+	if len(data) > MaxManifestBytes {
+		return nil, fmt.Errorf("read manifest %s: larger than %d bytes", key, MaxManifestBytes)
 	}
 	// The version first, so that a newer manifest is reported as such
 	// rather than as one with unknown fields.

@@ -157,6 +157,14 @@ func LoadHF(data []byte) (*BPE, error) {
 	return t, nil
 }
 
+// MaxVocab bounds the token ids a tokenizer.json may use.
+const MaxVocab = 1 << 22
+
+// idLimit bounds the ids of n tokens: vocabularies are dense (ids 0..n-1
+// plus a few reserved), so an id far past n is an error, not a reason to
+// allocate a table of that size.
+func idLimit(n int) int { return min(MaxVocab, 2*n+1024) }
+
 func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || string(raw) == "null"
 }
@@ -216,9 +224,13 @@ func (t *BPE) loadModel(raw json.RawMessage) error {
 	t.vocab = m.Vocab
 	t.ids = make(map[string]int, len(m.Vocab))
 	size := 0
+	limit := idLimit(len(m.Vocab))
 	for tok, id := range m.Vocab {
 		if id < 0 {
 			return fmt.Errorf("vocab: token %q has negative id %d", tok, id)
+		}
+		if id >= limit {
+			return fmt.Errorf("vocab: token %q has id %d; %d tokens take ids below %d", tok, id, len(m.Vocab), limit)
 		}
 		t.ids[tok] = id
 		size = max(size, id+1)
@@ -308,6 +320,9 @@ func (t *BPE) loadAdded(added []hfAddedToken) error {
 			return fmt.Errorf("token %q has negative id %d", a.Content, a.ID)
 		case a.SingleWord || a.Lstrip || a.Rstrip:
 			return fmt.Errorf("token %q: single_word, lstrip and rstrip are not supported", a.Content)
+		}
+		if limit := idLimit(len(t.decoded) + len(added)); a.ID >= limit {
+			return fmt.Errorf("token %q has id %d; the vocab and %d added tokens take ids below %d", a.Content, a.ID, len(added), limit)
 		}
 		prev, known := t.ids[a.Content]
 		if known && prev != a.ID {

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2/v2"
@@ -69,11 +70,19 @@ type splitter struct {
 	re *regexp2.Regexp
 }
 
+// SplitMatchTimeout bounds the time of one match of a Split
+// pre-tokenizer's pattern; a match past it fails the encoding.
+const SplitMatchTimeout = time.Second
+
 func newSplitter(pattern string) (*splitter, error) {
 	re, err := regexp2.Compile(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("compile split pattern %q: %w", pattern, err)
 	}
+	// regexp2 backtracks (the patterns need lookahead, which Go's
+	// linear-time regexp lacks), so a pattern from a file could take
+	// exponential time on some text; each match is bounded instead.
+	re.MatchTimeout = SplitMatchTimeout
 	return &splitter{re: re}, nil
 }
 
