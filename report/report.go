@@ -219,19 +219,8 @@ func DefaultSteps(plan []schedule.Step, committed int) []int {
 }
 
 // VersionLabel names a policy version as `thinkgen train`'s per-stage table
-// does: "base" for 0, "stage4@N" or "stage5@N" after step N of a GRPO or a
-// FlowGRPO block; "vN" when the plan does not know the step.
-func VersionLabel(plan []schedule.Step, v int) string {
-	switch {
-	case v == 0:
-		return "base"
-	case v <= len(plan) && plan[v-1].Phase == config.PhaseMLLMGRPO:
-		return fmt.Sprintf("stage4@%d", v)
-	case v <= len(plan) && plan[v-1].Phase == config.PhaseDiTGRPO:
-		return fmt.Sprintf("stage5@%d", v)
-	}
-	return fmt.Sprintf("v%d", v)
-}
+// does (schedule.VersionLabel).
+func VersionLabel(plan []schedule.Step, v int) string { return schedule.VersionLabel(plan, v) }
 
 func readState(ctx context.Context, st storage.Store, run string) (*runs.State, error) {
 	rs, err := runs.ReadState(ctx, st, run)

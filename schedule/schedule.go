@@ -73,6 +73,21 @@ func (p Step) Rows(trainSize int) []int64 {
 	return rows
 }
 
+// VersionLabel names policy version v of a run of plan: "base" for 0,
+// "stage4@N" or "stage5@N" after step N of a GRPO or a FlowGRPO block;
+// "vN" when the plan does not know the step.
+func VersionLabel(plan []Step, v int) string {
+	switch {
+	case v == 0:
+		return "base"
+	case v <= len(plan) && plan[v-1].Phase == config.PhaseMLLMGRPO:
+		return fmt.Sprintf("stage4@%d", v)
+	case v <= len(plan) && plan[v-1].Phase == config.PhaseDiTGRPO:
+		return fmt.Sprintf("stage5@%d", v)
+	}
+	return fmt.Sprintf("v%d", v)
+}
+
 // Seed derives a step's seed from the run's (SplitMix64 finaliser): every
 // random draw of the step's tasks derives from it, so a re-run step
 // reproduces its data whatever task or attempt runs it.

@@ -111,3 +111,15 @@ func TestSeed(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionLabel(t *testing.T) {
+	plan, err := schedule.Plan(cfg(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, want := range map[int]string{0: "base", 1: "stage4@1", 2: "stage4@2", 3: "stage5@3", 4: "v4"} {
+		if got := schedule.VersionLabel(plan, v); got != want {
+			t.Errorf("VersionLabel(%d) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,11 +17,10 @@ import (
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/datasets"
-	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/orchestrator"
-	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/runeval"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
@@ -166,8 +162,6 @@ weights as an uninterrupted run.`,
 				if err != nil {
 					return &usageError{err}
 				}
-				ev := &evaluator{cfg: cfg, store: st, run: name, rows: *evalRows, cache: cache, progress: e.stderr}
-				var entries []evaluate.Entry
 				reports, err := orchestrator.Train(ctx, orchestrator.Options{
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
 					Checkpoints:  checkpoint.Versions{Store: st, Base: baseBundle},
@@ -190,50 +184,16 @@ weights as an uninterrupted run.`,
 					return nil
 				}
 				// The per-stage table: base, then the end of each block.
-				entries = entries[:0]
-				versions := []int{0}
-				var perRow []map[string][]evaluate.RowScore
-				if ent, rows, err := ev.version(ctx, 0, "base"); err == nil {
-					entries = append(entries, ent)
-					perRow = append(perRow, rows)
-				} else {
-					return err
-				}
-				for _, p := range plan {
-					if !p.EndsPhase {
-						continue
-					}
-					label := fmt.Sprintf("%s@%d", stageName(p.Phase), p.Step)
-					ent, rows, err := ev.version(ctx, p.Step, label)
-					if err != nil {
-						return err
-					}
-					entries = append(entries, ent)
-					perRow = append(perRow, rows)
-					versions = append(versions, p.Step)
-				}
-				scores := make([]map[string][]reward.Summary, len(entries))
-				for i, ent := range entries {
-					scores[i] = ent.Scores
-				}
-				if err := runs.PutEvalEvents(ctx, st, rs, time.Now(), versions, scores); err != nil {
+				ev := &runeval.Evaluator{Config: cfg, Store: st, Run: name, Rows: *evalRows, CacheDir: cache, Progress: e.stderr}
+				stages, err := ev.Stages(ctx, plan, rs, time.Now())
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(e.stdout, "\nheld-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", *evalRows)
-				if err := evaluate.WriteTable(e.stdout, entries); err != nil {
-					return err
-				}
-				return writeGains(e.stdout, entries, perRow)
+				return stages.WriteTable(e.stdout)
 			}
 		},
 	}
-}
-
-func stageName(p config.Phase) string {
-	if p == config.PhaseMLLMGRPO {
-		return "stage4"
-	}
-	return "stage5"
 }
 
 // bundleFromExport imports the export in dir (widening half-precision
@@ -284,129 +244,6 @@ func preflight(cfg *config.Config) error {
 		}
 		if _, err := worker.TrainRows(cfg, m.phase, []int64{0}); err != nil {
 			return fmt.Errorf("data (%s): %w", m.phase, err)
-		}
-	}
-	return nil
-}
-
-// evaluator scores committed versions of a run on held-out rows and keeps
-// the results (eval/<version>.json and grids) in the run's store.
-type evaluator struct {
-	cfg   *config.Config
-	store storage.Store
-	run   string
-	rows  int
-	cache string
-	// progress receives the evals' progress lines.
-	progress io.Writer
-}
-
-// version evaluates version v (or reads its earlier evaluation from the
-// store) and returns its scores and its per-row scores by mode (nil for
-// an evaluation stored before they were kept).
-func (ev *evaluator) version(ctx context.Context, v int, label string) (evaluate.Entry, map[string][]evaluate.RowScore, error) {
-	key := fmt.Sprintf("%seval/%06d.json", storage.RunPrefix(ev.run), v)
-	rowsKey := fmt.Sprintf("%seval/%06d-rows.json", storage.RunPrefix(ev.run), v)
-	if rc, err := ev.store.Get(ctx, key); err == nil {
-		var s evaluate.Scores
-		err := json.NewDecoder(rc).Decode(&s)
-		rc.Close()
-		if err == nil {
-			var perRow map[string][]evaluate.RowScore
-			if rc, err := ev.store.Get(ctx, rowsKey); err == nil {
-				if json.NewDecoder(rc).Decode(&perRow) != nil {
-					perRow = nil
-				}
-				rc.Close()
-			}
-			return evaluate.Entry{Label: label, Scores: s}, perRow, nil
-		}
-	}
-	rows, err := datasets.Generate(datasets.Options{Seed: uint64(ev.cfg.Run.Seed), Split: datasets.Eval, Size: ev.cfg.Model.DiT.ImageSize}, 0, ev.rows)
-	if err != nil {
-		return evaluate.Entry{}, nil, err
-	}
-	reg, err := reward.FromConfig(ev.cfg.Reward)
-	if err != nil {
-		return evaluate.Entry{}, nil, err
-	}
-	gridDir, err := os.MkdirTemp(ev.cache, "grid-")
-	if err != nil {
-		return evaluate.Entry{}, nil, err
-	}
-	defer os.RemoveAll(gridDir)
-	var (
-		scores  evaluate.Scores
-		samples map[string][]evaluate.Sample
-	)
-	err = libtorch.Run(func() error {
-		if th := ev.cfg.Run.Threads; th > 0 {
-			if err := libtorch.SetThreads(th); err != nil {
-				return err
-			}
-		}
-		b, _, err := checkpoint.Load(ctx, ev.store, ev.run, v, filepath.Join(ev.cache, "checkpoints"), gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		b.Cfg = ev.cfg
-		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Seed: uint64(ev.cfg.Run.Seed), GridDir: gridDir, GridRows: 10, Progress: ev.progress})
-		return err
-	})
-	if err != nil {
-		return evaluate.Entry{}, nil, fmt.Errorf("eval version %d: %w", v, err)
-	}
-	perRow := map[string][]evaluate.RowScore{}
-	for mode, ss := range samples {
-		perRow[mode] = evaluate.RowScores(ss)
-	}
-	// The rows first: a stored eval/<version>.json is taken as complete.
-	for _, obj := range []struct {
-		key string
-		v   any
-	}{{rowsKey, perRow}, {key, scores}} {
-		data, err := json.MarshalIndent(obj.v, "", "  ")
-		if err != nil {
-			return evaluate.Entry{}, nil, err
-		}
-		if err := ev.store.Put(ctx, obj.key, bytes.NewReader(data)); err != nil {
-			return evaluate.Entry{}, nil, err
-		}
-	}
-	for _, mode := range evaluate.Modes {
-		f, err := os.Open(filepath.Join(gridDir, "grid-"+mode+".png"))
-		if err != nil {
-			return evaluate.Entry{}, nil, err
-		}
-		err = ev.store.Put(ctx, fmt.Sprintf("%seval/%06d-grid-%s.png", storage.RunPrefix(ev.run), v, mode), f)
-		f.Close()
-		if err != nil {
-			return evaluate.Entry{}, nil, err
-		}
-	}
-	return evaluate.Entry{Label: label, Scores: scores}, perRow, nil
-}
-
-// writeGains prints each stage's gain over the base, paired by row with
-// 95% confidence intervals: on a few dozen rows a difference of 0.05 is
-// often noise, and the table above does not say which. Stages whose rows
-// were not kept (evaluated by an older version) are left out.
-func writeGains(w io.Writer, entries []evaluate.Entry, perRow []map[string][]evaluate.RowScore) error {
-	if len(entries) < 2 || perRow[0] == nil {
-		return nil
-	}
-	for i := 1; i < len(entries); i++ {
-		if perRow[i] == nil {
-			continue
-		}
-		ps, err := evaluate.Compare(perRow[0], perRow[i], false)
-		if err != nil {
-			return fmt.Errorf("compare %s with base: %w", entries[i].Label, err)
-		}
-		fmt.Fprintf(w, "\n%s against base, paired by row (gain, 95%% confidence interval):\n", entries[i].Label)
-		if err := evaluate.WritePaired(w, ps); err != nil {
-			return err
 		}
 	}
 	return nil
