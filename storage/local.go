@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Local is a store in a local directory: the key "a/b/c" is the file
@@ -215,6 +216,54 @@ func (l *Local) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list %q in %s: %w", prefix, l.dir, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// staleTemps deletes (unless dryRun) the temporary files under the key
+// prefix dir (ending in "/") last modified before cutoff: the partial
+// objects of Puts that crashed, which List never shows. It returns them
+// sorted, named by their paths relative to the store's directory.
+func (l *Local) staleTemps(ctx context.Context, dir string, cutoff time.Time, dryRun bool) ([]ObjectInfo, error) {
+	var out []ObjectInfo
+	err := filepath.WalkDir(l.path(strings.TrimSuffix(dir, "/")), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tempPrefix) {
+			return nil
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) { // its Put just finished
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !info.ModTime().Before(cutoff) {
+			return nil
+		}
+		rel, err := filepath.Rel(l.dir, p)
+		if err != nil {
+			return err
+		}
+		if !dryRun {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		out = append(out, ObjectInfo{Key: filepath.ToSlash(rel), Size: info.Size(), ModTime: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("remove stale temporary files under %s: %w", dir, err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil

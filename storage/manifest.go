@@ -366,7 +366,15 @@ func isUnitManifest(run, key string) bool {
 type GCOptions struct {
 	// DryRun reports what would be deleted and deletes nothing.
 	DryRun bool
+	// TempAge is the age past which a local store's temporary file (the
+	// partial object of a Put that crashed) is deleted; 0 means
+	// DefaultTempAge. A Put in progress keeps writing to its file, so it
+	// is younger than any sensible TempAge.
+	TempAge time.Duration
 }
+
+// DefaultTempAge is GCOptions.TempAge's default.
+const DefaultTempAge = time.Hour
 
 // GC deletes the objects of run that a committed unit left unreferenced:
 // for every manifest under runs/<run>/, each object beside it or below its
@@ -374,7 +382,10 @@ type GCOptions struct {
 // leftovers of an aborted write of a unit that was committed later). It
 // never touches a directory without a manifest, which may be a unit still
 // being written, nor the manifests themselves. It returns the objects
-// deleted (or, with DryRun, to be deleted), sorted by key.
+// deleted (or, with DryRun, to be deleted), sorted by key. In a [*Local]
+// store it also deletes the run's temporary files older than
+// opts.TempAge, returned after the objects with their paths relative to
+// the store's directory as keys.
 func GC(ctx context.Context, s Store, run string, opts GCOptions) ([]ObjectInfo, error) {
 	if err := ValidateRun(run); err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
@@ -411,12 +422,22 @@ func GC(ctx context.Context, s Store, run string, opts GCOptions) ([]ObjectInfo,
 			}
 		}
 	}
-	if opts.DryRun {
-		return garbage, nil
+	if !opts.DryRun {
+		for i, info := range garbage {
+			if err := s.Delete(ctx, info.Key); err != nil {
+				return garbage[:i], fmt.Errorf("gc %s: %w", run, err)
+			}
+		}
 	}
-	for i, info := range garbage {
-		if err := s.Delete(ctx, info.Key); err != nil {
-			return garbage[:i], fmt.Errorf("gc %s: %w", run, err)
+	if l, ok := s.(*Local); ok {
+		age := opts.TempAge
+		if age <= 0 {
+			age = DefaultTempAge
+		}
+		temps, err := l.staleTemps(ctx, RunPrefix(run), time.Now().Add(-age), opts.DryRun)
+		garbage = append(garbage, temps...)
+		if err != nil {
+			return garbage, fmt.Errorf("gc %s: %w", run, err)
 		}
 	}
 	return garbage, nil
