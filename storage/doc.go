@@ -30,7 +30,9 @@
 //     size and sha256 and fails with a [*ChecksumError] naming the key.
 //
 // Objects no committed manifest lists (a stale attempt's outputs, the
-// leftovers of a failed write) are invisible to readers; [GC] deletes them.
+// leftovers of a failed write) are invisible to readers; [GC] deletes them,
+// and the run's temporary files in a local store older than
+// GCOptions.TempAge (left by a put that crashed).
 // [StepManifestKey], [ShardKey] and [CheckpointManifestKey] give the key
 // layout of docs/storage.md.
 //

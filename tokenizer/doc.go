@@ -22,6 +22,9 @@
 // Qwen3's chat template does, with the reasoning block opened, skipped or
 // left to the model ([ThinkMode]), and with image placeholders
 // (<|vision_start|>, N × <|image_pad|>, <|vision_end|>) in the user turn.
+// [Reply] renders the assistant's reply to such a prompt — the chain of
+// thought, </think> and the answer, or the answer alone after a skipped
+// block — as the warm-up teaches it.
 //
 // # Use
 //
