@@ -20,6 +20,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/optim"
 	"github.com/thinkgen/thinkgen/storage"
@@ -35,11 +36,12 @@ type Optimizer struct {
 	Opt  *optim.AdamW
 }
 
-// Save writes b and the optimisers as version v of run and commits it. A
+// Save writes b and the optimisers as version v of run and commits it; the
+// bundle's manifest records cfg, the run's configuration. A
 // version that is already committed is left alone and its manifest
 // returned: versions are a pure function of the run, so a retried learn
 // task that finds its version committed has nothing to add.
-func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bundle, opts []Optimizer, tmpDir string) (*storage.Manifest, error) {
+func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bundle, cfg *config.Config, opts []Optimizer, tmpDir string) (*storage.Manifest, error) {
 	key := storage.CheckpointManifestKey(run, v)
 	if m, err := storage.ReadManifest(ctx, st, key); err == nil {
 		return m, nil
@@ -49,7 +51,7 @@ func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bun
 		return nil, fmt.Errorf("save checkpoint %d: %w", v, err)
 	}
 	defer os.RemoveAll(dir)
-	if err := b.Save(filepath.Join(dir, "bundle"), v); err != nil {
+	if err := b.Save(filepath.Join(dir, "bundle"), v, cfg); err != nil {
 		return nil, fmt.Errorf("save checkpoint %d: %w", v, err)
 	}
 	for _, o := range opts {

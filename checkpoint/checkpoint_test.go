@@ -165,7 +165,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	mllm, dit := newOptimizer(t, 1, 3), newOptimizer(t, 100, 5)
 	opts := []checkpoint.Optimizer{{Name: "mllm", Opt: mllm}, {Name: "dit", Opt: dit}}
 
-	m, err := checkpoint.Save(ctx, st, "r", 2, b, opts, t.TempDir())
+	m, err := checkpoint.Save(ctx, st, "r", 2, b, tinyConfig(), opts, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if !equalParams(params(t, got), params(t, b)) {
 		t.Error("loaded weights differ from the saved ones")
 	}
-	if diff := got.Cfg.Model.ShapeDiff(c.Model); len(diff) > 0 {
+	if diff := got.Model.ShapeDiff(c.Model); len(diff) > 0 {
 		t.Errorf("loaded model shape differs: %v", diff)
 	}
 
@@ -244,11 +244,11 @@ func TestSaveKeepsACommittedVersion(t *testing.T) {
 	c := tinyConfig()
 	st := newStore(t)
 	first := newBundle(t, c, 1)
-	m1, err := checkpoint.Save(ctx, st, "r", 1, first, nil, t.TempDir())
+	m1, err := checkpoint.Save(ctx, st, "r", 1, first, tinyConfig(), nil, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := checkpoint.Save(ctx, st, "r", 1, newBundle(t, c, 2), nil, t.TempDir())
+	m2, err := checkpoint.Save(ctx, st, "r", 1, newBundle(t, c, 2), tinyConfig(), nil, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestLoadOptimizerAbsent(t *testing.T) {
 		return nil
 	})
 	defer libtorch.Run(func() error { other.Drop(); return nil })
-	if _, err := checkpoint.Save(ctx, st, "r", 1, b, []checkpoint.Optimizer{{Name: "dit", Opt: other}}, t.TempDir()); err != nil {
+	if _, err := checkpoint.Save(ctx, st, "r", 1, b, tinyConfig(), []checkpoint.Optimizer{{Name: "dit", Opt: other}}, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	dir, err := checkpoint.Fetch(ctx, st, "r", 1, t.TempDir())
@@ -361,7 +361,7 @@ func TestFetchRefusesDamage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := newStore(t)
-			if _, err := checkpoint.Save(ctx, st, "r", 1, b, nil, t.TempDir()); err != nil {
+			if _, err := checkpoint.Save(ctx, st, "r", 1, b, tinyConfig(), nil, t.TempDir()); err != nil {
 				t.Fatal(err)
 			}
 			tt.damage(t, st.Dir())
@@ -396,7 +396,7 @@ func TestFetchRefusesDamage(t *testing.T) {
 func TestFetchCachesACompleteCopy(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	if _, err := checkpoint.Save(ctx, st, "r", 1, newBundle(t, tinyConfig(), 1), nil, t.TempDir()); err != nil {
+	if _, err := checkpoint.Save(ctx, st, "r", 1, newBundle(t, tinyConfig(), 1), tinyConfig(), nil, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()
@@ -431,7 +431,7 @@ func TestDelete(t *testing.T) {
 	st := newStore(t)
 	b := newBundle(t, tinyConfig(), 1)
 	for v := 1; v <= 2; v++ {
-		if _, err := checkpoint.Save(ctx, st, "r", v, b, nil, t.TempDir()); err != nil {
+		if _, err := checkpoint.Save(ctx, st, "r", v, b, tinyConfig(), nil, t.TempDir()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -467,7 +467,7 @@ func TestImportBase(t *testing.T) {
 	c := tinyConfig()
 	b := newBundle(t, c, 9)
 	base := filepath.Join(t.TempDir(), "base")
-	inTorch(t, func() error { return b.Save(base, 0) })
+	inTorch(t, func() error { return b.Save(base, 0, c) })
 	if err := os.WriteFile(filepath.Join(base, ".complete"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +506,7 @@ func TestImportBase(t *testing.T) {
 
 	// A damaged bundle: a weights file that does not match its manifest.
 	bad := filepath.Join(t.TempDir(), "bad")
-	inTorch(t, func() error { return b.Save(bad, 0) })
+	inTorch(t, func() error { return b.Save(bad, 0, c) })
 	if err := os.WriteFile(filepath.Join(bad, "dit.safetensors"), []byte("not weights"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -18,35 +18,35 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
-	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/progress"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/rollout"
 	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
 // Sample is one generated example of an evaluation.
 type Sample struct {
 	Row *datasets.Row
-	// Written is what the MLLM wrote (chain of thought and instruction).
-	Written string
-	// Instruction is the text after </think> without the end token.
+	// Written is what the MLLM wrote (chain of thought and instruction);
+	// Thought and Instruction are its two parts (tokenizer.SplitReply).
+	Written     string
+	Thought     string
 	Instruction string
 	Image       *image.RGBA
 	Result      reward.Result
 }
 
-// Generate runs the think-then-generate pipeline for rows: the MLLM writes
-// in thinking or non-thinking mode (greedy when s.Temperature is 0, else
-// sampled with s.Temperature and s.TopP from a per-row seed), its
+// Generate runs the think-then-generate pipeline (rollout.ThinkDraw) for
+// rows: the MLLM writes in thinking or non-thinking mode (greedy when
+// s.Temperature is 0, else sampled with s.Temperature and s.TopP), its
 // instruction states go through the connector, and the DiT samples the
-// image with the sampling section's steps and guidance (editing and
-// reflection rows edit their reference image). Row i draws its noise and
-// tokens from seed+i. It must run inside libtorch.Run.
+// image with s's steps, guidance and time shift (editing and reflection
+// rows edit their reference image). Row i draws its noise and tokens from
+// seed+i. It must run inside libtorch.Run.
 func Generate(b *model.Bundle, rows []datasets.Row, thinking bool, s config.Sampling, seed uint64, dev gotch.Device) ([]Sample, error) {
 	mode := "direct"
 	if thinking {
@@ -55,143 +55,49 @@ func Generate(b *model.Bundle, rows []datasets.Row, thinking bool, s config.Samp
 	return generateRows(b, rows, mode, s, seed, dev)
 }
 
-// generateRows is Generate in one of Modes or OracleMode.
+// generateRows is Generate in one of Modes, OracleMode or ReferenceMode.
 func generateRows(b *model.Bundle, rows []datasets.Row, mode string, s config.Sampling, seed uint64, dev gotch.Device) ([]Sample, error) {
-	tok := b.Tok
-	size := b.Cfg.Model.DiT.ImageSize
-	imgTokens := model.ImageTokens(size, b.Cfg.Model.MLLM.VisionPatch)
-	out := make([]Sample, len(rows))
-	// Rows with and without a reference image take separate DiT passes.
-	for _, withRef := range []bool{false, true} {
-		var idx []int
-		for i := range rows {
-			if (len(rows[i].Reference) > 0) == withRef {
-				idx = append(idx, i)
-			}
-		}
-		if len(idx) == 0 {
-			continue
-		}
-		if err := generateGroup(b, tok, rows, idx, mode, s, seed, size, imgTokens, out, dev); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-func generateGroup(b *model.Bundle, tok tokenizer.Tokenizer, rows []datasets.Row, idx []int, mode string, s config.Sampling, seed uint64, size, imgTokens int, out []Sample, dev gotch.Device) error {
-	var sc libtorch.Scope
-	defer sc.Close()
 	think := tokenizer.ThinkSkip
 	if mode == "think" || mode == ReferenceMode {
 		think = tokenizer.ThinkOpen
 	}
-	prompts := make([][]int, len(idx))
-	seeds := make([]uint64, len(idx))
-	var refs [][]byte
-	for j, i := range idx {
-		user := rows[i].Prompt
+	in := make([]rollout.Input, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		user := r.Prompt
 		if mode == OracleMode {
 			// Stage 2's pseudo chain of thought: the reference answer as
 			// the user turn, an empty think block, the answer again.
-			user = rows[i].Answer
+			user = r.Answer
 		}
-		p, err := model.ChatPrompt(tok, user, len(rows[i].Reference) > 0, imgTokens, think)
+		p, err := rollout.Prompt(b, user, len(r.Reference) > 0, think)
 		if err != nil {
-			return fmt.Errorf("row %s: %w", rows[i].ID, err)
+			return nil, fmt.Errorf("row %s: %w", r.ID, err)
 		}
-		prompts[j] = p
-		seeds[j] = seed + uint64(i)
-		if len(rows[i].Reference) > 0 {
-			refs = append(refs, rows[i].Reference)
-		}
-	}
-	var refImgs *ts.Tensor
-	if len(refs) > 0 {
-		raw, err := model.ImagesToTensor(refs, size, dev)
-		if err != nil {
-			return err
-		}
-		sc.Add(raw)
-		refImgs = sc.Add(model.PixelSpace{}.Encode(raw))
-	}
-	var written [][]int
-	if mode == OracleMode || mode == ReferenceMode {
-		for _, i := range idx {
-			text := rows[i].Answer
+		in[i] = rollout.Input{Prompt: p, Reference: r.Reference, Seed: seed + uint64(i), Noise: seed + uint64(i)}
+		if mode == OracleMode || mode == ReferenceMode {
+			text := r.Answer
 			if mode == ReferenceMode {
 				// What the MLLM writes in thinking mode when it gets the
 				// row right: the reference chain, then the answer.
-				text = tokenizer.Reply(tokenizer.ThinkOpen, rows[i].Think, rows[i].Answer)
+				text = tokenizer.Reply(tokenizer.ThinkOpen, r.Think, r.Answer)
 			}
-			c, err := tok.Encode(text)
-			if err != nil {
-				return fmt.Errorf("row %s: answer: %w", rows[i].ID, err)
+			if in[i].Reply, err = b.Tok.Encode(text); err != nil {
+				return nil, fmt.Errorf("row %s: answer: %w", r.ID, err)
 			}
-			written = append(written, c)
 		}
-	} else {
-		g, err := b.MLLM.Generate(prompts, model.GenerateOptions{MaxNewTokens: s.MaxNewTokens, Temperature: s.Temperature, TopP: s.TopP, Seeds: seeds, Images: refImgs})
-		if err != nil {
-			return err
-		}
-		written = g.Tokens
 	}
-	states, _, err := b.MLLM.InstructionStates(prompts, written, refImgs)
+	drawn, _, err := rollout.ThinkDraw(b, in, s, dev)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, st := range states {
-		sc.Add(st)
+	out := make([]Sample, len(rows))
+	for i, d := range drawn {
+		text := b.Tok.Decode(d.Tokens)
+		thought, instr := tokenizer.SplitReply(text)
+		out[i] = Sample{Row: &rows[i], Written: text, Thought: thought, Instruction: instr, Image: d.Image}
 	}
-	var cond, uncond *model.Condition
-	var img *ts.Tensor
-	libtorch.NoGrad(func() {
-		cond, err = b.Connector.Forward(states)
-		if err != nil {
-			return
-		}
-		empty := make([]*ts.Tensor, len(idx))
-		for j := range empty {
-			empty[j] = sc.Add(ts.MustZeros([]int64{0, int64(b.Connector.In)}, gotch.Float, dev))
-		}
-		uncond, err = b.Connector.Forward(empty)
-		if err != nil {
-			return
-		}
-		x0 := sc.Add(model.InitialNoise(seeds, 3, size, size, dev))
-		grid := model.TimeGrid(s.DiTSteps, s.TimeShift, size, size)
-		var lat *ts.Tensor
-		lat, err = b.DiT.SampleODE(x0, grid, cond, refImgs, model.Guidance{Uncond: uncond, TextScale: s.CFG, ImageScale: 1})
-		if err != nil {
-			return
-		}
-		img = sc.Add(model.PixelSpace{}.Decode(lat))
-		lat.MustDrop()
-	})
-	if cond != nil {
-		defer cond.Drop()
-	}
-	if uncond != nil {
-		defer uncond.Drop()
-	}
-	if err != nil {
-		return err
-	}
-	imgs, err := model.TensorToImages(img)
-	if err != nil {
-		return err
-	}
-	for j, i := range idx {
-		text := tok.Decode(written[j])
-		instr := text
-		if k := strings.Index(instr, "</think>"); k >= 0 {
-			instr = instr[k+len("</think>"):]
-		}
-		instr = strings.TrimSpace(strings.ReplaceAll(instr, "<|im_end|>", ""))
-		out[i] = Sample{Row: &rows[i], Written: text, Instruction: instr, Image: imgs[j]}
-	}
-	return nil
+	return out, nil
 }
 
 // Score scores samples with the rule models and fills their Result.
@@ -343,7 +249,12 @@ type Scores map[string][]reward.Summary
 type Options struct {
 	// Rows are the held-out rows to evaluate on.
 	Rows []datasets.Row
-	Seed uint64
+	// Sampling is how the pipeline draws: the ODE's steps (dit_steps), its
+	// guidance and time shift, and the MLLM's max_new_tokens (the MLLM
+	// decodes greedily whatever the temperature). Resolve it from the
+	// configuration the run or bundle was made with (its sampling section).
+	Sampling config.Sampling
+	Seed     uint64
 	// GridDir, if set, receives grid-<mode>.png of the first GridRows
 	// samples (reference | generated | target).
 	GridDir  string
@@ -361,13 +272,13 @@ type Options struct {
 
 // Run evaluates b on the rows in both modes (and OracleMode with o.Oracle)
 // and returns the scores and the samples, by mode. The MLLM decodes
-// greedily whatever the configuration's sampling temperature. It must run
-// inside libtorch.Run.
+// greedily whatever o.Sampling's temperature. It must run inside
+// libtorch.Run.
 func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) (Scores, map[string][]Sample, error) {
 	if o.Device.Name == "" {
 		o.Device = gotch.CPU
 	}
-	greedy := b.Cfg.Sampling
+	greedy := o.Sampling
 	greedy.Temperature = 0
 	out := Scores{}
 	all := map[string][]Sample{}
@@ -379,6 +290,9 @@ func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) 
 			}
 		}
 		ms = o.Modes
+	}
+	if greedy.DiTSteps < 1 || greedy.MaxNewTokens < 1 {
+		return nil, nil, fmt.Errorf("evaluate: Options.Sampling needs dit_steps and max_new_tokens above 0, got %d and %d", greedy.DiTSteps, greedy.MaxNewTokens)
 	}
 	var bar *progress.Bar
 	if o.Progress != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
@@ -29,12 +30,12 @@ func TestRowNoiseDoesNotDependOnItsChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withShippedBase(t, func(b *model.Bundle, reg *reward.Registry) error {
-		_, long, err := Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3})
+	withShippedBase(t, func(b *model.Bundle, reg *reward.Registry, s config.Sampling) error {
+		_, long, err := Run(context.Background(), b, reg, Options{Sampling: s, Rows: rows, Seed: 3})
 		if err != nil {
 			return err
 		}
-		_, short, err := Run(context.Background(), b, reg, Options{Rows: rows[16:], Seed: 3 + 16})
+		_, short, err := Run(context.Background(), b, reg, Options{Sampling: s, Rows: rows[16:], Seed: 3 + 16})
 		if err != nil {
 			return err
 		}
@@ -67,9 +68,9 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withShippedBase(t, func(b *model.Bundle, reg *reward.Registry) error {
+	withShippedBase(t, func(b *model.Bundle, reg *reward.Registry, s config.Sampling) error {
 		var prog bytes.Buffer
-		scores, all, err := Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3, Oracle: true, Progress: &prog})
+		scores, all, err := Run(context.Background(), b, reg, Options{Sampling: s, Rows: rows, Seed: 3, Oracle: true, Progress: &prog})
 		if err != nil {
 			return err
 		}
@@ -85,7 +86,7 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 				t.Errorf("row %s (%s): oracle wrote %q, want the reference answer %q", rows[i].ID, rows[i].Scenario, s.Written, rows[i].Answer)
 			}
 		}
-		scores, _, err = Run(context.Background(), b, reg, Options{Rows: rows[:1], Seed: 3})
+		scores, _, err = Run(context.Background(), b, reg, Options{Sampling: s, Rows: rows[:1], Seed: 3})
 		if err != nil {
 			return err
 		}
@@ -94,7 +95,7 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 		}
 		// Reference mode: the row's prompt, the reply forced to the
 		// reference chain and answer; only the modes asked for run.
-		scores, all, err = Run(context.Background(), b, reg, Options{Rows: rows, Seed: 3, Modes: []string{ReferenceMode}})
+		scores, all, err = Run(context.Background(), b, reg, Options{Sampling: s, Rows: rows, Seed: 3, Modes: []string{ReferenceMode}})
 		if err != nil {
 			return err
 		}
@@ -112,7 +113,7 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 				t.Errorf("row %s (%s): aux %s = %v (present %v)", rows[i].ID, rows[i].Scenario, InstructionAux, v, ok)
 			}
 		}
-		if _, _, err := Run(context.Background(), b, reg, Options{Rows: rows[:1], Modes: []string{"dream"}}); err == nil || !strings.Contains(err.Error(), `unknown eval mode "dream"`) {
+		if _, _, err := Run(context.Background(), b, reg, Options{Sampling: s, Rows: rows[:1], Modes: []string{"dream"}}); err == nil || !strings.Contains(err.Error(), `unknown eval mode "dream"`) {
 			t.Errorf("Modes [dream]: error %v", err)
 		}
 		return nil
@@ -121,16 +122,22 @@ func TestOracleModeDrawsFromTheReferenceAnswer(t *testing.T) {
 
 // withShippedBase runs f inside libtorch.Run with base/tiny, sampling cut to
 // 4 ODE steps and 24 new tokens, and the built-in rule models.
-func withShippedBase(t *testing.T, f func(b *model.Bundle, reg *reward.Registry) error) {
+func withShippedBase(t *testing.T, f func(b *model.Bundle, reg *reward.Registry, s config.Sampling) error) {
 	t.Helper()
-	err := libtorch.Run(func() error {
-		b, _, err := model.LoadBundle(filepath.Join("..", "base", "tiny"), gotch.CPU)
+	dir := filepath.Join("..", "base", "tiny")
+	_, cfg, err := model.ReadBundleManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Sampling
+	s.DiTSteps, s.MaxNewTokens = 4, 24
+	err = libtorch.Run(func() error {
+		b, _, err := model.LoadBundle(dir, gotch.CPU)
 		if err != nil {
 			return err
 		}
 		defer b.Drop()
-		b.Cfg.Sampling.DiTSteps, b.Cfg.Sampling.MaxNewTokens = 4, 24
-		return f(b, reward.Builtin(nil))
+		return f(b, reward.Builtin(nil), s)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,11 @@ func TestImportIsBitIdentical(t *testing.T) {
 		if got.Tok.VocabSize() != want.Tok.VocabSize() || got.Tok.Specials() != want.Tok.Specials() {
 			t.Errorf("tokenizer: %d tokens %+v, want %d %+v", got.Tok.VocabSize(), got.Tok.Specials(), want.Tok.VocabSize(), want.Tok.Specials())
 		}
-		return got.Save(resaved, m.Version)
+		_, cfg, err := ReadManifest(out)
+		if err != nil {
+			return err
+		}
+		return got.Save(resaved, m.Version, cfg)
 	})
 	// Saved again, the imported bundle's tensors and tokenizer are the
 	// shipped ones, byte for byte.

@@ -129,7 +129,8 @@ func climb(t *testing.T, reward func(float64) float64, setup func(*config.FlowGR
 		}
 		defer l.Close()
 		for it := range iters {
-			req := rollout.Request{Run: "r", Step: it + 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: uint64(100 + it)}
+			req := rollout.Request{Run: "r", Step: it + 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: uint64(100 + it),
+				Settings: rollout.SettingsFor(c, config.PhaseDiTGRPO, uint64(100+it))}
 			rolls, _, err := rollout.DiT(l.Policy(), req, gotch.CPU)
 			if err != nil {
 				return err
@@ -180,7 +181,8 @@ func TestFlowGRPORefusesStepsTheRolloutDidNotSample(t *testing.T) {
 			return err
 		}
 		defer l.Close()
-		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0}, Seed: a}
+		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0}, Seed: a,
+			Settings: rollout.SettingsFor(c, config.PhaseDiTGRPO, a)}
 		rolls, _, err := rollout.DiT(l.Policy(), req, gotch.CPU)
 		if err != nil {
 			return err

@@ -231,14 +231,12 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 			refPNGs = append(refPNGs, s.row.ReferencePNG)
 		}
 	}
-	var imgs *ts.Tensor
-	if len(refPNGs) > 0 {
-		raw, err := model.ImagesToTensor(refPNGs, size, gotch.CPU)
-		if err != nil {
-			return GRPOStats{}, 0, err
-		}
-		sc.Add(raw)
-		imgs = sc.Add(model.PixelSpace{}.Encode(raw))
+	imgs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, gotch.CPU)
+	if err != nil {
+		return GRPOStats{}, 0, err
+	}
+	if imgs != nil {
+		sc.Add(imgs)
 	}
 	temp := c.GRPO.Temperature
 	lp, err := l.policy.MLLM.LogProbs(prompts, completions, temp, imgs)
@@ -446,14 +444,12 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 			}
 		}
 	}
-	var refs *ts.Tensor
-	if len(refPNGs) > 0 {
-		raw, err := model.ImagesToTensor(refPNGs, size, gotch.CPU)
-		if err != nil {
-			return FlowStats{}, err
-		}
-		sc.Add(raw)
-		refs = sc.Add(model.PixelSpace{}.Encode(raw))
+	refs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, gotch.CPU)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	if refs != nil {
+		sc.Add(refs)
 	}
 	// The instruction states come from the (frozen) MLLM; the policy's and
 	// the reference's connectors map them to each DiT's condition.

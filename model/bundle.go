@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/sugarme/gotch"
 
@@ -21,9 +22,15 @@ import (
 const BundleVersion = 1
 
 // Bundle is one policy version: the tokenizer, the MLLM, the VGI-refine
-// connector and the DiT, with the configuration that shaped them.
+// connector and the DiT, with the model section that shaped them. It holds
+// weights and architecture only: how a bundle samples or trains (decoding,
+// guidance, group sizes) is the caller's to pass, from the configuration
+// it resolved.
 type Bundle struct {
-	Cfg       *config.Config
+	// Model is the model section the weights were built for: their shape
+	// (which config.Model.ShapeDiff compares), the dtype and
+	// connector.states.
+	Model     config.Model
 	Tok       tokenizer.Tokenizer
 	MLLM      *MLLM
 	Connector *Connector
@@ -57,7 +64,7 @@ func NewBundle(cfg *config.Config, tok tokenizer.Tokenizer, dev gotch.Device, se
 	if vocab < tok.VocabSize() {
 		return nil, fmt.Errorf("model: model.mllm.vocab %d is smaller than the tokenizer's %d", vocab, tok.VocabSize())
 	}
-	b := &Bundle{Cfg: cfg, Tok: tok}
+	b := &Bundle{Model: cfg.Model, Tok: tok}
 	if b.MLLM, err = NewMLLM(cfg.Model.MLLM, vocab, special, true, dev, seed); err == nil {
 		b.MLLM.AllStates = cfg.Model.Connector.States == config.StatesAll
 	}
@@ -116,12 +123,17 @@ const (
 
 // Save writes the bundle into dir: the three safetensors files and the
 // tokenizer first, then manifest.json with their sizes and checksums (the
-// only file readers trust).
-func (b *Bundle) Save(dir string, step int) error {
+// only file readers trust). The manifest records cfg, the configuration
+// of the run that made the weights, and its dtype; cfg's model section
+// must have the bundle's shape.
+func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
+	if diff := cfg.Model.ShapeDiff(b.Model); len(diff) > 0 {
+		return fmt.Errorf("save checkpoint %s: the configuration's model section does not fit the weights (%s)", dir, strings.Join(diff, ", "))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", dir, err)
 	}
-	cfgYAML, err := b.Cfg.YAML()
+	cfgYAML, err := cfg.YAML()
 	if err != nil {
 		return err
 	}
@@ -134,7 +146,7 @@ func (b *Bundle) Save(dir string, step int) error {
 	if err := tokenizer.SaveFile(filepath.Join(dir, fileTokenizer), b.Tok); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", dir, err)
 	}
-	m := Manifest{Version: BundleVersion, Step: step, DType: b.Cfg.Model.DType, Config: string(cfgYAML), Files: map[string]FileSum{}}
+	m := Manifest{Version: BundleVersion, Step: step, DType: cfg.Model.DType, Config: string(cfgYAML), Files: map[string]FileSum{}}
 	for _, f := range []string{fileMLLM, fileConnector, fileDiT, fileTokenizer} {
 		sum, err := sumFile(filepath.Join(dir, f))
 		if err != nil {
@@ -157,8 +169,8 @@ func (b *Bundle) Save(dir string, step int) error {
 }
 
 // ReadBundleManifest reads a saved bundle's manifest, checks every file's
-// size and sha256 against it and parses the configuration it records,
-// without loading any tensor.
+// size and sha256 against it and parses the configuration it records (the
+// one Save was given), without loading any tensor.
 func ReadBundleManifest(dir string) (*Manifest, *config.Config, error) {
 	data, err := os.ReadFile(filepath.Join(dir, fileManifest))
 	if err != nil {

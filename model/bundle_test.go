@@ -30,7 +30,8 @@ func TestBundleSaveLoadRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	inTorch(t, func() error {
-		b, err := NewBundle(testBundleConfig(), tok, gotch.CPU, 42)
+		cfg := testBundleConfig()
+		b, err := NewBundle(cfg, tok, gotch.CPU, 42)
 		if err != nil {
 			return err
 		}
@@ -38,7 +39,13 @@ func TestBundleSaveLoadRoundTrip(t *testing.T) {
 		if b.MLLM.Vocab != tok.VocabSize() {
 			t.Errorf("MLLM vocab %d, tokenizer %d", b.MLLM.Vocab, tok.VocabSize())
 		}
-		if err := b.Save(dir, 7); err != nil {
+		// The manifest records a configuration of the bundle's shape only.
+		other := testBundleConfig()
+		other.Model.DiT.Layers++
+		if err := b.Save(dir, 7, other); err == nil || !strings.Contains(err.Error(), "dit.layers") {
+			t.Errorf("Save with a configuration of another shape: %v, want an error naming dit.layers", err)
+		}
+		if err := b.Save(dir, 7, cfg); err != nil {
 			return err
 		}
 		got, man, err := LoadBundle(dir, gotch.CPU)

@@ -40,6 +40,22 @@ func ImagesToTensor(pngs [][]byte, size int, dev gotch.Device) (*ts.Tensor, erro
 	return float32Tensor(data, []int64{int64(len(pngs)), 3, int64(size), int64(size)}, dev), nil
 }
 
+// EncodeImages decodes PNGs (each size×size, as ImagesToTensor) and
+// encodes them into lat: the [N, C, h, w] tensor the models read
+// reference and target images as. It returns nil for no PNGs; the caller
+// drops the result.
+func EncodeImages(lat Latent, pngs [][]byte, size int, dev gotch.Device) (*ts.Tensor, error) {
+	if len(pngs) == 0 {
+		return nil, nil
+	}
+	x, err := ImagesToTensor(pngs, size, dev)
+	if err != nil {
+		return nil, err
+	}
+	defer x.MustDrop()
+	return lat.Encode(x), nil
+}
+
 // TensorToImages converts a [N, 3, H, W] tensor in [0, 1] (values outside
 // are clamped) to RGBA images.
 func TensorToImages(t *ts.Tensor) ([]*image.RGBA, error) {

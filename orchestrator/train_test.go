@@ -67,7 +67,7 @@ func smallConfigFrom(t *testing.T, c *config.Config) *config.Config {
 			return err
 		}
 		defer b.Drop()
-		return b.Save(c.Run.Base, 0)
+		return b.Save(c.Run.Base, 0, c)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ func TestNaNStopsTheRun(t *testing.T) {
 		}
 		defer b.Drop()
 		libtorch.NoGrad(func() { b.DiT.P.Tensors()[0].MustFill_(ts.FloatScalar(math.NaN())) })
-		return b.Save(c.Run.Base, 0)
+		return b.Save(c.Run.Base, 0, c)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,15 +21,7 @@ func refImages(batch []Example, size int, dev gotch.Device) (*ts.Tensor, error) 
 			pngs = append(pngs, e.Reference)
 		}
 	}
-	if len(pngs) == 0 {
-		return nil, nil
-	}
-	x, err := model.ImagesToTensor(pngs, size, dev)
-	if err != nil {
-		return nil, err
-	}
-	defer x.MustDrop()
-	return model.PixelSpace{}.Encode(x), nil
+	return model.EncodeImages(model.PixelSpace{}, pngs, size, dev)
 }
 
 // SFTLoss is the warm-up loss: the mean over every completion token of the
@@ -144,12 +136,14 @@ func flowGroup(b *model.Bundle, group []Example, imageSize int, rng *rand.Rand, 
 	}
 	defer cond.Drop()
 
-	x1raw, err := model.ImagesToTensor(targets, imageSize, dev)
+	x1, err := model.EncodeImages(model.PixelSpace{}, targets, imageSize, dev)
 	if err != nil {
 		return nil, err
 	}
-	s.Add(x1raw)
-	x1 := s.Add(model.PixelSpace{}.Encode(x1raw))
+	if x1 == nil {
+		return nil, fmt.Errorf("flow loss: no target images")
+	}
+	s.Add(x1)
 	size := x1.MustSize()
 	n := int(size[1] * size[2] * size[3])
 	noise := make([]float32, len(group)*n)

@@ -361,14 +361,12 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		if b, man, err = model.LoadBundle(ckpt, o.Device); err != nil {
 			return res, err
 		}
-		b.Cfg = o.Config
 		step = man.Step
 		res.Resumed = step
 	case prev != "":
 		if b, _, err = model.LoadBundle(prev, o.Device); err != nil {
 			return res, fmt.Errorf("start from %s: %w", prev, err)
 		}
-		b.Cfg = o.Config
 	default:
 		if b, err = model.NewBundle(o.Config, tok, o.Device, uint64(o.Config.Run.Seed)); err != nil {
 			return res, err
@@ -381,6 +379,9 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 	}
 	defer b.Drop()
+	if diff := b.Model.ShapeDiff(o.Config.Model); len(diff) > 0 {
+		return res, fmt.Errorf("a bundle of another model shape than the configuration's (%s)", strings.Join(diff, ", "))
+	}
 
 	params := trainable(b, stage)
 	oc := o.Config.Optim
@@ -460,7 +461,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 	}
 	res.FirstLoss, res.LastLoss = windowMeans(losses)
-	if err := b.Save(filepath.Join(dir, "final"), sc.Steps); err != nil {
+	if err := b.Save(filepath.Join(dir, "final"), sc.Steps, o.Config); err != nil {
 		return res, err
 	}
 	if o.EvalRows > 0 {
@@ -491,7 +492,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 func (o *Options) checkpoint(b *model.Bundle, opt *optim.AdamW, names []string, ckpt string, step int) error {
 	tmp := ckpt + ".tmp"
 	os.RemoveAll(tmp)
-	if err := b.Save(tmp, step); err != nil {
+	if err := b.Save(tmp, step, o.Config); err != nil {
 		return err
 	}
 	tensors, _ := opt.State()
@@ -549,7 +550,7 @@ func (o *Options) evaluate(ctx context.Context, b *model.Bundle, dir string) (ma
 		return nil, err
 	}
 	out, _, err := evaluate.Run(ctx, b, reward.Builtin(o.Config.Reward.Weights), evaluate.Options{
-		Rows: rows, Seed: uint64(o.Config.Run.Seed), GridDir: dir, GridRows: 10, Device: o.Device, Progress: o.Progress,
+		Rows: rows, Sampling: o.Config.Sampling, Seed: uint64(o.Config.Run.Seed), GridDir: dir, GridRows: 10, Device: o.Device, Progress: o.Progress,
 	})
 	if err != nil {
 		return nil, err

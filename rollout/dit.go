@@ -58,23 +58,23 @@ func SDEWindow(f config.FlowGRPO, seed uint64) []int {
 
 // DiT samples the rollouts of stage 5 (FlowGRPO on the DiT): for each
 // prompt, the frozen MLLM writes one chain of thought and instruction in
-// thinking mode (greedily with flow_grpo.greedy_instruction, else at
-// grpo.temperature), and the DiT draws flow_grpo.group images from it by
-// the SDE of flow_grpo (flow_grpo.steps steps, noise level
-// flow_grpo.noise_level, guidance flow_grpo.cfg) — or, with
-// flow_grpo.sde_window, by the SDE on the window's steps and Euler's ODE
-// step on the others — each image from its own initial noise unless
-// flow_grpo.same_noise gives the group one; every latent, per-step mean
-// and log-probability (0 on an ODE step) is kept for the learner. It must
-// run inside libtorch.Run.
+// thinking mode as Settings.Sampling says (greedily with
+// flow_grpo.greedy_instruction), and the DiT draws Settings.Group images
+// from it by the SDE of Settings.SDE — or, with an SDE window, by the SDE
+// on the window's steps and Euler's ODE step on the others — each image
+// from its own initial noise unless SDE.SameNoise gives the group one;
+// every latent, per-step mean and log-probability (0 on an ODE step) is
+// kept for the learner. It must run inside libtorch.Run.
 func DiT(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, Stats, error) {
 	var st Stats
-	f := b.Cfg.FlowGRPO
-	if err := req.validate(b, f.Group); err != nil {
+	if err := req.validate(b); err != nil {
 		return nil, st, err
 	}
-	out := make([]shards.RolloutRow, len(req.Rows)*f.Group)
-	for _, idx := range byReference(req.Rows) {
+	if req.Settings.SDE.Steps < 1 {
+		return nil, st, fmt.Errorf("rollout task %s: %d SDE steps", req.Task, req.Settings.SDE.Steps)
+	}
+	out := make([]shards.RolloutRow, len(req.Rows)*req.Settings.Group)
+	for _, idx := range byReference(len(req.Rows), func(i int) bool { return len(req.Rows[i].Reference) > 0 }) {
 		if err := ditPart(b, &req, idx, dev, out, &st); err != nil {
 			return nil, st, fmt.Errorf("rollout task %s: %w", req.Task, err)
 		}
@@ -82,47 +82,28 @@ func DiT(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, S
 	return out, st, nil
 }
 
-// Instructions has the frozen MLLM write the instruction of each row in
-// thinking mode; it returns the prompts, the written tokens and the
-// instruction states, which the caller drops.
-func Instructions(b *model.Bundle, req *Request, idx []int, refs *ts.Tensor, greedy bool) (prompts, tokens [][]int, states []*ts.Tensor, err error) {
-	c := b.Cfg
-	imgTokens := model.ImageTokens(c.Model.DiT.ImageSize, c.Model.MLLM.VisionPatch)
-	seeds := make([]uint64, len(idx))
-	for j, i := range idx {
-		row := &req.Rows[i]
-		p, err := model.ChatPrompt(b.Tok, row.Prompt, len(row.Reference) > 0, imgTokens, tokenizer.ThinkOpen)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("row %s: %w", row.ID, err)
+// referencesOf decodes the reference images of the rows at idx, each
+// repeated rep times (nil when none has one); the caller drops the tensor.
+func (r *Request) referencesOf(b *model.Bundle, idx []int, rep int, dev gotch.Device) (*ts.Tensor, error) {
+	var pngs [][]byte
+	for _, i := range idx {
+		if ref := r.Rows[i].Reference; len(ref) > 0 {
+			for range rep {
+				pngs = append(pngs, ref)
+			}
 		}
-		prompts = append(prompts, p)
-		seeds[j] = chainSeed(req.Seed, req.GroupIDs[i], 0)
 	}
-	temp := c.GRPO.Temperature
-	if greedy {
-		temp = 0
-	}
-	var gen *model.Generation
-	libtorch.NoGrad(func() {
-		gen, err = b.MLLM.Generate(prompts, model.GenerateOptions{
-			MaxNewTokens: c.GRPO.MaxNewTokens, Temperature: temp, TopP: c.GRPO.TopP,
-			Seeds: seeds, Images: refs, States: true,
-		})
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("generate: %w", err)
-	}
-	return prompts, gen.Tokens, gen.States, nil
+	return references(b, pngs, dev)
 }
 
 func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []shards.RolloutRow, st *Stats) error {
 	var sc libtorch.Scope
 	defer sc.Close()
-	c := b.Cfg
-	f := c.FlowGRPO
-	size := c.Model.DiT.ImageSize
-	ch := c.Model.DiT.Channels
-	refs1, err := refImages(req.subset(idx), 1, size, dev)
+	f := req.Settings.SDE
+	group := req.Settings.Group
+	size := b.Model.DiT.ImageSize
+	ch := b.Model.DiT.Channels
+	refs1, err := req.referencesOf(b, idx, 1, dev)
 	if err != nil {
 		return err
 	}
@@ -130,10 +111,20 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 		sc.Add(refs1)
 	}
 	t0 := time.Now()
-	_, tokens, states, err := Instructions(b, req, idx, refs1, f.GreedyInstruction)
+	prompts := make([][]int, len(idx))
+	chains := make([]uint64, len(idx))
+	for j, i := range idx {
+		row := &req.Rows[i]
+		if prompts[j], err = Prompt(b, row.Prompt, len(row.Reference) > 0, tokenizer.ThinkOpen); err != nil {
+			return fmt.Errorf("row %s: %w", row.ID, err)
+		}
+		chains[j] = chainSeed(req.Seed, req.GroupIDs[i], 0)
+	}
+	gen, err := write(b, prompts, nil, chains, refs1, req.Settings.Sampling)
 	if err != nil {
 		return err
 	}
+	tokens, states := gen.Tokens, gen.States
 	for _, s := range states {
 		sc.Add(s)
 	}
@@ -144,11 +135,11 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 
 	t1 := time.Now()
 	// Every sample of a group shares its prompt's instruction states.
-	n := len(idx) * f.Group
+	n := len(idx) * group
 	rep := make([]*ts.Tensor, 0, n)
 	seeds := make([]uint64, 0, n)
 	for j, i := range idx {
-		for s := range f.Group {
+		for s := range group {
 			rep = append(rep, states[j])
 			if f.SameNoise {
 				seeds = append(seeds, noiseSeed(req.Seed, req.GroupIDs[i], 0))
@@ -158,8 +149,11 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 		}
 	}
 	stochastic := make([]bool, f.Steps)
-	if w := SDEWindow(f, req.Seed); w != nil {
-		for _, k := range w {
+	if f.Window != nil {
+		for _, k := range f.Window {
+			if k < 0 || k >= f.Steps {
+				return fmt.Errorf("SDE window %v: step %d outside the %d steps", f.Window, k, f.Steps)
+			}
 			stochastic[k] = true
 		}
 	} else {
@@ -173,14 +167,14 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 	}
 	defer cond.Drop()
 	defer uncond.Drop()
-	refs, err := refImages(req.subset(idx), f.Group, size, dev)
+	refs, err := req.referencesOf(b, idx, group, dev)
 	if err != nil {
 		return err
 	}
 	if refs != nil {
 		sc.Add(refs)
 	}
-	tr := Trajectory(f.Steps, c.Sampling.TimeShift, size)
+	tr := Trajectory(f.Steps, f.TimeShift, size)
 	guid := model.Guidance{Uncond: uncond, TextScale: f.CFG, ImageScale: 1}
 	latents := make([][][]float32, n) // [sample][step] flattened
 	means := make([][][]float32, n)
@@ -202,7 +196,7 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 				stepNoise := make([]uint64, n)
 				j := 0
 				for _, i := range idx {
-					for s := range f.Group {
+					for s := range group {
 						stepNoise[j] = stepSeed(req.Seed, req.GroupIDs[i], s, k)
 						j++
 					}
@@ -241,7 +235,11 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 	}
 	img := sc.Add(model.PixelSpace{}.Decode(final))
 	final.MustDrop()
-	pngs, err := encodePNGs(img)
+	imgs, err := model.TensorToImages(img)
+	if err != nil {
+		return err
+	}
+	pngs, err := encodePNGs(imgs)
 	if err != nil {
 		return err
 	}
@@ -249,12 +247,12 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 
 	k := 0
 	for j, i := range idx {
-		cot, instr := splitThinking(b.Tok.Decode(tokens[j]))
+		cot, instr := tokenizer.SplitReply(b.Tok.Decode(tokens[j]))
 		ids := make([]int32, len(tokens[j]))
 		for t, id := range tokens[j] {
 			ids[t] = int32(id)
 		}
-		for s := range f.Group {
+		for s := range group {
 			row, err := req.baseRow(i, s, seeds[k])
 			if err != nil {
 				return err
@@ -263,7 +261,7 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 			row.ImagePNG = pngs[k]
 			row.LatentShape = []int32{int32(ch), int32(size), int32(size)}
 			row.SDELatents, row.SDEMeans, row.SDELogProbs = latents[k], means[k], logps[k]
-			out[i*f.Group+s] = row
+			out[i*group+s] = row
 			st.Samples++
 			st.Images++
 			k++

@@ -4,22 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
-	"strings"
 	"time"
-
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
-	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/shards"
-	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
-// Request is one rollout task: a group of Group samples for each prompt.
+// Request is one rollout task: a group of Settings.Group samples for each
+// prompt.
 type Request struct {
 	Run     string
 	Step    int
@@ -34,6 +30,60 @@ type Request struct {
 	// same request gives the same rows.
 	Seed          uint64
 	PolicyVersion int64
+	// Settings say how the task samples; SettingsFor resolves them from the
+	// run's configuration.
+	Settings Settings
+}
+
+// Settings are the sampling settings of a rollout task.
+type Settings struct {
+	// Group is the number of samples per prompt.
+	Group int
+	// Sampling is how the MLLM writes (max_new_tokens, temperature with 0
+	// for greedy, top_p) and, in stage 4, how the frozen DiT draws each
+	// chain's image by ODE (dit_steps, cfg, time_shift).
+	Sampling config.Sampling
+	// SDE is how stage 5 samples its image trajectories.
+	SDE SDE
+}
+
+// SDE is the sampler of stage 5's trajectories (FlowGRPO).
+type SDE struct {
+	Steps      int
+	NoiseLevel float64
+	CFG        float64
+	TimeShift  bool
+	// SameNoise gives the samples of a group one initial noise.
+	SameNoise bool
+	// Window lists the stochastic steps; nil: every step (SDEWindow).
+	Window []int
+}
+
+// SettingsFor resolves the settings of a rollout of phase p from the run
+// configuration c; seed is the task's (it places the SDE window). Stage 4
+// (mllm-grpo) samples grpo.group chains at grpo's temperature, top_p and
+// max_new_tokens and draws them in grpo.image_steps ODE steps
+// (sampling.dit_steps when 0) with sampling's cfg and time shift. Stage 5
+// (dit-grpo) writes one instruction per prompt the same way (greedily with
+// flow_grpo.greedy_instruction) and samples flow_grpo.group trajectories
+// by flow_grpo's SDE.
+func SettingsFor(c *config.Config, p config.Phase, seed uint64) Settings {
+	g, f := c.GRPO, c.FlowGRPO
+	write := config.Sampling{MaxNewTokens: g.MaxNewTokens, Temperature: g.Temperature, TopP: g.TopP}
+	if p == config.PhaseMLLMGRPO {
+		write.DiTSteps, write.CFG, write.TimeShift = g.ImageSteps, c.Sampling.CFG, c.Sampling.TimeShift
+		if write.DiTSteps == 0 {
+			write.DiTSteps = c.Sampling.DiTSteps
+		}
+		return Settings{Group: g.Group, Sampling: write}
+	}
+	if f.GreedyInstruction {
+		write.Temperature = 0
+	}
+	return Settings{Group: f.Group, Sampling: write, SDE: SDE{
+		Steps: f.Steps, NoiseLevel: f.NoiseLevel, CFG: f.CFG, TimeShift: c.Sampling.TimeShift,
+		SameNoise: f.SameNoise, Window: SDEWindow(f, seed),
+	}}
 }
 
 // Stats describe a rollout's throughput.
@@ -73,86 +123,20 @@ func mix(xs ...uint64) uint64 {
 	return h
 }
 
-func (r *Request) validate(b *model.Bundle, group int) error {
+func (r *Request) validate(b *model.Bundle) error {
 	if len(r.Rows) == 0 {
 		return fmt.Errorf("rollout task %s: no prompts", r.Task)
 	}
 	if len(r.GroupIDs) != len(r.Rows) {
 		return fmt.Errorf("rollout task %s: %d group ids for %d prompts", r.Task, len(r.GroupIDs), len(r.Rows))
 	}
-	if group < 1 {
-		return fmt.Errorf("rollout task %s: group size %d", r.Task, group)
+	if r.Settings.Group < 1 {
+		return fmt.Errorf("rollout task %s: group size %d", r.Task, r.Settings.Group)
 	}
-	if b == nil || b.Cfg == nil {
+	if b == nil {
 		return fmt.Errorf("rollout task %s: no policy loaded", r.Task)
 	}
 	return nil
-}
-
-// byReference splits the indices of rows into those without and those with
-// a reference image: the two take separate model passes (the DiT's
-// sequence layout differs). Empty groups are left out.
-func byReference(rows []datasets.Row) [][]int {
-	var plain, withRef []int
-	for i := range rows {
-		if len(rows[i].Reference) > 0 {
-			withRef = append(withRef, i)
-		} else {
-			plain = append(plain, i)
-		}
-	}
-	var out [][]int
-	for _, g := range [][]int{plain, withRef} {
-		if len(g) > 0 {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// subset returns the rows at idx.
-func (r *Request) subset(idx []int) []datasets.Row {
-	out := make([]datasets.Row, len(idx))
-	for j, i := range idx {
-		out[j] = r.Rows[i]
-	}
-	return out
-}
-
-// refImages decodes the reference images of rows, each repeated rep times,
-// as one [n, 3, H, W] tensor in [-1, 1] (nil when no row has one).
-func refImages(rows []datasets.Row, rep, size int, dev gotch.Device) (*ts.Tensor, error) {
-	var pngs [][]byte
-	for _, r := range rows {
-		if len(r.Reference) == 0 {
-			continue
-		}
-		for range rep {
-			pngs = append(pngs, r.Reference)
-		}
-	}
-	if len(pngs) == 0 {
-		return nil, nil
-	}
-	x, err := model.ImagesToTensor(pngs, size, dev)
-	if err != nil {
-		return nil, err
-	}
-	defer x.MustDrop()
-	return model.PixelSpace{}.Encode(x), nil
-}
-
-// splitThinking separates what the MLLM wrote into the chain of thought
-// (inside <think>…</think>) and the instruction after it.
-func splitThinking(written string) (cot, instruction string) {
-	written = strings.ReplaceAll(written, tokenizer.ImEnd, "")
-	if k := strings.Index(written, tokenizer.EndThink); k >= 0 {
-		cot, instruction = written[:k], written[k+len(tokenizer.EndThink):]
-	} else {
-		instruction = written
-	}
-	cot = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(cot), tokenizer.Think))
-	return cot, strings.TrimSpace(instruction)
 }
 
 // baseRow fills the columns every rollout row carries.
@@ -170,11 +154,8 @@ func (r *Request) baseRow(i, sample int, seed uint64) (shards.RolloutRow, error)
 	}, nil
 }
 
-func encodePNGs(img *ts.Tensor) ([][]byte, error) {
-	imgs, err := model.TensorToImages(img)
-	if err != nil {
-		return nil, err
-	}
+// encodePNGs encodes images as PNG files.
+func encodePNGs(imgs []*image.RGBA) ([][]byte, error) {
 	out := make([][]byte, len(imgs))
 	for i, im := range imgs {
 		var buf bytes.Buffer
@@ -184,28 +165,4 @@ func encodePNGs(img *ts.Tensor) ([][]byte, error) {
 		out[i] = buf.Bytes()
 	}
 	return out, nil
-}
-
-// conditions runs the connector (without gradients) on instruction states
-// and on empty ones, the unconditional branch of classifier-free guidance.
-func conditions(b *model.Bundle, states []*ts.Tensor, dev gotch.Device) (cond, uncond *model.Condition, err error) {
-	libtorch.NoGrad(func() {
-		cond, err = b.Connector.Forward(states)
-		if err != nil {
-			return
-		}
-		empty := make([]*ts.Tensor, len(states))
-		for j := range empty {
-			empty[j] = ts.MustZeros([]int64{0, int64(b.Connector.In)}, gotch.Float, dev)
-		}
-		uncond, err = b.Connector.Forward(empty)
-		for _, e := range empty {
-			e.MustDrop()
-		}
-		if err != nil {
-			cond.Drop()
-			cond = nil
-		}
-	})
-	return cond, uncond, err
 }

@@ -14,13 +14,17 @@ import (
 	"github.com/thinkgen/thinkgen/shards"
 )
 
-func smallBundle(t *testing.T) *model.Bundle {
-	t.Helper()
+func smallConfig() *config.Config {
 	c := config.Default()
 	testmodel.Shrink(c)
 	c.GRPO.Group, c.GRPO.MaxNewTokens, c.GRPO.ImageSteps = 3, 10, 2
 	c.FlowGRPO.Group, c.FlowGRPO.Steps = 3, 3
 	c.Sampling.DiTSteps = 4
+	return c
+}
+
+func smallBundle(t *testing.T, c *config.Config) *model.Bundle {
+	t.Helper()
 	tok, err := model.TokenizerFor(c.Model.MLLM)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +36,7 @@ func smallBundle(t *testing.T) *model.Bundle {
 	return b
 }
 
-func request(t *testing.T, phase config.Phase) Request {
+func request(t *testing.T, c *config.Config, phase config.Phase) Request {
 	t.Helper()
 	// Rows 0..4 cycle through the five scenarios: editing and reflection
 	// carry a reference image.
@@ -40,7 +44,8 @@ func request(t *testing.T, phase config.Phase) Request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: phase, Rows: rows, GroupIDs: []int64{10, 11, 12, 13, 14}, Seed: 99}
+	return Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: phase, Rows: rows, GroupIDs: []int64{10, 11, 12, 13, 14}, Seed: 99,
+		Settings: SettingsFor(c, phase, 99)}
 }
 
 func TestRolloutsAreDeterministicAndGrouped(t *testing.T) {
@@ -48,14 +53,15 @@ func TestRolloutsAreDeterministicAndGrouped(t *testing.T) {
 		if err := libtorch.SetThreads(1); err != nil {
 			return err
 		}
-		b := smallBundle(t)
+		c := smallConfig()
+		b := smallBundle(t, c)
 		defer b.Drop()
 		before := libtorch.LiveTensors()
 		for _, tt := range []struct {
 			phase config.Phase
 			run   func(*model.Bundle, Request, gotch.Device) ([]shards.RolloutRow, Stats, error)
 		}{{config.PhaseMLLMGRPO, MLLM}, {config.PhaseDiTGRPO, DiT}} {
-			req := request(t, tt.phase)
+			req := request(t, c, tt.phase)
 			a, st, err := tt.run(b, req, gotch.CPU)
 			if err != nil {
 				return err
@@ -115,9 +121,10 @@ func TestRolloutsAreDeterministicAndGrouped(t *testing.T) {
 
 func TestRolloutRejectsBadRequests(t *testing.T) {
 	err := libtorch.Run(func() error {
-		b := smallBundle(t)
+		c := smallConfig()
+		b := smallBundle(t, c)
 		defer b.Drop()
-		req := request(t, config.PhaseMLLMGRPO)
+		req := request(t, c, config.PhaseMLLMGRPO)
 		req.GroupIDs = req.GroupIDs[:2]
 		if _, _, err := MLLM(b, req, gotch.CPU); err == nil {
 			t.Error("mismatched group ids: want an error")
@@ -130,19 +137,6 @@ func TestRolloutRejectsBadRequests(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestSplitThinking(t *testing.T) {
-	for _, tt := range []struct{ in, cot, instr string }{
-		{"two plus one is three.\n</think>\n\na small red circle.<|im_end|>", "two plus one is three.", "a small red circle."},
-		{"\n</think>\n\nthe text \"AB\".", "", "the text \"AB\"."},
-		{"no end of thinking", "", "no end of thinking"},
-	} {
-		cot, instr := splitThinking(tt.in)
-		if cot != tt.cot || instr != tt.instr {
-			t.Errorf("splitThinking(%q) = %q, %q; want %q, %q", tt.in, cot, instr, tt.cot, tt.instr)
-		}
 	}
 }
 
@@ -199,11 +193,12 @@ func TestDiTRolloutWithSDEWindow(t *testing.T) {
 		if err := libtorch.SetThreads(1); err != nil {
 			return err
 		}
-		b := smallBundle(t)
+		c := smallConfig()
+		b := smallBundle(t, c)
 		defer b.Drop()
-		f := &b.Cfg.FlowGRPO
+		f := &c.FlowGRPO
 		f.Steps, f.SDEWindow, f.SDEWindowRange, f.SameNoise = 4, 2, []int{1, 4}, true
-		req := request(t, config.PhaseDiTGRPO)
+		req := request(t, c, config.PhaseDiTGRPO)
 		req.Rows, req.GroupIDs = req.Rows[:2], req.GroupIDs[:2] // composition and reasoning
 		window := SDEWindow(*f, req.Seed)
 		in := map[int]bool{}

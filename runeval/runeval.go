@@ -95,8 +95,7 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 			return err
 		}
 		defer b.Drop()
-		b.Cfg = cfg
-		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Seed: uint64(cfg.Run.Seed), GridDir: gridDir, GridRows: GridRows, Progress: ev.Progress})
+		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Sampling: cfg.Sampling, Seed: uint64(cfg.Run.Seed), GridDir: gridDir, GridRows: GridRows, Progress: ev.Progress})
 		return err
 	})
 	if err != nil {

@@ -107,3 +107,20 @@ func Reply(mode ThinkMode, think, answer string) string {
 	}
 	return answer + ImEnd
 }
+
+// SplitReply reads back what the MLLM wrote after a prompt: the chain of
+// thought is the text before the first </think> (without a leading
+// <think>), the instruction the text after it; a reply without </think>
+// is all instruction. <|im_end|> is dropped and both parts are trimmed of
+// surrounding space. It is the one parser of replies: rollouts, eval and
+// generate all read the MLLM's text through it.
+func SplitReply(written string) (thought, instruction string) {
+	written = strings.ReplaceAll(written, ImEnd, "")
+	if k := strings.Index(written, EndThink); k >= 0 {
+		thought, instruction = written[:k], written[k+len(EndThink):]
+	} else {
+		instruction = written
+	}
+	thought = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(thought), Think))
+	return thought, strings.TrimSpace(instruction)
+}

@@ -144,3 +144,19 @@ func TestReply(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitReply(t *testing.T) {
+	for _, tt := range []struct{ in, thought, instr string }{
+		{"two plus one is three.\n</think>\n\na small red circle.<|im_end|>", "two plus one is three.", "a small red circle."},
+		{"\n</think>\n\nthe text \"AB\".", "", "the text \"AB\"."},
+		{"no end of thinking", "", "no end of thinking"},
+		{"<think>\nred first\n</think>\n\na red square.<|im_end|>", "red first", "a red square."},
+		{"a blue circle.<|im_end|>", "", "a blue circle."},
+		{"a </think> b </think> c", "a", "b </think> c"},
+	} {
+		thought, instr := SplitReply(tt.in)
+		if thought != tt.thought || instr != tt.instr {
+			t.Errorf("SplitReply(%q) = %q, %q; want %q, %q", tt.in, thought, instr, tt.thought, tt.instr)
+		}
+	}
+}

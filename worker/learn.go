@@ -49,7 +49,7 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 		w.learner = nil
 		return task.Result{}, err
 	}
-	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, w.learner.Policy(), w.learner.Optimizers(), w.cacheDir)
+	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, w.learner.Policy(), w.cfg, w.learner.Optimizers(), w.cacheDir)
 	if err != nil {
 		// The policy in memory is already updated but its version was not
 		// saved: a retry must start again from the stored version, not
@@ -88,17 +88,15 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
 	if err != nil {
 		return err
 	}
-	if err := sameShape(w.cfg, policy.Cfg); err != nil {
+	if err := sameShape(w.cfg, policy); err != nil {
 		policy.Drop()
 		return fmt.Errorf("%w: checkpoint %d of run %s: %v", learner.ErrFatal, v, run, err)
 	}
-	policy.Cfg = w.cfg
 	ref, _, err := checkpoint.Load(ctx, w.store, run, 0, cache, w.dev)
 	if err != nil {
 		policy.Drop()
 		return err
 	}
-	ref.Cfg = w.cfg
 	l := learner.New(w.cfg, policy, ref, v)
 	for _, o := range l.Optimizers() {
 		if _, err := checkpoint.LoadOptimizer(dir, o.Name, o.Opt); err != nil {

@@ -38,7 +38,8 @@ func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) 
 		return task.Result{}, err
 	}
 	req := rollout.Request{Run: t.Run, Step: t.Step, Task: t.ID, Attempt: t.Attempt, Phase: t.Phase,
-		Rows: rows, GroupIDs: t.Rows, Seed: t.Seed, PolicyVersion: int64(t.PolicyVersion)}
+		Rows: rows, GroupIDs: t.Rows, Seed: t.Seed, PolicyVersion: int64(t.PolicyVersion),
+		Settings: rollout.SettingsFor(w.cfg, t.Phase, t.Seed)}
 	start := time.Now()
 	var out []shards.RolloutRow
 	var st rollout.Stats
@@ -79,11 +80,10 @@ func (w *Worker) policyAt(ctx context.Context, run string, v int) (*model.Bundle
 	if err != nil {
 		return nil, err
 	}
-	if err := sameShape(w.cfg, b.Cfg); err != nil {
+	if err := sameShape(w.cfg, b); err != nil {
 		b.Drop()
 		return nil, fmt.Errorf("%w: checkpoint %d of run %s: %v", learner.ErrFatal, v, run, err)
 	}
-	b.Cfg = w.cfg
 	if w.policy != nil {
 		w.policy.Drop()
 	}

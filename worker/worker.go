@@ -103,7 +103,7 @@ func (w *Worker) Do(ctx context.Context, t task.Task) (task.Result, error) {
 }
 
 // sameShape refuses a checkpoint whose models differ from the run's.
-func sameShape(run, ckpt *config.Config) error {
+func sameShape(run *config.Config, ckpt *model.Bundle) error {
 	if diff := ckpt.Model.ShapeDiff(run.Model); len(diff) > 0 {
 		return fmt.Errorf("a checkpoint of another model shape (its model section vs the run's: %s)", strings.Join(diff, ", "))
 	}

@@ -285,7 +285,7 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 		}
 		defer b.Drop()
 		var samples map[string][]evaluate.Sample
-		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
+		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Sampling: cfg.Sampling, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
 		for mode, ss := range samples {
 			perRow[mode] = evaluate.RowScores(ss)
 		}

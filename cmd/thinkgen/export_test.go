@@ -46,7 +46,11 @@ func checkImportEquals(t *testing.T, dir, bundleDir string, step int) {
 			return err
 		}
 		defer b.Drop()
-		return b.Save(resaved, step)
+		_, cfg, err := export.ReadManifest(dir)
+		if err != nil {
+			return err
+		}
+		return b.Save(resaved, step, cfg)
 	})
 	if err != nil {
 		t.Fatal(err)

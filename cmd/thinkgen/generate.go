@@ -251,7 +251,6 @@ func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string
 		if err != nil {
 			return nil, fmt.Errorf("run %s version %d: %w", run, version, err)
 		}
-		b.Cfg = runCfg
 		return b, nil
 	})
 }
@@ -343,9 +342,8 @@ func generate(ctx context.Context, e *env, cfg *config.Config, req *generateRequ
 		if err := writeFile(name+".txt", []byte(smp.Written+"\n")); err != nil {
 			return err
 		}
-		thought := thoughtOf(smp.Written)
 		if req.json {
-			line, err := json.Marshal(generatedImage{Prompt: smp.Row.Prompt, Mode: mode, Seed: seed + uint64(i), Thought: thought, Instruction: smp.Instruction, Image: name + ".png"})
+			line, err := json.Marshal(generatedImage{Prompt: smp.Row.Prompt, Mode: mode, Seed: seed + uint64(i), Thought: smp.Thought, Instruction: smp.Instruction, Image: name + ".png"})
 			if err != nil {
 				return err
 			}
@@ -354,7 +352,7 @@ func generate(ctx context.Context, e *env, cfg *config.Config, req *generateRequ
 		}
 		fmt.Fprintf(e.stdout, "prompt:      %s\n", smp.Row.Prompt)
 		if req.think {
-			fmt.Fprintf(e.stdout, "thought:     %s\n", thought)
+			fmt.Fprintf(e.stdout, "thought:     %s\n", smp.Thought)
 		}
 		fmt.Fprintf(e.stdout, "instruction: %s\nimage:       %s.png\n\n", smp.Instruction, name)
 	}
@@ -367,20 +365,6 @@ func imageName(n, k, num int) string {
 		return fmt.Sprintf("%d", n+1)
 	}
 	return fmt.Sprintf("%d-%d", n+1, k+1)
-}
-
-// thoughtOf returns the chain of thought in written: the text between
-// <think> and </think>, trimmed ("" when there is none).
-func thoughtOf(written string) string {
-	end := strings.Index(written, "</think>")
-	if end < 0 {
-		return ""
-	}
-	t := written[:end]
-	if i := strings.Index(t, "<think>"); i >= 0 {
-		t = t[i+len("<think>"):]
-	}
-	return strings.TrimSpace(t)
 }
 
 // fitImage decodes an image and returns it as a size×size PNG, resized

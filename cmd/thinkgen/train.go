@@ -206,7 +206,11 @@ func bundleFromExport(dir, out string) (string, error) {
 			return err
 		}
 		defer b.Drop()
-		return b.Save(out, m.Version)
+		cfg, err := config.Parse(filepath.Join(dir, export.ManifestFile)+" config", []byte(m.Config))
+		if err != nil {
+			return err
+		}
+		return b.Save(out, m.Version, cfg)
 	})
 	if err != nil {
 		return "", fmt.Errorf("base from export %s: %w", dir, err)

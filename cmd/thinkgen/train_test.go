@@ -240,7 +240,7 @@ func saveBaseOf(t *testing.T, file string, sets ...string) string {
 			return err
 		}
 		defer b.Drop()
-		return b.Save(dir, 0)
+		return b.Save(dir, 0, cfg)
 	})
 	if err != nil {
 		t.Fatal(err)
