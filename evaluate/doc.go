@@ -1,6 +1,8 @@
 // Package evaluate is the eval harness: it runs the think-then-generate
-// pipeline on held-out ShapeWorld rows, scores the images with the rule
-// models, and writes image grids and Table-6-style tables.
+// pipeline (rollout.ThinkDraw, with the sampling settings its caller
+// resolved: Options.Sampling) on held-out ShapeWorld rows, scores the
+// images with the rule models, and writes image grids and Table-6-style
+// tables.
 //
 // # Modes
 //
