@@ -116,12 +116,14 @@ func ranksInput(t *testing.T, phase config.Phase) rankInput {
 		if err := libtorch.SetThreads(1); err != nil {
 			return err
 		}
-		l, err := newLearner(ranksConfig())
+		c := ranksConfig()
+		l, err := newLearner(c)
 		if err != nil {
 			return err
 		}
 		defer l.Close()
-		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: phase, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: in.Seed}
+		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: phase, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: in.Seed,
+			Settings: rollout.SettingsFor(c, phase, in.Seed)}
 		if phase == config.PhaseMLLMGRPO {
 			in.Rolls, _, err = rollout.MLLM(l.Policy(), req, gotch.CPU)
 		} else {
