@@ -106,7 +106,8 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 		for i := range ids {
 			ids[i] = int64(i)
 		}
-		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: in.Phase, Rows: rows, GroupIDs: ids, Seed: in.Seed}
+		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: in.Phase, Rows: rows, GroupIDs: ids, Seed: in.Seed,
+			Settings: rollout.SettingsFor(c, in.Phase, in.Seed)}
 		in.Rolls, _, err = rollout.MLLM(l.Policy(), req, gotch.CPU)
 		return err
 	})
