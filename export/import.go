@@ -24,6 +24,24 @@ func IsExport(dir string) bool {
 	return err == nil
 }
 
+// ReadModelConfig reads the configuration of a model directory — an
+// export or a saved bundle — verifying its files, without loading any
+// tensor. A directory that is neither says so.
+func ReadModelConfig(dir string) (*config.Config, error) {
+	if IsExport(dir) {
+		_, cfg, err := ReadManifest(dir)
+		return cfg, err
+	}
+	_, cfg, err := model.ReadBundleManifest(dir)
+	if err != nil {
+		if _, serr := os.Stat(dir); serr == nil {
+			err = fmt.Errorf("%w (%s is neither a bundle nor an export: it has no %s)", err, dir, ManifestFile)
+		}
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // ReadManifest reads an export's manifest, checks the size and SHA-256 of
 // every file it lists (an error names the first file that is missing or
 // differs) and that the files Import reads are listed, and parses the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/pflag"
@@ -123,22 +122,15 @@ func exportError(flag string, err error) error {
 // the caller drops the bundle). A directory that is neither is a usage
 // error naming flag.
 func modelDir(flag, dir string) (*config.Config, func(gotch.Device) (*model.Bundle, error), error) {
+	cfg, err := export.ReadModelConfig(dir)
+	if err != nil {
+		return nil, nil, &usageError{fmt.Errorf("%s: %w", flag, err)}
+	}
 	if export.IsExport(dir) {
-		_, cfg, err := export.ReadManifest(dir)
-		if err != nil {
-			return nil, nil, &usageError{fmt.Errorf("%s: %w", flag, err)}
-		}
 		return cfg, func(dev gotch.Device) (*model.Bundle, error) {
 			b, _, err := export.Import(dir, dev)
 			return b, err
 		}, nil
-	}
-	_, cfg, err := model.ReadBundleManifest(dir)
-	if err != nil {
-		if _, serr := os.Stat(dir); serr == nil {
-			err = fmt.Errorf("%w (%s is neither a bundle nor an export: it has no %s)", err, dir, export.ManifestFile)
-		}
-		return nil, nil, &usageError{fmt.Errorf("%s: %w", flag, err)}
 	}
 	return cfg, func(dev gotch.Device) (*model.Bundle, error) {
 		b, _, err := model.LoadBundle(dir, dev)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -16,10 +15,10 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/curves"
-	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/preflight"
 	"github.com/thinkgen/thinkgen/runeval"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
@@ -105,7 +104,7 @@ weights as an uninterrupted run.`,
 					if cfg, err = rs.ParseConfig(); err != nil {
 						return err
 					}
-				} else if err := preflight(cfg); err != nil {
+				} else if err := preflight.Check(cfg); err != nil {
 					return &usageError{err}
 				}
 				cache, err := os.MkdirTemp("", "thinkgen-train-")
@@ -216,41 +215,6 @@ func bundleFromExport(dir, out string) (string, error) {
 		return "", fmt.Errorf("base from export %s: %w", dir, err)
 	}
 	return out, nil
-}
-
-// preflight refuses, before any work, what would fail later: a missing or
-// corrupt base, a base of another model shape, and an empty dataset.
-func preflight(cfg *config.Config) error {
-	if cfg.Run.Base == "" {
-		return errors.New("run.base: empty; set it to the shipped base (base/tiny) or a pretrain result")
-	}
-	bcfg, _, err := modelDir("run.base", cfg.Run.Base)
-	if err != nil {
-		return err
-	}
-	if diff := bcfg.Model.ShapeDiff(cfg.Model); len(diff) > 0 {
-		return fmt.Errorf("run.base %s: a checkpoint of another model shape (the base's model section vs the configuration's: %s)",
-			cfg.Run.Base, strings.Join(diff, ", "))
-	}
-	if cfg.Data.TrainSize <= 0 {
-		return fmt.Errorf("data.train_size: %d, want > 0: the run's prompts come from the train split", cfg.Data.TrainSize)
-	}
-	for _, m := range []struct {
-		key   string
-		mix   map[string]float64
-		phase config.Phase
-	}{{"data.mix", cfg.Data.Mix, ""}, {"grpo.mix", cfg.GRPO.Mix, config.PhaseMLLMGRPO}, {"flow_grpo.mix", cfg.FlowGRPO.Mix, config.PhaseDiTGRPO}} {
-		if len(datasets.ScenarioCycle(m.mix)) == 0 && len(m.mix) > 0 {
-			return fmt.Errorf("%s: every scenario has weight 0: the dataset would be empty", m.key)
-		}
-		if m.phase == "" {
-			continue
-		}
-		if _, err := worker.TrainRows(cfg, m.phase, []int64{0}); err != nil {
-			return fmt.Errorf("data (%s): %w", m.phase, err)
-		}
-	}
-	return nil
 }
 
 // writeCurves draws the run's training curves into runs/<run>/curves.png
