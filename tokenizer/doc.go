@@ -24,7 +24,8 @@
 // (<|vision_start|>, N × <|image_pad|>, <|vision_end|>) in the user turn.
 // [Reply] renders the assistant's reply to such a prompt — the chain of
 // thought, </think> and the answer, or the answer alone after a skipped
-// block — as the warm-up teaches it.
+// block — as the warm-up teaches it; [SplitReply] reads what the MLLM
+// wrote back into its chain of thought and instruction, for every caller.
 //
 // # Use
 //
