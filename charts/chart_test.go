@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -135,6 +136,8 @@ func objects(t *testing.T, files map[string]string) map[string]any {
 				obj = &batchv1.Job{}
 			case "RayJob":
 				obj = &rayv1.RayJob{}
+			case "NetworkPolicy":
+				obj = &networkingv1.NetworkPolicy{}
 			default:
 				t.Fatalf("%s: unexpected kind %q", name, tm.Kind)
 			}
@@ -164,6 +167,7 @@ func TestTemplate(t *testing.T) {
 			if !ok {
 				t.Fatalf("no RayJob %s among %v", run, slicesKeys(objs))
 			}
+			checkNetworkPolicy(t, objs, run)
 			cm, ok := objs["ConfigMap/"+run+"-config"].(*corev1.ConfigMap)
 			if !ok {
 				t.Fatalf("no ConfigMap %s-config", run)
@@ -331,6 +335,8 @@ func TestAPIServer(t *testing.T) {
 				_, err = kube.AppsV1().Deployments(ns).Create(ctx, o, strict)
 			case *batchv1.Job:
 				_, err = kube.BatchV1().Jobs(ns).Create(ctx, o, strict)
+			case *networkingv1.NetworkPolicy:
+				_, err = kube.NetworkingV1().NetworkPolicies(ns).Create(ctx, o, strict)
 			case *rayv1.RayJob:
 				var got *rayv1.RayJob
 				got, err = ray.Ray.RayV1().RayJobs(ns).Create(ctx, o, strict)
@@ -340,6 +346,32 @@ func TestAPIServer(t *testing.T) {
 			}
 			if err != nil {
 				t.Errorf("%s: the apiserver refused %s: %v", vs.name, key, err)
+			}
+		}
+	}
+}
+
+// checkNetworkPolicy: the run's Ray pods admit only each other, plus the
+// KubeRay operator on the dashboard port alone.
+func checkNetworkPolicy(t *testing.T, objs map[string]any, run string) {
+	t.Helper()
+	np, ok := objs["NetworkPolicy/"+run+"-ray"].(*networkingv1.NetworkPolicy)
+	if !ok {
+		t.Fatalf("no NetworkPolicy %s-ray among %v", run, slicesKeys(objs))
+	}
+	if got := np.Spec.PodSelector.MatchLabels["thinkgen.io/run"]; got != run {
+		t.Errorf("NetworkPolicy selects run %q, want %q", got, run)
+	}
+	if len(np.Spec.PolicyTypes) != 1 || np.Spec.PolicyTypes[0] != networkingv1.PolicyTypeIngress {
+		t.Errorf("policy types %v, want Ingress", np.Spec.PolicyTypes)
+	}
+	for i, rule := range np.Spec.Ingress {
+		for _, peer := range rule.From {
+			if peer.IPBlock != nil || peer.PodSelector == nil || len(peer.PodSelector.MatchLabels) == 0 {
+				t.Errorf("ingress rule %d admits %+v: want pods selected by label only", i, peer)
+			}
+			if peer.NamespaceSelector != nil && (len(rule.Ports) != 1 || rule.Ports[0].Port.IntValue() != 8265) {
+				t.Errorf("ingress rule %d admits other namespaces on %v; want the dashboard port alone", i, rule.Ports)
 			}
 		}
 	}
