@@ -57,6 +57,7 @@ func commands() []*command {
 		configCommand(),
 		selftestCommand(),
 		modelCommand(),
+		planCommand(),
 		pretrainCommand(),
 		trainCommand(),
 		workerCommand(),
