@@ -67,10 +67,10 @@ type Row struct {
 	// and those it holds frozen (other modules, the reference policy).
 	TrainedParams int64 `json:"trained_params"`
 	FrozenParams  int64 `json:"frozen_params"`
-	Weights       int64 `json:"weights_bytes"`        // trained + frozen, compute dtype
-	Gradients     int64 `json:"gradients_bytes"`      // compute dtype; /N under ZeRO-2
-	Optimizer     int64 `json:"optimizer_bytes"`      // float32 master + AdamW m, v; /N under ZeRO-1, 2
-	Activations   int64 `json:"activations_bytes"`    // per micro-batch, no checkpointing (rollout: inference working set)
+	Weights       int64 `json:"weights_bytes"`          // trained + frozen, compute dtype
+	Gradients     int64 `json:"gradients_bytes"`        // compute dtype; /N under ZeRO-2
+	Optimizer     int64 `json:"optimizer_bytes"`        // float32 master + AdamW m, v; /N under ZeRO-1, 2
+	Activations   int64 `json:"activations_bytes"`      // per micro-batch, no checkpointing (rollout: inference working set)
 	ActivationsCk int64 `json:"activations_ckpt_bytes"` // per micro-batch, with activation checkpointing
 	KVCache       int64 `json:"kv_cache_bytes"`
 	// MicroBatch is the micro-batch the activations are for (rollout: the
