@@ -44,13 +44,24 @@ type Evaluator struct {
 	CacheDir string
 	// Progress receives the evaluations' progress lines (nil: none).
 	Progress io.Writer
+	// Split is the held-out split: datasets.Eval (out of distribution,
+	// the default when empty) or datasets.EvalID (in distribution, kept
+	// under runs.EvalIDKey without grids or events).
+	Split datasets.Split
 }
+
+// inDist reports whether ev scores the in-distribution split.
+func (ev *Evaluator) inDist() bool { return ev.Split == datasets.EvalID }
 
 // Version evaluates version v (or reads its earlier evaluation from the
 // store) and returns its scores, labelled, and its per-row scores by mode
 // (nil for an evaluation stored before they were kept).
 func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate.Entry, map[string][]evaluate.RowScore, error) {
 	key, rowsKey := runs.EvalKey(ev.Run, v), runs.EvalRowsKey(ev.Run, v)
+	split := datasets.Eval
+	if ev.inDist() {
+		key, rowsKey, split = runs.EvalIDKey(ev.Run, v), runs.EvalIDRowsKey(ev.Run, v), datasets.EvalID
+	}
 	if rc, err := ev.Store.Get(ctx, key); err == nil {
 		var s evaluate.Scores
 		err := json.NewDecoder(rc).Decode(&s)
@@ -67,7 +78,7 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 		}
 	}
 	cfg := ev.Config
-	rows, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize}, 0, ev.Rows)
+	rows, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: split, Size: cfg.Model.DiT.ImageSize}, 0, ev.Rows)
 	if err != nil {
 		return evaluate.Entry{}, nil, err
 	}
@@ -118,7 +129,11 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 			return evaluate.Entry{}, nil, err
 		}
 	}
-	for _, mode := range evaluate.Modes {
+	gridModes := evaluate.Modes
+	if ev.inDist() {
+		gridModes = nil // the in-distribution split keeps no grids
+	}
+	for _, mode := range gridModes {
 		f, err := os.Open(filepath.Join(gridDir, "grid-"+mode+".png"))
 		if err != nil {
 			return evaluate.Entry{}, nil, err
@@ -161,6 +176,9 @@ func (ev *Evaluator) Stages(ctx context.Context, plan []schedule.Step, rs *runs.
 		s.Versions = append(s.Versions, v)
 		s.Entries = append(s.Entries, ent)
 		s.PerRow = append(s.PerRow, rows)
+	}
+	if ev.inDist() {
+		return s, nil // the event file holds the out-of-distribution scores
 	}
 	scores := make([]map[string][]reward.Summary, len(s.Entries))
 	for i, ent := range s.Entries {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/runeval"
@@ -126,6 +127,31 @@ func TestStages(t *testing.T) {
 		if !strings.Contains(buf.String(), w) {
 			t.Errorf("table lacks %q:\n%s", w, buf.String())
 		}
+	}
+
+	// The in-distribution split: its own rows and keys, no grids, and the
+	// event file still the out-of-distribution one alone.
+	id := &runeval.Evaluator{Config: cfg, Store: st, Run: "r", Rows: 2, CacheDir: t.TempDir(), Split: datasets.EvalID}
+	plan[0].EndsPhase = false
+	s, err = id.Stages(ctx, plan, rs, time.UnixMilli(1764265900000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range evaluate.Modes {
+		if rows := s.PerRow[0][mode]; len(rows) != 2 || !strings.HasPrefix(rows[0].ID, "eval-id-") {
+			t.Errorf("eval-id %s: per-row scores %+v, want 2 eval-id rows", mode, rows)
+		}
+	}
+	for _, k := range []string{runs.EvalIDKey("r", 0), runs.EvalIDRowsKey("r", 0)} {
+		if _, err := st.Stat(ctx, k); err != nil {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	if objs, err := st.List(ctx, runs.EvalPrefix("r")); err != nil || len(objs) != 4+2+2 {
+		t.Errorf("eval keys %v (%v), want base's scores, rows and 2 grids, version 1's two, and eval-id's two", objs, err)
+	}
+	if objs, err := st.List(ctx, runs.TensorBoardPrefix("r")); err != nil || len(objs) != 1 {
+		t.Errorf("event files %v (%v), want the out-of-distribution eval file alone", objs, err)
 	}
 }
 

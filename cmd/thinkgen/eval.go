@@ -63,7 +63,13 @@ a caption) — the MLLM's share of the score, before the DiT draws.
 --by-task adds a table (and "tasks" in the JSON) per scenario sub-task:
 a scenario's mean hides that held-out knowledge rows ask for facts the
 train split holds back, while arithmetic, spatial and logic rows can be
-learnt.`,
+learnt.
+
+--splits chooses the held-out splits, each reported in a section of its
+own: eval (out of distribution: every row shows a combination the train
+split holds back) and eval-id (in distribution: new scenes of the
+combinations the train split shows); both by default. With --json the
+first is at the top level and eval-id, when both run, under "eval_id".`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			images := fs.String("images", "", "folder of PNGs named <row id>.png (default: the dataset's target images)")
 			asJSON := fs.Bool("json", false, "print the table as JSON")
@@ -76,6 +82,7 @@ learnt.`,
 			scenarios := fs.StringSlice("scenarios", nil, "with --model: evaluate only these scenarios (comma-separated, e.g. composition,reasoning): the first --rows held-out rows of a split made of them")
 			byTask := fs.Bool("by-task", false, "with --model: also score each scenario's sub-tasks (reasoning: knowledge, arithmetic, spatial, negation, comparison; editing: add, remove, …) separately")
 			evalModes := fs.StringSlice("modes", nil, "with --model: evaluate only these modes (direct, think, oracle, reference; default direct and think, and oracle with --oracle)")
+			splits := fs.StringSlice("splits", []string{string(datasets.Eval), string(datasets.EvalID)}, "with --model: the held-out splits, eval (out of distribution) and eval-id (in distribution)")
 			return func(ctx context.Context, args []string) error {
 				if *modelDir != "" {
 					if len(args) != 0 {
@@ -86,7 +93,7 @@ learnt.`,
 					}
 					// The bundle carries its configuration; a flag that
 					// would change it must not be dropped silently.
-					applies := map[string]bool{"model": true, "rows": true, "grids": true, "oracle": true, "json": true, "seed": true, "log-format": true, "scenarios": true, "modes": true, "by-task": true}
+					applies := map[string]bool{"model": true, "rows": true, "grids": true, "oracle": true, "json": true, "seed": true, "log-format": true, "scenarios": true, "modes": true, "by-task": true, "splits": true}
 					var refused string
 					fs.Visit(func(f *pflag.Flag) {
 						if !applies[f.Name] && refused == "" {
@@ -106,10 +113,24 @@ learnt.`,
 							return usagef("--modes: %v", err)
 						}
 					}
+					var sps []datasets.Split
+					for _, sp := range heldOutSplits {
+						if slices.Contains(*splits, string(sp)) {
+							sps = append(sps, sp)
+						}
+					}
+					for _, sp := range *splits {
+						if !slices.Contains(heldOutSplits, datasets.Split(sp)) {
+							return usagef("--splits: unknown held-out split %q (known: eval, eval-id)", sp)
+						}
+					}
+					if len(sps) == 0 {
+						return usagef("--splits: name eval, eval-id or both")
+					}
 					if *oracle && len(*evalModes) > 0 && !slices.Contains(*evalModes, evaluate.OracleMode) {
 						return usagef("--oracle with --modes %s: name oracle among the modes instead", strings.Join(*evalModes, ","))
 					}
-					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON, scenarios: *scenarios, modes: *evalModes, byTask: *byTask}
+					m := modelEval{dir: *modelDir, rows: *rows, grids: *grids, oracle: *oracle, asJSON: *asJSON, scenarios: *scenarios, modes: *evalModes, byTask: *byTask, splits: sps}
 					if fs.Changed("seed") {
 						m.seed = &weightsFrom.seed
 					}
@@ -121,8 +142,8 @@ learnt.`,
 				if *byTask {
 					return usagef("--by-task needs --model: it splits the scores of a model's held-out rows")
 				}
-				if fs.Changed("scenarios") || fs.Changed("modes") {
-					return usagef("--scenarios and --modes need --model: they choose the held-out rows and modes a model is evaluated on")
+				if fs.Changed("scenarios") || fs.Changed("modes") || fs.Changed("splits") {
+					return usagef("--scenarios, --modes and --splits need --model: they choose the held-out rows and modes a model is evaluated on")
 				}
 				if len(args) != 1 {
 					return usagef("eval takes one DATASET (an .arrow file or a directory)")
@@ -242,6 +263,28 @@ type modelEval struct {
 	// seed, if set, replaces the bundle's run seed: the held-out rows and
 	// the noise are then those of `train --seed` with that seed.
 	seed *int64
+	// splits are the held-out splits evaluated, in heldOutSplits order.
+	splits []datasets.Split
+}
+
+// heldOutSplits are the splits eval --model and train's table report, in
+// order: out of distribution, then in distribution.
+var heldOutSplits = []datasets.Split{datasets.Eval, datasets.EvalID}
+
+// splitTitle names a held-out split in a table's heading.
+func splitTitle(sp datasets.Split) string {
+	if sp == datasets.EvalID {
+		return "in distribution, eval-id split"
+	}
+	return "out of distribution, eval split"
+}
+
+// splitEval is one held-out split's evaluation of a model.
+type splitEval struct {
+	split  datasets.Split
+	scores evaluate.Scores
+	tasks  map[string][]reward.Summary
+	perRow map[string][]evaluate.RowScore
 }
 
 // evalModel runs the eval harness with the bundle in m.dir on the first
@@ -255,9 +298,8 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if m.seed != nil {
 		cfg.Run.Seed = *m.seed
 	}
-	data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: datasets.Eval, Size: cfg.Model.DiT.ImageSize, Scenarios: m.scenarios}, 0, m.rows)
-	if err != nil {
-		return err
+	if len(m.splits) == 0 {
+		m.splits = heldOutSplits
 	}
 	reg, err := reward.FromConfig(cfg.Reward)
 	if err != nil {
@@ -268,11 +310,7 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 			return err
 		}
 	}
-	var (
-		scores evaluate.Scores
-		tasks  map[string][]reward.Summary
-		perRow = map[string][]evaluate.RowScore{}
-	)
+	evals := make([]splitEval, len(m.splits))
 	err = libtorch.Run(func() error {
 		if th := cfg.Run.Threads; th > 0 {
 			if err := libtorch.SetThreads(th); err != nil {
@@ -284,18 +322,38 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 			return err
 		}
 		defer b.Drop()
-		var samples map[string][]evaluate.Sample
-		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Sampling: cfg.Sampling, Seed: uint64(cfg.Run.Seed), GridDir: m.grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
-		for mode, ss := range samples {
-			perRow[mode] = evaluate.RowScores(ss)
-		}
-		if err == nil && m.byTask {
-			tasks = map[string][]reward.Summary{}
-			for mode, ss := range samples {
-				tasks[mode] = evaluate.TaskSummaries(ss)
+		for i, sp := range m.splits {
+			data, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: sp, Size: cfg.Model.DiT.ImageSize, Scenarios: m.scenarios}, 0, m.rows)
+			if err != nil {
+				return err
 			}
+			// The out-of-distribution grids keep their names; the
+			// in-distribution ones go into an eval-id folder.
+			grids := m.grids
+			if grids != "" && sp != datasets.Eval {
+				grids = filepath.Join(grids, string(sp))
+				if err := os.MkdirAll(grids, 0o755); err != nil {
+					return err
+				}
+			}
+			ev := splitEval{split: sp, perRow: map[string][]evaluate.RowScore{}}
+			var samples map[string][]evaluate.Sample
+			ev.scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: data, Sampling: cfg.Sampling, Seed: uint64(cfg.Run.Seed), GridDir: grids, GridRows: 12, Oracle: m.oracle, Modes: m.modes, Progress: e.stderr})
+			if err != nil {
+				return err
+			}
+			for mode, ss := range samples {
+				ev.perRow[mode] = evaluate.RowScores(ss)
+			}
+			if m.byTask {
+				ev.tasks = map[string][]reward.Summary{}
+				for mode, ss := range samples {
+					ev.tasks[mode] = evaluate.TaskSummaries(ss)
+				}
+			}
+			evals[i] = ev
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return err
@@ -303,12 +361,19 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if m.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		out := map[string]any{"model": m.dir, "rows": m.rows, "seed": cfg.Run.Seed, "scores": scores, "row_scores": perRow}
-		if len(m.scenarios) > 0 {
-			out["scenarios"] = m.scenarios
+		fields := func(ev splitEval) map[string]any {
+			out := map[string]any{"model": m.dir, "rows": m.rows, "seed": cfg.Run.Seed, "split": ev.split, "scores": ev.scores, "row_scores": ev.perRow}
+			if len(m.scenarios) > 0 {
+				out["scenarios"] = m.scenarios
+			}
+			if ev.tasks != nil {
+				out["tasks"] = ev.tasks
+			}
+			return out
 		}
-		if tasks != nil {
-			out["tasks"] = tasks
+		out := fields(evals[0])
+		if len(evals) > 1 {
+			out["eval_id"] = fields(evals[1])
 		}
 		return enc.Encode(out)
 	}
@@ -316,13 +381,21 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if len(m.scenarios) > 0 {
 		of = " " + strings.Join(m.scenarios, "+")
 	}
-	fmt.Fprintf(e.stdout, "held-out scores (%d%s eval rows of seed %d; mean partial score, strict accuracy in brackets):\n", m.rows, of, cfg.Run.Seed)
-	if err := evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(m.dir), Scores: scores}}); err != nil {
-		return err
+	for i, ev := range evals {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		fmt.Fprintf(e.stdout, "held-out scores, %s (%d%s rows of seed %d; mean partial score, strict accuracy in brackets):\n", splitTitle(ev.split), m.rows, of, cfg.Run.Seed)
+		if err := evaluate.WriteTable(e.stdout, []evaluate.Entry{{Label: filepath.Base(m.dir), Scores: ev.scores}}); err != nil {
+			return err
+		}
+		if ev.tasks == nil {
+			continue
+		}
+		fmt.Fprintln(e.stdout, "\nby task:")
+		if err := evaluate.WriteTaskTable(e.stdout, ev.tasks); err != nil {
+			return err
+		}
 	}
-	if tasks == nil {
-		return nil
-	}
-	fmt.Fprintln(e.stdout, "\nby task:")
-	return evaluate.WriteTaskTable(e.stdout, tasks)
+	return nil
 }

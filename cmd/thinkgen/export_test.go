@@ -144,7 +144,7 @@ func TestExportCommand(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
 		}
-		if !strings.Contains(stdout, "held-out scores (2 eval rows") {
+		if !strings.Contains(stdout, "held-out scores, out of distribution, eval split (2 rows") {
 			t.Errorf("stdout: %s", stdout)
 		}
 	})

@@ -125,11 +125,19 @@ func TestReportInChromium(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^think\s+composition\s+1\s+\d\.\d{3}\s+\d\.\d{3}\s+[+-]\d\.\d{3}\s+—\s+[01]/[01]$`).MatchString(out) {
 		t.Errorf("no paired line for think composition:\n%s", out)
 	}
-	var perRow map[string][]evaluate.RowScore
-	if b, err := os.ReadFile(filepath.Join(dir, "runs", "rep", "eval", "000002-rows.json")); err != nil {
-		t.Error(err)
-	} else if err := json.Unmarshal(b, &perRow); err != nil || len(perRow["think"]) != 5 || len(perRow["direct"]) != 5 {
-		t.Errorf("eval/000002-rows.json: %v, %d think and %d direct rows, want 5 and 5", err, len(perRow["think"]), len(perRow["direct"]))
+	// A section per held-out split, each version's rows kept per split.
+	for _, want := range []string{"held-out scores, out of distribution, eval split (5 rows", "held-out scores, in distribution, eval-id split (5 rows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("train's output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, c := range []struct{ key, id string }{{"000002-rows.json", "eval-"}, {"000002-id-rows.json", "eval-id-"}} {
+		var perRow map[string][]evaluate.RowScore
+		if b, err := os.ReadFile(filepath.Join(dir, "runs", "rep", "eval", c.key)); err != nil {
+			t.Error(err)
+		} else if err := json.Unmarshal(b, &perRow); err != nil || len(perRow["think"]) != 5 || len(perRow["direct"]) != 5 || !strings.HasPrefix(perRow["think"][0].ID, c.id) {
+			t.Errorf("eval/%s: %v, %d think and %d direct rows, want 5 and 5 of ids %s…", c.key, err, len(perRow["think"]), len(perRow["direct"]), c.id)
+		}
 	}
 
 	// runs: the run is finished, with a best eval score.

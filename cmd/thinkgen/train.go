@@ -182,14 +182,20 @@ weights as an uninterrupted run.`,
 				if *evalRows == 0 || rs.Committed < len(plan) {
 					return nil
 				}
-				// The per-stage table: base, then the end of each block.
-				ev := &runeval.Evaluator{Config: cfg, Store: st, Run: name, Rows: *evalRows, CacheDir: cache, Progress: e.stderr}
-				stages, err := ev.Stages(ctx, plan, rs, time.Now())
-				if err != nil {
-					return err
+				// The per-stage table: base, then the end of each block; a
+				// section per held-out split.
+				for _, sp := range heldOutSplits {
+					ev := &runeval.Evaluator{Config: cfg, Store: st, Run: name, Rows: *evalRows, CacheDir: cache, Progress: e.stderr, Split: sp}
+					stages, err := ev.Stages(ctx, plan, rs, time.Now())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "\nheld-out scores, %s (%d rows; mean partial score, strict accuracy in brackets):\n", splitTitle(sp), *evalRows)
+					if err := stages.WriteTable(e.stdout); err != nil {
+						return err
+					}
 				}
-				fmt.Fprintf(e.stdout, "\nheld-out scores (%d eval rows; mean partial score, strict accuracy in brackets):\n", *evalRows)
-				return stages.WriteTable(e.stdout)
+				return nil
 			}
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,12 +89,12 @@ func TestEvalModel(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	for _, w := range []string{"held-out scores (2 eval rows", "composition", "direct", "think"} {
+	for _, w := range []string{"held-out scores, out of distribution, eval split (2 rows", "held-out scores, in distribution, eval-id split (2 rows", "composition", "direct", "think"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
 	}
-	for _, f := range []string{"grid-direct.png", "grid-think.png"} {
+	for _, f := range []string{"grid-direct.png", "grid-think.png", "eval-id/grid-direct.png", "eval-id/grid-think.png"} {
 		if _, err := os.Stat(filepath.Join(grids, f)); err != nil {
 			t.Error(err)
 		}
@@ -116,8 +117,39 @@ func TestEvalModel(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Seed != 7 {
 		t.Errorf("--seed 7: exit %d, seed %d (%v)\n%s", code, got.Seed, err, errs)
 	}
+	// Both splits: the out-of-distribution one at the top level, as
+	// --splits eval alone gives it, and eval-id under "eval_id", on its
+	// own rows.
+	type splitJSON struct {
+		Split     string
+		Scores    evaluate.Scores
+		RowScores map[string][]evaluate.RowScore `json:"row_scores"`
+	}
+	var both struct {
+		splitJSON
+		EvalID splitJSON `json:"eval_id"`
+	}
+	if err := json.Unmarshal([]byte(seven), &both); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "2", "--seed", "7", "--json", "--splits", "eval")
+	var ood splitJSON
+	if err := json.Unmarshal([]byte(out), &ood); code != 0 || err != nil {
+		t.Fatalf("--splits eval: exit %d (%v)\n%s", code, err, errs)
+	}
+	if both.Split != "eval" || both.EvalID.Split != "eval-id" || !reflect.DeepEqual(both.Scores, ood.Scores) || !reflect.DeepEqual(both.RowScores, ood.RowScores) {
+		t.Errorf("--splits eval gives %+v, the default's eval split %+v (eval-id %q)", ood, both.splitJSON, both.EvalID.Split)
+	}
+	for mode, rs := range both.EvalID.RowScores {
+		if len(rs) != 2 || !strings.HasPrefix(rs[0].ID, "eval-id-") || rs[0].ID == both.RowScores[mode][0].ID {
+			t.Errorf("eval-id row_scores of mode %s: %+v", mode, rs)
+		}
+	}
+	if code, _, errs := runCLI(t, "eval", "--model", base, "--splits", "train"); code != 2 || !strings.Contains(errs, "--splits") {
+		t.Errorf("--splits train: exit %d, %s", code, errs)
+	}
 	// --scenarios and --modes: only those rows and modes are scored.
-	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "3", "--scenarios", "reasoning,text", "--modes", "think,oracle", "--json", "--by-task")
+	code, out, errs = runCLI(t, "eval", "--model", base, "--rows", "3", "--scenarios", "reasoning,text", "--modes", "think,oracle", "--json", "--by-task", "--splits", "eval")
 	var sub struct {
 		Scenarios []string
 		Scores    evaluate.Scores

@@ -25,6 +25,17 @@ func EvalRowsKey(run string, v int) string {
 	return fmt.Sprintf("%s%06d-rows.json", EvalPrefix(run), v)
 }
 
+// EvalIDKey and EvalIDRowsKey are EvalKey and EvalRowsKey of the
+// in-distribution held-out split (eval-id): eval/<version>-id.json and
+// eval/<version>-id-rows.json, which ParseEvalKey does not take for a
+// version's scores.
+func EvalIDKey(run string, v int) string { return fmt.Sprintf("%s%06d-id.json", EvalPrefix(run), v) }
+
+// EvalIDRowsKey: see EvalIDKey.
+func EvalIDRowsKey(run string, v int) string {
+	return fmt.Sprintf("%s%06d-id-rows.json", EvalPrefix(run), v)
+}
+
 // EvalGridKey is the key of the PNG grid of held-out samples of version v
 // in mode.
 func EvalGridKey(run string, v int, mode string) string {
