@@ -129,6 +129,6 @@ func printPlan(e *env, p *plan.Plan) error {
 	fmt.Fprintf(e.stdout, "\nparameters: MLLM %s, connector %s, DiT %s\n", humanCount(p.Params.MLLM), humanCount(p.Params.Connector), humanCount(p.Params.DiT))
 	fmt.Fprintln(e.stdout, "act/mb: activations per micro-batch; ckpt: with activation checkpointing; on these GPUs: lowest ZeRO stage")
 	fmt.Fprintln(e.stdout, "and largest micro-batch (up to a rank's share of a mini-batch) that fit; smallest: the fewest ranks that fit.")
-	fmt.Fprintln(e.stdout, "Weights, gradients, optimizer states and the KV cache are checked against real tensors; activations are estimates.")
+	fmt.Fprintln(e.stdout, "Weights, gradients, optimizer states and the KV cache are checked against real tensors; activations are estimates (leave headroom).")
 	return nil
 }
