@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/thinkgen/thinkgen/internal/bearer"
 )
@@ -28,32 +26,11 @@ var ErrNoToken = errors.New("thinkgen/controlapi: no bearer token (set " + Token
 // $THINKGEN_TOKEN_FILE; surrounding white space is trimmed. It returns
 // ErrNoToken if none is set. Errors name the source, never the token.
 func LoadToken(file string) (string, error) {
-	src := ""
-	var tok string
-	switch {
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("read token: %w", err)
-		}
-		tok, src = string(b), "token file "+file
-	case os.Getenv(TokenEnv) != "":
-		tok, src = os.Getenv(TokenEnv), "$"+TokenEnv
-	case os.Getenv(TokenFileEnv) != "":
-		name := os.Getenv(TokenFileEnv)
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return "", fmt.Errorf("read token ($%s): %w", TokenFileEnv, err)
-		}
-		tok, src = string(b), "token file "+name+" ($"+TokenFileEnv+")"
-	default:
+	tok, err := bearer.Load(file, TokenEnv, TokenFileEnv)
+	if errors.Is(err, bearer.ErrNone) {
 		return "", ErrNoToken
 	}
-	tok = strings.TrimSpace(tok)
-	if err := checkToken(tok); err != nil {
-		return "", fmt.Errorf("%s: %w", src, err)
-	}
-	return tok, nil
+	return tok, err
 }
 
 func checkToken(tok string) error { return bearer.Check(tok) }

@@ -32,24 +32,10 @@ if p=$(find_chromium); then
 	exit 0
 fi
 
-as_root=()
-if [ "$(id -u)" != 0 ]; then
-	if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-		as_root=(sudo -n)
-	else
-		log "chromium is not installed and installing it needs root: run 'apt-get install chromium' as root, or set THINKGEN_CHROMIUM to a Chromium binary"
-		exit 1
-	fi
-fi
-command -v apt-get >/dev/null 2>&1 || {
-	log "chromium is not installed and there is no apt-get: install Chromium and set THINKGEN_CHROMIUM to its binary"
-	exit 1
-}
 start=$(date +%s)
-log "installing Debian's chromium package (first time only)"
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -qq >&2
-"${as_root[@]}" nice -n 19 apt-get install -y -qq --no-install-recommends chromium >&2
+# shellcheck source=apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_install chromium.sh chromium "run 'apt-get install chromium' as root, or set THINKGEN_CHROMIUM to a Chromium binary"
 p=$(find_chromium) || { log "chromium was installed but does not run"; exit 1; }
 log "installed $("$p" --version 2>/dev/null) in $(($(date +%s) - start)) s"
 echo "$p"

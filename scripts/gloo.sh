@@ -27,26 +27,10 @@ if have_headers; then
 	exit 0
 fi
 
-as_root=()
-if [ "$(id -u)" != 0 ]; then
-	if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-		as_root=(sudo -n)
-	else
-		log "the gloo headers are missing and installing them needs root: run 'apt-get install libgloo-dev' as root"
-		exit 1
-	fi
-fi
-command -v apt-get >/dev/null 2>&1 || {
-	log "the gloo headers are missing and there is no apt-get: install gloo's headers (Debian's libgloo-dev) into /usr/include/gloo"
-	exit 1
-}
 start=$(date +%s)
-log "installing Debian's libgloo-dev (first time only)"
-export DEBIAN_FRONTEND=noninteractive
-# Wait for another apt-get (e.g. scripts/chromium.sh) instead of failing.
-lock=(-o DPkg::Lock::Timeout=600)
-"${as_root[@]}" apt-get "${lock[@]}" update -qq >&2
-"${as_root[@]}" nice -n 19 apt-get "${lock[@]}" install -y -qq --no-install-recommends libgloo-dev >&2
+# shellcheck source=apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_install gloo.sh libgloo-dev "install gloo's headers (Debian's libgloo-dev, as root) into /usr/include/gloo"
 have_headers || {
 	log "libgloo-dev was installed but /usr/include/gloo lacks the headers the shim needs"
 	exit 1
