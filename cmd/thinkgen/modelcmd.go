@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/model"
 )
 
@@ -34,16 +35,9 @@ The vocabulary size is model.mllm.vocab, or the tokenizer's when that is 0
 				if err != nil {
 					return err
 				}
-				v := cfg.Model.MLLM.Vocab
-				if *vocab > 0 {
-					v = *vocab
-				}
-				if v <= 0 {
-					tok, err := model.TokenizerFor(cfg.Model.MLLM)
-					if err != nil {
-						return fmt.Errorf("model.mllm.vocab is 0, so the vocabulary comes from the tokenizer: %w", err)
-					}
-					v = tok.VocabSize()
+				v, err := vocabSize(cfg, *vocab)
+				if err != nil {
+					return err
 				}
 				inv := model.Inventory(cfg, v)
 				bytesPer := map[string]int64{"float32": 4, "bfloat16": 2, "float16": 2}[cfg.Model.DType]
@@ -95,4 +89,21 @@ func humanBytes(b int64) string {
 		return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20))
 	}
 	return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+}
+
+// vocabSize is the vocabulary the model's shapes use: override if it is
+// positive, else model.mllm.vocab, else the size of the configured
+// tokenizer (the ShapeWorld tokenizer for the tiny configuration).
+func vocabSize(cfg *config.Config, override int) (int, error) {
+	if override > 0 {
+		return override, nil
+	}
+	if v := cfg.Model.MLLM.Vocab; v > 0 {
+		return v, nil
+	}
+	tok, err := model.TokenizerFor(cfg.Model.MLLM)
+	if err != nil {
+		return 0, fmt.Errorf("model.mllm.vocab is 0, so the vocabulary comes from the tokenizer: %w", err)
+	}
+	return tok.VocabSize(), nil
 }

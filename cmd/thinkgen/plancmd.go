@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/plan"
 )
 
@@ -59,16 +58,9 @@ cuda, and as the math kernel otherwise; --fused-attention overrides.`,
 				if err != nil {
 					return err
 				}
-				v := cfg.Model.MLLM.Vocab
-				if *vocab > 0 {
-					v = *vocab
-				}
-				if v <= 0 {
-					tok, err := model.TokenizerFor(cfg.Model.MLLM)
-					if err != nil {
-						return fmt.Errorf("model.mllm.vocab is 0, so the vocabulary comes from the tokenizer: %w", err)
-					}
-					v = tok.VocabSize()
+				v, err := vocabSize(cfg, *vocab)
+				if err != nil {
+					return err
 				}
 				o := plan.Options{
 					GPUs: *gpus, GPUMemory: bytes, ZeRO: *zero, MicroBatch: *micro,
