@@ -183,7 +183,8 @@ func Load(ctx context.Context, st storage.Store, run string, v int, cacheDir str
 }
 
 // LoadOptimizer restores the optimiser state saved under name in the
-// fetched version directory dir; it reports false when the version holds
+// fetched version directory dir (float32 masters included, which it then
+// rounds into the parameters); it reports false when the version holds
 // none (version 0, or a phase that has not run yet).
 func LoadOptimizer(dir, name string, o *optim.AdamW) (bool, error) {
 	path := filepath.Join(dir, "optim-"+name+".safetensors")
@@ -200,6 +201,7 @@ func LoadOptimizer(dir, name string, o *optim.AdamW) (bool, error) {
 		return false, fmt.Errorf("optimiser %s: step %q: %w", name, meta["step"], err)
 	}
 	o.SetStep(step)
+	o.SyncParams()
 	return true, nil
 }
 

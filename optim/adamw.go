@@ -10,6 +10,14 @@
 //  2. Each step: backward, then ClipGradNorm (optional), then Step(lr).
 //  3. ZeroGrad before the next backward.
 //  4. Save/Load the state next to the model's checkpoint.
+//
+// Mixed precision: a parameter held in bfloat16 or float16 (the compute
+// dtype) gets a float32 master copy inside the optimiser. The moments are
+// float32, the update applies to the master, and the master is rounded back
+// into the parameter after each step; State includes the masters ("w.<i>")
+// so a checkpoint keeps the full-precision weights. A float32 parameter is
+// its own master (no copy), so float32 training is unchanged. Every piece of
+// state is per parameter (index i), which is what a sharded optimiser splits.
 package optim
 
 import (
@@ -38,8 +46,11 @@ type Config struct {
 //	p ← p − lr · (m / (1−β1ᵗ)) / (sqrt(v / (1−β2ᵗ)) + eps)
 type AdamW struct {
 	cfg    Config
-	params []*ts.Tensor
-	m, v   []*ts.Tensor
+	params []*ts.Tensor // the model's tensors, in its compute dtype
+	// master[i] is the float32 weight the update applies to: params[i]
+	// itself when that is float32, else a float32 copy owned here.
+	master []*ts.Tensor
+	m, v   []*ts.Tensor // float32, shaped like the parameters
 	step   int64
 }
 
@@ -56,8 +67,13 @@ func New(params []*ts.Tensor, cfg Config) *AdamW {
 	}
 	o := &AdamW{cfg: cfg, params: params}
 	for _, p := range params {
-		o.m = append(o.m, p.MustZerosLike(false))
-		o.v = append(o.v, p.MustZerosLike(false))
+		w := p
+		if p.DType() != gotch.Float {
+			libtorch.NoGrad(func() { w = p.MustDetach(false).MustTotype(gotch.Float, true) })
+		}
+		o.master = append(o.master, w)
+		o.m = append(o.m, w.MustZerosLike(false))
+		o.v = append(o.v, w.MustZerosLike(false))
 	}
 	o.defineGrads()
 	return o
@@ -101,12 +117,40 @@ func (o *AdamW) defineGrads() {
 // Steps returns the number of updates taken.
 func (o *AdamW) Steps() int64 { return o.step }
 
-// Drop frees the optimiser's state.
+// Drop frees the optimiser's state (the float32 masters it owns included).
 func (o *AdamW) Drop() {
 	for i := range o.m {
 		o.m[i].MustDrop()
 		o.v[i].MustDrop()
+		if o.master[i] != o.params[i] {
+			o.master[i].MustDrop()
+		}
 	}
+}
+
+// Bytes returns the bytes of state the optimiser owns: the moments and the
+// float32 masters of parameters held in another dtype.
+func (o *AdamW) Bytes() int64 {
+	var n int64
+	for i := range o.m {
+		n += 2 * 4 * int64(o.m[i].Numel())
+		if o.master[i] != o.params[i] {
+			n += 4 * int64(o.master[i].Numel())
+		}
+	}
+	return n
+}
+
+// SyncParams rounds every master into its parameter (after the masters
+// were loaded from a checkpoint).
+func (o *AdamW) SyncParams() {
+	libtorch.NoGrad(func() {
+		for i, p := range o.params {
+			if o.master[i] != p {
+				p.Copy_(o.master[i])
+			}
+		}
+	})
 }
 
 // ZeroGrad zeroes every parameter's gradient (in place, keeping the buffer).
@@ -142,7 +186,7 @@ func (o *AdamW) ClipGradNorm(max float64) float64 {
 			continue
 		}
 		grads = append(grads, g)
-		sq += g.MustSquare(false).MustSum(gotch.Double, true).Float64Values(true)[0]
+		sq += sumSquares(g)
 	}
 	norm := math.Sqrt(sq)
 	if max > 0 && !math.IsNaN(norm) && !math.IsInf(norm, 0) {
@@ -153,6 +197,32 @@ func (o *AdamW) ClipGradNorm(max float64) float64 {
 		}
 	}
 	return norm
+}
+
+// sumSquares returns Σ g² in float64; a half-precision gradient is
+// widened first so that its squares do not round.
+func sumSquares(g *ts.Tensor) float64 {
+	if g.DType() == gotch.Float {
+		return g.MustSquare(false).MustSum(gotch.Double, true).Float64Values(true)[0]
+	}
+	return g.MustTotype(gotch.Double, false).MustSquare(true).MustSum(gotch.Double, true).Float64Values(true)[0]
+}
+
+// ScaleGrads multiplies every gradient by f in place (unscaling a loss
+// scale) and reports whether all of them are finite afterwards.
+func (o *AdamW) ScaleGrads(f float64) (finite bool) {
+	prev := libtorch.SetGradEnabled(false)
+	defer libtorch.SetGradEnabled(prev)
+	sq := 0.0
+	for _, p := range o.params {
+		g := p.MustGrad(false)
+		if g.MustDefined() {
+			g.MustMulScalar_(ts.FloatScalar(f))
+			sq += sumSquares(g)
+		}
+		g.MustDrop()
+	}
+	return !math.IsNaN(sq) && !math.IsInf(sq, 0)
 }
 
 // Step applies one AdamW update with learning rate lr. Parameters without a
@@ -171,8 +241,12 @@ func (o *AdamW) Step(lr float64) {
 		if !g.MustDefined() {
 			continue
 		}
+		w := o.master[i]
+		if w != p {
+			g = s.Add(g.MustTotype(gotch.Float, false))
+		}
 		if c.WeightDecay != 0 {
-			p.MustMulScalar_(ts.FloatScalar(1 - lr*c.WeightDecay))
+			w.MustMulScalar_(ts.FloatScalar(1 - lr*c.WeightDecay))
 		}
 		m, v := o.m[i], o.v[i]
 		m.MustMulScalar_(ts.FloatScalar(c.Beta1))
@@ -181,19 +255,27 @@ func (o *AdamW) Step(lr float64) {
 		v.MustAdd_(s.Add(g.MustSquare(false).MustMulScalar(ts.FloatScalar(1-c.Beta2), true)))
 		den := s.Add(v.MustDivScalar(ts.FloatScalar(bc2), false).MustSqrt(true).MustAddScalar(ts.FloatScalar(c.Eps), true))
 		upd := s.Add(m.MustDiv(den, false).MustMulScalar(ts.FloatScalar(lr/bc1), true))
-		p.MustSub_(upd)
+		w.MustSub_(upd)
+		if w != p {
+			p.Copy_(w)
+		}
 		s.Close()
 	}
 }
 
-// State returns the optimiser state as named tensors (shallow views the
-// caller must not drop): "m.<i>", "v.<i>" for each parameter index, plus the
-// step count, for saving next to the checkpoint.
+// State returns the optimiser state as named tensors (the optimiser's own,
+// which the caller must not drop): "m.<i>", "v.<i>" for each parameter
+// index, "w.<i>" for the float32 master of a parameter held in another
+// dtype, plus the step count, for saving next to the checkpoint. After
+// loading into these tensors, call SetStep and SyncParams.
 func (o *AdamW) State() (tensors map[string]*ts.Tensor, step int64) {
-	tensors = make(map[string]*ts.Tensor, 2*len(o.m))
+	tensors = make(map[string]*ts.Tensor, 3*len(o.m))
 	for i := range o.m {
 		tensors[fmt.Sprintf("m.%d", i)] = o.m[i]
 		tensors[fmt.Sprintf("v.%d", i)] = o.v[i]
+		if o.master[i] != o.params[i] {
+			tensors[fmt.Sprintf("w.%d", i)] = o.master[i]
+		}
 	}
 	return tensors, o.step
 }
