@@ -66,8 +66,7 @@ func TestBFloat16ParameterKeepsAFloat32Master(t *testing.T) {
 
 		// Restore into a fresh optimiser over a differently initialised
 		// parameter: SyncParams makes it the saved one.
-		q := ts.MustZeros([]int64{int64(n)}, gotch.BFloat16, gotch.CPU)
-		q.MustRequiresGrad_(true)
+		q := zeroParam(n, gotch.BFloat16)
 		defer q.MustDrop()
 		o2 := New([]*ts.Tensor{q}, cfg)
 		defer o2.Drop()
@@ -89,8 +88,7 @@ func TestBFloat16ParameterKeepsAFloat32Master(t *testing.T) {
 // A float32 parameter is its own master: no copy, no "w" state.
 func TestFloat32ParameterHasNoSeparateMaster(t *testing.T) {
 	run(t, func() error {
-		p := ts.MustZeros([]int64{10}, gotch.Float, gotch.CPU)
-		p.MustRequiresGrad_(true)
+		p := zeroParam(10, gotch.Float)
 		defer p.MustDrop()
 		o := New([]*ts.Tensor{p}, Config{})
 		defer o.Drop()
@@ -119,8 +117,7 @@ func TestScaleGradsReportsOverflow(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			run(t, func() error {
-				p := ts.MustZeros([]int64{2}, gotch.Float, gotch.CPU)
-				p.MustRequiresGrad_(true)
+				p := zeroParam(2, gotch.Float)
 				defer p.MustDrop()
 				o := New([]*ts.Tensor{p}, Config{})
 				defer o.Drop()
@@ -157,6 +154,13 @@ func TestLossScaleBacksOffAndGrows(t *testing.T) {
 	if d := NewLossScale(); d.Scale != 65536 || d.Interval != 2000 {
 		t.Errorf("NewLossScale() = %+v", d)
 	}
+}
+
+// zeroParam returns a trainable parameter of n zeros.
+func zeroParam(n int, dt gotch.DType) *ts.Tensor {
+	p := ts.MustZeros([]int64{int64(n)}, dt, gotch.CPU)
+	p.MustRequiresGrad_(true)
+	return p
 }
 
 func withDefaults(c Config) Config {
