@@ -264,6 +264,9 @@ type GRPO struct {
 	// EpsLow and EpsHigh clip the per-token ratio to [1-EpsLow, 1+EpsHigh].
 	EpsLow  float64 `yaml:"eps_low"`
 	EpsHigh float64 `yaml:"eps_high"`
+	// ClipRatioC is the dual clip: for a negative advantage the clipped
+	// term −r·A is capped at −ClipRatioC·A (> 1).
+	ClipRatioC float64 `yaml:"clip_ratio_c"`
 	// Beta weighs the k3 KL to the frozen reference.
 	Beta float64 `yaml:"beta"`
 	// MiniBatches per step and Epochs over the step's rollouts.
@@ -294,6 +297,8 @@ type FlowGRPO struct {
 	NoiseLevel float64 `yaml:"noise_level"`
 	// ClipEps clips the ratio to [1-ClipEps, 1+ClipEps].
 	ClipEps float64 `yaml:"clip_eps"`
+	// ClipRatioC is the dual clip, as grpo.clip_ratio_c (> 1).
+	ClipRatioC float64 `yaml:"clip_ratio_c"`
 	// Beta weighs the KL on the means to the frozen reference.
 	Beta float64 `yaml:"beta"`
 	// AdvClamp clamps advantages to [-AdvClamp, AdvClamp].
@@ -553,11 +558,11 @@ func Default() *Config {
 			Cycles: 1,
 		},
 		GRPO: GRPO{
-			PromptsPerStep: 8, Group: 5, EpsLow: 0.2, EpsHigh: 0.3, Beta: 1e-2,
+			PromptsPerStep: 8, Group: 5, EpsLow: 0.2, EpsHigh: 0.3, ClipRatioC: 3, Beta: 1e-2,
 			MiniBatches: 1, Epochs: 1, LR: 1e-5, Temperature: 1.0, TopP: 1.0, MaxNewTokens: 64, ImageSteps: 10,
 		},
 		FlowGRPO: FlowGRPO{
-			PromptsPerStep: 4, Group: 8, Steps: 10, NoiseLevel: 0.7, ClipEps: 1e-4, Beta: 0.04,
+			PromptsPerStep: 4, Group: 8, Steps: 10, NoiseLevel: 0.7, ClipEps: 1e-4, ClipRatioC: 3, Beta: 0.04,
 			AdvClamp: 5, TimestepFraction: 0.6, CFG: 4.5, MiniBatches: 1, LR: 1e-5,
 		},
 		Sampling: Sampling{Temperature: 0.7, TopP: 0.9, MaxNewTokens: 64, DiTSteps: 40, CFG: 4.5, TimeShift: true},

@@ -144,6 +144,8 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"data.mix.poetry=1", "data.mix.poetry"},
 		{"grpo.eps_low=1.5", "grpo.eps_low"},
 		{"grpo.top_p=0", "grpo.top_p"},
+		{"grpo.clip_ratio_c=1", "grpo.clip_ratio_c"},
+		{"flow_grpo.clip_ratio_c=0.5", "flow_grpo.clip_ratio_c"},
 		{"grpo.mini_batches=3", "grpo.mini_batches"},
 		{"flow_grpo.steps=50", "flow_grpo.steps"},
 		{"flow_grpo.clip_eps=0", "flow_grpo.clip_eps"},

@@ -71,6 +71,14 @@ func (c *checker) nonNegativeF(key string, v float64) {
 	}
 }
 
+// dualClip checks a dual clip's c: > 1 (at c ≤ 1 the cap would bind
+// inside the clip range).
+func (c *checker) dualClip(key string, v float64) {
+	if !(v > 1) {
+		c.add(key, "> 1 (the dual clip's cap on −r·A for A < 0)", v)
+	}
+}
+
 // open01 checks 0 < v < 1; closed01 checks 0 <= v <= 1 (with lo excluded if strictLo).
 func (c *checker) in01(key string, v float64, strictLo, strictHi bool) {
 	lo, hi := "[", "]"
@@ -218,6 +226,7 @@ func (c *Config) Validate() error {
 	}
 	k.in01("grpo.eps_low", g.EpsLow, true, true)
 	k.positiveF("grpo.eps_high", g.EpsHigh)
+	k.dualClip("grpo.clip_ratio_c", g.ClipRatioC)
 	k.nonNegativeF("grpo.beta", g.Beta)
 	k.positive("grpo.mini_batches", g.MiniBatches)
 	k.positive("grpo.epochs", g.Epochs)
@@ -238,6 +247,7 @@ func (c *Config) Validate() error {
 	k.positive("flow_grpo.steps", f.Steps)
 	k.positiveF("flow_grpo.noise_level", f.NoiseLevel)
 	k.in01("flow_grpo.clip_eps", f.ClipEps, true, true)
+	k.dualClip("flow_grpo.clip_ratio_c", f.ClipRatioC)
 	k.nonNegativeF("flow_grpo.beta", f.Beta)
 	k.positiveF("flow_grpo.adv_clamp", f.AdvClamp)
 	k.in01("flow_grpo.timestep_fraction", f.TimestepFraction, true, false)

@@ -89,7 +89,7 @@ func Panels(h *runs.History) []plots.Panel {
 		{Title: "completion length (tokens)", XLabel: "step", Series: series(h, "rollout/cot_tokens", "chain + instruction")},
 		{Title: "instruction score, before the DiT", XLabel: "step", Series: instruction},
 		{Title: "KL to the reference", XLabel: "step", Series: series(h, "loss/kl", "kl")},
-		{Title: "clip fraction", XLabel: "step", Series: cat(series(h, "loss/clip_low", "low"), series(h, "loss/clip_high", "high"))},
+		{Title: "clip fraction", XLabel: "step", Series: cat(series(h, "loss/clip_low", "low"), series(h, "loss/clip_high", "high"), series(h, "loss/dual_clip", "dual"))},
 		{Title: "entropy and zero-std groups", XLabel: "step", Series: cat(series(h, "loss/entropy", "entropy"), series(h, "adv/zero_std_ratio", "zero-std ratio"))},
 		{Title: "gradient norm", XLabel: "step", Series: series(h, "learn/grad_norm", "grad norm")},
 		{Title: "step time (s)", XLabel: "step", Series: cat(series(h, "time/rollout_s", "rollout"), series(h, "time/reward_s", "reward"), series(h, "time/learn_s", "learn"), series(h, "time/storage_s", "storage"))},

@@ -14,6 +14,9 @@ type FlowConfig struct {
 	ClipRange float64 // ε: the ratio is clipped to [1−ε, 1+ε]; in (0, 1) (1e-4)
 	AdvClamp  float64 // advantages are clamped to ±AdvClamp; 0 means no clamp (5)
 	Beta      float64 // weight of the KL on the means; 0 disables the term (0.04)
+	// ClipRatioC is the dual clip's c, as GRPOConfig's: for A < 0 the
+	// policy term is capped at −c·A; > 1, or 0 for no dual clip.
+	ClipRatioC float64
 }
 
 func (c FlowConfig) validate() error {
@@ -24,6 +27,8 @@ func (c FlowConfig) validate() error {
 		return fmt.Errorf("learner: FlowGRPO adv_clamp must be ≥ 0, got %g", c.AdvClamp)
 	case !(c.Beta >= 0) || !finite(c.Beta):
 		return fmt.Errorf("learner: FlowGRPO beta must be ≥ 0, got %g", c.Beta)
+	case c.ClipRatioC != 0 && !(c.ClipRatioC > 1):
+		return fmt.Errorf("learner: FlowGRPO clip_ratio_c must be > 1 (or 0: no dual clip), got %g", c.ClipRatioC)
 	}
 	return nil
 }
@@ -50,6 +55,7 @@ type FlowStats struct {
 	KL             float64 // mean((μ_θ − μ_ref)²)/(2σ_t²), before Beta (0 without RefMean)
 	RatioMean      float64 // mean ratio; exactly 1 on-policy
 	ClipFrac       float64 // share of samples with |r − 1| > ClipRange (flow_grpo's clipfrac)
+	DualClipFrac   float64 // share of samples with A < 0 and r > ClipRatioC (the dual clip is active)
 	ApproxKL       float64 // 0.5·mean((logp − old)²) (flow_grpo's approx_kl)
 	AdvClampedFrac float64 // share of advantages beyond ±AdvClamp
 }
@@ -59,7 +65,7 @@ type FlowStats struct {
 //
 //	A      = clamp(advantage, −AdvClamp, AdvClamp)
 //	r      = exp(logp − old)
-//	policy = mean_b max(−A·r, −A·clip(r, 1−ε, 1+ε))
+//	policy = mean_b max(−A·r, −A·clip(r, 1−ε, 1+ε))   (for A < 0 at most −c·A, c = ClipRatioC > 0)
 //	KL     = mean_b [mean over latent dims of (μ_θ − μ_ref)²] / (2·σ_t²)
 //	loss   = policy + Beta·KL
 //
@@ -124,10 +130,8 @@ func FlowGRPOLoss(in FlowInput, c FlowConfig) (*ts.Tensor, FlowStats, error) {
 	old := s.Add(in.OldLogProb.MustDetach(false))
 	logRatio := s.Add(logp.MustSub(old, false))
 	r := s.Add(logRatio.MustExp(false))
-	rc := s.Add(r.MustClamp(ts.FloatScalar(1-c.ClipRange), ts.FloatScalar(1+c.ClipRange), false))
-	l1 := s.Add(r.MustMul(at, false).MustNeg(true))
-	l2 := s.Add(rc.MustMul(at, false).MustNeg(true))
-	policy := s.Add(l1.MustMaximum(l2, false).MustMean(dt, true))
+	pg, dual := clippedPolicyTerm(&s, r, at, c.ClipRange, c.ClipRange, c.ClipRatioC)
+	policy := s.Add(pg.MustMean(dt, false))
 	loss := policy
 	var kl *ts.Tensor
 	if withKL {
@@ -156,14 +160,16 @@ func FlowGRPOLoss(in FlowInput, c FlowConfig) (*ts.Tensor, FlowStats, error) {
 			s.Add(r.MustMean(dt, false)),
 			s.Add(outside.MustMean(dt, false)),
 			s.Add(logRatio.MustSquare(false).MustMean(dt, true)),
+			s.Add(dual.MustMean(dt, false)),
 		}
 		if kl != nil {
 			vals = append(vals, s.Add(kl.MustDetach(false)))
 		}
 		v := ts.MustStack(vals, 0).Float64Values(true)
 		st.Loss, st.PolicyLoss, st.RatioMean, st.ClipFrac, st.ApproxKL = v[0], v[1], v[2], v[3], 0.5*v[4]
+		st.DualClipFrac = v[5]
 		if kl != nil {
-			st.KL = v[5]
+			st.KL = v[6]
 		}
 	})
 	if t, bad := firstNonFinite(term{"policy term", st.PolicyLoss}, term{"KL term", st.KL}, term{"loss", st.Loss}); bad {

@@ -19,9 +19,9 @@ import (
 //	             the clip is active iff A > 0 and r > 1+ε, or A < 0 and r < 1−ε
 //	dL/dμ_bk  = β·(μ_bk − μref_bk)/(B·D·σ²)
 type flowRef struct {
-	loss, policy, kl, ratio, clipFrac, approxKL, clamped float64
-	gLogp                                                []float64
-	gMean                                                [][]float64
+	loss, policy, kl, ratio, clipFrac, dual, approxKL, clamped float64
+	gLogp                                                      []float64
+	gMean                                                      [][]float64
 }
 
 func referenceFlow(logp, old []float64, mean, ref [][]float64, sigma float64, adv []float64, c FlowConfig) flowRef {
@@ -37,13 +37,19 @@ func referenceFlow(logp, old []float64, mean, ref [][]float64, sigma float64, ad
 		lr := f32(logp[b]) - f32(old[b])
 		r := math.Exp(lr)
 		rc := math.Min(math.Max(r, 1-c.ClipRange), 1+c.ClipRange)
-		o.policy += math.Max(-a*r, -a*rc) / n
+		pg := math.Max(-a*r, -a*rc)
+		dual := c.ClipRatioC > 0 && a < 0 && pg > -a*c.ClipRatioC
+		if dual { // the dual clip: a constant, no gradient
+			pg = -a * c.ClipRatioC
+			o.dual += 1 / n
+		}
+		o.policy += pg / n
 		o.ratio += r / n
 		o.approxKL += 0.5 * lr * lr / n
 		if math.Abs(r-1) > c.ClipRange {
 			o.clipFrac += 1 / n
 		}
-		if !((a > 0 && r > 1+c.ClipRange) || (a < 0 && r < 1-c.ClipRange)) {
+		if !((a > 0 && r > 1+c.ClipRange) || (a < 0 && r < 1-c.ClipRange) || dual) {
 			o.gLogp[b] = -a * r / n
 		}
 	}
@@ -109,6 +115,7 @@ var flowLossTests = []struct {
 	ref      [][]float64
 	cfg      FlowConfig
 	clipFrac float64 // counted by hand
+	dual     float64
 	clamped  float64
 	policy   float64 // by hand, NaN when not worked out
 }{
@@ -131,6 +138,15 @@ var flowLossTests = []struct {
 		// on-policy policy = −(5 − 5 + 2 + 5)/4 = −7/4.
 		name: "advantage clamp", old: flowLogp, adv: []float64{7, -6, 2, 5}, ref: flowRefM,
 		cfg: FlowConfig{ClipRange: 1e-4, AdvClamp: 5, Beta: 0.04}, clamped: 2.0 / 4, policy: -7.0 / 4,
+	},
+	{
+		// Log-ratios ln 5, ln 2, ln 4, 0 with A = −1, −1, +1, −0.5 and c = 3:
+		// r = 5 with A < 0 is capped at 3 (dual); r = 2 < 3 keeps −A·r = 2;
+		// r = 4 with A > 0 is the high clip, −1.1; r = 1 gives 0.5.
+		// policy = (3 + 2 − 1.1 + 0.5)/4; dual: 1 of 4.
+		name: "dual clip", old: addVec(flowLogp, []float64{-math.Log(5), -math.Log(2), -math.Log(4), 0}), adv: []float64{-1, -1, 1, -0.5},
+		ref: flowRefM, cfg: FlowConfig{ClipRange: 0.1, AdvClamp: 5, Beta: 0.04, ClipRatioC: 3},
+		clipFrac: 3.0 / 4, dual: 1.0 / 4, policy: (3 + 2 - 1.1 + 0.5) / 4,
 	},
 	{
 		// AdvClamp 0 leaves A alone: −(7 − 6 + 2 + 5)/4 = −2.
@@ -173,6 +189,7 @@ func TestFlowGRPOLoss(t *testing.T) {
 					{"RatioMean", st.RatioMean, want.ratio}, {"ClipFrac", st.ClipFrac, want.clipFrac},
 					{"ApproxKL", st.ApproxKL, want.approxKL}, {"AdvClampedFrac", st.AdvClampedFrac, want.clamped},
 					{"ClipFrac by hand", st.ClipFrac, tc.clipFrac}, {"AdvClampedFrac by hand", st.AdvClampedFrac, tc.clamped},
+					{"DualClipFrac", st.DualClipFrac, want.dual}, {"DualClipFrac by hand", st.DualClipFrac, tc.dual},
 				}
 				if !math.IsNaN(tc.policy) {
 					checks = append(checks, struct {

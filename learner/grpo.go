@@ -14,6 +14,9 @@ type GRPOConfig struct {
 	EpsLow  float64 // lower clip: the ratio is clipped at 1 − EpsLow; in (0, 1) (0.2)
 	EpsHigh float64 // upper clip: the ratio is clipped at 1 + EpsHigh; > 0 (0.3)
 	Beta    float64 // weight of the k3 KL to the reference; 0 disables the term (1e-2)
+	// ClipRatioC is the dual clip's c: for A < 0 the clipped term −r·A is
+	// capped at −c·A; > 1, or 0 for no dual clip (verl's clip_ratio_c, 3).
+	ClipRatioC float64
 }
 
 func (c GRPOConfig) validate() error {
@@ -24,6 +27,8 @@ func (c GRPOConfig) validate() error {
 		return fmt.Errorf("learner: GRPO eps_high must be > 0, got %g", c.EpsHigh)
 	case !(c.Beta >= 0) || !finite(c.Beta):
 		return fmt.Errorf("learner: GRPO beta must be ≥ 0, got %g", c.Beta)
+	case c.ClipRatioC != 0 && !(c.ClipRatioC > 1):
+		return fmt.Errorf("learner: GRPO clip_ratio_c must be > 1 (or 0: no dual clip), got %g", c.ClipRatioC)
 	}
 	return nil
 }
@@ -48,6 +53,7 @@ type GRPOStats struct {
 	RatioMean    float64 // mean ratio π_θ/π_old; exactly 1 on-policy
 	ClipFracLow  float64 // share of tokens with A < 0 and r < 1 − EpsLow (the low clip is active)
 	ClipFracHigh float64 // share of tokens with A > 0 and r > 1 + EpsHigh (the high clip is active)
+	DualClipFrac float64 // share of tokens with A < 0 and r > ClipRatioC (the dual clip is active)
 	Entropy      float64 // mean entropy (0 without Entropy)
 	Tokens       float64 // real tokens: sum of the mask
 }
@@ -57,14 +63,18 @@ type GRPOStats struct {
 //
 //	r   = exp(clamp(logp − old, −20, 20))
 //	pg  = −min(r·A, clip(r, 1−EpsLow, 1+EpsHigh)·A)
+//	pg  = min(pg, −c·A)      when A < 0 (the dual clip, c = ClipRatioC > 0)
 //	d   = clamp(ref − logp, −20, 20)
 //	k3  = clamp(exp(d) − d − 1, −10, 10)
 //	ℓ   = pg + Beta·k3
-//	loss = Σ ℓ·mask / Σ mask    ("token-mean" over the whole batch)
+//	loss = Σ_{mask} ℓ / Σ mask    ("token-mean" over the whole batch)
 //
 // The clamp of the log-ratio at ±20 is EasyR1's (verl's) guard against an
 // overflowing exp; it changes nothing for ratios below e^20. The gradient
-// reaches LogProbs only: OldLogProbs and RefLogProbs are detached.
+// reaches LogProbs only: OldLogProbs and RefLogProbs are detached. Padded
+// positions are selected away (a where, not a product with the mask)
+// before any arithmetic, so a NaN or infinity there reaches neither the
+// loss nor the gradient.
 //
 // Call it inside libtorch.Run. The loss is the caller's to drop. It fails,
 // before any work, on a bad config, on a missing tensor or a shape that
@@ -116,8 +126,7 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 
 	var s libtorch.Scope
 	defer s.Close()
-	logp := in.LogProbs
-	dt := logp.DType()
+	dt := in.LogProbs.DType()
 	mask := s.Add(in.Mask.MustDetach(false).MustTotype(dt, true))
 	var tokens float64
 	libtorch.NoGrad(func() { tokens = mask.MustSum(dt, false).Float64Values(true)[0] })
@@ -125,18 +134,19 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 		return nil, st, fmt.Errorf("learner: GRPO Mask has no real tokens")
 	}
 	st.Tokens = tokens
+	real := s.Add(mask.MustGt(ts.FloatScalar(0), false))
+	// real selects the real tokens of t; padding reads 0.
+	selectReal := func(t *ts.Tensor) *ts.Tensor { return s.Add(t.MustWhereScalarother(real, ts.FloatScalar(0), false)) }
 
+	logp := selectReal(in.LogProbs)
 	adv := s.Add(vectorLike(in.Advantages, []int64{shape[0], 1}, logp)) // [B, 1]
-	old := s.Add(in.OldLogProbs.MustDetach(false))
+	old := selectReal(s.Add(in.OldLogProbs.MustDetach(false)))
 	r := s.Add(logp.MustSub(old, false).MustClamp(ts.FloatScalar(-20), ts.FloatScalar(20), true).MustExp(true))
-	rc := s.Add(r.MustClamp(ts.FloatScalar(1-c.EpsLow), ts.FloatScalar(1+c.EpsHigh), false))
-	pg1 := s.Add(r.MustMul(adv, false).MustNeg(true))
-	pg2 := s.Add(rc.MustMul(adv, false).MustNeg(true))
-	pg := s.Add(pg1.MustMaximum(pg2, false))
+	pg, dual := clippedPolicyTerm(&s, r, adv, c.EpsLow, c.EpsHigh, c.ClipRatioC)
 	per := pg
 	var k3 *ts.Tensor
 	if in.RefLogProbs != nil {
-		ref := s.Add(in.RefLogProbs.MustDetach(false))
+		ref := selectReal(s.Add(in.RefLogProbs.MustDetach(false)))
 		d := s.Add(ref.MustSub(logp, false).MustClamp(ts.FloatScalar(-20), ts.FloatScalar(20), true))
 		k3 = s.Add(d.MustExp(false).MustSub(d, true).MustAddScalar(ts.FloatScalar(-1), true).
 			MustClamp(ts.FloatScalar(-10), ts.FloatScalar(10), true))
@@ -144,18 +154,20 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 			per = s.Add(k3.MustMulScalar(ts.FloatScalar(c.Beta), false).MustAdd(pg, true))
 		}
 	}
-	loss := per.MustMul(mask, false).MustSum(dt, true).MustDivScalar(ts.FloatScalar(tokens), true)
+	loss := selectReal(per).MustSum(dt, false).MustDivScalar(ts.FloatScalar(tokens), true)
 
 	libtorch.NoGrad(func() {
 		var s libtorch.Scope
 		defer s.Close()
-		sum := func(t *ts.Tensor) *ts.Tensor { return s.Add(t.MustMul(mask, false).MustSum(dt, true)) }
+		sum := func(t *ts.Tensor) *ts.Tensor {
+			return s.Add(t.MustWhereScalarother(real, ts.FloatScalar(0), false).MustSum(dt, true))
+		}
 		indicator := func(cond *ts.Tensor) *ts.Tensor { return s.Add(cond.MustTotype(dt, true)) }
 		// Products of 0/1 indicators: A's [B, 1] broadcasts over r's [B, T].
 		// (logical_and warns on this broadcast in libtorch 2.1.)
 		low := s.Add(indicator(adv.MustLt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustLt(ts.FloatScalar(1-c.EpsLow), false)), false))
 		high := s.Add(indicator(adv.MustGt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustGt(ts.FloatScalar(1+c.EpsHigh), false)), false))
-		sums := []*ts.Tensor{loss.MustDetach(false), sum(pg), sum(r), sum(low), sum(high)}
+		sums := []*ts.Tensor{loss.MustDetach(false), sum(pg), sum(r), sum(low), sum(high), sum(dual)}
 		s.Add(sums[0])
 		if k3 != nil {
 			sums = append(sums, sum(k3))
@@ -166,8 +178,8 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 		v := ts.MustStack(sums, 0).Float64Values(true)
 		st.Loss = v[0]
 		st.PGLoss, st.RatioMean = v[1]/tokens, v[2]/tokens
-		st.ClipFracLow, st.ClipFracHigh = v[3]/tokens, v[4]/tokens
-		v = v[5:]
+		st.ClipFracLow, st.ClipFracHigh, st.DualClipFrac = v[3]/tokens, v[4]/tokens, v[5]/tokens
+		v = v[6:]
 		if k3 != nil {
 			st.KL, v = v[0]/tokens, v[1:]
 		}
@@ -180,4 +192,30 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 		return nil, st, fmt.Errorf("%w: GRPO %s is %g (ratio mean %g)", ErrNonFinite, t.name, t.v, st.RatioMean)
 	}
 	return loss, st, nil
+}
+
+// clippedPolicyTerm returns PPO's clipped policy term of ratio r and
+// advantage adv (broadcast over r), max(−r·A, −clip(r, 1−epsLow,
+// 1+epsHigh)·A), with the dual clip of c > 0 (0: none): for A < 0 the term
+// is capped at −c·A, which removes the gradient of a token whose ratio has
+// run above c. It also returns, without gradient, the 0/1 indicator (in r's
+// dtype) of the tokens the dual clip caps: A < 0 and the term above −c·A.
+// Both tensors are in s.
+func clippedPolicyTerm(s *libtorch.Scope, r, adv *ts.Tensor, epsLow, epsHigh, c float64) (pg, dual *ts.Tensor) {
+	rc := s.Add(r.MustClamp(ts.FloatScalar(1-epsLow), ts.FloatScalar(1+epsHigh), false))
+	pg1 := s.Add(r.MustMul(adv, false).MustNeg(true))
+	pg2 := s.Add(rc.MustMul(adv, false).MustNeg(true))
+	pg = s.Add(pg1.MustMaximum(pg2, false))
+	if c == 0 {
+		libtorch.NoGrad(func() { dual = s.Add(pg.MustZerosLike(false)) })
+		return pg, dual
+	}
+	capped := s.Add(adv.MustMulScalar(ts.FloatScalar(-c), false)) // −c·A
+	neg := s.Add(adv.MustLt(ts.FloatScalar(0), false))
+	libtorch.NoGrad(func() {
+		above := s.Add(pg.MustGtTensor(capped, false).MustTotype(r.DType(), true))
+		dual = s.Add(above.MustMul(s.Add(neg.MustTotype(r.DType(), false)), false))
+	})
+	dc := s.Add(pg.MustMinimum(capped, false))
+	return s.Add(dc.MustWhereSelf(neg, pg, false)), dual
 }

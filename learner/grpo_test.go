@@ -2,7 +2,9 @@ package learner
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,12 +42,14 @@ func matrix(rows [][]float64) *ts.Tensor {
 //	pg = −r·A when the clip is not active (r = exp(logp − old), dr/dlogp = r),
 //	     so dpg/dlogp = −r·A; when the clip is active pg is a constant, 0.
 //	     The clip is active iff A > 0 and r > 1+εh, or A < 0 and r < 1−εl.
+//	     The dual clip (c > 0): for A < 0 and pg > −c·A, pg = −c·A, a
+//	     constant, so dpg/dlogp = 0 there too.
 //	k3 = exp(d) − d − 1 with d = ref − logp, dd/dlogp = −1, so
 //	     dk3/dlogp = −(exp(d) − 1) = 1 − exp(d); 0 where k3 is clamped at 10.
 //	dL/dlogp = mask·(dpg/dlogp + β·dk3/dlogp) / N.
 type grpoRef struct {
-	loss, pg, kl, ratio, low, high, ent, tokens float64
-	grad                                        [][]float64
+	loss, pg, kl, ratio, low, high, dual, ent, tokens float64
+	grad                                              [][]float64
 }
 
 func referenceGRPO(logp, old, ref, mask, ent [][]float64, adv []float64, c GRPOConfig) grpoRef {
@@ -66,8 +70,13 @@ func referenceGRPO(logp, old, ref, mask, ent [][]float64, adv []float64, c GRPOC
 			rc := math.Min(math.Max(r, 1-c.EpsLow), 1+c.EpsHigh)
 			pg := -math.Min(r*a, rc*a)
 			clipped := (a > 0 && r > 1+c.EpsHigh) || (a < 0 && r < 1-c.EpsLow)
+			dual := c.ClipRatioC > 0 && a < 0 && pg > -a*c.ClipRatioC
+			if dual {
+				pg = -a * c.ClipRatioC
+				o.dual += m
+			}
 			g := 0.0
-			if !clipped {
+			if !clipped && !dual {
 				g = -r * a
 			}
 			k3 := 0.0
@@ -96,7 +105,7 @@ func referenceGRPO(logp, old, ref, mask, ent [][]float64, adv []float64, c GRPOC
 			o.grad[b][t] = m * g / o.tokens
 		}
 	}
-	for _, p := range []*float64{&o.loss, &o.pg, &o.kl, &o.ratio, &o.low, &o.high, &o.ent} {
+	for _, p := range []*float64{&o.loss, &o.pg, &o.kl, &o.ratio, &o.low, &o.high, &o.dual, &o.ent} {
 		*p /= o.tokens
 	}
 	return o
@@ -133,6 +142,7 @@ var grpoLossTests = []struct {
 	cfg      GRPOConfig
 	low      float64 // clip fractions counted by hand
 	high     float64
+	dual     float64
 	onPolicy bool
 }{
 	{
@@ -158,6 +168,24 @@ var grpoLossTests = []struct {
 		name: "ratio below 1-eps_low with A < 0", logp: tinyLogp, ref: tinyRef,
 		old: shift(tinyLogp, [][]float64{{0.5, -0.5, 0.1}, {1, -0.1, 0}}),
 		adv: []float64{-1, -0.3}, cfg: grpoCfg, low: 2.0 / 5,
+	},
+	{
+		// The dual clip at c = 3. Row 0 (A = −1) log-ratios ln 12, 0.5, −0.1:
+		// r = 12 gives −r·A = 12 > 3, capped at 3 (dual, gradient 0); 1.6487
+		// stays below 3 (−r·A, not capped); 0.905 inside. Row 1 (A = +0.5):
+		// ln 4.5 → r = 4.5 is the high clip (A > 0: the dual clip never
+		// applies); 1.2 inside. Dual: 1 of 5, high: 1 of 5.
+		name: "dual clip caps A < 0 above c", logp: tinyLogp, ref: tinyRef,
+		old: shift(tinyLogp, [][]float64{{-math.Log(12), -0.5, 0.1}, {-math.Log(4.5), -math.Log(1.2), 0}}),
+		adv: []float64{-1, 0.5}, cfg: GRPOConfig{EpsLow: 0.2, EpsHigh: 0.3, Beta: 0.01, ClipRatioC: 3}, high: 1.0 / 5, dual: 1.0 / 5,
+	},
+	{
+		// Row 1 (A = −0.3): r = e^1.5 = 4.48 and e^1.2 = 3.32 both above c = 3:
+		// capped at 0.9 each. Row 0 (A = −1): r = 0.6065 is the low clip, 2.5
+		// and 1 below c. Dual: 2 of 5, low: 1 of 5.
+		name: "dual clip on every ratio above c", logp: tinyLogp,
+		old: shift(tinyLogp, [][]float64{{0.5, -math.Log(2.5), 0}, {-1.5, -1.2, 0}}),
+		adv: []float64{-1, -0.3}, cfg: GRPOConfig{EpsLow: 0.2, EpsHigh: 0.3, ClipRatioC: 3}, low: 1.0 / 5, dual: 2.0 / 5,
 	},
 	{
 		// No reference and Beta = 0: the loss is the policy term alone.
@@ -204,6 +232,7 @@ func TestGRPOLoss(t *testing.T) {
 					{"RatioMean", st.RatioMean, want.ratio}, {"Entropy", st.Entropy, want.ent},
 					{"ClipFracLow", st.ClipFracLow, want.low}, {"ClipFracHigh", st.ClipFracHigh, want.high},
 					{"ClipFracLow by hand", st.ClipFracLow, tc.low}, {"ClipFracHigh by hand", st.ClipFracHigh, tc.high},
+					{"DualClipFrac", st.DualClipFrac, want.dual}, {"DualClipFrac by hand", st.DualClipFrac, tc.dual},
 					{"Tokens", st.Tokens, 5},
 				} {
 					if math.Abs(f.got-f.want) > 1e-6 {
@@ -236,6 +265,93 @@ func TestGRPOLoss(t *testing.T) {
 				}
 				return nil
 			})
+		})
+	}
+}
+
+// grpoOutcome is one GRPOLoss evaluation: its loss, stats and d loss / d logp.
+type grpoOutcome struct {
+	loss float64
+	st   GRPOStats
+	grad []float64
+}
+
+// evalGRPO runs GRPOLoss on float32 inputs (ref and ent may be nil) and
+// returns the loss, the stats and the gradient with respect to logp.
+func evalGRPO(logp, old, ref, mask, ent [][]float64, adv []float64, c GRPOConfig) (grpoOutcome, error) {
+	var o grpoOutcome
+	var s libtorch.Scope
+	defer s.Close()
+	lp := s.Add(matrix(logp))
+	lp.MustRequiresGrad_(true)
+	in := GRPOInput{LogProbs: lp, OldLogProbs: s.Add(matrix(old)), Mask: s.Add(matrix(mask)), Advantages: adv}
+	if ref != nil {
+		in.RefLogProbs = s.Add(matrix(ref))
+	}
+	if ent != nil {
+		in.Entropy = s.Add(matrix(ent))
+	}
+	loss, st, err := GRPOLoss(in, c)
+	if err != nil {
+		return o, err
+	}
+	s.Add(loss)
+	o.loss, o.st = loss.Float64Values()[0], st
+	loss.MustBackward()
+	o.grad = s.Add(lp.MustGrad(false)).Float64Values()
+	return o, nil
+}
+
+// TestGRPODualClipLargeCIsInert checks that a dual clip too large to bind
+// leaves the loss, every statistic and the gradient bit for bit as without
+// it, on every case of the table.
+func TestGRPODualClipLargeCIsInert(t *testing.T) {
+	for _, tc := range grpoLossTests {
+		run(t, func() error {
+			off, on := tc.cfg, tc.cfg
+			off.ClipRatioC, on.ClipRatioC = 0, 1e30
+			a, err := evalGRPO(tc.logp, tc.old, tc.ref, tinyMask, tc.ent, tc.adv, off)
+			if err != nil {
+				return err
+			}
+			b, err := evalGRPO(tc.logp, tc.old, tc.ref, tinyMask, tc.ent, tc.adv, on)
+			if err != nil {
+				return err
+			}
+			if a.loss != b.loss || a.st != b.st || !slices.Equal(a.grad, b.grad) {
+				t.Errorf("%s: c = 1e30 gives loss %v stats %+v grad %v; without the dual clip %v %+v %v", tc.name, b.loss, b.st, b.grad, a.loss, a.st, a.grad)
+			}
+			return nil
+		})
+	}
+}
+
+// TestGRPOPaddingCannotPoison puts NaN and infinities in every padded
+// position (log-probs, old and reference log-probs, entropy): the loss,
+// the statistics and the gradient must equal those of clean padding, bit
+// for bit, and the padding's gradient must be exactly 0.
+func TestGRPOPaddingCannotPoison(t *testing.T) {
+	poison := func(x [][]float64, v float64) [][]float64 {
+		out := shift(x, [][]float64{{0, 0, 0}, {0, 0, 0}})
+		out[1][2] = v
+		return out
+	}
+	old := shift(tinyLogp, [][]float64{{-0.4, 0.2, -math.Log(12)}, {0.3, -0.1, 0}})
+	for _, c := range []GRPOConfig{grpoCfg, {EpsLow: 0.2, EpsHigh: 0.3, Beta: 0.01, ClipRatioC: 3}} {
+		run(t, func() error {
+			clean, err := evalGRPO(tinyLogp, old, tinyRef, tinyMask, tinyEnt, []float64{-1, 0.5}, c)
+			if err != nil {
+				return err
+			}
+			bad, err := evalGRPO(poison(tinyLogp, math.NaN()), poison(old, math.Inf(-1)), poison(tinyRef, math.Inf(1)),
+				tinyMask, poison(tinyEnt, math.NaN()), []float64{-1, 0.5}, c)
+			if err != nil {
+				return fmt.Errorf("poisoned padding: %w", err)
+			}
+			if clean.loss != bad.loss || clean.st != bad.st || !slices.Equal(clean.grad, bad.grad) || bad.grad[5] != 0 {
+				t.Errorf("c = %g: poisoned padding gives loss %v stats %+v grad %v, clean %v %+v %v", c.ClipRatioC, bad.loss, bad.st, bad.grad, clean.loss, clean.st, clean.grad)
+			}
+			return nil
 		})
 	}
 }
@@ -288,6 +404,8 @@ func TestGRPOLossRejectsBadInput(t *testing.T) {
 			{"eps_low 0", func(in *GRPOInput, c *GRPOConfig) { c.EpsLow = 0 }, "eps_low"},
 			{"eps_high negative", func(in *GRPOInput, c *GRPOConfig) { c.EpsHigh = -0.1 }, "eps_high"},
 			{"beta NaN", func(in *GRPOInput, c *GRPOConfig) { c.Beta = math.NaN() }, "beta"},
+			{"clip_ratio_c 1", func(in *GRPOInput, c *GRPOConfig) { c.ClipRatioC = 1 }, "clip_ratio_c must be > 1"},
+			{"clip_ratio_c NaN", func(in *GRPOInput, c *GRPOConfig) { c.ClipRatioC = math.NaN() }, "clip_ratio_c"},
 			{"no LogProbs", func(in *GRPOInput, c *GRPOConfig) { in.LogProbs = nil }, "LogProbs is missing"},
 			{"1-D LogProbs", func(in *GRPOInput, c *GRPOConfig) { in.LogProbs = s.Add(logp.MustView([]int64{6}, false)) }, "LogProbs has shape [6]"},
 			{"OldLogProbs shape", func(in *GRPOInput, c *GRPOConfig) { in.OldLogProbs = short }, "OldLogProbs has shape [2 2], want [2 3]"},

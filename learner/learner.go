@@ -172,7 +172,7 @@ func (l *Learner) grpoStep(rolls []shards.RolloutRow, rews []shards.RewardRow) (
 	if lr == 0 {
 		lr = l.cfg.Optim.LR
 	}
-	cfg := GRPOConfig{EpsLow: g.EpsLow, EpsHigh: g.EpsHigh, Beta: g.Beta}
+	cfg := GRPOConfig{EpsLow: g.EpsLow, EpsHigh: g.EpsHigh, Beta: g.Beta, ClipRatioC: g.ClipRatioC}
 	var n float64
 	first := true
 	for epoch := 0; epoch < max(1, g.Epochs); epoch++ {
@@ -191,13 +191,14 @@ func (l *Learner) grpoStep(rolls []shards.RolloutRow, rews []shards.RewardRow) (
 			m["loss/ratio_mean"] += st.RatioMean
 			m["loss/clip_low"] += st.ClipFracLow
 			m["loss/clip_high"] += st.ClipFracHigh
+			m["loss/dual_clip"] += st.DualClipFrac
 			m["loss/entropy"] += st.Entropy
 			m["learn/grad_norm"] += gn
 			m["learn/tokens"] += st.Tokens
 			n++
 		}
 	}
-	for _, k := range []string{"loss/total", "loss/pg", "loss/kl", "loss/ratio_mean", "loss/clip_low", "loss/clip_high", "loss/entropy", "learn/grad_norm"} {
+	for _, k := range []string{"loss/total", "loss/pg", "loss/kl", "loss/ratio_mean", "loss/clip_low", "loss/clip_high", "loss/dual_clip", "loss/entropy", "learn/grad_norm"} {
 		m[k] /= n
 	}
 	m["learn/lr"] = lr
@@ -326,7 +327,7 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 	if w := rollout.SDEWindow(f, seed); w != nil && f.Objective != config.ObjectiveAWM {
 		trained = w
 	}
-	cfg := FlowConfig{ClipRange: f.ClipEps, AdvClamp: f.AdvClamp, Beta: f.Beta}
+	cfg := FlowConfig{ClipRange: f.ClipEps, AdvClamp: f.AdvClamp, Beta: f.Beta, ClipRatioC: f.ClipRatioC}
 	var n float64
 	first := true
 	for _, c := range chunks(len(samples), f.MiniBatches) {
@@ -343,12 +344,13 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 		m["loss/kl"] += st.KL
 		m["loss/ratio_mean"] += st.RatioMean
 		m["loss/clip_high"] += st.ClipFrac
+		m["loss/dual_clip"] += st.DualClipFrac
 		m["loss/approx_kl"] += st.ApproxKL
 		m["adv/clamped"] += st.AdvClampedFrac
 		m["learn/grad_norm"] += gn
 		n++
 	}
-	for _, k := range []string{"loss/total", "loss/policy", "loss/kl", "loss/ratio_mean", "loss/clip_high", "loss/approx_kl", "adv/clamped", "learn/grad_norm"} {
+	for _, k := range []string{"loss/total", "loss/policy", "loss/kl", "loss/ratio_mean", "loss/clip_high", "loss/dual_clip", "loss/approx_kl", "adv/clamped", "learn/grad_norm"} {
 		m[k] /= n
 	}
 	m["loss/clip_low"] = 0 // FlowGRPO's clip is symmetric: clip_high holds |r−1| > ε
@@ -574,6 +576,7 @@ func (s *FlowStats) addScaled(o FlowStats, w float64) {
 	s.KL += w * o.KL
 	s.RatioMean += w * o.RatioMean
 	s.ClipFrac += w * o.ClipFrac
+	s.DualClipFrac += w * o.DualClipFrac
 	s.ApproxKL += w * o.ApproxKL
 	s.AdvClampedFrac += w * o.AdvClampedFrac
 }

@@ -46,7 +46,7 @@ func (l *Learner) globalGRPO(st GRPOStats) (GRPOStats, float64, error) {
 		return st, 1, nil
 	}
 	local := st.Tokens
-	means := []*float64{&st.Loss, &st.PGLoss, &st.KL, &st.RatioMean, &st.ClipFracLow, &st.ClipFracHigh, &st.Entropy}
+	means := []*float64{&st.Loss, &st.PGLoss, &st.KL, &st.RatioMean, &st.ClipFracLow, &st.ClipFracHigh, &st.DualClipFrac, &st.Entropy}
 	sums := []float64{local}
 	for _, m := range means {
 		sums = append(sums, *m*local)
@@ -69,7 +69,7 @@ func (l *Learner) globalFlow(st FlowStats) (FlowStats, error) {
 	if l.group == nil {
 		return st, nil
 	}
-	terms := []*float64{&st.Loss, &st.PolicyLoss, &st.KL, &st.RatioMean, &st.ClipFrac, &st.ApproxKL, &st.AdvClampedFrac}
+	terms := []*float64{&st.Loss, &st.PolicyLoss, &st.KL, &st.RatioMean, &st.ClipFrac, &st.DualClipFrac, &st.ApproxKL, &st.AdvClampedFrac}
 	sums := make([]float64, len(terms))
 	for i, m := range terms {
 		sums[i] = *m

@@ -248,7 +248,7 @@ func (v *view) charts() error {
 		{Title: "throughput: tokens/s", XLabel: "step", Series: series("tokens/s", "rollout/tokens_per_s")},
 		{Title: "throughput: images/s", XLabel: "step", Series: series("images/s", "rollout/images_per_s")},
 		{Title: "step time split (s)", XLabel: "step", Series: series("", "time/rollout_s", "time/reward_s", "time/learn_s", "time/storage_s", "time/step_s")},
-		{Title: "clip fraction", XLabel: "step", Series: append(series("low", "loss/clip_low"), series("high", "loss/clip_high")...)},
+		{Title: "clip fraction", XLabel: "step", Series: append(append(series("low", "loss/clip_low"), series("high", "loss/clip_high")...), series("dual", "loss/dual_clip")...)},
 		{Title: "entropy and zero-std groups", XLabel: "step", Series: append(series("entropy", "loss/entropy"), series("zero-std ratio", "adv/zero_std_ratio")...)},
 		{Title: "gradient norm", XLabel: "step", Series: series("grad norm", "learn/grad_norm")},
 	}
