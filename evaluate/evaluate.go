@@ -259,7 +259,8 @@ type Options struct {
 	// samples (reference | generated | target).
 	GridDir  string
 	GridRows int
-	Device   gotch.Device
+	// Device is where inputs are made; the zero value means the model's.
+	Device gotch.Device
 	// Oracle also evaluates OracleMode.
 	Oracle bool
 	// Modes, if set, are the modes to evaluate (of Modes, OracleMode and
@@ -276,7 +277,7 @@ type Options struct {
 // libtorch.Run.
 func Run(ctx context.Context, b *model.Bundle, reg *reward.Registry, o Options) (Scores, map[string][]Sample, error) {
 	if o.Device.Name == "" {
-		o.Device = gotch.CPU
+		o.Device = b.MLLM.P.Device()
 	}
 	greedy := o.Sampling
 	greedy.Temperature = 0

@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/internal/libtorch"
@@ -140,7 +139,7 @@ func (l *Learner) awmDraw(seed uint64, rows []*shards.RolloutRow, adv []float64,
 	refCond *model.Condition, refs *ts.Tensor, steps, d int, cfg FlowConfig, scale float64) (FlowStats, error) {
 	var sc libtorch.Scope
 	defer sc.Close()
-	x1, err := rollout.LatentsTensor(rows, steps, gotch.CPU)
+	x1, err := rollout.LatentsTensor(rows, steps, l.dev)
 	if err != nil {
 		return FlowStats{}, err
 	}
@@ -155,8 +154,8 @@ func (l *Learner) awmDraw(seed uint64, rows []*shards.RolloutRow, adv []float64,
 		noise = append(noise, n...)
 		times[i], tcol[i] = t, float32(t)
 	}
-	x0 := sc.Add(ts.MustOfSlice(noise).MustView(size, true))
-	tt := sc.Add(ts.MustOfSlice(tcol).MustView([]int64{size[0], 1, 1, 1}, true))
+	x0 := sc.Add(l.onDevice(ts.MustOfSlice(noise).MustView(size, true)))
+	tt := sc.Add(l.onDevice(ts.MustOfSlice(tcol).MustView([]int64{size[0], 1, 1, 1}, true)))
 	target := sc.Add(x1.MustSub(x0, false))
 	xt := sc.Add(x0.MustAdd(sc.Add(target.MustMul(tt, false)), false))
 

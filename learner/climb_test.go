@@ -78,9 +78,14 @@ func TestFlowGRPOClimbsAReward(t *testing.T) {
 }
 
 // newLearner is a learner over a fresh small bundle of c (seed 3) and its
-// reference, a second copy; it must run inside libtorch.Run.
+// reference, a second copy, in c's model.dtype; it must run inside
+// libtorch.Run.
 func newLearner(c *config.Config) (*learner.Learner, error) {
 	tok, err := model.TokenizerFor(c.Model.MLLM)
+	if err != nil {
+		return nil, err
+	}
+	dt, err := model.ParseDType(c.Model.DType, gotch.CPU)
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +98,8 @@ func newLearner(c *config.Config) (*learner.Learner, error) {
 		policy.Drop()
 		return nil, err
 	}
+	policy.ToDType(dt)
+	ref.ToDType(dt)
 	return learner.New(c, policy, ref, 0), nil
 }
 

@@ -34,7 +34,8 @@ type Learner struct {
 	version int
 	mllmOpt *optim.AdamW
 	ditOpt  *optim.AdamW
-	group   *dist.Group // data-parallel ranks (SetGroup); nil for one learner
+	group   *dist.Group  // data-parallel ranks (SetGroup); nil for one learner
+	dev     gotch.Device // the policy's device: every input is made there
 }
 
 // New takes ownership of policy (version v) and ref. It must run inside
@@ -47,7 +48,7 @@ func New(cfg *config.Config, policy, ref *model.Bundle, v int) *Learner {
 	for _, p := range []*model.Params{policy.MLLM.P, policy.Connector.P, policy.DiT.P} {
 		p.SetRequiresGrad(true)
 	}
-	l := &Learner{cfg: cfg, policy: policy, ref: ref, version: v}
+	l := &Learner{cfg: cfg, policy: policy, ref: ref, version: v, dev: policy.MLLM.P.Device()}
 	l.mllmOpt = optim.New(policy.MLLM.P.Tensors(), oc)
 	l.ditOpt = optim.New(append(append([]*ts.Tensor{}, policy.Connector.P.Tensors()...), policy.DiT.P.Tensors()...), oc)
 	return l
@@ -232,7 +233,7 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 			refPNGs = append(refPNGs, s.row.ReferencePNG)
 		}
 	}
-	imgs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, gotch.CPU)
+	imgs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, l.dev)
 	if err != nil {
 		return GRPOStats{}, 0, err
 	}
@@ -252,7 +253,7 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 			old[int64(i)*size2[1]+int64(j)] = v
 		}
 	}
-	oldT := sc.Add(ts.MustOfSlice(old).MustView(size2, true))
+	oldT := sc.Add(l.onDevice(ts.MustOfSlice(old).MustView(size2, true)))
 	in := GRPOInput{LogProbs: lp.LogProbs, OldLogProbs: oldT, Mask: lp.Mask, Entropy: lp.Entropy, Advantages: adv}
 	if cfg.Beta > 0 {
 		var ref *model.TokenLogProbs
@@ -289,6 +290,15 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	}
 	l.mllmOpt.Step(lr)
 	return st, gn, nil
+}
+
+// onDevice moves t, made on the CPU, to the learner's device (dropping the
+// CPU copy when it moves).
+func (l *Learner) onDevice(t *ts.Tensor) *ts.Tensor {
+	if !l.dev.IsCuda() {
+		return t
+	}
+	return t.MustTo(l.dev, true)
 }
 
 func ints(x []int32) []int {
@@ -446,7 +456,7 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 			}
 		}
 	}
-	refs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, gotch.CPU)
+	refs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, l.dev)
 	if err != nil {
 		return FlowStats{}, err
 	}
@@ -464,7 +474,7 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 	}
 	empty := make([]*ts.Tensor, len(part))
 	for i := range empty {
-		empty[i] = sc.Add(ts.MustZeros([]int64{0, int64(l.policy.Connector.In)}, gotch.Float, gotch.CPU))
+		empty[i] = sc.Add(ts.MustZeros([]int64{0, int64(l.policy.Connector.In)}, gotch.Float, l.dev))
 	}
 	var refCond, refUncond *model.Condition
 	libtorch.NoGrad(func() {
@@ -512,12 +522,12 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 		return FlowStats{}, err
 	}
 	defer uncond.Drop()
-	x, err := rollout.LatentsTensor(rows, k, gotch.CPU)
+	x, err := rollout.LatentsTensor(rows, k, l.dev)
 	if err != nil {
 		return FlowStats{}, err
 	}
 	sc.Add(x)
-	next, err := rollout.LatentsTensor(rows, k+1, gotch.CPU)
+	next, err := rollout.LatentsTensor(rows, k+1, l.dev)
 	if err != nil {
 		return FlowStats{}, err
 	}
@@ -526,7 +536,7 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 	for i, r := range rows {
 		old[i] = r.SDELogProbs[k]
 	}
-	oldT := sc.Add(ts.MustOfSlice(old))
+	oldT := sc.Add(l.onDevice(ts.MustOfSlice(old)))
 	sigma, sigmaNext := tr.Sigmas[k], tr.Sigmas[k+1]
 	t := 1 - sigma
 

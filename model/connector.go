@@ -65,9 +65,9 @@ func (c *Connector) Forward(states []*ts.Tensor) (*Condition, error) {
 		if len(sz) != 2 || sz[1] != int64(c.In) {
 			return nil, fmt.Errorf("model: connector input %d has shape %v, want [L %d]", i, sz, c.In)
 		}
-		seq := st
+		seq := asDType(&s, st, c.P.DType())
 		if c.Prepad > 0 {
-			seq = s.Add(ts.MustCat([]*ts.Tensor{c.P.Get("prepad"), st}, 0))
+			seq = s.Add(ts.MustCat([]*ts.Tensor{c.P.Get("prepad"), seq}, 0))
 		}
 		lens[i] = int(sz[0]) + c.Prepad
 		maxLen = max(maxLen, lens[i])
@@ -82,7 +82,7 @@ func (c *Connector) Forward(states []*ts.Tensor) (*Condition, error) {
 	padded := make([]*ts.Tensor, len(rows))
 	for i, r := range rows {
 		if lens[i] < maxLen {
-			z := s.Add(ts.MustZeros([]int64{int64(maxLen - lens[i]), int64(c.In)}, gotch.Float, c.dev))
+			z := s.Add(ts.MustZeros([]int64{int64(maxLen - lens[i]), int64(c.In)}, c.P.DType(), c.dev))
 			r = s.Add(ts.MustCat([]*ts.Tensor{r, z}, 0))
 		}
 		padded[i] = r

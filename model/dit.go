@@ -174,17 +174,19 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 	lay := seqLayout{textMax: int(in.Text.Tokens.MustSize()[1]), rows: sz[2] / p, cols: sz[3] / p}
 	lay.nImg = int(lay.rows * lay.cols)
 
-	temb := d.timestepEmbedding(&s, in.T)                                                              // [B, dt]
-	img := linear(&s, patchify(&s, in.X, p), d.P.Get("x_embedder.weight"), d.P.Get("x_embedder.bias")) // [B, N, D]
-	txt := in.Text.Tokens
+	dt := d.P.DType()
+	temb := d.timestepEmbedding(&s, in.T)                                                                               // [B, dt]
+	img := linear(&s, patchify(&s, asDType(&s, in.X, dt), p), d.P.Get("x_embedder.weight"), d.P.Get("x_embedder.bias")) // [B, N, D]
+	txt := asDType(&s, in.Text.Tokens, dt)
 	var ref *ts.Tensor
 	if in.Refs != nil {
-		ref = linear(&s, patchify(&s, in.Refs, p), d.P.Get("ref_image_patch_embedder.weight"), d.P.Get("ref_image_patch_embedder.bias"))
+		ref = linear(&s, patchify(&s, asDType(&s, in.Refs, dt), p), d.P.Get("ref_image_patch_embedder.weight"), d.P.Get("ref_image_patch_embedder.bias"))
 		lay.nRef = lay.nImg
 	}
 
 	// Positions of the three axes for every token of the joint sequence.
 	cos, sin := d.rope3(&s, in.Text.Lens, lay)
+	cos, sin = asDType(&s, cos, dt), asDType(&s, sin, dt)
 	// Token tensors are [B, S, D] (sequence axis 1); rope tables [B, 1, S, hd] (axis 2).
 	span := func(t *ts.Tensor, start, n int) *ts.Tensor {
 		axis := int64(1)
@@ -230,8 +232,8 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 			}
 		}
 	}
-	textMask := s.Add(keyMask(refinerValid, d.dev))
-	imgMask := s.Add(keyMask(all(lay.nImg), d.dev))
+	textMask := asDType(&s, s.Add(keyMask(refinerValid, d.dev)), dt)
+	imgMask := asDType(&s, s.Add(keyMask(all(lay.nImg), d.dev)), dt)
 	for i := 0; i < c.RefinerLayers; i++ {
 		txt = d.block(&s, fmt.Sprintf("context_refiner.%d.", i), txt, nil, textMask, textPart(cos), textPart(sin))
 		img = d.block(&s, fmt.Sprintf("noise_refiner.%d.", i), img, temb, imgMask, imgPart(cos), imgPart(sin))
@@ -249,7 +251,7 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 	parts = append(parts, img)
 	valid = concatValid(valid, all(lay.nImg))
 	x := s.Add(ts.MustCat(parts, 1))
-	mask := s.Add(keyMask(valid, d.dev))
+	mask := asDType(&s, s.Add(keyMask(valid, d.dev)), dt)
 	for i := 0; i < c.Layers; i++ {
 		x = d.block(&s, fmt.Sprintf("layers.%d.", i), x, temb, mask, cos, sin)
 	}
@@ -259,7 +261,7 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 	h = s.Add(h.MustMul(s.Add(scale.MustAddScalar(ts.FloatScalar(1), false).MustUnsqueeze(1, true)), false))
 	v := linear(&s, h, d.P.Get("norm_out.linear_2.weight"), d.P.Get("norm_out.linear_2.bias"))
 	res := unpatchify(&s, v, int64(c.Channels), sz[2], sz[3], p)
-	return res.MustShallowClone(), nil
+	return asFloat32(res.MustShallowClone()), nil
 }
 
 func concatValid(a, b [][]bool) [][]bool {
@@ -296,7 +298,7 @@ func (d *DiT) timestepEmbedding(s *libtorch.Scope, t []float64) *ts.Tensor {
 			feat[b*timeEmbedDim+half+i] = float32(math.Sin(a))
 		}
 	}
-	x := s.Add(float32Tensor(feat, []int64{int64(len(t)), timeEmbedDim}, d.dev))
+	x := asDType(s, s.Add(float32Tensor(feat, []int64{int64(len(t)), timeEmbedDim}, d.dev)), d.P.DType())
 	p := "time_caption_embed.timestep_embedder."
 	h := s.Add(linear(s, x, d.P.Get(p+"linear_1.weight"), d.P.Get(p+"linear_1.bias")).MustSilu(false))
 	return linear(s, h, d.P.Get(p+"linear_2.weight"), d.P.Get(p+"linear_2.bias"))

@@ -42,22 +42,31 @@ func randn(shape []int64, seed uint64) *ts.Tensor {
 	return x
 }
 
+// newTestDiT builds a tiny DiT (seed 1, perturbed) and a connector from
+// 16-wide states to it (seed 2).
+func newTestDiT(t *testing.T) (*DiT, *Connector) {
+	t.Helper()
+	c := tinyDiTConfig()
+	d, err := NewDiT(c, gotch.CPU, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At initialisation the modulation is zero, so tanh gates close every
+	// residual branch (adaLN-Zero) and only the modulation would get
+	// gradients; perturb the weights to exercise every path.
+	perturb(d.P)
+	conn, err := NewConnector(16, c.Hidden, 3, 1e-6, gotch.CPU, 2)
+	if err != nil {
+		d.Drop()
+		t.Fatal(err)
+	}
+	return d, conn
+}
+
 func TestDiTForwardShapesAndGradients(t *testing.T) {
 	inTorch(t, func() error {
-		c := tinyDiTConfig()
-		d, err := NewDiT(c, gotch.CPU, 1)
-		if err != nil {
-			return err
-		}
+		d, conn := newTestDiT(t)
 		defer d.Drop()
-		// At initialisation the modulation is zero, so tanh gates close every
-		// residual branch (adaLN-Zero) and only the modulation would get
-		// gradients; perturb the weights to exercise every path.
-		perturb(d.P)
-		conn, err := NewConnector(16, c.Hidden, 3, 1e-6, gotch.CPU, 2)
-		if err != nil {
-			return err
-		}
 		defer conn.P.Drop()
 		x := randn([]int64{2, 3, 16, 16}, 3)
 		defer x.MustDrop()

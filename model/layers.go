@@ -9,11 +9,39 @@ import (
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 )
 
-// rmsNorm returns w · x / sqrt(mean(x², -1) + eps) over the last axis.
+// rmsNorm returns w · x / sqrt(mean(x², -1) + eps) over the last axis. A
+// half-precision x is normalised in float32 and rounded back before the
+// weight applies (as transformers' Qwen3RMSNorm does).
 func rmsNorm(s *libtorch.Scope, x, w *ts.Tensor, eps float64) *ts.Tensor {
+	dt := x.DType()
+	if dt != gotch.Float {
+		x = s.Add(x.MustTotype(gotch.Float, false))
+	}
 	ms := s.Add(x.MustSquare(false).MustMeanDim([]int64{-1}, true, gotch.Invalid, true))
 	r := s.Add(ms.MustAddScalar(ts.FloatScalar(eps), false).MustRsqrt(true))
+	if dt != gotch.Float {
+		return s.Add(x.MustMul(r, false).MustTotype(dt, true).MustMul(w, true))
+	}
 	return s.Add(x.MustMul(r, false).MustMul(w, true))
+}
+
+// asDType returns x in dt: x itself when it already is, else a converted
+// copy the scope owns (inputs made in float32 meeting half-precision
+// weights).
+func asDType(s *libtorch.Scope, x *ts.Tensor, dt gotch.DType) *ts.Tensor {
+	if x.DType() == dt {
+		return x
+	}
+	return s.Add(x.MustTotype(dt, false))
+}
+
+// asFloat32 returns x as a float32 tensor the caller owns, dropping x when
+// it converts (outputs leave a module in float32 whatever it computes in).
+func asFloat32(x *ts.Tensor) *ts.Tensor {
+	if x.DType() == gotch.Float {
+		return x
+	}
+	return x.MustTotype(gotch.Float, true)
 }
 
 // linear returns x·wᵀ (+ b when b is not nil).

@@ -119,8 +119,8 @@ func (m *MLLM) NewKVCache(batch, max int) *KVCache {
 	c := &KVCache{max: max}
 	shape := []int64{int64(batch), int64(m.Cfg.KVHeads), int64(max), int64(m.Cfg.HeadDim)}
 	for l := 0; l < m.Cfg.Layers; l++ {
-		c.k = append(c.k, ts.MustZeros(shape, gotch.Float, m.dev))
-		c.v = append(c.v, ts.MustZeros(shape, gotch.Float, m.dev))
+		c.k = append(c.k, ts.MustZeros(shape, m.P.DType(), m.dev))
+		c.v = append(c.v, ts.MustZeros(shape, m.P.DType(), m.dev))
 	}
 	return c
 }
@@ -198,7 +198,7 @@ func (m *MLLM) embed(s *libtorch.Scope, in *forwardInput) (*ts.Tensor, error) {
 	if _, ok := m.P.Lookup("visual.patch_embed.proj.weight"); !ok {
 		return nil, fmt.Errorf("model: images given to a text-only MLLM")
 	}
-	img := m.patchEmbed(s, in.images) // [N*P, H]
+	img := m.patchEmbed(s, asDType(s, in.images, m.P.DType())) // [N*P, H]
 	if got := int(img.MustSize()[0]); got != nPad {
 		return nil, fmt.Errorf("model: %d <|image_pad|> tokens for %d image patches", nPad, got)
 	}
@@ -239,9 +239,10 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 	}
 	B, T := int64(in.batch), int64(in.t)
 	pos := s.Add(int64Tensor(in.positions, []int64{B * T}, m.dev))
-	cos := s.Add(m.cos.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, int64(c.HeadDim)}, true))
-	sin := s.Add(m.sin.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, int64(c.HeadDim)}, true))
-	mask := s.Add(attnMask(in, past, m.dev))
+	dt := m.P.DType()
+	cos := asDType(&s, s.Add(m.cos.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, int64(c.HeadDim)}, true)), dt)
+	sin := asDType(&s, s.Add(m.sin.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, int64(c.HeadDim)}, true)), dt)
+	mask := asDType(&s, s.Add(attnMask(in, past, m.dev)), dt)
 
 	var prev *ts.Tensor
 	for l := 0; l < c.Layers; l++ {
@@ -264,7 +265,9 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 	if c.TieEmbeddings {
 		head = "model.embed_tokens.weight"
 	}
-	out := &forwardOutput{logits: ts.MustLinear(last, m.P.Get(head), ts.None)}
+	// Logits leave in float32: log-softmax, sampling and log-probs are
+	// computed in float32 whatever dtype the model runs in.
+	out := &forwardOutput{logits: asFloat32(ts.MustLinear(last, m.P.Get(head), ts.None))}
 	if in.hidden {
 		out.prev = prev
 		out.last = last.MustShallowClone()

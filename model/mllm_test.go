@@ -87,28 +87,9 @@ func TestGenerationLogProbsMatchTeacherForced(t *testing.T) {
 		inTorch(t, func() error {
 			m := newTestMLLM(t, tinyMLLMConfig(), 40, 2)
 			defer m.Drop()
-			g, err := m.Generate(testPrompts, GenerateOptions{MaxNewTokens: 10, Temperature: temp, TopP: 0.95, Seeds: seeds(len(testPrompts))})
+			worst, err := teacherForcedGap(t, m, temp)
 			if err != nil {
 				return err
-			}
-			tf, err := m.LogProbs(testPrompts, g.Tokens, temp, nil)
-			if err != nil {
-				return err
-			}
-			defer tf.Drop()
-			lp, mask := float32s(tf.LogProbs), float32s(tf.Mask)
-			c := int(tf.LogProbs.MustSize()[1])
-			worst := 0.0
-			for i := range g.Tokens {
-				for j := 0; j < c; j++ {
-					if j >= len(g.Tokens[i]) {
-						if mask[i*c+j] != 0 {
-							t.Errorf("mask[%d][%d] = 1 past the completion", i, j)
-						}
-						continue
-					}
-					worst = max(worst, math.Abs(float64(lp[i*c+j]-g.LogProbs[i][j])))
-				}
 			}
 			if worst > 1e-5 {
 				t.Errorf("temperature %g: generation and teacher-forced log-probs differ by %g (> 1e-5)", temp, worst)
@@ -116,6 +97,36 @@ func TestGenerationLogProbsMatchTeacherForced(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// teacherForcedGap generates from testPrompts at temperature temp and
+// returns the largest difference between a generated token's log-prob and
+// the teacher-forced one; it also checks the mask.
+func teacherForcedGap(t *testing.T, m *MLLM, temp float64) (float64, error) {
+	g, err := m.Generate(testPrompts, GenerateOptions{MaxNewTokens: 10, Temperature: temp, TopP: 0.95, Seeds: seeds(len(testPrompts))})
+	if err != nil {
+		return 0, err
+	}
+	tf, err := m.LogProbs(testPrompts, g.Tokens, temp, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tf.Drop()
+	lp, mask := float32s(tf.LogProbs), float32s(tf.Mask)
+	c := int(tf.LogProbs.MustSize()[1])
+	worst := 0.0
+	for i := range g.Tokens {
+		for j := 0; j < c; j++ {
+			if j >= len(g.Tokens[i]) {
+				if mask[i*c+j] != 0 {
+					t.Errorf("mask[%d][%d] = 1 past the completion", i, j)
+				}
+				continue
+			}
+			worst = max(worst, math.Abs(float64(lp[i*c+j]-g.LogProbs[i][j])))
+		}
+	}
+	return worst, nil
 }
 
 func TestSeedsMakeSequencesIndependentOfBatch(t *testing.T) {

@@ -52,13 +52,15 @@ func CountParams(specs []Spec) int64 {
 }
 
 // Params owns the leaf tensors of one module, in the order of its Specs.
-// Tensors are float32 and live on one device. Params is not safe for
-// concurrent use; all methods must run inside libtorch.Run.
+// Tensors share one dtype (float32 unless ToDType changed it) and live on
+// one device. Params is not safe for concurrent use; all methods must run
+// inside libtorch.Run.
 type Params struct {
 	specs  []Spec
 	byName map[string]*ts.Tensor
 	list   []*ts.Tensor
 	device gotch.Device
+	dtype  gotch.DType
 }
 
 // NewParams allocates specs on dev and initialises them from seed with Go's
@@ -66,7 +68,7 @@ type Params struct {
 // (not on libtorch's global generator or the order modules are built in).
 // The tensors require grad.
 func NewParams(specs []Spec, dev gotch.Device, seed uint64) (*Params, error) {
-	p := &Params{specs: specs, byName: make(map[string]*ts.Tensor, len(specs)), device: dev}
+	p := &Params{specs: specs, byName: make(map[string]*ts.Tensor, len(specs)), device: dev, dtype: gotch.Float}
 	for i, s := range specs {
 		if _, dup := p.byName[s.Name]; dup {
 			p.Drop()
@@ -120,6 +122,40 @@ func (p *Params) Tensors() []*ts.Tensor { return p.list }
 
 // Count returns the number of scalar parameters.
 func (p *Params) Count() int64 { return CountParams(p.specs) }
+
+// DType is the dtype the parameters are held (and the module computes) in.
+func (p *Params) DType() gotch.DType { return p.dtype }
+
+// Device is the device the parameters live on.
+func (p *Params) Device() gotch.Device { return p.device }
+
+// ToDType converts every parameter to dt (rounding to nearest), keeping
+// names, order and requires-grad. It must run before an optimiser or a
+// forward pass holds the old tensors.
+func (p *Params) ToDType(dt gotch.DType) {
+	if dt == p.dtype {
+		return
+	}
+	libtorch.NoGrad(func() {
+		for i, t := range p.list {
+			grad := t.MustRequiresGrad()
+			c := t.MustTotype(dt, true)
+			c.MustRequiresGrad_(grad)
+			p.list[i] = c
+			p.byName[p.specs[i].Name] = c
+		}
+	})
+	p.dtype = dt
+}
+
+// Bytes is the memory the parameters hold.
+func (p *Params) Bytes() int64 {
+	var n int64
+	for _, t := range p.list {
+		n += int64(t.Numel()) * int64(t.DType().Size())
+	}
+	return n
+}
 
 // SetRequiresGrad freezes (false) or unfreezes (true) every parameter.
 func (p *Params) SetRequiresGrad(b bool) {

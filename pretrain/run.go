@@ -48,7 +48,7 @@ type Options struct {
 	CheckpointEvery int
 	// Progress receives progress bars or lines; nil discards them.
 	Progress io.Writer
-	// Device to train on; the zero value means the CPU.
+	// Device to train on; the zero value means run.device.
 	Device gotch.Device
 	// EvalRows is the number of held-out rows each stage is evaluated on
 	// (in thinking and non-thinking mode) when it completes; 0 skips eval.
@@ -122,8 +122,12 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	pl, err := model.PlacementOf(o.Config)
+	if err != nil {
+		return nil, err
+	}
 	if o.Device.Name == "" {
-		o.Device = gotch.CPU
+		o.Device = pl.Device
 	}
 	tok, err := model.TokenizerFor(o.Config.Model.MLLM)
 	if err != nil {
@@ -379,6 +383,11 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 	}
 	defer b.Drop()
+	dt, err := model.ParseDType(o.Config.Model.DType, o.Device)
+	if err != nil {
+		return res, err
+	}
+	b.ToDType(dt)
 	if diff := b.Model.ShapeDiff(o.Config.Model); len(diff) > 0 {
 		return res, fmt.Errorf("a bundle of another model shape than the configuration's (%s)", strings.Join(diff, ", "))
 	}
@@ -394,6 +403,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 			return res, err
 		}
 		opt.SetStep(int64(step))
+		opt.SyncParams()
 	}
 	lr := sc.LR
 	if lr == 0 {

@@ -17,13 +17,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
@@ -101,10 +100,15 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 				return err
 			}
 		}
-		b, _, err := checkpoint.Load(ctx, ev.Store, ev.Run, v, filepath.Join(ev.CacheDir, "checkpoints"), gotch.CPU)
+		pl, err := model.PlacementOf(cfg)
 		if err != nil {
 			return err
 		}
+		b, _, err := checkpoint.Load(ctx, ev.Store, ev.Run, v, filepath.Join(ev.CacheDir, "checkpoints"), pl.Device)
+		if err != nil {
+			return err
+		}
+		b.ToDType(pl.DType)
 		defer b.Drop()
 		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Sampling: cfg.Sampling, Seed: uint64(cfg.Run.Seed), GridDir: gridDir, GridRows: GridRows, Progress: ev.Progress})
 		return err

@@ -83,8 +83,7 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
 		w.learner.Close()
 		w.learner = nil
 	}
-	cache := filepath.Join(w.cacheDir, "checkpoints")
-	policy, dir, err := checkpoint.Load(ctx, w.store, run, v, cache, w.dev)
+	policy, dir, err := w.load(ctx, run, v)
 	if err != nil {
 		return err
 	}
@@ -92,7 +91,7 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
 		policy.Drop()
 		return fmt.Errorf("%w: checkpoint %d of run %s: %v", learner.ErrFatal, v, run, err)
 	}
-	ref, _, err := checkpoint.Load(ctx, w.store, run, 0, cache, w.dev)
+	ref, _, err := w.load(ctx, run, 0)
 	if err != nil {
 		policy.Drop()
 		return err

@@ -3,10 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
-	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/learner"
@@ -76,7 +74,7 @@ func (w *Worker) policyAt(ctx context.Context, run string, v int) (*model.Bundle
 	if w.policy != nil && w.policyVersion == v {
 		return w.policy, nil
 	}
-	b, _, err := checkpoint.Load(ctx, w.store, run, v, filepath.Join(w.cacheDir, "checkpoints"), w.dev)
+	b, _, err := w.load(ctx, run, v)
 	if err != nil {
 		return nil, err
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/sugarme/gotch"
 
+	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/learner"
@@ -24,6 +26,7 @@ type Worker struct {
 	store    storage.Store
 	cacheDir string
 	dev      gotch.Device
+	dtype    gotch.DType // model.dtype: what loaded checkpoints compute in
 	rewards  *reward.Registry
 
 	// The policy version rollout tasks last sampled with.
@@ -40,7 +43,8 @@ type Options struct {
 	Store  storage.Store
 	// CacheDir holds fetched checkpoint versions and spooled shards.
 	CacheDir string
-	Device   gotch.Device
+	// Device overrides run.device when set.
+	Device gotch.Device
 }
 
 // New returns a worker; Close releases its models.
@@ -49,13 +53,19 @@ func New(o Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	pl, err := model.PlacementOf(o.Config)
+	if err != nil {
+		return nil, err
+	}
 	if o.Device.Name == "" {
-		o.Device = gotch.CPU
+		o.Device = pl.Device
+	} else if pl.DType, err = model.ParseDType(o.Config.Model.DType, o.Device); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker cache: %w", err)
 	}
-	return &Worker{cfg: o.Config, store: o.Store, cacheDir: o.CacheDir, dev: o.Device, rewards: reg, policyVersion: -1}, nil
+	return &Worker{cfg: o.Config, store: o.Store, cacheDir: o.CacheDir, dev: o.Device, dtype: pl.DType, rewards: reg, policyVersion: -1}, nil
 }
 
 // Close frees the worker's models.
@@ -100,6 +110,17 @@ func (w *Worker) Do(ctx context.Context, t task.Task) (task.Result, error) {
 	// 4 → 12 GB in 7 steps (docs/findings.md, "Stage 5").
 	libtorch.ReleaseFreeMemory()
 	return res, err
+}
+
+// load fetches version v of run and converts it to model.dtype; it also
+// returns the fetched version's directory.
+func (w *Worker) load(ctx context.Context, run string, v int) (*model.Bundle, string, error) {
+	b, dir, err := checkpoint.Load(ctx, w.store, run, v, filepath.Join(w.cacheDir, "checkpoints"), w.dev)
+	if err != nil {
+		return nil, "", err
+	}
+	b.ToDType(w.dtype)
+	return b, dir, nil
 }
 
 // sameShape refuses a checkpoint whose models differ from the run's.

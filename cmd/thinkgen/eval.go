@@ -15,8 +15,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
@@ -317,7 +315,7 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 				return err
 			}
 		}
-		b, err := load(gotch.CPU)
+		b, err := placed(cfg, load)
 		if err != nil {
 			return err
 		}

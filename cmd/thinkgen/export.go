@@ -116,6 +116,21 @@ func exportError(flag string, err error) error {
 	return err
 }
 
+// placed calls load with cfg's run.device and converts the bundle to its
+// model.dtype.
+func placed(cfg *config.Config, load func(gotch.Device) (*model.Bundle, error)) (*model.Bundle, error) {
+	pl, err := model.PlacementOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b, err := load(pl.Device)
+	if err != nil {
+		return nil, err
+	}
+	b.ToDType(pl.DType)
+	return b, nil
+}
+
 // modelDir reads the configuration of a --model directory — an export
 // (thinkgen export) or a saved bundle — verifying its files, and returns
 // it with a loader for its bundle (call the loader inside libtorch.Run;

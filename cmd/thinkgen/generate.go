@@ -209,7 +209,7 @@ func generateFromBundle(ctx context.Context, e *env, dir string, req *generateRe
 	if err != nil {
 		return err
 	}
-	return generate(ctx, e, cfg, req, func() (*model.Bundle, error) { return load(gotch.CPU) })
+	return generate(ctx, e, cfg, req, func() (*model.Bundle, error) { return placed(cfg, load) })
 }
 
 func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string, version int, req *generateRequest) error {
@@ -247,7 +247,10 @@ func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string
 	}
 	defer os.RemoveAll(cache)
 	return generate(ctx, e, runCfg, req, func() (*model.Bundle, error) {
-		b, _, err := checkpoint.Load(ctx, st, run, version, cache, gotch.CPU)
+		b, err := placed(runCfg, func(dev gotch.Device) (*model.Bundle, error) {
+			b, _, err := checkpoint.Load(ctx, st, run, version, cache, dev)
+			return b, err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("run %s version %d: %w", run, version, err)
 		}
@@ -312,7 +315,7 @@ func generate(ctx context.Context, e *env, cfg *config.Config, req *generateRequ
 				return err
 			}
 			part := rows[i:min(i+chunk, len(rows))]
-			got, err := evaluate.Generate(b, part, req.think, s, seed+uint64(i), gotch.CPU)
+			got, err := evaluate.Generate(b, part, req.think, s, seed+uint64(i), b.MLLM.P.Device())
 			if err != nil {
 				return err
 			}
