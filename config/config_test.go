@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 func TestShippedConfigsValidate(t *testing.T) {
@@ -94,11 +96,7 @@ func TestSetErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("--set %s succeeded, want an error", tt.set)
 			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			testutil.Mentions(t, "error", err.Error(), tt.wantErr)
 		})
 	}
 }
@@ -119,11 +117,7 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 			if err == nil {
 				t.Fatal("Load succeeded, want an error")
 			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			testutil.Mentions(t, "error", err.Error(), tt.wantErr)
 		})
 	}
 }

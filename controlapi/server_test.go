@@ -1,7 +1,6 @@
 package controlapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,40 +11,22 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/queue"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/task"
 )
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	q     *queue.Queue
 	srv   *httptest.Server
 	token string
-	log   *syncBuffer
+	log   *testutil.SyncBuffer
 }
 
 func newFixture(t *testing.T, qo queue.Options) *fixture {
@@ -54,7 +35,7 @@ func newFixture(t *testing.T, qo queue.Options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{q: queue.New(qo), token: token, log: &syncBuffer{}}
+	f := &fixture{q: queue.New(qo), token: token, log: &testutil.SyncBuffer{}}
 	s, err := controlapi.NewServer(f.q, controlapi.ServerOptions{Token: token,
 		Logger: slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {

@@ -3,7 +3,6 @@ package dist_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/internal/childproc"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 // A test that forms a group runs its ranks as child processes: the test
@@ -34,17 +34,6 @@ const (
 // rankTimeout bounds the rendezvous and each collective of the ranks that
 // are expected to succeed; two busy cores load libtorch slowly.
 const rankTimeout = 60 * time.Second
-
-// freeAddr returns a 127.0.0.1 address with a port nobody listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // rankEnv returns the child's role, rank, world and address, and whether
 // this process is a child at all.
@@ -144,7 +133,7 @@ func TestCollectives(t *testing.T) {
 			for i := range ranks {
 				ranks[i] = i
 			}
-			waitRanks(t, startRanks(t, "TestCollectives", "collectives", freeAddr(t), world, ranks...))
+			waitRanks(t, startRanks(t, "TestCollectives", "collectives", testutil.FreeAddr(t), world, ranks...))
 		})
 	}
 }
@@ -323,7 +312,7 @@ func TestMissingRankFailsInTime(t *testing.T) {
 	const timeout = 2 * time.Second
 	for _, r := range []int{0, 1} {
 		t.Run(fmt.Sprintf("rank=%d", r), func(t *testing.T) {
-			addr := freeAddr(t)
+			addr := testutil.FreeAddr(t)
 			start := time.Now()
 			g, err := dist.New(dist.Config{Addr: addr, World: 2, Rank: r, Timeout: timeout})
 			took := time.Since(start)
@@ -365,7 +354,7 @@ func TestHungRankFailsInTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts libtorch processes")
 	}
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	startRanks(t, "TestHungRankFailsInTime", "hang", addr, 2, 1)
 	err := libtorch.Run(func() error {
 		g, err := dist.New(dist.Config{Addr: addr, World: 2, Rank: 0, Timeout: timeout, JoinTimeout: rankTimeout})

@@ -1,7 +1,6 @@
 package export
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -14,6 +13,7 @@ import (
 	"github.com/sugarme/gotch"
 
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/model"
 )
 
@@ -142,16 +142,7 @@ func TestImportIsBitIdentical(t *testing.T) {
 	})
 	// Saved again, the imported bundle's tensors and tokenizer are the
 	// shipped ones, byte for byte.
-	for _, f := range []string{"mllm.safetensors", "connector.safetensors", "dit.safetensors", "tokenizer.json"} {
-		a, err1 := os.ReadFile(filepath.Join(baseTiny, f))
-		b, err2 := os.ReadFile(filepath.Join(resaved, f))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s: the imported bundle saves differently from the exported one", f)
-		}
-	}
+	testutil.SameFiles(t, baseTiny, resaved, []string{"mllm.safetensors", "connector.safetensors", "dit.safetensors", "tokenizer.json"}, "the imported bundle saves differently from the exported one")
 }
 
 func TestWriteRefusesOut(t *testing.T) {
@@ -269,11 +260,7 @@ func TestImportRejects(t *testing.T) {
 			if err == nil {
 				t.Fatal("Import accepted the damaged export")
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
+			testutil.Mentions(t, "error", err.Error(), tt.want)
 		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/internal/childproc"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/learner"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/rollout"
@@ -136,7 +137,7 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeLoopback(t)
+	addr := testutil.FreeAddr(t)
 	var ranks []*exec.Cmd
 	var outs []*strings.Builder
 	for r := range 2 {

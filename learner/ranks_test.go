@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/thinkgen/thinkgen/internal/childproc"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testmodel"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/learner"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/rollout"
@@ -165,7 +165,7 @@ func TestDataParallelStepMatchesOneLearner(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "input.json"), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			addr := freeLoopback(t)
+			addr := testutil.FreeAddr(t)
 			var ranks []*exec.Cmd
 			var outs []*strings.Builder
 			for r := range 2 {
@@ -273,15 +273,4 @@ func runRank(t *testing.T, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// freeLoopback returns a 127.0.0.1 address with a port nobody listens on.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

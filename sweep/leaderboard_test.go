@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
 )
@@ -139,12 +139,7 @@ func TestLeaderboardFiles(t *testing.T) {
 	if err := s.WritePlot(pngPath); err != nil {
 		t.Fatal(err)
 	}
-	pf, _ := os.Open(pngPath)
-	defer pf.Close()
-	img, err := png.Decode(pf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testutil.ReadPNG(t, pngPath)
 	if b := img.Bounds(); b.Dx() < 500 || b.Dy() < 200 {
 		t.Errorf("plot is %v", b)
 	}

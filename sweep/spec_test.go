@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 var tiny = filepath.Join("..", "configs", "tiny.yaml")
@@ -163,11 +165,7 @@ func TestParseRejects(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
+			testutil.Mentions(t, "error", err.Error(), tt.want)
 		})
 	}
 }
@@ -205,11 +203,7 @@ func TestResolve(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
+			testutil.Mentions(t, "error", err.Error(), tt.want)
 		})
 	}
 }

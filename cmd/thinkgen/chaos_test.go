@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
@@ -57,16 +57,6 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestChaos runs the chaos test's run distributed (a controller, two
 // rollout, one reward and one learner worker process, a MinIO store) while
 // it SIGKILLs random workers at random moments (at least five times),
@@ -98,7 +88,7 @@ func TestChaos(t *testing.T) {
 	}
 	storeArgs := []string{"--store", scfg.URI, "--set", "storage.endpoint=" + scfg.Endpoint, "--set", "storage.insecure=true",
 		"--set", "storage.region=" + scfg.Region, "--set", "storage.credentials_file=" + scfg.CredentialsFile}
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	url := "http://" + addr
 	controllerArgs := append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run", "chaos", "--eval-rows", "0",
 		"--listen", addr, "--token-file", tokenFile, "--rollout-tasks", "2"}, storeArgs...)

@@ -1,11 +1,12 @@
 package main
 
 import (
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 // TestCurvesCommand draws a trained run's curves, and refuses an unknown
@@ -23,15 +24,7 @@ func TestCurvesCommand(t *testing.T) {
 	if !strings.Contains(stdout, "(2 runs, 3 panels)") {
 		t.Errorf("stdout: %s", stdout)
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", out, err)
-	}
+	img := testutil.ReadPNG(t, out)
 	if b := img.Bounds(); b.Dx() <= b.Dy() {
 		t.Errorf("three panels in a row drew %v", b)
 	}
@@ -56,15 +49,7 @@ func TestCurvesCommand(t *testing.T) {
 				}
 				args = append(args, a)
 			}
-			code, _, errs := runCLI(t, args...)
-			if code != 2 {
-				t.Fatalf("exit %d, want 2\n%s", code, errs)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, errs)
-				}
-			}
+			runRefused(t, tt.want, args...)
 			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 				t.Errorf("the refused command wrote %d files", len(entries))
 			}

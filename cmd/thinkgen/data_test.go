@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"image/png"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/reward"
 )
 
@@ -50,15 +49,7 @@ func TestDataGenShowEval(t *testing.T) {
 	if strings.Count(out, "prompt:") != 5 || !strings.Contains(out, "answer:") {
 		t.Errorf("data show printed:\n%s", out)
 	}
-	f, err := os.Open(grid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := png.Decode(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := testutil.ReadPNG(t, grid)
 	if b := g.Bounds(); b.Dx() != 2*64+12 || b.Dy() != 5*(64+4)+4 {
 		t.Errorf("grid is %v, want 140×344", b)
 	}
@@ -147,29 +138,11 @@ func TestDataUsageErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRewardServeAndRemoteEval runs reward-serve on a free loopback port
 // and evaluates a dataset through it: the table equals the in-process one.
 func TestRewardServeAndRemoteEval(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"reward-serve", "--addr", "127.0.0.1:0"}, &env{stdout: &out, stderr: &errb, getenv: os.Getenv})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
@@ -55,16 +56,7 @@ func checkImportEquals(t *testing.T, dir, bundleDir string, step int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"mllm.safetensors", "connector.safetensors", "dit.safetensors", "tokenizer.json"} {
-		a, err1 := os.ReadFile(filepath.Join(bundleDir, f))
-		b, err2 := os.ReadFile(filepath.Join(resaved, f))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s: the imported export differs from the checkpoint's", f)
-		}
-	}
+	testutil.SameFiles(t, bundleDir, resaved, []string{"mllm.safetensors", "connector.safetensors", "dit.safetensors", "tokenizer.json"}, "the imported export differs from the checkpoint's")
 }
 
 // writeRunState writes a run.json for run into the local store at dir.
@@ -218,15 +210,7 @@ func TestExportCommand(t *testing.T) {
 			dir := t.TempDir()
 			out := filepath.Join(dir, "out")
 			args := append([]string{"export", "--run-dir", store, "--out", out}, tt.args...)
-			code, stdout, errs := runCLI(t, args...)
-			if code != 2 {
-				t.Fatalf("exit %d, want 2\n%s\n%s", code, stdout, errs)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, errs)
-				}
-			}
+			runRefused(t, tt.want, args...)
 			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 				t.Errorf("the refused export wrote %d entries", len(entries))
 			}

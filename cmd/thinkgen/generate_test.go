@@ -77,15 +77,7 @@ func TestGenerateRejectsBadInput(t *testing.T) {
 			if !strings.Contains(tt.name, "out is") {
 				args = append(args, "--out", out)
 			}
-			code, stdout, stderr := runCLI(t, args...)
-			if code != 2 {
-				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", code, stdout, stderr)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, stderr)
-				}
-			}
+			runRefused(t, tt.want, args...)
 			if _, err := os.Stat(out); !os.IsNotExist(err) {
 				t.Errorf("the refused command created %s", out)
 			}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -15,6 +17,17 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	code = run(context.Background(), args, &env{stdout: &out, stderr: &errb, getenv: os.Getenv})
 	return code, out.String(), errb.String()
+}
+
+// runRefused runs the CLI with args and checks that it refuses them: exit
+// code 2 and a stderr that names every one of want.
+func runRefused(t *testing.T, want []string, args ...string) {
+	t.Helper()
+	code, out, errs := runCLI(t, args...)
+	if code != 2 {
+		t.Errorf("exit %d, want 2\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	testutil.Mentions(t, "stderr", errs, want)
 }
 
 func TestExitCodesAndMessages(t *testing.T) {
@@ -73,16 +86,8 @@ func TestExitCodesAndMessages(t *testing.T) {
 			if code != tt.code {
 				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, out, errs)
 			}
-			for _, w := range tt.wantOut {
-				if !strings.Contains(out, w) {
-					t.Errorf("stdout lacks %q:\n%s", w, out)
-				}
-			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, errs)
-				}
-			}
+			testutil.Mentions(t, "stdout", out, tt.wantOut)
+			testutil.Mentions(t, "stderr", errs, tt.wantErr)
 		})
 	}
 }

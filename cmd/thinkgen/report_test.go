@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"image/png"
 	"math"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/testenv"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/report"
 )
 
@@ -44,15 +44,7 @@ func TestReportRunsUsageErrors(t *testing.T) {
 			if args[0] == "report" {
 				args = append(args, "--out", out)
 			}
-			code, _, errs := runCLI(t, args...)
-			if code != 2 {
-				t.Errorf("exit %d, want 2: %s", code, errs)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr lacks %q: %s", w, errs)
-				}
-			}
+			runRefused(t, tt.want, args...)
 			if _, err := os.Stat(out); err == nil {
 				t.Error("a report was written")
 			}
@@ -243,15 +235,7 @@ func runChromium(t *testing.T, chromium, file, flag string) (stdout, log string)
 // and its number of distinct colours.
 func pixelStats(t *testing.T, path string) (float64, int) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("no screenshot: %v", err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testutil.ReadPNG(t, path)
 	var sum, sq float64
 	colours := map[[3]uint32]bool{}
 	b := img.Bounds()

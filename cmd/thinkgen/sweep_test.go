@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/thinkgen/thinkgen/internal/testenv"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/sweep"
 )
@@ -95,15 +95,7 @@ func TestSweepRejectsBadInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			file := tinySweep(t, "bad", tt.space, tt.extra)
 			dir := t.TempDir()
-			code, out, errs := runCLI(t, append([]string{"sweep", "--config", file, "--run-dir", dir}, tt.args...)...)
-			if code != 2 {
-				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", code, out, errs)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, errs)
-				}
-			}
+			runRefused(t, tt.want, append([]string{"sweep", "--config", file, "--run-dir", dir}, tt.args...)...)
 			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 				t.Errorf("the refused sweep wrote %d entries into its store", len(entries))
 			}
@@ -324,25 +316,6 @@ func TestSweepStopsALosingTrial(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader in two
-// goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSweepInterruptedResumes interrupts a sweep (as Ctrl-C does) once
 // both trials have committed their step: the trials are ended and left
 // pending, and the next run resumes both runs (train --resume) to the end.
@@ -356,7 +329,7 @@ func TestSweepInterruptedResumes(t *testing.T) {
 	args := []string{"sweep", "--config", file, "--run-dir", dir, "--poll", "500ms"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	done := make(chan int)
 	go func() { done <- run(ctx, args, &env{stdout: &stdout, stderr: &stderr, getenv: os.Getenv}) }()
 	deadline := time.After(3 * time.Minute)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testenv"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/reward"
 )
@@ -62,15 +62,7 @@ func TestTrainRejectsBadInput(t *testing.T) {
 			t.Setenv("THINKGEN_TOKEN_FILE", "")
 			dir := t.TempDir()
 			args := append([]string{"train", "--config", tiny, "--run-dir", dir, "--set", "run.base=" + base}, tt.args...)
-			code, out, errs := runCLI(t, args...)
-			if code != 2 {
-				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", code, out, errs)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, errs)
-				}
-			}
+			runRefused(t, tt.want, args...)
 			entries, _ := os.ReadDir(dir)
 			if len(entries) != 0 {
 				t.Errorf("the refused run wrote %d entries into its store", len(entries))
@@ -321,16 +313,7 @@ func TestTrainWorkerProcessesEqualEmbedded(t *testing.T) {
 			t.Errorf("processes: %s", errs)
 		}
 	}
-	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-dit.safetensors"} {
-		a, err1 := os.ReadFile(filepath.Join(dir, "runs", "embedded", "checkpoints", "000002", f))
-		b, err2 := os.ReadFile(filepath.Join(dir, "runs", "processes", "checkpoints", "000002", f))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s differs between the embedded and the multi-process run", f)
-		}
-	}
+	testutil.SameFiles(t, filepath.Join(dir, "runs", "embedded", "checkpoints", "000002"), filepath.Join(dir, "runs", "processes", "checkpoints", "000002"), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-dit.safetensors"}, "differs between the embedded and the multi-process run")
 }
 
 // TestTrainOnRay places the workers of the small run as Ray jobs on a real
@@ -359,14 +342,5 @@ func TestTrainOnRay(t *testing.T) {
 	if !strings.Contains(errs, "submitted") || strings.Contains(errs, "ray-test-token") {
 		t.Errorf("placement events (token must not appear):\n%s", errs)
 	}
-	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"} {
-		a, err1 := os.ReadFile(filepath.Join(dir, "runs", "embedded", "checkpoints", "000002", f))
-		b, err2 := os.ReadFile(filepath.Join(dir, "runs", "onray", "checkpoints", "000002", f))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s differs between the embedded run and the run on Ray", f)
-		}
-	}
+	testutil.SameFiles(t, filepath.Join(dir, "runs", "embedded", "checkpoints", "000002"), filepath.Join(dir, "runs", "onray", "checkpoints", "000002"), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"}, "differs between the embedded run and the run on Ray")
 }

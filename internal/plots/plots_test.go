@@ -1,12 +1,12 @@
 package plots
 
 import (
-	"image/png"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 func TestWriteDrawsLines(t *testing.T) {
@@ -20,15 +20,7 @@ func TestWriteDrawsLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testutil.ReadPNG(t, path)
 	// Two columns, two rows of 4.5 x 3.2 inch panels at vgimg's 96 dpi.
 	b := img.Bounds()
 	if b.Dx() != 864 || b.Dy() != 614 {
@@ -103,15 +95,7 @@ func TestWriteDrawsPoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testutil.ReadPNG(t, path)
 	n := 0
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {

@@ -19,20 +19,30 @@ import (
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
-func newStore(t *testing.T) *storage.Local {
+// checkEvents checks that the event file at key of the local store st holds
+// exactly want.
+func checkEvents(t *testing.T, st *storage.Local, key string, want []tfevents.Event) {
 	t.Helper()
-	st, err := storage.NewLocal(t.TempDir())
+	f, err := os.Open(filepath.Join(st.Dir(), filepath.FromSlash(key)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	defer f.Close()
+	events, err := tfevents.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(events, want) {
+		t.Errorf("%s: events\n%+v\nwant\n%+v", key, events, want)
+	}
 }
 
 func TestStateRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	started := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	want := &runs.State{Version: runs.StateVersion, Run: "r", Config: "name: tiny\n", Seed: 7, Steps: 4,
 		Committed: 2, PolicyVersion: 2, Phase: config.PhaseMLLMGRPO, Seeds: map[string]uint64{"1": 11, "2": 22},
@@ -61,7 +71,7 @@ func TestStateRoundTrip(t *testing.T) {
 
 func TestReadStateErrors(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	for run, body := range map[string]string{"corrupt": "{not json", "future": `{"version": 9}`} {
 		if err := st.Put(ctx, runs.StateKey(run), strings.NewReader(body)); err != nil {
 			t.Fatal(err)
@@ -136,7 +146,7 @@ func TestEvalKeys(t *testing.T) {
 
 func TestReadEvalScores(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	body := `{"think": [{"scenario": "reasoning", "n": 2, "score": 0.5, "strict": 0.25}]}`
 	if err := st.Put(ctx, runs.EvalKey("r", 3), strings.NewReader(body)); err != nil {
 		t.Fatal(err)
@@ -178,7 +188,7 @@ func commitStep(t *testing.T, st storage.Store, run string, step int, phase conf
 // run.json's committed one is not read.
 func TestHistory(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	at := time.UnixMilli(1764265790123)
 	commitStep(t, st, "r", 1, config.PhaseMLLMGRPO, at, map[string]float64{"reward/mean": 0.25, "rollout/cot_tokens": 31})
 	commitStep(t, st, "r", 2, config.PhaseMLLMGRPO, at.Add(time.Second), map[string]float64{"reward/mean": 0.5, "loss/kl": 0.01, "rollout/cot_tokens": 33})
@@ -237,7 +247,7 @@ func TestHistory(t *testing.T) {
 // wrote and leaves other ids alone.
 func TestPutEvents(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	rs := &runs.State{Version: runs.StateVersion, Run: "r", Started: time.Unix(1764265780, 0)}
 	prefix := runs.TensorBoardPrefix("r")
 	if prefix != "runs/r/tensorboard/" {
@@ -269,20 +279,9 @@ func TestPutEvents(t *testing.T) {
 	if len(names) != 2 || path.Base(keep) != names[1] || !strings.HasPrefix(names[0], tfevents.FilePrefix+"1764265780.000001.") || names[0] == path.Base(other) || !strings.Contains(names[0], host) {
 		t.Fatalf("event files %v: want step 1's written by %s (replacing the other host's) and step 2's kept; none for empty events", names, host)
 	}
-	f, err := os.Open(filepath.Join(st.Dir(), filepath.FromSlash(objs[0].Key)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	events, err := tfevents.ReadAll(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := []tfevents.Event{
 		{WallTime: 1764265790.5, FileVersion: tfevents.FileVersion},
 		{WallTime: 1764265790.5, Step: 1, Scalars: []tfevents.Scalar{{Tag: "loss/kl", Value: 0.25}, {Tag: "reward/mean", Value: 0.5}}},
 	}
-	if !reflect.DeepEqual(events, want) {
-		t.Errorf("events %+v, want %+v", events, want)
-	}
+	checkEvents(t, st, objs[0].Key, want)
 }

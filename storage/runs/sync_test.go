@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,11 +12,12 @@ import (
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
 func TestSyncEvents(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	prefix := runs.TensorBoardPrefix("r")
 	a, b := tfevents.FilePrefix+"0000000001.000001.h", tfevents.FilePrefix+"0000000001.000002.h"
 	put := func(key, body string) {
@@ -80,7 +80,7 @@ func TestSyncEvents(t *testing.T) {
 
 func TestPutEvalEvents(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	rs := &runs.State{Version: runs.StateVersion, Run: "r", Started: time.Unix(1764265780, 0)}
 	scores := []map[string][]reward.Summary{
 		{"think": {{Scenario: "count", Score: 0.5, Strict: 0.25}}, "direct": {{Scenario: "count", Score: 0.25, Strict: 0}}},
@@ -100,15 +100,6 @@ func TestPutEvalEvents(t *testing.T) {
 	if len(objs) != 1 || !strings.Contains(objs[0].Key, ".eval.") {
 		t.Fatalf("event files %v, want one eval file", objs)
 	}
-	f, err := os.Open(filepath.Join(st.Dir(), filepath.FromSlash(objs[0].Key)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	events, err := tfevents.ReadAll(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := []tfevents.Event{
 		{WallTime: 1764265800.25, FileVersion: tfevents.FileVersion},
 		{WallTime: 1764265800.25, Step: 0, Scalars: []tfevents.Scalar{
@@ -117,7 +108,5 @@ func TestPutEvalEvents(t *testing.T) {
 		{WallTime: 1764265800.25, Step: 4, Scalars: []tfevents.Scalar{
 			{Tag: "eval/direct/count", Value: 0.75}, {Tag: "eval_strict/direct/count", Value: 0.5}}},
 	}
-	if !reflect.DeepEqual(events, want) {
-		t.Errorf("events\n%+v\nwant\n%+v", events, want)
-	}
+	checkEvents(t, st, objs[0].Key, want)
 }

@@ -1,0 +1,104 @@
+// Package testutil holds the small helpers that the tests of several
+// packages share: a free loopback address, a buffer safe for concurrent
+// writers, a check that a text mentions what it must, and readers of the
+// files tests produce (PNG images, files that must be equal byte for
+// byte). It imports no package of the module, so any test may use it.
+package testutil
+
+import (
+	"bytes"
+	"encoding/json"
+	"image"
+	"image/png"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// FreeAddr returns a 127.0.0.1 address with a port nobody listens on.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers and a polling
+// reader (a log sink, a command's output read while it runs).
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p to the buffer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what has been written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Mentions fails the test (without stopping it) for every one of wants
+// that text does not contain; what names the text in the message
+// ("stderr", "error").
+func Mentions(t testing.TB, what, text string, wants []string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(text, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, text)
+		}
+	}
+}
+
+// JSON returns v encoded as JSON.
+func JSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// ReadPNG decodes the PNG image at path.
+func ReadPNG(t testing.TB, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+// SameFiles checks that each of names is the same, byte for byte, in the
+// directories a and b; what says what a difference means.
+func SameFiles(t testing.TB, a, b string, names []string, what string) {
+	t.Helper()
+	for _, name := range names {
+		x, err1 := os.ReadFile(filepath.Join(a, name))
+		y, err2 := os.ReadFile(filepath.Join(b, name))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s: %s", name, what)
+		}
+	}
+}
