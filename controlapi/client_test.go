@@ -15,6 +15,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/queue"
+	"github.com/thinkgen/thinkgen/queue/queuetest"
 )
 
 func TestClientRetriesConnectionErrorsAnd5xxNot4xx(t *testing.T) {
@@ -65,7 +66,7 @@ func TestClientRetriesConnectionErrorsAnd5xxNot4xx(t *testing.T) {
 		}, 3, nil},
 		{"503 on every try", 10, func() error { _, err := c.Status(ctx); return err }, 4, nil},
 		{"404 is not retried", 0, func() error {
-			return c.Complete(ctx, "00ff00ff00ff00ff00ff00ff", "run1/1/reward/s0", 1, result(mkTask("reward", "s0"), ""))
+			return c.Complete(ctx, "00ff00ff00ff00ff00ff00ff", "run1/1/reward/s0", 1, queuetest.Result(queuetest.Task("reward", "s0")))
 		}, 1, queue.ErrUnknownWorker},
 		{"400 is not retried", 0, func() error { _, err := c.Heartbeat(ctx, "nothex", "run1/1/reward/s0", 1); return err }, 1, controlapi.ErrBadRequest},
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/queue"
+	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/task"
 )
 
@@ -118,7 +119,7 @@ func TestLoad(t *testing.T) {
 
 	keys := make([]string, nTasks)
 	for i := range nTasks {
-		x := mkTask(task.Rollout, fmt.Sprintf("t%d", i))
+		x := queuetest.Task(task.Rollout, fmt.Sprintf("t%d", i))
 		x.Seed = uint64(i)
 		if keys[i], err = q.Submit(x); err != nil {
 			t.Fatal(err)

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/queue"
+	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/task"
 )
@@ -74,40 +74,15 @@ func (f *fixture) do(t *testing.T, method, path, auth, body string) (int, string
 	return resp.StatusCode, string(b)
 }
 
-func mkTask(k task.Kind, id string) task.Task {
-	t := task.Task{Run: "run1", Step: 1, Kind: k, ID: id, Phase: config.AllPhases[0], Seed: 7}
-	switch k {
-	case task.Rollout:
-		t.Rows = []int64{1, 2}
-	default:
-		t.Inputs = []storage.Object{{Key: "runs/run1/steps/000001/rollout/r0-a1.arrow", Size: 3}}
-	}
-	return t
-}
-
-func result(t task.Task, worker string) task.Result {
-	return task.Result{Outputs: []storage.Object{{Key: t.OutputKey(), Size: 10, SHA256: "ab"}},
-		Metrics: map[string]float64{"attempt": float64(t.Attempt)}}
-}
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // leased sets up a worker holding a lease of r0 and returns its ID and the
 // task.
 func leased(t *testing.T, f *fixture) (string, task.Task) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := f.q.Submit(mkTask(task.Rollout, "r0")); err != nil {
+	if _, err := f.q.Submit(queuetest.Task(task.Rollout, "r0")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.q.Submit(mkTask(task.Rollout, "r1")); err != nil {
+	if _, err := f.q.Submit(queuetest.Task(task.Rollout, "r1")); err != nil {
 		t.Fatal(err)
 	}
 	c := f.client(t)
@@ -128,10 +103,10 @@ func TestUnauthorizedChangesNothing(t *testing.T) {
 	key := queue.Key(x)
 	requests := []struct{ method, path, body string }{
 		{"POST", controlapi.PathRegister, `{"name":"intruder","roles":["rollout"],"capacity":1}`},
-		{"POST", controlapi.PathLease, mustJSON(t, map[string]any{"worker_id": worker, "timeout_ms": 0})},
-		{"POST", controlapi.PathHeartbeat, mustJSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1})},
-		{"POST", controlapi.PathFail, mustJSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1, "error": "x", "fatal": true})},
-		{"POST", controlapi.PathComplete, mustJSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1, "result": result(x, worker)})},
+		{"POST", controlapi.PathLease, testutil.JSON(t, map[string]any{"worker_id": worker, "timeout_ms": 0})},
+		{"POST", controlapi.PathHeartbeat, testutil.JSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1})},
+		{"POST", controlapi.PathFail, testutil.JSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1, "error": "x", "fatal": true})},
+		{"POST", controlapi.PathComplete, testutil.JSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1, "result": queuetest.Result(x)})},
 		{"GET", controlapi.PathStatus, ""},
 		{"GET", controlapi.PathMetrics, ""},
 		{"GET", "/v1/nothing", ""},
@@ -178,7 +153,7 @@ func TestWorkerCannotCompleteTaskItDoesNotHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.q.Status()
-	err = c.Complete(ctx, other.WorkerID, queue.Key(x), x.Attempt, result(x, other.WorkerID))
+	err = c.Complete(ctx, other.WorkerID, queue.Key(x), x.Attempt, queuetest.Result(x))
 	var ae *controlapi.APIError
 	if !errors.Is(err, queue.ErrNotHolder) || !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
 		t.Fatalf("Complete by another worker: %v, want 409 not_holder", err)
@@ -189,14 +164,14 @@ func TestWorkerCannotCompleteTaskItDoesNotHold(t *testing.T) {
 	if _, err := c.Heartbeat(ctx, other.WorkerID, queue.Key(x), x.Attempt); !errors.Is(err, queue.ErrNotHolder) {
 		t.Fatalf("Heartbeat by another worker: %v, want not_holder", err)
 	}
-	if err := c.Complete(ctx, "00ff00ff00ff00ff00ff00ff", queue.Key(x), x.Attempt, result(x, "")); !errors.Is(err, queue.ErrUnknownWorker) {
+	if err := c.Complete(ctx, "00ff00ff00ff00ff00ff00ff", queue.Key(x), x.Attempt, queuetest.Result(x)); !errors.Is(err, queue.ErrUnknownWorker) {
 		t.Fatalf("Complete by an unknown worker: %v, want unknown_worker", err)
 	}
 	after := f.q.Status()
 	if !reflect.DeepEqual(before.Tasks, after.Tasks) {
 		t.Fatalf("tasks changed: %v → %v", before.Tasks, after.Tasks)
 	}
-	if err := c.Complete(ctx, holder, queue.Key(x), x.Attempt, result(x, holder)); err != nil {
+	if err := c.Complete(ctx, holder, queue.Key(x), x.Attempt, queuetest.Result(x)); err != nil {
 		t.Fatalf("the holder's Complete: %v", err)
 	}
 }
@@ -206,7 +181,7 @@ func TestBadRequests(t *testing.T) {
 	worker, x := leased(t, f)
 	key := queue.Key(x)
 	hb := func(k string, attempt int) string {
-		return mustJSON(t, map[string]any{"worker_id": worker, "key": k, "attempt": attempt})
+		return testutil.JSON(t, map[string]any{"worker_id": worker, "key": k, "attempt": attempt})
 	}
 	tests := []struct {
 		name, path, body string
@@ -215,7 +190,7 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"worker_id of the wrong type", controlapi.PathLease, `{"worker_id": 5}`, 400, "worker_id"},
 		{"missing worker_id", controlapi.PathLease, `{"timeout_ms": 5}`, 400, "worker_id"},
-		{"negative timeout", controlapi.PathLease, mustJSON(t, map[string]any{"worker_id": worker, "timeout_ms": -1}), 400, "timeout_ms"},
+		{"negative timeout", controlapi.PathLease, testutil.JSON(t, map[string]any{"worker_id": worker, "timeout_ms": -1}), 400, "timeout_ms"},
 		{"key ../x", controlapi.PathHeartbeat, hb("../x", 1), 400, "key"},
 		{"key with a run a/b", controlapi.PathHeartbeat, hb("a/b/1/rollout/r0", 1), 400, "key"},
 		{"key with .. inside", controlapi.PathComplete, hb("run1/1/rollout/../r0", 1), 400, "key"},
@@ -229,9 +204,9 @@ func TestBadRequests(t *testing.T) {
 		{"body too large", controlapi.PathComplete, `{"error":"` + strings.Repeat("x", 9<<20) + `"}`, 413, ""},
 		{"worker name ../x", controlapi.PathRegister, `{"name":"../x","roles":["rollout"]}`, 400, ""},
 		{"unknown role", controlapi.PathRegister, `{"name":"w","roles":["trainer"]}`, 400, ""},
-		{"output with path tricks", controlapi.PathComplete, mustJSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1,
+		{"output with path tricks", controlapi.PathComplete, testutil.JSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1,
 			"result": task.Result{Outputs: []storage.Object{{Key: "runs/run1/../../etc/passwd"}}}}), 400, ""},
-		{"output of another run", controlapi.PathComplete, mustJSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1,
+		{"output of another run", controlapi.PathComplete, testutil.JSON(t, map[string]any{"worker_id": worker, "key": key, "attempt": 1,
 			"result": task.Result{Outputs: []storage.Object{{Key: "runs/other/x"}}}}), 400, ""},
 	}
 	before := f.q.Status()

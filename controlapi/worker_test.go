@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/queue"
+	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/task"
 )
@@ -81,23 +82,12 @@ func TestEndToEnd(t *testing.T) {
 	}()
 
 	ex := queue.NewExecutor(f.q)
-	results := make([]task.Result, n)
-	var doers sync.WaitGroup
-	for i := range n {
-		doers.Add(1)
-		go func() {
-			defer doers.Done()
-			kinds := []task.Kind{task.Rollout, task.Reward, task.Learn}
-			x := mkTask(kinds[i%3], fmt.Sprintf("t%d", i))
-			x.Seed = uint64(i)
-			r, err := ex.Do(ctx, x)
-			if err != nil {
-				t.Errorf("Do(%s): %v", x, err)
-			}
-			results[i] = r
-		}()
+	tasks, results, errs := queuetest.DoMany(ctx, ex, n)
+	for i, x := range tasks {
+		if errs[i] != nil {
+			t.Errorf("Do(%s): %v", x, errs[i])
+		}
 	}
-	doers.Wait()
 	cancel()
 	workers.Wait()
 
@@ -125,7 +115,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	for i, r := range results {
 		kinds := []task.Kind{task.Rollout, task.Reward, task.Learn}
-		x := mkTask(kinds[i%3], fmt.Sprintf("t%d", i))
+		x := queuetest.Task(kinds[i%3], fmt.Sprintf("t%d", i))
 		rs := runs[queue.Key(x)]
 		last := rs[len(rs)-1]
 		// The result is the last run's: the one accepted, exactly once.
@@ -157,7 +147,7 @@ func TestWorkerFailsFatal(t *testing.T) {
 			calls.Add(1)
 			return task.Result{}, fmt.Errorf("loss is NaN: %w", task.ErrFatal)
 		})
-	_, err := queue.NewExecutor(f.q).Do(ctx, mkTask(task.Learn, "learn"))
+	_, err := queue.NewExecutor(f.q).Do(ctx, queuetest.Task(task.Learn, "learn"))
 	var te *queue.TaskError
 	if !errors.Is(err, task.ErrFatal) || !errors.As(err, &te) || te.Attempt != 1 {
 		t.Fatalf("Do: %v, want a fatal TaskError of attempt 1", err)
@@ -195,11 +185,11 @@ func TestWorkerRegistersAgain(t *testing.T) {
 		func(ctx context.Context, x task.Task) (task.Result, error) {
 			return task.Result{Metrics: map[string]float64{"seed": float64(x.Seed)}}, nil
 		})
-	if _, err := queue.NewExecutor(q1).Do(ctx, mkTask(task.Reward, "s0")); err != nil {
+	if _, err := queue.NewExecutor(q1).Do(ctx, queuetest.Task(task.Reward, "s0")); err != nil {
 		t.Fatal(err)
 	}
 	q2 := newController()
-	r, err := queue.NewExecutor(q2).Do(ctx, mkTask(task.Reward, "s0"))
+	r, err := queue.NewExecutor(q2).Do(ctx, queuetest.Task(task.Reward, "s0"))
 	if err != nil || r.Metrics["seed"] != 7 {
 		t.Fatalf("Do on the restarted controller = %v, %v", r, err)
 	}

@@ -11,49 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/queue"
+	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/task"
 )
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// mkTask returns a valid task of kind k with id.
-func mkTask(k task.Kind, id string) task.Task {
-	t := task.Task{Run: "run1", Step: 1, Kind: k, ID: id, Phase: config.AllPhases[0], Seed: 7}
-	switch k {
-	case task.Rollout:
-		t.Rows = []int64{1, 2}
-	default:
-		t.Inputs = []storage.Object{{Key: "runs/run1/steps/000001/rollout/r0-a1.arrow", Size: 3}}
-	}
-	return t
-}
-
-// result is a valid result of t.
-func result(t task.Task) task.Result {
-	return task.Result{Outputs: []storage.Object{{Key: t.OutputKey(), Size: 10, SHA256: "ab"}},
-		Metrics: map[string]float64{"attempt": float64(t.Attempt)}}
-}
 
 func submit(t *testing.T, q *queue.Queue, ts ...task.Task) []string {
 	t.Helper()
@@ -101,8 +63,8 @@ func noLease(t *testing.T, q *queue.Queue, worker string) {
 
 func TestLeaseOrderByRole(t *testing.T) {
 	q := queue.New(queue.Options{})
-	submit(t, q, mkTask(task.Rollout, "r0"), mkTask(task.Reward, "s0"), mkTask(task.Rollout, "r1"),
-		mkTask(task.Learn, "learn"), mkTask(task.Reward, "s1"))
+	submit(t, q, queuetest.Task(task.Rollout, "r0"), queuetest.Task(task.Reward, "s0"), queuetest.Task(task.Rollout, "r1"),
+		queuetest.Task(task.Learn, "learn"), queuetest.Task(task.Reward, "s1"))
 	roll := register(t, q, "roll", 10, queue.RoleRollout)
 	other := register(t, q, "other", 10, queue.RoleReward, queue.RoleLearner)
 	tests := []struct {
@@ -140,7 +102,7 @@ func TestLongPollGetsLaterTask(t *testing.T) {
 	for q.Status().Workers[0].Waiting == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	submit(t, q, mkTask(task.Rollout, "r0"), mkTask(task.Reward, "s0"))
+	submit(t, q, queuetest.Task(task.Rollout, "r0"), queuetest.Task(task.Reward, "s0"))
 	if x := <-got; x.ID != "s0" {
 		t.Fatalf("long-poll leased %s, want s0", x)
 	}
@@ -150,9 +112,9 @@ func TestLongPollGetsLaterTask(t *testing.T) {
 }
 
 func TestHeartbeatExtendsLease(t *testing.T) {
-	clk := newClock()
+	clk := queuetest.NewClock()
 	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	w := register(t, q, "w", 1, queue.RoleRollout)
 	x := lease(t, q, w)
 	clk.Advance(8 * time.Second)
@@ -179,9 +141,9 @@ func TestHeartbeatExtendsLease(t *testing.T) {
 // TestHungTaskLosesItsLease: a worker that keeps heartbeating while its task
 // hangs loses the lease at MaxTaskTime, and the task goes to another worker.
 func TestHungTaskLosesItsLease(t *testing.T) {
-	clk := newClock()
+	clk := queuetest.NewClock()
 	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, MaxTaskTime: 30 * time.Second, Clock: clk})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	first := lease(t, q, a)
@@ -205,9 +167,9 @@ func TestHungTaskLosesItsLease(t *testing.T) {
 }
 
 func TestExpiryRequeuesWithNextAttempt(t *testing.T) {
-	clk := newClock()
+	clk := queuetest.NewClock()
 	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	first := lease(t, q, a)
@@ -222,11 +184,11 @@ func TestExpiryRequeuesWithNextAttempt(t *testing.T) {
 	}
 	// The first holder's late completion is refused and changes nothing.
 	before := q.Status()
-	if err := q.Complete(a, key, 1, result(first)); !errors.Is(err, queue.ErrLeaseExpired) || !errors.Is(err, queue.ErrStaleAttempt) {
+	if err := q.Complete(a, key, 1, queuetest.Result(first)); !errors.Is(err, queue.ErrLeaseExpired) || !errors.Is(err, queue.ErrStaleAttempt) {
 		t.Fatalf("late completion of attempt 1: %v, want ErrLeaseExpired (a stale attempt)", err)
 	}
 	assertStatus(t, q, before)
-	if err := q.Complete(b, key, 2, result(second)); err != nil {
+	if err := q.Complete(b, key, 2, queuetest.Result(second)); err != nil {
 		t.Fatal(err)
 	}
 	r, err := q.Wait(context.Background(), key)
@@ -238,13 +200,13 @@ func TestExpiryRequeuesWithNextAttempt(t *testing.T) {
 func TestExpiryWithoutTickOnCall(t *testing.T) {
 	// A holder calling after its deadline is refused even if Expire has not
 	// run yet, and the task is queued again at once.
-	clk := newClock()
+	clk := queuetest.NewClock()
 	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	x := lease(t, q, a)
 	clk.Advance(10*time.Second + time.Nanosecond)
-	if err := q.Complete(a, key, 1, result(x)); !errors.Is(err, queue.ErrLeaseExpired) {
+	if err := q.Complete(a, key, 1, queuetest.Result(x)); !errors.Is(err, queue.ErrLeaseExpired) {
 		t.Fatalf("completion after the deadline: %v, want ErrLeaseExpired", err)
 	}
 	if y := lease(t, q, a); y.Attempt != 2 {
@@ -253,9 +215,9 @@ func TestExpiryWithoutTickOnCall(t *testing.T) {
 }
 
 func TestStaleAndForeignCompletionRefused(t *testing.T) {
-	clk := newClock()
+	clk := queuetest.NewClock()
 	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk, MaxAttempts: 5})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	x1 := lease(t, q, a)
@@ -271,10 +233,10 @@ func TestStaleAndForeignCompletionRefused(t *testing.T) {
 		res     task.Result
 		want    error
 	}{
-		{"stale attempt by the same worker", a, 1, result(x1), queue.ErrStaleAttempt},
-		{"another worker, current attempt", b, 2, result(x2), queue.ErrNotHolder},
-		{"another worker, old attempt", b, 1, result(x1), queue.ErrNotHolder},
-		{"unregistered worker", "feedface", 2, result(x2), queue.ErrUnknownWorker},
+		{"stale attempt by the same worker", a, 1, queuetest.Result(x1), queue.ErrStaleAttempt},
+		{"another worker, current attempt", b, 2, queuetest.Result(x2), queue.ErrNotHolder},
+		{"another worker, old attempt", b, 1, queuetest.Result(x1), queue.ErrNotHolder},
+		{"unregistered worker", "feedface", 2, queuetest.Result(x2), queue.ErrUnknownWorker},
 		{"output with path tricks", a, 2, task.Result{Outputs: []storage.Object{{Key: "runs/run1/../x"}}}, queue.ErrInvalid},
 		{"output of another run", a, 2, task.Result{Outputs: []storage.Object{{Key: "runs/other/steps/x"}}}, queue.ErrInvalid},
 	}
@@ -300,10 +262,10 @@ func TestStaleAndForeignCompletionRefused(t *testing.T) {
 			assertStatus(t, q, before)
 		})
 	}
-	if err := q.Complete(a, key, 2, result(x2)); err != nil {
+	if err := q.Complete(a, key, 2, queuetest.Result(x2)); err != nil {
 		t.Fatalf("the holder's completion: %v", err)
 	}
-	if err := q.Complete(b, key, 2, result(x2)); !errors.Is(err, queue.ErrNotHolder) {
+	if err := q.Complete(b, key, 2, queuetest.Result(x2)); !errors.Is(err, queue.ErrNotHolder) {
 		t.Fatalf("another worker completing a done task: %v, want ErrNotHolder", err)
 	}
 }
@@ -328,7 +290,7 @@ func assertStatus(t *testing.T, q *queue.Queue, want queue.Status) {
 
 func TestFailRetriesThenFailsPermanently(t *testing.T) {
 	q := queue.New(queue.Options{MaxAttempts: 3})
-	key := submit(t, q, mkTask(task.Reward, "s0"))[0]
+	key := submit(t, q, queuetest.Task(task.Reward, "s0"))[0]
 	w := register(t, q, "w", 1, queue.RoleReward)
 	for a := 1; a <= 3; a++ {
 		x := lease(t, q, w)
@@ -353,7 +315,7 @@ func TestFailRetriesThenFailsPermanently(t *testing.T) {
 		t.Fatalf("status %v, want 1 failed", st.Tasks)
 	}
 	// A resubmitted task continues with the next attempt.
-	submit(t, q, mkTask(task.Reward, "s0"))
+	submit(t, q, queuetest.Task(task.Reward, "s0"))
 	if x := lease(t, q, w); x.Attempt != 4 {
 		t.Fatalf("resubmitted task leased as %s, want attempt 4", x)
 	}
@@ -365,7 +327,7 @@ func TestFatalFailsAtOnce(t *testing.T) {
 	x := queue.NewExecutor(q)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := x.Do(context.Background(), mkTask(task.Learn, "learn"))
+		_, err := x.Do(context.Background(), queuetest.Task(task.Learn, "learn"))
 		errc <- err
 	}()
 	lt := lease(t, q, w)
@@ -381,7 +343,7 @@ func TestFatalFailsAtOnce(t *testing.T) {
 
 func TestCompletesExactlyOnce(t *testing.T) {
 	q := queue.New(queue.Options{})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	w := register(t, q, "w", 1, queue.RoleRollout)
 	var wg sync.WaitGroup
 	var got atomic.Int32
@@ -398,7 +360,7 @@ func TestCompletesExactlyOnce(t *testing.T) {
 	}
 	x := lease(t, q, w)
 	for range 2 { // the second is a retried request
-		if err := q.Complete(w, key, 1, result(x)); err != nil {
+		if err := q.Complete(w, key, 1, queuetest.Result(x)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -409,7 +371,7 @@ func TestCompletesExactlyOnce(t *testing.T) {
 	if st := q.Status(); st.Tasks[queue.Done] != 1 {
 		t.Fatalf("status %v, want 1 done", st.Tasks)
 	}
-	if _, err := q.Submit(mkTask(task.Rollout, "r0")); !errors.Is(err, queue.ErrDuplicate) {
+	if _, err := q.Submit(queuetest.Task(task.Rollout, "r0")); !errors.Is(err, queue.ErrDuplicate) {
 		t.Fatalf("resubmitting a done task: %v, want ErrDuplicate", err)
 	}
 	if err := q.Fail(w, key, 1, "late", false); !errors.Is(err, queue.ErrStaleAttempt) {
@@ -418,9 +380,9 @@ func TestCompletesExactlyOnce(t *testing.T) {
 }
 
 func TestSilentWorkerDropped(t *testing.T) {
-	clk := newClock()
+	clk := queuetest.NewClock()
 	q := queue.New(queue.Options{LeaseTTL: time.Hour, WorkerTTL: 5 * time.Second, Clock: clk})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	x := lease(t, q, a)
@@ -449,15 +411,15 @@ func TestSilentWorkerDropped(t *testing.T) {
 	if len(st.Workers) != 1 || st.Workers[0].ID != b {
 		t.Fatalf("workers %+v, want only b", st.Workers)
 	}
-	if err := q.Complete(a, key, 1, result(x)); !errors.Is(err, queue.ErrUnknownWorker) {
+	if err := q.Complete(a, key, 1, queuetest.Result(x)); !errors.Is(err, queue.ErrUnknownWorker) {
 		t.Fatalf("dropped worker's completion: %v, want ErrUnknownWorker", err)
 	}
 }
 
 func TestAttemptsExhaustedByExpiry(t *testing.T) {
-	clk := newClock()
+	clk := queuetest.NewClock()
 	q := queue.New(queue.Options{LeaseTTL: time.Second, WorkerTTL: time.Hour, Clock: clk, MaxAttempts: 2})
-	key := submit(t, q, mkTask(task.Rollout, "r0"))[0]
+	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
 	w := register(t, q, "w", 1, queue.RoleRollout)
 	for range 2 {
 		lease(t, q, w)
@@ -478,7 +440,7 @@ func TestCancelStopsHolder(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		_, err := x.Do(ctx, mkTask(task.Rollout, "r0"))
+		_, err := x.Do(ctx, queuetest.Task(task.Rollout, "r0"))
 		errc <- err
 	}()
 	lt := lease(t, q, w)
@@ -489,14 +451,14 @@ func TestCancelStopsHolder(t *testing.T) {
 	if _, err := q.Heartbeat(w, queue.Key(lt), 1); !errors.Is(err, queue.ErrCanceled) {
 		t.Fatalf("heartbeat of a canceled task: %v, want ErrCanceled", err)
 	}
-	if err := q.Complete(w, queue.Key(lt), 1, result(lt)); !errors.Is(err, queue.ErrCanceled) {
+	if err := q.Complete(w, queue.Key(lt), 1, queuetest.Result(lt)); !errors.Is(err, queue.ErrCanceled) {
 		t.Fatalf("completion of a canceled task: %v, want ErrCanceled", err)
 	}
 }
 
 func TestCapacity(t *testing.T) {
 	q := queue.New(queue.Options{})
-	submit(t, q, mkTask(task.Rollout, "r0"), mkTask(task.Rollout, "r1"), mkTask(task.Rollout, "r2"))
+	submit(t, q, queuetest.Task(task.Rollout, "r0"), queuetest.Task(task.Rollout, "r1"), queuetest.Task(task.Rollout, "r2"))
 	w := register(t, q, "w", 2, queue.RoleRollout)
 	lease(t, q, w)
 	lease(t, q, w)
@@ -511,11 +473,11 @@ func TestInvalidRequests(t *testing.T) {
 		name string
 		t    task.Task
 	}{
-		{"run with a slash", func() task.Task { x := mkTask(task.Rollout, "r0"); x.Run = "a/b"; return x }()},
-		{"run ..", func() task.Task { x := mkTask(task.Rollout, "r0"); x.Run = ".."; return x }()},
-		{"id with path tricks", mkTask(task.Rollout, "../x")},
-		{"id with a slash", mkTask(task.Rollout, "a/b")},
-		{"unknown kind", func() task.Task { x := mkTask(task.Rollout, "r0"); x.Kind = "sleep"; return x }()},
+		{"run with a slash", func() task.Task { x := queuetest.Task(task.Rollout, "r0"); x.Run = "a/b"; return x }()},
+		{"run ..", func() task.Task { x := queuetest.Task(task.Rollout, "r0"); x.Run = ".."; return x }()},
+		{"id with path tricks", queuetest.Task(task.Rollout, "../x")},
+		{"id with a slash", queuetest.Task(task.Rollout, "a/b")},
+		{"unknown kind", func() task.Task { x := queuetest.Task(task.Rollout, "r0"); x.Kind = "sleep"; return x }()},
 	}
 	for _, tc := range bad {
 		if _, err := q.Submit(tc.t); !errors.Is(err, queue.ErrInvalid) {
@@ -570,7 +532,7 @@ func TestValidateKey(t *testing.T) {
 			t.Errorf("ValidateKey(%q) = %v, want it to wrap ErrInvalid", tc.key, err)
 		}
 	}
-	if k := queue.Key(mkTask(task.Reward, "s3")); queue.ValidateKey(k) != nil || k != "run1/1/reward/s3" {
+	if k := queue.Key(queuetest.Task(task.Reward, "s3")); queue.ValidateKey(k) != nil || k != "run1/1/reward/s3" {
 		t.Errorf("Key = %q (%v)", k, queue.ValidateKey(k))
 	}
 }
@@ -600,7 +562,7 @@ func TestConcurrentWorkers(t *testing.T) {
 					}
 					continue
 				}
-				if err := q.Complete(w, key, x.Attempt, result(x)); err != nil {
+				if err := q.Complete(w, key, x.Attempt, queuetest.Result(x)); err != nil {
 					t.Errorf("Complete: %v", err)
 					continue
 				}
@@ -610,25 +572,16 @@ func TestConcurrentWorkers(t *testing.T) {
 		}()
 	}
 	ex := queue.NewExecutor(q)
-	var doers sync.WaitGroup
-	for i := range n {
-		doers.Add(1)
-		go func() {
-			defer doers.Done()
-			kinds := []task.Kind{task.Rollout, task.Reward, task.Learn}
-			x := mkTask(kinds[i%3], fmt.Sprintf("t%d", i))
-			x.Seed = uint64(i)
-			r, err := ex.Do(ctx, x)
-			if err != nil {
-				t.Errorf("Do(%s): %v", x, err)
-				return
-			}
-			if want := float64(1 + b2i(i%7 == 0)); r.Metrics["attempt"] != want {
-				t.Errorf("%s completed by attempt %v, want %v", x, r.Metrics["attempt"], want)
-			}
-		}()
+	tasks, results, errs := queuetest.DoMany(ctx, ex, n)
+	for i, x := range tasks {
+		if errs[i] != nil {
+			t.Errorf("Do(%s): %v", x, errs[i])
+			continue
+		}
+		if want := float64(1 + b2i(i%7 == 0)); results[i].Metrics["attempt"] != want {
+			t.Errorf("%s completed by attempt %v, want %v", x, results[i].Metrics["attempt"], want)
+		}
 	}
-	doers.Wait()
 	cancel()
 	wg.Wait()
 	count := 0

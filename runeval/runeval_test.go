@@ -3,7 +3,6 @@ package runeval_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/runeval"
 	"github.com/thinkgen/thinkgen/schedule"
@@ -67,7 +67,7 @@ func TestStages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, b := jsonOf(t, stored), jsonOf(t, s.Entries[0].Scores); a != b {
+	if a, b := testutil.JSON(t, stored), testutil.JSON(t, s.Entries[0].Scores); a != b {
 		t.Errorf("stored scores %s, returned %s", a, b)
 	}
 	keys := []string{runs.EvalRowsKey("r", 0)}
@@ -85,14 +85,14 @@ func TestStages(t *testing.T) {
 
 	// A stored evaluation is read back, not redone.
 	marked := map[string][]reward.Summary{"direct": {{Scenario: "count", N: 2, Score: 0.125}}}
-	if err := st.Put(ctx, runs.EvalKey("r", 0), strings.NewReader(jsonOf(t, marked))); err != nil {
+	if err := st.Put(ctx, runs.EvalKey("r", 0), strings.NewReader(testutil.JSON(t, marked))); err != nil {
 		t.Fatal(err)
 	}
 	ent, perRow, err := ev.Version(ctx, 0, "again")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := jsonOf(t, ent.Scores); ent.Label != "again" || got != jsonOf(t, marked) || perRow == nil {
+	if got := testutil.JSON(t, ent.Scores); ent.Label != "again" || got != testutil.JSON(t, marked) || perRow == nil {
 		t.Errorf("second evaluation: %s %s (per-row %v), want the stored scores", ent.Label, got, perRow != nil)
 	}
 
@@ -105,10 +105,10 @@ func TestStages(t *testing.T) {
 			better[mode] = append(better[mode], r)
 		}
 	}
-	if err := st.Put(ctx, runs.EvalRowsKey("r", 1), strings.NewReader(jsonOf(t, better))); err != nil {
+	if err := st.Put(ctx, runs.EvalRowsKey("r", 1), strings.NewReader(testutil.JSON(t, better))); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(ctx, runs.EvalKey("r", 1), strings.NewReader(jsonOf(t, marked))); err != nil {
+	if err := st.Put(ctx, runs.EvalKey("r", 1), strings.NewReader(testutil.JSON(t, marked))); err != nil {
 		t.Fatal(err)
 	}
 	plan[0].EndsPhase = true
@@ -153,13 +153,4 @@ func TestStages(t *testing.T) {
 	if objs, err := st.List(ctx, runs.TensorBoardPrefix("r")); err != nil || len(objs) != 1 {
 		t.Errorf("event files %v (%v), want the out-of-distribution eval file alone", objs, err)
 	}
-}
-
-func jsonOf(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
