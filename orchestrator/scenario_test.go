@@ -20,6 +20,7 @@ import (
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/orchestrator"
+	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/task"
@@ -59,7 +60,7 @@ func TestScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := &scenario{store: &faultStore{Store: local}, clock: &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}}
+			s := &scenario{store: &faultStore{Store: local}, clock: queuetest.NewClock()}
 			s.cfg = scenarioConfig(nil)
 			runScript(t, f, s.do)
 		})
@@ -70,7 +71,7 @@ func TestScenarios(t *testing.T) {
 type scenario struct {
 	cfg    *config.Config
 	store  *faultStore
-	clock  *fakeClock
+	clock  *queuetest.Clock
 	faults []*taskFault
 }
 
@@ -264,24 +265,6 @@ func (s *scenario) committed(ctx context.Context, t *testing.T, run string) stri
 // attempt matches the attempt in a shard's key (storage.ShardKey).
 var attempt = regexp.MustCompile(`-a[0-9]+\.arrow$`)
 
-// fakeClock is a clock the executor moves: each task takes a fixed time.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // taskCost is how long a task of each kind takes on the fake clock.
 var taskCost = map[task.Kind]time.Duration{task.Rollout: 2 * time.Second, task.Reward: time.Second, task.Learn: 3 * time.Second}
 
@@ -302,7 +285,7 @@ type taskFault struct {
 // are.
 type fakeExec struct {
 	store  storage.Store
-	clock  *fakeClock
+	clock  *queuetest.Clock
 	mu     sync.Mutex
 	faults []*taskFault
 	calls  []call
@@ -323,7 +306,7 @@ func (e *fakeExec) Do(ctx context.Context, t task.Task) (task.Result, error) {
 			break
 		}
 	}
-	e.clock.advance(taskCost[t.Kind])
+	e.clock.Advance(taskCost[t.Kind])
 	outcome := "ok"
 	switch {
 	case fault != nil && fault.fatal:
