@@ -34,10 +34,12 @@ const chartDir = "thinkgen"
 // valueSets are the variants every test renders.
 var valueSets = []struct {
 	name   string
+	run    string // the run (and RayJob) name the values give
+	resume bool
 	values string
 }{
-	{"defaults", ``},
-	{"existing secret, external S3", `
+	{"defaults", "thinkgen-rel", false, ``},
+	{"existing secret, external S3", "exp-42", true, `
 secrets: {existingSecret: prod-store}
 store:
   bucket: ml-runs
@@ -56,6 +58,26 @@ cluster:
   reward: {cpus: 1}
   shm_size: ""
   service_account: thinkgen-runner
+`},
+	{"gpu placement", "exp-43", false, `
+run:
+  name: exp-43
+cluster:
+  shm_size: 4Gi
+  head: {cpus: 2, memory: 8Gi, node_selector: {thinkgen.io/pool: cpu}, priority_class: thinkgen-high}
+  rollout:
+    cpus: 8
+    gpus: 1
+    memory: 80Gi
+    gpu_memory_mib: 40000
+    tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}, {key: dedicated, value: ml}]
+    shm_size: 16Gi
+  learner:
+    gpus: 8
+    gpu_products: [NVIDIA-A100-SXM4-80GB, NVIDIA-H100-80GB-HBM3]
+    node_selector: {cloud.google.com/gke-nodepool: a100, topology.kubernetes.io/zone: us-central1-a}
+    priority_class: thinkgen-high
+    shm_size: 64Gi
 `},
 }
 
@@ -159,10 +181,7 @@ func TestTemplate(t *testing.T) {
 				t.Fatalf("helm template: %v", err)
 			}
 			objs := objects(t, files)
-			run := "thinkgen-rel"
-			if vs.name != "defaults" {
-				run = "exp-42"
-			}
+			run := vs.run
 			job, ok := objs["RayJob/"+run].(*rayv1.RayJob)
 			if !ok {
 				t.Fatalf("no RayJob %s among %v", run, slicesKeys(objs))
@@ -178,7 +197,7 @@ func TestTemplate(t *testing.T) {
 				t.Fatalf("the chart's config.yaml is not a valid run configuration: %v\n%s", err, cm.Data["config.yaml"])
 			}
 			// … and the chart's RayJob is the one thinkgen launch builds from it.
-			want, err := kuberay.Build(cfg, kuberay.Options{Run: run, Resume: vs.name != "defaults"})
+			want, err := kuberay.Build(cfg, kuberay.Options{Run: run, Resume: vs.resume})
 			if err != nil {
 				t.Fatalf("kuberay.Build from the chart's config: %v", err)
 			}
@@ -208,6 +227,20 @@ func TestTemplate(t *testing.T) {
 							t.Errorf("%s contains the secret value of %s", f, k)
 						}
 					}
+				}
+			case "gpu placement":
+				// Not vacuous: the placement keys reach the pods.
+				var learner corev1.PodSpec
+				for _, g := range job.Spec.RayClusterSpec.WorkerGroupSpecs {
+					if g.GroupName == "learner" {
+						learner = g.Template.Spec
+					}
+				}
+				if learner.NodeSelector["cloud.google.com/gke-nodepool"] != "a100" || learner.Affinity == nil || learner.PriorityClassName != "thinkgen-high" {
+					t.Errorf("gpu placement: learner nodeSelector %v, affinity %v, priority class %q", learner.NodeSelector, learner.Affinity, learner.PriorityClassName)
+				}
+				if len(cfg.Cluster.Rollout.Tolerations) != 2 || cfg.Cluster.Learner.ShmSize != "64Gi" {
+					t.Errorf("gpu placement: config rollout tolerations %+v, learner shm_size %q", cfg.Cluster.Rollout.Tolerations, cfg.Cluster.Learner.ShmSize)
 				}
 			default:
 				if hasSecret || hasMinIO {

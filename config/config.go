@@ -489,6 +489,45 @@ type Resources struct {
 	// job only on a node that has them. CPU, GPU and memory have their own
 	// fields and are not allowed here. Empty means none.
 	Custom map[string]float64 `yaml:"custom,omitempty"`
+
+	// The keys below place the role's pods on Kubernetes (thinkgen launch
+	// and the Helm chart; docs/kubernetes.md). Ray job placement
+	// (cluster.ray) does not read them: Ray schedules on Custom.
+
+	// NodeSelector are node labels a pod of the role requires (the pod
+	// spec's nodeSelector), e.g. {"cloud.google.com/gke-nodepool": "a100"}.
+	NodeSelector map[string]string `yaml:"node_selector,omitempty"`
+	// Tolerations let the role's pods onto tainted nodes, e.g. GPU nodes
+	// tainted nvidia.com/gpu:NoSchedule.
+	Tolerations []Toleration `yaml:"tolerations,omitempty"`
+	// GPUProducts, when set, restricts the role to nodes whose
+	// nvidia.com/gpu.product label (NVIDIA GPU feature discovery) is one
+	// of them, e.g. ["NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3"].
+	GPUProducts []string `yaml:"gpu_products,omitempty"`
+	// GPUMemoryMiB, when positive, restricts the role to nodes whose
+	// nvidia.com/gpu.memory label (MiB per GPU, as GPU feature discovery
+	// reports it: 81920 for an A100 80GB, 81559 for an H100 80GB) is at
+	// least this.
+	GPUMemoryMiB int `yaml:"gpu_memory_mib"`
+	// PriorityClass names the Kubernetes PriorityClass of the role's pods;
+	// empty means the cluster's default.
+	PriorityClass string `yaml:"priority_class"`
+	// ShmSize bounds the role's memory-backed /dev/shm (a Kubernetes
+	// quantity); empty means cluster.shm_size.
+	ShmSize string `yaml:"shm_size"`
+}
+
+// Toleration is one Kubernetes toleration of a role's pods.
+type Toleration struct {
+	// Key of the taint; empty with operator Exists tolerates every taint.
+	Key string `yaml:"key"`
+	// Operator is "Equal" (the default: Value must match) or "Exists".
+	Operator string `yaml:"operator"`
+	// Value the taint must have with operator Equal; empty with Exists.
+	Value string `yaml:"value"`
+	// Effect tolerated: NoSchedule, PreferNoSchedule or NoExecute; empty
+	// means all.
+	Effect string `yaml:"effect"`
 }
 
 // memorySuffixes are the multipliers of the quantity suffixes Memory accepts.

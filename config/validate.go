@@ -354,6 +354,7 @@ func (c *Config) Validate() error {
 			}
 			k.nonNegativeF(res.key+".custom."+name, res.r.Custom[name])
 		}
+		validateScheduling(&k, res.key, res.r)
 	}
 	if cl.ShmSize != "" && !quantityRE.MatchString(cl.ShmSize) {
 		k.add("cluster.shm_size", `a Kubernetes quantity such as "2Gi"`, fmt.Sprintf("%q", cl.ShmSize))
@@ -411,4 +412,63 @@ func checkScenarioMap(k *checker, key string, m map[string]float64) {
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// labelNameRE is a Kubernetes label name or value part: at most 63
+// alphanumerics, '-', '_' or '.', alphanumeric at both ends.
+var labelNameRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$`)
+
+// validLabelKey reports whether key is a Kubernetes label key: a name,
+// optionally prefixed by a DNS subdomain and '/'.
+func validLabelKey(key string) bool {
+	prefix, name, found := strings.Cut(key, "/")
+	if !found {
+		return labelNameRE.MatchString(key)
+	}
+	return len(prefix) <= 253 && dnsSubdomainRE.MatchString(prefix) && labelNameRE.MatchString(name)
+}
+
+// validateScheduling checks the Kubernetes placement keys of one role.
+func validateScheduling(k *checker, key string, r Resources) {
+	for _, name := range sortedKeys(r.NodeSelector) {
+		if !validLabelKey(name) {
+			k.add(key+".node_selector", "label keys such as cloud.google.com/gke-nodepool", fmt.Sprintf("%q", name))
+		}
+		if v := r.NodeSelector[name]; v != "" && !labelNameRE.MatchString(v) {
+			k.add(key+".node_selector."+name, "a label value (at most 63 letters, digits, '-', '_', '.')", fmt.Sprintf("%q", v))
+		}
+	}
+	for i, t := range r.Tolerations {
+		tk := fmt.Sprintf("%s.tolerations[%d]", key, i)
+		if t.Key != "" && !validLabelKey(t.Key) {
+			k.add(tk+".key", "a taint key such as nvidia.com/gpu", fmt.Sprintf("%q", t.Key))
+		}
+		switch t.Operator {
+		case "", "Equal":
+			if t.Key == "" {
+				k.add(tk+".key", "a taint key (only operator Exists may leave it empty)", `""`)
+			}
+		case "Exists":
+			if t.Value != "" {
+				k.add(tk+".value", "empty with operator Exists", fmt.Sprintf("%q", t.Value))
+			}
+		default:
+			k.add(tk+".operator", "Equal or Exists", fmt.Sprintf("%q", t.Operator))
+		}
+		if t.Effect != "" {
+			k.oneOf(tk+".effect", t.Effect, "NoSchedule", "PreferNoSchedule", "NoExecute")
+		}
+	}
+	for i, p := range r.GPUProducts {
+		if !labelNameRE.MatchString(p) {
+			k.add(fmt.Sprintf("%s.gpu_products[%d]", key, i), "an nvidia.com/gpu.product label value such as NVIDIA-A100-SXM4-80GB", fmt.Sprintf("%q", p))
+		}
+	}
+	k.nonNegative(key+".gpu_memory_mib", r.GPUMemoryMiB)
+	if r.PriorityClass != "" && !dnsSubdomainRE.MatchString(r.PriorityClass) {
+		k.add(key+".priority_class", "a Kubernetes object name (lower-case letters, digits, '-', '.')", fmt.Sprintf("%q", r.PriorityClass))
+	}
+	if r.ShmSize != "" && !quantityRE.MatchString(r.ShmSize) {
+		k.add(key+".shm_size", `a Kubernetes quantity such as "16Gi"`, fmt.Sprintf("%q", r.ShmSize))
+	}
 }

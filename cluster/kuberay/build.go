@@ -3,8 +3,10 @@ package kuberay
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -210,6 +212,7 @@ func checkLaunchable(cfg *config.Config, run, ns string) error {
 		if _, err := resources(r.key, r.res); err != nil {
 			add("%v", err)
 		}
+		problems = append(problems, checkPlacement(r.key, r.res)...)
 	}
 	if cl.ShmSize != "" {
 		if _, err := resource.ParseQuantity(cl.ShmSize); err != nil {
@@ -315,7 +318,7 @@ func headTemplate(cfg *config.Config, run string) (corev1.PodTemplateSpec, error
 		return corev1.PodTemplateSpec{}, err
 	}
 	vols, mounts := volumes(cfg, run, true)
-	return corev1.PodTemplateSpec{
+	t := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: podLabels(run, "head")},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: cfg.Cluster.ServiceAccount,
@@ -336,7 +339,9 @@ func headTemplate(cfg *config.Config, run string) (corev1.PodTemplateSpec, error
 				SecurityContext: containerSecurity(),
 			}},
 		},
-	}, nil
+	}
+	place(&t.Spec, cfg.Cluster.Head)
+	return t, nil
 }
 
 func workerGroup(cfg *config.Config, run, role string) (rayv1.WorkerGroupSpec, error) {
@@ -359,7 +364,7 @@ func workerGroup(cfg *config.Config, run, role string) (rayv1.WorkerGroupSpec, e
 	vols, mounts := volumes(cfg, run, false)
 	env := append(storeEnv(cfg), secretEnv("THINKGEN_TOKEN", cfg.Cluster.Secret, SecretKeyToken))
 	n := int32(count)
-	return rayv1.WorkerGroupSpec{
+	g := rayv1.WorkerGroupSpec{
 		GroupName:      role,
 		NumOfHosts:     1,
 		Replicas:       ptr(n),
@@ -389,7 +394,91 @@ func workerGroup(cfg *config.Config, run, role string) (rayv1.WorkerGroupSpec, e
 				}},
 			},
 		},
-	}, nil
+	}
+	place(&g.Template.Spec, r)
+	return g, nil
+}
+
+// Node labels that NVIDIA's GPU feature discovery puts on GPU nodes.
+const (
+	LabelGPUProduct = "nvidia.com/gpu.product" // e.g. NVIDIA-A100-SXM4-80GB
+	LabelGPUMemory  = "nvidia.com/gpu.memory"  // MiB per GPU, e.g. 81920
+)
+
+// place puts a role's Kubernetes placement into its pod spec: the node
+// selector, a required node affinity for the GPU product and memory
+// labels, the tolerations, the priority class, and the role's own
+// /dev/shm bound when it has one. Its values were checked by
+// checkLaunchable.
+func place(spec *corev1.PodSpec, r config.Resources) {
+	if len(r.NodeSelector) > 0 {
+		spec.NodeSelector = maps.Clone(r.NodeSelector)
+	}
+	var match []corev1.NodeSelectorRequirement
+	if len(r.GPUProducts) > 0 {
+		match = append(match, corev1.NodeSelectorRequirement{
+			Key: LabelGPUProduct, Operator: corev1.NodeSelectorOpIn, Values: slices.Clone(r.GPUProducts),
+		})
+	}
+	if r.GPUMemoryMiB > 0 {
+		// Gt is strict: at least N MiB is more than N-1.
+		match = append(match, corev1.NodeSelectorRequirement{
+			Key: LabelGPUMemory, Operator: corev1.NodeSelectorOpGt, Values: []string{strconv.Itoa(r.GPUMemoryMiB - 1)},
+		})
+	}
+	if len(match) > 0 {
+		spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: match}},
+			},
+		}}
+	}
+	for _, t := range r.Tolerations {
+		op := corev1.TolerationOpEqual
+		if t.Operator == "Exists" {
+			op = corev1.TolerationOpExists
+		}
+		spec.Tolerations = append(spec.Tolerations, corev1.Toleration{
+			Key: t.Key, Operator: op, Value: t.Value, Effect: corev1.TaintEffect(t.Effect),
+		})
+	}
+	spec.PriorityClassName = r.PriorityClass
+	if r.ShmSize != "" {
+		q := resource.MustParse(r.ShmSize) // checked in checkLaunchable
+		for i := range spec.Volumes {
+			if ed := spec.Volumes[i].EmptyDir; ed != nil && ed.Medium == corev1.StorageMediumMemory {
+				ed.SizeLimit = &q
+			}
+		}
+	}
+}
+
+// checkPlacement checks the Kubernetes placement keys of one role beyond
+// what config.Validate checks: exact label-key and quantity syntax.
+func checkPlacement(key string, r config.Resources) []string {
+	var problems []string
+	for _, k := range slices.Sorted(maps.Keys(r.NodeSelector)) {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("%s.node_selector key %q: %s", key, k, strings.Join(errs, "; ")))
+		}
+		if errs := validation.IsValidLabelValue(r.NodeSelector[k]); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("%s.node_selector.%s %q: %s", key, k, r.NodeSelector[k], strings.Join(errs, "; ")))
+		}
+	}
+	for i, t := range r.Tolerations {
+		if t.Key == "" {
+			continue
+		}
+		if errs := validation.IsQualifiedName(t.Key); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("%s.tolerations[%d].key %q: %s", key, i, t.Key, strings.Join(errs, "; ")))
+		}
+	}
+	if r.ShmSize != "" {
+		if _, err := resource.ParseQuantity(r.ShmSize); err != nil {
+			problems = append(problems, fmt.Sprintf("%s.shm_size %q: %v", key, r.ShmSize, err))
+		}
+	}
+	return problems
 }
 
 // WorkerScript is the shell command of a worker pod: join the Ray cluster

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/kubetest"
 )
 
@@ -75,6 +76,93 @@ func TestAPIServer(t *testing.T) {
 				Param("fieldValidation", "Strict").Body([]byte(body)).Do(ctx).Error()
 			if err == nil {
 				t.Errorf("the apiserver accepted %s", body)
+			}
+		}
+	})
+
+	t.Run("full.yaml placement", func(t *testing.T) {
+		cfg, err := config.Load("../../configs/full.yaml", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := Build(cfg, Options{Run: "full", Namespace: "ml"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Apply(ctx, full); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		defer c.Stop(ctx, "ml", "full")
+		got, err := c.Ray.RayV1().RayJobs("ml").Get(ctx, "full", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !apiequality.Semantic.DeepEqual(got.Spec, full.RayJob.Spec) {
+			t.Errorf("full.yaml RayJob read back differs from what was sent")
+		}
+		spec := got.Spec.RayClusterSpec
+		pods := map[string]corev1.PodSpec{"head": spec.HeadGroupSpec.Template.Spec}
+		for _, g := range spec.WorkerGroupSpecs {
+			pods[g.GroupName] = g.Template.Spec
+		}
+		gpuToleration := []corev1.Toleration{{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+		cpuPool := map[string]string{"thinkgen.io/pool": "cpu"}
+		for _, w := range []struct {
+			role        string
+			gpus        int64
+			selector    map[string]string
+			tolerations []corev1.Toleration
+			affinity    []corev1.NodeSelectorRequirement
+			priority    string
+			shm         string
+		}{
+			{"head", 0, cpuPool, nil, nil, "thinkgen-training", "2Gi"},
+			{"rollout", 1, nil, gpuToleration, []corev1.NodeSelectorRequirement{
+				{Key: LabelGPUMemory, Operator: corev1.NodeSelectorOpGt, Values: []string{"39999"}},
+			}, "thinkgen-training", "16Gi"},
+			{"learner", 8, nil, gpuToleration, []corev1.NodeSelectorRequirement{
+				{Key: LabelGPUProduct, Operator: corev1.NodeSelectorOpIn, Values: []string{"NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3"}},
+				{Key: LabelGPUMemory, Operator: corev1.NodeSelectorOpGt, Values: []string{"79999"}},
+			}, "thinkgen-training", "64Gi"},
+			{"reward", 0, cpuPool, nil, nil, "", "2Gi"},
+		} {
+			pod, ok := pods[w.role]
+			if !ok {
+				t.Errorf("no %s pod template", w.role)
+				continue
+			}
+			res := pod.Containers[0].Resources
+			for _, list := range []corev1.ResourceList{res.Requests, res.Limits} {
+				if q, ok := list["nvidia.com/gpu"]; q.Value() != w.gpus || ok != (w.gpus > 0) {
+					t.Errorf("%s: nvidia.com/gpu %s (set %v), want %d", w.role, q.String(), ok, w.gpus)
+				}
+			}
+			if !apiequality.Semantic.DeepEqual(pod.NodeSelector, w.selector) {
+				t.Errorf("%s: nodeSelector %v, want %v", w.role, pod.NodeSelector, w.selector)
+			}
+			if !apiequality.Semantic.DeepEqual(pod.Tolerations, w.tolerations) {
+				t.Errorf("%s: tolerations %+v, want %+v", w.role, pod.Tolerations, w.tolerations)
+			}
+			var affinity []corev1.NodeSelectorRequirement
+			if a := pod.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+				for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+					affinity = append(affinity, term.MatchExpressions...)
+				}
+			}
+			if !apiequality.Semantic.DeepEqual(affinity, w.affinity) {
+				t.Errorf("%s: required node affinity %+v, want %+v", w.role, affinity, w.affinity)
+			}
+			if pod.PriorityClassName != w.priority {
+				t.Errorf("%s: priorityClassName %q, want %q", w.role, pod.PriorityClassName, w.priority)
+			}
+			var shm string
+			for _, v := range pod.Volumes {
+				if v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory && v.EmptyDir.SizeLimit != nil {
+					shm = v.EmptyDir.SizeLimit.String()
+				}
+			}
+			if shm != w.shm {
+				t.Errorf("%s: /dev/shm sizeLimit %q, want %q", w.role, shm, w.shm)
 			}
 		}
 	})

@@ -31,7 +31,12 @@
 // cleared in the ConfigMap's copy of the configuration. Pods run as a
 // non-root user (uid 1000, the Ray images' "ray" user) with no privilege
 // escalation and all capabilities dropped, and mount a memory-backed
-// emptyDir at /dev/shm (cluster.shm_size).
+// emptyDir at /dev/shm (cluster.shm_size, or the role's shm_size).
+//
+// Each role's pods carry its Kubernetes placement from cluster.<role>:
+// node_selector, tolerations, priority_class, and a required node affinity
+// on the GPU feature discovery labels [LabelGPUProduct] (gpu_products) and
+// [LabelGPUMemory] (gpu_memory_mib, at least).
 //
 // # The life of a launch
 //

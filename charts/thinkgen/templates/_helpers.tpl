@@ -121,9 +121,10 @@ env:
 {{- end }}
 {{- end -}}
 
-{{/* Volumes of a Ray pod: (list $root withToken). */}}
+{{/* Volumes of a Ray pod: (list $root withToken roleResources); /dev/shm is bounded by the role's shm_size, else cluster.shm_size. */}}
 {{- define "thinkgen.volumes" -}}
 {{- $root := index . 0 -}}
+{{- $r := index . 2 | default dict -}}
 volumes:
   - name: config
     configMap:
@@ -131,7 +132,7 @@ volumes:
   - name: shm
     emptyDir:
       medium: Memory
-      {{- with $root.Values.cluster.shm_size }}
+      {{- with ($r.shm_size | default $root.Values.cluster.shm_size) }}
       sizeLimit: {{ . }}
       {{- end }}
 {{- if index . 1 }}
@@ -149,5 +150,51 @@ volumeMounts:
   - {name: shm, mountPath: /dev/shm}
 {{- if . }}
   - {name: token, mountPath: /var/run/thinkgen, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* Kubernetes placement of a role's pods, as cluster/kuberay's place: (list key roleResources). */}}
+{{- define "thinkgen.placement" -}}
+{{- $key := index . 0 -}}
+{{- $r := index . 1 | default dict -}}
+{{- with $r.node_selector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- $match := list -}}
+{{- with $r.gpu_products }}
+{{- $match = append $match (dict "key" "nvidia.com/gpu.product" "operator" "In" "values" .) -}}
+{{- end }}
+{{- $mib := int ($r.gpu_memory_mib | default 0) -}}
+{{- if lt $mib 0 }}{{ fail (printf "%s.gpu_memory_mib %d: want >= 0" $key $mib) }}{{ end -}}
+{{- if gt $mib 0 }}
+{{- /* Gt is strict: at least N MiB is more than N-1. */ -}}
+{{- $match = append $match (dict "key" "nvidia.com/gpu.memory" "operator" "Gt" "values" (list (toString (sub $mib 1)))) -}}
+{{- end }}
+{{- if $match }}
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        - matchExpressions:
+            {{- toYaml $match | nindent 12 }}
+{{- end }}
+{{- with $r.tolerations }}
+tolerations:
+{{- range . }}
+  - operator: {{ .operator | default "Equal" }}
+    {{- with .key }}
+    key: {{ . | quote }}
+    {{- end }}
+    {{- with .value }}
+    value: {{ . | quote }}
+    {{- end }}
+    {{- with .effect }}
+    effect: {{ . }}
+    {{- end }}
+{{- end }}
+{{- end }}
+{{- with $r.priority_class }}
+priorityClassName: {{ . }}
 {{- end }}
 {{- end -}}
