@@ -28,7 +28,8 @@
 // into the queue's sentinel errors. [Serve] is a worker's whole loop:
 // register, lease, heartbeat while the handler runs, complete or fail, and
 // register again when the controller no longer knows the worker (it dropped
-// it, or restarted).
+// it, or restarted). Serve fences its tasks: a task's ctx ends a margin
+// before its lease's deadline unless a heartbeat extended it.
 //
 // # Tokens
 //

@@ -28,8 +28,14 @@ type WorkerOptions struct {
 	// PollWait is how long one lease request waits for a task; 0 means 30 s.
 	PollWait time.Duration
 	// HeartbeatEvery is the heartbeat period while a task runs; 0 means a
-	// third of the controller's lease TTL.
+	// third of the controller's lease TTL. Each heartbeat call, retries
+	// included, gives up after a quarter of the TTL, so that a hung call
+	// does not cost the next one.
 	HeartbeatEvery time.Duration
+	// FenceMargin is how long before its lease's deadline a task's ctx is
+	// canceled when no heartbeat extended the lease (see Serve); 0 means
+	// a fifth of the controller's lease TTL.
+	FenceMargin time.Duration
 	// Logger receives the worker's events; nil discards them.
 	Logger *slog.Logger
 }
@@ -46,6 +52,16 @@ const maxErrorMsg = 4096
 // (heartbeat refused) has its ctx canceled and is not reported; neither is
 // the task running when ctx ends: its lease expires and another worker
 // redoes it with the next attempt.
+//
+// A worker fences itself: a task's ctx is also canceled (with cause
+// ErrFenced) FenceMargin before the lease's deadline as the controller last
+// set it — on the lease, then on each heartbeat it accepted — so a worker
+// cut off from the controller (partitioned, or frozen and thawed) stops
+// before the controller hands the task to another worker, and does not
+// report it. A failed heartbeat (connection error, 5xx, a hung call) does
+// not extend the deadline: it counts toward the fence. The deadline is the
+// earlier of the controller's and the local time of the request plus the
+// TTL, so a controller clock ahead of the worker's cannot push it later.
 //
 // Serve returns ctx's error, or an error the controller will keep giving (a
 // wrong token, invalid options).
@@ -136,7 +152,7 @@ func (w *workerLoop) loop(ctx context.Context) error {
 	b := newBackoff()
 	for ctx.Err() == nil {
 		reg := w.current()
-		t, _, ok, err := w.c.Lease(ctx, reg.WorkerID, w.o.PollWait)
+		t, deadline, ok, err := w.c.Lease(ctx, reg.WorkerID, w.o.PollWait)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -156,17 +172,27 @@ func (w *workerLoop) loop(ctx context.Context) error {
 			continue
 		}
 		b.reset()
-		w.run(ctx, reg, t)
+		// The lease was granted before its reply came: now plus the TTL
+		// is later than its end by the reply's travel time only.
+		w.run(ctx, reg, t, time.Now(), deadline)
 	}
 	return nil
 }
 
-// run runs one leased task and reports it.
-func (w *workerLoop) run(ctx context.Context, reg Registration, t task.Task) {
+// run runs one leased task and reports it; its lease was granted until
+// deadline, and no later than since plus the TTL.
+func (w *workerLoop) run(ctx context.Context, reg Registration, t task.Task, since, deadline time.Time) {
 	key := queue.Key(t)
 	log := w.log.With("task", t.String(), "worker", reg.WorkerID)
 	tctx, lose := context.WithCancelCause(ctx)
 	defer lose(nil)
+	margin := w.o.FenceMargin
+	if margin <= 0 {
+		margin = reg.LeaseTTL / 5
+	}
+	f := &fence{ttl: reg.LeaseTTL, margin: margin, cancel: lose}
+	defer f.stop()
+	f.extend(since, deadline)
 	every := w.o.HeartbeatEvery
 	if every <= 0 {
 		every = max(reg.LeaseTTL/3, 10*time.Millisecond)
@@ -182,16 +208,21 @@ func (w *workerLoop) run(ctx context.Context, reg Registration, t task.Task) {
 				return
 			case <-tick.C:
 			}
-			_, err := w.c.Heartbeat(tctx, reg.WorkerID, key, t.Attempt)
+			sent := time.Now()
+			hctx, cancel := context.WithTimeout(tctx, max(reg.LeaseTTL/4, time.Millisecond))
+			d, err := w.c.Heartbeat(hctx, reg.WorkerID, key, t.Attempt)
+			cancel()
 			switch {
-			case err == nil || tctx.Err() != nil:
+			case tctx.Err() != nil:
+			case err == nil:
+				f.extend(sent, d)
 			case errors.Is(err, queue.ErrStaleAttempt), errors.Is(err, queue.ErrNotHolder),
 				errors.Is(err, queue.ErrCanceled), errors.Is(err, queue.ErrUnknownWorker),
 				errors.Is(err, queue.ErrUnknownTask), permanent(err):
 				lose(fmt.Errorf("lease lost: %w", err))
 				return
 			default:
-				log.Warn("heartbeat failed, will retry", "error", err)
+				log.Warn("heartbeat failed; the lease is not extended", "error", err, "fence", f.when())
 			}
 		}
 	}()
@@ -199,6 +230,10 @@ func (w *workerLoop) run(ctx context.Context, reg Registration, t task.Task) {
 	lost := context.Cause(tctx)
 	lose(nil)
 	<-hbDone
+	if at := f.when(); lost == nil && !time.Now().Before(at) {
+		// The task ended past its fence, before the timer fired.
+		lost = fenced(at)
+	}
 	switch {
 	case ctx.Err() != nil:
 		log.Info("worker stopping; task left to expire")
@@ -221,6 +256,62 @@ func (w *workerLoop) run(ctx context.Context, reg Registration, t task.Task) {
 	}
 	if err != nil && ctx.Err() == nil {
 		log.Warn("report refused or lost; the lease will expire", "error", err)
+	}
+}
+
+// ErrFenced is the cause of a task's ctx canceled by its worker because the
+// task's lease may have ended (see Serve).
+var ErrFenced = errors.New("lease may have expired: task fenced")
+
+func fenced(at time.Time) error {
+	return fmt.Errorf("%w (fence at %s)", ErrFenced, at.Format(time.RFC3339Nano))
+}
+
+// fence cancels a task at its lease's deadline minus a margin; only
+// heartbeats the controller accepted move it later.
+type fence struct {
+	ttl, margin time.Duration
+	cancel      context.CancelCauseFunc
+
+	mu    sync.Mutex
+	at    time.Time
+	timer *time.Timer
+}
+
+// extend sets the fence for a lease the controller extended until
+// deadline in reply to a request sent at since (for a lease: received): at
+// the earlier of deadline and since plus the TTL, minus the margin. It
+// never moves the fence earlier.
+func (f *fence) extend(since, deadline time.Time) {
+	end := since.Add(f.ttl)
+	if !deadline.IsZero() && deadline.Before(end) {
+		end = deadline
+	}
+	at := end.Add(-f.margin)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.timer != nil {
+		if !at.After(f.at) {
+			return
+		}
+		f.timer.Stop()
+	}
+	f.at = at
+	f.timer = time.AfterFunc(time.Until(at), func() { f.cancel(fenced(at)) })
+}
+
+// when is the time the fence cancels the task.
+func (f *fence) when() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at
+}
+
+func (f *fence) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.timer != nil {
+		f.timer.Stop()
 	}
 }
 

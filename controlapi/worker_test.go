@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/faultproxy"
 	"github.com/thinkgen/thinkgen/queue"
 	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/storage"
@@ -211,5 +213,151 @@ func TestWorkerStopsOnWrongToken(t *testing.T) {
 		func(context.Context, task.Task) (task.Result, error) { return task.Result{}, nil })
 	if !errors.Is(err, controlapi.ErrUnauthorized) {
 		t.Fatalf("Serve with a wrong token: %v, want ErrUnauthorized", err)
+	}
+}
+
+// expiries calls q.Expire every few milliseconds until ctx ends and sends
+// the time of the first call that ended a lease.
+func expiries(ctx context.Context, q *queue.Queue) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if q.Expire() > 0 {
+				ch <- time.Now()
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// TestWorkerFencesItselfWhenCutOff cuts the link between a worker and the
+// controller while the worker runs a task: the task's ctx must end (cause
+// ErrFenced) before the controller expires the lease, the worker must not
+// report the task, and once the link heals the worker serves the next
+// attempt, whose result is the one the controller keeps.
+func TestWorkerFencesItselfWhenCutOff(t *testing.T) {
+	const ttl = 1500 * time.Millisecond
+	f := newFixture(t, queue.Options{LeaseTTL: ttl, WorkerTTL: time.Minute})
+	p, err := faultproxy.New(strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := controlapi.NewClient("http://"+p.Addr(), controlapi.ClientOptions{Token: f.token, RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	expired := expiries(ctx, f.q)
+	type end struct {
+		at    time.Time
+		cause error
+	}
+	started, ended := make(chan time.Time, 1), make(chan end, 1)
+	go controlapi.Serve(ctx, c, controlapi.WorkerOptions{Roles: []queue.Role{queue.RoleRollout}, PollWait: 100 * time.Millisecond},
+		func(hctx context.Context, x task.Task) (task.Result, error) {
+			if x.Attempt == 1 {
+				started <- time.Now()
+				<-hctx.Done()
+				ended <- end{time.Now(), context.Cause(hctx)}
+			}
+			// A zombie attempt would report this result too.
+			return result(x, ""), nil
+		})
+	key, err := f.q.Submit(mkTask(task.Rollout, "r0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := <-started
+	p.Blackhole()
+	var e end
+	select {
+	case e = <-ended:
+	case <-time.After(3 * ttl):
+		t.Fatalf("the cut-off worker's task still runs %v after its lease", 3*ttl)
+	}
+	if !errors.Is(e.cause, controlapi.ErrFenced) {
+		t.Fatalf("task ctx ended with %v, want ErrFenced", e.cause)
+	}
+	if d := e.at.Sub(start); d < ttl/2 || d > ttl {
+		t.Errorf("fenced %v after the task started, want within (TTL/2, TTL) = (%v, %v)", d, ttl/2, ttl)
+	}
+	select {
+	case at := <-expired:
+		if !at.After(e.at) {
+			t.Fatalf("the controller expired the lease at %v, before the worker fenced itself at %v", at, e.at)
+		}
+	case <-time.After(3 * ttl):
+		t.Fatal("the controller never expired the cut-off lease")
+	}
+	p.Heal()
+	r, err := f.q.Wait(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Metrics["attempt"] != 2 || r.Outputs[0].Key != (func() task.Task { x := mkTask(task.Rollout, "r0"); x.Attempt = 2; return x }()).OutputKey() {
+		t.Fatalf("result %+v, want attempt 2's", r)
+	}
+}
+
+// TestHungHeartbeatDoesNotCostTheLease: a heartbeat call that hangs gives
+// up within a quarter of the TTL, so the next heartbeat still extends the
+// lease and the task completes on its first attempt.
+func TestHungHeartbeatDoesNotCostTheLease(t *testing.T) {
+	const ttl = 2 * time.Second
+	q := queue.New(queue.Options{LeaseTTL: ttl, WorkerTTL: time.Minute})
+	token, _ := controlapi.GenerateToken()
+	s, err := controlapi.NewServer(q, controlapi.ServerOptions{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heartbeats atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == controlapi.PathHeartbeat && heartbeats.Add(1) == 1 {
+			select { // the first heartbeat hangs
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		s.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer close(release) // before Close, which waits for the hung handler
+	c, err := controlapi.NewClient(srv.URL, controlapi.ClientOptions{Token: token, RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go q.Run(ctx)
+	go controlapi.Serve(ctx, c, controlapi.WorkerOptions{Roles: []queue.Role{queue.RoleReward}, PollWait: 100 * time.Millisecond},
+		func(hctx context.Context, x task.Task) (task.Result, error) {
+			select {
+			case <-time.After(ttl * 3 / 2):
+			case <-hctx.Done():
+				return task.Result{}, context.Cause(hctx)
+			}
+			return result(x, ""), nil
+		})
+	r, err := queue.NewExecutor(q).Do(ctx, mkTask(task.Reward, "s0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Metrics["attempt"] != 1 {
+		t.Fatalf("result of attempt %v, want 1: the hung heartbeat cost the lease", r.Metrics["attempt"])
+	}
+	if n := heartbeats.Load(); n < 3 {
+		t.Fatalf("%d heartbeats in %v with a TTL of %v, want ≥ 3", n, ttl*3/2, ttl)
 	}
 }

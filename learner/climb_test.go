@@ -2,6 +2,8 @@ package learner_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"image/png"
 	"strings"
@@ -205,6 +207,14 @@ func TestFlowGRPORefusesStepsTheRolloutDidNotSample(t *testing.T) {
 		}
 		if _, err := l.Step(config.PhaseDiTGRPO, a, rolls, rews); err != nil {
 			t.Errorf("learner on its rollout's seed: %v", err)
+		}
+		// A step whose ctx ended (its task's lease may have) stops before
+		// its first mini-batch with ctx's cause.
+		fenced := errors.New("fenced")
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(fenced)
+		if _, err := l.StepContext(ctx, config.PhaseDiTGRPO, a, rolls, rews); !errors.Is(err, fenced) {
+			t.Errorf("a step with an ended ctx: %v, want its cause", err)
 		}
 		// AWM trains on the final images: the window does not matter, and
 		// it draws round(timestep_fraction × steps) times.

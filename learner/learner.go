@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -139,11 +140,27 @@ func join(rolls []shards.RolloutRow, rews []shards.RewardRow, unbiased bool, eps
 // infinite loss fails with an error wrapping ErrFatal and ErrNonFinite
 // that names the term; the policy is then unusable (reload it).
 func (l *Learner) Step(phase config.Phase, seed uint64, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
+	return l.StepContext(context.Background(), phase, seed, rolls, rews)
+}
+
+// StepContext is Step that stops before its next mini-batch once ctx ends
+// and returns ctx's cause: a worker whose task's lease may have ended stops
+// updating. The policy may then be partly updated (reload it). The ranks of
+// a group must see their ctx end together (they share the task's).
+func (l *Learner) StepContext(ctx context.Context, phase config.Phase, seed uint64, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
 	l.freeze(phase)
 	if phase == config.PhaseMLLMGRPO {
-		return l.grpoStep(rolls, rews)
+		return l.grpoStep(ctx, rolls, rews)
 	}
-	return l.flowStep(seed, rolls, rews)
+	return l.flowStep(ctx, seed, rolls, rews)
+}
+
+// stopped returns ctx's cause once it ended, wrapped as the learner's.
+func stopped(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("learner step stopped: %w", context.Cause(ctx))
 }
 
 func advMetrics(m map[string]float64, st AdvantageStats) {
@@ -161,7 +178,7 @@ func chunks(n, k int) [][2]int {
 	return out
 }
 
-func (l *Learner) grpoStep(rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
+func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
 	g := l.cfg.GRPO
 	samples, ast, err := join(rolls, rews, true, 1e-6)
 	if err != nil {
@@ -178,6 +195,9 @@ func (l *Learner) grpoStep(rolls []shards.RolloutRow, rews []shards.RewardRow) (
 	first := true
 	for epoch := 0; epoch < max(1, g.Epochs); epoch++ {
 		for _, c := range chunks(len(samples), g.MiniBatches) {
+			if err := stopped(ctx); err != nil {
+				return nil, err
+			}
 			st, gn, err := l.grpoMiniBatch(samples[c[0]:c[1]], cfg, lr)
 			if err != nil {
 				return nil, err
@@ -319,7 +339,7 @@ func TrainedSteps(steps int, fraction float64, seed uint64) []int {
 	return perm
 }
 
-func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
+func (l *Learner) flowStep(ctx context.Context, seed uint64, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
 	f := l.cfg.FlowGRPO
 	samples, ast, err := join(rolls, rews, false, 1e-4)
 	if err != nil {
@@ -341,6 +361,9 @@ func (l *Learner) flowStep(seed uint64, rolls []shards.RolloutRow, rews []shards
 	var n float64
 	first := true
 	for _, c := range chunks(len(samples), f.MiniBatches) {
+		if err := stopped(ctx); err != nil {
+			return nil, err
+		}
 		st, gn, err := l.flowMiniBatch(seed, samples[c[0]:c[1]], trained, cfg, lr)
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -66,6 +67,12 @@ func SDEWindow(f config.FlowGRPO, seed uint64) []int {
 // every latent, per-step mean and log-probability (0 on an ODE step) is
 // kept for the learner. It must run inside libtorch.Run.
 func DiT(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, Stats, error) {
+	return DiTContext(context.Background(), b, req, dev)
+}
+
+// DiTContext is DiT that stops before its next denoising step once ctx
+// ends and returns ctx's cause.
+func DiTContext(ctx context.Context, b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, Stats, error) {
 	var st Stats
 	if err := req.validate(b); err != nil {
 		return nil, st, err
@@ -75,7 +82,7 @@ func DiT(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, S
 	}
 	out := make([]shards.RolloutRow, len(req.Rows)*req.Settings.Group)
 	for _, idx := range byReference(len(req.Rows), func(i int) bool { return len(req.Rows[i].Reference) > 0 }) {
-		if err := ditPart(b, &req, idx, dev, out, &st); err != nil {
+		if err := ditPart(ctx, b, &req, idx, dev, out, &st); err != nil {
 			return nil, st, fmt.Errorf("rollout task %s: %w", req.Task, err)
 		}
 	}
@@ -96,7 +103,7 @@ func (r *Request) referencesOf(b *model.Bundle, idx []int, rep int, dev gotch.De
 	return references(b, pngs, dev)
 }
 
-func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []shards.RolloutRow, st *Stats) error {
+func ditPart(ctx context.Context, b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []shards.RolloutRow, st *Stats) error {
 	var sc libtorch.Scope
 	defer sc.Close()
 	f := req.Settings.SDE
@@ -183,6 +190,11 @@ func ditPart(b *model.Bundle, req *Request, idx []int, dev gotch.Device, out []s
 	libtorch.NoGrad(func() {
 		x := model.InitialNoise(seeds, ch, size, size, dev)
 		for k := 0; k < f.Steps; k++ {
+			if ctx.Err() != nil {
+				err = context.Cause(ctx)
+				x.MustDrop()
+				return
+			}
 			appendRows(latents, x)
 			var v *ts.Tensor
 			v, err = b.DiT.Velocity(x, 1-tr.Sigmas[k], cond, refs, guid)

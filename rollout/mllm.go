@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"image"
 
@@ -21,6 +22,13 @@ import (
 // Editing and reflection prompts carry their reference image to both
 // models. It must run inside libtorch.Run.
 func MLLM(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, Stats, error) {
+	return MLLMContext(context.Background(), b, req, dev)
+}
+
+// MLLMContext is MLLM that stops before its next batch (inputs with and
+// without a reference image take separate ones) once ctx ends and returns
+// ctx's cause.
+func MLLMContext(ctx context.Context, b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, Stats, error) {
 	if err := req.validate(b); err != nil {
 		return nil, Stats{}, err
 	}
@@ -40,7 +48,7 @@ func MLLM(b *model.Bundle, req Request, dev gotch.Device) ([]shards.RolloutRow, 
 			})
 		}
 	}
-	drawn, st, err := ThinkDraw(b, in, req.Settings.Sampling, dev)
+	drawn, st, err := thinkDraw(ctx, b, in, req.Settings.Sampling, dev)
 	if err != nil {
 		return nil, st, fmt.Errorf("rollout task %s: %w", req.Task, err)
 	}

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"image"
 	"time"
@@ -59,6 +60,11 @@ func Prompt(b *model.Bundle, user string, hasImage bool, mode tokenizer.ThinkMod
 // first; each pass is one batch. Training rollouts (stage 4), eval and
 // generate all draw through it. It must run inside libtorch.Run.
 func ThinkDraw(b *model.Bundle, in []Input, s config.Sampling, dev gotch.Device) ([]Output, Stats, error) {
+	return thinkDraw(context.Background(), b, in, s, dev)
+}
+
+// thinkDraw is ThinkDraw that stops before its next batch once ctx ends.
+func thinkDraw(ctx context.Context, b *model.Bundle, in []Input, s config.Sampling, dev gotch.Device) ([]Output, Stats, error) {
 	var st Stats
 	out := make([]Output, len(in))
 	given := 0
@@ -71,6 +77,9 @@ func ThinkDraw(b *model.Bundle, in []Input, s config.Sampling, dev gotch.Device)
 		return nil, st, fmt.Errorf("think-then-draw: %d of %d inputs give their reply; give every reply or none", given, len(in))
 	}
 	for _, idx := range byReference(len(in), func(i int) bool { return len(in[i].Reference) > 0 }) {
+		if ctx.Err() != nil {
+			return nil, st, context.Cause(ctx)
+		}
 		if err := thinkDrawPart(b, in, idx, s, dev, out, &st); err != nil {
 			return nil, st, err
 		}

@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"context"
+	"errors"
 	"reflect"
 	"testing"
 
@@ -244,6 +246,35 @@ func TestDiTRolloutWithSDEWindow(t *testing.T) {
 			}
 			if end := window[len(window)-1] + 1; reflect.DeepEqual(r.SDELatents[end], first.SDELatents[end]) {
 				t.Errorf("row %d: latent %d equals its group's first after the window %v", i, end, window)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRolloutStopsWhenContextEnds: a rollout whose ctx ended (its task's
+// lease may have) samples nothing and returns ctx's cause.
+func TestRolloutStopsWhenContextEnds(t *testing.T) {
+	fenced := errors.New("fenced")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(fenced)
+	err := libtorch.Run(func() error {
+		c := smallConfig()
+		b := smallBundle(t, c)
+		defer b.Drop()
+		for _, tc := range []struct {
+			phase config.Phase
+			run   func(context.Context, *model.Bundle, Request, gotch.Device) ([]shards.RolloutRow, Stats, error)
+		}{
+			{config.PhaseMLLMGRPO, MLLMContext},
+			{config.PhaseDiTGRPO, DiTContext},
+		} {
+			rows, _, err := tc.run(ctx, b, request(t, c, tc.phase), gotch.CPU)
+			if !errors.Is(err, fenced) || rows != nil {
+				t.Errorf("%s with an ended ctx: %d rows, %v; want none and its cause", tc.phase, len(rows), err)
 			}
 		}
 		return nil

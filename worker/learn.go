@@ -42,7 +42,7 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 	if err := w.learnerAt(ctx, t.Run, t.PolicyVersion); err != nil {
 		return task.Result{}, err
 	}
-	stats, err := w.learner.Step(t.Phase, t.Seed, rolls, rews)
+	stats, err := w.learner.StepContext(ctx, t.Phase, t.Seed, rolls, rews)
 	if err != nil {
 		// The in-memory policy may be half-updated: reload it next time.
 		w.learner.Close()

@@ -42,9 +42,9 @@ func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) 
 	var out []shards.RolloutRow
 	var st rollout.Stats
 	if t.Phase == config.PhaseMLLMGRPO {
-		out, st, err = rollout.MLLM(b, req, w.dev)
+		out, st, err = rollout.MLLMContext(ctx, b, req, w.dev)
 	} else {
-		out, st, err = rollout.DiT(b, req, w.dev)
+		out, st, err = rollout.DiTContext(ctx, b, req, w.dev)
 	}
 	if err != nil {
 		return task.Result{}, err
