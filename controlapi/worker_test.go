@@ -221,19 +221,10 @@ func TestWorkerStopsOnWrongToken(t *testing.T) {
 func expiries(ctx context.Context, q *queue.Queue) <-chan time.Time {
 	ch := make(chan time.Time, 1)
 	go func() {
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			if q.Expire() > 0 {
-				ch <- time.Now()
-				return
-			}
+		for ctx.Err() == nil && q.Expire() == 0 {
+			time.Sleep(5 * time.Millisecond)
 		}
+		ch <- time.Now()
 	}()
 	return ch
 }
