@@ -262,9 +262,9 @@ func TestWorkerFencesItselfWhenCutOff(t *testing.T) {
 				ended <- end{time.Now(), context.Cause(hctx)}
 			}
 			// A zombie attempt would report this result too.
-			return result(x, ""), nil
+			return queuetest.Result(x), nil
 		})
-	key, err := f.q.Submit(mkTask(task.Rollout, "r0"))
+	key, err := f.q.Submit(queuetest.Task(task.Rollout, "r0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestWorkerFencesItselfWhenCutOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Metrics["attempt"] != 2 || r.Outputs[0].Key != (func() task.Task { x := mkTask(task.Rollout, "r0"); x.Attempt = 2; return x }()).OutputKey() {
+	if r.Metrics["attempt"] != 2 || r.Outputs[0].Key != (func() task.Task { x := queuetest.Task(task.Rollout, "r0"); x.Attempt = 2; return x }()).OutputKey() {
 		t.Fatalf("result %+v, want attempt 2's", r)
 	}
 }
@@ -339,9 +339,9 @@ func TestHungHeartbeatDoesNotCostTheLease(t *testing.T) {
 			case <-hctx.Done():
 				return task.Result{}, context.Cause(hctx)
 			}
-			return result(x, ""), nil
+			return queuetest.Result(x), nil
 		})
-	r, err := queue.NewExecutor(q).Do(ctx, mkTask(task.Reward, "s0"))
+	r, err := queue.NewExecutor(q).Do(ctx, queuetest.Task(task.Reward, "s0"))
 	if err != nil {
 		t.Fatal(err)
 	}
