@@ -12,6 +12,14 @@
 // run configuration it is given. [LoadBundle] checks every file against
 // the manifest and every tensor against the recorded shape.
 //
+// [VAE] is diffusers' AutoencoderKL with its parameter names, loaded from
+// and saved as a diffusers vae/ folder (config.json and
+// diffusion_pytorch_model.safetensors; [LoadVAE] checks the weights'
+// header against the config before allocating anything). It is the
+// [Latent] of `model.dit.latent: vae`, normalising the posterior mean with
+// scaling_factor and shift_factor as FLUX does; [PixelSpace] is the
+// latent of `latent: pixel`.
+//
 // [EncodeImages] is the one way images (reference images for both
 // models, target images for the pre-training flow loss) enter a model:
 // PNGs decoded and encoded into a [Latent] space.

@@ -37,14 +37,7 @@ func TestQwen3ParityWithTransformers(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("reference script: %v\n%s", err, out)
 			}
-			buf, err := os.ReadFile(filepath.Join(dir, "expected.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			exp, err := safetensors.Deserialize(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
+			exp := readReference(t, filepath.Join(dir, "expected.safetensors"))
 			inTorch(t, func() error {
 				m, err := NewMLLM(c, vocab, testSpecial, false, gotch.CPU, 99)
 				if err != nil {
@@ -76,25 +69,56 @@ func TestQwen3ParityWithTransformers(t *testing.T) {
 				}
 				defer out.drop()
 				for name, got := range map[string][]float32{"logits": float32s(out.logits), "hidden_prev": float32s(out.prev), "hidden_last": float32s(out.last)} {
-					v, _ := exp.Tensor(name)
-					want, err := decodeFloats(v)
-					if err != nil {
-						return err
-					}
-					if len(want) != len(got) {
-						t.Fatalf("%s: %d values from Go, %d from transformers", name, len(got), len(want))
-					}
-					worst := 0.0
-					for i := range want {
-						worst = math.Max(worst, math.Abs(float64(want[i]-got[i])))
-					}
-					t.Logf("%s: max |Go − transformers| = %.3g", name, worst)
-					if worst > 1e-4 {
-						t.Errorf("%s differs from transformers by %g (> 1e-4)", name, worst)
-					}
+					checkReference(t, exp, name, got, "transformers", 1e-4)
 				}
 				return nil
 			})
 		})
+	}
+}
+
+// readReference reads the expected.safetensors a reference script wrote.
+func readReference(t *testing.T, path string) safetensors.SafeTensors {
+	t.Helper()
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := safetensors.Deserialize(buf)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return exp
+}
+
+// referenceFloats returns tensor name of a reference file as float32s.
+func referenceFloats(t *testing.T, exp safetensors.SafeTensors, name string) []float32 {
+	t.Helper()
+	v, ok := exp.Tensor(name)
+	if !ok {
+		t.Fatalf("the reference has no tensor %s", name)
+	}
+	vals, err := decodeFloats(v)
+	if err != nil {
+		t.Fatalf("reference %s: %v", name, err)
+	}
+	return vals
+}
+
+// checkReference fails t when got differs from the reference tensor name
+// (written by lib) by more than tol anywhere, and logs the largest gap.
+func checkReference(t *testing.T, exp safetensors.SafeTensors, name string, got []float32, lib string, tol float64) {
+	t.Helper()
+	want := referenceFloats(t, exp, name)
+	if len(want) != len(got) {
+		t.Fatalf("%s: %d values from Go, %d from %s", name, len(got), len(want), lib)
+	}
+	worst := 0.0
+	for i := range want {
+		worst = math.Max(worst, math.Abs(float64(want[i]-got[i])))
+	}
+	t.Logf("%s: max |Go − %s| = %.3g", name, lib, worst)
+	if worst > tol {
+		t.Errorf("%s differs from %s by %g (> %g)", name, lib, worst, tol)
 	}
 }
