@@ -254,23 +254,35 @@ func connectorConfig(cfg *config.Config) map[string]any {
 }
 
 // schedulerConfig is diffusers' FlowMatchEulerDiscreteScheduler config
-// for what the thinkgen sampler does, plus a "thinkgen" section with the
-// exact convention.
+// under which diffusers' Euler steps are thinkgen's: invert_sigmas turns
+// diffusers' σ (1 = noise) into thinkgen's t = 1 − σ (0 = noise), so the
+// timesteps it hands the transformer are 1000·t and a step is
+// x + (t_next − t)·v with the DiT's own output v = x_data − noise; the
+// static shift is OmniGen2's resolution-dependent m (1 without
+// sampling.time_shift). The grid is the caller's, as FluxPipeline passes
+// it: sigmas = linspace(1, 1/N, N). The "thinkgen" section spells it out.
 func schedulerConfig(cfg *config.Config) map[string]any {
 	s := cfg.Sampling
+	side := cfg.Model.DiT.ImageSize / max(cfg.Model.DiT.VAEScale, 1)
+	shift := 1.0
+	if s.TimeShift {
+		shift = model.TimeShift(side, side)
+	}
 	return map[string]any{
 		"_class_name":          "FlowMatchEulerDiscreteScheduler",
 		"_diffusers_version":   diffusersVersion,
 		"num_train_timesteps":  1000,
-		"shift":                1.0,
+		"shift":                shift,
 		"use_dynamic_shifting": false,
+		"invert_sigmas":        true,
 		"thinkgen": map[string]any{
-			"solver":              "euler ODE from t = 0 (noise) to t = 1 (data) on a uniform grid of num_inference_steps; x_{i+1} = x_i + (t_{i+1} - t_i) * v(x_i, t_i)",
-			"interpolation":       "x_t = (1 - t) * noise + t * x_data; diffusers' sigma = 1 - t",
-			"model_output":        "v = x_data - noise (the negative of diffusers' flow-matching model output)",
-			"timestep_input":      "1000 * t",
+			"set_timesteps":       "scheduler.set_timesteps(sigmas=numpy.linspace(1, 1 / N, N)) with N = num_inference_steps (FluxPipeline's grid); the default grid of set_timesteps(N) is not thinkgen's",
+			"solver":              "euler ODE from t = 0 (noise) to t = 1 (data); with invert_sigmas the scheduler's sigmas are t and step() computes x_{i+1} = x_i + (t_{i+1} - t_i) * v(x_i, t_i)",
+			"interpolation":       "x_t = (1 - t) * noise + t * x_data",
+			"model_output":        "v = x_data - noise, the transformer's output as is (no negation under invert_sigmas)",
+			"timestep_input":      "scheduler.timesteps = 1000 * t; the transformer embeds it as given",
 			"time_shift":          s.TimeShift,
-			"time_shift_rule":     "t' = t / (m - m*t + t), m = sqrt(latent_h * latent_w) / 40 (OmniGen2)",
+			"time_shift_rule":     "t' = t / (m - m*t + t), m = sqrt(latent_h * latent_w) / 40 (OmniGen2) = the config's shift",
 			"num_inference_steps": s.DiTSteps,
 			"guidance_scale":      s.CFG,
 			"guidance":            "v = v_uncond + s * (v_cond - v_uncond); the unconditional condition is the connector's output for an empty instruction (prepadding only)",

@@ -13,10 +13,10 @@ import (
 
 // TimeGrid returns steps+1 times from 0 (noise) to 1 (data). With shift,
 // OmniGen2's resolution-dependent shift t' = t / (m − m·t + t) is applied,
-// m = sqrt(latentH·latentW) / 40.
+// m = TimeShift(latentH, latentW).
 func TimeGrid(steps int, shift bool, latentH, latentW int) []float64 {
 	ts := make([]float64, steps+1)
-	m := math.Sqrt(float64(latentH*latentW)) / 40
+	m := TimeShift(latentH, latentW)
 	for i := range ts {
 		t := float64(i) / float64(steps)
 		if shift {
@@ -25,6 +25,13 @@ func TimeGrid(steps int, shift bool, latentH, latentW int) []float64 {
 		ts[i] = t
 	}
 	return ts
+}
+
+// TimeShift is OmniGen2's resolution-dependent shift factor
+// m = sqrt(latentH·latentW) / 40. In diffusers' σ = 1 − t it is the static
+// shift of FlowMatchEulerDiscreteScheduler: σ' = m·σ / (1 + (m − 1)·σ).
+func TimeShift(latentH, latentW int) float64 {
+	return math.Sqrt(float64(latentH*latentW)) / 40
 }
 
 // Guidance holds classifier-free guidance inputs and scales.
