@@ -26,29 +26,36 @@ const (
 // supported: latents are normalised with ScalingFactor and ShiftFactor
 // alone, as FLUX's VAE does.
 type VAEConfig struct {
-	ClassName        string   `json:"_class_name"`
-	InChannels       int      `json:"in_channels"`
-	OutChannels      int      `json:"out_channels"`
+	ClassName string `json:"_class_name"`
+	// InChannels and OutChannels are the image channels (3).
+	InChannels  int `json:"in_channels"`
+	OutChannels int `json:"out_channels"`
+	// DownBlockTypes and UpBlockTypes are one DownEncoderBlock2D and one
+	// UpDecoderBlock2D per width of BlockOutChannels; each down block but
+	// the last halves the resolution, each up block but the last doubles it.
 	DownBlockTypes   []string `json:"down_block_types"`
 	UpBlockTypes     []string `json:"up_block_types"`
 	BlockOutChannels []int    `json:"block_out_channels"`
-	LayersPerBlock   int      `json:"layers_per_block"`
-	ActFn            string   `json:"act_fn"`
-	LatentChannels   int      `json:"latent_channels"`
-	NormNumGroups    int      `json:"norm_num_groups"`
-	SampleSize       int      `json:"sample_size"`
+	// LayersPerBlock resnets per down block (one more per up block).
+	LayersPerBlock int    `json:"layers_per_block"`
+	ActFn          string `json:"act_fn"`
+	// LatentChannels of the posterior (16 for FLUX).
+	LatentChannels int `json:"latent_channels"`
+	NormNumGroups  int `json:"norm_num_groups"`
+	SampleSize     int `json:"sample_size"`
 	// ScalingFactor and ShiftFactor map the posterior mean z to the DiT's
 	// latent (z − shift)·scale (FLUX: 0.3611, 0.1159); a null shift is 0.
 	ScalingFactor float64  `json:"scaling_factor"`
 	ShiftFactor   *float64 `json:"shift_factor"`
 	// UseQuantConv and UsePostQuantConv add the 1×1 convolutions after the
 	// encoder and before the decoder (true for SD's VAE, false for FLUX's).
-	UseQuantConv         bool      `json:"use_quant_conv"`
-	UsePostQuantConv     bool      `json:"use_post_quant_conv"`
-	MidBlockAddAttention bool      `json:"mid_block_add_attention"`
-	ForceUpcast          bool      `json:"force_upcast"`
-	LatentsMean          []float64 `json:"latents_mean"`
-	LatentsStd           []float64 `json:"latents_std"`
+	UseQuantConv         bool `json:"use_quant_conv"`
+	UsePostQuantConv     bool `json:"use_post_quant_conv"`
+	MidBlockAddAttention bool `json:"mid_block_add_attention"`
+	// ForceUpcast is kept for diffusers (thinkgen's VAE runs in float32).
+	ForceUpcast bool      `json:"force_upcast"`
+	LatentsMean []float64 `json:"latents_mean"`
+	LatentsStd  []float64 `json:"latents_std"`
 }
 
 // DefaultVAEConfig returns diffusers' AutoencoderKL defaults, which
@@ -193,21 +200,23 @@ func VAESpecs(c VAEConfig) []Spec {
 	blocks := c.BlockOutChannels
 	last := blocks[len(blocks)-1]
 
+	// stack is one down or up block: n resnets from in to out channels,
+	// then its resampling conv (none after the last block).
+	stack := func(p string, in, out, n int, resampler string, last bool) {
+		for j := 0; j < n; j++ {
+			resnet(fmt.Sprintf("%sresnets.%d.", p, j), in, out)
+			in = out
+		}
+		if !last {
+			conv(p+resampler, out, out, 3)
+		}
+	}
+
 	conv("encoder.conv_in", blocks[0], c.InChannels, 3)
 	out := blocks[0]
 	for i, w := range blocks {
-		in := out
+		stack(fmt.Sprintf("encoder.down_blocks.%d.", i), out, w, c.LayersPerBlock, "downsamplers.0.conv", i == len(blocks)-1)
 		out = w
-		for j := 0; j < c.LayersPerBlock; j++ {
-			rin := out
-			if j == 0 {
-				rin = in
-			}
-			resnet(fmt.Sprintf("encoder.down_blocks.%d.resnets.%d.", i, j), rin, out)
-		}
-		if i < len(blocks)-1 {
-			conv(fmt.Sprintf("encoder.down_blocks.%d.downsamplers.0.conv", i), out, out, 3)
-		}
 	}
 	mid("encoder.mid_block.", last)
 	norm("encoder.conv_norm_out", last)
@@ -223,18 +232,9 @@ func VAESpecs(c VAEConfig) []Spec {
 	mid("decoder.mid_block.", last)
 	out = last
 	for i := range blocks {
-		in := out
-		out = blocks[len(blocks)-1-i]
-		for j := 0; j < c.LayersPerBlock+1; j++ {
-			rin := out
-			if j == 0 {
-				rin = in
-			}
-			resnet(fmt.Sprintf("decoder.up_blocks.%d.resnets.%d.", i, j), rin, out)
-		}
-		if i < len(blocks)-1 {
-			conv(fmt.Sprintf("decoder.up_blocks.%d.upsamplers.0.conv", i), out, out, 3)
-		}
+		w := blocks[len(blocks)-1-i]
+		stack(fmt.Sprintf("decoder.up_blocks.%d.", i), out, w, c.LayersPerBlock+1, "upsamplers.0.conv", i == len(blocks)-1)
+		out = w
 	}
 	norm("decoder.conv_norm_out", blocks[0])
 	conv("decoder.conv_out", c.OutChannels, blocks[0], 3)
