@@ -267,6 +267,13 @@ type GRPO struct {
 	// ClipRatioC is the dual clip: for a negative advantage the clipped
 	// term −r·A is capped at −ClipRatioC·A (> 1).
 	ClipRatioC float64 `yaml:"clip_ratio_c"`
+	// Proximal is decoupled PPO's proximal policy: "behaviour" (the
+	// default: the ratio is taken against the policy that sampled, plain
+	// PPO) or "previous" (the policy before this step's update; the term is
+	// weighted by π_prox/π_behaviour truncated at BehaviourWeightCap).
+	Proximal string `yaml:"proximal"`
+	// BehaviourWeightCap truncates the weight π_prox/π_behaviour (≥ 1).
+	BehaviourWeightCap float64 `yaml:"behaviour_weight_cap"`
 	// Beta weighs the k3 KL to the frozen reference.
 	Beta float64 `yaml:"beta"`
 	// MiniBatches per step and Epochs over the step's rollouts.
@@ -285,6 +292,12 @@ type GRPO struct {
 	// empty: data.mix.
 	Mix map[string]float64 `yaml:"mix,omitempty"`
 }
+
+// The proximal policies of decoupled PPO (grpo.proximal).
+const (
+	ProximalBehaviour = "behaviour"
+	ProximalPrevious  = "previous"
+)
 
 // FlowGRPO configures stage 5 (FlowGRPO on the DiT).
 type FlowGRPO struct {
@@ -597,7 +610,7 @@ func Default() *Config {
 			Cycles: 1,
 		},
 		GRPO: GRPO{
-			PromptsPerStep: 8, Group: 5, EpsLow: 0.2, EpsHigh: 0.3, ClipRatioC: 3, Beta: 1e-2,
+			PromptsPerStep: 8, Group: 5, EpsLow: 0.2, EpsHigh: 0.3, ClipRatioC: 3, Proximal: ProximalBehaviour, BehaviourWeightCap: 2, Beta: 1e-2,
 			MiniBatches: 1, Epochs: 1, LR: 1e-5, Temperature: 1.0, TopP: 1.0, MaxNewTokens: 64, ImageSteps: 10,
 		},
 		FlowGRPO: FlowGRPO{

@@ -139,6 +139,8 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"grpo.eps_low=1.5", "grpo.eps_low"},
 		{"grpo.top_p=0", "grpo.top_p"},
 		{"grpo.clip_ratio_c=1", "grpo.clip_ratio_c"},
+		{"grpo.proximal=latest", "grpo.proximal"},
+		{"grpo.behaviour_weight_cap=0.5", "grpo.behaviour_weight_cap"},
 		{"flow_grpo.clip_ratio_c=0.5", "flow_grpo.clip_ratio_c"},
 		{"grpo.mini_batches=3", "grpo.mini_batches"},
 		{"flow_grpo.steps=50", "flow_grpo.steps"},

@@ -227,6 +227,10 @@ func (c *Config) Validate() error {
 	k.in01("grpo.eps_low", g.EpsLow, true, true)
 	k.positiveF("grpo.eps_high", g.EpsHigh)
 	k.dualClip("grpo.clip_ratio_c", g.ClipRatioC)
+	k.oneOf("grpo.proximal", g.Proximal, ProximalBehaviour, ProximalPrevious)
+	if !(g.BehaviourWeightCap >= 1) {
+		k.add("grpo.behaviour_weight_cap", ">= 1", g.BehaviourWeightCap)
+	}
 	k.nonNegativeF("grpo.beta", g.Beta)
 	k.positive("grpo.mini_batches", g.MiniBatches)
 	k.positive("grpo.epochs", g.Epochs)

@@ -60,18 +60,11 @@ func TestAWMLoss(t *testing.T) {
 					return err
 				}
 				s.Add(loss)
-				for _, f := range []struct {
-					name      string
-					got, want float64
-				}{
+				checkFigures(t, 1e-6, []figure{
 					{"Loss", st.Loss, tc.loss}, {"loss tensor", loss.Float64Values()[0], tc.loss},
 					{"PolicyLoss", st.PolicyLoss, tc.pol}, {"KL", st.KL, tc.kl}, {"AdvClampedFrac", st.AdvClampedFrac, tc.clamped},
 					{"RatioMean", st.RatioMean, 0}, {"ClipFrac", st.ClipFrac, 0},
-				} {
-					if math.Abs(f.got-f.want) > 1e-6 {
-						t.Errorf("%s = %.9g, want %.9g", f.name, f.got, f.want)
-					}
-				}
+				})
 				loss.MustBackward()
 				g := s.Add(v.MustGrad(false)).Float64Values()
 				for k, got := range g {

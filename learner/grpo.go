@@ -17,6 +17,9 @@ type GRPOConfig struct {
 	// ClipRatioC is the dual clip's c: for A < 0 the clipped term −r·A is
 	// capped at −c·A; > 1, or 0 for no dual clip (verl's clip_ratio_c, 3).
 	ClipRatioC float64
+	// WeightCap truncates decoupled PPO's behaviour weight π_prox/π_old at
+	// WeightCap (≥ 1); used only when GRPOInput.ProxLogProbs is given.
+	WeightCap float64
 }
 
 func (c GRPOConfig) validate() error {
@@ -29,6 +32,8 @@ func (c GRPOConfig) validate() error {
 		return fmt.Errorf("learner: GRPO beta must be ≥ 0, got %g", c.Beta)
 	case c.ClipRatioC != 0 && !(c.ClipRatioC > 1):
 		return fmt.Errorf("learner: GRPO clip_ratio_c must be > 1 (or 0: no dual clip), got %g", c.ClipRatioC)
+	case c.WeightCap != 0 && !(c.WeightCap >= 1):
+		return fmt.Errorf("learner: GRPO behaviour_weight_cap must be ≥ 1, got %g", c.WeightCap)
 	}
 	return nil
 }
@@ -37,25 +42,35 @@ func (c GRPOConfig) validate() error {
 // as model.MLLM.LogProbs returns them. The tensors stay the caller's.
 type GRPOInput struct {
 	LogProbs    *ts.Tensor // [B, T] log π_θ of each token; differentiable
-	OldLogProbs *ts.Tensor // [B, T] log π_old (the sampling policy); detached here
-	RefLogProbs *ts.Tensor // [B, T] log π_ref (frozen reference); detached here; may be nil when Beta is 0
-	Mask        *ts.Tensor // [B, T] 1 for real tokens, 0 for padding
-	Entropy     *ts.Tensor // [B, T] optional, only for GRPOStats.Entropy
-	Advantages  []float64  // [B] one advantage per completion (GroupAdvantages)
+	OldLogProbs *ts.Tensor // [B, T] log π_old (the sampling policy, the behaviour); detached here
+	// ProxLogProbs, optional, is decoupled PPO's proximal policy (the
+	// policy before this update): the ratio is taken against it and the
+	// term weighted by min(π_prox/π_old, WeightCap). Detached here.
+	ProxLogProbs *ts.Tensor // [B, T]
+	RefLogProbs  *ts.Tensor // [B, T] log π_ref (frozen reference); detached here; may be nil when Beta is 0
+	Mask         *ts.Tensor // [B, T] 1 for real tokens, 0 for padding
+	Entropy      *ts.Tensor // [B, T] optional, only for GRPOStats.Entropy
+	Advantages   []float64  // [B] one advantage per completion (GroupAdvantages)
 }
 
 // GRPOStats are the figures of one GRPO loss evaluation, computed without
 // gradient. Every mean is a token-mean over the real tokens of the batch.
 type GRPOStats struct {
-	Loss         float64 // the returned loss
-	PGLoss       float64 // mean policy-gradient term
-	KL           float64 // mean k3 (0 without RefLogProbs)
-	RatioMean    float64 // mean ratio π_θ/π_old; exactly 1 on-policy
-	ClipFracLow  float64 // share of tokens with A < 0 and r < 1 − EpsLow (the low clip is active)
-	ClipFracHigh float64 // share of tokens with A > 0 and r > 1 + EpsHigh (the high clip is active)
-	DualClipFrac float64 // share of tokens with A < 0 and r > ClipRatioC (the dual clip is active)
-	Entropy      float64 // mean entropy (0 without Entropy)
-	Tokens       float64 // real tokens: sum of the mask
+	Loss      float64 // the returned loss
+	PGLoss    float64 // mean policy-gradient term
+	KL        float64 // mean k3 (0 without RefLogProbs)
+	RatioMean float64 // mean ratio π_θ/π_old (the behaviour); exactly 1 on-policy
+	// With ProxLogProbs: the mean ratio π_θ/π_prox, the mean behaviour
+	// weight min(π_prox/π_old, WeightCap) and the share of tokens whose
+	// weight was truncated. The clip fractions then count the ratio to π_prox.
+	ProxRatioMean float64
+	WeightMean    float64
+	WeightCapped  float64
+	ClipFracLow   float64 // share of tokens with A < 0 and r < 1 − EpsLow (the low clip is active)
+	ClipFracHigh  float64 // share of tokens with A > 0 and r > 1 + EpsHigh (the high clip is active)
+	DualClipFrac  float64 // share of tokens with A < 0 and r > ClipRatioC (the dual clip is active)
+	Entropy       float64 // mean entropy (0 without Entropy)
+	Tokens        float64 // real tokens: sum of the mask
 }
 
 // GRPOLoss returns the token-mean GRPO loss of the MLLM (docs/algorithms.md §3) and its
@@ -75,6 +90,11 @@ type GRPOStats struct {
 // positions are selected away (a where, not a product with the mask)
 // before any arithmetic, so a NaN or infinity there reaches neither the
 // loss nor the gradient.
+//
+// Decoupled PPO (ProxLogProbs given): r is taken against the proximal
+// policy instead, r = exp(clamp(logp − prox, −20, 20)), and pg (clips
+// included) is multiplied by w = min(exp(clamp(prox − old, −20, 20)),
+// WeightCap), a constant.
 //
 // Call it inside libtorch.Run. The loss is the caller's to drop. It fails,
 // before any work, on a bad config, on a missing tensor or a shape that
@@ -101,6 +121,7 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 	}{
 		{"OldLogProbs", in.OldLogProbs, true},
 		{"RefLogProbs", in.RefLogProbs, c.Beta != 0},
+		{"ProxLogProbs", in.ProxLogProbs, false},
 		{"Mask", in.Mask, true},
 		{"Entropy", in.Entropy, false},
 	}
@@ -114,6 +135,9 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 			}
 			return nil, st, err
 		}
+	}
+	if in.ProxLogProbs != nil && c.WeightCap == 0 {
+		return nil, st, fmt.Errorf("learner: GRPO ProxLogProbs needs a behaviour_weight_cap ≥ 1")
 	}
 	if len(in.Advantages) != int(shape[0]) {
 		return nil, st, fmt.Errorf("learner: GRPO Advantages has %d values for a batch of %d", len(in.Advantages), shape[0])
@@ -141,8 +165,23 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 	logp := selectReal(in.LogProbs)
 	adv := s.Add(vectorLike(in.Advantages, []int64{shape[0], 1}, logp)) // [B, 1]
 	old := selectReal(s.Add(in.OldLogProbs.MustDetach(false)))
-	r := s.Add(logp.MustSub(old, false).MustClamp(ts.FloatScalar(-20), ts.FloatScalar(20), true).MustExp(true))
+	ratio := func(num, den *ts.Tensor) *ts.Tensor {
+		return s.Add(num.MustSub(den, false).MustClamp(ts.FloatScalar(-20), ts.FloatScalar(20), true).MustExp(true))
+	}
+	r := ratio(logp, old)
+	behaviour := r // π_θ/π_old, for RatioMean
+	var w, capped *ts.Tensor
+	if in.ProxLogProbs != nil {
+		prox := selectReal(s.Add(in.ProxLogProbs.MustDetach(false)))
+		r = ratio(logp, prox)
+		raw := ratio(prox, old)
+		w = s.Add(raw.MustClamp(ts.FloatScalar(0), ts.FloatScalar(c.WeightCap), false))
+		capped = s.Add(raw.MustGt(ts.FloatScalar(c.WeightCap), false).MustTotype(dt, true))
+	}
 	pg, dual := clippedPolicyTerm(&s, r, adv, c.EpsLow, c.EpsHigh, c.ClipRatioC)
+	if w != nil {
+		pg = s.Add(pg.MustMul(w, false))
+	}
 	per := pg
 	var k3 *ts.Tensor
 	if in.RefLogProbs != nil {
@@ -167,13 +206,16 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 		// (logical_and warns on this broadcast in libtorch 2.1.)
 		low := s.Add(indicator(adv.MustLt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustLt(ts.FloatScalar(1-c.EpsLow), false)), false))
 		high := s.Add(indicator(adv.MustGt(ts.FloatScalar(0), false)).MustMul(indicator(r.MustGt(ts.FloatScalar(1+c.EpsHigh), false)), false))
-		sums := []*ts.Tensor{loss.MustDetach(false), sum(pg), sum(r), sum(low), sum(high), sum(dual)}
+		sums := []*ts.Tensor{loss.MustDetach(false), sum(pg), sum(behaviour), sum(low), sum(high), sum(dual)}
 		s.Add(sums[0])
 		if k3 != nil {
 			sums = append(sums, sum(k3))
 		}
 		if in.Entropy != nil {
 			sums = append(sums, sum(s.Add(in.Entropy.MustDetach(false).MustTotype(dt, true))))
+		}
+		if w != nil {
+			sums = append(sums, sum(r), sum(w), sum(capped))
 		}
 		v := ts.MustStack(sums, 0).Float64Values(true)
 		st.Loss = v[0]
@@ -184,7 +226,10 @@ func GRPOLoss(in GRPOInput, c GRPOConfig) (*ts.Tensor, GRPOStats, error) {
 			st.KL, v = v[0]/tokens, v[1:]
 		}
 		if in.Entropy != nil {
-			st.Entropy = v[0] / tokens
+			st.Entropy, v = v[0]/tokens, v[1:]
+		}
+		if w != nil {
+			st.ProxRatioMean, st.WeightMean, st.WeightCapped = v[0]/tokens, v[1]/tokens, v[2]/tokens
 		}
 	})
 	if t, bad := firstNonFinite(term{"policy-gradient term", st.PGLoss}, term{"k3 KL term", st.KL}, term{"loss", st.Loss}); bad {

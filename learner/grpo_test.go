@@ -111,6 +111,22 @@ func referenceGRPO(logp, old, ref, mask, ent [][]float64, adv []float64, c GRPOC
 	return o
 }
 
+// figure is one named value of a loss evaluation and what it should be.
+type figure struct {
+	name      string
+	got, want float64
+}
+
+// checkFigures reports every figure further than tol from its want.
+func checkFigures(t *testing.T, tol float64, figs []figure) {
+	t.Helper()
+	for _, f := range figs {
+		if math.Abs(f.got-f.want) > tol {
+			t.Errorf("%s = %.9g, want %.9g", f.name, f.got, f.want)
+		}
+	}
+}
+
 // shift returns x + d elementwise.
 func shift(x [][]float64, d [][]float64) [][]float64 {
 	out := make([][]float64, len(x))
@@ -223,10 +239,7 @@ func TestGRPOLoss(t *testing.T) {
 				}
 				s.Add(loss)
 				want := referenceGRPO(tc.logp, tc.old, tc.ref, tinyMask, tc.ent, tc.adv, tc.cfg)
-				for _, f := range []struct {
-					name      string
-					got, want float64
-				}{
+				checkFigures(t, 1e-6, []figure{
 					{"Loss", st.Loss, want.loss}, {"loss tensor", loss.Float64Values()[0], want.loss},
 					{"PGLoss", st.PGLoss, want.pg}, {"KL", st.KL, want.kl},
 					{"RatioMean", st.RatioMean, want.ratio}, {"Entropy", st.Entropy, want.ent},
@@ -234,11 +247,7 @@ func TestGRPOLoss(t *testing.T) {
 					{"ClipFracLow by hand", st.ClipFracLow, tc.low}, {"ClipFracHigh by hand", st.ClipFracHigh, tc.high},
 					{"DualClipFrac", st.DualClipFrac, want.dual}, {"DualClipFrac by hand", st.DualClipFrac, tc.dual},
 					{"Tokens", st.Tokens, 5},
-				} {
-					if math.Abs(f.got-f.want) > 1e-6 {
-						t.Errorf("%s = %.9g, want %.9g", f.name, f.got, f.want)
-					}
-				}
+				})
 				if tc.onPolicy {
 					if st.RatioMean != 1 || st.ClipFracLow != 0 || st.ClipFracHigh != 0 {
 						t.Errorf("on-policy: ratio mean %v (want exactly 1), clip fractions %v %v", st.RatioMean, st.ClipFracLow, st.ClipFracHigh)

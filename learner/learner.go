@@ -87,8 +87,9 @@ func (l *Learner) freeze(phase config.Phase) {
 
 // sample is one rollout row with its reward and advantage.
 type sample struct {
-	row *shards.RolloutRow
-	adv float64
+	row  *shards.RolloutRow
+	adv  float64
+	prox []float32 // decoupled PPO's proximal log-probs of the tokens, or nil
 }
 
 // join pairs rollout rows with their rewards by (group, sample index) and
@@ -191,6 +192,13 @@ func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews 
 		lr = l.cfg.Optim.LR
 	}
 	cfg := GRPOConfig{EpsLow: g.EpsLow, EpsHigh: g.EpsHigh, Beta: g.Beta, ClipRatioC: g.ClipRatioC}
+	decoupled := g.Proximal == config.ProximalPrevious
+	if decoupled {
+		cfg.WeightCap = g.BehaviourWeightCap
+		if err := l.proximalLogProbs(samples, g.MiniBatches); err != nil {
+			return nil, err
+		}
+	}
 	var n float64
 	first := true
 	for epoch := 0; epoch < max(1, g.Epochs); epoch++ {
@@ -204,7 +212,14 @@ func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews 
 			}
 			if first {
 				m["loss/ratio_first"] = st.RatioMean
+				if decoupled {
+					m["loss/ratio_first_prox"] = st.ProxRatioMean
+				}
 				first = false
+			}
+			if decoupled {
+				m["loss/behaviour_weight"] += st.WeightMean
+				m["loss/behaviour_weight_capped"] += st.WeightCapped
 			}
 			m["loss/total"] += st.Loss
 			m["loss/pg"] += st.PGLoss
@@ -222,8 +237,102 @@ func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews 
 	for _, k := range []string{"loss/total", "loss/pg", "loss/kl", "loss/ratio_mean", "loss/clip_low", "loss/clip_high", "loss/dual_clip", "loss/entropy", "learn/grad_norm"} {
 		m[k] /= n
 	}
+	if decoupled {
+		m["loss/behaviour_weight"] /= n
+		m["loss/behaviour_weight_capped"] /= n
+	}
 	m["learn/lr"] = lr
 	return m, nil
+}
+
+// grpoBatch is a mini-batch laid out for model.MLLM.LogProbs.
+type grpoBatch struct {
+	prompts, completions [][]int
+	adv                  []float64
+	imgs                 *ts.Tensor // reference images, or nil; in the caller's scope
+}
+
+// grpoBatchOf lays out mb's chat prompts, completions, advantages and
+// reference images; the images are added to sc.
+func (l *Learner) grpoBatchOf(sc *libtorch.Scope, mb []sample) (grpoBatch, error) {
+	c := l.cfg
+	size := c.Model.DiT.ImageSize
+	imgTokens := model.ImageTokens(size, c.Model.MLLM.VisionPatch)
+	b := grpoBatch{prompts: make([][]int, len(mb)), completions: make([][]int, len(mb)), adv: make([]float64, len(mb))}
+	var refPNGs [][]byte
+	for i, s := range mb {
+		p, err := model.ChatPrompt(l.policy.Tok, s.row.Prompt, len(s.row.ReferencePNG) > 0, imgTokens, tokenizer.ThinkOpen)
+		if err != nil {
+			return b, fmt.Errorf("row %s: %w", s.row.RowID, err)
+		}
+		b.prompts[i] = p
+		b.completions[i] = ints(s.row.TokenIDs)
+		b.adv[i] = s.adv
+		if len(s.row.ReferencePNG) > 0 {
+			refPNGs = append(refPNGs, s.row.ReferencePNG)
+		}
+	}
+	imgs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, l.dev)
+	if err != nil {
+		return b, err
+	}
+	if imgs != nil {
+		b.imgs = sc.Add(imgs)
+	}
+	return b, nil
+}
+
+// tokenMatrix lays out per-sample token values as a [B, T] tensor of
+// shape size (zeros past each sample's values); the caller drops it.
+func tokenMatrix(mb []sample, size []int64, values func(sample) []float32) *ts.Tensor {
+	flat := make([]float32, size[0]*size[1])
+	for i, s := range mb {
+		copy(flat[int64(i)*size[1]:int64(i+1)*size[1]], values(s))
+	}
+	return ts.MustOfSlice(flat).MustView(size, true)
+}
+
+// proximalLogProbs evaluates, without gradient, this rank's share of every
+// mini-batch under the current policy (the version before the step's
+// update: decoupled PPO's proximal policy) and keeps each sample's
+// log-probs in its prox.
+func (l *Learner) proximalLogProbs(samples []sample, miniBatches int) error {
+	for _, c := range chunks(len(samples), miniBatches) {
+		mb, err := l.rankShare(samples[c[0]:c[1]])
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			var sc libtorch.Scope
+			defer sc.Close()
+			b, err := l.grpoBatchOf(&sc, mb)
+			if err != nil {
+				return err
+			}
+			var lp *model.TokenLogProbs
+			libtorch.NoGrad(func() {
+				lp, err = l.policy.MLLM.LogProbs(b.prompts, b.completions, l.cfg.GRPO.Temperature, b.imgs)
+			})
+			if err != nil {
+				return err
+			}
+			defer lp.Drop()
+			t := lp.LogProbs.MustSize()[1]
+			flat := lp.LogProbs.Float64Values()
+			for i := range mb {
+				prox := make([]float32, len(mb[i].row.TokenIDs))
+				for j := range prox {
+					prox[j] = float32(flat[int64(i)*t+int64(j)])
+				}
+				mb[i].prox = prox
+			}
+			return nil
+		}()
+		if err != nil {
+			return fmt.Errorf("learner: proximal log-probs: %w", err)
+		}
+	}
+	return nil
 }
 
 // grpoMiniBatch runs one optimiser step of GRPO on a mini-batch.
@@ -235,31 +344,11 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	var sc libtorch.Scope
 	defer sc.Close()
 	c := l.cfg
-	size := c.Model.DiT.ImageSize
-	imgTokens := model.ImageTokens(size, c.Model.MLLM.VisionPatch)
-	prompts := make([][]int, len(mb))
-	completions := make([][]int, len(mb))
-	adv := make([]float64, len(mb))
-	var refPNGs [][]byte
-	for i, s := range mb {
-		p, err := model.ChatPrompt(l.policy.Tok, s.row.Prompt, len(s.row.ReferencePNG) > 0, imgTokens, tokenizer.ThinkOpen)
-		if err != nil {
-			return GRPOStats{}, 0, fmt.Errorf("row %s: %w", s.row.RowID, err)
-		}
-		prompts[i] = p
-		completions[i] = ints(s.row.TokenIDs)
-		adv[i] = s.adv
-		if len(s.row.ReferencePNG) > 0 {
-			refPNGs = append(refPNGs, s.row.ReferencePNG)
-		}
-	}
-	imgs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, l.dev)
+	b, err := l.grpoBatchOf(&sc, mb)
 	if err != nil {
 		return GRPOStats{}, 0, err
 	}
-	if imgs != nil {
-		sc.Add(imgs)
-	}
+	prompts, completions, imgs := b.prompts, b.completions, b.imgs
 	temp := c.GRPO.Temperature
 	lp, err := l.policy.MLLM.LogProbs(prompts, completions, temp, imgs)
 	if err != nil {
@@ -267,14 +356,11 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	}
 	defer lp.Drop()
 	size2 := lp.LogProbs.MustSize()
-	old := make([]float32, size2[0]*size2[1])
-	for i, s := range mb {
-		for j, v := range s.row.TokenLogProbs {
-			old[int64(i)*size2[1]+int64(j)] = v
-		}
+	oldT := sc.Add(l.onDevice(tokenMatrix(mb, size2, func(s sample) []float32 { return s.row.TokenLogProbs })))
+	in := GRPOInput{LogProbs: lp.LogProbs, OldLogProbs: oldT, Mask: lp.Mask, Entropy: lp.Entropy, Advantages: b.adv}
+	if mb[0].prox != nil {
+		in.ProxLogProbs = sc.Add(l.onDevice(tokenMatrix(mb, size2, func(s sample) []float32 { return s.prox })))
 	}
-	oldT := sc.Add(l.onDevice(ts.MustOfSlice(old).MustView(size2, true)))
-	in := GRPOInput{LogProbs: lp.LogProbs, OldLogProbs: oldT, Mask: lp.Mask, Entropy: lp.Entropy, Advantages: adv}
 	if cfg.Beta > 0 {
 		var ref *model.TokenLogProbs
 		libtorch.NoGrad(func() {

@@ -46,7 +46,7 @@ func (l *Learner) globalGRPO(st GRPOStats) (GRPOStats, float64, error) {
 		return st, 1, nil
 	}
 	local := st.Tokens
-	means := []*float64{&st.Loss, &st.PGLoss, &st.KL, &st.RatioMean, &st.ClipFracLow, &st.ClipFracHigh, &st.DualClipFrac, &st.Entropy}
+	means := []*float64{&st.Loss, &st.PGLoss, &st.KL, &st.RatioMean, &st.ClipFracLow, &st.ClipFracHigh, &st.DualClipFrac, &st.Entropy, &st.ProxRatioMean, &st.WeightMean, &st.WeightCapped}
 	sums := []float64{local}
 	for _, m := range means {
 		sums = append(sums, *m*local)

@@ -76,12 +76,17 @@ func trainedParams(l *learner.Learner, phase config.Phase) []*model.Params {
 // stepLearner runs one Step on a fresh learner (seed 3), as one rank of g
 // when g is not nil, and returns what it saw.
 func stepLearner(in rankInput, g *dist.Group) (rankStep, error) {
+	return stepLearnerWith(ranksConfig(), in, g)
+}
+
+// stepLearnerWith is stepLearner with configuration c.
+func stepLearnerWith(c *config.Config, in rankInput, g *dist.Group) (rankStep, error) {
 	var out rankStep
 	err := libtorch.Run(func() error {
 		if err := libtorch.SetThreads(1); err != nil {
 			return err
 		}
-		l, err := newLearner(ranksConfig())
+		l, err := newLearner(c)
 		if err != nil {
 			return err
 		}
