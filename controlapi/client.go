@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/thinkgen/thinkgen/internal/retryhttp"
 	"github.com/thinkgen/thinkgen/queue"
 	"github.com/thinkgen/thinkgen/task"
 )
@@ -80,15 +81,7 @@ func NewClient(baseURL string, o ClientOptions) (*Client, error) {
 		o.Transport = cleanhttp.DefaultPooledTransport()
 	}
 	newRC := func(timeout time.Duration) *retryablehttp.Client {
-		rc := retryablehttp.NewClient()
-		rc.HTTPClient = &http.Client{Transport: o.Transport, Timeout: timeout}
-		rc.Logger = nil
-		rc.RetryMax = o.RetryMax
-		rc.RetryWaitMin, rc.RetryWaitMax = o.RetryWaitMin, o.RetryWaitMax
-		rc.CheckRetry = retryablehttp.DefaultRetryPolicy
-		rc.Backoff = retryablehttp.DefaultBackoff
-		rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-		return rc
+		return retryhttp.New(o.Transport, timeout, o.RetryMax, o.RetryWaitMin, o.RetryWaitMax)
 	}
 	return &Client{base: strings.TrimRight(u.String(), "/"), token: o.Token, opts: o,
 		http: newRC(o.Timeout), poll: newRC(0)}, nil

@@ -2,8 +2,6 @@ package controlapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/thinkgen/thinkgen/internal/bearer"
 	"github.com/thinkgen/thinkgen/queue"
 )
 
@@ -40,11 +39,11 @@ type ServerOptions struct {
 
 // Server serves the API over a queue. It is an http.Handler.
 type Server struct {
-	q        *queue.Queue
-	opts     ServerOptions
-	tokenSum [sha256.Size]byte
-	mux      *http.ServeMux
-	log      *slog.Logger
+	q    *queue.Queue
+	opts ServerOptions
+	auth bearer.Verifier
+	mux  *http.ServeMux
+	log  *slog.Logger
 
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -72,9 +71,7 @@ func NewServer(q *queue.Queue, o ServerOptions) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if o.Token != "" {
-		s.tokenSum = sha256.Sum256([]byte(o.Token))
-	}
+	s.auth = bearer.NewVerifier(o.Token)
 	s.initMetrics()
 	s.mux.HandleFunc("POST "+PathRegister, s.register)
 	s.mux.HandleFunc("POST "+PathLease, s.lease)
@@ -137,7 +134,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		endpoint = "other"
 	}
 	defer func() { s.requests.WithLabelValues(endpoint, strconv.Itoa(sw.code)).Inc() }()
-	if !s.authorized(r) {
+	if !s.auth.Authorized(r) {
 		s.log.Warn("controlapi: unauthorized request", "method", r.Method, "path", endpoint, "remote", r.RemoteAddr)
 		sw.Header().Set("WWW-Authenticate", `Bearer realm="thinkgen"`)
 		writeError(sw, http.StatusUnauthorized, errorResponse{Error: "missing or wrong bearer token", Code: "unauthorized"})
@@ -145,21 +142,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(sw, r.Body, s.opts.MaxBodyBytes)
 	s.mux.ServeHTTP(sw, r)
-}
-
-// authorized compares the request's bearer token with the server's in
-// constant time (over their SHA-256, so not even the length leaks).
-func (s *Server) authorized(r *http.Request) bool {
-	if s.opts.Token == "" {
-		return true // InsecureLocal
-	}
-	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return false
-	}
-	sum := sha256.Sum256([]byte(h[len(prefix):]))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
 }
 
 // Serve serves the API on ln until ctx ends, then shuts down (waiting up

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/thinkgen/thinkgen/internal/bearer"
+	"github.com/thinkgen/thinkgen/internal/retryhttp"
 )
 
 // ProtocolVersion is the version of the remote reward protocol. A server
@@ -293,14 +294,7 @@ func NewClient(baseURL string, opts ClientOptions) (*Client, error) {
 			return nil, fmt.Errorf("reward service client: %w", err)
 		}
 	}
-	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Timeout: opts.Timeout}
-	rc.Logger = nil
-	rc.RetryMax = opts.RetryMax
-	rc.RetryWaitMin, rc.RetryWaitMax = opts.RetryWaitMin, opts.RetryWaitMax
-	rc.CheckRetry = retryablehttp.DefaultRetryPolicy
-	rc.Backoff = retryablehttp.DefaultBackoff
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	rc := retryhttp.New(nil, opts.Timeout, opts.RetryMax, opts.RetryWaitMin, opts.RetryWaitMax)
 	return &Client{url: strings.TrimRight(baseURL, "/"), http: rc, opts: opts}, nil
 }
 
