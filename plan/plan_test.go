@@ -223,3 +223,26 @@ func TestBuildRefusesBadInput(t *testing.T) {
 		t.Errorf("dtype float8: error %v, want one naming model.dtype", err)
 	}
 }
+
+func TestFormatBytes(t *testing.T) {
+	tests := []struct {
+		b      int64
+		digits int
+		want   string
+	}{
+		{3 << 30, 2, "3.00 GiB"},
+		{3<<30 + 1<<29, 1, "3.5 GiB"},
+		{1536 << 10, 2, "1.50 MiB"},
+		{1536 << 10, 1, "1.5 MiB"},
+		{1536, 2, "1.5 KiB"},
+		{0, 1, "0.0 KiB"},
+	}
+	for _, tt := range tests {
+		if got := FormatBytes(tt.b, tt.digits); got != tt.want {
+			t.Errorf("FormatBytes(%d, %d) = %q, want %q", tt.b, tt.digits, got, tt.want)
+		}
+	}
+	if got := HumanBytes(3<<30 + 1<<29); got != "3.5 GiB" {
+		t.Errorf("HumanBytes = %q, want 3.5 GiB", got)
+	}
+}

@@ -58,13 +58,17 @@ func DTypeBytes(dtype string) (int64, error) {
 	return 0, fmt.Errorf("model.dtype %q: want float32, bfloat16 or float16", dtype)
 }
 
-// HumanBytes renders b in GiB, MiB or KiB.
-func HumanBytes(b int64) string {
+// HumanBytes renders b in GiB, MiB or KiB with one decimal.
+func HumanBytes(b int64) string { return FormatBytes(b, 1) }
+
+// FormatBytes renders b in GiB or MiB with digits decimals, or in KiB
+// with one.
+func FormatBytes(b int64, digits int) string {
 	switch {
 	case b >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+		return fmt.Sprintf("%.*f GiB", digits, float64(b)/(1<<30))
 	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+		return fmt.Sprintf("%.*f MiB", digits, float64(b)/(1<<20))
 	}
 	return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
 }

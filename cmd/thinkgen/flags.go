@@ -90,6 +90,18 @@ func noArgs(args []string) error {
 	return nil
 }
 
+// checkRun refuses a --run that is empty (with the usage message missing)
+// or not a valid run name.
+func checkRun(run, missing string) error {
+	if run == "" {
+		return usagef("%s", missing)
+	}
+	if err := storage.ValidateRun(run); err != nil {
+		return usagef("--run: %v", err)
+	}
+	return nil
+}
+
 // runName is the training run a command acts on: the --run flag's value,
 // else run.name, else "train-<config file name>" ("train-default" without
 // a file).

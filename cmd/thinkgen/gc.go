@@ -31,11 +31,8 @@ With --dry-run it lists what it would delete and deletes nothing.`,
 				if err := noArgs(args); err != nil {
 					return err
 				}
-				if *run == "" {
-					return usagef("--run is required")
-				}
-				if err := storage.ValidateRun(*run); err != nil {
-					return usagef("--run: %v", err)
+				if err := checkRun(*run, "--run is required"); err != nil {
+					return err
 				}
 				store, err := rf.openStore(ctx)
 				if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/plan"
 )
 
 func modelCommand() *command {
@@ -31,11 +32,7 @@ The vocabulary size is model.mllm.vocab, or the tokenizer's when that is 0
 				if len(args) != 1 || args[0] != "info" {
 					return usagef("want: thinkgen model info [flags]")
 				}
-				cfg, err := rf.load()
-				if err != nil {
-					return err
-				}
-				v, err := vocabSize(cfg, *vocab)
+				cfg, v, err := loadShapes(rf, *vocab)
 				if err != nil {
 					return err
 				}
@@ -53,9 +50,9 @@ The vocabulary size is model.mllm.vocab, or the tokenizer's when that is 0
 				w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 				fmt.Fprintf(w, "module\tparameters\t%s\t\n", cfg.Model.DType)
 				for _, m := range inv {
-					fmt.Fprintf(w, "%s\t%s\t%s\t\n", m.Module, humanCount(m.Params), humanBytes(m.Params*bytesPer))
+					fmt.Fprintf(w, "%s\t%s\t%s\t\n", m.Module, humanCount(m.Params), plan.FormatBytes(m.Params*bytesPer, 2))
 				}
-				fmt.Fprintf(w, "total\t%s\t%s\t\n", humanCount(total), humanBytes(total*bytesPer))
+				fmt.Fprintf(w, "total\t%s\t%s\t\n", humanCount(total), plan.FormatBytes(total*bytesPer, 2))
 				return w.Flush()
 			}
 		},
@@ -81,29 +78,24 @@ func humanCount(n int64) string {
 	return string(out)
 }
 
-func humanBytes(b int64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20))
+// loadShapes loads the run configuration of the flags and the vocabulary
+// its model's shapes use: override if it is positive, else
+// model.mllm.vocab, else the size of the configured tokenizer (the
+// ShapeWorld tokenizer for the tiny configuration).
+func loadShapes(rf *runFlags, override int) (*config.Config, int, error) {
+	cfg, err := rf.load()
+	if err != nil {
+		return nil, 0, err
 	}
-	return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-}
-
-// vocabSize is the vocabulary the model's shapes use: override if it is
-// positive, else model.mllm.vocab, else the size of the configured
-// tokenizer (the ShapeWorld tokenizer for the tiny configuration).
-func vocabSize(cfg *config.Config, override int) (int, error) {
 	if override > 0 {
-		return override, nil
+		return cfg, override, nil
 	}
 	if v := cfg.Model.MLLM.Vocab; v > 0 {
-		return v, nil
+		return cfg, v, nil
 	}
 	tok, err := model.TokenizerFor(cfg.Model.MLLM)
 	if err != nil {
-		return 0, fmt.Errorf("model.mllm.vocab is 0, so the vocabulary comes from the tokenizer: %w", err)
+		return nil, 0, fmt.Errorf("model.mllm.vocab is 0, so the vocabulary comes from the tokenizer: %w", err)
 	}
-	return tok.VocabSize(), nil
+	return cfg, tok.VocabSize(), nil
 }

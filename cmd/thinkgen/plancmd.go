@@ -54,11 +54,7 @@ cuda, and as the math kernel otherwise; --fused-attention overrides.`,
 				if err != nil {
 					return usagef("--gpu-memory: %v", err)
 				}
-				cfg, err := rf.load()
-				if err != nil {
-					return err
-				}
-				v, err := vocabSize(cfg, *vocab)
+				cfg, v, err := loadShapes(rf, *vocab)
 				if err != nil {
 					return err
 				}

@@ -45,11 +45,8 @@ renamed into place, so --out is never half-written.`,
 				if err := noArgs(args); err != nil {
 					return err
 				}
-				if *run == "" {
-					return usagef("--run is required (thinkgen runs lists the store's runs)")
-				}
-				if err := storage.ValidateRun(*run); err != nil {
-					return usagef("--run: %v", err)
+				if err := checkRun(*run, "--run is required (thinkgen runs lists the store's runs)"); err != nil {
+					return err
 				}
 				if *groups < 1 {
 					return usagef("--groups must be at least 1, got %d", *groups)
