@@ -15,14 +15,7 @@ func BenchmarkScore(b *testing.B) {
 	for _, size := range []int{32, 64} {
 		for _, sc := range datasets.AllScenarios {
 			b.Run(fmt.Sprintf("%s/%dpx", sc, size), func(b *testing.B) {
-				rows, err := datasets.Generate(datasets.Options{Seed: 9, Size: size, Scenarios: []string{sc}}, 0, 64)
-				if err != nil {
-					b.Fatal(err)
-				}
-				items := make([]Item, len(rows))
-				for i, r := range rows {
-					items[i] = rowItem(b, r)
-				}
+				items := generatedItems(b, datasets.Options{Seed: 9, Size: size, Scenarios: []string{sc}}, 64)
 				reg := Builtin(nil)
 				ctx := context.Background()
 				b.ResetTimer()
@@ -41,14 +34,7 @@ func BenchmarkScore(b *testing.B) {
 // the reward-serve handler over loopback HTTP (PNG encoding, JSON, one
 // request), to show what the remote path costs.
 func BenchmarkBatch(b *testing.B) {
-	rows, err := datasets.Generate(datasets.Options{Seed: 9}, 0, 64)
-	if err != nil {
-		b.Fatal(err)
-	}
-	items := make([]Item, len(rows))
-	for i, r := range rows {
-		items[i] = rowItem(b, r)
-	}
+	items := generatedItems(b, datasets.Options{Seed: 9}, 64)
 	srv := httptest.NewServer(NewHandler(Builtin(nil)))
 	defer srv.Close()
 	client, err := NewClient(srv.URL, ClientOptions{BatchSize: 64, Concurrency: 1})

@@ -32,6 +32,21 @@ func rowItem(t testing.TB, r datasets.Row) Item {
 		Reference: decode(t, r.Reference), Text: r.Answer, Answer: r.Answer}
 }
 
+// generatedItems generates n rows with o and makes the items that score
+// their own target images.
+func generatedItems(t testing.TB, o datasets.Options, n int) []Item {
+	t.Helper()
+	rows, err := datasets.Generate(o, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := make([]Item, len(rows))
+	for i, r := range rows {
+		items[i] = rowItem(t, r)
+	}
+	return items
+}
+
 // noisy adds Gaussian noise of standard deviation sigma (in [0, 1] pixel
 // units) to every channel, clamping to the valid range.
 func noisy(img image.Image, sigma float64, rng *rand.Rand) *image.RGBA {
@@ -342,14 +357,7 @@ func TestUnknownScenario(t *testing.T) {
 }
 
 func TestRegistryKeepsOrderAndWeights(t *testing.T) {
-	rows, err := datasets.Generate(datasets.Options{Seed: 3}, 0, 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	items := make([]Item, len(rows))
-	for i, r := range rows {
-		items[i] = rowItem(t, r)
-	}
+	items := generatedItems(t, datasets.Options{Seed: 3}, 20)
 	w := map[string]float64{datasets.Text: 0.5, datasets.Editing: 3}
 	res, err := Builtin(w).Score(context.Background(), items)
 	if err != nil {

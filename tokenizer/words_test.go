@@ -200,15 +200,9 @@ func TestWordsDecodeSkipsUnknownIDs(t *testing.T) {
 	}
 }
 
-func TestWordsJSONRoundTrip(t *testing.T) {
-	w := newTestWords(t)
-	data, err := w.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(data), `"version": 1`) || !strings.Contains(string(data), `"<|im_end|>"`) {
-		t.Errorf("JSON lacks the version or an unescaped special token:\n%.300s", data)
-	}
+// reloadWords loads data, which must give a *Words with w's tokens.
+func reloadWords(t *testing.T, w *Words, data []byte) *Words {
+	t.Helper()
 	loaded, err := Load(data)
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +214,19 @@ func TestWordsJSONRoundTrip(t *testing.T) {
 	if !slices.Equal(w.tokens, w2.tokens) {
 		t.Fatal("tokens differ after the round trip")
 	}
+	return w2
+}
+
+func TestWordsJSONRoundTrip(t *testing.T) {
+	w := newTestWords(t)
+	data, err := w.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"version": 1`) || !strings.Contains(string(data), `"<|im_end|>"`) {
+		t.Errorf("JSON lacks the version or an unescaped special token:\n%.300s", data)
+	}
+	w2 := reloadWords(t, w, data)
 	if w2.Specials() != w.Specials() {
 		t.Errorf("Specials differ: %+v vs %+v", w2.Specials(), w.Specials())
 	}

@@ -108,17 +108,7 @@ func TestWordsHFRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := Load(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w2, ok := loaded.(*Words)
-	if !ok {
-		t.Fatalf("Load returned %T, want *Words", loaded)
-	}
-	if !slices.Equal(w.tokens, w2.tokens) {
-		t.Fatal("tokens differ after the round trip")
-	}
+	w2 := reloadWords(t, w, data)
 	again, err := w2.MarshalHF()
 	if err != nil || string(again) != string(data) {
 		t.Errorf("MarshalHF after the round trip differs (%v)", err)
