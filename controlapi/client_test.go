@@ -3,7 +3,6 @@ package controlapi_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/queue"
 	"github.com/thinkgen/thinkgen/queue/queuetest"
 )
@@ -98,11 +98,7 @@ func TestClientRetriesConnectionErrorsAnd5xxNot4xx(t *testing.T) {
 
 	// A connection dropped before any reply is retried, then reported
 	// without the token.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t)
 	var accepts atomic.Int32
 	go func() {
 		for {

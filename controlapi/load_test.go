@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/queue"
 	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/task"
@@ -82,10 +82,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Serve(ctx, ln)

@@ -257,11 +257,7 @@ func TestTokenRequiredUnlessInsecureLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t)
 	pub := addrListener{ln, &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 8701}}
 	if err := s.Serve(context.Background(), pub); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("insecure Serve on a public address: %v, want a refusal", err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 const testToken = "0123456789abcdef-reward-token"
@@ -107,10 +108,7 @@ func TestServeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()

@@ -29,6 +29,18 @@ func FreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// Listen returns a listener on a free 127.0.0.1 port, closed when the test
+// ends.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 // SyncBuffer is a bytes.Buffer safe for concurrent writers and a polling
 // reader (a log sink, a command's output read while it runs).
 type SyncBuffer struct {

@@ -99,4 +99,7 @@ func TestSyncBufferAndReadPNG(t *testing.T) {
 	if addr := FreeAddr(t); !strings.HasPrefix(addr, "127.0.0.1:") {
 		t.Errorf("FreeAddr = %q", addr)
 	}
+	if addr := Listen(t).Addr().String(); !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Errorf("Listen on %q", addr)
+	}
 }
