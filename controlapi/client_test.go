@@ -5,14 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/bearer/bearertest"
 	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/queue"
 	"github.com/thinkgen/thinkgen/queue/queuetest"
@@ -133,57 +132,7 @@ func TestNewClientRefusesCredentialsInURL(t *testing.T) {
 }
 
 func TestLoadToken(t *testing.T) {
-	dir := t.TempDir()
-	good := "abcdefghijklmnop-0123456789"
-	write := func(name, s string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	fileGood := write("good", good+"\n")
-	fileShort := write("short", "tiny-tok\n")
-	fileSpace := write("space", "abcdefgh ijklmnopqrstu\n")
-	tests := []struct {
-		name               string
-		file, env, fileEnv string
-		want               string
-		wantErr            error
-		errNot             string // text the error must not contain
-	}{
-		{"file", fileGood, "", "", good, nil, ""},
-		{"file wins over env", fileGood, "zzzzzzzzzzzzzzzzzzzz", "", good, nil, ""},
-		{"env", "", good, "", good, nil, ""},
-		{"env wins over file env", "", good, write("other", "yyyyyyyyyyyyyyyyyyyy"), good, nil, ""},
-		{"file env", "", "", fileGood, good, nil, ""},
-		{"none", "", "", "", "", controlapi.ErrNoToken, ""},
-		{"short", fileShort, "", "", "", nil, "tiny-tok"},
-		{"inner space", fileSpace, "", "", "", nil, "ijklmnop"},
-		{"missing file", filepath.Join(dir, "nope"), "", "", "", os.ErrNotExist, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(controlapi.TokenEnv, tc.env)
-			t.Setenv(controlapi.TokenFileEnv, tc.fileEnv)
-			got, err := controlapi.LoadToken(tc.file)
-			if tc.want != "" {
-				if err != nil || got != tc.want {
-					t.Fatalf("LoadToken = %q, %v; want %q", got, err, tc.want)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("LoadToken = %q, want an error", got)
-			}
-			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
-				t.Fatalf("LoadToken: %v, want %v", err, tc.wantErr)
-			}
-			if tc.errNot != "" && strings.Contains(err.Error(), tc.errNot) {
-				t.Fatalf("LoadToken error shows the token: %v", err)
-			}
-		})
-	}
+	bearertest.CheckLoad(t, controlapi.LoadToken, controlapi.TokenEnv, controlapi.TokenFileEnv, controlapi.ErrNoToken)
 	a, err1 := controlapi.GenerateToken()
 	b, err2 := controlapi.GenerateToken()
 	if err1 != nil || err2 != nil || a == b || len(a) != 64 {
