@@ -51,6 +51,23 @@ func lease(t *testing.T, q *queue.Queue, worker string) task.Task {
 	return x
 }
 
+// leaseLater leases for worker in a goroutine, waiting up to 10 s, and
+// sends the task it gets (the zero task after an error, which fails the
+// test).
+func leaseLater(t *testing.T, q *queue.Queue, worker string) <-chan task.Task {
+	got := make(chan task.Task, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		x, _, err := q.Lease(ctx, worker)
+		if err != nil {
+			t.Errorf("Lease(%s): %v", worker, err)
+		}
+		got <- x
+	}()
+	return got
+}
+
 // noLease checks that the worker gets nothing within a short wait.
 func noLease(t *testing.T, q *queue.Queue, worker string) {
 	t.Helper()
@@ -89,16 +106,7 @@ func TestLeaseOrderByRole(t *testing.T) {
 func TestLongPollGetsLaterTask(t *testing.T) {
 	q := queue.New(queue.Options{})
 	w := register(t, q, "w", 1, queue.RoleReward)
-	got := make(chan task.Task, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		x, _, err := q.Lease(ctx, w)
-		if err != nil {
-			t.Errorf("Lease: %v", err)
-		}
-		got <- x
-	}()
+	got := leaseLater(t, q, w)
 	for q.Status().Workers[0].Waiting == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -387,16 +395,7 @@ func TestSilentWorkerDropped(t *testing.T) {
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	x := lease(t, q, a)
 	// b waits in Lease the whole time: a waiting worker is not dropped.
-	got := make(chan task.Task, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		y, _, err := q.Lease(ctx, b)
-		if err != nil {
-			t.Errorf("Lease(b): %v", err)
-		}
-		got <- y
-	}()
+	got := leaseLater(t, q, b)
 	for st := q.Status(); st.Workers[0].Waiting+st.Workers[1].Waiting == 0; st = q.Status() {
 		time.Sleep(time.Millisecond)
 	}

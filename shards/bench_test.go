@@ -98,15 +98,8 @@ func BenchmarkStorage(b *testing.B) {
 				it := seq
 				batch := storage.NewBatch(s, storage.StepManifestKey("bench", it), "bench", "step", fmt.Sprint(it))
 				for i, rs := range rowsets {
-					_, err := Put(ctx, batch, storage.ShardKey("bench", it, "rollout", fmt.Sprint(i), 1), Rollout,
-						WriterOptions{BatchRows: benchBatchRow, Compression: "none"}, "", func(w *Writer[RolloutRow]) error {
-							for j := range rs {
-								if err := w.Write(&rs[j]); err != nil {
-									return err
-								}
-							}
-							return nil
-						})
+					_, err := PutRows(ctx, batch, storage.ShardKey("bench", it, "rollout", fmt.Sprint(i), 1), Rollout,
+						WriterOptions{BatchRows: benchBatchRow, Compression: "none"}, "", rs)
 					if err != nil {
 						b.Fatal(err)
 					}

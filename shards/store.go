@@ -36,6 +36,18 @@ func Put[R any](ctx context.Context, batch *storage.Batch, key string, s *Schema
 	return batch.Put(ctx, key, f)
 }
 
+// PutRows is [Put] of the rows of a slice, in order.
+func PutRows[R any](ctx context.Context, batch *storage.Batch, key string, s *Schema[R], opts WriterOptions, tmpDir string, rows []R) (storage.Object, error) {
+	return Put(ctx, batch, key, s, opts, tmpDir, func(w *Writer[R]) error {
+		for i := range rows {
+			if err := w.Write(&rows[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Open fetches the shard key of the committed manifest m from st, checks
 // its size and sha256 against m (see [storage.Manifest.Fetch]) and opens
 // it for reading. Closing the reader closes the fetched file.

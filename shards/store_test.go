@@ -23,14 +23,7 @@ func TestShardsThroughStores(t *testing.T) {
 			keys := []string{storage.ShardKey("r", 1, "rollout", "t0", 1), storage.ShardKey("r", 1, "rollout", "t1", 1)}
 			for i, key := range keys {
 				part := want[i*150 : (i+1)*150]
-				_, err := Put(ctx, b, key, Rollout, WriterOptions{BatchRows: 32, Compression: "zstd"}, t.TempDir(), func(w *Writer[RolloutRow]) error {
-					for j := range part {
-						if err := w.Write(&part[j]); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
+				_, err := PutRows(ctx, b, key, Rollout, WriterOptions{BatchRows: 32, Compression: "zstd"}, t.TempDir(), part)
 				if err != nil {
 					t.Fatal(err)
 				}
