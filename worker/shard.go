@@ -18,15 +18,7 @@ import (
 // reports.
 func putShard[R any](ctx context.Context, w *Worker, t task.Task, s *shards.Schema[R], rows []R) (storage.Object, error) {
 	batch := storage.NewBatch(w.store, storage.StepManifestKey(t.Run, t.Step), t.Run, "step", strconv.Itoa(t.Step))
-	obj, err := shards.Put(ctx, batch, t.OutputKey(), s, shards.WriterOptions{Compression: w.cfg.Storage.Compression}, w.cacheDir,
-		func(sw *shards.Writer[R]) error {
-			for i := range rows {
-				if err := sw.Write(&rows[i]); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+	obj, err := shards.PutRows(ctx, batch, t.OutputKey(), s, shards.WriterOptions{Compression: w.cfg.Storage.Compression}, w.cacheDir, rows)
 	if err != nil {
 		return storage.Object{}, fmt.Errorf("write %s: %w", t.OutputKey(), err)
 	}
