@@ -59,6 +59,11 @@ type Run struct {
 	// the latest) in the store; the others are deleted once the next step
 	// commits (1 = keep all).
 	CheckpointEvery int `yaml:"checkpoint_every"`
+	// MaxStaleness is k of asynchronous SepGRPO: the rollouts of steps
+	// t+1 … t+k run while step t learns, each sampled by a policy version
+	// at most k versions older than the one it trains; 0 runs each step's
+	// rollout, reward and learn in sequence.
+	MaxStaleness int `yaml:"max_staleness"`
 	// EvalEvery runs the eval harness every k steps; 0 means only at the end.
 	EvalEvery int `yaml:"eval_every"`
 	// Base is the directory a SepGRPO run starts from (its policy version

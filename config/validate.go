@@ -115,6 +115,7 @@ func (c *Config) Validate() error {
 	}
 	k.nonNegative("run.threads", r.Threads)
 	k.positive("run.checkpoint_every", r.CheckpointEvery)
+	k.nonNegative("run.max_staleness", r.MaxStaleness)
 	k.nonNegative("run.eval_every", r.EvalEvery)
 	if strings.ContainsAny(r.Name, "/\\ ") {
 		k.add("run.name", "a name without slashes or spaces", fmt.Sprintf("%q", r.Name))

@@ -64,7 +64,8 @@ func Write(path string, h *runs.History) error {
 // Panels returns a run's curves as chart panels: the paper's Figure 5
 // analogue (reward with its trailing mean over 5 steps, per-scenario reward, chain-of-thought length, the score
 // of the MLLM's instructions read as captions, one series per scenario) and
-// KL, clipping, entropy, gradient norm and the step time split. A metric
+// KL, clipping, entropy, gradient norm, the step time split and, in an
+// asynchronous run, the rows' staleness and each role's idle share. A metric
 // the run did not log leaves its panel empty.
 func Panels(h *runs.History) []plots.Panel {
 	perScenario := seriesOf(h, func(k string) (string, bool) {
@@ -92,7 +93,14 @@ func Panels(h *runs.History) []plots.Panel {
 		{Title: "clip fraction", XLabel: "step", Series: cat(series(h, "loss/clip_low", "low"), series(h, "loss/clip_high", "high"), series(h, "loss/dual_clip", "dual"))},
 		{Title: "entropy and zero-std groups", XLabel: "step", Series: cat(series(h, "loss/entropy", "entropy"), series(h, "adv/zero_std_ratio", "zero-std ratio"))},
 		{Title: "gradient norm", XLabel: "step", Series: series(h, "learn/grad_norm", "grad norm")},
-		{Title: "step time (s)", XLabel: "step", Series: cat(series(h, "time/rollout_s", "rollout"), series(h, "time/reward_s", "reward"), series(h, "time/learn_s", "learn"), series(h, "time/storage_s", "storage"))},
+		{Title: "step time (s)", XLabel: "step", Series: cat(series(h, "time/rollout_s", "rollout"), series(h, "time/reward_s", "reward"), series(h, "time/learn_s", "learn"), series(h, "time/storage_s", "storage"),
+			series(h, "time/wait_s", "learn waits for samples"), series(h, "time/pull_s", "weight pull"))},
+		{Title: "staleness of the rows (policy versions)", XLabel: "step", Series: cat(series(h, "staleness/mean", "mean"), series(h, "staleness/max", "max"))},
+		{Title: "rows by staleness (share)", XLabel: "step", Series: seriesOf(h, func(k string) (string, bool) {
+			d, ok := strings.CutPrefix(k, "staleness/rows_")
+			return d + " behind", ok
+		})},
+		{Title: "idle share by role", XLabel: "step", Series: cat(series(h, "idle/rollout", "rollout"), series(h, "idle/reward", "reward"), series(h, "idle/learn", "learn"))},
 	}
 }
 

@@ -30,6 +30,9 @@ func TestCurvePanels(t *testing.T) {
 			"rollout/instruction/composition": {0.6, 0.7, 0},
 			"rollout/cot_tokens":              {30, 32, 0},
 			"loss/kl":                         {0, 0.01, 0.02},
+			"staleness/rows_0":                {1, 0.5, 0},
+			"staleness/rows_1":                {0, 0.5, 1},
+			"idle/learn":                      {0.5, 0.4, 0.3},
 		},
 	}
 	byTitle := map[string]plots.Panel{}
@@ -54,6 +57,8 @@ func TestCurvePanels(t *testing.T) {
 		{"completion length (tokens)", []string{"chain + instruction"}, []float64{30, 32, 0}},
 		{"KL to the reference", []string{"kl"}, []float64{0, 0.01, 0.02}},
 		{"gradient norm", nil, nil},
+		{"rows by staleness (share)", []string{"0 behind", "1 behind"}, []float64{1, 0.5, 0}},
+		{"idle share by role", []string{"learn"}, []float64{0.5, 0.4, 0.3}},
 	}
 	for _, tt := range tests {
 		p, ok := byTitle[tt.title]

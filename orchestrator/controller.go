@@ -79,6 +79,8 @@ type Controller struct {
 	clock Clock
 	plan  []schedule.Step
 	state *runs.State
+	ahead map[int]*sampling // steps sampling ahead, by step
+	busy  busyMeter         // each role's busy time
 }
 
 // Open opens run o.Run for training. A new run imports its base checkpoint
@@ -191,6 +193,7 @@ func (c *Controller) Step(ctx context.Context) (StepReport, error) {
 	p := c.plan[c.state.Committed]
 	rep, err := c.runStep(ctx, p)
 	if err != nil {
+		c.stopSampling()
 		return StepReport{}, fmt.Errorf("step %d (%s): %w", p.Step, p.Phase, err)
 	}
 	return rep, nil
@@ -200,6 +203,7 @@ func (c *Controller) Step(ctx context.Context) (StepReport, error) {
 // the plan is done, o.StopAfter steps are committed or ctx ends. It
 // returns the steps it committed.
 func (c *Controller) Run(ctx context.Context) ([]StepReport, error) {
+	defer c.stopSampling()
 	var reports []StepReport
 	start := c.clock.Now()
 	first := c.state.Committed

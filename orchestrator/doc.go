@@ -13,6 +13,9 @@
 // step's metrics shard and manifest are written, then its TensorBoard
 // event file, then run.json, and the previous checkpoint is dropped unless
 // run.checkpoint_every keeps it or it ends a block of the schedule.
+// With run.max_staleness = k > 0 the rollout and reward tasks of the next
+// k steps run ahead, while a step learns, each with a policy version the
+// plan fixes (ahead.go), so runs stay deterministic and resumable.
 // [Controller.Run] runs the remaining steps with a progress line each;
 // [Train] is Open then Run.
 //

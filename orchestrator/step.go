@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,40 +21,20 @@ import (
 // runStep runs step p's tasks and commits it.
 func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, error) {
 	t0 := c.clock.Now()
+	busy := c.busySnapshot()
 	seed := schedule.Seed(c.o.Config.Run.Seed, p.Step)
-	metrics := map[string]float64{}
 	base := task.Task{Run: c.o.Run, Step: p.Step, Phase: p.Phase, PolicyVersion: c.state.PolicyVersion, Seed: seed}
 
-	// Rollout tasks: the step's prompts, split evenly.
-	rows := p.Rows(c.o.Config.Data.TrainSize)
-	n := max(1, min(c.o.RolloutTasks, len(rows)))
-	var rollouts []task.Task
-	for i := 0; i < n; i++ {
-		t := base
-		t.Kind, t.ID = task.Rollout, fmt.Sprintf("r%d", i)
-		t.Rows = rows[i*len(rows)/n : (i+1)*len(rows)/n]
-		rollouts = append(rollouts, t)
-	}
-	rolloutOut, err := c.runAll(ctx, rollouts, metrics)
+	// The rollout and reward tasks (run ahead with run.max_staleness > 0).
+	sm, wait, err := c.samples(ctx, p)
 	if err != nil {
 		return StepReport{}, err
 	}
-	tRollout := c.since(t0)
-
-	// Reward tasks: one per rollout shard.
-	t1 := c.clock.Now()
-	var rewards []task.Task
-	for i, out := range rolloutOut {
-		t := base
-		t.Kind, t.ID = task.Reward, fmt.Sprintf("s%d", i)
-		t.Inputs = out.Outputs
-		rewards = append(rewards, t)
+	metrics := sm.metrics
+	rolloutOut, rewardOut := sm.rollouts, sm.rewards
+	if c.o.Config.Run.MaxStaleness > 0 {
+		metrics["time/wait_s"] = wait.Seconds()
 	}
-	rewardOut, err := c.runAll(ctx, rewards, metrics)
-	if err != nil {
-		return StepReport{}, err
-	}
-	tReward := c.since(t1)
 
 	// The learn task reads every shard of the step.
 	t2 := c.clock.Now()
@@ -66,11 +47,10 @@ func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, 
 	if err != nil {
 		return StepReport{}, err
 	}
-	tLearn := c.since(t2)
-
-	metrics["time/rollout_s"] = tRollout.Seconds()
-	metrics["time/reward_s"] = tReward.Seconds()
-	metrics["time/learn_s"] = tLearn.Seconds()
+	metrics["time/learn_s"] = c.since(t2).Seconds()
+	if c.o.Config.Run.MaxStaleness > 0 {
+		c.idleMetrics(t0, busy, metrics)
+	}
 	outs := append(append(rolloutOut, rewardOut...), learnOut...)
 	if err := c.commit(ctx, p, t0, outs, metrics); err != nil {
 		return StepReport{}, err
@@ -143,30 +123,44 @@ func (c *Controller) afterCommit(ctx context.Context, p schedule.Step) error {
 	}
 	rs.Seeds[strconv.Itoa(p.Step)] = schedule.Seed(c.o.Config.Run.Seed, p.Step)
 	rs.Kept = append(rs.Kept, p.Step)
-	every := c.o.Config.Run.CheckpointEvery
-	prev := p.Step - 1
-	drop := prev > 0 && (every <= 0 || prev%every != 0) && !c.plan[prev-1].EndsPhase
-	if drop {
-		var kept []int
-		for _, v := range rs.Kept {
-			if v != prev {
-				kept = append(kept, v)
-			}
-		}
-		rs.Kept = kept
+	drops := c.droppable(p.Step)
+	if len(drops) > 0 {
+		rs.Kept = slices.DeleteFunc(rs.Kept, func(v int) bool { return slices.Contains(drops, v) })
 	}
 	sort.Ints(rs.Kept)
 	if err := c.writeState(ctx); err != nil {
 		return err
 	}
-	if drop {
-		// After run.json no longer lists it; a kill in between leaves an
-		// orphan that `thinkgen gc` removes.
-		if err := c.o.Checkpoints.Delete(ctx, c.o.Run, prev); err != nil {
+	// After run.json no longer lists them; a kill in between leaves an
+	// orphan that `thinkgen gc` removes.
+	for _, v := range drops {
+		if err := c.o.Checkpoints.Delete(ctx, c.o.Run, v); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// droppable lists the versions that the commit of step may delete: the
+// one no later step samples with any more (step − 1 − run.max_staleness;
+// with k = 0 the previous version), and after the last step every version
+// still held for sampling; none that run.checkpoint_every keeps or that
+// ends a block of the schedule.
+func (c *Controller) droppable(step int) []int {
+	every := c.o.Config.Run.CheckpointEvery
+	k := c.o.Config.Run.MaxStaleness
+	first := step - 1 - k
+	last := first
+	if step == len(c.plan) {
+		last = step - 1
+	}
+	var out []int
+	for v := max(1, first); v <= last; v++ {
+		if (every <= 0 || v%every != 0) && !c.plan[v-1].EndsPhase {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // runAll runs tasks concurrently (an executor with one worker runs them
@@ -188,7 +182,9 @@ func (c *Controller) runAll(ctx context.Context, ts []task.Task, metrics map[str
 				if err = t.Validate(); err != nil {
 					break
 				}
+				c.busy.begin(t.Kind, c.clock.Now())
 				out[i], err = c.o.Exec.Do(ctx, t)
+				c.busy.end(t.Kind, c.clock.Now())
 				if err == nil || ctx.Err() != nil || errors.Is(err, task.ErrFatal) {
 					break
 				}

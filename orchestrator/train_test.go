@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -19,11 +20,13 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
+
 	"github.com/thinkgen/thinkgen/worker"
 )
 
@@ -212,24 +215,82 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 			}
 		}
 	}
+	sameCheckpoint(ctx, t, st, "whole", "killed", 2)
+}
+
+// sameCheckpoint checks that version v of runs a and b (an uninterrupted
+// and a resumed run) hold the same weights and optimiser states, byte for
+// byte.
+func sameCheckpoint(ctx context.Context, t *testing.T, st storage.Store, a, b string, v int) {
+	t.Helper()
 	dir := t.TempDir()
-	a, err := checkpoint.Fetch(ctx, st, "whole", 2, dir)
+	da, err := checkpoint.Fetch(ctx, st, a, v, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := checkpoint.Fetch(ctx, st, "killed", 2, dir)
+	db, err := checkpoint.Fetch(ctx, st, b, v, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-mllm.safetensors", "optim-dit.safetensors"} {
-		x, err1 := os.ReadFile(filepath.Join(a, f))
-		y, err2 := os.ReadFile(filepath.Join(b, f))
+		x, err1 := os.ReadFile(filepath.Join(da, f))
+		y, err2 := os.ReadFile(filepath.Join(db, f))
 		if err := errors.Join(err1, err2); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(x, y) {
-			t.Errorf("%s differs between the resumed and the uninterrupted run", f)
+			t.Errorf("version %d %s differs between run %s and run %s", v, f, a, b)
 		}
+	}
+}
+
+// TestAsyncResumeEqualsUninterrupted trains three GRPO steps and one
+// FlowGRPO step with run.max_staleness k = 1 and 2, uninterrupted and
+// stopped after step 1 (with step 2 sampling ahead) then resumed: both
+// end with the same checkpoint, and every step's rows are at most k
+// versions old — exactly as old as the plan says.
+func TestAsyncResumeEqualsUninterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains sixteen steps")
+	}
+	ctx := context.Background()
+	for _, k := range []int{1, 2} {
+		t.Run(fmt.Sprintf("k=%d", k), func(t *testing.T) {
+			c := smallConfig(t)
+			c.Run.MaxStaleness = k
+			c.Schedule.Phases = []config.PhaseSpec{{Phase: config.PhaseMLLMGRPO, Steps: 3}, {Phase: config.PhaseDiTGRPO, Steps: 1}}
+			st, err := storage.NewLocal(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := train(t, c, st, "whole", false, 0); err != nil {
+				t.Fatal(err)
+			}
+			if reps, err := train(t, c, st, "stopped", false, 1); err != nil || len(reps) != 1 {
+				t.Fatalf("first part: %d steps, %v", len(reps), err)
+			}
+			if reps, err := train(t, c, st, "stopped", true, 0); err != nil || len(reps) != 3 {
+				t.Fatalf("resumed: %d steps, %v", len(reps), err)
+			}
+			sameCheckpoint(ctx, t, st, "whole", "stopped", 4)
+			// Step s samples with max(s − 1 − k, 0) in the GRPO block; the
+			// DiT block's step 4 with version 3, which ended that block.
+			whole, stopped := checkStepEvents(t, st, "whole", 4), checkStepEvents(t, st, "stopped", 4)
+			for step := 1; step <= 4; step++ {
+				want := float32(step - 1 - max(step-1-k, 0))
+				if step == 4 {
+					want = 0
+				}
+				for _, e := range []tfevents.Event{whole[step], stopped[step]} {
+					if got := scalar(e, "staleness/max"); got != want || got > float32(k) {
+						t.Errorf("step %d: staleness/max %v, want %v", step, got, want)
+					}
+				}
+				if a, b := scalar(whole[step], "reward/mean"), scalar(stopped[step], "reward/mean"); a != b {
+					t.Errorf("step %d reward/mean: %v uninterrupted, %v resumed", step, a, b)
+				}
+			}
+		})
 	}
 }
 

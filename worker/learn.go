@@ -39,6 +39,10 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 			return task.Result{}, fmt.Errorf("learn task: input %s is neither a rollout nor a reward shard", obj.Key)
 		}
 	}
+	stale, err := stalenessStats(rolls, t.PolicyVersion, w.cfg.Run.MaxStaleness)
+	if err != nil {
+		return task.Result{}, fmt.Errorf("%w: learn task: %w", learner.ErrFatal, err)
+	}
 	if err := w.learnerAt(ctx, t.Run, t.PolicyVersion); err != nil {
 		return task.Result{}, err
 	}
@@ -61,6 +65,11 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 	w.learner.SetVersion(t.PolicyVersion + 1)
 	for k, v := range dataStats(rolls, rews) {
 		stats[k] = v
+	}
+	if w.cfg.Run.MaxStaleness > 0 {
+		for k, v := range stale {
+			stats[k] = v
+		}
 	}
 	// The step's manifest lists the checkpoint's objects, its manifest
 	// included, so that the step commits only a whole checkpoint.

@@ -31,10 +31,12 @@ func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) 
 	if err != nil {
 		return task.Result{}, err
 	}
+	pullStart := time.Now()
 	b, err := w.policyAt(ctx, t.Run, t.PolicyVersion)
 	if err != nil {
 		return task.Result{}, err
 	}
+	pull := time.Since(pullStart) // ~0 unless this worker pulled the version now
 	req := rollout.Request{Run: t.Run, Step: t.Step, Task: t.ID, Attempt: t.Attempt, Phase: t.Phase,
 		Rows: rows, GroupIDs: t.Rows, Seed: t.Seed, PolicyVersion: int64(t.PolicyVersion),
 		Settings: rollout.SettingsFor(w.cfg, t.Phase, t.Seed)}
@@ -64,6 +66,7 @@ func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) 
 		"time/generate_s":     st.GenTime.Seconds(),
 		"time/draw_s":         st.ImageTime.Seconds(),
 		"time/rollout_task_s": elapsed.Seconds(),
+		"time/pull_s":         pull.Seconds(),
 	}
 	return task.Result{Outputs: []storage.Object{obj}, Metrics: m}, nil
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/thinkgen/thinkgen/reward"
@@ -75,4 +76,34 @@ func instructionScores(rolls []shards.RolloutRow) map[string]float64 {
 		sum[sc] /= float64(n[sc])
 	}
 	return sum
+}
+
+// stalenessStats checks that every row was sampled by a policy version at
+// most k versions older than version, the one the learn task updates
+// (asynchronous SepGRPO, run.max_staleness), and returns the staleness of
+// the step's rows: its mean, its maximum and the share of rows d versions
+// old, staleness/rows_<d> for d = 0 … k (the step's histogram).
+func stalenessStats(rolls []shards.RolloutRow, version, k int) (map[string]float64, error) {
+	counts := make([]float64, k+1)
+	var sum, most float64
+	for _, r := range rolls {
+		d := version - int(r.PolicyVersion)
+		if d < 0 || d > k {
+			return nil, fmt.Errorf("row %s was sampled by policy version %d: %d versions from the %d this step updates, outside 0 … run.max_staleness (%d)",
+				r.RowID, r.PolicyVersion, d, version, k)
+		}
+		counts[d]++
+		sum += float64(d)
+		most = max(most, float64(d))
+	}
+	m := map[string]float64{}
+	if len(rolls) == 0 {
+		return m, nil
+	}
+	n := float64(len(rolls))
+	m["staleness/mean"], m["staleness/max"] = sum/n, most
+	for d, c := range counts {
+		m[fmt.Sprintf("staleness/rows_%d", d)] = c / n
+	}
+	return m, nil
 }

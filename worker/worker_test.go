@@ -2,7 +2,9 @@ package worker
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/thinkgen/thinkgen/config"
@@ -82,5 +84,40 @@ func TestInstructionScores(t *testing.T) {
 	want := map[string]float64{datasets.Composition: 0.5, datasets.Reasoning: 0.5}
 	if !maps.Equal(got, want) {
 		t.Fatalf("instructionScores = %v, want %v", got, want)
+	}
+}
+
+// TestStalenessStats: the learn task's histogram of how many versions old
+// its rows are, and its refusal of a row more than run.max_staleness
+// versions old (or from a version after the one it updates).
+func TestStalenessStats(t *testing.T) {
+	rows := func(versions ...int64) []shards.RolloutRow {
+		var out []shards.RolloutRow
+		for i, v := range versions {
+			out = append(out, shards.RolloutRow{RowID: fmt.Sprintf("row%d", i), PolicyVersion: v})
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		rolls   []shards.RolloutRow
+		version int
+		k       int
+		want    map[string]float64
+		err     string
+	}{
+		{"synchronous", rows(4, 4), 4, 0, map[string]float64{"staleness/mean": 0, "staleness/max": 0, "staleness/rows_0": 1}, ""},
+		{"one and two behind", rows(3, 2, 3, 4), 4, 2,
+			map[string]float64{"staleness/mean": 1, "staleness/max": 2, "staleness/rows_0": 0.25, "staleness/rows_1": 0.5, "staleness/rows_2": 0.25}, ""},
+		{"beyond k", rows(4, 2), 4, 1, nil, "row row1 was sampled by policy version 2: 2 versions"},
+		{"a later version", rows(5), 4, 1, nil, "row row0 was sampled by policy version 5: -1 versions"},
+	}
+	for _, tc := range tests {
+		got, err := stalenessStats(tc.rolls, tc.version, tc.k)
+		refused := err != nil && tc.err != "" && strings.Contains(err.Error(), tc.err)
+		accepted := err == nil && tc.err == "" && maps.Equal(got, tc.want)
+		if !refused && !accepted {
+			t.Errorf("%s: stalenessStats = %v, %v; want %v or an error containing %q", tc.name, got, err, tc.want, tc.err)
+		}
 	}
 }
