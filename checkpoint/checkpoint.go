@@ -34,6 +34,9 @@ const bundleDir = "bundle/"
 type Optimizer struct {
 	Name string
 	Opt  *optim.AdamW
+	// Shards, when set, are the states of a ZeRO-1 group's ranks, indexed
+	// by rank, saved one file per rank with a manifest instead of Opt's.
+	Shards []Shard
 }
 
 // Save writes b and the optimisers as version v of run and commits it; the
@@ -55,10 +58,8 @@ func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bun
 		return nil, fmt.Errorf("save checkpoint %d: %w", v, err)
 	}
 	for _, o := range opts {
-		names, list, step := optimizerState(o.Opt)
-		path := filepath.Join(dir, "optim-"+o.Name+".safetensors")
-		if err := model.SaveTensors(path, names, list, map[string]string{"step": strconv.FormatInt(step, 10)}); err != nil {
-			return nil, fmt.Errorf("save checkpoint %d: optimiser %s: %w", v, o.Name, err)
+		if err := saveOptimizer(dir, o); err != nil {
+			return nil, fmt.Errorf("save checkpoint %d: %w", v, err)
 		}
 	}
 	batch := storage.NewBatch(st, key, run, "checkpoint", strconv.Itoa(v))
@@ -100,10 +101,9 @@ func commit(ctx context.Context, st storage.Store, batch *storage.Batch, key str
 	return m, err
 }
 
-// optimizerState lists an optimiser's state tensors in name order, for
-// saving and loading them by name.
-func optimizerState(o *optim.AdamW) (names []string, list []*ts.Tensor, step int64) {
-	tensors, step := o.State()
+// sortedState lists named tensors in name order, for saving and loading
+// them by name.
+func sortedState(tensors map[string]*ts.Tensor) (names []string, list []*ts.Tensor) {
 	for n := range tensors {
 		names = append(names, n)
 	}
@@ -112,7 +112,7 @@ func optimizerState(o *optim.AdamW) (names []string, list []*ts.Tensor, step int
 	for i, n := range names {
 		list[i] = tensors[n]
 	}
-	return names, list, step
+	return names, list
 }
 
 // Fetch copies the committed version v of run into cacheDir/<run>/<v>/
@@ -180,29 +180,6 @@ func Load(ctx context.Context, st storage.Store, run string, v int, cacheDir str
 		return nil, "", fmt.Errorf("load checkpoint %d of run %s: %w", v, run, err)
 	}
 	return b, dir, nil
-}
-
-// LoadOptimizer restores the optimiser state saved under name in the
-// fetched version directory dir (float32 masters included, which it then
-// rounds into the parameters); it reports false when the version holds
-// none (version 0, or a phase that has not run yet).
-func LoadOptimizer(dir, name string, o *optim.AdamW) (bool, error) {
-	path := filepath.Join(dir, "optim-"+name+".safetensors")
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	names, list, _ := optimizerState(o)
-	meta, err := model.LoadTensors(path, names, list)
-	if err != nil {
-		return false, fmt.Errorf("optimiser %s: %w", name, err)
-	}
-	step, err := strconv.ParseInt(meta["step"], 10, 64)
-	if err != nil {
-		return false, fmt.Errorf("optimiser %s: step %q: %w", name, meta["step"], err)
-	}
-	o.SetStep(step)
-	o.SyncParams()
-	return true, nil
 }
 
 // Delete removes version v: its manifest first (so no reader trusts a

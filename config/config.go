@@ -398,6 +398,11 @@ type Optim struct {
 	GradClip float64 `yaml:"grad_clip"`
 	// WarmupSteps of linear LR warm-up.
 	WarmupSteps int `yaml:"warmup_steps"`
+	// Zero is the ZeRO stage of the learner ranks (cluster.workers.learner
+	// > 1): 0 keeps the whole AdamW state on every rank; 1 shards it, each
+	// rank holding and updating the moments of about 1/N of the
+	// parameters and the ranks exchanging the updated values.
+	Zero int `yaml:"zero"`
 }
 
 // Reward configures the reward workers.

@@ -153,6 +153,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"flow_grpo.sde_window_range=[5, 5]", "flow_grpo.sde_window_range"},
 		{"flow_grpo.sde_window_range=[-1, 3]", "flow_grpo.sde_window_range"},
 		{"optim.beta2=1", "optim.beta2"},
+		{"optim.zero=2", "optim.zero"},
 		{"reward.remote.text=ftp://x", "reward.remote.text"},
 		{"reward.instruction=1.5", "reward.instruction"},
 		{"reward.instruction=-0.1", "reward.instruction"},

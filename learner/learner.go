@@ -33,8 +33,8 @@ type Learner struct {
 	policy  *model.Bundle
 	ref     *model.Bundle
 	version int
-	mllmOpt *optim.AdamW
-	ditOpt  *optim.AdamW
+	mllm    *phaseOpt    // over the MLLM
+	dit     *phaseOpt    // over the connector and the DiT
 	group   *dist.Group  // data-parallel ranks (SetGroup); nil for one learner
 	dev     gotch.Device // the policy's device: every input is made there
 }
@@ -42,7 +42,6 @@ type Learner struct {
 // New takes ownership of policy (version v) and ref. It must run inside
 // libtorch.Run.
 func New(cfg *config.Config, policy, ref *model.Bundle, v int) *Learner {
-	oc := optim.Config{Beta1: cfg.Optim.Beta1, Beta2: cfg.Optim.Beta2, Eps: cfg.Optim.Eps, WeightDecay: cfg.Optim.WeightDecay}
 	for _, p := range []*model.Params{ref.MLLM.P, ref.Connector.P, ref.DiT.P} {
 		p.SetRequiresGrad(false)
 	}
@@ -50,9 +49,18 @@ func New(cfg *config.Config, policy, ref *model.Bundle, v int) *Learner {
 		p.SetRequiresGrad(true)
 	}
 	l := &Learner{cfg: cfg, policy: policy, ref: ref, version: v, dev: policy.MLLM.P.Device()}
-	l.mllmOpt = optim.New(policy.MLLM.P.Tensors(), oc)
-	l.ditOpt = optim.New(append(append([]*ts.Tensor{}, policy.Connector.P.Tensors()...), policy.DiT.P.Tensors()...), oc)
+	l.mllm = &phaseOpt{name: "mllm", params: policy.MLLM.P.Tensors()}
+	l.dit = &phaseOpt{name: "dit", params: append(append([]*ts.Tensor{}, policy.Connector.P.Tensors()...), policy.DiT.P.Tensors()...)}
+	for _, p := range l.opts() {
+		p.opt = optim.New(p.params, l.optimConfig())
+	}
 	return l
+}
+
+// optimConfig is AdamW's configuration from the run's.
+func (l *Learner) optimConfig() optim.Config {
+	o := l.cfg.Optim
+	return optim.Config{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}
 }
 
 // Policy is the bundle being trained.
@@ -64,15 +72,22 @@ func (l *Learner) Version() int { return l.version }
 // SetVersion records that the policy was saved as version v.
 func (l *Learner) SetVersion(v int) { l.version = v }
 
-// Optimizers returns the optimiser states to save with a version.
-func (l *Learner) Optimizers() []checkpoint.Optimizer {
-	return []checkpoint.Optimizer{{Name: "mllm", Opt: l.mllmOpt}, {Name: "dit", Opt: l.ditOpt}}
+// LoadOptimizers restores the optimiser states saved in the fetched
+// version directory dir (none for version 0 or a phase not run yet),
+// re-sharding them when they were saved by another number of ranks.
+func (l *Learner) LoadOptimizers(dir string) error {
+	for _, p := range l.opts() {
+		if _, err := checkpoint.LoadOptimizer(dir, p.name, p.opt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close frees the models and optimiser states.
 func (l *Learner) Close() {
-	l.mllmOpt.Drop()
-	l.ditOpt.Drop()
+	l.mllm.opt.Drop()
+	l.dit.opt.Drop()
 	l.policy.Drop()
 	l.ref.Drop()
 }
@@ -385,17 +400,16 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	// over the ranks to the mini-batch's token-mean.
 	scaled := loss.MustMulScalar(ts.FloatScalar(share), false)
 	defer scaled.MustDrop()
-	l.mllmOpt.ZeroGrad()
+	l.mllm.opt.ZeroGrad()
 	scaled.MustBackward()
-	if err := l.allReduceGrads(l.policy.MLLM.P.Tensors()); err != nil {
+	if err := l.allReduceGrads(l.mllm.params); err != nil {
 		return st, 0, err
 	}
-	gn := l.mllmOpt.ClipGradNorm(c.Optim.GradClip)
+	gn := l.mllm.opt.ClipGradNorm(c.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {
 		return st, gn, fmt.Errorf("%w: %w: GRPO gradient norm is %g", ErrFatal, ErrNonFinite, gn)
 	}
-	l.mllmOpt.Step(lr)
-	return st, gn, nil
+	return st, gn, l.update(l.mllm, lr)
 }
 
 // onDevice moves t, made on the CPU, to the learner's device (dropping the
@@ -499,7 +513,7 @@ func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg Flo
 			plain = append(plain, s)
 		}
 	}
-	l.ditOpt.ZeroGrad()
+	l.dit.opt.ZeroGrad()
 	var acc FlowStats
 	for _, part := range [][]sample{plain, withRef} {
 		if len(part) == 0 {
@@ -515,16 +529,14 @@ func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg Flo
 	if acc, err = l.globalFlow(acc); err != nil {
 		return acc, 0, err
 	}
-	params := append(append([]*ts.Tensor{}, l.policy.Connector.P.Tensors()...), l.policy.DiT.P.Tensors()...)
-	if err := l.allReduceGrads(params); err != nil {
+	if err := l.allReduceGrads(l.dit.params); err != nil {
 		return acc, 0, err
 	}
-	gn := l.ditOpt.ClipGradNorm(l.cfg.Optim.GradClip)
+	gn := l.dit.opt.ClipGradNorm(l.cfg.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {
 		return acc, gn, fmt.Errorf("%w: %w: FlowGRPO gradient norm is %g", ErrFatal, ErrNonFinite, gn)
 	}
-	l.ditOpt.Step(lr)
-	return acc, gn, nil
+	return acc, gn, l.update(l.dit, lr)
 }
 
 // flowPart runs backward on weight × the mean FlowGRPO loss over the trained

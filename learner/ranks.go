@@ -22,7 +22,15 @@ import (
 // are the same means over the whole mini-batch on every rank. Every rank
 // must call Step with the same arguments; a mini-batch smaller than the
 // group is refused. The learner does not own the group.
-func (l *Learner) SetGroup(g *dist.Group) { l.group = g }
+//
+// With optim.zero 1 and more than one rank, SetGroup also shards the
+// optimisers (ZeRO-1): each rank keeps the AdamW state of about 1/N of the
+// parameters (optim.Partition), updates those and broadcasts them. Call
+// SetGroup before LoadOptimizers: the states held before are dropped.
+func (l *Learner) SetGroup(g *dist.Group) {
+	l.group = g
+	l.shard()
+}
 
 // rankShare returns this rank's consecutive share of a mini-batch (the
 // whole mini-batch without a group).

@@ -170,28 +170,9 @@ func TestDataParallelStepMatchesOneLearner(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "input.json"), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			addr := testutil.FreeAddr(t)
-			var ranks []*exec.Cmd
-			var outs []*strings.Builder
-			for r := range 2 {
-				c := exec.Command(os.Args[0], "-test.run=^TestDataParallelStepMatchesOneLearner$", "-test.count=1")
-				c.Env = append(os.Environ(), envRanksDir+"="+dir, envRanksRank+"="+strconv.Itoa(r), envRanksAddr+"="+addr,
-					"OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
-				out := &strings.Builder{}
-				c.Stdout, c.Stderr = out, out
-				release, err := childproc.Start(c, syscall.SIGKILL)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer release()
-				ranks, outs = append(ranks, c), append(outs, out)
-			}
+			wait := startRanks(t, "TestDataParallelStepMatchesOneLearner", dir, 2)
 			one, err := stepLearner(in, nil)
-			for r, c := range ranks {
-				if werr := c.Wait(); werr != nil {
-					t.Fatalf("rank %d: %v\n%s", r, werr, outs[r])
-				}
-			}
+			wait()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -225,6 +206,52 @@ func TestDataParallelStepMatchesOneLearner(t *testing.T) {
 	}
 }
 
+// startRanks starts n processes of the test binary running test as the
+// ranks of a group at a free loopback address, each told dir and its rank;
+// the returned wait fails the test when a rank fails.
+func startRanks(t *testing.T, test, dir string, n int) (wait func()) {
+	t.Helper()
+	addr := testutil.FreeAddr(t)
+	var ranks []*exec.Cmd
+	var outs []*strings.Builder
+	for r := range n {
+		c := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+		c.Env = append(os.Environ(), envRanksDir+"="+dir, envRanksRank+"="+strconv.Itoa(r), envRanksAddr+"="+addr,
+			"OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
+		out := &strings.Builder{}
+		c.Stdout, c.Stderr = out, out
+		release, err := childproc.Start(c, syscall.SIGKILL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(release)
+		ranks, outs = append(ranks, c), append(outs, out)
+	}
+	return func() {
+		t.Helper()
+		for r, c := range ranks {
+			if err := c.Wait(); err != nil {
+				t.Fatalf("rank %d: %v\n%s", r, err, outs[r])
+			}
+		}
+	}
+}
+
+// joinRank joins the group of startRanks as the rank it was told.
+func joinRank(t *testing.T, world int) *dist.Group {
+	t.Helper()
+	r, err := strconv.Atoi(os.Getenv(envRanksRank))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := dist.New(dist.Config{Addr: os.Getenv(envRanksAddr), World: world, Rank: r, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
+
 // compareValues fails the test at the first of got's values further than
 // tol from want's.
 func compareValues(t *testing.T, what string, got, want [][]float64, tol float64) {
@@ -251,10 +278,7 @@ func compareValues(t *testing.T, what string, got, want [][]float64, tol float64
 
 // runRank is one rank of TestDataParallelStepMatchesOneLearner.
 func runRank(t *testing.T, dir string) {
-	r, err := strconv.Atoi(os.Getenv(envRanksRank))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := joinRank(t, 2)
 	b, err := os.ReadFile(filepath.Join(dir, "input.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -263,11 +287,6 @@ func runRank(t *testing.T, dir string) {
 	if err := json.Unmarshal(b, &in); err != nil {
 		t.Fatal(err)
 	}
-	g, err := dist.New(dist.Config{Addr: os.Getenv(envRanksAddr), World: 2, Rank: r, Timeout: 2 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
 	out, err := stepLearner(in, g)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +294,7 @@ func runRank(t *testing.T, dir string) {
 	if b, err = json.Marshal(out); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", g.Rank())), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -52,10 +52,19 @@ type AdamW struct {
 	master []*ts.Tensor
 	m, v   []*ts.Tensor // float32, shaped like the parameters
 	step   int64
+	// m[i], v[i] and master[i] are nil for a parameter another rank owns
+	// (NewShard).
 }
 
 // New returns an AdamW over params (which must require grad).
-func New(params []*ts.Tensor, cfg Config) *AdamW {
+func New(params []*ts.Tensor, cfg Config) *AdamW { return NewShard(params, cfg, nil) }
+
+// NewShard returns an AdamW that holds the state of, and updates, only
+// the parameters i with owned[i] (nil: all of them): one rank's shard of a
+// ZeRO-1 optimiser (see Partition). Its Step leaves the other parameters
+// alone; their owners update them and the ranks then exchange the
+// updated values. Every parameter still gets a (zero) gradient.
+func NewShard(params []*ts.Tensor, cfg Config, owned []bool) *AdamW {
 	if cfg.Beta1 == 0 {
 		cfg.Beta1 = 0.9
 	}
@@ -66,7 +75,11 @@ func New(params []*ts.Tensor, cfg Config) *AdamW {
 		cfg.Eps = 1e-8
 	}
 	o := &AdamW{cfg: cfg, params: params}
-	for _, p := range params {
+	for i, p := range params {
+		if owned != nil && !owned[i] {
+			o.master, o.m, o.v = append(o.master, nil), append(o.m, nil), append(o.v, nil)
+			continue
+		}
 		w := p
 		if p.DType() != gotch.Float {
 			libtorch.NoGrad(func() { w = p.MustDetach(false).MustTotype(gotch.Float, true) })
@@ -120,6 +133,9 @@ func (o *AdamW) Steps() int64 { return o.step }
 // Drop frees the optimiser's state (the float32 masters it owns included).
 func (o *AdamW) Drop() {
 	for i := range o.m {
+		if !o.Owns(i) {
+			continue
+		}
 		o.m[i].MustDrop()
 		o.v[i].MustDrop()
 		if o.master[i] != o.params[i] {
@@ -129,10 +145,13 @@ func (o *AdamW) Drop() {
 }
 
 // Bytes returns the bytes of state the optimiser owns: the moments and the
-// float32 masters of parameters held in another dtype.
+// float32 masters of parameters held in another dtype (of its shard).
 func (o *AdamW) Bytes() int64 {
 	var n int64
 	for i := range o.m {
+		if !o.Owns(i) {
+			continue
+		}
 		n += 2 * 4 * int64(o.m[i].Numel())
 		if o.master[i] != o.params[i] {
 			n += 4 * int64(o.master[i].Numel())
@@ -146,7 +165,7 @@ func (o *AdamW) Bytes() int64 {
 func (o *AdamW) SyncParams() {
 	libtorch.NoGrad(func() {
 		for i, p := range o.params {
-			if o.master[i] != p {
+			if o.Owns(i) && o.master[i] != p {
 				p.Copy_(o.master[i])
 			}
 		}
@@ -237,6 +256,9 @@ func (o *AdamW) Step(lr float64) {
 	var s libtorch.Scope
 	defer s.Close()
 	for i, p := range o.params {
+		if !o.Owns(i) {
+			continue
+		}
 		g := s.Add(p.MustGrad(false))
 		if !g.MustDefined() {
 			continue
@@ -265,19 +287,51 @@ func (o *AdamW) Step(lr float64) {
 
 // State returns the optimiser state as named tensors (the optimiser's own,
 // which the caller must not drop): "m.<i>", "v.<i>" for each parameter
-// index, "w.<i>" for the float32 master of a parameter held in another
-// dtype, plus the step count, for saving next to the checkpoint. After
-// loading into these tensors, call SetStep and SyncParams.
+// index it owns, "w.<i>" for the float32 master of such a parameter held
+// in another dtype, plus the step count, for saving next to the
+// checkpoint. After loading into these tensors, call SetStep and
+// SyncParams.
 func (o *AdamW) State() (tensors map[string]*ts.Tensor, step int64) {
 	tensors = make(map[string]*ts.Tensor, 3*len(o.m))
 	for i := range o.m {
-		tensors[fmt.Sprintf("m.%d", i)] = o.m[i]
-		tensors[fmt.Sprintf("v.%d", i)] = o.v[i]
-		if o.master[i] != o.params[i] {
-			tensors[fmt.Sprintf("w.%d", i)] = o.master[i]
+		for n, t := range o.StateOf(i) {
+			tensors[n] = t
 		}
 	}
 	return tensors, o.step
+}
+
+// StateOf returns parameter i's part of State (nil when another rank owns
+// it).
+func (o *AdamW) StateOf(i int) map[string]*ts.Tensor {
+	if !o.Owns(i) {
+		return nil
+	}
+	st := map[string]*ts.Tensor{fmt.Sprintf("m.%d", i): o.m[i], fmt.Sprintf("v.%d", i): o.v[i]}
+	if o.master[i] != o.params[i] {
+		st[fmt.Sprintf("w.%d", i)] = o.master[i]
+	}
+	return st
+}
+
+// Len is the number of parameters the optimiser was built over.
+func (o *AdamW) Len() int { return len(o.params) }
+
+// Owns reports whether the optimiser holds parameter i's state (always,
+// unless it was built by NewShard).
+func (o *AdamW) Owns(i int) bool { return o.m[i] != nil }
+
+// StateLike returns new zero tensors named and shaped like the state
+// State would hold for parameter i, whoever owns it: the buffers a rank
+// receives another rank's shard into. The caller drops them.
+func (o *AdamW) StateLike(i int) map[string]*ts.Tensor {
+	p := o.params[i]
+	like := func() *ts.Tensor { return ts.MustZeros(p.MustSize(), gotch.Float, p.MustDevice()) }
+	st := map[string]*ts.Tensor{fmt.Sprintf("m.%d", i): like(), fmt.Sprintf("v.%d", i): like()}
+	if p.DType() != gotch.Float {
+		st[fmt.Sprintf("w.%d", i)] = like()
+	}
+	return st
 }
 
 // SetStep restores the step count (after the moments were loaded into the

@@ -53,7 +53,14 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 		w.learner = nil
 		return task.Result{}, err
 	}
-	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, w.learner.Policy(), w.cfg, w.learner.Optimizers(), w.cacheDir)
+	opts, release, err := w.learner.Optimizers()
+	if err != nil {
+		w.learner.Close()
+		w.learner = nil
+		return task.Result{}, err
+	}
+	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, w.learner.Policy(), w.cfg, opts, w.cacheDir)
+	release()
 	if err != nil {
 		// The policy in memory is already updated but its version was not
 		// saved: a retry must start again from the stored version, not
@@ -106,11 +113,9 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int) error {
 		return err
 	}
 	l := learner.New(w.cfg, policy, ref, v)
-	for _, o := range l.Optimizers() {
-		if _, err := checkpoint.LoadOptimizer(dir, o.Name, o.Opt); err != nil {
-			l.Close()
-			return fmt.Errorf("checkpoint %d of run %s: %w", v, run, err)
-		}
+	if err := l.LoadOptimizers(dir); err != nil {
+		l.Close()
+		return fmt.Errorf("checkpoint %d of run %s: %w", v, run, err)
 	}
 	w.learner = l
 	return nil
