@@ -1,15 +1,8 @@
 package learner_test
 
 import (
-	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,11 +11,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/dist"
-	"github.com/thinkgen/thinkgen/internal/childproc"
-	"github.com/thinkgen/thinkgen/internal/libtorch"
-	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/learner"
-	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/rollout"
 	"github.com/thinkgen/thinkgen/shards"
 )
@@ -59,33 +48,12 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 		t.Fatal(err)
 	}
 	if dir := os.Getenv(envRanksDir); dir != "" {
-		r, err := strconv.Atoi(os.Getenv(envRanksRank))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var in rankInput
-		b, err := os.ReadFile(filepath.Join(dir, "input.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &in)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := dist.New(dist.Config{Addr: os.Getenv(envRanksAddr), World: 2, Rank: r, Timeout: 5 * time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer g.Close()
+		g, in := joinRank(t, 2, 5*time.Minute)
 		m, err := measure(c, in, g, steps, reduces)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if b, err = json.Marshal(m); err == nil {
-			err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)), b, 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		writeJSON(t, dir, rankFile(g.Rank()), m)
 		return
 	}
 
@@ -94,15 +62,7 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := rankInput{Phase: config.PhaseMLLMGRPO, Seed: 17}
-	err = libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		l, err := tinyLearner(c)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
+	err = withLearner(c, nil, func(l *learner.Learner) error {
 		ids := make([]int64, len(rows))
 		for i := range ids {
 			ids[i] = int64(i)
@@ -129,43 +89,9 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
-	b, err := json.Marshal(in)
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "input.json"), b, 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := testutil.FreeAddr(t)
-	var ranks []*exec.Cmd
-	var outs []*strings.Builder
-	for r := range 2 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestMeasureDataParallelGRPO$", "-test.count=1", "-test.timeout=30m")
-		cmd.Env = append(os.Environ(), envRanksDir+"="+dir, envRanksRank+"="+strconv.Itoa(r), envRanksAddr+"="+addr,
-			"OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
-		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, out
-		release, err := childproc.Start(cmd, syscall.SIGKILL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer release()
-		ranks, outs = append(ranks, cmd), append(outs, out)
-	}
-	var two [2]measured
-	for r, cmd := range ranks {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("rank %d: %v\n%s", r, err, outs[r])
-		}
-		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)))
-		if err == nil {
-			err = json.Unmarshal(b, &two[r])
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, wait := startRanks(t, "TestMeasureDataParallelGRPO", in, 2, "-test.timeout=30m")
+	wait()
+	two := readRanks[measured](t, dir, 2)
 	stepOne := median(one.Steps)
 	stepTwo := max(median(two[0].Steps), median(two[1].Steps))
 	reduce := max(median(two[0].AllReduce), median(two[1].AllReduce))
@@ -178,40 +104,11 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 		two[0].GradBytes, reduce, reduces, 100*reduce.Seconds()/stepOne.Seconds(), 100*float64(c.GRPO.MiniBatches)*reduce.Seconds()/stepTwo.Seconds(), c.GRPO.MiniBatches)
 }
 
-// tinyLearner is a learner over a fresh bundle of c (seed 3).
-func tinyLearner(c *config.Config) (*learner.Learner, error) {
-	tok, err := model.TokenizerFor(c.Model.MLLM)
-	if err != nil {
-		return nil, err
-	}
-	policy, err := model.NewBundle(c, tok, gotch.CPU, 3)
-	if err != nil {
-		return nil, err
-	}
-	ref, err := model.NewBundle(c, tok, gotch.CPU, 3)
-	if err != nil {
-		policy.Drop()
-		return nil, err
-	}
-	return learner.New(c, policy, ref, 0), nil
-}
-
 // measure times steps GRPO steps of a fresh learner (a rank of g when g is
 // set) and then reduces all-reduces of its MLLM's gradients.
 func measure(c *config.Config, in rankInput, g *dist.Group, steps, reduces int) (measured, error) {
 	var m measured
-	err := libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		l, err := tinyLearner(c)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		if g != nil {
-			l.SetGroup(g)
-		}
+	err := withLearner(c, g, func(l *learner.Learner) error {
 		for range steps {
 			if g != nil {
 				if err := g.Barrier(); err != nil {

@@ -73,16 +73,10 @@ func trainedParams(l *learner.Learner, phase config.Phase) []*model.Params {
 	return []*model.Params{b.Connector.P, b.DiT.P}
 }
 
-// stepLearner runs one Step on a fresh learner (seed 3), as one rank of g
-// when g is not nil, and returns what it saw.
-func stepLearner(in rankInput, g *dist.Group) (rankStep, error) {
-	return stepLearnerWith(ranksConfig(), in, g)
-}
-
-// stepLearnerWith is stepLearner with configuration c.
-func stepLearnerWith(c *config.Config, in rankInput, g *dist.Group) (rankStep, error) {
-	var out rankStep
-	err := libtorch.Run(func() error {
+// withLearner runs fn inside libtorch.Run (one thread) on a fresh learner
+// of c (seed 3), made a rank of g when g is not nil.
+func withLearner(c *config.Config, g *dist.Group, fn func(*learner.Learner) error) error {
+	return libtorch.Run(func() error {
 		if err := libtorch.SetThreads(1); err != nil {
 			return err
 		}
@@ -94,6 +88,20 @@ func stepLearnerWith(c *config.Config, in rankInput, g *dist.Group) (rankStep, e
 		if g != nil {
 			l.SetGroup(g)
 		}
+		return fn(l)
+	})
+}
+
+// stepLearner runs one Step on a fresh learner (seed 3), as one rank of g
+// when g is not nil, and returns what it saw.
+func stepLearner(in rankInput, g *dist.Group) (rankStep, error) {
+	return stepLearnerWith(ranksConfig(), in, g)
+}
+
+// stepLearnerWith is stepLearner with configuration c.
+func stepLearnerWith(c *config.Config, in rankInput, g *dist.Group) (rankStep, error) {
+	var out rankStep
+	err := withLearner(c, g, func(l *learner.Learner) (err error) {
 		if out.Metrics, err = l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
 			return err
 		}
@@ -117,16 +125,8 @@ func ranksInput(t *testing.T, phase config.Phase) rankInput {
 		t.Fatal(err)
 	}
 	in := rankInput{Phase: phase, Seed: 11}
-	err = libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		c := ranksConfig()
-		l, err := newLearner(c)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
+	c := ranksConfig()
+	err = withLearner(c, nil, func(l *learner.Learner) (err error) {
 		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: phase, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: in.Seed,
 			Settings: rollout.SettingsFor(c, phase, in.Seed)}
 		if phase == config.PhaseMLLMGRPO {
@@ -153,69 +153,68 @@ func ranksInput(t *testing.T, phase config.Phase) rankInput {
 // token-mean and FlowGRPO's sample-mean alike.
 func TestDataParallelStepMatchesOneLearner(t *testing.T) {
 	if dir := os.Getenv(envRanksDir); dir != "" {
-		runRank(t, dir)
+		g, in := joinRank(t, 2, 2*time.Minute)
+		out, err := stepLearner(in, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeJSON(t, dir, rankFile(g.Rank()), out)
 		return
 	}
+	eachPhaseOnTwoRanks(t, "TestDataParallelStepMatchesOneLearner", func(t *testing.T, in rankInput, dir string, wait func()) {
+		one, err := stepLearner(in, nil)
+		wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readRanks[rankStep](t, dir, 2)
+		if len(one.Metrics) == 0 || one.Metrics["learn/grad_norm"] == 0 {
+			t.Fatalf("one learner's step has no gradient (metrics %v): the comparison would be empty", one.Metrics)
+		}
+		for r := range got {
+			compareValues(t, fmt.Sprintf("rank %d gradient", r), got[r].Grads, one.Grads, 1e-6)
+			compareValues(t, fmt.Sprintf("rank %d parameter", r), got[r].Params, one.Params, 1e-6)
+			for k, want := range one.Metrics {
+				if v, ok := got[r].Metrics[k]; !ok || math.Abs(v-want) > 1e-6*max(1, math.Abs(want)) {
+					t.Errorf("rank %d metric %s = %v, one learner %v", r, k, v, want)
+				}
+			}
+		}
+		// The ranks hold bit-identical gradients: they all-reduced them.
+		compareValues(t, "rank 1 vs rank 0 gradient", got[1].Grads, got[0].Grads, 0)
+		compareValues(t, "rank 1 vs rank 0 parameter", got[1].Params, got[0].Params, 0)
+		t.Logf("grad norm %.6g, loss %.6g over %d samples", one.Metrics["learn/grad_norm"], one.Metrics["loss/total"], len(in.Rolls))
+	})
+}
+
+// eachPhaseOnTwoRanks runs fn for GRPO and FlowGRPO with the phase's
+// input, which two ranks (startRanks) running test read from dir.
+func eachPhaseOnTwoRanks(t *testing.T, test string, fn func(t *testing.T, in rankInput, dir string, wait func())) {
 	if testing.Short() {
 		t.Skip("trains in three processes")
 	}
 	for _, phase := range []config.Phase{config.PhaseMLLMGRPO, config.PhaseDiTGRPO} {
 		t.Run(string(phase), func(t *testing.T) {
 			in := ranksInput(t, phase)
-			dir := t.TempDir()
-			b, err := json.Marshal(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "input.json"), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			wait := startRanks(t, "TestDataParallelStepMatchesOneLearner", dir, 2)
-			one, err := stepLearner(in, nil)
-			wait()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got [2]rankStep
-			for r := range got {
-				b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := json.Unmarshal(b, &got[r]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if len(one.Metrics) == 0 || one.Metrics["learn/grad_norm"] == 0 {
-				t.Fatalf("one learner's step has no gradient (metrics %v): the comparison would be empty", one.Metrics)
-			}
-			for r := range got {
-				compareValues(t, fmt.Sprintf("rank %d gradient", r), got[r].Grads, one.Grads, 1e-6)
-				compareValues(t, fmt.Sprintf("rank %d parameter", r), got[r].Params, one.Params, 1e-6)
-				for k, want := range one.Metrics {
-					if v, ok := got[r].Metrics[k]; !ok || math.Abs(v-want) > 1e-6*max(1, math.Abs(want)) {
-						t.Errorf("rank %d metric %s = %v, one learner %v", r, k, v, want)
-					}
-				}
-			}
-			// The ranks hold bit-identical gradients: they all-reduced them.
-			compareValues(t, "rank 1 vs rank 0 gradient", got[1].Grads, got[0].Grads, 0)
-			compareValues(t, "rank 1 vs rank 0 parameter", got[1].Params, got[0].Params, 0)
-			t.Logf("grad norm %.6g, loss %.6g over %d samples", one.Metrics["learn/grad_norm"], one.Metrics["loss/total"], len(in.Rolls))
+			dir, wait := startRanks(t, test, in, 2)
+			fn(t, in, dir, wait)
 		})
 	}
 }
 
-// startRanks starts n processes of the test binary running test as the
-// ranks of a group at a free loopback address, each told dir and its rank;
-// the returned wait fails the test when a rank fails.
-func startRanks(t *testing.T, test, dir string, n int) (wait func()) {
+// startRanks starts n processes of the test binary running test (with
+// args) as the ranks of a group at a free loopback address, each told its
+// rank and dir, where it finds in (joinRank); the returned wait fails the
+// test when a rank fails.
+func startRanks(t *testing.T, test string, in rankInput, n int, args ...string) (dir string, wait func()) {
 	t.Helper()
+	dir = t.TempDir()
+	writeJSON(t, dir, "input.json", in)
 	addr := testutil.FreeAddr(t)
 	var ranks []*exec.Cmd
 	var outs []*strings.Builder
 	for r := range n {
-		c := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+		c := exec.Command(os.Args[0], append([]string{"-test.run=^" + test + "$", "-test.count=1"}, args...)...)
 		c.Env = append(os.Environ(), envRanksDir+"="+dir, envRanksRank+"="+strconv.Itoa(r), envRanksAddr+"="+addr,
 			"OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
 		out := &strings.Builder{}
@@ -227,7 +226,7 @@ func startRanks(t *testing.T, test, dir string, n int) (wait func()) {
 		t.Cleanup(release)
 		ranks, outs = append(ranks, c), append(outs, out)
 	}
-	return func() {
+	return dir, func() {
 		t.Helper()
 		for r, c := range ranks {
 			if err := c.Wait(); err != nil {
@@ -237,20 +236,61 @@ func startRanks(t *testing.T, test, dir string, n int) (wait func()) {
 	}
 }
 
-// joinRank joins the group of startRanks as the rank it was told.
-func joinRank(t *testing.T, world int) *dist.Group {
+// joinRank is a rank of startRanks: it joins the group of world ranks
+// with the collective timeout and returns it with the input.
+func joinRank(t *testing.T, world int, timeout time.Duration) (*dist.Group, rankInput) {
 	t.Helper()
+	var in rankInput
+	readJSON(t, os.Getenv(envRanksDir), "input.json", &in)
 	r, err := strconv.Atoi(os.Getenv(envRanksRank))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := dist.New(dist.Config{Addr: os.Getenv(envRanksAddr), World: world, Rank: r, Timeout: 2 * time.Minute})
+	g, err := dist.New(dist.Config{Addr: os.Getenv(envRanksAddr), World: world, Rank: r, Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Close)
-	return g
+	return g, in
 }
+
+// readRanks reads the results the n ranks of startRanks wrote to dir
+// (writeJSON(t, dir, rankFile(rank), result)).
+func readRanks[T any](t *testing.T, dir string, n int) []T {
+	t.Helper()
+	out := make([]T, n)
+	for r := range out {
+		readJSON(t, dir, rankFile(r), &out[r])
+	}
+	return out
+}
+
+// writeJSON writes v as JSON to dir/name.
+func writeJSON(t *testing.T, dir, name string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readJSON reads dir/name's JSON into v.
+func readJSON(t *testing.T, dir, name string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rankFile is the file rank r of startRanks writes its result to.
+func rankFile(r int) string { return fmt.Sprintf("rank-%d.json", r) }
 
 // compareValues fails the test at the first of got's values further than
 // tol from want's.
@@ -273,28 +313,5 @@ func compareValues(t *testing.T, what string, got, want [][]float64, tol float64
 	if worst > tol || math.IsNaN(worst) {
 		t.Errorf("%s: tensor %d value %d is %v, want %v (differs by %.3g, tolerance %g)",
 			what, at[0], at[1], got[at[0]][at[1]], want[at[0]][at[1]], worst, tol)
-	}
-}
-
-// runRank is one rank of TestDataParallelStepMatchesOneLearner.
-func runRank(t *testing.T, dir string) {
-	g := joinRank(t, 2)
-	b, err := os.ReadFile(filepath.Join(dir, "input.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var in rankInput
-	if err := json.Unmarshal(b, &in); err != nil {
-		t.Fatal(err)
-	}
-	out, err := stepLearner(in, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, err = json.Marshal(out); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", g.Rank())), b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -2,12 +2,12 @@ package learner_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch"
 
@@ -86,102 +86,70 @@ func TestZeroShardsOptimizer(t *testing.T) {
 		runZeroRank(t, dir)
 		return
 	}
-	if testing.Short() {
-		t.Skip("trains in three processes")
-	}
-	for _, phase := range []config.Phase{config.PhaseMLLMGRPO, config.PhaseDiTGRPO} {
-		t.Run(string(phase), func(t *testing.T) {
-			in := ranksInput(t, phase)
-			dir := t.TempDir()
-			b, err := json.Marshal(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "input.json"), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			wait := startRanks(t, "TestZeroShardsOptimizer", dir, 2)
-			var one zeroRun
-			err = libtorch.Run(func() error {
-				if err := libtorch.SetThreads(1); err != nil {
-					return err
-				}
-				l, err := newLearner(zeroConfig())
-				if err != nil {
-					return err
-				}
-				defer l.Close()
-				one, err = trainTwice(l, in, nil, "")
-				return err
-			})
-			wait()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got [2]zeroRun
-			for r := range got {
-				b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", r)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := json.Unmarshal(b, &got[r]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for r := range got {
-				for k := range got[r].Params {
-					compareValues(t, fmt.Sprintf("rank %d step %d parameter", r, k+1), got[r].Params[k], one.Params[k], 1e-6)
-				}
-				share := float64(got[r].Bytes) / float64(one.Bytes)
-				t.Logf("rank %d holds %d optimiser bytes, %.3f of one learner's %d", r, got[r].Bytes, share, one.Bytes)
-				if share < 0.4 || share > 0.6 {
-					t.Errorf("rank %d holds %.3f of the optimiser state, want about 1/2", r, share)
-				}
-			}
-			if sum := got[0].Bytes + got[1].Bytes; sum != one.Bytes {
-				t.Errorf("the ranks hold %d optimiser bytes together, one learner %d", sum, one.Bytes)
-			}
-			// One learner resumes the ranks' sharded version 1 and takes
-			// their second step.
-			vdir, err := checkpoint.Fetch(context.Background(), mustLocal(t, filepath.Join(dir, "store")), "r", 1, t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			var resumed zeroRun
-			err = libtorch.Run(func() error {
-				if err := libtorch.SetThreads(1); err != nil {
-					return err
-				}
-				l, err := loadLearner(vdir)
-				if err != nil {
-					return err
-				}
-				defer l.Close()
-				resumed, err = trainTwice(l, rankInput{Phase: in.Phase, Seed: in.Seed + 1, Rolls: in.Rolls, Rews: in.Rews}, nil, "")
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			compareValues(t, "resumed by one learner, step 2 parameter", resumed.Params[0], got[0].Params[1], 1e-6)
-
-			// A missing shard is refused by name.
-			shard := "optim-mllm.shard-1-of-2.safetensors"
-			if err := os.Remove(filepath.Join(vdir, shard)); err != nil {
-				t.Fatal(err)
-			}
-			err = libtorch.Run(func() error {
-				l, err := loadLearner(vdir)
-				if err == nil {
-					l.Close()
-				}
-				return err
-			})
-			if err == nil || !strings.Contains(err.Error(), shard) {
-				t.Fatalf("loading a checkpoint without %s: error %v, want one naming it", shard, err)
-			}
+	eachPhaseOnTwoRanks(t, "TestZeroShardsOptimizer", func(t *testing.T, in rankInput, dir string, wait func()) {
+		var one zeroRun
+		err := withLearner(zeroConfig(), nil, func(l *learner.Learner) (err error) {
+			one, err = trainTwice(l, in, nil, "")
+			return err
 		})
-	}
+		wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readRanks[zeroRun](t, dir, 2)
+		for r := range got {
+			for k := range got[r].Params {
+				compareValues(t, fmt.Sprintf("rank %d step %d parameter", r, k+1), got[r].Params[k], one.Params[k], 1e-6)
+			}
+			share := float64(got[r].Bytes) / float64(one.Bytes)
+			t.Logf("rank %d holds %d optimiser bytes, %.3f of one learner's %d", r, got[r].Bytes, share, one.Bytes)
+			if share < 0.4 || share > 0.6 {
+				t.Errorf("rank %d holds %.3f of the optimiser state, want about 1/2", r, share)
+			}
+		}
+		if sum := got[0].Bytes + got[1].Bytes; sum != one.Bytes {
+			t.Errorf("the ranks hold %d optimiser bytes together, one learner %d", sum, one.Bytes)
+		}
+		// One learner resumes the ranks' sharded version 1 and takes
+		// their second step.
+		vdir, err := checkpoint.Fetch(context.Background(), mustLocal(t, filepath.Join(dir, "store")), "r", 1, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resumed zeroRun
+		err = libtorch.Run(func() error {
+			if err := libtorch.SetThreads(1); err != nil {
+				return err
+			}
+			l, err := loadLearner(vdir)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			resumed, err = trainTwice(l, rankInput{Phase: in.Phase, Seed: in.Seed + 1, Rolls: in.Rolls, Rews: in.Rews}, nil, "")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareValues(t, "resumed by one learner, step 2 parameter", resumed.Params[0], got[0].Params[1], 1e-6)
+
+		// A missing shard is refused by name.
+		shard := "optim-mllm.shard-1-of-2.safetensors"
+		if err := os.Remove(filepath.Join(vdir, shard)); err != nil {
+			t.Fatal(err)
+		}
+		err = libtorch.Run(func() error {
+			l, err := loadLearner(vdir)
+			if err == nil {
+				l.Close()
+			}
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), shard) {
+			t.Fatalf("loading a checkpoint without %s: error %v, want one naming it", shard, err)
+		}
+	})
 }
 
 func mustLocal(t *testing.T, dir string) storage.Store {
@@ -217,36 +185,14 @@ func loadLearner(vdir string) (*learner.Learner, error) {
 
 // runZeroRank is one rank of TestZeroShardsOptimizer.
 func runZeroRank(t *testing.T, dir string) {
-	g := joinRank(t, 2)
-	b, err := os.ReadFile(filepath.Join(dir, "input.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var in rankInput
-	if err := json.Unmarshal(b, &in); err != nil {
-		t.Fatal(err)
-	}
+	g, in := joinRank(t, 2, 2*time.Minute)
 	var out zeroRun
-	err = libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		l, err := newLearner(zeroConfig())
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		l.SetGroup(g)
+	err := withLearner(zeroConfig(), g, func(l *learner.Learner) (err error) {
 		out, err = trainTwice(l, in, g, dir)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err = json.Marshal(out); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank-%d.json", g.Rank())), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeJSON(t, dir, rankFile(g.Rank()), out)
 }
