@@ -77,12 +77,21 @@ func (l *Learner) OptimizerBytes() int64 {
 	return n
 }
 
-// Optimizers returns the optimiser states to save with a version: on a
-// ZeRO-1 group's rank 0, every rank's shard, which it gathers from the
-// others (every rank must call Optimizers then, in step). The returned
-// release frees the gathered copies; the other ranks get no states (and
-// save nothing).
-func (l *Learner) Optimizers() (opts []checkpoint.Optimizer, release func(), err error) {
+// Optimizers returns this rank's optimisers (under ZeRO-1, its shards).
+func (l *Learner) Optimizers() []checkpoint.Optimizer {
+	var out []checkpoint.Optimizer
+	for _, p := range l.opts() {
+		out = append(out, checkpoint.Optimizer{Name: p.name, Opt: p.opt})
+	}
+	return out
+}
+
+// GatherOptimizers returns the optimiser states to save with a version:
+// on a ZeRO-1 group's rank 0, every rank's shard, which it gathers from
+// the others (every rank must call GatherOptimizers then, in step). The
+// returned release frees the gathered copies; the other ranks get no
+// states (and save nothing).
+func (l *Learner) GatherOptimizers() (opts []checkpoint.Optimizer, release func(), err error) {
 	var gathered []*ts.Tensor
 	release = func() {
 		for _, t := range gathered {

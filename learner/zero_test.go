@@ -61,7 +61,7 @@ func trainTwice(l *learner.Learner, in rankInput, g *dist.Group, save string) (z
 }
 
 func saveVersion(l *learner.Learner, dir string) error {
-	opts, release, err := l.Optimizers()
+	opts, release, err := l.GatherOptimizers()
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 		w.learner = nil
 		return task.Result{}, err
 	}
-	opts, release, err := w.learner.Optimizers()
+	opts, release, err := w.learner.GatherOptimizers()
 	if err != nil {
 		w.learner.Close()
 		w.learner = nil
