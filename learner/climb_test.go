@@ -128,15 +128,7 @@ func climb(t *testing.T, reward func(float64) float64, setup func(*config.FlowGR
 	}
 	const iters = 12
 	means := make([]float64, 0, iters)
-	err = libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		l, err := newLearner(c)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
+	err = withLearner(c, nil, func(l *learner.Learner) error {
 		for it := range iters {
 			req := rollout.Request{Run: "r", Step: it + 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0, 1, 2, 3}, Seed: uint64(100 + it),
 				Settings: rollout.SettingsFor(c, config.PhaseDiTGRPO, uint64(100+it))}

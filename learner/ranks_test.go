@@ -76,11 +76,16 @@ func trainedParams(l *learner.Learner, phase config.Phase) []*model.Params {
 // withLearner runs fn inside libtorch.Run (one thread) on a fresh learner
 // of c (seed 3), made a rank of g when g is not nil.
 func withLearner(c *config.Config, g *dist.Group, fn func(*learner.Learner) error) error {
+	return withLearnerOf(func() (*learner.Learner, error) { return newLearner(c) }, g, fn)
+}
+
+// withLearnerOf is withLearner on the learner mk makes.
+func withLearnerOf(mk func() (*learner.Learner, error), g *dist.Group, fn func(*learner.Learner) error) error {
 	return libtorch.Run(func() error {
 		if err := libtorch.SetThreads(1); err != nil {
 			return err
 		}
-		l, err := newLearner(c)
+		l, err := mk()
 		if err != nil {
 			return err
 		}

@@ -117,15 +117,7 @@ func TestZeroShardsOptimizer(t *testing.T) {
 			t.Fatal(err)
 		}
 		var resumed zeroRun
-		err = libtorch.Run(func() error {
-			if err := libtorch.SetThreads(1); err != nil {
-				return err
-			}
-			l, err := loadLearner(vdir)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
+		err = withLearnerOf(func() (*learner.Learner, error) { return loadLearner(vdir) }, nil, func(l *learner.Learner) (err error) {
 			resumed, err = trainTwice(l, rankInput{Phase: in.Phase, Seed: in.Seed + 1, Rolls: in.Rolls, Rews: in.Rews}, nil, "")
 			return err
 		})
