@@ -32,9 +32,7 @@ func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, 
 	}
 	metrics := sm.metrics
 	rolloutOut, rewardOut := sm.rollouts, sm.rewards
-	if c.o.Config.Run.MaxStaleness > 0 {
-		metrics["time/wait_s"] = wait.Seconds()
-	}
+	metrics["time/wait_s"] = wait.Seconds()
 
 	// The learn task reads every shard of the step.
 	t2 := c.clock.Now()
@@ -48,9 +46,7 @@ func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, 
 		return StepReport{}, err
 	}
 	metrics["time/learn_s"] = c.since(t2).Seconds()
-	if c.o.Config.Run.MaxStaleness > 0 {
-		c.idleMetrics(t0, busy, metrics)
-	}
+	c.idleMetrics(t0, busy, metrics)
 	outs := append(append(rolloutOut, rewardOut...), learnOut...)
 	if err := c.commit(ctx, p, t0, outs, metrics); err != nil {
 		return StepReport{}, err

@@ -184,16 +184,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 		t.Skip("trains four steps")
 	}
 	c := smallConfig(t)
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := train(t, c, st, "whole", false, 0); err != nil {
-		t.Fatal(err)
-	}
-	if reps, err := train(t, c, st, "killed", false, 1); err != nil || len(reps) != 1 {
-		t.Fatalf("first half: %d steps, %v", len(reps), err)
-	}
+	st := wholeAndStopped(t, c, "whole", "killed")
 	// As if killed between step 1's manifest and its run.json, with an
 	// event file of step 1 left by another host: the resume repairs the
 	// step's commit and its event file.
@@ -216,6 +207,23 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 		}
 	}
 	sameCheckpoint(ctx, t, st, "whole", "killed", 2)
+}
+
+// wholeAndStopped trains run whole to its end and run stopped for one step
+// (as a kill would stop it), in a new store it returns.
+func wholeAndStopped(t *testing.T, c *config.Config, whole, stopped string) *storage.Local {
+	t.Helper()
+	st, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := train(t, c, st, whole, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if reps, err := train(t, c, st, stopped, false, 1); err != nil || len(reps) != 1 {
+		t.Fatalf("run %s, stopped after one step: %d steps, %v", stopped, len(reps), err)
+	}
+	return st
 }
 
 // sameCheckpoint checks that version v of runs a and b (an uninterrupted
@@ -259,16 +267,7 @@ func TestAsyncResumeEqualsUninterrupted(t *testing.T) {
 			c := smallConfig(t)
 			c.Run.MaxStaleness = k
 			c.Schedule.Phases = []config.PhaseSpec{{Phase: config.PhaseMLLMGRPO, Steps: 3}, {Phase: config.PhaseDiTGRPO, Steps: 1}}
-			st, err := storage.NewLocal(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := train(t, c, st, "whole", false, 0); err != nil {
-				t.Fatal(err)
-			}
-			if reps, err := train(t, c, st, "stopped", false, 1); err != nil || len(reps) != 1 {
-				t.Fatalf("first part: %d steps, %v", len(reps), err)
-			}
+			st := wholeAndStopped(t, c, "whole", "stopped")
 			if reps, err := train(t, c, st, "stopped", true, 0); err != nil || len(reps) != 3 {
 				t.Fatalf("resumed: %d steps, %v", len(reps), err)
 			}
