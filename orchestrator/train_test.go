@@ -20,6 +20,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/testmodel"
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/orchestrator"
@@ -60,18 +61,7 @@ func smallConfigFrom(t *testing.T, c *config.Config) *config.Config {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	err := libtorch.Run(func() error {
-		tok, err := model.TokenizerFor(c.Model.MLLM)
-		if err != nil {
-			return err
-		}
-		b, err := model.NewBundle(c, tok, gotch.CPU, 7)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		return b.Save(c.Run.Base, 0, c)
-	})
+	err := testmodel.SaveBase(c, c.Run.Base, 7)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,10 +244,7 @@ loop:
 	}
 	// Same metrics (those that do not measure time), every committed step
 	// whole, nothing committed twice or left out.
-	local, err := storage.NewLocal(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
+	local := openLocal(t, ref)
 	want, err := runs.ReadHistory(bg, local, "calm", t.TempDir())
 	if err != nil {
 		t.Fatal(err)

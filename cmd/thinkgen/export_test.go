@@ -85,10 +85,7 @@ func TestExportCommand(t *testing.T) {
 	}
 	store, base := trainSmallRun(t)
 	ctx := context.Background()
-	st, err := storage.NewLocal(store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openLocal(t, store)
 	rs, err := runs.ReadState(ctx, st, "r")
 	if err != nil {
 		t.Fatal(err)
@@ -151,10 +148,7 @@ func TestExportCommand(t *testing.T) {
 		}
 		// Version 0 of the new run is the exported checkpoint, weights bit for bit.
 		checkImportEquals(t, exp, filepath.Join(runDir, "runs", "r2", "checkpoints", "000000", "bundle"), 2)
-		st2, err := storage.NewLocal(runDir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st2 := openLocal(t, runDir)
 		rs, err := runs.ReadState(ctx, st2, "r2")
 		if err != nil {
 			t.Fatal(err)

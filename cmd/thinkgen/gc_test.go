@@ -13,10 +13,7 @@ import (
 func TestGCCommand(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := storage.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openLocal(t, dir)
 	stale := storage.ShardKey("r", 1, "rollout", "t0", 1)
 	kept := storage.ShardKey("r", 1, "rollout", "t0", 2)
 	if err := s.Put(ctx, stale, strings.NewReader("stale attempt")); err != nil {

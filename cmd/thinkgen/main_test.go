@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/thinkgen/thinkgen/internal/testutil"
+	"github.com/thinkgen/thinkgen/storage"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -17,6 +18,16 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	code = run(context.Background(), args, &env{stdout: &out, stderr: &errb, getenv: os.Getenv})
 	return code, out.String(), errb.String()
+}
+
+// openLocal opens the local store in dir.
+func openLocal(t *testing.T, dir string) *storage.Local {
+	t.Helper()
+	st, err := storage.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // runRefused runs the CLI with args and checks that it refuses them: exit

@@ -56,10 +56,7 @@ func readEventDir(t *testing.T, dir string) (files []string, events []tfevents.E
 // again after one was replaced; and refuses bad input with exit 2.
 func TestTensorboardCommand(t *testing.T) {
 	dir := t.TempDir()
-	local, err := storage.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	local := openLocal(t, dir)
 	t.Run("local", func(t *testing.T) { testTensorboardCommand(t, local, []string{"--run-dir", dir}) })
 	t.Run("minio", func(t *testing.T) {
 		cfg, ok := storagetest.Config(t, storagetest.BucketName(t))

@@ -10,14 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/evaluate"
-	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testenv"
+	"github.com/thinkgen/thinkgen/internal/testmodel"
 	"github.com/thinkgen/thinkgen/internal/testutil"
-	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/reward"
 )
 
@@ -254,18 +251,7 @@ func saveBaseOf(t *testing.T, file string, sets ...string) string {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "base")
-	err = libtorch.Run(func() error {
-		tok, err := model.TokenizerFor(cfg.Model.MLLM)
-		if err != nil {
-			return err
-		}
-		b, err := model.NewBundle(cfg, tok, gotch.CPU, 5)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		return b.Save(dir, 0, cfg)
-	})
+	err = testmodel.SaveBase(cfg, dir, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
