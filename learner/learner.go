@@ -37,10 +37,16 @@ type Learner struct {
 	dit     *phaseOpt    // over the connector and the DiT
 	group   *dist.Group  // data-parallel ranks (SetGroup); nil for one learner
 	dev     gotch.Device // the policy's device: every input is made there
+	// lossScale is float16's dynamic loss scale (nil otherwise); skipped
+	// counts the optimiser steps it skipped on overflow.
+	lossScale *optim.LossScale
+	skipped   int
 }
 
-// New takes ownership of policy (version v) and ref. It must run inside
-// libtorch.Run.
+// New takes ownership of policy (version v) and ref, both already in the
+// run's model.dtype: the optimisers keep float32 masters of half-precision
+// weights, and a float16 policy trains with a dynamic loss scale. It must
+// run inside libtorch.Run.
 func New(cfg *config.Config, policy, ref *model.Bundle, v int) *Learner {
 	for _, p := range []*model.Params{ref.MLLM.P, ref.Connector.P, ref.DiT.P} {
 		p.SetRequiresGrad(false)
@@ -48,7 +54,7 @@ func New(cfg *config.Config, policy, ref *model.Bundle, v int) *Learner {
 	for _, p := range []*model.Params{policy.MLLM.P, policy.Connector.P, policy.DiT.P} {
 		p.SetRequiresGrad(true)
 	}
-	l := &Learner{cfg: cfg, policy: policy, ref: ref, version: v, dev: policy.MLLM.P.Device()}
+	l := &Learner{cfg: cfg, policy: policy, ref: ref, version: v, dev: policy.MLLM.P.Device(), lossScale: newLossScale(policy.MLLM.P.DType())}
 	l.mllm = &phaseOpt{name: "mllm", params: policy.MLLM.P.Tensors()}
 	l.dit = &phaseOpt{name: "dit", params: append(append([]*ts.Tensor{}, policy.Connector.P.Tensors()...), policy.DiT.P.Tensors()...)}
 	for _, p := range l.opts() {
@@ -165,10 +171,16 @@ func (l *Learner) Step(phase config.Phase, seed uint64, rolls []shards.RolloutRo
 // a group must see their ctx end together (they share the task's).
 func (l *Learner) StepContext(ctx context.Context, phase config.Phase, seed uint64, rolls []shards.RolloutRow, rews []shards.RewardRow) (map[string]float64, error) {
 	l.freeze(phase)
+	skipped := l.skipped
+	var m map[string]float64
+	var err error
 	if phase == config.PhaseMLLMGRPO {
-		return l.grpoStep(ctx, rolls, rews)
+		m, err = l.grpoStep(ctx, rolls, rews)
+	} else {
+		m, err = l.flowStep(ctx, seed, rolls, rews)
 	}
-	return l.flowStep(ctx, seed, rolls, rews)
+	l.scaleMetrics(m, skipped)
+	return m, err
 }
 
 // stopped returns ctx's cause once it ended, wrapped as the learner's.
@@ -398,12 +410,15 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	}
 	// Each rank's token-mean, weighted by its share of the tokens, sums
 	// over the ranks to the mini-batch's token-mean.
-	scaled := loss.MustMulScalar(ts.FloatScalar(share), false)
+	scaled := loss.MustMulScalar(ts.FloatScalar(share*l.gradScale()), false)
 	defer scaled.MustDrop()
 	l.mllm.opt.ZeroGrad()
 	scaled.MustBackward()
 	if err := l.allReduceGrads(l.mllm.params); err != nil {
 		return st, 0, err
+	}
+	if !l.unscale(l.mllm.params) {
+		return st, 0, nil
 	}
 	gn := l.mllm.opt.ClipGradNorm(c.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {
@@ -531,6 +546,9 @@ func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg Flo
 	}
 	if err := l.allReduceGrads(l.dit.params); err != nil {
 		return acc, 0, err
+	}
+	if !l.unscale(l.dit.params) {
+		return acc, 0, nil
 	}
 	gn := l.dit.opt.ClipGradNorm(l.cfg.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {
@@ -694,7 +712,7 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 	if err != nil {
 		return st, fmt.Errorf("%w: SDE step %d: %w", ErrFatal, k, err)
 	}
-	scaled := loss.MustMulScalar(ts.FloatScalar(scale), true)
+	scaled := loss.MustMulScalar(ts.FloatScalar(scale*l.gradScale()), true)
 	defer scaled.MustDrop()
 	scaled.MustBackward()
 	return st, nil

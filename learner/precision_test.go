@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/thinkgen/thinkgen/config"
-	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/learner"
+	"github.com/thinkgen/thinkgen/optim"
 )
 
 // dtypeStep is one Step of a fresh learner in a model.dtype: the trained
@@ -20,17 +20,10 @@ type dtypeStep struct {
 
 func stepInDType(in rankInput, dtype string) (dtypeStep, error) {
 	var out dtypeStep
-	err := libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		c := ranksConfig()
-		c.Model.DType = dtype
-		l, err := newLearner(c)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
+	c := ranksConfig()
+	c.Model.DType = dtype
+	err := withLearner(c, nil, func(l *learner.Learner) error {
+		var err error
 		out.before = masters(l, in.Phase)
 		if out.metrics, err = l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
 			return err
@@ -144,4 +137,52 @@ func cosine(a, b []float64) float64 {
 		bb += b[i] * b[i]
 	}
 	return ab / math.Sqrt(aa*bb)
+}
+
+// TestLossScale drives float16's dynamic loss scale on float32 models: a
+// power-of-two scale is undone exactly (the step equals the unscaled one
+// bit for bit), and a scale that overflows skips the step, leaves the
+// weights alone, halves the scale and says so in the metrics.
+func TestLossScale(t *testing.T) {
+	in := ranksInput(t, config.PhaseMLLMGRPO)
+	plain, err := stepInDType(in, "float32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		scale      float64
+		skipped    float64
+		want       []float64 // the weights after the step
+		scaleAfter float64
+	}{
+		{"exact", 1024, 0, plain.after, 1024},
+		{"overflow", 1e39, 1, plain.before, 5e38},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var after []float64
+			var m map[string]float64
+			err := withLearner(ranksConfig(), nil, func(l *learner.Learner) error {
+				var err error
+				learner.SetLossScale(l, &optim.LossScale{Scale: c.scale, Interval: 2000})
+				if m, err = l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
+					return err
+				}
+				after = masters(l, in.Phase)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m["learn/skipped_steps"] != c.skipped || m["learn/loss_scale"] != c.scaleAfter {
+				t.Errorf("metrics skipped_steps %g loss_scale %g, want %g and %g", m["learn/skipped_steps"], m["learn/loss_scale"], c.skipped, c.scaleAfter)
+			}
+			for i := range after {
+				if after[i] != c.want[i] {
+					t.Fatalf("weight %d = %g, want %g", i, after[i], c.want[i])
+				}
+			}
+		})
+	}
 }

@@ -193,7 +193,7 @@ func float32s(t *ts.Tensor) []float32 {
 // setFloat32s overwrites a parameter's values in place (outside autograd).
 func setFloat32s(dst *ts.Tensor, data []float32, shape []int64) {
 	src := ts.MustOfSlice(data).MustView(shape, true)
-	if dst.MustDevice() != gotch.CPU {
+	if dst.MustDevice().IsCuda() {
 		src = src.MustTo(dst.MustDevice(), true)
 	}
 	libtorch.NoGrad(func() { dst.Copy_(src) })

@@ -227,13 +227,14 @@ func sumSquares(g *ts.Tensor) float64 {
 	return g.MustTotype(gotch.Double, false).MustSquare(true).MustSum(gotch.Double, true).Float64Values(true)[0]
 }
 
-// ScaleGrads multiplies every gradient by f in place (unscaling a loss
-// scale) and reports whether all of them are finite afterwards.
-func (o *AdamW) ScaleGrads(f float64) (finite bool) {
+// ScaleGrads multiplies the gradient of every parameter by f in place
+// (unscaling a loss scale) and reports whether all of them are finite
+// afterwards.
+func ScaleGrads(params []*ts.Tensor, f float64) (finite bool) {
 	prev := libtorch.SetGradEnabled(false)
 	defer libtorch.SetGradEnabled(prev)
 	sq := 0.0
-	for _, p := range o.params {
+	for _, p := range params {
 		g := p.MustGrad(false)
 		if g.MustDefined() {
 			g.MustMulScalar_(ts.FloatScalar(f))
