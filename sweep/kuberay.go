@@ -53,15 +53,15 @@ func (k *KubeRay) Start(ctx context.Context, t *TrialState, la Launch) (Handle, 
 	}
 	ns := objs.RayJob.Namespace
 	h := &kubeHandle{k: k, ns: ns, run: t.Name, log: la.Log}
-	err = k.Client.Apply(ctx, objs)
-	if errors.Is(err, kuberay.ErrExists) {
+	how, err := k.Client.Apply(ctx, objs, false)
+	if how == kuberay.Unchanged || errors.Is(err, kuberay.ErrChanged) {
 		st, serr := k.Client.Status(ctx, ns, t.Name)
 		if serr == nil && !st.Terminal() {
 			h.printf("adopted the running RayJob %s/%s", ns, t.Name)
 			return h, nil
 		}
 		if err = k.Client.Stop(ctx, ns, t.Name); err == nil {
-			err = k.Client.Apply(ctx, objs)
+			_, err = k.Client.Apply(ctx, objs, false)
 		}
 	}
 	if err != nil {

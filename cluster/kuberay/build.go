@@ -63,7 +63,10 @@ type Options struct {
 	Run string
 	// Namespace overrides cluster.namespace when not empty.
 	Namespace string
-	// Resume continues the run from its store (thinkgen train --resume).
+	// Resume requires the run to be in the store already and continues it
+	// (thinkgen train --resume). Without it the controller continues the
+	// run if the store has it and starts it otherwise
+	// (--resume-if-exists).
 	Resume bool
 	// EvalRows is the controller's --eval-rows (held-out rows each
 	// evaluated version is scored on); zero keeps train's default.
@@ -125,6 +128,10 @@ func Build(cfg *config.Config, opts Options) (*Objects, error) {
 		"--store", cfg.Storage.URI}
 	if opts.Resume {
 		entry = append(entry, "--resume")
+	} else {
+		// A launch after `launch stop`, or a head that restarts, continues
+		// the run from its store.
+		entry = append(entry, "--resume-if-exists")
 	}
 	if opts.EvalRows > 0 {
 		entry = append(entry, "--eval-rows", strconv.Itoa(opts.EvalRows))

@@ -78,7 +78,7 @@ func TestBuild(t *testing.T) {
 	if job.Name != "exp-7" || job.Namespace != "ml" || cm.Name != "exp-7-config" || cm.Namespace != "ml" {
 		t.Errorf("names: rayjob %s/%s, configmap %s/%s", job.Namespace, job.Name, cm.Namespace, cm.Name)
 	}
-	wantEntry := "thinkgen train --config /etc/thinkgen/config.yaml --run exp-7 --listen 0.0.0.0:7700 --token-file /var/run/thinkgen/token --store s3://runs/thinkgen"
+	wantEntry := "thinkgen train --config /etc/thinkgen/config.yaml --run exp-7 --listen 0.0.0.0:7700 --token-file /var/run/thinkgen/token --store s3://runs/thinkgen --resume-if-exists"
 	if job.Spec.Entrypoint != wantEntry {
 		t.Errorf("entrypoint %q, want %q", job.Spec.Entrypoint, wantEntry)
 	}

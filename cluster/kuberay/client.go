@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	rayv1 "github.com/ray-project/kuberay/ray-operator/apis/ray/v1"
 	rayclient "github.com/ray-project/kuberay/ray-operator/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -23,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	watchtools "k8s.io/client-go/tools/watch"
+	"sigs.k8s.io/yaml"
 )
 
 // Sentinel errors of the client.
@@ -31,6 +34,9 @@ var (
 	ErrExists = errors.New("thinkgen/kuberay: RayJob already exists")
 	// ErrNotFound means the run has no RayJob (never launched, or stopped).
 	ErrNotFound = errors.New("thinkgen/kuberay: RayJob not found")
+	// ErrChanged means the run's RayJob exists with another configuration;
+	// the error names the keys that differ.
+	ErrChanged = errors.New("thinkgen/kuberay: the run is launched with another configuration")
 )
 
 // Client talks to one Kubernetes cluster: the KubeRay clientset for RayJobs
@@ -67,13 +73,76 @@ func NewClient(rc *rest.Config) (*Client, error) {
 	return &Client{Ray: ray, Kube: kube}, nil
 }
 
-// Apply creates or updates the ConfigMap, then creates the RayJob. A RayJob
-// of the same name makes it fail with ErrExists: a running job's spec is
-// not changed in place; stop it first.
-func (c *Client) Apply(ctx context.Context, o *Objects) error {
+// Applied says what Apply did.
+type Applied int
+
+const (
+	// Created: the run had no RayJob; its ConfigMap and RayJob were made.
+	Created Applied = iota
+	// Unchanged: the run's RayJob exists with the same configuration;
+	// nothing was changed.
+	Unchanged
+	// Replaced: the run's RayJob existed with another configuration and
+	// was deleted and made anew (replace).
+	Replaced
+)
+
+func (a Applied) String() string {
+	switch a {
+	case Created:
+		return "created"
+	case Unchanged:
+		return "unchanged"
+	case Replaced:
+		return "replaced"
+	}
+	return fmt.Sprintf("Applied(%d)", int(a))
+}
+
+// Apply launches the run idempotently. Without a RayJob of the run's name
+// it creates (or updates) the ConfigMap, then creates the RayJob. With one
+// it compares: the same configuration and RayJob spec is a no-op
+// (Unchanged); another one is refused with ErrChanged naming the keys that
+// differ (Changes), unless replace is set: then the old RayJob is deleted
+// (its Ray cluster goes with it), Apply waits until it is gone and creates
+// the new one. The run's state is in the store either way.
+func (c *Client) Apply(ctx context.Context, o *Objects, replace bool) (Applied, error) {
 	cm, job := o.ConfigMap, o.RayJob
+	jobs := c.Ray.RayV1().RayJobs(job.Namespace)
+	how := Created
+	old, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return 0, fmt.Errorf("get rayjob %s/%s: %w", job.Namespace, job.Name, err)
+	case old.DeletionTimestamp != nil:
+		// A stop is under way: let it finish, then launch anew.
+		if err := c.deleteAndWait(ctx, job.Namespace, job.Name); err != nil {
+			return 0, err
+		}
+	default:
+		oldCM, err := c.Kube.CoreV1().ConfigMaps(cm.Namespace).Get(ctx, cm.Name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return 0, fmt.Errorf("get configmap %s/%s: %w", cm.Namespace, cm.Name, err)
+		}
+		if apierrors.IsNotFound(err) {
+			oldCM = nil
+		}
+		changes := Changes(&Objects{ConfigMap: oldCM, RayJob: old}, o)
+		if len(changes) == 0 {
+			return Unchanged, nil
+		}
+		if !replace {
+			return 0, fmt.Errorf("run %s in namespace %s: %w: %s differ (--replace deletes the running RayJob and launches this one; the run resumes from its store)",
+				job.Name, job.Namespace, ErrChanged, strings.Join(changes, ", "))
+		}
+		if err := c.deleteAndWait(ctx, job.Namespace, job.Name); err != nil {
+			return 0, err
+		}
+		how = Replaced
+	}
 	cms := c.Kube.CoreV1().ConfigMaps(cm.Namespace)
-	_, err := cms.Create(ctx, cm, metav1.CreateOptions{})
+	_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		var old *corev1.ConfigMap
 		old, err = cms.Get(ctx, cm.Name, metav1.GetOptions{})
@@ -83,16 +152,110 @@ func (c *Client) Apply(ctx context.Context, o *Objects) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("apply configmap %s/%s: %w", cm.Namespace, cm.Name, err)
+		return 0, fmt.Errorf("apply configmap %s/%s: %w", cm.Namespace, cm.Name, err)
 	}
-	_, err = c.Ray.RayV1().RayJobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	_, err = jobs.Create(ctx, job, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create rayjob %s/%s: %w (thinkgen launch stop --run %s removes it)", job.Namespace, job.Name, ErrExists, job.Name)
+		return 0, fmt.Errorf("create rayjob %s/%s: %w (another launch made it meanwhile)", job.Namespace, job.Name, ErrExists)
 	}
 	if err != nil {
-		return fmt.Errorf("create rayjob %s/%s: %w", job.Namespace, job.Name, err)
+		return 0, fmt.Errorf("create rayjob %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	return nil
+	return how, nil
+}
+
+// deleteAndWait deletes a RayJob and polls until the API server no longer
+// has it (the operator's finalizer removes its Ray cluster first).
+func (c *Client) deleteAndWait(ctx context.Context, namespace, name string) error {
+	jobs := c.Ray.RayV1().RayJobs(namespace)
+	bg := metav1.DeletePropagationBackground
+	if err := jobs.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete rayjob %s/%s: %w", namespace, name, err)
+	}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := jobs.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("wait for rayjob %s/%s to go: %w", namespace, name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for rayjob %s/%s to go: %w", namespace, name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Changes names what differs between a launched run (old, as read back;
+// its ConfigMap may be nil) and a new launch of it: the configuration keys
+// whose values differ (dotted, e.g. "grpo.group",
+// "cluster.rollout.tolerations"), then "entrypoint" when the controller's
+// command line differs (--resume, --eval-rows) and "rayjob spec" when
+// anything else in the RayJob does (another thinkgen version built it).
+// Nothing differs when it is empty.
+func Changes(old, new *Objects) []string {
+	var keys []string
+	if old.ConfigMap == nil {
+		keys = append(keys, "config.yaml (the ConfigMap "+new.ConfigMap.Name+" is missing)")
+	} else {
+		keys = append(keys, yamlChanges(old.ConfigMap.Data[configKey], new.ConfigMap.Data[configKey])...)
+	}
+	a, b := old.RayJob.Spec, new.RayJob.Spec
+	if a.Entrypoint != b.Entrypoint {
+		keys = append(keys, "entrypoint")
+		a.Entrypoint = b.Entrypoint
+	}
+	if len(keys) == 0 && !apiequality.Semantic.DeepEqual(a, b) {
+		keys = append(keys, "rayjob spec")
+	}
+	return keys
+}
+
+// yamlChanges lists the dotted keys whose values differ between two YAML
+// documents; lists compare whole. A document that does not parse counts
+// as one change, "config.yaml".
+func yamlChanges(a, b string) []string {
+	var ma, mb map[string]any
+	if yaml.Unmarshal([]byte(a), &ma) != nil || yaml.Unmarshal([]byte(b), &mb) != nil {
+		if a == b {
+			return nil
+		}
+		return []string{"config.yaml"}
+	}
+	fa, fb := map[string]any{}, map[string]any{}
+	flatten("", ma, fa)
+	flatten("", mb, fb)
+	var keys []string
+	for k, v := range fa {
+		if w, ok := fb[k]; !ok || !reflect.DeepEqual(v, w) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range fb {
+		if _, ok := fa[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func flatten(prefix string, m map[string]any, out map[string]any) {
+	for k, v := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+			flatten(key, sub, out)
+			continue
+		}
+		out[key] = v
+	}
 }
 
 // Status is what KubeRay reports about a run's RayJob.

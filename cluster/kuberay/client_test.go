@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +26,10 @@ import (
 // schema, read back as sent, report the status written through the status
 // subresource, and go away on Stop.
 func TestAPIServer(t *testing.T) {
-	rc := kubetest.Start(t).Config
+	// No kubelet runs under envtest: a stand-in serves the container logs
+	// that the API server proxies pods/log to (subtest "logs").
+	kubelet := kubetest.NewKubelet(t)
+	rc := kubetest.Start(t, kubelet.Option()).Config
 	c, err := NewClient(rc)
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +45,8 @@ func TestAPIServer(t *testing.T) {
 	}
 
 	t.Run("apply", func(t *testing.T) {
-		if err := c.Apply(ctx, o); err != nil {
-			t.Fatalf("Apply: %v", err)
+		if how, err := c.Apply(ctx, o, false); err != nil || how != Created {
+			t.Fatalf("Apply: %v, %v; want created", how, err)
 		}
 		got, err := c.Ray.RayV1().RayJobs("ml").Get(ctx, "exp-7", metav1.GetOptions{})
 		if err != nil {
@@ -61,8 +67,49 @@ func TestAPIServer(t *testing.T) {
 		if cm.Data["config.yaml"] != o.ConfigMap.Data["config.yaml"] {
 			t.Errorf("ConfigMap data read back differs")
 		}
-		if err := c.Apply(ctx, o); !errors.Is(err, ErrExists) {
-			t.Errorf("second Apply: %v, want ErrExists", err)
+	})
+
+	t.Run("relaunch", func(t *testing.T) {
+		before, err := c.Ray.RayV1().RayJobs("ml").Get(ctx, "exp-7", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same configuration (built anew) changes nothing.
+		same, err := Build(loadConfig(t), Options{Run: "exp-7", Namespace: "ml"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if how, err := c.Apply(ctx, same, false); err != nil || how != Unchanged {
+			t.Errorf("Apply of the same configuration: %v, %v; want unchanged", how, err)
+		}
+		// Another configuration is refused, naming the keys.
+		changed, err := Build(loadConfig(t, "grpo.group=4", "cluster.rollout.gpus=2", "cluster.learner.tolerations=[{key: gpu, operator: Exists}]"),
+			Options{Run: "exp-7", Namespace: "ml", EvalRows: 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Apply(ctx, changed, false)
+		if !errors.Is(err, ErrChanged) {
+			t.Fatalf("Apply of another configuration: %v, want ErrChanged", err)
+		}
+		if want := "cluster.learner.tolerations, cluster.rollout.gpus, grpo.group, entrypoint differ"; !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not name %q", err, want)
+		}
+		after, err := c.Ray.RayV1().RayJobs("ml").Get(ctx, "exp-7", metav1.GetOptions{})
+		if err != nil || after.UID != before.UID || after.ResourceVersion != before.ResourceVersion {
+			t.Fatalf("the refused Apply touched the RayJob: %v", err)
+		}
+		// --replace: deleted and made anew with the new spec.
+		if how, err := c.Apply(ctx, changed, true); err != nil || how != Replaced {
+			t.Fatalf("Apply with replace: %v, %v; want replaced", how, err)
+		}
+		after, err = c.Ray.RayV1().RayJobs("ml").Get(ctx, "exp-7", metav1.GetOptions{})
+		if err != nil || after.UID == before.UID || !apiequality.Semantic.DeepEqual(after.Spec, changed.RayJob.Spec) {
+			t.Errorf("after replace: uid %s (was %s), spec equal %v, %v", after.UID, before.UID, apiequality.Semantic.DeepEqual(after.Spec, changed.RayJob.Spec), err)
+		}
+		// And back, so that the subtests below see the first launch.
+		if how, err := c.Apply(ctx, o, true); err != nil || how != Replaced {
+			t.Fatalf("Apply back: %v, %v", how, err)
 		}
 	})
 
@@ -89,7 +136,7 @@ func TestAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Apply(ctx, full); err != nil {
+		if _, err := c.Apply(ctx, full, false); err != nil {
 			t.Fatalf("Apply: %v", err)
 		}
 		defer c.Stop(ctx, "ml", "full")
@@ -229,7 +276,9 @@ func TestAPIServer(t *testing.T) {
 		if err := c.Logs(ctx, "ml", "exp-7", LogOptions{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "no head pod") {
 			t.Errorf("Logs without pods: %v", err)
 		}
-		// No kubelet here: create the pods KubeRay would, with the template labels.
+		// No scheduler here: create the pods KubeRay would, with the
+		// template labels, bound to the stand-in kubelet's node.
+		kubelet.Register(ctx, t, c.Kube, "node-1")
 		for _, p := range []struct{ name, role string }{{"exp-7-x2k9q-head-abcde", "head"}, {"exp-7-x2k9q-rollout-worker-1", "rollout"}, {"other-head", "head"}} {
 			run := "exp-7"
 			if strings.HasPrefix(p.name, "other") {
@@ -237,7 +286,7 @@ func TestAPIServer(t *testing.T) {
 			}
 			pod := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: "ml", Labels: podLabels(run, p.role)},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "ray-head", Image: "x"}}},
+				Spec:       corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "ray-head", Image: "x"}}},
 			}
 			if _, err := c.Kube.CoreV1().Pods("ml").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
@@ -250,6 +299,40 @@ func TestAPIServer(t *testing.T) {
 		err = c.Logs(ctx, "ml", "exp-7", LogOptions{Role: "rollout", Pod: "nope"}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "exp-7-x2k9q-rollout-worker-1") {
 			t.Errorf("Logs of a missing pod: %v, want the list of pods", err)
+		}
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		// Through client-go and the real API server's pods/log proxy to the
+		// stand-in kubelet. The rollout worker writes a line, then another
+		// half a second later, then its container ends: --follow streams
+		// both and returns at the end.
+		kubelet.Logs("ml", "exp-7-x2k9q-head-abcde", "ray-head", func(w http.ResponseWriter, q url.Values) {
+			fmt.Fprint(w, "head line 1\nhead line 2\n")
+		})
+		kubelet.Logs("ml", "exp-7-x2k9q-rollout-worker-1", "ray-head", func(w http.ResponseWriter, q url.Values) {
+			fmt.Fprintf(w, "rollout step 1 (follow=%s tailLines=%s)\n", q.Get("follow"), q.Get("tailLines"))
+			w.(http.Flusher).Flush()
+			time.Sleep(500 * time.Millisecond)
+			fmt.Fprint(w, "rollout step 2\n")
+		})
+		var head bytes.Buffer
+		if err := c.Logs(ctx, "ml", "exp-7", LogOptions{}, &head); err != nil || head.String() != "head line 1\nhead line 2\n" {
+			t.Errorf("head logs: %q, %v", head.String(), err)
+		}
+		var rollout bytes.Buffer
+		if err := c.Logs(ctx, "ml", "exp-7", LogOptions{Role: "rollout", Follow: true, Tail: 20}, &rollout); err != nil {
+			t.Fatalf("rollout logs: %v", err)
+		}
+		if want := "rollout step 1 (follow=true tailLines=20)\nrollout step 2\n"; rollout.String() != want {
+			t.Errorf("rollout logs %q, want %q", rollout.String(), want)
+		}
+		var paths []string
+		for _, u := range kubelet.Requests() {
+			paths = append(paths, u.Path)
+		}
+		if want := "/containerLogs/ml/exp-7-x2k9q-head-abcde/ray-head /containerLogs/ml/exp-7-x2k9q-rollout-worker-1/ray-head"; strings.Join(paths, " ") != want {
+			t.Errorf("the kubelet was asked for %v, want %s", paths, want)
 		}
 	})
 

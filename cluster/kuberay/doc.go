@@ -43,7 +43,10 @@
 //  1. [Build] the objects (pure: no cluster needed; [Objects.YAML] prints
 //     them for `thinkgen launch --dry-run`).
 //  2. [Client.Apply] creates or updates the ConfigMap, then creates the
-//     RayJob ([ErrExists] if a RayJob of that name exists).
+//     RayJob. It is idempotent: a RayJob of that name with the same
+//     configuration is left alone ([Unchanged]); one with another is
+//     refused with [ErrChanged] naming the keys that differ ([Changes]),
+//     or, with replace, deleted and made anew ([Replaced]).
 //  3. [Client.Status] reads the RayJob's status (JobStatus,
 //     JobDeploymentStatus, reason, message); [Client.Follow] watches it and
 //     reports every change until it is terminal.
@@ -52,9 +55,10 @@
 //     controller's log lines.
 //  5. [Client.Stop] deletes the RayJob (KubeRay then deletes its RayCluster
 //     and submitter Job, which it owns) and the ConfigMap. Stop deletes
-//     rather than suspends: the run's state is in the store, and a new
-//     launch with [Options].Resume (thinkgen train --resume on the head)
-//     continues it on a fresh Ray cluster.
+//     rather than suspends: the run's state is in the store, and the next
+//     launch continues it on a fresh Ray cluster (the entrypoint runs
+//     thinkgen train --resume-if-exists, or --resume with
+//     [Options].Resume).
 //
 // The RayJob spells out the values the API server would default
 // (backoffLimit 0, TCP ports, numOfHosts 1), so that what is read back

@@ -35,6 +35,14 @@ its key token. Create it first, e.g.
 
 --dry-run prints the objects as YAML and talks to no cluster.
 
+Launch is idempotent: when the run's RayJob exists with the same
+configuration, launch changes nothing, prints the run's status and follows
+it; with another configuration it refuses, naming the keys that differ,
+unless --replace (the old RayJob is deleted, then the new one created). The
+controller continues a run that the store already has (train
+--resume-if-exists, taking the configuration recorded in the store), so
+launch stop then launch resumes it on a new Ray cluster.
+
   thinkgen launch status --run R   the RayJob's job and deployment status
   thinkgen launch logs --run R     logs of the head pod (--role submitter: the
                                    controller's output as KubeRay's submitter
@@ -51,7 +59,8 @@ The cluster is the one of --kubeconfig, else $KUBECONFIG, else
 			namespace := fs.String("namespace", "", "Kubernetes namespace (default cluster.namespace)")
 			kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config)")
 			dryRun := fs.Bool("dry-run", false, "print the ConfigMap and RayJob as YAML; apply nothing")
-			resume := fs.Bool("resume", false, "the controller continues the run from its store (train --resume)")
+			resume := fs.Bool("resume", false, "the run must be in the store already: the controller continues it (train --resume); without it the controller continues the run if the store has it, else starts it")
+			replace := fs.Bool("replace", false, "when the run is launched with another configuration, delete its RayJob and launch this one (default: refuse, naming the keys that differ)")
 			follow := fs.BoolP("follow", "f", true, "launch: follow the RayJob's status until it ends; logs: keep streaming (only when given)")
 			role := fs.String("role", "head", "logs: head, submitter, rollout, learner or reward")
 			pod := fs.String("pod", "", "logs: the pod's name, when the role has several")
@@ -135,10 +144,21 @@ The cluster is the one of --kubeconfig, else $KUBECONFIG, else
 					fmt.Fprintf(e.stdout, "run %s: RayJob and ConfigMap deleted in namespace %s\n", *run, ns)
 					return nil
 				}
-				if err := c.Apply(ctx, objs); err != nil {
+				how, err := c.Apply(ctx, objs, *replace)
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stdout, "run %s: RayJob %s/%s created; the controller is %s\n", objs.RayJob.Name, ns, objs.RayJob.Name, kuberay.ControllerURL(objs.RayJob.Name))
+				name := objs.RayJob.Name
+				switch how {
+				case kuberay.Unchanged:
+					st, err := c.Status(ctx, ns, name)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "run %s: already launched with this configuration; nothing changed\n%s\n", name, st)
+				default:
+					fmt.Fprintf(e.stdout, "run %s: RayJob %s/%s %s; the controller is %s\n", name, ns, name, how, kuberay.ControllerURL(name))
+				}
 				if !*follow {
 					return nil
 				}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -70,7 +73,8 @@ func TestLaunchDryRun(t *testing.T) {
 // TestLaunchAPIServer runs launch, status and stop against a real
 // kube-apiserver (envtest) through --kubeconfig.
 func TestLaunchAPIServer(t *testing.T) {
-	kc := kubetest.Start(t)
+	kubelet := kubetest.NewKubelet(t) // envtest runs no kubelet: a stand-in serves the pod logs
+	kc := kubetest.Start(t, kubelet.Option())
 	c, err := kuberay.NewClient(kc.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +97,37 @@ func TestLaunchAPIServer(t *testing.T) {
 	if want := "run cli-1: job FAILED, deployment Failed: AppFailed controller exited 1"; code != 0 || strings.TrimSpace(out) != want {
 		t.Errorf("launch status: exit %d, %q %s; want %q", code, out, errOut, want)
 	}
-	if code, _, errOut := runCLI(t, args...); code != 1 || !strings.Contains(errOut, "already exists") {
-		t.Errorf("second launch: exit %d, %s; want exit 1, already exists", code, errOut)
+	// launch logs reads a worker's log through the API server.
+	kubelet.Register(ctx, t, c.Kube, "node-1")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "cli-1-rollout-0", Namespace: "default", Labels: map[string]string{kuberay.LabelRun: "cli-1", kuberay.LabelRole: "rollout"}},
+		Spec:       corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "ray-worker", Image: "x"}}},
+	}
+	if _, err := c.Kube.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubelet.Logs("default", "cli-1-rollout-0", "ray-worker", func(w http.ResponseWriter, q url.Values) {
+		fmt.Fprintf(w, "worker rollout: step 3 (follow=%s)\n", q.Get("follow"))
+	})
+	code, out, errOut = runCLI(t, "launch", "logs", "--run", "cli-1", "--role", "rollout", "--follow", "--kubeconfig", kc.Kubeconfig)
+	if want := "worker rollout: step 3 (follow=true)\n"; code != 0 || out != want {
+		t.Errorf("launch logs --role rollout --follow: exit %d, %q %s; want %q", code, out, errOut, want)
+	}
+	// Launching again with the same configuration is a no-op that prints the run's state …
+	code, out, errOut = runCLI(t, args...)
+	if code != 0 || !strings.Contains(out, "already launched with this configuration; nothing changed") || !strings.Contains(out, "job FAILED") {
+		t.Errorf("second launch: exit %d, %q %s; want exit 0, nothing changed and the status", code, out, errOut)
+	}
+	// … another configuration is refused, naming the keys, unless --replace.
+	changed := append(append([]string(nil), args...), "--set", "cluster.rollout.gpus=2", "--set", "grpo.group=4")
+	if code, _, errOut := runCLI(t, changed...); code != 1 || !strings.Contains(errOut, "cluster.rollout.gpus, grpo.group differ") || !strings.Contains(errOut, "--replace") {
+		t.Errorf("launch with another configuration: exit %d, %s; want exit 1 naming the keys", code, errOut)
+	}
+	if code, out, errOut := runCLI(t, append(changed, "--replace")...); code != 0 || !strings.Contains(out, "RayJob default/cli-1 replaced") {
+		t.Errorf("launch --replace: exit %d, %q %s", code, out, errOut)
+	}
+	if job, err := c.Ray.RayV1().RayJobs("default").Get(ctx, "cli-1", metav1.GetOptions{}); err != nil || job.Spec.RayClusterSpec.WorkerGroupSpecs[0].Template.Spec.Containers[0].Resources.Limits.Name("nvidia.com/gpu", "").Value() != 2 {
+		t.Errorf("after --replace the rollout group does not have 2 GPUs: %v", err)
 	}
 	if code, _, errOut := runCLI(t, "launch", "stop", "--run", "cli-1", "--kubeconfig", kc.Kubeconfig); code != 0 {
 		t.Fatalf("launch stop: exit %d: %s", code, errOut)
@@ -111,5 +144,18 @@ func TestLaunchAPIServer(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "launch", "status", "--run", "cli-1", "--kubeconfig", kc.Kubeconfig); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Errorf("launch status after stop: exit %d, %s", code, errOut)
+	}
+	// Launch after stop: a new RayJob whose controller continues the run
+	// from the store (train --resume-if-exists; cmd/thinkgen's resume test
+	// trains with it).
+	if code, out, errOut := runCLI(t, args...); code != 0 || !strings.Contains(out, "RayJob default/cli-1 created") {
+		t.Fatalf("launch after stop: exit %d: %s %s", code, out, errOut)
+	}
+	job, err = c.Ray.RayV1().RayJobs("default").Get(ctx, "cli-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(job.Spec.Entrypoint, " --resume-if-exists") {
+		t.Errorf("launch after stop: entrypoint %q, want --resume-if-exists", job.Spec.Entrypoint)
 	}
 }

@@ -17,6 +17,8 @@ import (
 // equals the uninterrupted run's, byte for byte. (A fresh optimiser once
 // skipped parameters that no step had reached yet, and a resumed run
 // drifted by lr·wd·p.) Both runs leave one TensorBoard point per step.
+// Both use --resume-if-exists (thinkgen launch's controller does): run a
+// starts, run b resumes.
 func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
@@ -27,7 +29,7 @@ func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 	common := []string{"--config", small, "--set", "run.base=" + base, "--run-dir", dir, "--rollout-tasks", "2"}
 	// The resumed run ends with the per-stage eval (2 rows), whose
 	// scores go to TensorBoard too.
-	for _, args := range [][]string{{"--run", "a", "--eval-rows", "0"}, {"--run", "b", "--stop-after", "6", "--eval-rows", "0"}, {"--run", "b", "--resume", "--eval-rows", "2"}} {
+	for _, args := range [][]string{{"--run", "a", "--resume-if-exists", "--eval-rows", "0"}, {"--run", "b", "--stop-after", "6", "--eval-rows", "0"}, {"--run", "b", "--resume-if-exists", "--eval-rows", "2"}} {
 		if code, out, errs := runCLI(t, append(append([]string{"train"}, args...), common...)...); code != 0 {
 			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errs)
 		}

@@ -46,11 +46,13 @@ schedule block are evaluated on held-out rows in both modes (--eval-rows;
 
 After a kill, run the same command with --resume: the run continues from its
 last committed step with its recorded configuration, and ends with the same
-weights as an uninterrupted run.`,
+weights as an uninterrupted run. --resume-if-exists resumes the run when the
+store has it and starts it otherwise.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
 			run := fs.String("run", "", "run name (default: run.name, else train-<config name>)")
 			resume := fs.Bool("resume", false, "continue the run from its last committed step")
+			resumeIfExists := fs.Bool("resume-if-exists", false, "continue the run if the store has it, else start it (what thinkgen launch's controller does)")
 			evalRows := fs.Int("eval-rows", 50, "held-out rows each evaluated version is scored on (0: no eval)")
 			rolloutTasks := fs.Int("rollout-tasks", 1, "rollout tasks per step (the result does not depend on it)")
 			stopAfter := fs.Int("stop-after", 0, "stop after committing this many steps (as a kill would; for tests and drills)")
@@ -95,6 +97,15 @@ weights as an uninterrupted run.`,
 				}
 				if *rolloutTasks == 1 && counts != nil {
 					*rolloutTasks = counts["rollout"]
+				}
+				if *resumeIfExists && !*resume {
+					_, err := runs.ReadState(ctx, st, name)
+					switch {
+					case err == nil:
+						*resume = true
+					case !errors.Is(err, storage.ErrNotExist):
+						return fmt.Errorf("look for run %s in the store: %w", name, err)
+					}
 				}
 				if *resume {
 					rs, err := runs.ReadState(ctx, st, name)

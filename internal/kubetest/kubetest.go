@@ -47,11 +47,18 @@ type Cluster struct {
 	Kubeconfig string
 }
 
+// Option changes how Start runs the API server.
+type Option func(*environment)
+
+type environment struct {
+	apiserverArgs map[string]string
+}
+
 // Start runs kube-apiserver and etcd with the RayJob, RayCluster and
 // RayService CRDs installed, and stops them when the test ends. There is
 // no controller manager, scheduler or kubelet: objects are stored and
-// validated, nothing reconciles them.
-func Start(t testing.TB) *Cluster {
+// validated, nothing reconciles them ([Kubelet] serves pod logs).
+func Start(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
 	// envtest logs through controller-runtime's logger; left unset, it
 	// prints a stack trace into the test output after 30 s. Its messages
@@ -65,6 +72,14 @@ func Start(t testing.TB) *Cluster {
 		CRDInstallOptions:        envtest.CRDInstallOptions{MaxTime: 2 * time.Minute},
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	var e environment
+	e.apiserverArgs = map[string]string{}
+	for _, o := range opts {
+		o(&e)
+	}
+	for k, v := range e.apiserverArgs {
+		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
 	}
 	rc, err := env.Start()
 	if err != nil {
