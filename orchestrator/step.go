@@ -181,7 +181,7 @@ func (c *Controller) runAll(ctx context.Context, ts []task.Task, metrics map[str
 				c.busy.begin(t.Kind, c.clock.Now())
 				out[i], err = c.o.Exec.Do(ctx, t)
 				c.busy.end(t.Kind, c.clock.Now())
-				if err == nil || ctx.Err() != nil || errors.Is(err, task.ErrFatal) {
+				if err == nil || ctx.Err() != nil || errors.Is(err, task.ErrFatal) || a == c.o.Attempts {
 					break
 				}
 				mu.Lock()
