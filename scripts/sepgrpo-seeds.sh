@@ -22,16 +22,19 @@ for seed in "$@"; do
 	fi
 done
 python3 - "$store" "$@" <<'EOF'
-import json, os, sys, statistics
+import json, os, re, sys, statistics
 store, seeds = sys.argv[1], sys.argv[2:]
 scen = ["composition", "reasoning", "text", "editing", "reflection"]
+# A version's held-out scores are runs/<run>/eval/<version>.json
+# (storage/runs: EvalKey, ParseEvalKey); the -rows, -id and grid objects
+# beside them are not.
+score_file = re.compile(r"^(\d+)\.json$")
 def load(seed):
     d = os.path.join(store, "runs", f"sepgrpo-seed{seed}", "eval")
     out = {}
     for f in sorted(os.listdir(d)):
-        if f.endswith(".json"):
-            v = int(f[:-5])
-            out[v] = {m: {s["scenario"]: s["score"] for s in sums} for m, sums in json.load(open(os.path.join(d, f))).items()}
+        if k := score_file.match(f):
+            out[int(k[1])] = {m: {s["scenario"]: s["score"] for s in sums} for m, sums in json.load(open(os.path.join(d, f))).items()}
     return out
 runs = {s: load(s) for s in seeds}
 versions = sorted(set.intersection(*(set(r) for r in runs.values())))
