@@ -126,6 +126,22 @@ func (rd *Reader[R]) Read(row *R) (err error) {
 	return nil
 }
 
+// ReadAll reads the rows left, in order, up to the end of the shard.
+func (rd *Reader[R]) ReadAll() ([]R, error) {
+	var out []R
+	for {
+		var r R
+		err := rd.Read(&r)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+}
+
 // Close releases the reader. It closes the underlying file only if the
 // reader came from [Open].
 func (rd *Reader[R]) Close() error {

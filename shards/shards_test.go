@@ -103,18 +103,11 @@ func readShard[R any](t *testing.T, s *Schema[R], data []byte, opts ReadOptions)
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	var out []R
-	for {
-		var row R
-		err := rd.Read(&row)
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, row)
+	out, err := rd.ReadAll()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return out
 }
 
 func rows[R any](n int, f func(int) R) []R {

@@ -38,15 +38,11 @@ func TestShardsThroughStores(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for {
-					var row RolloutRow
-					if err := rd.Read(&row); err == io.EOF {
-						break
-					} else if err != nil {
-						t.Fatal(err)
-					}
-					got = append(got, row)
+				part, err := rd.ReadAll()
+				if err != nil {
+					t.Fatal(err)
 				}
+				got = append(got, part...)
 				if err := rd.Close(); err != nil {
 					t.Fatal(err)
 				}
