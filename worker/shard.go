@@ -2,9 +2,7 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 
 	"github.com/thinkgen/thinkgen/shards"
@@ -33,17 +31,9 @@ func readShard[R any](ctx context.Context, st storage.Store, obj storage.Object,
 		return nil, err
 	}
 	defer rd.Close()
-	var out []R
-	for {
-		var r R
-		err := rd.Read(&r)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", obj.Key, err)
-		}
-		out = append(out, r)
+	out, err := rd.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", obj.Key, err)
 	}
 	return out, nil
 }
