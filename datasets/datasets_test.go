@@ -435,3 +435,23 @@ func TestReadRejectsOtherFiles(t *testing.T) {
 		t.Error("ReadFile(missing): no error")
 	}
 }
+
+func TestWritePNG(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 3, 2))
+	img.Pix[0] = 200
+	path := filepath.Join(t.TempDir(), "x.png")
+	if err := WritePNG(path, img); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decodePNG(t, b); got.Bounds() != img.Bounds() {
+		t.Errorf("read back %v, want %v", got.Bounds(), img.Bounds())
+	}
+	missing := filepath.Join(t.TempDir(), "no", "x.png")
+	if err := WritePNG(missing, img); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("WritePNG into a missing directory: %v, want an error naming %s", err, missing)
+	}
+}

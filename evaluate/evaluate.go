@@ -10,7 +10,6 @@ import (
 	"image/png"
 	"io"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -189,15 +188,10 @@ func WriteGrid(path string, samples []Sample, scale int) error {
 			put(tgt, 2, r)
 		}
 	}
-	f, err := os.Create(path)
-	if err != nil {
+	if err := datasets.WritePNG(path, grid); err != nil {
 		return fmt.Errorf("write grid: %w", err)
 	}
-	if err := png.Encode(f, grid); err != nil {
-		f.Close()
-		return fmt.Errorf("write grid %s: %w", path, err)
-	}
-	return f.Close()
+	return nil
 }
 
 // Modes are the two ways the pipeline is evaluated: non-thinking ("direct":

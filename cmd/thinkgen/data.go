@@ -173,15 +173,7 @@ func dataShow(e *env, path string, n int, grid string, scale int) error {
 	if err != nil {
 		return fmt.Errorf("data show: %w", err)
 	}
-	f, err := os.Create(grid)
-	if err != nil {
-		return fmt.Errorf("data show: %w", err)
-	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return fmt.Errorf("data show: write %s: %w", grid, err)
-	}
-	if err := f.Close(); err != nil {
+	if err := datasets.WritePNG(grid, img); err != nil {
 		return fmt.Errorf("data show: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "wrote %s (%d rows: reference | target)\n", grid, len(rows))
