@@ -251,8 +251,70 @@ func TestTemplate(t *testing.T) {
 				}
 			}
 			checkNonRoot(t, objs)
+			checkCredentials(t, objs)
 		})
 	}
+}
+
+// checkCredentials: no Ray pod gets MinIO's root credentials or the token
+// in an environment variable (the workers read the token from its mounted
+// file), and the bucket Job puts no credential on mc's command line.
+func checkCredentials(t *testing.T, objs map[string]any) {
+	t.Helper()
+	for key, o := range objs {
+		switch o := o.(type) {
+		case *rayv1.RayJob:
+			pods := map[string]corev1.PodSpec{"submitter": o.Spec.SubmitterPodTemplate.Spec, "head": o.Spec.RayClusterSpec.HeadGroupSpec.Template.Spec}
+			for _, g := range o.Spec.RayClusterSpec.WorkerGroupSpecs {
+				pods[g.GroupName] = g.Template.Spec
+			}
+			for name, pod := range pods {
+				for _, c := range pod.Containers {
+					for _, e := range c.Env {
+						if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && (strings.HasPrefix(ref.SecretKeyRef.Key, "minio-root") || ref.SecretKeyRef.Key == kuberay.SecretKeyToken) {
+							t.Errorf("%s %s: env %s reads the Secret's %s", key, name, e.Name, ref.SecretKeyRef.Key)
+						}
+						if e.Name == "THINKGEN_TOKEN" || e.Name == "MINIO_ROOT_PASSWORD" {
+							t.Errorf("%s %s: env %s", key, name, e.Name)
+						}
+					}
+					if name == "submitter" || name == "head" {
+						continue
+					}
+					if m := mountOf(c, "token"); m == nil || m.MountPath != kuberay.TokenDir || !hasEnv(c, "THINKGEN_TOKEN_FILE", kuberay.TokenFile) {
+						t.Errorf("%s %s: token mount %+v, THINKGEN_TOKEN_FILE %v; want the mounted file", key, name, m, c.Env)
+					}
+				}
+			}
+		case *batchv1.Job:
+			script := strings.Join(o.Spec.Template.Spec.Containers[0].Args, "\n")
+			if strings.Contains(script, "mc alias set") || !strings.Contains(script, "MC_HOST_store=") || !strings.Contains(script, "mc admin user add") {
+				t.Errorf("%s: the script must pass the root credentials through MC_HOST_store and add the scoped user:\n%s", key, script)
+			}
+		case *corev1.Secret:
+			if string(o.Data["minio-root-password"]) == "" || string(o.Data["minio-root-password"]) == string(o.Data[kuberay.SecretKeySecretKey]) {
+				t.Errorf("%s: MinIO's root password is empty or the Ray pods' secret key", key)
+			}
+		}
+	}
+}
+
+func mountOf(c corev1.Container, volume string) *corev1.VolumeMount {
+	for i := range c.VolumeMounts {
+		if c.VolumeMounts[i].Name == volume {
+			return &c.VolumeMounts[i]
+		}
+	}
+	return nil
+}
+
+func hasEnv(c corev1.Container, name, value string) bool {
+	for _, e := range c.Env {
+		if e.Name == name && e.Value == value {
+			return true
+		}
+	}
+	return false
 }
 
 func slicesKeys(m map[string]any) []string {

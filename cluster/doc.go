@@ -41,7 +41,9 @@
 //  4. calls [Placer.Stop] to stop every worker and wait for their jobs to
 //     end; Follow then returns.
 //
-// The worker token reaches the workers only as an environment variable of
-// the job's runtime_env (named by PlacerOptions.TokenEnv), never on the
-// command line, and it is redacted from every error and event.
+// The worker token never passes through Ray (which shows a job's
+// runtime_env and entrypoint to whoever can read its job info): the job
+// carries only the path of the token's file on the Ray nodes
+// (PlacerOptions.TokenFile, in the variable named by TokenFileEnv), and the
+// placer refuses Env variables whose names say they hold secrets.
 package cluster

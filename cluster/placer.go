@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -18,9 +19,9 @@ import (
 // The worker roles, in the order groups are placed.
 var Roles = []string{"rollout", "reward", "learner"}
 
-// DefaultTokenEnv is the environment variable that carries the worker
-// token when PlacerOptions.TokenEnv is empty.
-const DefaultTokenEnv = "THINKGEN_WORKER_TOKEN"
+// DefaultTokenFileEnv is the environment variable that carries the path of
+// the worker token's file when PlacerOptions.TokenFileEnv is empty.
+const DefaultTokenFileEnv = "THINKGEN_WORKER_TOKEN_FILE"
 
 // Group is a number of worker processes of one role, each needing
 // Resources.
@@ -71,16 +72,18 @@ type PlacerOptions struct {
 	//   <Command> worker --role <role> --controller <Controller>
 	// with the controller URL shell-quoted; Command itself is used as it is.
 	Command string
-	// Token is the worker token. It reaches the workers only through the
-	// job's runtime_env env_vars, under the name TokenEnv, never on the
-	// command line, and it is redacted from every error and event. Empty
-	// means no token is passed.
-	Token string
-	// TokenEnv names the variable that carries Token; empty means
-	// DefaultTokenEnv.
-	TokenEnv string
+	// TokenFile is the absolute path of the file holding the worker token
+	// on every Ray node (a mounted Secret, or a file the operator put
+	// there). The token itself never passes through Ray: Ray shows a job's
+	// runtime_env to anyone who can read its job info, so the job carries
+	// only this path, in the variable TokenFileEnv. Empty means no token.
+	TokenFile string
+	// TokenFileEnv names the variable that carries TokenFile; empty means
+	// DefaultTokenFileEnv.
+	TokenFileEnv string
 	// Env are more environment variables for every worker. They are not
-	// treated as secrets: Ray shows them in its job info.
+	// secrets (Ray shows them in its job info): a name that mentions a
+	// token, a secret, a password or a key is refused.
 	Env map[string]string
 	// PollInterval is how often the jobs' states are read; zero means 2 s.
 	PollInterval time.Duration
@@ -190,11 +193,19 @@ func NewPlacer(sub Submitter, groups []Group, opts PlacerOptions) (*Placer, erro
 	if opts.Command == "" {
 		opts.Command = "thinkgen"
 	}
-	if opts.TokenEnv == "" {
-		opts.TokenEnv = DefaultTokenEnv
+	if opts.TokenFileEnv == "" {
+		opts.TokenFileEnv = DefaultTokenFileEnv
 	}
-	if _, ok := opts.Env[opts.TokenEnv]; ok {
-		return nil, fmt.Errorf("cluster: placer: Env sets %s, which carries the token: pass it as Token", opts.TokenEnv)
+	if opts.TokenFile != "" && !filepath.IsAbs(opts.TokenFile) {
+		return nil, fmt.Errorf("cluster: placer: token file %q: want an absolute path (the jobs run elsewhere)", opts.TokenFile)
+	}
+	for name := range opts.Env {
+		if name == opts.TokenFileEnv {
+			return nil, fmt.Errorf("cluster: placer: Env sets %s, which carries the token file's path: pass it as TokenFile", name)
+		}
+		if secretName(name) {
+			return nil, fmt.Errorf("cluster: placer: Env sets %s, which looks like a secret: Ray shows a job's environment in its job info; deliver secrets as files", name)
+		}
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 2 * time.Second
@@ -247,10 +258,8 @@ func (p *Placer) request(g Group) (JobRequest, error) {
 	for k, v := range p.opts.Env {
 		env[k] = v
 	}
-	var secret []string
-	if p.opts.Token != "" {
-		env[p.opts.TokenEnv] = p.opts.Token
-		secret = []string{p.opts.TokenEnv}
+	if p.opts.TokenFile != "" {
+		env[p.opts.TokenFileEnv] = p.opts.TokenFile
 	}
 	req := JobRequest{
 		Entrypoint:          fmt.Sprintf("%s worker --role %s --controller %s", p.opts.Command, g.Role, ShellQuote(p.opts.Controller)),
@@ -258,7 +267,6 @@ func (p *Placer) request(g Group) (JobRequest, error) {
 		EntrypointNumGPUs:   g.Resources.GPUs,
 		EntrypointMemory:    mem,
 		EntrypointResources: g.Resources.Custom,
-		SecretEnv:           secret,
 	}
 	if len(env) > 0 {
 		req.RuntimeEnv = &RuntimeEnv{EnvVars: env}
@@ -288,15 +296,24 @@ func workerPrefix(run, role string, index int) string {
 	return fmt.Sprintf("thinkgen-%s-%s-%d", run, role, index)
 }
 
-// redact removes the token from s and keeps its first line.
+// redact keeps the first line of s.
 func (p *Placer) redact(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
-	if p.opts.Token != "" {
-		s = strings.ReplaceAll(s, p.opts.Token, "[redacted]")
-	}
 	return s
+}
+
+// secretName reports whether an environment variable's name says it holds
+// a secret.
+func secretName(name string) bool {
+	n := strings.ToUpper(name)
+	for _, w := range []string{"TOKEN", "SECRET", "PASSWORD", "KEY"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Placer) emit(w *Worker, kind EventKind, status JobStatus, msg string) {

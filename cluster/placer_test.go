@@ -252,7 +252,7 @@ func TestPlacerStop(t *testing.T) {
 }
 
 func TestPlacerRequests(t *testing.T) {
-	const token = "tok-9f8e7d6c5b4a"
+	const tokenFile = "/var/run/thinkgen/token"
 	cl := config.Default().Cluster
 	cl.Workers = config.Workers{Rollout: 2, Reward: 1, Learner: 1}
 	cl.Rollout = config.Resources{CPUs: 8, GPUs: 1, Memory: "80Gi", Custom: map[string]float64{"accelerator_type:A100": 1}}
@@ -261,7 +261,7 @@ func TestPlacerRequests(t *testing.T) {
 	m := newMemRay()
 	p, _ := testPlacer(t, m, Groups(cl), PlacerOptions{
 		Run: "exp.7", Controller: "http://ctl:7000/a b", Command: "/opt/thinkgen/bin/thinkgen",
-		Token: token, Env: map[string]string{"OMP_NUM_THREADS": "8"},
+		TokenFile: tokenFile, Env: map[string]string{"OMP_NUM_THREADS": "8"},
 	})
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -293,18 +293,13 @@ func TestPlacerRequests(t *testing.T) {
 		if r.EntrypointNumCPUs != tt.cpus || r.EntrypointNumGPUs != tt.gpus || r.EntrypointMemory != tt.mem || !equalResources(r.EntrypointResources, tt.custom) {
 			t.Errorf("%s resources %v CPU %v GPU %v bytes %v", tt.id, r.EntrypointNumCPUs, r.EntrypointNumGPUs, r.EntrypointMemory, r.EntrypointResources)
 		}
-		if r.RuntimeEnv == nil || r.RuntimeEnv.EnvVars[DefaultTokenEnv] != token || r.RuntimeEnv.EnvVars["OMP_NUM_THREADS"] != "8" {
+		// The job carries the token file's path, never a token.
+		if r.RuntimeEnv == nil || len(r.RuntimeEnv.EnvVars) != 2 || r.RuntimeEnv.EnvVars[DefaultTokenFileEnv] != tokenFile || r.RuntimeEnv.EnvVars["OMP_NUM_THREADS"] != "8" {
 			t.Errorf("%s env %v", tt.id, r.RuntimeEnv)
-		}
-		if fmt.Sprint(r.SecretEnv) != "["+DefaultTokenEnv+"]" {
-			t.Errorf("%s secret env %v", tt.id, r.SecretEnv)
 		}
 		md := r.Metadata
 		if md["thinkgen_run"] != "exp.7" || md["thinkgen_role"] != tt.role || md["thinkgen_index"] != tt.metadataIndex || md["thinkgen_generation"] != "1" {
 			t.Errorf("%s metadata %v", tt.id, md)
-		}
-		if strings.Contains(r.Entrypoint, token) {
-			t.Errorf("%s entrypoint holds the token", tt.id)
 		}
 	}
 }
@@ -318,7 +313,10 @@ var badPlacerTests = []struct {
 	{"run name", oneRollout, PlacerOptions{Run: "a/b", Controller: "http://c"}, `run name "a/b"`},
 	{"empty run", oneRollout, PlacerOptions{Controller: "http://c"}, `run name ""`},
 	{"controller", oneRollout, PlacerOptions{Run: "r"}, "no controller URL"},
-	{"token in Env", oneRollout, PlacerOptions{Run: "r", Controller: "http://c", Env: map[string]string{DefaultTokenEnv: "x"}}, "Env sets " + DefaultTokenEnv},
+	{"token file in Env", oneRollout, PlacerOptions{Run: "r", Controller: "http://c", Env: map[string]string{DefaultTokenFileEnv: "/t"}}, "Env sets " + DefaultTokenFileEnv},
+	{"token in Env", oneRollout, PlacerOptions{Run: "r", Controller: "http://c", Env: map[string]string{"THINKGEN_TOKEN": "x"}}, "Env sets THINKGEN_TOKEN, which looks like a secret"},
+	{"secret key in Env", oneRollout, PlacerOptions{Run: "r", Controller: "http://c", Env: map[string]string{"AWS_SECRET_ACCESS_KEY": "x"}}, "Env sets AWS_SECRET_ACCESS_KEY"},
+	{"relative token file", oneRollout, PlacerOptions{Run: "r", Controller: "http://c", TokenFile: "token"}, `token file "token": want an absolute path`},
 	{"role", []Group{{Role: "critic", Count: 1}}, PlacerOptions{Run: "r", Controller: "http://c"}, `role "critic"`},
 	{"duplicate role", []Group{{Role: "reward", Count: 1}, {Role: "reward", Count: 2}}, PlacerOptions{Run: "r", Controller: "http://c"}, "role reward given twice"},
 	{"memory", []Group{{Role: "learner", Count: 1, Resources: config.Resources{Memory: "lots"}}}, PlacerOptions{Run: "r", Controller: "http://c"}, `cluster.learner.memory "lots"`},

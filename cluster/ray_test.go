@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -357,6 +358,10 @@ func TestRayPlacerResubmitsAStoppedWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "worker-token-4f2a9c7e1b"
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cl := config.Default().Cluster
 	cl.Workers = config.Workers{Rollout: 2, Reward: 1}
 	cl.Rollout = config.Resources{CPUs: 0.25, Custom: map[string]float64{"thinkgen_test": 0.5}}
@@ -365,7 +370,7 @@ func TestRayPlacerResubmitsAStoppedWorker(t *testing.T) {
 	run := prefix
 	p, err := NewPlacer(c, Groups(cl), PlacerOptions{
 		Run: run, Controller: "http://127.0.0.1:1/ctl?x=1&y=2", Command: "sh " + script,
-		Token: token, PollInterval: 250 * time.Millisecond, MaxResubmits: 2, OnEvent: log.add,
+		TokenFile: tokenFile, PollInterval: 250 * time.Millisecond, MaxResubmits: 2, OnEvent: log.add,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -406,6 +411,9 @@ func TestRayPlacerResubmitsAStoppedWorker(t *testing.T) {
 	}
 	if info.Metadata["thinkgen_generation"] != "2" || info.Metadata["thinkgen_run"] != run {
 		t.Errorf("metadata %v", info.Metadata)
+	}
+	if b, _ := json.Marshal(info); strings.Contains(string(b), token) {
+		t.Errorf("Ray's job info holds the token: %s", b)
 	}
 	if got, want := supervisorResources(ctx, t, c, j2), map[string]float64{"CPU": 0.25, "thinkgen_test": 0.5}; !equalResources(got, want) {
 		t.Errorf("rollout job holds %v, want %v", got, want)

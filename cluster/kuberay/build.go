@@ -24,7 +24,7 @@ import (
 const (
 	SecretKeyAccessKey = "aws-access-key-id"     // the store's access key: AWS_ACCESS_KEY_ID
 	SecretKeySecretKey = "aws-secret-access-key" // the store's secret key: AWS_SECRET_ACCESS_KEY
-	SecretKeyToken     = "token"                 // the workers' bearer token: THINKGEN_TOKEN
+	SecretKeyToken     = "token"                 // the workers' bearer token, mounted as TokenFile
 )
 
 // Where things are inside the pods.
@@ -32,7 +32,7 @@ const (
 	ControllerPort = 7700            // the controller API on the head
 	ConfigDir      = "/etc/thinkgen" // the ConfigMap's mount
 	ConfigFile     = ConfigDir + "/config.yaml"
-	TokenDir       = "/var/run/thinkgen" // the head's token mount
+	TokenDir       = "/var/run/thinkgen" // the token's mount, in every Ray pod
 	TokenFile      = TokenDir + "/token"
 	configKey      = "config.yaml"
 	nonRootUID     = 1000 // the "ray" user of the rayproject/ray images
@@ -287,8 +287,8 @@ func containerSecurity() *corev1.SecurityContext {
 	}
 }
 
-// volumes: the ConfigMap, /dev/shm in memory, and (head only) the token.
-func volumes(cfg *config.Config, run string, withToken bool) ([]corev1.Volume, []corev1.VolumeMount) {
+// volumes: the ConfigMap, /dev/shm in memory, and the token.
+func volumes(cfg *config.Config, run string) ([]corev1.Volume, []corev1.VolumeMount) {
 	shm := &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}
 	if cfg.Cluster.ShmSize != "" {
 		q := resource.MustParse(cfg.Cluster.ShmSize) // checked in checkLaunchable
@@ -299,18 +299,16 @@ func volumes(cfg *config.Config, run string, withToken bool) ([]corev1.Volume, [
 			LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName(run)},
 		}}},
 		{Name: "shm", VolumeSource: corev1.VolumeSource{EmptyDir: shm}},
+		{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName:  cfg.Cluster.Secret,
+			Items:       []corev1.KeyToPath{{Key: SecretKeyToken, Path: "token"}},
+			DefaultMode: ptr(int32(0o440)),
+		}}},
 	}
 	mounts := []corev1.VolumeMount{
 		{Name: "config", MountPath: ConfigDir, ReadOnly: true},
 		{Name: "shm", MountPath: "/dev/shm"},
-	}
-	if withToken {
-		vols = append(vols, corev1.Volume{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName:  cfg.Cluster.Secret,
-			Items:       []corev1.KeyToPath{{Key: SecretKeyToken, Path: "token"}},
-			DefaultMode: ptr(int32(0o440)),
-		}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: "token", MountPath: TokenDir, ReadOnly: true})
+		{Name: "token", MountPath: TokenDir, ReadOnly: true},
 	}
 	return vols, mounts
 }
@@ -324,7 +322,7 @@ func headTemplate(cfg *config.Config, run string) (corev1.PodTemplateSpec, error
 	if err != nil {
 		return corev1.PodTemplateSpec{}, err
 	}
-	vols, mounts := volumes(cfg, run, true)
+	vols, mounts := volumes(cfg, run)
 	t := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: podLabels(run, "head")},
 		Spec: corev1.PodSpec{
@@ -368,8 +366,9 @@ func workerGroup(cfg *config.Config, run, role string) (rayv1.WorkerGroupSpec, e
 	if err != nil {
 		return rayv1.WorkerGroupSpec{}, err
 	}
-	vols, mounts := volumes(cfg, run, false)
-	env := append(storeEnv(cfg), secretEnv("THINKGEN_TOKEN", cfg.Cluster.Secret, SecretKeyToken))
+	// The token reaches the worker as a file, never in its environment.
+	vols, mounts := volumes(cfg, run)
+	env := append(storeEnv(cfg), corev1.EnvVar{Name: "THINKGEN_TOKEN_FILE", Value: TokenFile})
 	n := int32(count)
 	g := rayv1.WorkerGroupSpec{
 		GroupName:      role,

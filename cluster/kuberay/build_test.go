@@ -171,14 +171,20 @@ func checkPod(t *testing.T, what string, pod corev1.PodSpec, worker bool) {
 	env := map[string]corev1.EnvVar{}
 	for _, e := range c.Env {
 		env[e.Name] = e
-		if e.Value != "" {
+		if e.Value != "" && !(worker && e.Name == "THINKGEN_TOKEN_FILE") {
 			t.Errorf("%s: env %s has a literal value", what, e.Name)
 		}
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Key == SecretKeyToken {
+			t.Errorf("%s: env %s carries the token; it must be a mounted file", what, e.Name)
+		}
+	}
+	if m := mountOf(c, "token"); m == nil || m.MountPath != TokenDir || !m.ReadOnly {
+		t.Errorf("%s: token mount %+v, want read-only at %s", what, m, TokenDir)
+	}
+	if worker && env["THINKGEN_TOKEN_FILE"].Value != TokenFile {
+		t.Errorf("%s: THINKGEN_TOKEN_FILE = %q, want %s", what, env["THINKGEN_TOKEN_FILE"].Value, TokenFile)
 	}
 	wantKeys := map[string]string{"AWS_ACCESS_KEY_ID": SecretKeyAccessKey, "AWS_SECRET_ACCESS_KEY": SecretKeySecretKey}
-	if worker {
-		wantKeys["THINKGEN_TOKEN"] = SecretKeyToken
-	}
 	for name, key := range wantKeys {
 		ref := env[name].ValueFrom
 		if ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "thinkgen" || ref.SecretKeyRef.Key != key {
@@ -238,8 +244,13 @@ func TestYAML(t *testing.T) {
 			t.Errorf("dry-run output contains %q", leak)
 		}
 	}
-	if n := strings.Count(s, "secretKeyRef:"); n != 2*4+3 {
-		t.Errorf("%d secretKeyRef entries, want 11 (2 per pod template ×4, the token ×3 worker groups)", n)
+	// The store's keys, in each of the 4 pod templates; the token is a
+	// mounted Secret volume in the head and the 3 worker groups.
+	if n := strings.Count(s, "secretKeyRef:"); n != 2*4 {
+		t.Errorf("%d secretKeyRef entries, want 8 (2 per pod template ×4)", n)
+	}
+	if n := strings.Count(s, "secretName: "); n != 4 {
+		t.Errorf("%d Secret volumes, want 4 (the token in the head and each worker group)", n)
 	}
 	if strings.Contains(s, "status:") || strings.Contains(s, "creationTimestamp") {
 		t.Errorf("dry-run output has status or creationTimestamp")

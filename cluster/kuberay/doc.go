@@ -25,9 +25,10 @@
 //
 // Secrets never appear in either object. Every pod takes AWS_ACCESS_KEY_ID
 // and AWS_SECRET_ACCESS_KEY from the Secret cluster.secret (keys
-// [SecretKeyAccessKey], [SecretKeySecretKey]) through secretKeyRef; workers
-// take THINKGEN_TOKEN from its key [SecretKeyToken], and the head mounts
-// that key alone as /var/run/thinkgen/token. storage.credentials_file is
+// [SecretKeyAccessKey], [SecretKeySecretKey]) through secretKeyRef. The
+// token never travels in an environment variable: the head and every worker
+// mount the Secret's key [SecretKeyToken] alone as /var/run/thinkgen/token
+// and the workers find it through THINKGEN_TOKEN_FILE. storage.credentials_file is
 // cleared in the ConfigMap's copy of the configuration. Pods run as a
 // non-root user (uid 1000, the Ray images' "ray" user) with no privilege
 // escalation and all capabilities dropped, and mount a memory-backed

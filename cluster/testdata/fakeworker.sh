@@ -1,10 +1,11 @@
 #!/bin/sh
 # fakeworker.sh stands in for `thinkgen worker` in the Ray placer tests: it
-# prints its arguments and whether the worker token arrived (its length,
-# never its value), then sleeps like a worker waiting for tasks.
+# prints its arguments and whether the worker token arrived through the
+# file its job names (its length, never its value), then sleeps like a
+# worker waiting for tasks.
 echo "fakeworker args: $*"
-if [ -n "${THINKGEN_WORKER_TOKEN:-}" ]; then
-	echo "fakeworker token: set (${#THINKGEN_WORKER_TOKEN} bytes)"
+if [ -r "${THINKGEN_WORKER_TOKEN_FILE:-}" ]; then
+	echo "fakeworker token: set ($(wc -c < "$THINKGEN_WORKER_TOKEN_FILE" | tr -d ' ') bytes)"
 else
 	echo "fakeworker token: missing"
 fi

@@ -28,8 +28,9 @@ cluster.image; the store must be s3://.
 
 Credentials are never put into the objects: every pod takes
 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the Secret cluster.secret
-(keys aws-access-key-id, aws-secret-access-key) and the workers' token from
-its key token. Create it first, e.g.
+(keys aws-access-key-id, aws-secret-access-key; give keys scoped to the
+run's bucket) and mounts its key token as the file /var/run/thinkgen/token
+(never an environment variable). Create it first, e.g.
   kubectl create secret generic thinkgen --from-literal=aws-access-key-id=… \
     --from-literal=aws-secret-access-key=… --from-literal=token=$(openssl rand -hex 32)
 

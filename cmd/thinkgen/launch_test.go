@@ -53,6 +53,20 @@ func TestLaunchDryRun(t *testing.T) {
 	if !strings.Contains(out, "secretKeyRef:") {
 		t.Errorf("--dry-run output has no secretKeyRef")
 	}
+	// The token is a mounted file: no env var of any pod carries it.
+	pods := []corev1.PodSpec{job.Spec.SubmitterPodTemplate.Spec, job.Spec.RayClusterSpec.HeadGroupSpec.Template.Spec}
+	for _, g := range job.Spec.RayClusterSpec.WorkerGroupSpecs {
+		pods = append(pods, g.Template.Spec)
+	}
+	for _, p := range pods {
+		for _, c := range p.Containers {
+			for _, e := range c.Env {
+				if e.Name == "THINKGEN_TOKEN" || e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Key == kuberay.SecretKeyToken {
+					t.Errorf("container %s: env %s carries the token", c.Name, e.Name)
+				}
+			}
+		}
+	}
 
 	bad := []struct {
 		args []string

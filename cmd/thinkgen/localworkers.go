@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,13 +177,39 @@ func (lc *localCluster) Stop() {
 	lc.cancel()
 }
 
+// tokenPath returns the file the controller's token tok came from: flag,
+// else $THINKGEN_TOKEN_FILE unless $THINKGEN_TOKEN gave it; "" when there
+// is no token or it came from $THINKGEN_TOKEN.
+func tokenPath(flag, tok string) string {
+	switch {
+	case tok == "":
+		return ""
+	case flag != "":
+		return flag
+	case os.Getenv(controlapi.TokenEnv) != "":
+		return ""
+	}
+	return os.Getenv(controlapi.TokenFileEnv)
+}
+
 // placeOnRay runs the configuration's workers (cluster.workers) as Ray jobs
 // on the Ray cluster of cluster.ray, pointed at the controller at url; the
-// returned function stops them.
-func placeOnRay(ctx context.Context, stderr io.Writer, cfg *config.Config, run, url, token string) (func(), error) {
+// workers read the token from tokenFile, at the same path on every Ray node
+// ("" with --insecure-local). The returned function stops them.
+func placeOnRay(ctx context.Context, stderr io.Writer, cfg *config.Config, run, url, tokenFile string) (func(), error) {
 	groups := cluster.Groups(cfg.Cluster)
 	if len(groups) == 0 {
 		return nil, usagef("cluster.ray is set but cluster.workers names no worker")
+	}
+	if tokenFile == "" && os.Getenv(controlapi.TokenEnv) != "" {
+		return nil, usagef("cluster.ray: the workers read the token from a file at the same path on every Ray node (a Ray job's environment is visible in its job info): pass --token-file or $%s instead of $%s", controlapi.TokenFileEnv, controlapi.TokenEnv)
+	}
+	if tokenFile != "" {
+		abs, err := filepath.Abs(tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		tokenFile = abs
 	}
 	client, err := cluster.NewClient(cfg.Cluster.Ray, cluster.ClientOptions{})
 	if err != nil {
@@ -197,7 +224,7 @@ func placeOnRay(ctx context.Context, stderr io.Writer, cfg *config.Config, run, 
 		env["THINKGEN_TEST_MAIN"] = v // a test binary standing in for thinkgen
 	}
 	p, err := cluster.NewPlacer(client, groups, cluster.PlacerOptions{
-		Run: run, Controller: url, Command: self, Token: token, TokenEnv: controlapi.TokenEnv, Env: env,
+		Run: run, Controller: url, Command: self, TokenFile: tokenFile, TokenFileEnv: controlapi.TokenFileEnv, Env: env,
 		OnEvent: cluster.WriteEvents(stderr),
 	})
 	if err != nil {

@@ -140,7 +140,7 @@ store has it and starts it otherwise.`,
 					defer lc.Stop()
 					exec, attempts = lc.Exec, 1
 					if cfg.Cluster.Ray != "" {
-						stop, err := placeOnRay(ctx, e.stderr, cfg, name, lc.URL, tok)
+						stop, err := placeOnRay(ctx, e.stderr, cfg, name, lc.URL, tokenPath(*tokenFile, tok))
 						if err != nil {
 							return err
 						}

@@ -310,7 +310,12 @@ func TestTrainOnRay(t *testing.T) {
 	}
 	ray := testenv.RayAddress(t)
 	t.Setenv("THINKGEN_TEST_MAIN", "1")
-	t.Setenv("THINKGEN_TOKEN", "ray-test-token-0123456789abcdef")
+	// The workers read the token from its file: Ray jobs carry its path.
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("ray-test-token-0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("THINKGEN_TOKEN_FILE", tokenFile)
 	small := filepath.Join("testdata", "small.yaml")
 	base := saveBaseOf(t, small)
 	dir := t.TempDir()
@@ -329,4 +334,16 @@ func TestTrainOnRay(t *testing.T) {
 		t.Errorf("placement events (token must not appear):\n%s", errs)
 	}
 	testutil.SameFiles(t, filepath.Join(dir, "runs", "embedded", "checkpoints", "000002"), filepath.Join(dir, "runs", "onray", "checkpoints", "000002"), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"}, "differs between the embedded run and the run on Ray")
+}
+
+// TestTrainOnRayRefusesTokenInEnv: a token given only as $THINKGEN_TOKEN
+// would have to travel in the Ray jobs' environment; placement refuses it
+// before submitting anything.
+func TestTrainOnRayRefusesTokenInEnv(t *testing.T) {
+	t.Setenv("THINKGEN_TOKEN", "ray-test-token-0123456789abcdef")
+	code, _, errs := runCLI(t, "train", "--config", filepath.Join("testdata", "small.yaml"), "--run-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+		"--set", "run.base="+saveBaseOf(t, filepath.Join("testdata", "small.yaml")), "--set", "cluster.ray=http://127.0.0.1:1", "--set", "cluster.workers.rollout=1")
+	if code != 2 || !strings.Contains(errs, "pass --token-file or $THINKGEN_TOKEN_FILE") || strings.Contains(errs, "ray-test-token") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant a usage error naming the token file", code, errs)
+	}
 }

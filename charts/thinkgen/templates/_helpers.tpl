@@ -103,7 +103,7 @@ securityContext:
     drop: [ALL]
 {{- end -}}
 
-{{/* Environment from the Secret: (list $root withToken). */}}
+{{/* Environment from the Secret: (list $root isWorker); a worker finds the token's file through THINKGEN_TOKEN_FILE. */}}
 {{- define "thinkgen.env" -}}
 {{- $root := index . 0 -}}
 {{- $secret := include "thinkgen.secretName" $root -}}
@@ -115,16 +115,15 @@ env:
     valueFrom:
       secretKeyRef: {name: {{ $secret }}, key: aws-secret-access-key}
 {{- if index . 1 }}
-  - name: THINKGEN_TOKEN
-    valueFrom:
-      secretKeyRef: {name: {{ $secret }}, key: token}
+  {{- /* The token is a mounted file, never an environment variable. */}}
+  - {name: THINKGEN_TOKEN_FILE, value: /var/run/thinkgen/token}
 {{- end }}
 {{- end -}}
 
-{{/* Volumes of a Ray pod: (list $root withToken roleResources); /dev/shm is bounded by the role's shm_size, else cluster.shm_size. */}}
+{{/* Volumes of a Ray pod: (list $root roleResources); /dev/shm is bounded by the role's shm_size, else cluster.shm_size; the token is a file in every Ray pod. */}}
 {{- define "thinkgen.volumes" -}}
 {{- $root := index . 0 -}}
-{{- $r := index . 2 | default dict -}}
+{{- $r := index . 1 | default dict -}}
 volumes:
   - name: config
     configMap:
@@ -135,22 +134,18 @@ volumes:
       {{- with ($r.shm_size | default $root.Values.cluster.shm_size) }}
       sizeLimit: {{ . }}
       {{- end }}
-{{- if index . 1 }}
   - name: token
     secret:
       secretName: {{ include "thinkgen.secretName" $root }}
       items: [{key: token, path: token}]
       defaultMode: 0440
-{{- end }}
 {{- end -}}
 
 {{- define "thinkgen.mounts" -}}
 volumeMounts:
   - {name: config, mountPath: /etc/thinkgen, readOnly: true}
   - {name: shm, mountPath: /dev/shm}
-{{- if . }}
   - {name: token, mountPath: /var/run/thinkgen, readOnly: true}
-{{- end }}
 {{- end -}}
 
 {{/* Kubernetes placement of a role's pods, as cluster/kuberay's place: (list key roleResources). */}}
