@@ -281,7 +281,7 @@ func checkCredentials(t *testing.T, objs map[string]any) {
 					if name == "submitter" || name == "head" {
 						continue
 					}
-					if m := mountOf(c, "token"); m == nil || m.MountPath != kuberay.TokenDir || !hasEnv(c, "THINKGEN_TOKEN_FILE", kuberay.TokenFile) {
+					if m := kubetest.MountOf(c, "token"); m == nil || m.MountPath != kuberay.TokenDir || !hasEnv(c, "THINKGEN_TOKEN_FILE", kuberay.TokenFile) {
 						t.Errorf("%s %s: token mount %+v, THINKGEN_TOKEN_FILE %v; want the mounted file", key, name, m, c.Env)
 					}
 				}
@@ -297,15 +297,6 @@ func checkCredentials(t *testing.T, objs map[string]any) {
 			}
 		}
 	}
-}
-
-func mountOf(c corev1.Container, volume string) *corev1.VolumeMount {
-	for i := range c.VolumeMounts {
-		if c.VolumeMounts[i].Name == volume {
-			return &c.VolumeMounts[i]
-		}
-	}
-	return nil
 }
 
 func hasEnv(c corev1.Container, name, value string) bool {

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/kubetest"
 )
 
 // launchSets make the default configuration launchable.
@@ -102,7 +103,7 @@ func TestBuild(t *testing.T) {
 		t.Errorf("head container does not declare port %d: %+v", ControllerPort, head.Containers[0].Ports)
 	}
 	checkPod(t, "head", head, false)
-	if m := mountOf(head.Containers[0], "token"); m == nil || m.MountPath != TokenDir {
+	if m := kubetest.MountOf(head.Containers[0], "token"); m == nil || m.MountPath != TokenDir {
 		t.Errorf("head: token mount %+v, want at %s", m, TokenDir)
 	}
 
@@ -178,7 +179,7 @@ func checkPod(t *testing.T, what string, pod corev1.PodSpec, worker bool) {
 			t.Errorf("%s: env %s carries the token; it must be a mounted file", what, e.Name)
 		}
 	}
-	if m := mountOf(c, "token"); m == nil || m.MountPath != TokenDir || !m.ReadOnly {
+	if m := kubetest.MountOf(c, "token"); m == nil || m.MountPath != TokenDir || !m.ReadOnly {
 		t.Errorf("%s: token mount %+v, want read-only at %s", what, m, TokenDir)
 	}
 	if worker && env["THINKGEN_TOKEN_FILE"].Value != TokenFile {
@@ -194,10 +195,10 @@ func checkPod(t *testing.T, what string, pod corev1.PodSpec, worker bool) {
 	var shm, cfg bool
 	for _, v := range pod.Volumes {
 		if v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory && v.EmptyDir.SizeLimit != nil && v.EmptyDir.SizeLimit.String() == "8Gi" {
-			shm = mountOf(c, v.Name) != nil && mountOf(c, v.Name).MountPath == "/dev/shm"
+			shm = kubetest.MountOf(c, v.Name) != nil && kubetest.MountOf(c, v.Name).MountPath == "/dev/shm"
 		}
 		if v.ConfigMap != nil && v.ConfigMap.Name == "exp-7-config" {
-			cfg = mountOf(c, v.Name) != nil && mountOf(c, v.Name).MountPath == ConfigDir
+			cfg = kubetest.MountOf(c, v.Name) != nil && kubetest.MountOf(c, v.Name).MountPath == ConfigDir
 		}
 	}
 	if !shm || !cfg {
@@ -212,15 +213,6 @@ func hasPort(c corev1.Container, port int32) bool {
 		}
 	}
 	return false
-}
-
-func mountOf(c corev1.Container, volume string) *corev1.VolumeMount {
-	for i := range c.VolumeMounts {
-		if c.VolumeMounts[i].Name == volume {
-			return &c.VolumeMounts[i]
-		}
-	}
-	return nil
 }
 
 // TestYAML: the dry-run text parses back into the same objects and holds no

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -103,4 +104,14 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		t.Fatal(err)
 	}
 	return &Cluster{Config: rc, Kubeconfig: path}
+}
+
+// MountOf returns c's mount of the named volume, or nil.
+func MountOf(c corev1.Container, volume string) *corev1.VolumeMount {
+	for i := range c.VolumeMounts {
+		if c.VolumeMounts[i].Name == volume {
+			return &c.VolumeMounts[i]
+		}
+	}
+	return nil
 }
