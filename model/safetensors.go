@@ -106,39 +106,58 @@ func LoadSafetensors(path string, p *Params) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	st, err := safetensors.Deserialize(buf)
+	vals, meta, err := decodeSafetensors(buf, p.specs)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	for i, s := range p.specs {
+		setFloat32s(p.list[i], vals[i], s.Shape)
+	}
+	return meta, nil
+}
+
+// decodeSafetensors decodes buf, the bytes of a safetensors file, into the
+// float32 values of each spec's tensor (in specs' order) and the file's
+// metadata: every spec present with its exact shape and a float dtype, no
+// other tensor. buf is untrusted: it allocates no more than the values it
+// returns and the header it parses.
+func decodeSafetensors(buf []byte, specs []Spec) ([][]float32, map[string]string, error) {
+	st, err := safetensors.Deserialize(buf)
+	if err != nil {
+		return nil, nil, err
 	}
 	_, md, err := safetensors.ReadMetadata(buf)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, nil, err
+	}
+	want := make(map[string]bool, len(specs))
+	for _, s := range specs {
+		want[s.Name] = true
 	}
 	var extra []string
 	for _, name := range st.Names() {
-		if _, ok := p.byName[name]; !ok {
+		if !want[name] {
 			extra = append(extra, name)
 		}
 	}
 	if len(extra) > 0 {
 		slices.Sort(extra)
-		return nil, fmt.Errorf("load %s: unexpected tensors %s (the model has no such parameters)", path, strings.Join(extra, ", "))
+		return nil, nil, fmt.Errorf("unexpected tensors %s (the model has no such parameters)", strings.Join(extra, ", "))
 	}
-	for i, s := range p.specs {
+	out := make([][]float32, len(specs))
+	for i, s := range specs {
 		v, ok := st.Tensor(s.Name)
 		if !ok {
-			return nil, fmt.Errorf("load %s: tensor %s is missing (want shape %v)", path, s.Name, s.Shape)
+			return nil, nil, fmt.Errorf("tensor %s is missing (want shape %v)", s.Name, s.Shape)
 		}
 		if !sameShape(v.Shape(), s.Shape) {
-			return nil, fmt.Errorf("load %s: tensor %s has shape %v, want %v", path, s.Name, v.Shape(), s.Shape)
+			return nil, nil, fmt.Errorf("tensor %s has shape %v, want %v", s.Name, v.Shape(), s.Shape)
 		}
-		vals, err := decodeFloats(v)
-		if err != nil {
-			return nil, fmt.Errorf("load %s: tensor %s: %w", path, s.Name, err)
+		if out[i], err = decodeFloats(v); err != nil {
+			return nil, nil, fmt.Errorf("tensor %s: %w", s.Name, err)
 		}
-		setFloat32s(p.list[i], vals, s.Shape)
 	}
-	return md.Metadata(), nil
+	return out, md.Metadata(), nil
 }
 
 func sameShape(got []uint64, want []int64) bool {
@@ -239,6 +258,10 @@ func readSafetensorsHeader(path string) (map[string]headerEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
 	var n uint64
 	if err := binary.Read(f, binary.LittleEndian, &n); err != nil {
 		return nil, fmt.Errorf("%s: reading the header length: %w", path, err)
@@ -246,6 +269,10 @@ func readSafetensorsHeader(path string) (map[string]headerEntry, error) {
 	const maxHeader = 100 << 20 // the format's own limit
 	if n > maxHeader {
 		return nil, fmt.Errorf("%s: header of %d bytes exceeds the format's %d", path, n, maxHeader)
+	}
+	// A header longer than the file is refused before it is allocated.
+	if n > uint64(fi.Size())-8 {
+		return nil, fmt.Errorf("%s: header of %d bytes in a file of %d", path, n, fi.Size())
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(f, buf); err != nil {
