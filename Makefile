@@ -22,7 +22,7 @@ ifeq ($(DEVICE),cuda)
 export GOFLAGS := $(strip $(GOFLAGS) -tags=cuda)
 endif
 
-.PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench
+.PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench image
 
 all: build
 
@@ -56,8 +56,20 @@ pyenv:
 # 127.0.0.1 with fresh credentials for the storage tests, and stops it by PID.
 # scripts/chromium.sh installs Debian's chromium once (apt-get, as root) for
 # the test that renders a run's HTML report headless, and prints its path.
+# The image test (package image) runs when `make image` has built the
+# image: scripts/image.sh refresh puts the new bin/thinkgen into it and
+# prints its root filesystem; without an image it prints nothing and the
+# test is skipped.
 test: build vet
-	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
+	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
+
+# image builds the CPU image of image/Dockerfile without pulling any base
+# image: Debian packages (mmdebstrap), Ray's PyPI wheels, libtorch's
+# libraries and bin/thinkgen, as an OCI image layout (umoci) in
+# ~/.cache/thinkgen/image/oci, tag cpu (scripts/image.sh; needs root).
+# It prints the unpacked root filesystem, which `make test` then tests.
+image: build
+	bash scripts/image.sh build bin/thinkgen
 
 # bench runs the Go benchmarks with libtorch on both cores (BENCHMARKS.md).
 bench: build

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/thinkgen/thinkgen/internal/testenv"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 // The reference tokenizers and goldens come from testdata/gen_bpe.py.
@@ -45,17 +46,6 @@ type bpeRecord struct {
 	Decoded string `json:"decoded"`
 }
 
-func readGolden(t *testing.T, path string, v any) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
 // checkRecords compares tok against HuggingFace's ids and decodes.
 func checkRecords(t *testing.T, name string, tok Tokenizer, records []bpeRecord) {
 	t.Helper()
@@ -81,7 +71,7 @@ func checkRecords(t *testing.T, name string, tok Tokenizer, records []bpeRecord)
 
 func TestBPEGolden(t *testing.T) {
 	var golden map[string][]bpeRecord
-	readGolden(t, "testdata/bpe_golden.json", &golden)
+	testutil.ReadJSON(t, "testdata/bpe_golden.json", &golden)
 	for _, name := range bpeNames {
 		if len(golden[name]) < 150 {
 			t.Fatalf("%s: only %d golden records", name, len(golden[name]))
@@ -117,7 +107,7 @@ func TestBPEMergesAsStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	var golden map[string][]bpeRecord
-	readGolden(t, "testdata/bpe_golden.json", &golden)
+	testutil.ReadJSON(t, "testdata/bpe_golden.json", &golden)
 	checkRecords(t, "qwen (string merges)", tok, golden["qwen"])
 }
 
@@ -128,7 +118,7 @@ func TestBPESpecials(t *testing.T) {
 			Content string `json:"content"`
 		} `json:"added_tokens"`
 	}
-	readGolden(t, tokenizerPath("qwen"), &file)
+	testutil.ReadJSON(t, tokenizerPath("qwen"), &file)
 	id := map[string]int{}
 	for _, a := range file.AddedTokens {
 		id[a.Content] = a.ID
@@ -175,7 +165,7 @@ func TestBPEJSONRoundTrip(t *testing.T) {
 func mutateQwen(t *testing.T, fn func(f map[string]any)) []byte {
 	t.Helper()
 	var f map[string]any
-	readGolden(t, tokenizerPath("qwen"), &f)
+	testutil.ReadJSON(t, tokenizerPath("qwen"), &f)
 	fn(f)
 	data, err := json.Marshal(f)
 	if err != nil {

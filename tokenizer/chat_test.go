@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/thinkgen/thinkgen/internal/testutil"
 )
 
 // TestChatGolden compares Chat.Prompt with transformers' apply_chat_template
@@ -17,7 +19,7 @@ func TestChatGolden(t *testing.T) {
 		Text   string `json:"text"`
 		IDs    []int  `json:"ids"`
 	}
-	readGolden(t, "testdata/chat_golden.json", &golden)
+	testutil.ReadJSON(t, "testdata/chat_golden.json", &golden)
 	modes := map[string]ThinkMode{"open": ThinkOpen, "skip": ThinkSkip, "free": ThinkFree}
 	tok := loadTestBPE(t, "qwen")
 	seen := map[ThinkMode]int{}

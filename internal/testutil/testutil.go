@@ -1,8 +1,8 @@
 // Package testutil holds the small helpers that the tests of several
 // packages share: a free loopback address, a buffer safe for concurrent
 // writers, a check that a text mentions what it must, and readers of the
-// files tests produce (PNG images, files that must be equal byte for
-// byte). It imports no package of the module, so any test may use it.
+// files tests produce or read (JSON, PNG images, files that must be equal
+// byte for byte). It imports no package of the module, so any test may use it.
 package testutil
 
 import (
@@ -82,6 +82,18 @@ func JSON(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// ReadJSON decodes the JSON file at path into v.
+func ReadJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
 
 // ReadPNG decodes the PNG image at path.
