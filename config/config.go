@@ -487,12 +487,20 @@ type Cluster struct {
 	// if the worker still heartbeats (its task hangs) and another worker
 	// takes the task.
 	TaskTimeout time.Duration `yaml:"task_timeout"`
+	// CollectiveTimeout bounds the learner ranks' rendezvous and each of
+	// their collectives (workers.learner > 1): a rank that dies or hangs
+	// fails the others' learn tasks within it, and the controller forms
+	// the group again. It must exceed one mini-batch's forward and
+	// backward, which a rank may wait on another for.
+	CollectiveTimeout time.Duration `yaml:"collective_timeout"`
 }
 
 // Workers counts worker processes per role.
 type Workers struct {
 	Rollout int `yaml:"rollout"`
 	Reward  int `yaml:"reward"`
+	// Learner > 1 makes the learners one data-parallel group of that many
+	// ranks, each training on 1/N of every mini-batch.
 	Learner int `yaml:"learner"`
 }
 
@@ -635,15 +643,16 @@ func Default() *Config {
 		},
 		Storage: Storage{URI: "store", Region: "us-east-1", Compression: "zstd"},
 		Cluster: Cluster{
-			Namespace:    "default",
-			Secret:       "thinkgen",
-			Head:         Resources{CPUs: 1, Memory: "2Gi"},
-			Rollout:      Resources{CPUs: 1},
-			Reward:       Resources{CPUs: 1},
-			Learner:      Resources{CPUs: 1},
-			LeaseTimeout: 2 * time.Minute,
-			MaxAttempts:  3,
-			TaskTimeout:  30 * time.Minute,
+			Namespace:         "default",
+			Secret:            "thinkgen",
+			Head:              Resources{CPUs: 1, Memory: "2Gi"},
+			Rollout:           Resources{CPUs: 1},
+			Reward:            Resources{CPUs: 1},
+			Learner:           Resources{CPUs: 1},
+			LeaseTimeout:      2 * time.Minute,
+			MaxAttempts:       3,
+			TaskTimeout:       30 * time.Minute,
+			CollectiveTimeout: 5 * time.Minute,
 		},
 	}
 }

@@ -337,9 +337,6 @@ func (c *Config) Validate() error {
 	k.nonNegative("cluster.workers.rollout", cl.Workers.Rollout)
 	k.nonNegative("cluster.workers.reward", cl.Workers.Reward)
 	k.nonNegative("cluster.workers.learner", cl.Workers.Learner)
-	if cl.Workers.Learner > 1 {
-		k.add("cluster.workers.learner", "0 or 1 (one learner owns the optimiser state)", cl.Workers.Learner)
-	}
 	if cl.Ray != "" {
 		if u, err := url.Parse(cl.Ray); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			k.add("cluster.ray", "an http(s) URL of the Ray dashboard", fmt.Sprintf("%q", cl.Ray))
@@ -379,6 +376,9 @@ func (c *Config) Validate() error {
 	k.positive("cluster.max_attempts", cl.MaxAttempts)
 	if cl.TaskTimeout <= 0 {
 		k.add("cluster.task_timeout", "a positive duration", cl.TaskTimeout)
+	}
+	if cl.CollectiveTimeout <= 0 {
+		k.add("cluster.collective_timeout", "a positive duration", cl.CollectiveTimeout)
 	}
 	if cl.LeaseTimeout <= 0 {
 		k.add("cluster.lease_timeout", "a positive duration", cl.LeaseTimeout)

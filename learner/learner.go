@@ -37,6 +37,9 @@ type Learner struct {
 	dit     *phaseOpt    // over the connector and the DiT
 	group   *dist.Group  // data-parallel ranks (SetGroup); nil for one learner
 	dev     gotch.Device // the policy's device: every input is made there
+	// shardedAs is the rank and group size of the optimisers' ZeRO-1
+	// shards (when mllm.owner is set).
+	shardedAs [2]int
 	// lossScale is float16's dynamic loss scale (nil otherwise); skipped
 	// counts the optimiser steps it skipped on overflow.
 	lossScale *optim.LossScale

@@ -27,12 +27,18 @@ type phaseOpt struct {
 func (l *Learner) opts() []*phaseOpt { return []*phaseOpt{l.mllm, l.dit} }
 
 // shard rebuilds the optimisers as this rank's ZeRO-1 shards when the
-// configuration asks for it and the group has more than one rank. The
-// state they held is dropped: shard before loading a checkpoint's.
+// configuration asks for it and the group has more than one rank, unless
+// they already are this rank's shards of a group of that size. The state
+// they held is dropped: shard before loading a checkpoint's.
 func (l *Learner) shard() {
 	if l.group == nil || l.group.World() < 2 || l.cfg.Optim.Zero < 1 {
 		return
 	}
+	as := [2]int{l.group.Rank(), l.group.World()}
+	if l.mllm.owner != nil && l.shardedAs == as {
+		return
+	}
+	l.shardedAs = as
 	for _, p := range l.opts() {
 		p.opt.Drop()
 		p.owner = optim.Partition(p.params, l.group.World())

@@ -62,6 +62,21 @@ type Options struct {
 	TmpDir string
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
+	// LearnerRanks > 1 runs each step's learn as that many rank tasks of
+	// one data-parallel group (a gang; see runGang), which need an executor
+	// that runs them at the same time on as many learner workers.
+	LearnerRanks int
+	// Rendezvous returns the address where the learner ranks' group meets
+	// (rank 0 hosts its TCPStore there), once for every attempt of a gang.
+	// Required with LearnerRanks > 1.
+	Rendezvous func() (string, error)
+	// CollectiveTimeout bounds the ranks' rendezvous and each of their
+	// collectives (0: 5 minutes): a rank that dies or hangs fails the
+	// others within it.
+	CollectiveTimeout time.Duration
+	// GangAttempts is how many times the learner ranks' gang is formed for
+	// one step (0: 3); the queue never retries a rank alone.
+	GangAttempts int
 }
 
 // StepReport is one committed step.
@@ -81,6 +96,7 @@ type Controller struct {
 	state *runs.State
 	ahead map[int]*sampling // steps sampling ahead, by step
 	busy  busyMeter         // each role's busy time
+	epoch int               // of the learner ranks' last group
 }
 
 // Open opens run o.Run for training. A new run imports its base checkpoint
@@ -102,6 +118,15 @@ func Open(ctx context.Context, o Options) (*Controller, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = systemClock{}
+	}
+	if o.LearnerRanks > 1 && o.Rendezvous == nil {
+		return nil, fmt.Errorf("orchestrator: %d learner ranks need a rendezvous address", o.LearnerRanks)
+	}
+	if o.CollectiveTimeout <= 0 {
+		o.CollectiveTimeout = 5 * time.Minute
+	}
+	if o.GangAttempts <= 0 {
+		o.GangAttempts = 3
 	}
 	rs, err := runs.ReadState(ctx, o.Store, o.Run)
 	switch {

@@ -41,7 +41,12 @@ func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, 
 	for _, r := range append(append([]task.Result{}, rolloutOut...), rewardOut...) {
 		learn.Inputs = append(learn.Inputs, r.Outputs...)
 	}
-	learnOut, err := c.runAll(ctx, []task.Task{learn}, metrics)
+	var learnOut []task.Result
+	if c.o.LearnerRanks > 1 {
+		learnOut, err = c.runGang(ctx, learn, metrics)
+	} else {
+		learnOut, err = c.runAll(ctx, []task.Task{learn}, metrics)
+	}
 	if err != nil {
 		return StepReport{}, err
 	}
@@ -211,4 +216,80 @@ func (c *Controller) runAll(ctx context.Context, ts []task.Task, metrics map[str
 		}
 	}
 	return out, nil
+}
+
+// runGang runs learn as the c.o.LearnerRanks rank tasks of one
+// data-parallel group, "learn.0" … "learn.<N-1>", all at once: they share
+// a rendezvous address and a new epoch, and rank 0's result (the
+// checkpoint) is the learn's. When a rank fails (its collective timed out
+// because another died or hung, or its own error), the others are
+// withdrawn and the whole gang is formed again at a new address and
+// epoch, up to c.o.GangAttempts times.
+func (c *Controller) runGang(ctx context.Context, learn task.Task, metrics map[string]float64) ([]task.Result, error) {
+	n := c.o.LearnerRanks
+	var err error
+	for a := 1; a <= c.o.GangAttempts; a++ {
+		var addr string
+		if addr, err = c.o.Rendezvous(); err != nil {
+			return nil, fmt.Errorf("learner ranks' rendezvous: %w", err)
+		}
+		c.epoch++
+		ranks := make([]task.Task, n)
+		for r := range ranks {
+			t := learn
+			t.ID, t.Attempt = fmt.Sprintf("learn.%d", r), a
+			t.Rendezvous = &task.Rendezvous{Addr: addr, World: n, Rank: r, Epoch: c.epoch, TimeoutMS: c.o.CollectiveTimeout.Milliseconds()}
+			ranks[r] = t
+		}
+		var out []task.Result
+		out, err = c.runRanks(ctx, ranks)
+		if err == nil {
+			for k, v := range out[0].Metrics {
+				metrics[k] = v
+			}
+			return out[:1], nil
+		}
+		if ctx.Err() != nil || errors.Is(err, task.ErrFatal) {
+			break
+		}
+		fmt.Fprintf(c.o.Progress, "%s learn: %d learner ranks at %s (epoch %d) failed (will form the group again): %v\n",
+			c.o.Run, n, addr, c.epoch, err)
+	}
+	return nil, fmt.Errorf("%s step %d learn (%d learner ranks): %w", c.o.Run, learn.Step, n, err)
+}
+
+// runRanks runs the rank tasks at once; the first failure withdraws the
+// others. It returns the results by rank, or the failures that were not
+// withdrawals.
+func (c *Controller) runRanks(ctx context.Context, ranks []task.Task) ([]task.Result, error) {
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make([]task.Result, len(ranks))
+	errs := make([]error, len(ranks))
+	var wg sync.WaitGroup
+	for r := range ranks {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			if err := ranks[r].Validate(); err != nil {
+				errs[r] = err
+			} else {
+				out[r], errs[r] = c.o.Exec.Do(gctx, ranks[r])
+			}
+			if errs[r] != nil {
+				cancel()
+			}
+		}(r)
+	}
+	wg.Wait()
+	var failed []error
+	for r, err := range errs {
+		if err != nil && (ctx.Err() != nil || !errors.Is(err, context.Canceled)) {
+			failed = append(failed, fmt.Errorf("%s: %w", ranks[r], err))
+		}
+	}
+	if len(failed) == 0 && errors.Join(errs...) != nil {
+		failed = append(failed, errors.Join(errs...))
+	}
+	return out, errors.Join(failed...)
 }

@@ -539,14 +539,20 @@ func (q *Queue) expire(e *entry, now time.Time) {
 }
 
 // end ends e's leased attempt with msg and queues the next attempt, or
-// fails e permanently; how records why the attempt ended.
+// fails e permanently; how records why the attempt ended. A learner rank's
+// task (one with a rendezvous) is never queued again on its own: its
+// group is gone, and the controller re-forms the whole gang.
 func (q *Queue) end(e *entry, msg string, fatal bool, how endHow) {
-	if fatal || e.t.Attempt >= q.opts.MaxAttempts {
+	gang := e.t.Rendezvous != nil
+	if fatal || gang || e.t.Attempt >= q.opts.MaxAttempts {
 		if how == endRetried {
 			how = endFailed
 		}
 		q.release(e, how)
-		if !fatal {
+		switch {
+		case gang && !fatal:
+			msg += " (a learner rank: the controller re-forms its group)"
+		case !fatal:
 			msg = fmt.Sprintf("%s (attempts exhausted: %d)", msg, q.opts.MaxAttempts)
 		}
 		q.finish(e, Failed, task.Result{}, &TaskError{Key: e.key, Attempt: e.t.Attempt, Msg: msg, Fatal: fatal})

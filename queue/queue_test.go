@@ -329,6 +329,41 @@ func TestFailRetriesThenFailsPermanently(t *testing.T) {
 	}
 }
 
+// TestLearnerRankIsNotRetried: a learner rank's task fails at its first
+// failure or expired lease, however many attempts the queue allows; a
+// resubmission (the controller re-forming the gang) continues it.
+func TestLearnerRankIsNotRetried(t *testing.T) {
+	clock := newClock()
+	q := queue.New(queue.Options{MaxAttempts: 5, LeaseTTL: time.Minute, Clock: clock})
+	w := register(t, q, "w", 2, queue.RoleLearner)
+	rank := func(r int) task.Task {
+		x := mkTask(task.Learn, fmt.Sprintf("learn.%d", r))
+		x.Rendezvous = &task.Rendezvous{Addr: "127.0.0.1:1", World: 2, Rank: r, TimeoutMS: 1000}
+		return x
+	}
+	keys := submit(t, q, rank(0), rank(1))
+	lease(t, q, w)
+	lease(t, q, w)
+	if err := q.Fail(w, keys[0], 1, "all-reduce timed out", false); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute)
+	q.Expire()
+	for i, want := range []string{"all-reduce timed out (a learner rank", "heartbeats (a learner rank"} {
+		_, err := q.Wait(context.Background(), keys[i])
+		var te *queue.TaskError
+		if !errors.As(err, &te) || te.Attempt != 1 || !strings.Contains(te.Msg, want) || te.Fatal {
+			t.Fatalf("rank %d: Wait: %v, want a non-fatal failure of attempt 1 containing %q", i, err, want)
+		}
+	}
+	w = register(t, q, "w2", 2, queue.RoleLearner) // w was dropped
+	noLease(t, q, w)
+	submit(t, q, rank(0))
+	if x := lease(t, q, w); x.Attempt != 2 {
+		t.Fatalf("resubmitted rank leased as %s, want attempt 2", x)
+	}
+}
+
 func TestFatalFailsAtOnce(t *testing.T) {
 	q := queue.New(queue.Options{MaxAttempts: 5})
 	w := register(t, q, "w", 1, queue.RoleLearner)

@@ -53,6 +53,25 @@ type Task struct {
 	// the learn task's rollout and reward shards. Each is verified (size,
 	// sha256) when read.
 	Inputs []storage.Object `json:"inputs,omitempty"`
+	// Rendezvous, on a learn task of N > 1 learner ranks, is the group this
+	// task is one rank of (nil for a single learner).
+	Rendezvous *Rendezvous `json:"rendezvous,omitempty"`
+}
+
+// Rendezvous tells one learner rank how to join its data-parallel group:
+// the N rank tasks of a step's learn (a gang) share Addr and Epoch and
+// differ in Rank. Rank 0 hosts the group's TCPStore at Addr.
+type Rendezvous struct {
+	Addr  string `json:"addr"`
+	World int    `json:"world"`
+	Rank  int    `json:"rank"`
+	// Epoch tells apart the groups formed at one address: every attempt of
+	// the gang forms a new one.
+	Epoch int `json:"epoch"`
+	// TimeoutMS bounds the rendezvous and every collective, in
+	// milliseconds: a rank that dies or hangs fails the others' learn
+	// tasks within it.
+	TimeoutMS int64 `json:"timeout_ms"`
 }
 
 // String names the task in logs and errors.
@@ -87,6 +106,16 @@ func (t Task) Validate() error {
 	case Learn:
 		if len(t.Inputs) == 0 {
 			return fmt.Errorf("task %s: a learn task without shards", t.ID)
+		}
+		if rv := t.Rendezvous; rv != nil {
+			switch {
+			case rv.Addr == "":
+				return fmt.Errorf("task %s: rendezvous without an address", t.ID)
+			case rv.World < 2 || rv.Rank < 0 || rv.Rank >= rv.World:
+				return fmt.Errorf("task %s: rendezvous rank %d of %d, want 0 <= rank < world and world >= 2", t.ID, rv.Rank, rv.World)
+			case rv.Epoch < 0 || rv.TimeoutMS < 1:
+				return fmt.Errorf("task %s: rendezvous epoch %d and timeout %d ms, want >= 0 and >= 1", t.ID, rv.Epoch, rv.TimeoutMS)
+			}
 		}
 	default:
 		return fmt.Errorf("task %s: unknown kind %q", t.ID, t.Kind)

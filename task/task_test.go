@@ -27,6 +27,13 @@ func TestValidate(t *testing.T) {
 		{"rollout without prompts", func(t *Task) { t.Rows = nil }, "without prompts"},
 		{"reward with two inputs", func(t *Task) { t.Kind, t.Inputs = Reward, []storage.Object{shard, shard} }, "one rollout shard"},
 		{"learn without shards", func(t *Task) { t.Kind = Learn }, "without shards"},
+		{"learn rank", func(t *Task) {
+			learnRank(t, Rendezvous{Addr: "127.0.0.1:1", World: 2, Rank: 1, Epoch: 3, TimeoutMS: 10})
+		}, ""},
+		{"rank without address", func(t *Task) { learnRank(t, Rendezvous{World: 2, TimeoutMS: 10}) }, "without an address"},
+		{"rank of one", func(t *Task) { learnRank(t, Rendezvous{Addr: "h:1", World: 1, TimeoutMS: 10}) }, "rank 0 of 1"},
+		{"rank out of range", func(t *Task) { learnRank(t, Rendezvous{Addr: "h:1", World: 2, Rank: 2, TimeoutMS: 10}) }, "rank 2 of 2"},
+		{"rank without timeout", func(t *Task) { learnRank(t, Rendezvous{Addr: "h:1", World: 2}) }, "timeout 0 ms"},
 		{"unknown kind", func(t *Task) { t.Kind = "eval" }, `unknown kind "eval"`},
 	}
 	for _, tt := range tests {
@@ -45,4 +52,10 @@ func TestValidate(t *testing.T) {
 	if got := ok.OutputKey(); got != "runs/r/steps/000001/rollout/r0-a1.arrow" {
 		t.Errorf("output key %s", got)
 	}
+}
+
+// learnRank makes t a learn task of the learner rank rv describes.
+func learnRank(t *Task, rv Rendezvous) {
+	shard := storage.Object{Key: "runs/r/steps/000001/rollout/r0-a1.arrow", Size: 10, SHA256: strings.Repeat("0", 64)}
+	t.Kind, t.Rows, t.Inputs, t.Rendezvous = Learn, nil, []storage.Object{shard}, &rv
 }

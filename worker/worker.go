@@ -33,6 +33,7 @@ type Worker struct {
 	policy        *model.Bundle
 	policyVersion int
 	learner       *learner.Learner
+	learnerRank   [2]int // the learner's rank and group size ({0, 1} alone)
 
 	mu sync.Mutex // one task at a time: the models are shared state
 }

@@ -42,7 +42,7 @@ func parseWorkers(s string) (map[string]int, error) {
 	}
 	for _, need := range []string{"rollout", "reward", "learner"} {
 		if out[need] == 0 {
-			return nil, fmt.Errorf("--workers: no %s worker (want rollout=N,reward=N,learner=1)", need)
+			return nil, fmt.Errorf("--workers: no %s worker (want rollout=N,reward=N,learner=N)", need)
 		}
 	}
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -81,6 +82,10 @@ store has it and starts it otherwise.`,
 					}
 				}
 				cfg, err := rf.load()
+				if err != nil {
+					return err
+				}
+				ranks, err := learnerRanks(cfg, counts, *listen)
 				if err != nil {
 					return err
 				}
@@ -176,6 +181,8 @@ store has it and starts it otherwise.`,
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
 					Checkpoints:  checkpoint.Versions{Store: st, Base: baseBundle},
 					RolloutTasks: *rolloutTasks, StopAfter: *stopAfter, Progress: e.stderr, TmpDir: cache,
+					LearnerRanks: ranks, Rendezvous: loopbackRendezvous,
+					CollectiveTimeout: cfg.Cluster.CollectiveTimeout, GangAttempts: cfg.Cluster.MaxAttempts,
 				})
 				if err != nil {
 					return err
@@ -267,4 +274,34 @@ func describeKey(cfg *config.Config, key string) string {
 		return filepath.Join(loc.Dir, filepath.FromSlash(key))
 	}
 	return key
+}
+
+// learnerRanks is the number of learner ranks of the run: the learner
+// workers of --workers, else cluster.workers.learner with --listen, else
+// one (embedded). Ranks rendezvous on the loopback (loopbackRendezvous),
+// so a group of more than one needs its workers on this machine: local
+// multi-process mode, or a controller listening on a loopback address.
+func learnerRanks(cfg *config.Config, counts map[string]int, listen string) (int, error) {
+	switch {
+	case counts != nil:
+		return counts["learner"], nil
+	case listen != "" && cfg.Cluster.Workers.Learner > 1:
+		if host, _, err := net.SplitHostPort(listen); err != nil || !net.ParseIP(host).IsLoopback() {
+			return 0, usagef("cluster.workers.learner %d: learner ranks meet on the loopback, so their workers must run on this machine: --listen on a loopback address (got %q) or --workers learner=%d; ranks across machines are not supported yet",
+				cfg.Cluster.Workers.Learner, listen, cfg.Cluster.Workers.Learner)
+		}
+		return cfg.Cluster.Workers.Learner, nil
+	}
+	return 1, nil
+}
+
+// loopbackRendezvous is a free port on 127.0.0.1, where the learner ranks'
+// rank 0 hosts their group.
+func loopbackRendezvous() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free loopback port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }

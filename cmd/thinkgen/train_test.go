@@ -52,6 +52,7 @@ func TestTrainRejectsBadInput(t *testing.T) {
 		{"bad workers", []string{"--workers", "rollout=2,juggler=1"}, []string{"--workers"}},
 		{"no learner worker", []string{"--workers", "rollout=2,reward=1"}, []string{"no learner worker"}},
 		{"listen without token", []string{"--listen", "127.0.0.1:0"}, []string{"THINKGEN_TOKEN", "--insecure-local"}},
+		{"learner ranks off the loopback", []string{"--listen", "0.0.0.0:0", "--set", "cluster.workers.learner=2"}, []string{"cluster.workers.learner 2", "loopback", "0.0.0.0:0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
