@@ -333,11 +333,11 @@ func TestFailRetriesThenFailsPermanently(t *testing.T) {
 // failure or expired lease, however many attempts the queue allows; a
 // resubmission (the controller re-forming the gang) continues it.
 func TestLearnerRankIsNotRetried(t *testing.T) {
-	clock := newClock()
+	clock := queuetest.NewClock()
 	q := queue.New(queue.Options{MaxAttempts: 5, LeaseTTL: time.Minute, Clock: clock})
 	w := register(t, q, "w", 2, queue.RoleLearner)
 	rank := func(r int) task.Task {
-		x := mkTask(task.Learn, fmt.Sprintf("learn.%d", r))
+		x := queuetest.Task(task.Learn, fmt.Sprintf("learn.%d", r))
 		x.Rendezvous = &task.Rendezvous{Addr: "127.0.0.1:1", World: 2, Rank: r, TimeoutMS: 1000}
 		return x
 	}
