@@ -265,14 +265,26 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 	if c.TieEmbeddings {
 		head = "model.embed_tokens.weight"
 	}
-	// Logits leave in float32: log-softmax, sampling and log-probs are
-	// computed in float32 whatever dtype the model runs in.
-	out := &forwardOutput{logits: asFloat32(ts.MustLinear(last, m.P.Get(head), ts.None))}
+	out := &forwardOutput{logits: m.logits(&s, last, m.P.Get(head))}
 	if in.hidden {
 		out.prev = prev
 		out.last = last.MustShallowClone()
 	}
 	return out, nil
+}
+
+// logits projects the final hidden states onto the vocabulary in float32
+// whatever dtype the model runs in: a trained model's logits reach tens,
+// where bfloat16's spacing is 0.06–0.125, and a rounding step there moves
+// a log-prob — and the policy ratio and KL computed from it — by as much.
+// Log-softmax, sampling and log-probs downstream are float32 too. (The
+// head weight is widened per call: a vocabulary × hidden float32
+// temporary.)
+func (m *MLLM) logits(s *libtorch.Scope, last, w *ts.Tensor) *ts.Tensor {
+	if last.DType() == gotch.Float {
+		return ts.MustLinear(last, w, ts.None)
+	}
+	return ts.MustLinear(asDType(s, last, gotch.Float), asDType(s, w, gotch.Float), ts.None)
 }
 
 // attention is one Qwen3 self-attention block (GQA, QK-RMSNorm, RoPE).
