@@ -50,7 +50,9 @@ type Run struct {
 	// Seed from which every other seed derives (data slice, sampling noise,
 	// initialisation), as (seed, step, task).
 	Seed int64 `yaml:"seed"`
-	// Device is "cpu", "cuda" or "cuda:N".
+	// Device is "cpu", "cuda" or "cuda:N": where the worker, pretrain,
+	// eval and generate build the models and their inputs (docs/scale.md;
+	// the CUDA path is unverified).
 	Device string `yaml:"device"`
 	// Threads is libtorch's intra-op CPU thread count; 0 keeps libtorch's
 	// default (one per core). Fix it for bit-reproducible CPU runs.
@@ -76,7 +78,10 @@ type Run struct {
 
 // Model holds the shapes of the three networks.
 type Model struct {
-	// DType of parameters and activations: float32, bfloat16 or float16.
+	// DType the models hold and compute in: float32, bfloat16 or float16
+	// (CUDA only). Trained models keep float32 master weights and AdamW
+	// moments; log-probs, ratios, KL, advantages and losses are float32;
+	// float16 trains with a dynamic loss scale (docs/scale.md).
 	DType     string    `yaml:"dtype"`
 	MLLM      MLLM      `yaml:"mllm"`
 	Connector Connector `yaml:"connector"`

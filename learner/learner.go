@@ -75,6 +75,9 @@ func (l *Learner) optimConfig() optim.Config {
 // Policy is the bundle being trained.
 func (l *Learner) Policy() *model.Bundle { return l.policy }
 
+// Ref is the frozen reference bundle (the run's version 0).
+func (l *Learner) Ref() *model.Bundle { return l.ref }
+
 // Version is the policy version the learner holds.
 func (l *Learner) Version() int { return l.version }
 

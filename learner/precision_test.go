@@ -3,10 +3,15 @@ package learner_test
 import (
 	"fmt"
 	"math"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/learner"
+	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/optim"
 )
 
@@ -185,4 +190,83 @@ func TestLossScale(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMeasureMixedPrecisionMemory reports, for float32 and bfloat16, the
+// bytes a learner of configs/tiny.yaml holds (policy and reference
+// weights, the policy's gradients, both optimisers' masters and moments:
+// tensor sizes, exact) and the peak resident-set growth of one GRPO learn
+// step of the small test models. It only runs with THINKGEN_MEASURE_DP=1
+// and reports; the figures are in BENCHMARKS.md.
+func TestMeasureMixedPrecisionMemory(t *testing.T) {
+	if os.Getenv(envMeasure) == "" {
+		t.Skip("set " + envMeasure + "=1 to measure")
+	}
+	tiny, err := config.Load("../configs/tiny.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := ranksInput(t, config.PhaseMLLMGRPO)
+	for _, dt := range []string{"float32", "bfloat16"} {
+		tiny.Model.DType = dt
+		err := withLearner(tiny, nil, func(l *learner.Learner) error {
+			var weights, refWeights, grads, opt int64
+			for _, p := range []*model.Params{l.Policy().MLLM.P, l.Policy().Connector.P, l.Policy().DiT.P} {
+				weights += p.Bytes()
+				for _, x := range p.Tensors() {
+					g := x.MustGrad(false)
+					grads += int64(g.Numel()) * int64(g.DType().Size())
+					g.MustDrop()
+				}
+			}
+			for _, p := range []*model.Params{l.Ref().MLLM.P, l.Ref().Connector.P, l.Ref().DiT.P} {
+				refWeights += p.Bytes()
+			}
+			for _, o := range l.Optimizers() {
+				opt += o.Opt.Bytes()
+			}
+			t.Logf("%s tiny.yaml learner: policy %d B, reference %d B, gradients %d B, optimisers %d B, total %d B",
+				dt, weights, refWeights, grads, opt, weights+refWeights+grads+opt)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		small := ranksConfig()
+		small.Model.DType = dt
+		small.GRPO.Epochs, small.GRPO.MiniBatches = 1, 1
+		err = withLearner(small, nil, func(l *learner.Learner) error {
+			if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+				return fmt.Errorf("reset the peak RSS: %w", err)
+			}
+			before := libtorch.RSS()
+			if _, err := l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
+				return err
+			}
+			t.Logf("%s GRPO learn step (test models): peak RSS growth %d B", dt, peakRSS(t)-before)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// peakRSS reads the process's peak resident set size (VmHWM) in bytes.
+func peakRSS(t *testing.T) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/self/status")
+	return 0
 }

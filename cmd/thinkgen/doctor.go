@@ -66,6 +66,8 @@ With --log-format json it prints the report as one JSON object.`,
 				cuda := check{Name: "cuda", OK: true, Value: "not available"}
 				if libtorch.CUDAAvailable() {
 					cuda.Value = fmt.Sprintf("%d device(s), cuDNN %v", libtorch.CUDADeviceCount(), libtorch.CuDNNAvailable())
+					// Say so until a GPU run has been verified (docs/scale.md).
+					cuda.Detail = "training on cuda is unverified: thinkgen's tests run on the CPU"
 				} else if strings.HasPrefix(cfg.Run.Device, "cuda") {
 					cuda.OK = false
 					cuda.Detail = "run.device is " + cfg.Run.Device
