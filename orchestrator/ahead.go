@@ -27,7 +27,9 @@ import (
 // sampling is the rollout and reward tasks of one step, run ahead of (or
 // just before) its learn task.
 type sampling struct {
-	done     chan struct{}
+	done   chan struct{}
+	rolled chan struct{} // closed once its rollout tasks are over
+
 	cancel   context.CancelFunc
 	rollouts []task.Result
 	rewards  []task.Result
@@ -63,11 +65,27 @@ func (c *Controller) startSampling(ctx context.Context, p schedule.Step) {
 			break
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		sm := &sampling{done: make(chan struct{}), cancel: cancel, metrics: map[string]float64{}}
+		sm := &sampling{done: make(chan struct{}), rolled: make(chan struct{}), cancel: cancel, metrics: map[string]float64{}}
+		// A step's rollouts wait for those of the step before: the
+		// rollout workers serve the steps in order, the next to learn
+		// first.
+		var prev chan struct{}
+		if p, ok := c.ahead[s-1]; ok {
+			prev = p.rolled
+		}
 		c.ahead[s] = sm
 		go func(q schedule.Step) {
 			defer close(sm.done)
-			sm.rollouts, sm.rewards, sm.err = c.sample(sctx, q, v, sm.metrics)
+			if prev != nil {
+				select {
+				case <-prev:
+				case <-sctx.Done():
+					close(sm.rolled)
+					sm.err = sctx.Err()
+					return
+				}
+			}
+			sm.rollouts, sm.rewards, sm.err = c.sample(sctx, q, v, sm.metrics, sm.rolled)
 		}(c.plan[s-1])
 	}
 }
@@ -98,9 +116,9 @@ func (c *Controller) stopSampling() {
 }
 
 // sample runs step q's rollout tasks (its prompts, split evenly) with
-// policy version v, then one reward task per rollout shard, merging their
-// metrics and times into metrics.
-func (c *Controller) sample(ctx context.Context, q schedule.Step, v int, metrics map[string]float64) (rollouts, rewards []task.Result, err error) {
+// policy version v, closes rolled, then runs one reward task per rollout
+// shard, merging their metrics and times into metrics.
+func (c *Controller) sample(ctx context.Context, q schedule.Step, v int, metrics map[string]float64, rolled chan struct{}) (rollouts, rewards []task.Result, err error) {
 	t0 := c.clock.Now()
 	base := task.Task{Run: c.o.Run, Step: q.Step, Phase: q.Phase, PolicyVersion: v, Seed: schedule.Seed(c.o.Config.Run.Seed, q.Step)}
 	rows := q.Rows(c.o.Config.Data.TrainSize)
@@ -112,7 +130,9 @@ func (c *Controller) sample(ctx context.Context, q schedule.Step, v int, metrics
 		t.Rows = rows[i*len(rows)/n : (i+1)*len(rows)/n]
 		ts = append(ts, t)
 	}
-	if rollouts, err = c.runAll(ctx, ts, metrics); err != nil {
+	rollouts, err = c.runAll(ctx, ts, metrics)
+	close(rolled)
+	if err != nil {
 		return nil, nil, err
 	}
 	metrics["time/rollout_s"] = c.since(t0).Seconds()
