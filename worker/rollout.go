@@ -89,5 +89,9 @@ func (w *Worker) policyAt(ctx context.Context, run string, v int) (*model.Bundle
 		w.policy.Drop()
 	}
 	w.policy, w.policyVersion = b, v
+	if w.cfg.Run.MaxStaleness > 0 {
+		// Asynchronous runs commit v+1 while this version still samples.
+		w.prefetch(run, v+1)
+	}
 	return b, nil
 }

@@ -34,6 +34,7 @@ type Worker struct {
 	policyVersion int
 	learner       *learner.Learner
 	learnerRank   [2]int // the learner's rank and group size ({0, 1} alone)
+	pulls         pulls  // checkpoint downloads and the prefetch of the next version
 
 	mu sync.Mutex // one task at a time: the models are shared state
 }
@@ -71,6 +72,7 @@ func New(o Options) (*Worker, error) {
 
 // Close frees the worker's models.
 func (w *Worker) Close() {
+	w.stopPrefetch()
 	if w.policy != nil {
 		libtorch.Run(func() error { w.policy.Drop(); return nil })
 		w.policy = nil
@@ -116,6 +118,9 @@ func (w *Worker) Do(ctx context.Context, t task.Task) (task.Result, error) {
 // load fetches version v of run and converts it to model.dtype; it also
 // returns the fetched version's directory.
 func (w *Worker) load(ctx context.Context, run string, v int) (*model.Bundle, string, error) {
+	if err := w.fetch(ctx, run, v); err != nil {
+		return nil, "", err
+	}
 	b, dir, err := checkpoint.Load(ctx, w.store, run, v, filepath.Join(w.cacheDir, "checkpoints"), w.dev)
 	if err != nil {
 		return nil, "", err
