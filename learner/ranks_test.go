@@ -246,7 +246,7 @@ func startRanks(t *testing.T, test string, in rankInput, n int, args ...string) 
 func joinRank(t *testing.T, world int, timeout time.Duration) (*dist.Group, rankInput) {
 	t.Helper()
 	var in rankInput
-	readJSON(t, os.Getenv(envRanksDir), "input.json", &in)
+	testutil.ReadJSON(t, filepath.Join(os.Getenv(envRanksDir), "input.json"), &in)
 	r, err := strconv.Atoi(os.Getenv(envRanksRank))
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +265,7 @@ func readRanks[T any](t *testing.T, dir string, n int) []T {
 	t.Helper()
 	out := make([]T, n)
 	for r := range out {
-		readJSON(t, dir, rankFile(r), &out[r])
+		testutil.ReadJSON(t, filepath.Join(dir, rankFile(r)), &out[r])
 	}
 	return out
 }
@@ -276,18 +276,6 @@ func writeJSON(t *testing.T, dir, name string, v any) {
 	b, err := json.Marshal(v)
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// readJSON reads dir/name's JSON into v.
-func readJSON(t *testing.T, dir, name string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err == nil {
-		err = json.Unmarshal(b, v)
 	}
 	if err != nil {
 		t.Fatal(err)

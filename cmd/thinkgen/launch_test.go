@@ -74,6 +74,7 @@ func TestLaunchDryRun(t *testing.T) {
 	}{
 		{[]string{"launch", "--dry-run", "--run", "dry-1", "--set", "cluster.image=x"}, "storage.uri"},
 		{append([]string{"launch", "--dry-run", "--run", "Dry_1"}, launchArgs...), "run name"},
+		{append(append([]string{"launch", "--dry-run", "--run", "dry-1"}, launchArgs...), "--set", "cluster.workers.learner=2"), "learner ranks meet on the loopback"},
 		{[]string{"launch", "status"}, "--run is required"},
 		{[]string{"launch", "restart", "--run", "x"}, "unknown launch subcommand"},
 	}
