@@ -105,8 +105,9 @@ type Source struct {
 
 // Options are the choices of an export.
 type Options struct {
-	// DType is the dtype the weights are written in; empty is float32,
-	// the checkpoint's own (bit-identical).
+	// DType is the dtype the weights are written in; empty is the
+	// checkpoint's model.dtype, the dtype it computed in (bit-identical:
+	// a half-precision run's checkpoint holds values of that dtype).
 	DType DType
 }
 
@@ -140,13 +141,16 @@ func Write(bundleDir, out string, src Source, opt Options) (*Manifest, error) {
 	if err := CheckOut(out); err != nil {
 		return nil, err
 	}
-	d := opt.DType.orFloat32()
-	if _, err := ParseDType(string(d)); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
 	bm, cfg, err := model.ReadBundleManifest(bundleDir)
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", bundleDir, err)
+	}
+	d := opt.DType
+	if d == "" {
+		d = DType(cfg.Model.DType).orFloat32()
+	}
+	if _, err := ParseDType(string(d)); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
 	}
 	if src.Run == "" {
 		src.Version = bm.Step

@@ -319,3 +319,69 @@ func TestImportFreesTensors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A bundle saved in bfloat16 (a mixed-precision run's checkpoint) exports
+// in bfloat16 unless --dtype says otherwise, and the import holds the same
+// values bit for bit.
+func TestWriteDefaultsToTheCheckpointDType(t *testing.T) {
+	bf16 := t.TempDir()
+	err := libtorch.Run(func() error {
+		b, _, err := model.LoadBundle(baseTiny, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		bm, cfg, err := model.ReadBundleManifest(baseTiny)
+		if err != nil {
+			return err
+		}
+		cfg.Model.DType = "bfloat16"
+		b.ToDType(gotch.BFloat16)
+		return b.Save(bf16, bm.Step, cfg)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		opt  Options
+		want DType
+	}{
+		{Options{}, BFloat16},
+		{Options{DType: Float32}, Float32},
+	} {
+		out := filepath.Join(t.TempDir(), "export")
+		m, err := Write(bf16, out, Source{}, tt.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct {
+			TorchDType string `json:"torch_dtype"`
+		}
+		testutil.ReadJSON(t, filepath.Join(out, "mllm", "config.json"), &cfg)
+		if m.DType != tt.want || cfg.TorchDType != string(tt.want) {
+			t.Errorf("--dtype %q: manifest dtype %q, torch_dtype %q, want %q", tt.opt.DType, m.DType, cfg.TorchDType, tt.want)
+		}
+		err = libtorch.Run(func() error {
+			want, _, err := model.LoadBundle(bf16, gotch.CPU)
+			if err != nil {
+				return err
+			}
+			defer want.Drop()
+			got, _, err := Import(out, gotch.CPU)
+			if err != nil {
+				return err
+			}
+			defer got.Drop()
+			wb, gb := tensorBits(want), tensorBits(got)
+			for name, w := range wb {
+				if !slices.Equal(w, gb[name]) {
+					t.Errorf("--dtype %q: tensor %s differs from the bfloat16 checkpoint's", tt.opt.DType, name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

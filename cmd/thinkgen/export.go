@@ -43,7 +43,7 @@ See docs/export.md.`,
 			out := fs.String("out", "", "output directory (required; must not exist or be empty)")
 			format := fs.String("format", export.Layout, "output format: hf (transformers + diffusers-style folders)")
 			bundle := fs.String("model", "", "export this bundle directory instead of a run's checkpoint")
-			dtype := fs.String("dtype", string(export.Float32), "dtype of the exported weights: float32 (the checkpoint's, bit-identical), bfloat16 or float16 (half the size, for serving)")
+			dtype := fs.String("dtype", "", "dtype of the exported weights: float32, bfloat16 or float16 (default: the checkpoint's model.dtype, bit-identical)")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
@@ -60,15 +60,19 @@ See docs/export.md.`,
 				case fs.Changed("version") && *version < 0:
 					return usagef("--version must be ≥ 0, got %d", *version)
 				}
-				d, err := export.ParseDType(*dtype)
-				if err != nil {
-					return usagef("--dtype: %v", err)
+				var opt export.Options
+				if fs.Changed("dtype") {
+					d, err := export.ParseDType(*dtype)
+					if err != nil {
+						return usagef("--dtype: %v", err)
+					}
+					opt.DType = d
 				}
-				opt := export.Options{DType: d}
 				if err := export.CheckOut(*out); err != nil {
 					return exportError("--out", err)
 				}
 				var m *export.Manifest
+				var err error
 				if *bundle != "" {
 					if _, _, err := model.ReadBundleManifest(*bundle); err != nil {
 						return &usageError{fmt.Errorf("--model: %w", err)}
