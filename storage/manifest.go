@@ -289,6 +289,22 @@ func (m *Manifest) Fetch(ctx context.Context, s Store, key, tmpDir string) (*os.
 	return f, nil
 }
 
+// Describe reads the object at key through and returns its manifest
+// entry: its size and sha256.
+func Describe(ctx context.Context, s Store, key string) (Object, error) {
+	r, err := s.Get(ctx, key)
+	if err != nil {
+		return Object{}, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, contextReader{ctx, r})
+	if err != nil {
+		return Object{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	return Object{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
 // Verify reads the object of obj through and checks its size and sha256.
 func Verify(ctx context.Context, s Store, obj Object) error {
 	r, err := s.Get(ctx, obj.Key)

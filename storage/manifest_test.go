@@ -178,7 +178,13 @@ func TestCorruptObjectDetected(t *testing.T) {
 				if err := storage.Verify(ctx, s, obj); err != nil {
 					t.Fatalf("%s: intact object fails: %v", c.name, err)
 				}
+				if got, err := storage.Describe(ctx, s, key); err != nil || got != obj {
+					t.Fatalf("%s: Describe = %+v, %v; want PutObject's %+v", c.name, got, err, obj)
+				}
 				put(t, s, key, c.data) // the disk or a bad writer changes it
+				if got, err := storage.Describe(ctx, s, key); err != nil || got.Size != int64(len(c.data)) || got.SHA256 == obj.SHA256 {
+					t.Errorf("%s: Describe of the changed object = %+v, %v", c.name, got, err)
+				}
 				var ce *storage.ChecksumError
 				err = storage.Verify(ctx, s, obj)
 				if !errors.As(err, &ce) || ce.Key != key || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), c.want) {
