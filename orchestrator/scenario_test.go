@@ -3,8 +3,6 @@ package orchestrator_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -348,7 +346,7 @@ func (e *fakeExec) Do(ctx context.Context, t task.Task) (task.Result, error) {
 	if err != nil {
 		return task.Result{}, err
 	}
-	mobj, err := objectOf(ctx, e.store, storage.CheckpointManifestKey(t.Run, v))
+	mobj, err := storage.Describe(ctx, e.store, storage.CheckpointManifestKey(t.Run, v))
 	if err != nil {
 		return task.Result{}, err
 	}
@@ -399,17 +397,6 @@ func putVersion(ctx context.Context, st storage.Store, run string, v int, body s
 		return nil, err
 	}
 	return batch.Commit(ctx)
-}
-
-func objectOf(ctx context.Context, st storage.Store, key string) (storage.Object, error) {
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return storage.Object{}, err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, rc)
-	return storage.Object{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, err
 }
 
 // fakeCheckpoints imports a stand-in base as version 0 and deletes

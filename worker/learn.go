@@ -2,10 +2,7 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"path/filepath"
 	"time"
 
@@ -106,7 +103,7 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 	// The step's manifest lists the checkpoint's objects, its manifest
 	// included, so that the step commits only a whole checkpoint.
 	outs := append([]storage.Object{}, man.Objects...)
-	mobj, err := objectOf(ctx, w.store, storage.CheckpointManifestKey(t.Run, t.PolicyVersion+1))
+	mobj, err := storage.Describe(ctx, w.store, storage.CheckpointManifestKey(t.Run, t.PolicyVersion+1))
 	if err != nil {
 		return task.Result{}, err
 	}
@@ -161,19 +158,4 @@ func backendFor(dev gotch.Device) dist.Backend {
 		return dist.NCCL
 	}
 	return dist.Gloo
-}
-
-// objectOf describes an object of the store by its size and sha256.
-func objectOf(ctx context.Context, st storage.Store, key string) (storage.Object, error) {
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return storage.Object{}, err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, rc)
-	if err != nil {
-		return storage.Object{}, fmt.Errorf("read %s: %w", key, err)
-	}
-	return storage.Object{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
