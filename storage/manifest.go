@@ -289,6 +289,21 @@ func (m *Manifest) Fetch(ctx context.Context, s Store, key, tmpDir string) (*os.
 	return f, nil
 }
 
+// GetJSON decodes the JSON object at key into v. The store's error is
+// returned as it is (a missing key wraps ErrNotExist); a decoding error
+// names the key.
+func GetJSON(ctx context.Context, s Store, key string, v any) error {
+	r, err := s.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := json.NewDecoder(r).Decode(v); err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	return nil
+}
+
 // Describe reads the object at key through and returns its manifest
 // entry: its size and sha256.
 func Describe(ctx context.Context, s Store, key string) (Object, error) {

@@ -224,3 +224,20 @@ func TestReadManifestRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestGetJSON(t *testing.T) {
+	ctx := context.Background()
+	s := storagetest.Local(t)
+	put(t, s, "a.json", []byte(`{"n": 3}`))
+	put(t, s, "bad.json", []byte(`{"n": `))
+	var v struct{ N int }
+	if err := storage.GetJSON(ctx, s, "a.json", &v); err != nil || v.N != 3 {
+		t.Errorf("GetJSON(a.json) = %+v, %v", v, err)
+	}
+	if err := storage.GetJSON(ctx, s, "bad.json", &v); err == nil || !strings.Contains(err.Error(), "bad.json") {
+		t.Errorf("GetJSON(bad.json): %v, want an error naming the key", err)
+	}
+	if err := storage.GetJSON(ctx, s, "none.json", &v); !errors.Is(err, storage.ErrNotExist) {
+		t.Errorf("GetJSON(none.json): %v, want ErrNotExist", err)
+	}
+}
