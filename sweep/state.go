@@ -129,14 +129,9 @@ func LoadState(ctx context.Context, st storage.Store, s *Spec, trials []Trial) (
 
 // ReadState reads a sweep's sweep.json.
 func ReadState(ctx context.Context, st storage.Store, name string) (*State, error) {
-	rc, err := st.Get(ctx, StateKey(name))
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
 	var s State
-	if err := json.NewDecoder(rc).Decode(&s); err != nil {
-		return nil, fmt.Errorf("read %s: %w", StateKey(name), err)
+	if err := storage.GetJSON(ctx, st, StateKey(name), &s); err != nil {
+		return nil, err
 	}
 	if s.Version != StateVersion {
 		return nil, fmt.Errorf("read %s: version %d, this build reads %d", StateKey(name), s.Version, StateVersion)

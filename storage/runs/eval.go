@@ -2,7 +2,6 @@ package runs
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -63,15 +62,9 @@ func ParseEvalKey(run, key string) (version int, mode string, ok bool) {
 
 // ReadEvalScores reads the held-out scores of version v of run (EvalKey).
 func ReadEvalScores(ctx context.Context, st storage.Store, run string, v int) (map[string][]reward.Summary, error) {
-	key := EvalKey(run, v)
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
 	var scores map[string][]reward.Summary
-	if err := json.NewDecoder(rc).Decode(&scores); err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
+	if err := storage.GetJSON(ctx, st, EvalKey(run, v), &scores); err != nil {
+		return nil, err
 	}
 	return scores, nil
 }

@@ -43,14 +43,9 @@ func StateKey(run string) string { return storage.RunPrefix(run) + "run.json" }
 // ReadState reads a run's run.json. A run without one is an error that
 // wraps storage.ErrNotExist.
 func ReadState(ctx context.Context, st storage.Store, run string) (*State, error) {
-	rc, err := st.Get(ctx, StateKey(run))
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
 	var rs State
-	if err := json.NewDecoder(rc).Decode(&rs); err != nil {
-		return nil, fmt.Errorf("read %s: %w", StateKey(run), err)
+	if err := storage.GetJSON(ctx, st, StateKey(run), &rs); err != nil {
+		return nil, err
 	}
 	if rs.Version != StateVersion {
 		return nil, fmt.Errorf("read %s: version %d, this build reads %d", StateKey(run), rs.Version, StateVersion)
