@@ -18,6 +18,7 @@ import (
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/optim"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
 // bundleFiles are the files of a saved bundle (model.Bundle.Save).
@@ -135,15 +136,6 @@ func equalParams(a, b [][]float64) bool {
 	return slices.EqualFunc(a, b, func(x, y []float64) bool { return slices.Equal(x, y) })
 }
 
-func newStore(t *testing.T) *storage.Local {
-	t.Helper()
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 // keysOf lists a manifest's keys relative to the version's prefix.
 func keysOf(m *storage.Manifest, prefix string) []string {
 	var ks []string
@@ -160,7 +152,7 @@ func keysOf(m *storage.Manifest, prefix string) []string {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	c := tinyConfig()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	b := newBundle(t, c, 7)
 	mllm, dit := newOptimizer(t, 1, 3), newOptimizer(t, 100, 5)
 	opts := []checkpoint.Optimizer{{Name: "mllm", Opt: mllm}, {Name: "dit", Opt: dit}}
@@ -242,7 +234,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 func TestSaveKeepsACommittedVersion(t *testing.T) {
 	ctx := context.Background()
 	c := tinyConfig()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	first := newBundle(t, c, 1)
 	m1, err := checkpoint.Save(ctx, st, "r", 1, first, tinyConfig(), nil, t.TempDir())
 	if err != nil {
@@ -272,7 +264,7 @@ func TestSaveKeepsACommittedVersion(t *testing.T) {
 // was; a state file of other shapes is refused, naming the optimiser.
 func TestLoadOptimizerAbsent(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	b := newBundle(t, tinyConfig(), 3)
 	// A "dit" state saved from an optimiser over other parameters.
 	var other *optim.AdamW
@@ -360,7 +352,7 @@ func TestFetchRefusesDamage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := newStore(t)
+			st := storagetest.Local(t)
 			if _, err := checkpoint.Save(ctx, st, "r", 1, b, tinyConfig(), nil, t.TempDir()); err != nil {
 				t.Fatal(err)
 			}
@@ -395,7 +387,7 @@ func TestFetchRefusesDamage(t *testing.T) {
 // cache afterwards, even when the store no longer holds it.
 func TestFetchCachesACompleteCopy(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	if _, err := checkpoint.Save(ctx, st, "r", 1, newBundle(t, tinyConfig(), 1), tinyConfig(), nil, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +420,7 @@ func TestFetchCachesACompleteCopy(t *testing.T) {
 // and no other version's.
 func TestDelete(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t)
+	st := storagetest.Local(t)
 	b := newBundle(t, tinyConfig(), 1)
 	for v := 1; v <= 2; v++ {
 		if _, err := checkpoint.Save(ctx, st, "r", v, b, tinyConfig(), nil, t.TempDir()); err != nil {
@@ -471,7 +463,7 @@ func TestImportBase(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(base, ".complete"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st := newStore(t)
+	st := storagetest.Local(t)
 	m, err := checkpoint.Versions{Store: st, Base: base}.ImportBase(ctx, "r")
 	if err != nil {
 		t.Fatal(err)
@@ -511,7 +503,7 @@ func TestImportBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{bad, filepath.Join(t.TempDir(), "missing")} {
-		st := newStore(t)
+		st := storagetest.Local(t)
 		_, err := checkpoint.ImportBundle(ctx, st, "r", 0, dir)
 		if err == nil || !strings.Contains(err.Error(), "import "+dir) {
 			t.Errorf("import of %s: error %v, want one naming the folder", dir, err)

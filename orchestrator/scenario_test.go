@@ -21,6 +21,7 @@ import (
 	"github.com/thinkgen/thinkgen/queue/queuetest"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 	"github.com/thinkgen/thinkgen/task"
 )
 
@@ -54,10 +55,7 @@ func TestScenarios(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			local, err := storage.NewLocal(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			local := storagetest.Local(t)
 			s := &scenario{store: &faultStore{Store: local}, clock: queuetest.NewClock()}
 			s.cfg = scenarioConfig(nil)
 			runScript(t, f, s.do)

@@ -27,6 +27,7 @@ import (
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 
 	"github.com/thinkgen/thinkgen/worker"
 )
@@ -88,10 +89,7 @@ func TestTrainEmbeddedEndToEnd(t *testing.T) {
 		t.Skip("trains two steps")
 	}
 	c := smallConfig(t)
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storagetest.Local(t)
 	ctx := context.Background()
 	reps, err := train(t, c, st, "e2e", false, 0)
 	if err != nil {
@@ -203,10 +201,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 // (as a kill would stop it), in a new store it returns.
 func wholeAndStopped(t *testing.T, c *config.Config, whole, stopped string) *storage.Local {
 	t.Helper()
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storagetest.Local(t)
 	if _, err := train(t, c, st, whole, false, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -301,10 +296,7 @@ func TestTrainAblations(t *testing.T) {
 			c := config.Default()
 			c.Model.Connector.Prepad, c.Model.Connector.States = tt.prepad, tt.states
 			c = smallConfigFrom(t, c)
-			st, err := storage.NewLocal(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			st := storagetest.Local(t)
 			reps, err := train(t, c, st, "ablation", false, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -337,10 +329,7 @@ func TestNaNStopsTheRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storagetest.Local(t)
 	reps, err := train(t, c, st, "nan", false, 0)
 	if err == nil {
 		t.Fatal("a NaN loss did not stop the run")
@@ -385,10 +374,7 @@ func TestTrainFromShippedBase(t *testing.T) {
 	c.GRPO.PromptsPerStep, c.GRPO.Group = 10, 4
 	c.FlowGRPO.PromptsPerStep, c.FlowGRPO.Group, c.FlowGRPO.Steps = 2, 3, 4
 	c.Schedule = config.Schedule{Cycles: 1, Phases: []config.PhaseSpec{{Phase: config.PhaseMLLMGRPO, Steps: 1}, {Phase: config.PhaseDiTGRPO, Steps: 1}}}
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storagetest.Local(t)
 	reps, err := train(t, c, st, "from-base", false, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -423,10 +409,7 @@ func TestTrainMemoryIsFlat(t *testing.T) {
 	}
 	c := smallConfig(t)
 	c.Schedule = config.Schedule{Cycles: 4, Phases: []config.PhaseSpec{{Phase: config.PhaseMLLMGRPO, Steps: 3}, {Phase: config.PhaseDiTGRPO, Steps: 3}}}
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storagetest.Local(t)
 	w, err := worker.New(worker.Options{Config: c, Store: st, CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -15,16 +15,8 @@ import (
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
-
-func newStore(t *testing.T) storage.Store {
-	t.Helper()
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
 
 // render collects and renders a run and parses the page.
 func render(t *testing.T, st storage.Store, run string, opts Options) (*Report, string, *html.Node) {
@@ -101,7 +93,7 @@ func section(doc *html.Node, id string) string {
 }
 
 func TestRenderEscapesStoreText(t *testing.T) {
-	st := newStore(t)
+	st := storagetest.Local(t)
 	evil := `</textarea><script>alert("x")</script><img src=x onerror=alert(1)>`
 	writeRun(t, st, fixture{run: "r1", committed: 3, prompt: "a red square " + evil, cot: "think & <b>bold</b> " + evil, evals: []int{0, 2, 3}})
 	_, page, doc := render(t, st, "r1", Options{Steps: []int{1, 3}, Groups: 2})
@@ -138,7 +130,7 @@ func TestRenderEscapesStoreText(t *testing.T) {
 }
 
 func TestRenderSections(t *testing.T) {
-	st := newStore(t)
+	st := storagetest.Local(t)
 	writeRun(t, st, fixture{run: "r1", committed: 3, prompt: "draw", cot: "a red square", evals: []int{0, 2, 3}})
 	r, _, doc := render(t, st, "r1", Options{Steps: []int{1, 3}, Groups: 2})
 	if r.Status != Finished {
@@ -206,7 +198,7 @@ func TestRenderWithoutEvalOrSteps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := newStore(t)
+			st := storagetest.Local(t)
 			writeRun(t, st, fixture{run: "r", committed: tt.committed, prompt: "p", cot: "c"})
 			r, _, doc := render(t, st, "r", Options{})
 			for sec, want := range tt.want {
@@ -222,7 +214,7 @@ func TestRenderWithoutEvalOrSteps(t *testing.T) {
 }
 
 func TestCollectErrors(t *testing.T) {
-	st := newStore(t)
+	st := storagetest.Local(t)
 	writeRun(t, st, fixture{run: "r", committed: 2})
 	if err := st.Put(context.Background(), runs.StateKey("bad"), strings.NewReader("{not json")); err != nil {
 		t.Fatal(err)
@@ -307,7 +299,7 @@ func TestStatusOf(t *testing.T) {
 }
 
 func TestListRuns(t *testing.T) {
-	st := newStore(t)
+	st := storagetest.Local(t)
 	ctx := context.Background()
 	writeRun(t, st, fixture{run: "done", committed: 3, evals: []int{0, 2, 3}})
 	writeRun(t, st, fixture{run: "killed", committed: 1, updated: time.Now().Add(-2 * time.Hour)})

@@ -16,8 +16,8 @@ import (
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/runeval"
 	"github.com/thinkgen/thinkgen/schedule"
-	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
 // TestStages evaluates the shipped base as the only stage of a run whose
@@ -36,10 +36,7 @@ func TestStages(t *testing.T) {
 	}
 	cfg.Run.Base, cfg.Run.Threads = filepath.Join("..", "base", "tiny"), 1
 	cfg.Sampling.DiTSteps, cfg.Sampling.MaxNewTokens = 4, 24
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storagetest.Local(t)
 	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(ctx, "r"); err != nil {
 		t.Fatal(err)
 	}

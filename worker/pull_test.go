@@ -11,7 +11,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testmodel"
-	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
 
 // TestPrefetchPullsTheNextVersion: in an asynchronous run a rollout
@@ -22,10 +22,7 @@ func TestPrefetchPullsTheNextVersion(t *testing.T) {
 	c := config.Default()
 	testmodel.Shrink(c)
 	c.Run.MaxStaleness = 1
-	st, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storagetest.Local(t)
 	bundle := filepath.Join(t.TempDir(), "bundle")
 	if err := testmodel.SaveBase(c, bundle, 7); err != nil {
 		t.Fatal(err)
