@@ -46,9 +46,7 @@ func TestAWMLoss(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run(t, func() error {
-				var s libtorch.Scope
-				defer s.Close()
+			runScoped(t, func(s *libtorch.Scope) error {
 				v := s.Add(latentTensor([][]float64{fill(1), fill(2)}))
 				v.MustRequiresGrad_(true)
 				in := AWMInput{Velocity: v, Target: s.Add(latentTensor([][]float64{fill(0), fill(0)})), Advantages: tc.adv}
@@ -83,9 +81,7 @@ func TestAWMLoss(t *testing.T) {
 }
 
 func TestAWMLossRejectsBadInput(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		v := s.Add(latentTensor([][]float64{fill(1), fill(2)}))
 		target := s.Add(latentTensor([][]float64{fill(0), fill(0)}))
 		short := s.Add(latentTensor([][]float64{fill(0)}))

@@ -40,9 +40,7 @@ func TestGRPODecoupled(t *testing.T) {
 		grad: []float64{-2 * e(0.2) / 5, -1.0 / 5, 0, 0, 2.0 / 5, 0},
 	}
 	c := GRPOConfig{EpsLow: 0.2, EpsHigh: 0.3, ClipRatioC: 3, WeightCap: 2}
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		lp := s.Add(matrix(logp))
 		lp.MustRequiresGrad_(true)
 		in := GRPOInput{LogProbs: lp, OldLogProbs: s.Add(matrix(old)), ProxLogProbs: s.Add(matrix(prox)),

@@ -162,9 +162,7 @@ var flowLossTests = []struct {
 func TestFlowGRPOLoss(t *testing.T) {
 	for _, tc := range flowLossTests {
 		t.Run(tc.name, func(t *testing.T) {
-			run(t, func() error {
-				var s libtorch.Scope
-				defer s.Close()
+			runScoped(t, func(s *libtorch.Scope) error {
 				logp := s.Add(vector(flowLogp))
 				logp.MustRequiresGrad_(true)
 				in := FlowInput{LogProb: logp, OldLogProb: s.Add(vector(tc.old)), Advantages: tc.adv, SigmaT: sigmaT}
@@ -232,9 +230,7 @@ func TestFlowGRPOLoss(t *testing.T) {
 }
 
 func TestFlowGRPOOnPolicyRatioIsOne(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		logp := s.Add(vector(flowLogp))
 		in := FlowInput{LogProb: logp, OldLogProb: logp, Advantages: []float64{1, -1, 2, -2}}
 		loss, st, err := FlowGRPOLoss(in, FlowConfig{ClipRange: 1e-4})
@@ -250,9 +246,7 @@ func TestFlowGRPOOnPolicyRatioIsOne(t *testing.T) {
 }
 
 func TestFlowGRPOLossRejectsBadInput(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		logp := s.Add(vector(flowLogp))
 		mean := s.Add(latentTensor(flowMean))
 		ok := FlowInput{LogProb: logp, OldLogProb: logp, Mean: mean, RefMean: mean, SigmaT: 0.5, Advantages: []float64{1, 2, 3, 4}}
@@ -280,21 +274,14 @@ func TestFlowGRPOLossRejectsBadInput(t *testing.T) {
 			in, c := ok, cfg
 			tc.edit(&in, &c)
 			loss, _, err := FlowGRPOLoss(in, c)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%s: err = %v, want one containing %q", tc.name, err, tc.want)
-			}
-			if loss != nil {
-				t.Errorf("%s: got a loss with the error", tc.name)
-			}
+			checkRejected(t, tc.name, loss, err, tc.want)
 		}
 		return nil
 	})
 }
 
 func TestFlowGRPOLossNonFinite(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		logp := s.Add(vector(flowLogp))
 		mean := s.Add(latentTensor(flowMean))
 		bad := s.Add(mean.MustMulScalar(ts.FloatScalar(math.Inf(1)), false))

@@ -20,6 +20,29 @@ func run(t *testing.T, fn func() error) {
 	}
 }
 
+// runScoped is run with a scope that frees the tensors fn adds to it once
+// fn returns.
+func runScoped(t *testing.T, fn func(s *libtorch.Scope) error) {
+	t.Helper()
+	run(t, func() error {
+		var s libtorch.Scope
+		defer s.Close()
+		return fn(&s)
+	})
+}
+
+// checkRejected checks that a loss refused its input with an error
+// containing want and returned no loss.
+func checkRejected(t *testing.T, name string, loss *ts.Tensor, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%s: err = %v, want one containing %q", name, err, want)
+	}
+	if loss != nil {
+		t.Errorf("%s: got a loss with the error", name)
+	}
+}
+
 // f32 rounds x to float32 and back: the references work on exactly the
 // values the float32 tensors hold.
 func f32(x float64) float64 { return float64(float32(x)) }
@@ -221,9 +244,7 @@ var grpoLossTests = []struct {
 func TestGRPOLoss(t *testing.T) {
 	for _, tc := range grpoLossTests {
 		t.Run(tc.name, func(t *testing.T) {
-			run(t, func() error {
-				var s libtorch.Scope
-				defer s.Close()
+			runScoped(t, func(s *libtorch.Scope) error {
 				logp := s.Add(matrix(tc.logp))
 				logp.MustRequiresGrad_(true)
 				in := GRPOInput{LogProbs: logp, OldLogProbs: s.Add(matrix(tc.old)), Mask: s.Add(matrix(tinyMask)), Advantages: tc.adv}
@@ -368,9 +389,7 @@ func TestGRPOPaddingCannotPoison(t *testing.T) {
 // TestGRPOClippedGradientIsZero checks the clipped tokens' policy gradient
 // alone: with Beta = 0 it must be exactly zero, elsewhere −r·A/N.
 func TestGRPOClippedGradientIsZero(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		logp := s.Add(matrix(tinyLogp))
 		logp.MustRequiresGrad_(true)
 		lr := [][]float64{{0.5, -0.5, 0.1}, {-0.5, 0.5, 0}} // r = 1.65, 0.61, 1.11 | 0.61, 1.65
@@ -399,9 +418,7 @@ func TestGRPOClippedGradientIsZero(t *testing.T) {
 }
 
 func TestGRPOLossRejectsBadInput(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		logp := s.Add(matrix(tinyLogp))
 		ok := GRPOInput{LogProbs: logp, OldLogProbs: logp, RefLogProbs: logp, Mask: s.Add(matrix(tinyMask)), Advantages: []float64{1, 2}}
 		short := s.Add(matrix([][]float64{{1, 2}, {3, 4}}))
@@ -431,21 +448,14 @@ func TestGRPOLossRejectsBadInput(t *testing.T) {
 			in, c := ok, grpoCfg
 			tc.edit(&in, &c)
 			loss, _, err := GRPOLoss(in, c)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%s: err = %v, want one containing %q", tc.name, err, tc.want)
-			}
-			if loss != nil {
-				t.Errorf("%s: got a loss with the error", tc.name)
-			}
+			checkRejected(t, tc.name, loss, err, tc.want)
 		}
 		return nil
 	})
 }
 
 func TestGRPOLossNonFinite(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		bad := s.Add(matrix([][]float64{{-0.7, math.NaN(), -0.2}, {-2.1, -0.4, -5.0}}))
 		in := GRPOInput{LogProbs: bad, OldLogProbs: s.Add(matrix(tinyLogp)), Mask: s.Add(matrix(tinyMask)), Advantages: []float64{1, 2}}
 		loss, _, err := GRPOLoss(in, GRPOConfig{EpsLow: 0.2, EpsHigh: 0.3})

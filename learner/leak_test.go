@@ -10,9 +10,7 @@ import (
 // TestLossesDoNotLeakTensors runs 200 GRPO and FlowGRPO loss + backward
 // calls, and failing calls, and checks that no gotch tensor is left behind.
 func TestLossesDoNotLeakTensors(t *testing.T) {
-	run(t, func() error {
-		var s libtorch.Scope
-		defer s.Close()
+	runScoped(t, func(s *libtorch.Scope) error {
 		logp := s.Add(matrix(tinyLogp))
 		logp.MustRequiresGrad_(true)
 		grpo := GRPOInput{

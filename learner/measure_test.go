@@ -13,7 +13,6 @@ import (
 	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/learner"
 	"github.com/thinkgen/thinkgen/rollout"
-	"github.com/thinkgen/thinkgen/shards"
 )
 
 // envMeasure turns on TestMeasureDataParallelGRPO (BENCHMARKS.md); its
@@ -75,10 +74,7 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range in.Rolls {
-		reward := float32((int(r.GroupID)*3+int(r.SampleIndex)*5)%7) / 6
-		in.Rews = append(in.Rews, shards.RewardRow{GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: reward})
-	}
+	in.Rews = spreadRewards(in.Rolls)
 	tokens := 0
 	for _, r := range in.Rolls {
 		tokens += len(r.TokenIDs)

@@ -144,11 +144,19 @@ func ranksInput(t *testing.T, phase config.Phase) rankInput {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range in.Rolls {
-		reward := float32((int(r.GroupID)*3+int(r.SampleIndex)*5)%7) / 6
-		in.Rews = append(in.Rews, shards.RewardRow{GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: reward})
-	}
+	in.Rews = spreadRewards(in.Rolls)
 	return in
+}
+
+// spreadRewards rewards the rollouts with values in [0, 1] that differ
+// within every group of up to 7 samples.
+func spreadRewards(rolls []shards.RolloutRow) []shards.RewardRow {
+	var rews []shards.RewardRow
+	for _, r := range rolls {
+		reward := float32((int(r.GroupID)*3+int(r.SampleIndex)*5)%7) / 6
+		rews = append(rews, shards.RewardRow{GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario, Reward: reward})
+	}
+	return rews
 }
 
 // TestDataParallelStepMatchesOneLearner: two learner ranks, each training
