@@ -59,6 +59,22 @@ func newBundle(t *testing.T, c *config.Config, seed uint64) *model.Bundle {
 	return b
 }
 
+// loadVersion loads version v of run "r" of st (checkpoint.Load) and
+// returns the bundle, which the test's cleanup drops, and the directory
+// it was downloaded to.
+func loadVersion(ctx context.Context, t *testing.T, st storage.Store, v int) (*model.Bundle, string) {
+	t.Helper()
+	var b *model.Bundle
+	var dir string
+	inTorch(t, func() error {
+		var err error
+		b, dir, err = checkpoint.Load(ctx, st, "r", v, t.TempDir(), gotch.CPU)
+		return err
+	})
+	t.Cleanup(func() { libtorch.Run(func() error { b.Drop(); return nil }) })
+	return b, dir
+}
+
 // newOptimizer returns an AdamW over two small parameters whose moments
 // hold the values base+i and the given step count.
 func newOptimizer(t *testing.T, base float32, step int64) *optim.AdamW {
@@ -186,14 +202,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Errorf("committed manifest lists %v, want %v", got, want)
 	}
 
-	var got *model.Bundle
-	var dir string
-	inTorch(t, func() error {
-		var err error
-		got, dir, err = checkpoint.Load(ctx, st, "r", 2, t.TempDir(), gotch.CPU)
-		return err
-	})
-	defer libtorch.Run(func() error { got.Drop(); return nil })
+	got, dir := loadVersion(ctx, t, st, 2)
 	if !equalParams(params(t, got), params(t, b)) {
 		t.Error("loaded weights differ from the saved ones")
 	}
@@ -247,13 +256,7 @@ func TestSaveKeepsACommittedVersion(t *testing.T) {
 	if !slices.Equal(m1.Objects, m2.Objects) {
 		t.Errorf("second save returned %v, want the committed %v", m2.Objects, m1.Objects)
 	}
-	var got *model.Bundle
-	inTorch(t, func() error {
-		var err error
-		got, _, err = checkpoint.Load(ctx, st, "r", 1, t.TempDir(), gotch.CPU)
-		return err
-	})
-	defer libtorch.Run(func() error { got.Drop(); return nil })
+	got, _ := loadVersion(ctx, t, st, 1)
 	if !equalParams(params(t, got), params(t, first)) {
 		t.Error("the committed version's weights were replaced")
 	}
@@ -485,13 +488,7 @@ func TestImportBase(t *testing.T) {
 			t.Errorf("%s: not copied as it is (%v)", f, err)
 		}
 	}
-	var got *model.Bundle
-	inTorch(t, func() error {
-		var err error
-		got, _, err = checkpoint.Load(ctx, st, "r", 0, t.TempDir(), gotch.CPU)
-		return err
-	})
-	defer libtorch.Run(func() error { got.Drop(); return nil })
+	got, _ := loadVersion(ctx, t, st, 0)
 	if !equalParams(params(t, got), params(t, b)) {
 		t.Error("imported weights differ from the base's")
 	}
