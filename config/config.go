@@ -290,7 +290,15 @@ type GRPO struct {
 	MiniBatches int `yaml:"mini_batches"`
 	Epochs      int `yaml:"epochs"`
 	// LR overrides optim.lr when > 0.
-	LR          float64 `yaml:"lr"`
+	LR float64 `yaml:"lr"`
+	// WarmupSteps and Decay shape the phase's learning rate over its
+	// steps in the run (every block and cycle of it, counted in order):
+	// a linear warm-up over the first WarmupSteps (0: none), then
+	// "constant" (the default) or "cosine" (a half cosine down to a
+	// tenth of the rate at the phase's last step). The rate of each step
+	// is its learn/lr metric.
+	WarmupSteps int     `yaml:"warmup_steps"`
+	Decay       string  `yaml:"decay"`
 	Temperature float64 `yaml:"temperature"`
 	TopP        float64 `yaml:"top_p"`
 	// MaxNewTokens bounds a chain of thought plus its instruction.
@@ -307,6 +315,13 @@ type GRPO struct {
 const (
 	ProximalBehaviour = "behaviour"
 	ProximalPrevious  = "previous"
+)
+
+// The learning-rate decays of the SepGRPO phases (grpo.decay,
+// flow_grpo.decay).
+const (
+	DecayConstant = "constant"
+	DecayCosine   = "cosine"
 )
 
 // FlowGRPO configures stage 5 (FlowGRPO on the DiT).
@@ -355,6 +370,10 @@ type FlowGRPO struct {
 	MiniBatches int     `yaml:"mini_batches"`
 	// LR overrides optim.lr when > 0.
 	LR float64 `yaml:"lr"`
+	// WarmupSteps and Decay shape the phase's learning rate as
+	// grpo.warmup_steps and grpo.decay do.
+	WarmupSteps int    `yaml:"warmup_steps"`
+	Decay       string `yaml:"decay"`
 	// GreedyInstruction makes the frozen MLLM write its instruction greedily.
 	GreedyInstruction bool `yaml:"greedy_instruction"`
 	// Mix weighs the scenarios of this phase's prompts (as data.mix does);
@@ -401,7 +420,9 @@ type Optim struct {
 	WeightDecay float64 `yaml:"weight_decay"`
 	// GradClip is the max global grad norm; 0 disables clipping.
 	GradClip float64 `yaml:"grad_clip"`
-	// WarmupSteps of linear LR warm-up.
+	// WarmupSteps of linear LR warm-up of each pre-training stage, which
+	// then decays by cosine to a tenth (pretrain/run.go). The SepGRPO
+	// phases take their own: grpo.warmup_steps and flow_grpo.warmup_steps.
 	WarmupSteps int `yaml:"warmup_steps"`
 	// Zero is the ZeRO stage of the learner ranks (cluster.workers.learner
 	// > 1): 0 keeps the whole AdamW state on every rank; 1 shards it, each
@@ -634,11 +655,11 @@ func Default() *Config {
 		},
 		GRPO: GRPO{
 			PromptsPerStep: 8, Group: 5, EpsLow: 0.2, EpsHigh: 0.3, ClipRatioC: 3, Proximal: ProximalBehaviour, BehaviourWeightCap: 2, Beta: 1e-2,
-			MiniBatches: 1, Epochs: 1, LR: 1e-5, Temperature: 1.0, TopP: 1.0, MaxNewTokens: 64, ImageSteps: 10,
+			MiniBatches: 1, Epochs: 1, LR: 1e-5, Decay: DecayConstant, Temperature: 1.0, TopP: 1.0, MaxNewTokens: 64, ImageSteps: 10,
 		},
 		FlowGRPO: FlowGRPO{
 			PromptsPerStep: 4, Group: 8, Steps: 10, NoiseLevel: 0.7, ClipEps: 1e-4, ClipRatioC: 3, Beta: 0.04,
-			AdvClamp: 5, TimestepFraction: 0.6, CFG: 4.5, MiniBatches: 1, LR: 1e-5,
+			AdvClamp: 5, TimestepFraction: 0.6, CFG: 4.5, MiniBatches: 1, LR: 1e-5, Decay: DecayConstant,
 		},
 		Sampling: Sampling{Temperature: 0.7, TopP: 0.9, MaxNewTokens: 64, DiTSteps: 40, CFG: 4.5, TimeShift: true},
 		Optim:    Optim{LR: 1e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 1e-2, GradClip: 1.0},

@@ -103,6 +103,14 @@ func (c *checker) oneOf(key, v string, allowed ...string) {
 	c.add(key, "one of "+strings.Join(allowed, ", "), fmt.Sprintf("%q", v))
 }
 
+// decay checks a SepGRPO phase's learning-rate decay; empty (a
+// configuration written before the key existed) means constant.
+func (c *checker) decay(key, v string) {
+	if v != "" {
+		c.oneOf(key, v, DecayConstant, DecayCosine)
+	}
+}
+
 var deviceRE = regexp.MustCompile(`^(cpu|cuda|cuda:[0-9]+)$`)
 
 // Validate checks every field and returns a *ValidationError naming each
@@ -236,6 +244,8 @@ func (c *Config) Validate() error {
 	k.positive("grpo.mini_batches", g.MiniBatches)
 	k.positive("grpo.epochs", g.Epochs)
 	k.nonNegativeF("grpo.lr", g.LR)
+	k.nonNegative("grpo.warmup_steps", g.WarmupSteps)
+	k.decay("grpo.decay", g.Decay)
 	k.positiveF("grpo.temperature", g.Temperature)
 	k.in01("grpo.top_p", g.TopP, true, false)
 	k.positive("grpo.max_new_tokens", g.MaxNewTokens)
@@ -278,6 +288,8 @@ func (c *Config) Validate() error {
 	}
 	k.positive("flow_grpo.mini_batches", f.MiniBatches)
 	k.nonNegativeF("flow_grpo.lr", f.LR)
+	k.nonNegative("flow_grpo.warmup_steps", f.WarmupSteps)
+	k.decay("flow_grpo.decay", f.Decay)
 
 	s := c.Sampling
 	k.nonNegativeF("sampling.temperature", s.Temperature)

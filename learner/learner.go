@@ -17,6 +17,7 @@ import (
 	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/optim"
 	"github.com/thinkgen/thinkgen/rollout"
+	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/task"
 	"github.com/thinkgen/thinkgen/tokenizer"
@@ -197,6 +198,39 @@ func stopped(ctx context.Context) error {
 	return fmt.Errorf("learner step stopped: %w", context.Cause(ctx))
 }
 
+// phaseLR is the learning rate of phase's step that trains version
+// l.Version()+1 (the step of that number in the run's schedule): base
+// (optim.lr when 0) after the phase's warm-up and decay
+// (optim.ScheduledLR over the phase's steps in the run, counted in order
+// across blocks and cycles).
+func (l *Learner) phaseLR(phase config.Phase, base float64, warmup int, decay string) (float64, error) {
+	if base == 0 {
+		base = l.cfg.Optim.LR
+	}
+	if warmup == 0 && decay != config.DecayCosine {
+		return base, nil
+	}
+	plan, err := schedule.Plan(l.cfg)
+	if err != nil {
+		return 0, fmt.Errorf("%s learning rate: %w", phase, err)
+	}
+	step := l.version + 1
+	i, n := -1, 0
+	for _, p := range plan {
+		if p.Phase != phase {
+			continue
+		}
+		if p.Step == step {
+			i = n
+		}
+		n++
+	}
+	if i < 0 {
+		return 0, fmt.Errorf("%w: %s learning rate: step %d (policy version %d) is not a %s step of the schedule", ErrFatal, phase, step, l.version, phase)
+	}
+	return optim.ScheduledLR(base, i, n, warmup, decay == config.DecayCosine), nil
+}
+
 func advMetrics(m map[string]float64, st AdvantageStats) {
 	m["adv/mean"], m["adv/std"], m["adv/min"], m["adv/max"] = st.Mean, st.Std, st.Min, st.Max
 	m["adv/zero_std_ratio"] = st.ZeroStdRatio
@@ -220,9 +254,9 @@ func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews 
 	}
 	m := map[string]float64{}
 	advMetrics(m, ast)
-	lr := g.LR
-	if lr == 0 {
-		lr = l.cfg.Optim.LR
+	lr, err := l.phaseLR(config.PhaseMLLMGRPO, g.LR, g.WarmupSteps, g.Decay)
+	if err != nil {
+		return nil, err
 	}
 	cfg := GRPOConfig{EpsLow: g.EpsLow, EpsHigh: g.EpsHigh, Beta: g.Beta, ClipRatioC: g.ClipRatioC}
 	decoupled := g.Proximal == config.ProximalPrevious
@@ -468,9 +502,9 @@ func (l *Learner) flowStep(ctx context.Context, seed uint64, rolls []shards.Roll
 	}
 	m := map[string]float64{}
 	advMetrics(m, ast)
-	lr := f.LR
-	if lr == 0 {
-		lr = l.cfg.Optim.LR
+	lr, err := l.phaseLR(config.PhaseDiTGRPO, f.LR, f.WarmupSteps, f.Decay)
+	if err != nil {
+		return nil, err
 	}
 	// FlowGRPO trains the SDE window's steps when there is one, else a
 	// fraction of the steps; AWM draws as many fresh times as that fraction.

@@ -262,15 +262,6 @@ func trainable(b *model.Bundle, stage string) []*ts.Tensor {
 	return ps
 }
 
-// lrAt is a linear warm-up over warmup steps, then cosine decay to 10%.
-func lrAt(base float64, step, steps, warmup int) float64 {
-	if warmup > 0 && step < warmup {
-		return base * float64(step+1) / float64(warmup)
-	}
-	frac := float64(step-warmup) / math.Max(1, float64(steps-warmup))
-	return base * (0.1 + 0.9*0.5*(1+math.Cos(math.Pi*frac)))
-}
-
 // rowsFor returns the rows of one step: a deterministic slice of the train
 // split. The fine-tune stage keeps the cleaner rows (at most three objects,
 // and no reflection rows, whose targets repeat the composition ones).
@@ -448,7 +439,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		opt.ZeroGrad()
 		loss.MustBackward()
 		gradNorm := opt.ClipGradNorm(oc.GradClip)
-		cur := lrAt(lr, step, sc.Steps, oc.WarmupSteps)
+		cur := optim.ScheduledLR(lr, step, sc.Steps, oc.WarmupSteps, true)
 		opt.Step(cur)
 		l := loss.Float64Values(true)[0]
 		if math.IsNaN(l) || math.IsInf(l, 0) {
