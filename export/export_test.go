@@ -100,8 +100,14 @@ func tensorBits(b *model.Bundle) map[string][]uint32 {
 // libtorch.Run, and calls check with both; an error ends the test.
 func withImport(t *testing.T, out string, check func(want, got *model.Bundle) error) {
 	t.Helper()
+	withImportOf(t, baseTiny, out, check)
+}
+
+// withImportOf is withImport with the bundle in dir in place of base/tiny.
+func withImportOf(t *testing.T, dir, out string, check func(want, got *model.Bundle) error) {
+	t.Helper()
 	err := libtorch.Run(func() error {
-		want, _, err := model.LoadBundle(baseTiny, gotch.CPU)
+		want, _, err := model.LoadBundle(dir, gotch.CPU)
 		if err != nil {
 			return err
 		}
@@ -361,17 +367,7 @@ func TestWriteDefaultsToTheCheckpointDType(t *testing.T) {
 		if m.DType != tt.want || cfg.TorchDType != string(tt.want) {
 			t.Errorf("--dtype %q: manifest dtype %q, torch_dtype %q, want %q", tt.opt.DType, m.DType, cfg.TorchDType, tt.want)
 		}
-		err = libtorch.Run(func() error {
-			want, _, err := model.LoadBundle(bf16, gotch.CPU)
-			if err != nil {
-				return err
-			}
-			defer want.Drop()
-			got, _, err := Import(out, gotch.CPU)
-			if err != nil {
-				return err
-			}
-			defer got.Drop()
+		withImportOf(t, bf16, out, func(want, got *model.Bundle) error {
 			wb, gb := tensorBits(want), tensorBits(got)
 			for name, w := range wb {
 				if !slices.Equal(w, gb[name]) {
@@ -380,8 +376,5 @@ func TestWriteDefaultsToTheCheckpointDType(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 }
