@@ -39,12 +39,14 @@ type Optimizer struct {
 	Shards []Shard
 }
 
-// Save writes b and the optimisers as version v of run and commits it; the
-// bundle's manifest records cfg, the run's configuration. A
-// version that is already committed is left alone and its manifest
-// returned: versions are a pure function of the run, so a retried learn
-// task that finds its version committed has nothing to add.
-func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bundle, cfg *config.Config, opts []Optimizer, tmpDir string) (*storage.Manifest, error) {
+// Save writes b and the optimisers as version v of run, under the attempt
+// tag of the task that saves it (storage.AttemptTag: its files are created
+// once, never replacing another attempt's), and commits it; the bundle's
+// manifest records cfg, the run's configuration. A version that is already
+// committed is left alone and its manifest returned: versions are a pure
+// function of the run, so a retried learn task that finds its version
+// committed has nothing to add.
+func Save(ctx context.Context, st storage.Store, run string, v int, tag string, b *model.Bundle, cfg *config.Config, opts []Optimizer, tmpDir string) (*storage.Manifest, error) {
 	key := storage.CheckpointManifestKey(run, v)
 	if m, err := storage.ReadManifest(ctx, st, key); err == nil {
 		return m, nil
@@ -63,7 +65,7 @@ func Save(ctx context.Context, st storage.Store, run string, v int, b *model.Bun
 		}
 	}
 	batch := storage.NewBatch(st, key, run, "checkpoint", strconv.Itoa(v))
-	prefix := storage.CheckpointPrefix(run, v)
+	prefix := storage.CheckpointFilesPrefix(run, v, tag)
 	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -129,11 +131,10 @@ func Fetch(ctx context.Context, st storage.Store, run string, v int, cacheDir st
 	}
 	tmp := dst + ".part"
 	os.RemoveAll(tmp)
-	prefix := storage.CheckpointPrefix(run, v)
 	for _, obj := range m.Objects {
-		rel, ok := strings.CutPrefix(obj.Key, prefix)
-		if !ok || rel == "" {
-			return "", fmt.Errorf("load checkpoint %d: manifest lists %s outside %s", v, obj.Key, prefix)
+		rel, ok := storage.CheckpointFile(run, v, obj.Key)
+		if !ok {
+			return "", fmt.Errorf("load checkpoint %d: manifest lists %s outside %s", v, obj.Key, storage.CheckpointPrefix(run, v))
 		}
 		if err := copyObject(ctx, st, m, obj.Key, filepath.Join(tmp, filepath.FromSlash(rel)), cacheDir); err != nil {
 			return "", fmt.Errorf("load checkpoint %d: %w", v, err)
@@ -201,8 +202,9 @@ func Delete(ctx context.Context, st storage.Store, run string, v int) error {
 }
 
 // ImportBundle commits a bundle directory (a pretrain result, the shipped
-// base) as version v of run: the files are copied as they are.
-func ImportBundle(ctx context.Context, st storage.Store, run string, v int, dir string) (*storage.Manifest, error) {
+// base) as version v of run, under the attempt tag of the importer: the
+// files are copied as they are.
+func ImportBundle(ctx context.Context, st storage.Store, run string, v int, tag, dir string) (*storage.Manifest, error) {
 	key := storage.CheckpointManifestKey(run, v)
 	if m, err := storage.ReadManifest(ctx, st, key); err == nil {
 		return m, nil
@@ -225,7 +227,7 @@ func ImportBundle(ctx context.Context, st storage.Store, run string, v int, dir 
 		if err != nil {
 			return nil, fmt.Errorf("import %s: %w", dir, err)
 		}
-		_, err = batch.Put(ctx, storage.CheckpointPrefix(run, v)+bundleDir+e.Name(), f)
+		_, err = batch.Put(ctx, storage.CheckpointFilesPrefix(run, v, tag)+bundleDir+e.Name(), f)
 		f.Close()
 		if err != nil {
 			batch.Abort(ctx)
@@ -247,9 +249,10 @@ type Versions struct {
 	Base string
 }
 
-// ImportBase commits the base bundle as version 0 of run.
-func (v Versions) ImportBase(ctx context.Context, run string) (*storage.Manifest, error) {
-	return ImportBundle(ctx, v.Store, run, 0, v.Base)
+// ImportBase commits the base bundle as version 0 of run, written by the
+// controller of epoch.
+func (v Versions) ImportBase(ctx context.Context, run string, epoch int) (*storage.Manifest, error) {
+	return ImportBundle(ctx, v.Store, run, 0, storage.AttemptTag(epoch, 1), v.Base)
 }
 
 // Delete removes version n of run.

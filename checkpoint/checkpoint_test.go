@@ -173,11 +173,11 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	mllm, dit := newOptimizer(t, 1, 3), newOptimizer(t, 100, 5)
 	opts := []checkpoint.Optimizer{{Name: "mllm", Opt: mllm}, {Name: "dit", Opt: dit}}
 
-	m, err := checkpoint.Save(ctx, st, "r", 2, b, tinyConfig(), opts, t.TempDir())
+	m, err := checkpoint.Save(ctx, st, "r", 2, "e1-a1", b, tinyConfig(), opts, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := storage.CheckpointPrefix("r", 2)
+	prefix := storage.CheckpointFilesPrefix("r", 2, "e1-a1")
 	var want []string
 	for _, f := range bundleFiles {
 		want = append(want, "bundle/"+f)
@@ -245,11 +245,11 @@ func TestSaveKeepsACommittedVersion(t *testing.T) {
 	c := tinyConfig()
 	st := storagetest.Local(t)
 	first := newBundle(t, c, 1)
-	m1, err := checkpoint.Save(ctx, st, "r", 1, first, tinyConfig(), nil, t.TempDir())
+	m1, err := checkpoint.Save(ctx, st, "r", 1, "e1-a1", first, tinyConfig(), nil, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := checkpoint.Save(ctx, st, "r", 1, newBundle(t, c, 2), tinyConfig(), nil, t.TempDir())
+	m2, err := checkpoint.Save(ctx, st, "r", 1, "e1-a2", newBundle(t, c, 2), tinyConfig(), nil, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestLoadOptimizerAbsent(t *testing.T) {
 		return nil
 	})
 	defer libtorch.Run(func() error { other.Drop(); return nil })
-	if _, err := checkpoint.Save(ctx, st, "r", 1, b, tinyConfig(), []checkpoint.Optimizer{{Name: "dit", Opt: other}}, t.TempDir()); err != nil {
+	if _, err := checkpoint.Save(ctx, st, "r", 1, "e1-a1", b, tinyConfig(), []checkpoint.Optimizer{{Name: "dit", Opt: other}}, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	dir, err := checkpoint.Fetch(ctx, st, "r", 1, t.TempDir())
@@ -319,7 +319,7 @@ func TestFetchRefusesDamage(t *testing.T) {
 	ctx := context.Background()
 	c := tinyConfig()
 	b := newBundle(t, c, 5)
-	prefix := storage.CheckpointPrefix("r", 1)
+	prefix := storage.CheckpointFilesPrefix("r", 1, "e1-a1")
 	tests := []struct {
 		name    string
 		damage  func(t *testing.T, root string)
@@ -356,7 +356,7 @@ func TestFetchRefusesDamage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := storagetest.Local(t)
-			if _, err := checkpoint.Save(ctx, st, "r", 1, b, tinyConfig(), nil, t.TempDir()); err != nil {
+			if _, err := checkpoint.Save(ctx, st, "r", 1, "e1-a1", b, tinyConfig(), nil, t.TempDir()); err != nil {
 				t.Fatal(err)
 			}
 			tt.damage(t, st.Dir())
@@ -391,7 +391,7 @@ func TestFetchRefusesDamage(t *testing.T) {
 func TestFetchCachesACompleteCopy(t *testing.T) {
 	ctx := context.Background()
 	st := storagetest.Local(t)
-	if _, err := checkpoint.Save(ctx, st, "r", 1, newBundle(t, tinyConfig(), 1), tinyConfig(), nil, t.TempDir()); err != nil {
+	if _, err := checkpoint.Save(ctx, st, "r", 1, "e1-a1", newBundle(t, tinyConfig(), 1), tinyConfig(), nil, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()
@@ -426,7 +426,7 @@ func TestDelete(t *testing.T) {
 	st := storagetest.Local(t)
 	b := newBundle(t, tinyConfig(), 1)
 	for v := 1; v <= 2; v++ {
-		if _, err := checkpoint.Save(ctx, st, "r", v, b, tinyConfig(), nil, t.TempDir()); err != nil {
+		if _, err := checkpoint.Save(ctx, st, "r", v, "e1-a1", b, tinyConfig(), nil, t.TempDir()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -467,7 +467,7 @@ func TestImportBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := storagetest.Local(t)
-	m, err := checkpoint.Versions{Store: st, Base: base}.ImportBase(ctx, "r")
+	m, err := checkpoint.Versions{Store: st, Base: base}.ImportBase(ctx, "r", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +475,7 @@ func TestImportBase(t *testing.T) {
 	for _, f := range bundleFiles {
 		want = append(want, "bundle/"+f)
 	}
-	if got := keysOf(m, storage.CheckpointPrefix("r", 0)); !slices.Equal(got, want) {
+	if got := keysOf(m, storage.CheckpointFilesPrefix("r", 0, "e1-a1")); !slices.Equal(got, want) {
 		t.Errorf("imported %v, want %v", got, want)
 	}
 	for _, f := range bundleFiles {
@@ -483,7 +483,7 @@ func TestImportBase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dst, err := os.ReadFile(filepath.Join(st.Dir(), filepath.FromSlash(storage.CheckpointPrefix("r", 0)+"bundle/"+f)))
+		dst, err := os.ReadFile(filepath.Join(st.Dir(), filepath.FromSlash(storage.CheckpointFilesPrefix("r", 0, "e1-a1")+"bundle/"+f)))
 		if err != nil || string(dst) != string(src) {
 			t.Errorf("%s: not copied as it is (%v)", f, err)
 		}
@@ -501,7 +501,7 @@ func TestImportBase(t *testing.T) {
 	}
 	for _, dir := range []string{bad, filepath.Join(t.TempDir(), "missing")} {
 		st := storagetest.Local(t)
-		_, err := checkpoint.ImportBundle(ctx, st, "r", 0, dir)
+		_, err := checkpoint.ImportBundle(ctx, st, "r", 0, "e1-a1", dir)
 		if err == nil || !strings.Contains(err.Error(), "import "+dir) {
 			t.Errorf("import of %s: error %v, want one naming the folder", dir, err)
 		}

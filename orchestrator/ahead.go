@@ -120,7 +120,7 @@ func (c *Controller) stopSampling() {
 // shard, merging their metrics and times into metrics.
 func (c *Controller) sample(ctx context.Context, q schedule.Step, v int, metrics map[string]float64, rolled chan struct{}) (rollouts, rewards []task.Result, err error) {
 	t0 := c.clock.Now()
-	base := task.Task{Run: c.o.Run, Step: q.Step, Phase: q.Phase, PolicyVersion: v, Seed: schedule.Seed(c.o.Config.Run.Seed, q.Step)}
+	base := task.Task{Run: c.o.Run, Step: q.Step, Phase: q.Phase, Epoch: c.Epoch(), PolicyVersion: v, Seed: schedule.Seed(c.o.Config.Run.Seed, q.Step)}
 	rows := q.Rows(c.o.Config.Data.TrainSize)
 	n := max(1, min(c.o.RolloutTasks, len(rows)))
 	var ts []task.Task

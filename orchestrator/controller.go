@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
@@ -21,9 +22,10 @@ type Executor interface {
 }
 
 // CheckpointStore is what the controller needs of the checkpoint layer:
-// importing the base as version 0 and deleting versions it does not keep.
+// importing the base as version 0 (by the controller of epoch) and
+// deleting versions it does not keep.
 type CheckpointStore interface {
-	ImportBase(ctx context.Context, run string) (*storage.Manifest, error)
+	ImportBase(ctx context.Context, run string, epoch int) (*storage.Manifest, error)
 	Delete(ctx context.Context, run string, version int) error
 }
 
@@ -77,7 +79,22 @@ type Options struct {
 	// GangAttempts is how many times the learner ranks' gang is formed for
 	// one step (0: 3); the queue never retries a rank alone.
 	GangAttempts int
+	// LeaseTTL is how long the controller's run lease lasts unless renewed
+	// (0: DefaultLeaseTTL); it is renewed every third of it and before
+	// every commit. A controller killed on another host holds the run up
+	// to this long; one killed on this host is taken over at once.
+	LeaseTTL time.Duration
+	// Holder names this controller in the run lease ("": host/pid/random).
+	Holder string
+	// AfterManifest, when set, is called once a step's manifest is
+	// committed and before its event file and run.json are written; an
+	// error stops the controller there, as a kill would. It is a
+	// fault-injection hook for tests (train's THINKGEN_FAULT_AFTER_MANIFEST).
+	AfterManifest func(step int) error
 }
+
+// DefaultLeaseTTL is Options.LeaseTTL's default.
+const DefaultLeaseTTL = time.Minute
 
 // StepReport is one committed step.
 type StepReport struct {
@@ -97,13 +114,22 @@ type Controller struct {
 	ahead map[int]*sampling // steps sampling ahead, by step
 	busy  busyMeter         // each role's busy time
 	epoch int               // of the learner ranks' last group
+
+	lease    *runs.Held
+	leaseMu  sync.Mutex // serialises renewals
+	lost     context.Context
+	stopRenw context.CancelFunc
+	renewed  chan struct{} // closed when the renewal loop ends
+	writes   map[int]int   // metrics shards written per step in this epoch
 }
 
-// Open opens run o.Run for training. A new run imports its base checkpoint
-// as version 0 and writes its run.json; an existing one is refused unless
-// o.Resume is set, and then takes its configuration from run.json (not
-// o.Config) and first repairs a step whose commit a kill interrupted.
-func Open(ctx context.Context, o Options) (*Controller, error) {
+// Open opens run o.Run for training: it takes the run's lease (refusing a
+// run another live controller holds, with a *runs.HeldError) and the next
+// epoch. A new run imports its base checkpoint as version 0 and writes its
+// run.json; an existing one is refused unless o.Resume is set, and then
+// takes its configuration from run.json (not o.Config) and first repairs a
+// step whose commit a kill interrupted. Close gives the lease up.
+func Open(ctx context.Context, o Options) (c *Controller, err error) {
 	if err := storage.ValidateRun(o.Run); err != nil {
 		return nil, err
 	}
@@ -128,6 +154,21 @@ func Open(ctx context.Context, o Options) (*Controller, error) {
 	if o.GangAttempts <= 0 {
 		o.GangAttempts = 3
 	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.Holder == "" {
+		o.Holder = runs.NewHolder()
+	}
+	lease, err := runs.AcquireLease(ctx, o.Store, o.Run, o.Holder, o.LeaseTTL, o.Clock.Now)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lease.Release(context.WithoutCancel(ctx))
+		}
+	}()
 	rs, err := runs.ReadState(ctx, o.Store, o.Run)
 	switch {
 	case err == nil && !o.Resume:
@@ -153,7 +194,7 @@ func Open(ctx context.Context, o Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{o: o, clock: o.Clock, plan: plan, state: rs}
+	c = &Controller{o: o, clock: o.Clock, plan: plan, state: rs, lease: lease, writes: map[int]int{}}
 	if rs == nil {
 		if err := c.create(ctx); err != nil {
 			return nil, err
@@ -162,12 +203,63 @@ func Open(ctx context.Context, o Options) (*Controller, error) {
 	if err := c.repair(ctx); err != nil {
 		return nil, err
 	}
+	c.startRenewal()
 	return c, nil
+}
+
+// Epoch is the run's epoch under this controller's lease.
+func (c *Controller) Epoch() int { return c.lease.Epoch() }
+
+// startRenewal renews the lease every third of its TTL until Close; when
+// a renewal finds the lease lost, c.lost ends with that cause.
+func (c *Controller) startRenewal() {
+	lost, markLost := context.WithCancelCause(context.Background())
+	ctx, stop := context.WithCancel(context.Background())
+	c.lost, c.stopRenw, c.renewed = lost, stop, make(chan struct{})
+	go func() {
+		defer close(c.renewed)
+		tick := time.NewTicker(c.o.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if err := c.renew(ctx); errors.Is(err, runs.ErrLeaseLost) {
+				markLost(err)
+				return
+			} else if err != nil && ctx.Err() == nil {
+				fmt.Fprintf(c.o.Progress, "renew the run lease (will retry): %v\n", err)
+			}
+		}
+	}()
+}
+
+func (c *Controller) renew(ctx context.Context) error {
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	return c.lease.Renew(ctx)
+}
+
+// Close stops renewing the run's lease and gives it up, so that the next
+// controller of the run need not wait for it to expire.
+func (c *Controller) Close(ctx context.Context) error {
+	if c.stopRenw != nil {
+		c.stopRenw()
+		<-c.renewed
+	}
+	if c.lost != nil && c.lost.Err() != nil {
+		return nil // not ours any more
+	}
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	return c.lease.Release(ctx)
 }
 
 // create imports the base checkpoint of a new run and writes its run.json.
 func (c *Controller) create(ctx context.Context) error {
-	if _, err := c.o.Checkpoints.ImportBase(ctx, c.o.Run); err != nil {
+	if _, err := c.o.Checkpoints.ImportBase(ctx, c.o.Run, c.Epoch()); err != nil {
 		return fmt.Errorf("run %s: base checkpoint: %w", c.o.Run, err)
 	}
 	yml, err := c.o.Config.YAML()
@@ -180,12 +272,18 @@ func (c *Controller) create(ctx context.Context) error {
 }
 
 // repair records the steps whose manifest committed after run.json was
-// last written (a kill between the two): the manifest is the truth.
+// last written (a kill between the two): the manifest is the truth. Only a
+// manifest that does not exist means a step is not committed; one that
+// cannot be read is retried, then stops the controller.
 func (c *Controller) repair(ctx context.Context) error {
 	for !c.Done() {
 		step := c.state.Committed + 1
-		if _, err := storage.ReadManifest(ctx, c.o.Store, storage.StepManifestKey(c.o.Run, step)); err != nil {
+		err := readManifest(ctx, c.o.Store, storage.StepManifestKey(c.o.Run, step))
+		if errors.Is(err, storage.ErrNotExist) {
 			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("resume run %s: cannot tell whether step %d is committed (stopping rather than running it again): %w", c.o.Run, step, err)
 		}
 		sm, err := runs.ReadStepMetrics(ctx, c.o.Store, c.o.Run, step, c.o.TmpDir)
 		if err != nil {
@@ -224,11 +322,54 @@ func (c *Controller) Step(ctx context.Context) (StepReport, error) {
 	return rep, nil
 }
 
+// readTries and readBackoff bound repair's retries of a manifest read.
+const (
+	readTries   = 4
+	readBackoff = 100 * time.Millisecond
+)
+
+// readManifest reads a manifest, retrying errors other than not-found
+// (backing off, readTries times in all).
+func readManifest(ctx context.Context, st storage.Store, key string) error {
+	var err error
+	for try := 0; try < readTries; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(readBackoff << (try - 1)):
+			}
+		}
+		_, err = storage.ReadManifest(ctx, st, key)
+		if err == nil || errors.Is(err, storage.ErrNotExist) {
+			return err
+		}
+	}
+	return fmt.Errorf("%d tries: %w", readTries, err)
+}
+
 // Run runs the remaining steps, writing a progress line after each, until
-// the plan is done, o.StopAfter steps are committed or ctx ends. It
-// returns the steps it committed.
+// the plan is done, o.StopAfter steps are committed, ctx ends or the
+// controller loses its lease. It returns the steps it committed.
 func (c *Controller) Run(ctx context.Context) ([]StepReport, error) {
 	defer c.stopSampling()
+	if c.lost != nil {
+		var stop context.CancelCauseFunc
+		ctx, stop = context.WithCancelCause(ctx)
+		defer stop(nil)
+		unhook := context.AfterFunc(c.lost, func() { stop(context.Cause(c.lost)) })
+		defer unhook()
+	}
+	reports, err := c.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, runs.ErrLeaseLost) {
+			return reports, cause
+		}
+	}
+	return reports, err
+}
+
+func (c *Controller) run(ctx context.Context) ([]StepReport, error) {
 	var reports []StepReport
 	start := c.clock.Now()
 	first := c.state.Committed
@@ -254,11 +395,16 @@ func (c *Controller) Run(ctx context.Context) ([]StepReport, error) {
 // Train opens run o.Run (Open) and runs it (Run): for each step, the
 // rollout tasks, one reward task per rollout shard, the learn task, then
 // the step's commit. It returns the steps it committed.
-func Train(ctx context.Context, o Options) ([]StepReport, error) {
+func Train(ctx context.Context, o Options) (reps []StepReport, err error) {
 	c, err := Open(ctx, o)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if cerr := c.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = fmt.Errorf("release the run lease: %w", cerr)
+		}
+	}()
 	return c.Run(ctx)
 }
 

@@ -40,9 +40,17 @@ import (
 //	    after skip (0) matching operations, the next times (1) store
 //	    operations on a key containing S fail, as if the controller were
 //	    killed there
-//	train run=R [resume] [stop-after=N] [rollout-tasks=N] [attempts=N]
+//	break op=get key=S [skip=N] [times=N]
+//	    the same for reads (Get) of the store
+//	train run=R [resume] [stop-after=N] [rollout-tasks=N] [attempts=N] [kill-after-manifest=N]
 //	    runs the controller: prints every task attempt, the progress lines
-//	    and how it ended
+//	    and how it ended; kill-after-manifest stops it (Options.AfterManifest)
+//	    right after step N's manifest is committed
+//	hold run=R holder=H ttl=D
+//	    another controller H takes run R's lease for D on the test clock
+//	    (and keeps it: a live controller elsewhere)
+//	wait d=D
+//	    moves the test clock on by D
 //	state run=R
 //	    prints what the store holds of the run
 //	same run=R as=S
@@ -94,6 +102,23 @@ func (s *scenario) do(t *testing.T, d directive) string {
 		return s.train(ctx, t, d)
 	case "state":
 		return s.state(ctx, t, d.args["run"])
+	case "wait":
+		dur, err := time.ParseDuration(d.args["d"])
+		if err != nil {
+			t.Fatalf("line %d: d: %v", d.line, err)
+		}
+		s.clock.Advance(dur)
+		return s.clock.Now().Format(time.TimeOnly)
+	case "hold":
+		ttl, err := time.ParseDuration(d.args["ttl"])
+		if err != nil {
+			t.Fatalf("line %d: ttl: %v", d.line, err)
+		}
+		l, err := runs.AcquireLease(ctx, s.store, d.args["run"], d.args["holder"], ttl, s.clock.Now)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return fmt.Sprintf("holds epoch %d until %s", l.Epoch(), l.Lease().Expires.Format(time.TimeOnly))
 	case "same":
 		a, b := s.committed(ctx, t, d.args["run"]), s.committed(ctx, t, d.args["as"])
 		if a == b {
@@ -145,10 +170,20 @@ func atoi(t *testing.T, d directive, key string, def int) int {
 func (s *scenario) train(ctx context.Context, t *testing.T, d directive) string {
 	exec := &fakeExec{store: s.store, clock: s.clock, faults: s.faults}
 	var progress bytes.Buffer
+	var afterManifest func(int) error
+	if kill := atoi(t, d, "kill-after-manifest", 0); kill > 0 {
+		afterManifest = func(step int) error {
+			if step == kill {
+				return errors.New("killed by the test")
+			}
+			return nil
+		}
+	}
 	reps, err := orchestrator.Train(ctx, orchestrator.Options{
 		Config: s.cfg, Store: s.store, Run: d.args["run"], Exec: exec, Resume: d.args["resume"] == "true",
 		Checkpoints: fakeCheckpoints{s.store}, RolloutTasks: atoi(t, d, "rollout-tasks", 2), Attempts: atoi(t, d, "attempts", 0),
 		StopAfter: atoi(t, d, "stop-after", 0), Progress: &progress, TmpDir: t.TempDir(), Clock: s.clock,
+		Holder: "controller-" + d.args["run"], AfterManifest: afterManifest,
 	})
 	// With run.max_staleness > 0 steps overlap: the progress lines' times
 	// and, in a run that stops early, which tasks ran ahead depend on
@@ -241,7 +276,7 @@ func (s *scenario) committed(ctx context.Context, t *testing.T, run string) stri
 	fmt.Fprintf(&b, "committed %d policy %d phase %s kept %v seeds %v\n", rs.Committed, rs.PolicyVersion, rs.Phase, rs.Kept, rs.Seeds)
 	list := func(m *storage.Manifest) {
 		for _, o := range m.Objects {
-			key := attempt.ReplaceAllString(strings.TrimPrefix(o.Key, storage.RunPrefix(run)), "")
+			key := attempt.ReplaceAllString(strings.TrimPrefix(o.Key, storage.RunPrefix(run)), "$1$2")
 			if strings.Contains(key, "/metrics/") {
 				fmt.Fprintf(&b, "  %s\n", key)
 				continue
@@ -266,8 +301,9 @@ func (s *scenario) committed(ctx context.Context, t *testing.T, run string) stri
 	return b.String()
 }
 
-// attempt matches the attempt in a shard's key (storage.ShardKey).
-var attempt = regexp.MustCompile(`-a[0-9]+\.arrow$`)
+// attempt matches the attempt tag in a shard's key (storage.ShardKey) or
+// in a checkpoint file's (storage.CheckpointFilesPrefix).
+var attempt = regexp.MustCompile(`-e[0-9]+-a[0-9]+(\.arrow)$|/e[0-9]+-a[0-9]+(/)`)
 
 // taskCost is how long a task of each kind takes on the fake clock.
 var taskCost = map[task.Kind]time.Duration{task.Rollout: 2 * time.Second, task.Reward: time.Second, task.Learn: 3 * time.Second}
@@ -340,7 +376,7 @@ func (e *fakeExec) Do(ctx context.Context, t task.Task) (task.Result, error) {
 		from = append(from, in.SHA256[:12])
 	}
 	v := t.PolicyVersion + 1
-	m, err := putVersion(ctx, e.store, t.Run, v, fmt.Sprintf("policy %d from %d, learned from %s\n", v, t.PolicyVersion, strings.Join(from, " ")))
+	m, err := putVersion(ctx, e.store, t.Run, v, t.Tag(), fmt.Sprintf("policy %d from %d, learned from %s\n", v, t.PolicyVersion, strings.Join(from, " ")))
 	if err != nil {
 		return task.Result{}, err
 	}
@@ -383,15 +419,16 @@ func (e *fakeExec) sortedCalls() []string {
 	return out
 }
 
-// putVersion commits a stand-in checkpoint version holding one file; a
-// version committed before is kept, as checkpoint.Save keeps it.
-func putVersion(ctx context.Context, st storage.Store, run string, v int, body string) (*storage.Manifest, error) {
+// putVersion commits a stand-in checkpoint version holding one file,
+// written under tag; a version committed before is kept, as
+// checkpoint.Save keeps it.
+func putVersion(ctx context.Context, st storage.Store, run string, v int, tag, body string) (*storage.Manifest, error) {
 	key := storage.CheckpointManifestKey(run, v)
 	if m, err := storage.ReadManifest(ctx, st, key); err == nil {
 		return m, nil
 	}
 	batch := storage.NewBatch(st, key, run, "checkpoint", strconv.Itoa(v))
-	if _, err := batch.Put(ctx, storage.CheckpointPrefix(run, v)+"policy.txt", strings.NewReader(body)); err != nil {
+	if _, err := batch.Put(ctx, storage.CheckpointFilesPrefix(run, v, tag)+"policy.txt", strings.NewReader(body)); err != nil {
 		return nil, err
 	}
 	return batch.Commit(ctx)
@@ -401,16 +438,17 @@ func putVersion(ctx context.Context, st storage.Store, run string, v int, body s
 // versions with checkpoint.Delete.
 type fakeCheckpoints struct{ store storage.Store }
 
-func (c fakeCheckpoints) ImportBase(ctx context.Context, run string) (*storage.Manifest, error) {
-	return putVersion(ctx, c.store, run, 0, "the base policy\n")
+func (c fakeCheckpoints) ImportBase(ctx context.Context, run string, epoch int) (*storage.Manifest, error) {
+	return putVersion(ctx, c.store, run, 0, storage.AttemptTag(epoch, 1), "the base policy\n")
 }
 
 func (c fakeCheckpoints) Delete(ctx context.Context, run string, v int) error {
 	return checkpoint.Delete(ctx, c.store, run, v)
 }
 
-// faultStore is a store whose Put or Delete of chosen keys fails, as a
-// kill at that point would stop the controller.
+// faultStore is a store whose Put, Delete or Get of chosen keys fails, as
+// a kill at that point would stop the controller (or as a flaky store
+// would answer).
 type faultStore struct {
 	storage.Store
 	mu     sync.Mutex
@@ -453,6 +491,20 @@ func (s *faultStore) Create(ctx context.Context, key string, body io.ReadSeeker)
 		return err
 	}
 	return s.Store.Create(ctx, key, body)
+}
+
+func (s *faultStore) Replace(ctx context.Context, key string, body io.ReadSeeker, etag string) (string, error) {
+	if err := s.fail("put", key); err != nil {
+		return "", err
+	}
+	return s.Store.Replace(ctx, key, body, etag)
+}
+
+func (s *faultStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := s.fail("get", key); err != nil {
+		return nil, err
+	}
+	return s.Store.Get(ctx, key)
 }
 
 func (s *faultStore) Delete(ctx context.Context, key string) error {

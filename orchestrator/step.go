@@ -23,7 +23,7 @@ func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, 
 	t0 := c.clock.Now()
 	busy := c.busySnapshot()
 	seed := schedule.Seed(c.o.Config.Run.Seed, p.Step)
-	base := task.Task{Run: c.o.Run, Step: p.Step, Phase: p.Phase, PolicyVersion: c.state.PolicyVersion, Seed: seed}
+	base := task.Task{Run: c.o.Run, Step: p.Step, Phase: p.Phase, Epoch: c.Epoch(), PolicyVersion: c.state.PolicyVersion, Seed: seed}
 
 	// The rollout and reward tasks (run ahead with run.max_staleness > 0).
 	sm, wait, err := c.samples(ctx, p)
@@ -59,9 +59,10 @@ func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, 
 	return StepReport{Plan: p, Metrics: metrics, Elapsed: c.since(t0)}, nil
 }
 
-// commit verifies every output of step p (started at t0), writes its
-// metrics shard, then its manifest, its TensorBoard event file and
-// run.json.
+// commit verifies every output of step p (started at t0), renews the run
+// lease, writes its metrics shard, then its manifest (the step's shards
+// verified by the batch, the checkpoint's objects here), its TensorBoard
+// event file and run.json.
 func (c *Controller) commit(ctx context.Context, p schedule.Step, t0 time.Time, outs []task.Result, metrics map[string]float64) error {
 	t3 := c.clock.Now()
 	// Throughput from the tasks' summed counts and times.
@@ -78,24 +79,39 @@ func (c *Controller) commit(ctx context.Context, p schedule.Step, t0 time.Time, 
 	prefix := storage.StepPrefix(c.o.Run, p.Step)
 	for _, r := range outs {
 		for _, obj := range r.Outputs {
-			if err := storage.Verify(ctx, c.o.Store, obj); err != nil {
-				return fmt.Errorf("verify %s: %w", obj.Key, err)
-			}
+			var err error
 			if strings.HasPrefix(obj.Key, prefix) {
-				batch.Add(obj)
+				err = batch.AddVerified(ctx, obj)
+			} else {
+				err = storage.Verify(ctx, c.o.Store, obj)
+			}
+			if err != nil {
+				return fmt.Errorf("verify %s: %w", obj.Key, err)
 			}
 		}
 	}
 	metrics["time/storage_s"] = c.since(t3).Seconds() // verification so far
+	// A controller that lost the run stops before it commits anything.
+	if err := c.renew(ctx); err != nil {
+		return fmt.Errorf("before the commit: %w", err)
+	}
 	metrics["time/step_s"] = c.since(t0).Seconds()
 	// Milliseconds, as the metrics shard keeps them: the event file of a
 	// step whose commit a resume repairs has the same wall time.
 	now := time.UnixMilli(c.clock.Now().UnixMilli())
-	if err := runs.PutMetrics(ctx, batch, c.o.Run, p.Step, p.Phase, now, metrics, shards.WriterOptions{Compression: c.o.Config.Storage.Compression}, c.o.TmpDir); err != nil {
+	c.writes[p.Step]++
+	key := runs.MetricsKey(c.o.Run, p.Step, c.Epoch(), c.writes[p.Step])
+	if err := runs.PutMetrics(ctx, batch, key, c.o.Run, p.Step, p.Phase, now, metrics, shards.WriterOptions{Compression: c.o.Config.Storage.Compression}, c.o.TmpDir); err != nil {
 		return err
 	}
 	events, at := metrics, now
-	if _, err := batch.Commit(ctx); errors.Is(err, storage.ErrCommitted) {
+	_, err := batch.Commit(ctx)
+	if err == nil && c.o.AfterManifest != nil {
+		if herr := c.o.AfterManifest(p.Step); herr != nil {
+			return fmt.Errorf("after the manifest of step %d: %w", p.Step, herr)
+		}
+	}
+	if errors.Is(err, storage.ErrCommitted) {
 		// Another controller committed the step first: its metrics count.
 		sm, err := runs.ReadStepMetrics(ctx, c.o.Store, c.o.Run, p.Step, c.o.TmpDir)
 		if err != nil {

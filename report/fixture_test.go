@@ -90,7 +90,7 @@ func writeRun(t *testing.T, st storage.Store, f fixture) {
 	for step := 1; step <= f.committed; step++ {
 		p := plan[step-1]
 		batch := storage.NewBatch(st, storage.StepManifestKey(f.run, step), f.run, "step", strconv.Itoa(step))
-		_, err := shards.Put(ctx, batch, storage.ShardKey(f.run, step, "rollout", "r0", 1), shards.Rollout, shards.WriterOptions{}, t.TempDir(), func(w *shards.Writer[shards.RolloutRow]) error {
+		_, err := shards.Put(ctx, batch, storage.ShardKey(f.run, step, "rollout", "r0", 1, 1), shards.Rollout, shards.WriterOptions{}, t.TempDir(), func(w *shards.Writer[shards.RolloutRow]) error {
 			for g := int64(0); g < 6; g++ {
 				for s := int32(0); s < 2; s++ {
 					r := shards.RolloutRow{Run: f.run, Step: int64(step), Phase: string(p.Phase), Task: "r0", Attempt: 1, GroupID: g, SampleIndex: s,
@@ -109,7 +109,7 @@ func writeRun(t *testing.T, st storage.Store, f fixture) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = shards.Put(ctx, batch, storage.ShardKey(f.run, step, "reward", "s0", 1), shards.Reward, shards.WriterOptions{}, t.TempDir(), func(w *shards.Writer[shards.RewardRow]) error {
+		_, err = shards.Put(ctx, batch, storage.ShardKey(f.run, step, "reward", "s0", 1, 1), shards.Reward, shards.WriterOptions{}, t.TempDir(), func(w *shards.Writer[shards.RewardRow]) error {
 			for g := int64(0); g < 6; g++ {
 				for s := int32(0); s < 2; s++ {
 					r := shards.RewardRow{Run: f.run, Step: int64(step), Task: "s0", Attempt: 1, GroupID: g, SampleIndex: s, Scenario: "composition",
@@ -127,7 +127,7 @@ func writeRun(t *testing.T, st storage.Store, f fixture) {
 		metrics := map[string]float64{"reward/mean": 0.1 * float64(step), "reward/composition/mean": 0.2 * float64(step),
 			"loss/kl": 0.01 * float64(step), "rollout/cot_tokens": 30 + float64(step), "rollout/tokens_per_s": 1000,
 			"rollout/images_per_s": 3, "time/rollout_s": 5, "time/reward_s": 0.1, "time/learn_s": 2, "time/storage_s": 0.02, "time/step_s": 7.2}
-		_, err = shards.Put(ctx, batch, storage.ShardKey(f.run, step, "metrics", "controller", 1), shards.Metrics, shards.WriterOptions{}, t.TempDir(), func(w *shards.Writer[shards.MetricRow]) error {
+		_, err = shards.Put(ctx, batch, storage.ShardKey(f.run, step, "metrics", "controller", 1, 1), shards.Metrics, shards.WriterOptions{}, t.TempDir(), func(w *shards.Writer[shards.MetricRow]) error {
 			for name, v := range metrics {
 				if err := w.Write(&shards.MetricRow{Run: f.run, Step: int64(step), Phase: string(p.Phase), Name: name, Value: v, TimeMS: f.updated.UnixMilli()}); err != nil {
 					return err

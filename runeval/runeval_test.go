@@ -37,7 +37,7 @@ func TestStages(t *testing.T) {
 	cfg.Run.Base, cfg.Run.Threads = filepath.Join("..", "base", "tiny"), 1
 	cfg.Sampling.DiTSteps, cfg.Sampling.MaxNewTokens = 4, 24
 	st := storagetest.Local(t)
-	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(ctx, "r"); err != nil {
+	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(ctx, "r", 1); err != nil {
 		t.Fatal(err)
 	}
 	rs := &runs.State{Version: runs.StateVersion, Run: "r", Started: time.Unix(1764265780, 0)}

@@ -98,7 +98,7 @@ func BenchmarkStorage(b *testing.B) {
 				it := seq
 				batch := storage.NewBatch(s, storage.StepManifestKey("bench", it), "bench", "step", fmt.Sprint(it))
 				for i, rs := range rowsets {
-					_, err := PutRows(ctx, batch, storage.ShardKey("bench", it, "rollout", fmt.Sprint(i), 1), Rollout,
+					_, err := PutRows(ctx, batch, storage.ShardKey("bench", it, "rollout", fmt.Sprint(i), 1, 1), Rollout,
 						WriterOptions{BatchRows: benchBatchRow, Compression: "none"}, "", rs)
 					if err != nil {
 						b.Fatal(err)

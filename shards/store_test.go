@@ -20,7 +20,7 @@ func TestShardsThroughStores(t *testing.T) {
 		t.Run(st.Name, func(t *testing.T) {
 			s := st.Store
 			b := storage.NewBatch(s, storage.StepManifestKey("r", 1), "r", "step", "1")
-			keys := []string{storage.ShardKey("r", 1, "rollout", "t0", 1), storage.ShardKey("r", 1, "rollout", "t1", 1)}
+			keys := []string{storage.ShardKey("r", 1, "rollout", "t0", 1, 1), storage.ShardKey("r", 1, "rollout", "t1", 1, 1)}
 			for i, key := range keys {
 				part := want[i*150 : (i+1)*150]
 				_, err := PutRows(ctx, b, key, Rollout, WriterOptions{BatchRows: 32, Compression: "zstd"}, t.TempDir(), part)

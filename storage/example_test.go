@@ -23,7 +23,7 @@ func ExampleBatch() {
 	}
 
 	b := storage.NewBatch(s, storage.StepManifestKey("demo", 1), "demo", "step", "1")
-	shard := storage.ShardKey("demo", 1, "rollout", "t0", 1)
+	shard := storage.ShardKey("demo", 1, "rollout", "t0", 1, 1)
 	if _, err := b.Put(ctx, shard, strings.NewReader("rows…")); err != nil {
 		log.Fatal(err)
 	}
@@ -42,5 +42,5 @@ func ExampleBatch() {
 	defer f.Close()
 	data, _ := io.ReadAll(f)
 	fmt.Println(m.Objects[0].Key, m.Objects[0].Size, string(data))
-	// Output: runs/demo/steps/000001/rollout/t0-a1.arrow 7 rows…
+	// Output: runs/demo/steps/000001/rollout/t0-e1-a1.arrow 7 rows…
 }

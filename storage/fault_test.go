@@ -20,7 +20,7 @@ func writeStep(ctx context.Context, s storage.Store, step, attempt int, shards [
 	b := storage.NewBatch(s, storage.StepManifestKey("run", step), "run", "step", fmt.Sprint(step))
 	for i, data := range shards {
 		before(i)
-		key := storage.ShardKey("run", step, "rollout", fmt.Sprintf("t%d", i), attempt)
+		key := storage.ShardKey("run", step, "rollout", fmt.Sprintf("t%d", i), 1, attempt)
 		if _, err := b.Put(ctx, key, bytes.NewReader(data)); err != nil {
 			return nil, err
 		}

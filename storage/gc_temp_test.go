@@ -21,7 +21,7 @@ func TestGCRemovesStaleTemps(t *testing.T) {
 	l := storagetest.Local(t)
 	const run = "r1"
 	b := storage.NewBatch(l, storage.StepManifestKey(run, 1), run, "step", "1")
-	if _, err := b.Put(ctx, storage.ShardKey(run, 1, "rollout", "t0", 1), bytes.NewReader([]byte("shard"))); err != nil {
+	if _, err := b.Put(ctx, storage.ShardKey(run, 1, "rollout", "t0", 1, 1), bytes.NewReader([]byte("shard"))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Commit(ctx); err != nil {

@@ -50,7 +50,7 @@ func (l *Local) path(key string) string {
 
 // Put implements [Store].
 func (l *Local) Put(ctx context.Context, key string, body io.ReadSeeker) error {
-	if err := l.put(ctx, key, body, false); err != nil {
+	if _, err := l.put(ctx, key, body, writeAny, ""); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
@@ -59,35 +59,64 @@ func (l *Local) Put(ctx context.Context, key string, body io.ReadSeeker) error {
 // Create implements [Store]. The final name is made with link(2), which
 // fails if it exists, so of two racing Creates exactly one wins.
 func (l *Local) Create(ctx context.Context, key string, body io.ReadSeeker) error {
-	if err := l.put(ctx, key, body, true); err != nil {
+	if _, err := l.put(ctx, key, body, writeNew, ""); err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
 	return nil
 }
 
-func (l *Local) put(ctx context.Context, key string, body io.ReadSeeker, exclusive bool) (err error) {
+// Replace implements [Store]. With etag "" it is Create. Otherwise it
+// holds an exclusive flock(2) on the object's directory while it compares
+// the object's version with etag and renames the new file over it, so
+// Replaces of one key by processes of this machine are serialised.
+func (l *Local) Replace(ctx context.Context, key string, body io.ReadSeeker, etag string) (string, error) {
+	mode := writeIf
+	if etag == "" {
+		mode = writeNew
+	}
+	tag, err := l.put(ctx, key, body, mode, etag)
+	if errors.Is(err, ErrExist) {
+		err = ErrChanged
+	}
+	if err != nil {
+		return "", fmt.Errorf("replace %s: %w", key, err)
+	}
+	return tag, nil
+}
+
+// writeMode is how put treats an existing object.
+type writeMode int
+
+const (
+	writeAny writeMode = iota // replace it
+	writeNew                  // fail with ErrExist
+	writeIf                   // replace it if its version is the etag given, else fail with ErrChanged
+)
+
+// put writes key through a temporary file and returns the new version.
+func (l *Local) put(ctx context.Context, key string, body io.ReadSeeker, mode writeMode, etag string) (tag string, err error) {
 	if err := ValidateKey(key); err != nil {
-		return err
+		return "", err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return "", err
 	}
 	final := l.path(key)
 	dir := filepath.Dir(final)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
-	if exclusive {
+	if mode == writeNew {
 		if _, err := os.Lstat(final); err == nil {
-			return ErrExist
+			return "", ErrExist
 		}
 	}
 	if _, err := body.Seek(0, io.SeekStart); err != nil {
-		return err
+		return "", err
 	}
 	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
-		return err
+		return "", err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -97,26 +126,76 @@ func (l *Local) put(ctx context.Context, key string, body io.ReadSeeker, exclusi
 		}
 	}()
 	if _, err = io.Copy(f, contextReader{ctx, body}); err != nil {
-		return err
+		return "", err
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return "", err
 	}
-	if exclusive {
+	switch mode {
+	case writeNew:
 		if err = os.Link(tmp, final); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				err = ErrExist
 			}
-			return err
+			return "", err
 		}
 		os.Remove(tmp)
-	} else if err = os.Rename(tmp, final); err != nil {
-		return err
+	case writeIf:
+		unlock, lerr := lockDir(dir)
+		if lerr != nil {
+			return "", lerr
+		}
+		defer unlock()
+		st, serr := os.Stat(final)
+		if serr != nil || fileETag(st) != etag {
+			err = ErrChanged
+			if serr != nil && !errors.Is(serr, fs.ErrNotExist) {
+				err = serr
+			}
+			return "", err
+		}
+		if err = os.Rename(tmp, final); err != nil {
+			return "", err
+		}
+	default:
+		if err = os.Rename(tmp, final); err != nil {
+			return "", err
+		}
 	}
-	return syncDir(dir)
+	if err = syncDir(dir); err != nil {
+		return "", err
+	}
+	st, err := os.Stat(final)
+	if err != nil {
+		return "", err
+	}
+	return fileETag(st), nil
+}
+
+// lockDir takes an exclusive flock on dir and returns its release.
+func lockDir(dir string) (func(), error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { d.Close() }, nil // closing releases the lock
+}
+
+// fileETag is a local object's version: its file's identity (a put makes
+// a new file, renamed into place), modification time and size.
+func fileETag(st fs.FileInfo) string {
+	var ino uint64
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		ino = uint64(sys.Ino)
+	}
+	return fmt.Sprintf("%x-%x-%x", ino, st.ModTime().UnixNano(), st.Size())
 }
 
 func syncDir(dir string) error {
@@ -169,7 +248,7 @@ func (l *Local) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	if st.IsDir() {
 		return ObjectInfo{}, fmt.Errorf("stat %s: %w", key, ErrNotExist)
 	}
-	return ObjectInfo{Key: key, Size: st.Size(), ModTime: st.ModTime()}, nil
+	return ObjectInfo{Key: key, Size: st.Size(), ModTime: st.ModTime(), ETag: fileETag(st)}, nil
 }
 
 // List implements [Store]. It walks only the deepest directory the prefix
@@ -211,7 +290,7 @@ func (l *Local) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 			}
 			return err
 		}
-		out = append(out, ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+		out = append(out, ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime(), ETag: fileETag(info)})
 		return nil
 	})
 	if err != nil {

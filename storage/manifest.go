@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -82,11 +83,15 @@ func (e *ChecksumError) Error() string {
 // Batch gathers the objects of one step or checkpoint and commits them
 // under one manifest. Its duties, in order:
 //
-//  1. Put (or Add) every object; each Put hashes the body and writes it
-//     atomically.
-//  2. Commit: every object is checked to exist with its recorded size,
-//     then the manifest is created — last, and only if no manifest is
-//     there yet, so a unit commits exactly once.
+//  1. Put (or Add, or AddVerified) every object; each Put hashes the body
+//     and creates the object (create-if-absent: a key is written once, so
+//     an object no other writer can replace is verified as it is
+//     written); AddVerified reads a reported object through and checks it.
+//  2. Commit: every object Added (reported by another writer, unchecked)
+//     is read through and its size and sha256 checked, every verified one
+//     is checked to still exist with its size, then the manifest is
+//     created — last, and only if no manifest is there yet, so a unit
+//     commits exactly once.
 //  3. On any error before Commit succeeds, drop the batch (or call Abort
 //     to delete what it wrote): without a manifest its objects are
 //     invisible to readers and [GC] can collect them once a later attempt
@@ -95,13 +100,16 @@ type Batch struct {
 	store Store
 	key   string // of the manifest
 	m     Manifest
-	put   []string
+	put   map[string]bool // keys the batch created (verified on write)
+	// verified are the keys whose bytes were checked against their entry
+	// (created by the batch, or read through by AddVerified).
+	verified map[string]bool
 }
 
 // NewBatch starts the unit whose manifest will be written at manifestKey
 // (see [StepManifestKey] and [CheckpointManifestKey]).
 func NewBatch(s Store, manifestKey, run, kind, id string) *Batch {
-	return &Batch{store: s, key: manifestKey, m: Manifest{Version: ManifestVersion, Run: run, Kind: kind, ID: id}}
+	return &Batch{store: s, key: manifestKey, m: Manifest{Version: ManifestVersion, Run: run, Kind: kind, ID: id}, verified: map[string]bool{}}
 }
 
 // Put hashes body and writes it under key, and records it in the batch.
@@ -110,14 +118,32 @@ func (b *Batch) Put(ctx context.Context, key string, body io.ReadSeeker) (Object
 	if err != nil {
 		return Object{}, err
 	}
-	b.put = append(b.put, key)
 	b.Add(obj)
+	if b.put == nil {
+		b.put = map[string]bool{}
+	}
+	b.put[key] = true
+	b.verified[key] = true
 	return obj, nil
 }
 
+// AddVerified reads the object obj names through, checks its size and
+// sha256 against obj (a [*ChecksumError] if they differ) and records it:
+// Add with the verification done now rather than in Commit.
+func (b *Batch) AddVerified(ctx context.Context, obj Object) error {
+	if err := Verify(ctx, b.store, obj); err != nil {
+		return err
+	}
+	b.Add(obj)
+	b.verified[obj.Key] = true
+	return nil
+}
+
 // Add records an object written elsewhere, for example by a worker that
-// reported its key, size and checksum.
+// reported its key, size and checksum; Commit verifies the claim.
 func (b *Batch) Add(obj Object) {
+	delete(b.put, obj.Key)
+	delete(b.verified, obj.Key)
 	for i := range b.m.Objects {
 		if b.m.Objects[i].Key == obj.Key {
 			b.m.Objects[i] = obj
@@ -129,13 +155,19 @@ func (b *Batch) Add(obj Object) {
 
 // Commit checks the batch's objects and writes its manifest. It fails with
 // an error wrapping ErrCommitted when the unit is already committed, and
-// never writes a manifest that lists a missing object or one of the wrong
-// size.
+// never writes a manifest that lists a missing object or one whose bytes
+// differ from its entry (a [*ChecksumError]).
 func (b *Batch) Commit(ctx context.Context) (*Manifest, error) {
 	m := b.m
 	m.Objects = append([]Object(nil), b.m.Objects...)
 	sort.Slice(m.Objects, func(i, j int) bool { return m.Objects[i].Key < m.Objects[j].Key })
 	for _, obj := range m.Objects {
+		if !b.verified[obj.Key] {
+			if err := Verify(ctx, b.store, obj); err != nil {
+				return nil, fmt.Errorf("commit %s: %w", b.key, err)
+			}
+			continue
+		}
 		info, err := b.store.Stat(ctx, obj.Key)
 		if err != nil {
 			return nil, fmt.Errorf("commit %s: %w", b.key, err)
@@ -158,11 +190,28 @@ func (b *Batch) Commit(ctx context.Context) (*Manifest, error) {
 	return &m, nil
 }
 
-// Abort deletes the objects Put through the batch. Use it only for a batch
-// that did not commit.
+// Abort deletes the objects the batch created, except any that its unit's
+// manifest lists (the batch did commit after all, or another writer's
+// commit references them): a late abort never removes committed data.
+// Use it for a batch whose Commit did not succeed.
 func (b *Batch) Abort(ctx context.Context) error {
+	keys := make([]string, 0, len(b.put))
+	for key := range b.put {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	m, err := ReadManifest(ctx, b.store, b.key)
+	switch {
+	case errors.Is(err, ErrNotExist):
+		m = &Manifest{}
+	case err != nil:
+		return fmt.Errorf("abort %s: %w", b.key, err)
+	}
 	var errs []error
-	for _, key := range b.put {
+	for _, key := range keys {
+		if _, listed := m.Find(key); listed {
+			continue
+		}
 		if err := b.store.Delete(ctx, key); err != nil {
 			errs = append(errs, err)
 		}
@@ -170,8 +219,9 @@ func (b *Batch) Abort(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// PutObject hashes body, writes it under key and returns its manifest
-// entry.
+// PutObject hashes body, creates the object key from it (failing with an
+// error wrapping ErrExist if key exists: data objects are written once)
+// and returns its manifest entry.
 func PutObject(ctx context.Context, s Store, key string, body io.ReadSeeker) (Object, error) {
 	if _, err := body.Seek(0, io.SeekStart); err != nil {
 		return Object{}, fmt.Errorf("put %s: %w", key, err)
@@ -181,7 +231,7 @@ func PutObject(ctx context.Context, s Store, key string, body io.ReadSeeker) (Ob
 	if err != nil {
 		return Object{}, fmt.Errorf("put %s: hash: %w", key, err)
 	}
-	if err := s.Put(ctx, key, body); err != nil {
+	if err := s.Create(ctx, key, body); err != nil {
 		return Object{}, err
 	}
 	return Object{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
@@ -356,15 +406,45 @@ func StepPrefix(run string, step int) string { return fmt.Sprintf("runs/%s/steps
 // StepManifestKey is the key of a step's manifest.
 func StepManifestKey(run string, step int) string { return StepPrefix(run, step) + ManifestName }
 
+// AttemptTag names one attempt of a writer: the run's epoch (the
+// generation of the controller's run lease, which grows with every
+// controller that takes the run over) and the attempt within it. No two
+// writers ever share a tag, so keys that carry one never repeat.
+func AttemptTag(epoch, attempt int) string { return fmt.Sprintf("e%d-a%d", epoch, attempt) }
+
 // ShardKey is the key of the shard of one attempt of a task of a step:
-// kind is "rollout" or "reward".
-func ShardKey(run string, step int, kind, task string, attempt int) string {
-	return fmt.Sprintf("%s%s/%s-a%d.arrow", StepPrefix(run, step), kind, task, attempt)
+// kind is "rollout", "reward" or "metrics".
+func ShardKey(run string, step int, kind, task string, epoch, attempt int) string {
+	return fmt.Sprintf("%s%s/%s-%s.arrow", StepPrefix(run, step), kind, task, AttemptTag(epoch, attempt))
 }
 
 // CheckpointPrefix is the prefix of the files of one checkpoint version.
 func CheckpointPrefix(run string, version int) string {
 	return fmt.Sprintf("runs/%s/checkpoints/%06d/", run, version)
+}
+
+// CheckpointFilesPrefix is the prefix under which one attempt (tag, see
+// [AttemptTag]) writes the files of a checkpoint version; the version's
+// manifest lists the files of the attempt that committed it.
+func CheckpointFilesPrefix(run string, version int, tag string) string {
+	return CheckpointPrefix(run, version) + tag + "/"
+}
+
+// attemptTag matches an [AttemptTag].
+var attemptTag = regexp.MustCompile(`^e[0-9]+-a[0-9]+$`)
+
+// CheckpointFile returns the path of a checkpoint object key within its
+// version (e.g. "bundle/dit.safetensors"), without the version's prefix
+// and the attempt tag that the writer put in front.
+func CheckpointFile(run string, version int, key string) (string, bool) {
+	rel, ok := strings.CutPrefix(key, CheckpointPrefix(run, version))
+	if !ok || rel == "" {
+		return "", false
+	}
+	if tag, rest, ok := strings.Cut(rel, "/"); ok && attemptTag.MatchString(tag) {
+		rel = rest
+	}
+	return rel, rel != ""
 }
 
 // CheckpointManifestKey is the key of a checkpoint's manifest.

@@ -30,17 +30,17 @@ func TestCommitAndGC(t *testing.T) {
 		t.Run(st.Name, func(t *testing.T) {
 			s := st.Store
 			// Attempt 1 of task t0 wrote its shard, then lost its lease.
-			stale := storage.ShardKey(run, 3, "rollout", "t0", 1)
+			stale := storage.ShardKey(run, 3, "rollout", "t0", 1, 1)
 			put(t, s, stale, []byte("stale attempt"))
 			// An uncommitted later step, still being written.
-			inflight := storage.ShardKey(run, 4, "rollout", "t0", 1)
+			inflight := storage.ShardKey(run, 4, "rollout", "t0", 1, 1)
 			put(t, s, inflight, []byte("in flight"))
 
 			b := storage.NewBatch(s, storage.StepManifestKey(run, 3), run, "step", "3")
 			contents := map[string][]byte{
-				storage.ShardKey(run, 3, "rollout", "t0", 2): randomBytes(1, 1000),
-				storage.ShardKey(run, 3, "rollout", "t1", 1): randomBytes(2, 5000),
-				storage.ShardKey(run, 3, "reward", "t0", 1):  randomBytes(3, 0),
+				storage.ShardKey(run, 3, "rollout", "t0", 1, 2): randomBytes(1, 1000),
+				storage.ShardKey(run, 3, "rollout", "t1", 1, 1): randomBytes(2, 5000),
+				storage.ShardKey(run, 3, "reward", "t0", 1, 1):  randomBytes(3, 0),
 			}
 			for k, v := range contents {
 				obj, err := b.Put(ctx, k, bytes.NewReader(v))
@@ -81,7 +81,7 @@ func TestCommitAndGC(t *testing.T) {
 			}
 			// A re-run of the step cannot commit it again.
 			b2 := storage.NewBatch(s, storage.StepManifestKey(run, 3), run, "step", "3")
-			if _, err := b2.Put(ctx, storage.ShardKey(run, 3, "rollout", "t0", 3), strings.NewReader("again")); err != nil {
+			if _, err := b2.Put(ctx, storage.ShardKey(run, 3, "rollout", "t0", 1, 3), strings.NewReader("again")); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := b2.Commit(ctx); !errors.Is(err, storage.ErrCommitted) {
@@ -92,7 +92,7 @@ func TestCommitAndGC(t *testing.T) {
 				t.Fatal("second Commit changed the manifest")
 			}
 
-			wantGarbage := []string{storage.ShardKey(run, 3, "rollout", "t0", 1), storage.ShardKey(run, 3, "rollout", "t0", 3)}
+			wantGarbage := []string{storage.ShardKey(run, 3, "rollout", "t0", 1, 1), storage.ShardKey(run, 3, "rollout", "t0", 1, 3)}
 			dry, err := storage.GC(ctx, s, run, storage.GCOptions{DryRun: true})
 			if err != nil || fmt.Sprint(keys(dry)) != fmt.Sprint(wantGarbage) {
 				t.Fatalf("GC dry run = %v, %v; want %v", keys(dry), err, wantGarbage)
@@ -169,7 +169,7 @@ func TestCorruptObjectDetected(t *testing.T) {
 		t.Run(st.Name, func(t *testing.T) {
 			s := st.Store
 			for _, c := range corruptions {
-				key := storage.ShardKey("r", 1, "rollout", c.name, 1)
+				key := storage.ShardKey("r", 1, "rollout", c.name, 1, 1)
 				obj, err := storage.PutObject(ctx, s, key, bytes.NewReader(data))
 				if err != nil {
 					t.Fatal(err)

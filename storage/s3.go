@@ -45,7 +45,7 @@ func (s *S3) String() string {
 
 // Put implements [Store].
 func (s *S3) Put(ctx context.Context, key string, body io.ReadSeeker) error {
-	if err := s.put(ctx, key, body, false); err != nil {
+	if _, err := s.put(ctx, key, body, "", ""); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
@@ -54,31 +54,58 @@ func (s *S3) Put(ctx context.Context, key string, body io.ReadSeeker) error {
 // Create implements [Store] with a conditional PUT (If-None-Match: *),
 // which MinIO and AWS S3 evaluate atomically.
 func (s *S3) Create(ctx context.Context, key string, body io.ReadSeeker) error {
-	if err := s.put(ctx, key, body, true); err != nil {
+	if _, err := s.put(ctx, key, body, "*", ""); err != nil {
+		if errors.Is(err, ErrChanged) {
+			err = ErrExist
+		}
 		return fmt.Errorf("create %s: %w", key, err)
 	}
 	return nil
 }
 
-func (s *S3) put(ctx context.Context, key string, body io.ReadSeeker, exclusive bool) error {
+// Replace implements [Store] with a conditional PUT: If-Match: etag, or
+// If-None-Match: * for etag "".
+func (s *S3) Replace(ctx context.Context, key string, body io.ReadSeeker, etag string) (string, error) {
+	noneMatch := ""
+	if etag == "" {
+		noneMatch = "*"
+	}
+	tag, err := s.put(ctx, key, body, noneMatch, etag)
+	if err != nil {
+		return "", fmt.Errorf("replace %s: %w", key, err)
+	}
+	return tag, nil
+}
+
+// put writes key (if no object matches noneMatch, if the object's ETag is
+// match, when they are set) and returns its new ETag; a failed
+// precondition is ErrChanged.
+func (s *S3) put(ctx context.Context, key string, body io.ReadSeeker, noneMatch, match string) (string, error) {
 	if err := ValidateKey(key); err != nil {
-		return err
+		return "", err
 	}
 	size, err := sizeOf(body)
 	if err != nil {
-		return err
+		return "", err
 	}
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
-	if exclusive {
-		opts.SetMatchETagExcept("*")
+	if noneMatch != "" {
+		opts.SetMatchETagExcept(noneMatch)
 	}
-	_, err = s.client.PutObject(ctx, s.bucket, s.prefix+key, body, size, opts)
-	if exclusive && err != nil {
-		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusPreconditionFailed || r.Code == "PreconditionFailed" {
-			return ErrExist
+	if match != "" {
+		opts.SetMatchETag(match)
+	}
+	info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, body, size, opts)
+	if err != nil && (noneMatch != "" || match != "") {
+		r := minio.ToErrorResponse(err)
+		if r.StatusCode == http.StatusPreconditionFailed || r.Code == "PreconditionFailed" || (match != "" && r.Code == "NoSuchKey") {
+			return "", ErrChanged
 		}
 	}
-	return s.wrap(err)
+	if err != nil {
+		return "", s.wrap(err)
+	}
+	return info.ETag, nil
 }
 
 // Get implements [Store]. It sends one GET and streams its body: the
@@ -105,7 +132,7 @@ func (s *S3) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat %s: %w", key, s.wrap(err))
 	}
-	return ObjectInfo{Key: key, Size: info.Size, ModTime: info.LastModified}, nil
+	return ObjectInfo{Key: key, Size: info.Size, ModTime: info.LastModified, ETag: info.ETag}, nil
 }
 
 // List implements [Store].
@@ -118,7 +145,7 @@ func (s *S3) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 		if info.Err != nil {
 			return nil, fmt.Errorf("list %q in %s: %w", prefix, s, s.wrap(info.Err))
 		}
-		out = append(out, ObjectInfo{Key: strings.TrimPrefix(info.Key, s.prefix), Size: info.Size, ModTime: info.LastModified})
+		out = append(out, ObjectInfo{Key: strings.TrimPrefix(info.Key, s.prefix), Size: info.Size, ModTime: info.LastModified, ETag: info.ETag})
 	}
 	// S3 lists in key order already (UTF-8 binary order, as Go compares).
 	return out, nil

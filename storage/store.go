@@ -34,9 +34,16 @@ type Store interface {
 	// Create is Put that fails with an error wrapping ErrExist if the
 	// object already exists; of two racing Creates, exactly one succeeds.
 	Create(ctx context.Context, key string, body io.ReadSeeker) error
+	// Replace is Put on a precondition (compare-and-swap): it writes the
+	// object only if its current version is etag (an ObjectInfo.ETag), or,
+	// for etag "", only if it does not exist; otherwise it fails with an
+	// error wrapping ErrChanged and writes nothing. Of racing Replaces
+	// from one version, at most one succeeds. It returns the new version.
+	// Writers of a key use Replace only, never Put.
+	Replace(ctx context.Context, key string, body io.ReadSeeker, etag string) (string, error)
 	// Get opens the object for reading. The caller closes it.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
-	// Stat returns the object's size and modification time.
+	// Stat returns the object's size, modification time and version.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	// List returns the objects under a key prefix ("" lists everything).
 	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
@@ -51,6 +58,9 @@ type ObjectInfo struct {
 	Key     string
 	Size    int64
 	ModTime time.Time
+	// ETag names this version of the object: a rewrite changes it. It is
+	// opaque (S3's ETag; a local store's file identity).
+	ETag string
 }
 
 var (
@@ -58,6 +68,9 @@ var (
 	ErrNotExist = errors.New("thinkgen/storage: object does not exist")
 	// ErrExist means Create found the object already there.
 	ErrExist = errors.New("thinkgen/storage: object already exists")
+	// ErrChanged means Replace found another version of the object than
+	// the one it was to replace (or none, or one where none was expected).
+	ErrChanged = errors.New("thinkgen/storage: object changed since it was read")
 )
 
 // Open opens the store that cfg names (see [ParseURI]): a local directory,

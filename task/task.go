@@ -38,8 +38,12 @@ type Task struct {
 	Kind Kind   `json:"kind"`
 	// ID names the task within its step ("r0", "s0", "learn").
 	ID string `json:"id"`
-	// Attempt counts from 1; a task handed out again after a failure or an
-	// expired lease gets the next attempt, and writes new keys.
+	// Epoch is the run's epoch (the generation of the controller's run
+	// lease, from 1) the task was issued in; Attempt counts from 1 within
+	// it. A task handed out again after a failure or an expired lease gets
+	// the next attempt, one issued by a later controller a later epoch:
+	// every key a task writes carries both, so no key is written twice.
+	Epoch   int          `json:"epoch"`
 	Attempt int          `json:"attempt"`
 	Phase   config.Phase `json:"phase"`
 	// PolicyVersion is the checkpoint version the task samples with
@@ -87,6 +91,8 @@ func (t Task) Validate() error {
 	switch {
 	case t.Step < 1:
 		return fmt.Errorf("task %s: step %d, want >= 1", t.ID, t.Step)
+	case t.Epoch < 1:
+		return fmt.Errorf("task %s: epoch %d, want >= 1", t.ID, t.Epoch)
 	case t.Attempt < 1:
 		return fmt.Errorf("task %s: attempt %d, want >= 1", t.ID, t.Attempt)
 	case !t.Phase.Valid():
@@ -125,8 +131,12 @@ func (t Task) Validate() error {
 
 // OutputKey is the key of the shard a rollout or reward task writes.
 func (t Task) OutputKey() string {
-	return storage.ShardKey(t.Run, t.Step, string(t.Kind), t.ID, t.Attempt)
+	return storage.ShardKey(t.Run, t.Step, string(t.Kind), t.ID, t.Epoch, t.Attempt)
 }
+
+// Tag is the task's attempt tag (storage.AttemptTag): the learn task
+// writes its checkpoint's files under it.
+func (t Task) Tag() string { return storage.AttemptTag(t.Epoch, t.Attempt) }
 
 // Result is what a worker reports for a finished task.
 type Result struct {

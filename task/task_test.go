@@ -9,7 +9,7 @@ import (
 )
 
 func TestValidate(t *testing.T) {
-	ok := Task{Run: "r", Step: 1, Kind: Rollout, ID: "r0", Attempt: 1, Phase: config.PhaseMLLMGRPO, Rows: []int64{3}}
+	ok := Task{Run: "r", Step: 1, Kind: Rollout, ID: "r0", Epoch: 2, Attempt: 1, Phase: config.PhaseMLLMGRPO, Rows: []int64{3}}
 	shard := storage.Object{Key: "runs/r/steps/000001/rollout/r0-a1.arrow", Size: 10, SHA256: strings.Repeat("0", 64)}
 	tests := []struct {
 		name string
@@ -21,6 +21,7 @@ func TestValidate(t *testing.T) {
 		{"learn", func(t *Task) { t.Kind, t.Rows, t.Inputs = Learn, nil, []storage.Object{shard, shard} }, ""},
 		{"run with a slash", func(t *Task) { t.Run = "a/b" }, "a/b"},
 		{"step 0", func(t *Task) { t.Step = 0 }, "step 0"},
+		{"epoch 0", func(t *Task) { t.Epoch = 0 }, "epoch 0"},
 		{"attempt 0", func(t *Task) { t.Attempt = 0 }, "attempt 0"},
 		{"unknown phase", func(t *Task) { t.Phase = "sft" }, `unknown phase "sft"`},
 		{"negative version", func(t *Task) { t.PolicyVersion = -1 }, "policy version -1"},
@@ -49,7 +50,7 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-	if got := ok.OutputKey(); got != "runs/r/steps/000001/rollout/r0-a1.arrow" {
+	if got := ok.OutputKey(); got != "runs/r/steps/000001/rollout/r0-e2-a1.arrow" {
 		t.Errorf("output key %s", got)
 	}
 }

@@ -90,7 +90,7 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 		w.learner.SetVersion(t.PolicyVersion + 1)
 		return task.Result{Metrics: stats}, nil
 	}
-	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, w.learner.Policy(), w.cfg, opts, w.cacheDir)
+	man, err := checkpoint.Save(ctx, w.store, t.Run, t.PolicyVersion+1, t.Tag(), w.learner.Policy(), w.cfg, opts, w.cacheDir)
 	if err != nil {
 		// The policy in memory is already updated but its version was not
 		// saved: a retry must start again from the stored version, not

@@ -294,7 +294,7 @@ loop:
 			t.Fatal(err)
 		}
 		for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"} {
-			a, _ := os.ReadFile(filepath.Join(ref, "runs", "calm", "checkpoints", fmt.Sprintf("%06d", v), f))
+			a, _ := os.ReadFile(filepath.Join(versionDir(t, ref, "calm", v), f))
 			b, _ := os.ReadFile(filepath.Join(got, f))
 			if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
 				t.Errorf("version %d %s: max |Δ| %g from the undisturbed run's (%v)", v, f, d, err)
@@ -306,7 +306,7 @@ loop:
 		t.Fatal(err)
 	}
 	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-mllm.safetensors", "optim-dit.safetensors"} {
-		a, err1 := os.ReadFile(filepath.Join(ref, "runs", "calm", "checkpoints", "000008", f))
+		a, err1 := os.ReadFile(filepath.Join(versionDir(t, ref, "calm", 8), f))
 		b, err2 := os.ReadFile(filepath.Join(got, f))
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)

@@ -116,7 +116,7 @@ func TestExportCommand(t *testing.T) {
 		if m.Run != "r" || m.Version != 2 || m.Config != rs.Config {
 			t.Errorf("manifest: run %q version %d, config equal to run.json's: %v", m.Run, m.Version, m.Config == rs.Config)
 		}
-		checkImportEquals(t, out, filepath.Join(store, "runs", "r", "checkpoints", "000002", "bundle"), 2)
+		checkImportEquals(t, out, filepath.Join(versionDir(t, store, "r", 2), "bundle"), 2)
 	})
 	t.Run("exports the base", func(t *testing.T) {
 		out := filepath.Join(parent, "base")
@@ -147,7 +147,7 @@ func TestExportCommand(t *testing.T) {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
 		}
 		// Version 0 of the new run is the exported checkpoint, weights bit for bit.
-		checkImportEquals(t, exp, filepath.Join(runDir, "runs", "r2", "checkpoints", "000000", "bundle"), 2)
+		checkImportEquals(t, exp, filepath.Join(versionDir(t, runDir, "r2", 0), "bundle"), 2)
 		st2 := openLocal(t, runDir)
 		rs, err := runs.ReadState(ctx, st2, "r2")
 		if err != nil {

@@ -14,8 +14,8 @@ func TestGCCommand(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openLocal(t, dir)
-	stale := storage.ShardKey("r", 1, "rollout", "t0", 1)
-	kept := storage.ShardKey("r", 1, "rollout", "t0", 2)
+	stale := storage.ShardKey("r", 1, "rollout", "t0", 1, 1)
+	kept := storage.ShardKey("r", 1, "rollout", "t0", 1, 2)
 	if err := s.Put(ctx, stale, strings.NewReader("stale attempt")); err != nil {
 		t.Fatal(err)
 	}

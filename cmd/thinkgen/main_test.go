@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/storage"
 )
@@ -189,4 +190,15 @@ func TestPretrainCommandRunsAndResumes(t *testing.T) {
 	if code != 0 || strings.Count(out, "complete (skipped)") != 4 {
 		t.Errorf("second run: exit %d\n%s", code, out)
 	}
+}
+
+// versionDir fetches version v of run from the local store in storeDir
+// (through its manifest, checked) and returns the directory it is in.
+func versionDir(t *testing.T, storeDir, run string, v int) string {
+	t.Helper()
+	dir, err := checkpoint.Fetch(context.Background(), openLocal(t, storeDir), run, v, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

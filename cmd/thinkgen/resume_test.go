@@ -84,8 +84,8 @@ func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 	}
 	for v := 6; v <= 8; v++ {
 		for _, f := range []string{"bundle/dit.safetensors", "optim-dit.safetensors"} {
-			a, _ := os.ReadFile(filepath.Join(dir, "runs", "a", "checkpoints", fmt.Sprintf("%06d", v), f))
-			b, _ := os.ReadFile(filepath.Join(dir, "runs", "b", "checkpoints", fmt.Sprintf("%06d", v), f))
+			a, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "a", v), f))
+			b, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "b", v), f))
 			if len(a) == 0 || !bytes.Equal(a, b) {
 				d, err := maxAbsDiff(a, b)
 				t.Errorf("version %d %s: the resumed run differs (max |Δ| %g, %v)", v, f, d, err)

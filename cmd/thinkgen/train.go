@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -183,6 +185,7 @@ store has it and starts it otherwise.`,
 					RolloutTasks: *rolloutTasks, StopAfter: *stopAfter, Progress: e.stderr, TmpDir: cache,
 					LearnerRanks: ranks, Rendezvous: loopbackRendezvous,
 					CollectiveTimeout: cfg.Cluster.CollectiveTimeout, GangAttempts: cfg.Cluster.MaxAttempts,
+					AfterManifest: killAfterManifest(e.getenv(faultAfterManifestEnv)),
 				})
 				if err != nil {
 					return err
@@ -304,4 +307,26 @@ func loopbackRendezvous() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// faultAfterManifestEnv names the fault-injection variable of train, for
+// fault tests only: set to a step number, the controller SIGKILLs itself
+// right after that step's manifest is committed, before its event file
+// and run.json are written.
+const faultAfterManifestEnv = "THINKGEN_FAULT_AFTER_MANIFEST"
+
+// killAfterManifest is the orchestrator hook of faultAfterManifestEnv's
+// value (nil when it is empty or not a step number).
+func killAfterManifest(v string) func(int) error {
+	step, err := strconv.Atoi(v)
+	if err != nil || step < 1 {
+		return nil
+	}
+	return func(s int) error {
+		if s != step {
+			return nil
+		}
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // until the signal lands
+	}
 }

@@ -307,7 +307,7 @@ func TestTrainWorkerProcessesEqualEmbedded(t *testing.T) {
 			t.Errorf("processes: %s", errs)
 		}
 	}
-	testutil.SameFiles(t, filepath.Join(dir, "runs", "embedded", "checkpoints", "000002"), filepath.Join(dir, "runs", "processes", "checkpoints", "000002"), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-dit.safetensors"}, "differs between the embedded and the multi-process run")
+	testutil.SameFiles(t, versionDir(t, dir, "embedded", 2), versionDir(t, dir, "processes", 2), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-dit.safetensors"}, "differs between the embedded and the multi-process run")
 }
 
 // TestTrainLearnerRanksEqualOne trains the small run (a GRPO and a
@@ -382,7 +382,7 @@ func TestTrainOnRay(t *testing.T) {
 	if !strings.Contains(errs, "submitted") || strings.Contains(errs, "ray-test-token") {
 		t.Errorf("placement events (token must not appear):\n%s", errs)
 	}
-	testutil.SameFiles(t, filepath.Join(dir, "runs", "embedded", "checkpoints", "000002"), filepath.Join(dir, "runs", "onray", "checkpoints", "000002"), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"}, "differs between the embedded run and the run on Ray")
+	testutil.SameFiles(t, versionDir(t, dir, "embedded", 2), versionDir(t, dir, "onray", 2), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"}, "differs between the embedded run and the run on Ray")
 }
 
 // TestTrainOnRayRefusesTokenInEnv: a token given only as $THINKGEN_TOKEN

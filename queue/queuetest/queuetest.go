@@ -17,7 +17,7 @@ import (
 
 // Task returns a valid task of kind k with id, of step 1 of run "run1".
 func Task(k task.Kind, id string) task.Task {
-	t := task.Task{Run: "run1", Step: 1, Kind: k, ID: id, Phase: config.AllPhases[0], Seed: 7}
+	t := task.Task{Run: "run1", Step: 1, Kind: k, ID: id, Epoch: 1, Phase: config.AllPhases[0], Seed: 7}
 	switch k {
 	case task.Rollout:
 		t.Rows = []int64{1, 2}

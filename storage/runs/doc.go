@@ -2,9 +2,11 @@
 // writes its records. Everything of a run lives under runs/<run>/:
 //
 //	run.json                                  State: the run's configuration, how far it has committed, the checkpoint versions kept
+//	lease.json                                Lease: the controller that holds the run, until when, and the run's epoch
 //	steps/<step>/manifest.json                a committed step: the shards it lists (storage.StepManifestKey)
-//	steps/<step>/metrics/controller-a1.arrow  the step's metrics, one row per name (MetricsKey)
+//	steps/<step>/metrics/controller-e<epoch>-a<n>.arrow  the step's metrics, one row per name (MetricsKey)
 //	checkpoints/<version>/manifest.json       a checkpoint version (storage.CheckpointManifestKey)
+//	checkpoints/<version>/e<epoch>-a<n>/…     its files, under the tag of the attempt that wrote them
 //	eval/<version>.json                       held-out scores of a version, by mode (EvalKey)
 //	eval/<version>-rows.json                  the same, per row (EvalRowsKey)
 //	eval/<version>-grid-<mode>.png            a grid of held-out samples (EvalGridKey)

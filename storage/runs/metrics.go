@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
@@ -14,22 +15,40 @@ import (
 	"github.com/thinkgen/thinkgen/storage"
 )
 
-// MetricsKey is the key of the metrics shard of a step of run: written by
-// the controller (task "controller", attempt 1) into the step's commit.
-func MetricsKey(run string, step int) string {
-	return storage.ShardKey(run, step, "metrics", "controller", 1)
+// MetricsKey is the key of a metrics shard of a step of run, written by
+// the controller of epoch (task "controller") into the step's commit, on
+// its write-th try at that step: each write has its own key, and readers
+// find the one the step's manifest lists ([FindMetrics]).
+func MetricsKey(run string, step, epoch, write int) string {
+	return storage.ShardKey(run, step, "metrics", "controller", epoch, write)
+}
+
+// FindMetrics returns the key of the metrics shard a committed step's
+// manifest lists.
+func FindMetrics(m *storage.Manifest, run string, step int) (string, error) {
+	prefix := storage.StepPrefix(run, step) + "metrics/"
+	var found []string
+	for _, o := range m.Objects {
+		if strings.HasPrefix(o.Key, prefix) {
+			found = append(found, o.Key)
+		}
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("step %d: its manifest lists %d metrics shards (%s), want 1", step, len(found), strings.Join(found, ", "))
+	}
+	return found[0], nil
 }
 
 // PutMetrics writes the metrics of a step (one row per name, in name
-// order, all measured at) as the step's metrics shard in batch.
-func PutMetrics(ctx context.Context, batch *storage.Batch, run string, step int, phase config.Phase, at time.Time, m map[string]float64, opts shards.WriterOptions, tmpDir string) error {
+// order, all measured at) as the shard key (see [MetricsKey]) in batch.
+func PutMetrics(ctx context.Context, batch *storage.Batch, key, run string, step int, phase config.Phase, at time.Time, m map[string]float64, opts shards.WriterOptions, tmpDir string) error {
 	names := make([]string, 0, len(m))
 	for k := range m {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	ms := at.UnixMilli()
-	_, err := shards.Put(ctx, batch, MetricsKey(run, step), shards.Metrics, opts, tmpDir, func(w *shards.Writer[shards.MetricRow]) error {
+	_, err := shards.Put(ctx, batch, key, shards.Metrics, opts, tmpDir, func(w *shards.Writer[shards.MetricRow]) error {
 		for _, k := range names {
 			r := shards.MetricRow{Run: run, Step: int64(step), Phase: string(phase), Name: k, Value: m[k], TimeMS: ms}
 			if err := w.Write(&r); err != nil {
@@ -58,7 +77,11 @@ func ReadStepMetrics(ctx context.Context, st storage.Store, run string, step int
 	if err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: %w", step, err)
 	}
-	rd, err := shards.Open(ctx, st, m, MetricsKey(run, step), shards.Metrics, shards.ReadOptions{}, tmpDir)
+	key, err := FindMetrics(m, run, step)
+	if err != nil {
+		return StepMetrics{}, err
+	}
+	rd, err := shards.Open(ctx, st, m, key, shards.Metrics, shards.ReadOptions{}, tmpDir)
 	if err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: %w", step, err)
 	}

@@ -175,7 +175,7 @@ func commitStep(t *testing.T, st storage.Store, run string, step int, phase conf
 	t.Helper()
 	ctx := context.Background()
 	batch := storage.NewBatch(st, storage.StepManifestKey(run, step), run, "step", strconv.Itoa(step))
-	if err := runs.PutMetrics(ctx, batch, run, step, phase, at, m, shards.WriterOptions{}, t.TempDir()); err != nil {
+	if err := runs.PutMetrics(ctx, batch, runs.MetricsKey(run, step, 1, step), run, step, phase, at, m, shards.WriterOptions{}, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := batch.Commit(ctx); err != nil {
@@ -197,7 +197,7 @@ func TestHistory(t *testing.T) {
 	if err := runs.WriteState(ctx, st, &runs.State{Version: runs.StateVersion, Run: "r", Steps: 4, Committed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if got := runs.MetricsKey("r", 2); got != "runs/r/steps/000002/metrics/controller-a1.arrow" {
+	if got := runs.MetricsKey("r", 2, 3, 4); got != "runs/r/steps/000002/metrics/controller-e3-a4.arrow" {
 		t.Errorf("MetricsKey = %q", got)
 	}
 	sm, err := runs.ReadStepMetrics(ctx, st, "r", 2, t.TempDir())

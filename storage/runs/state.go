@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,6 +33,11 @@ type State struct {
 	Kept    []int     `json:"kept"`
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
+
+	// Rev is the version (storage.ObjectInfo.ETag) of the run.json this
+	// state was read from or last written as ("" for a new run): WriteState
+	// replaces only that version.
+	Rev string `json:"-"`
 }
 
 // StateVersion is the version of run.json this build writes.
@@ -40,9 +46,32 @@ const StateVersion = 1
 // StateKey is the key of a run's run.json.
 func StateKey(run string) string { return storage.RunPrefix(run) + "run.json" }
 
-// ReadState reads a run's run.json. A run without one is an error that
-// wraps storage.ErrNotExist.
+// ReadState reads a run's run.json and its version. A run without one is
+// an error that wraps storage.ErrNotExist.
 func ReadState(ctx context.Context, st storage.Store, run string) (*State, error) {
+	// The version is read before and after the content: when both agree,
+	// the content is of that version.
+	for try := 0; ; try++ {
+		before, err := st.Stat(ctx, StateKey(run))
+		if err != nil {
+			return nil, err
+		}
+		rs, err := readState(ctx, st, run)
+		if err != nil {
+			return nil, err
+		}
+		after, err := st.Stat(ctx, StateKey(run))
+		if err != nil {
+			return nil, err
+		}
+		if before.ETag == after.ETag || try == 4 {
+			rs.Rev = before.ETag
+			return rs, nil // after 5 tries, a Rev that makes the next write fail
+		}
+	}
+}
+
+func readState(ctx context.Context, st storage.Store, run string) (*State, error) {
 	var rs State
 	if err := storage.GetJSON(ctx, st, StateKey(run), &rs); err != nil {
 		return nil, err
@@ -54,15 +83,23 @@ func ReadState(ctx context.Context, st storage.Store, run string) (*State, error
 }
 
 // WriteState writes rs as its run's run.json, as it is (the caller sets
-// Updated).
+// Updated), on the precondition that run.json is still at version rs.Rev
+// (absent, for ""), and sets rs.Rev to the new version. When another
+// writer changed run.json meanwhile it fails with an error wrapping
+// storage.ErrChanged and writes nothing.
 func WriteState(ctx context.Context, st storage.Store, rs *State) error {
 	b, err := json.MarshalIndent(rs, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := st.Put(ctx, StateKey(rs.Run), bytes.NewReader(append(b, '\n'))); err != nil {
+	rev, err := st.Replace(ctx, StateKey(rs.Run), bytes.NewReader(append(b, '\n')), rs.Rev)
+	if errors.Is(err, storage.ErrChanged) {
+		return fmt.Errorf("write %s: another process wrote it since this one read it (is another controller running run %s?): %w", StateKey(rs.Run), rs.Run, err)
+	}
+	if err != nil {
 		return fmt.Errorf("write run state: %w", err)
 	}
+	rs.Rev = rev
 	return nil
 }
 
