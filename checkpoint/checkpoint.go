@@ -183,20 +183,27 @@ func Load(ctx context.Context, st storage.Store, run string, v int, cacheDir str
 	return b, dir, nil
 }
 
-// Delete removes version v: its manifest first (so no reader trusts a
-// half-deleted version), then its files.
+// Delete removes version v, which run.json no longer lists: its files
+// first, its manifest last, so that an interrupted delete leaves a
+// manifest for gc (storage.GC with the kept versions) to find and finish;
+// a reader of the half-deleted version gets an error naming a missing
+// file, never other bytes.
 func Delete(ctx context.Context, st storage.Store, run string, v int) error {
-	if err := st.Delete(ctx, storage.CheckpointManifestKey(run, v)); err != nil {
-		return fmt.Errorf("delete checkpoint %d: %w", v, err)
-	}
+	manifest := storage.CheckpointManifestKey(run, v)
 	objs, err := st.List(ctx, storage.CheckpointPrefix(run, v))
 	if err != nil {
 		return fmt.Errorf("delete checkpoint %d: %w", v, err)
 	}
 	for _, o := range objs {
+		if o.Key == manifest {
+			continue
+		}
 		if err := st.Delete(ctx, o.Key); err != nil {
 			return fmt.Errorf("delete checkpoint %d: %w", v, err)
 		}
+	}
+	if err := st.Delete(ctx, manifest); err != nil {
+		return fmt.Errorf("delete checkpoint %d: %w", v, err)
 	}
 	return nil
 }

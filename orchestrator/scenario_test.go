@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -51,6 +52,12 @@ import (
 //	    (and keeps it: a live controller elsewhere)
 //	wait d=D
 //	    moves the test clock on by D
+//	verify run=R
+//	    prints runs.Verify's faults, orphans and notes of the run
+//	damage key=S how=flip|truncate|delete|extra
+//	    alters the first object whose key contains S as a failing disk or a
+//	    stray writer would: flips a byte, truncates it, deletes it, or
+//	    writes a new object of key S
 //	state run=R
 //	    prints what the store holds of the run
 //	same run=R as=S
@@ -102,6 +109,10 @@ func (s *scenario) do(t *testing.T, d directive) string {
 		return s.train(ctx, t, d)
 	case "state":
 		return s.state(ctx, t, d.args["run"])
+	case "verify":
+		return s.verify(ctx, d.args["run"])
+	case "damage":
+		return s.damage(ctx, t, d)
 	case "wait":
 		dur, err := time.ParseDuration(d.args["d"])
 		if err != nil {
@@ -261,6 +272,70 @@ func (s *scenario) state(ctx context.Context, t *testing.T, run string) string {
 	fmt.Fprintf(&b, "checkpoints: %s\n", strings.Join(versions, " "))
 	fmt.Fprintf(&b, "events: %s", strings.Join(events, " "))
 	return b.String()
+}
+
+// verify runs runs.Verify on a run and prints what it found.
+func (s *scenario) verify(ctx context.Context, run string) string {
+	c, err := runs.Verify(ctx, s.store, run)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var b strings.Builder
+	for _, f := range c.Faults {
+		fmt.Fprintf(&b, "fault: %s\n", f)
+	}
+	for _, o := range c.Orphans {
+		fmt.Fprintf(&b, "orphan: %s\n", strings.TrimPrefix(o.Key, storage.RunPrefix(run)))
+	}
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	fmt.Fprintf(&b, "ok %v: %d steps committed, versions %v kept, %d objects checked", c.OK(), c.Committed, c.Kept, c.Objects)
+	return b.String()
+}
+
+// damage alters an object of the store under the controller's feet.
+func (s *scenario) damage(ctx context.Context, t *testing.T, d directive) string {
+	local := s.store.Store.(*storage.Local)
+	key := d.args["key"]
+	if d.args["how"] == "extra" {
+		if err := local.Put(ctx, key, strings.NewReader("a stray object\n")); err != nil {
+			t.Fatal(err)
+		}
+		return "wrote " + key
+	}
+	objs, err := local.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(objs, func(o storage.ObjectInfo) bool { return strings.Contains(o.Key, key) })
+	if i < 0 {
+		t.Fatalf("line %d: no object matches %q", d.line, key)
+	}
+	key = objs[i].Key
+	path := filepath.Join(local.Dir(), filepath.FromSlash(key))
+	switch d.args["how"] {
+	case "flip":
+		data, err := os.ReadFile(path)
+		if err == nil {
+			data[len(data)/2] ^= 0x01
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	case "truncate":
+		if err := os.Truncate(path, objs[i].Size/2); err != nil {
+			t.Fatal(err)
+		}
+	case "delete":
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("line %d: how=%q", d.line, d.args["how"])
+	}
+	return d.args["how"] + " " + key
 }
 
 // committed describes a run's committed data, the run's name left out:

@@ -13,7 +13,9 @@
 // ([LoadCredentials]) and are never logged or printed.
 //
 // Every [Store] puts atomically (a reader never sees part of an object),
-// streams gets, and lists by key prefix. Keys are clean relative paths;
+// creates once (Create: a data object is never replaced), replaces on a
+// precondition (Replace: compare-and-swap on the object's version, for
+// run.json and the run lease), streams gets, and lists by key prefix. Keys are clean relative paths;
 // [ValidateKey] refuses "..", absolute paths, backslashes and control
 // characters with a [*KeyError] naming the key.
 //
@@ -22,10 +24,12 @@
 // The objects of a step or a checkpoint form one unit, committed with a
 // [Batch]. The caller's duties, in order:
 //
-//  1. Write every object of the unit (Batch.Put hashes and puts it;
-//     Batch.Add records one a worker wrote and reported).
-//  2. Batch.Commit: it checks each object's presence and size, then creates
-//     the unit's manifest.json last, once ([ErrCommitted] if already there).
+//  1. Write every object of the unit (Batch.Put hashes it and creates it,
+//     once; Batch.Add records one a worker wrote and reported; AddVerified
+//     checks such a claim at once).
+//  2. Batch.Commit: it checks the sha256 of each reported object not yet
+//     checked and the presence and size of the rest, then creates the
+//     unit's manifest.json last, once ([ErrCommitted] if already there).
 //  3. Read only through a committed [Manifest]: [Manifest.Fetch] checks
 //     size and sha256 and fails with a [*ChecksumError] naming the key.
 //
@@ -33,8 +37,10 @@
 // leftovers of a failed write) are invisible to readers; [GC] deletes them,
 // and the run's temporary files in a local store older than
 // GCOptions.TempAge (left by a put that crashed).
-// [StepManifestKey], [ShardKey] and [CheckpointManifestKey] give the key
-// layout of docs/storage.md.
+// [StepManifestKey], [ShardKey], [CheckpointFilesPrefix] and
+// [CheckpointManifestKey] give the key layout of docs/storage.md; every key
+// a writer makes carries its [AttemptTag] (the run's epoch and the
+// attempt), so no key is written twice.
 //
 // Package storage/storagetest gives tests a local store and a real MinIO
 // store (scripts/minio.sh) side by side.

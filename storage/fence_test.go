@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,50 @@ func TestCommitVerifiesContent(t *testing.T) {
 			}
 			if _, err := storage.PutObject(ctx, s, key, bytes.NewReader(nil)); !errors.Is(err, storage.ErrExist) {
 				t.Fatalf("rewrite of a data object: %v, want ErrExist", err)
+			}
+		})
+	}
+}
+
+// TestGCDropsUnkeptVersions: with the run's kept versions, GC deletes a
+// committed checkpoint version that is not kept (a delete the controller
+// did not finish), its data before its manifest, and leaves kept versions
+// and versions after the run's policy version (in flight) alone.
+func TestGCDropsUnkeptVersions(t *testing.T) {
+	ctx := context.Background()
+	for _, st := range storagetest.Stores(t) {
+		t.Run(st.Name, func(t *testing.T) {
+			s := st.Store
+			for v := 0; v <= 3; v++ {
+				b := storage.NewBatch(s, storage.CheckpointManifestKey("r", v), "r", "checkpoint", fmt.Sprint(v))
+				for _, f := range []string{"bundle/dit.safetensors", "optim-dit.safetensors"} {
+					if _, err := b.Put(ctx, storage.CheckpointFilesPrefix("r", v, "e1-a1")+f, strings.NewReader(f)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := b.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Version 1 was dropped by run.json; 3 is beyond its policy
+			// version (a learn task committed it, the step did not).
+			kept := &storage.KeptVersions{Kept: []int{0, 2}, Through: 2}
+			gone, err := storage.GC(ctx, s, "r", storage.GCOptions{Checkpoints: kept})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := storage.CheckpointFilesPrefix("r", 1, "e1-a1")
+			want := []string{p + "bundle/dit.safetensors", p + "optim-dit.safetensors", storage.CheckpointManifestKey("r", 1)}
+			if fmt.Sprint(keys(gone)) != fmt.Sprint(want) {
+				t.Fatalf("GC deleted %v, want %v (data, then the manifest)", keys(gone), want)
+			}
+			left, err := s.List(ctx, storage.RunPrefix("r"))
+			if err != nil || len(left) != 9 {
+				t.Fatalf("left %v, %v; want versions 0, 2 and 3 whole (9 objects)", keys(left), err)
+			}
+			// Without the kept list (an old caller), nothing more goes.
+			if again, err := storage.GC(ctx, s, "r", storage.GCOptions{}); err != nil || len(again) != 0 {
+				t.Fatalf("second GC: %v, %v", keys(again), err)
 			}
 		})
 	}

@@ -12,7 +12,9 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -460,17 +462,22 @@ func ValidateRun(run string) error {
 	return ValidateKey(run)
 }
 
-// isUnitManifest reports whether key is the manifest of a step or of a
-// checkpoint of run (runs/<run>/steps/<n>/manifest.json or
-// runs/<run>/checkpoints/<n>/manifest.json) — not a file of that name
-// inside a unit, such as a model bundle's own manifest in a checkpoint.
-func isUnitManifest(run, key string) bool {
-	rel, ok := strings.CutPrefix(key, RunPrefix(run))
-	if !ok {
-		return false
-	}
+// Unit parses the key of a step's or a checkpoint's manifest
+// (runs/<run>/steps/<n>/manifest.json, runs/<run>/checkpoints/<n>/manifest.json)
+// into its kind ("steps" or "checkpoints") and number. Other keys — a file
+// of that name inside a unit, such as a model bundle's own manifest in a
+// checkpoint — give ok false.
+func Unit(run, key string) (kind string, n int, ok bool) {
+	rel, found := strings.CutPrefix(key, RunPrefix(run))
 	parts := strings.Split(rel, "/")
-	return len(parts) == 3 && (parts[0] == "steps" || parts[0] == "checkpoints") && parts[2] == ManifestName
+	if !found || len(parts) != 3 || parts[2] != ManifestName || (parts[0] != "steps" && parts[0] != "checkpoints") {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(parts[1])
+	if err != nil {
+		return "", 0, false
+	}
+	return parts[0], n, true
 }
 
 // GCOptions tune [GC].
@@ -482,6 +489,23 @@ type GCOptions struct {
 	// DefaultTempAge. A Put in progress keeps writing to its file, so it
 	// is younger than any sensible TempAge.
 	TempAge time.Duration
+	// Checkpoints, when set, are the run's kept checkpoint versions (from
+	// its run.json): a committed version up to Checkpoints.Through that is
+	// not kept (its deletion was interrupted) is deleted whole.
+	Checkpoints *KeptVersions
+}
+
+// KeptVersions are the checkpoint versions a run keeps: of the versions
+// up to Through (the run's policy version), only those in Kept. Versions
+// after Through may be in flight and are never dropped.
+type KeptVersions struct {
+	Kept    []int
+	Through int
+}
+
+// drops reports whether the checkpoint version v is to be deleted.
+func (k *KeptVersions) drops(v int) bool {
+	return k != nil && v <= k.Through && !slices.Contains(k.Kept, v)
 }
 
 // DefaultTempAge is GCOptions.TempAge's default.
@@ -490,13 +514,16 @@ const DefaultTempAge = time.Hour
 // GC deletes the objects of run that a committed unit left unreferenced:
 // for every manifest under runs/<run>/, each object beside it or below its
 // directory that no manifest of the run lists (outputs of stale attempts,
-// leftovers of an aborted write of a unit that was committed later). It
-// never touches a directory without a manifest, which may be a unit still
-// being written, nor the manifests themselves. It returns the objects
-// deleted (or, with DryRun, to be deleted), sorted by key. In a [*Local]
-// store it also deletes the run's temporary files older than
-// opts.TempAge, returned after the objects with their paths relative to
-// the store's directory as keys.
+// leftovers of an aborted write of a unit that was committed later); and,
+// with opts.Checkpoints, every object of a committed checkpoint version
+// the run no longer keeps, its manifest last. It never touches a
+// directory without a manifest, which may be a unit still being written.
+// Data goes before manifests, so an interrupted GC leaves every remaining
+// object under a manifest, where the next GC finds it. It returns the
+// objects deleted (or, with DryRun, to be deleted) in that order, data
+// sorted by key, then manifests. In a [*Local] store it also deletes the
+// run's temporary files older than opts.TempAge, returned after the
+// objects with their paths relative to the store's directory as keys.
 func GC(ctx context.Context, s Store, run string, opts GCOptions) ([]ObjectInfo, error) {
 	if err := ValidateRun(run); err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
@@ -506,9 +533,17 @@ func GC(ctx context.Context, s Store, run string, opts GCOptions) ([]ObjectInfo,
 		return nil, fmt.Errorf("gc %s: %w", run, err)
 	}
 	referenced := map[string]bool{}
-	var units []string // directories of manifests, with trailing slash
+	var units []string   // directories of manifests, with trailing slash
+	var dropped []string // directories of checkpoint versions not kept
 	for _, info := range all {
-		if !isUnitManifest(run, info.Key) {
+		kind, n, ok := Unit(run, info.Key)
+		if !ok {
+			continue
+		}
+		dir := path.Dir(info.Key) + "/"
+		units = append(units, dir)
+		if kind == "checkpoints" && opts.Checkpoints.drops(n) {
+			dropped = append(dropped, dir)
 			continue
 		}
 		m, err := ReadManifest(ctx, s, info.Key)
@@ -519,20 +554,24 @@ func GC(ctx context.Context, s Store, run string, opts GCOptions) ([]ObjectInfo,
 		for _, obj := range m.Objects {
 			referenced[obj.Key] = true
 		}
-		units = append(units, path.Dir(info.Key)+"/")
 	}
-	var garbage []ObjectInfo
+	var data, manifests []ObjectInfo
 	for _, info := range all {
 		if referenced[info.Key] {
 			continue
 		}
 		for _, u := range units {
 			if strings.HasPrefix(info.Key, u) {
-				garbage = append(garbage, info)
+				if path.Base(info.Key) == ManifestName && slices.Contains(dropped, path.Dir(info.Key)+"/") {
+					manifests = append(manifests, info)
+				} else {
+					data = append(data, info)
+				}
 				break
 			}
 		}
 	}
+	garbage := append(data, manifests...)
 	if !opts.DryRun {
 		for i, info := range garbage {
 			if err := s.Delete(ctx, info.Key); err != nil {

@@ -49,6 +49,19 @@ func (f *runFlags) openStore(ctx context.Context) (storage.Store, error) {
 	return openExistingStore(ctx, cfg.Storage)
 }
 
+// openRunStore checks the arguments of a command that acts on one run of
+// a store (no positional arguments, --run given and valid) and opens the
+// store as openStore does.
+func (f *runFlags) openRunStore(ctx context.Context, args []string, run string) (storage.Store, error) {
+	if err := noArgs(args); err != nil {
+		return nil, err
+	}
+	if err := checkRun(run, "--run is required"); err != nil {
+		return nil, err
+	}
+	return f.openStore(ctx)
+}
+
 // load resolves the configuration; every failure is a usage error.
 func (f *runFlags) load() (*config.Config, error) {
 	if f.logFormat != "text" && f.logFormat != "json" {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 func gcCommand() *command {
@@ -18,9 +19,11 @@ func gcCommand() *command {
 		long: `Gc deletes the objects of a run that its committed steps and checkpoints
 left behind: shards of stale attempts (a task whose lease expired and was
 re-run) and leftovers of writes that failed before the step was committed by
-a later attempt. Only directories that hold a committed manifest are
-cleaned; a step or checkpoint still being written (no manifest yet) is never
-touched, nor is any object a manifest lists.
+a later attempt, and checkpoint versions that run.json no longer keeps but
+whose deletion was interrupted. Only directories that hold a committed
+manifest are cleaned; a step or checkpoint still being written (no manifest
+yet) is never touched, nor is any object a kept manifest lists. Data goes
+before manifests, so an interrupted gc leaves nothing the next one misses.
 
 With --dry-run it lists what it would delete and deletes nothing.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
@@ -28,17 +31,11 @@ With --dry-run it lists what it would delete and deletes nothing.`,
 			run := fs.String("run", "", "the run to clean (required)")
 			dryRun := fs.Bool("dry-run", false, "list the objects that would be deleted; delete nothing")
 			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				if err := checkRun(*run, "--run is required"); err != nil {
-					return err
-				}
-				store, err := rf.openStore(ctx)
+				store, err := rf.openRunStore(ctx, args, *run)
 				if err != nil {
 					return err
 				}
-				garbage, err := storage.GC(ctx, store, *run, storage.GCOptions{DryRun: *dryRun})
+				garbage, err := runs.GC(ctx, store, *run, storage.GCOptions{DryRun: *dryRun})
 				var total int64
 				for _, o := range garbage {
 					total += o.Size

@@ -74,6 +74,7 @@ func commands() []*command {
 		runsCommand(),
 		sweepCommand(),
 		tensorboardCommand(),
+		verifyCommand(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

@@ -108,3 +108,17 @@ func WriteState(ctx context.Context, st storage.Store, rs *State) error {
 func (rs *State) ParseConfig() (*config.Config, error) {
 	return config.Parse(StateKey(rs.Run), []byte(rs.Config))
 }
+
+// GC is storage.GC of a run with the checkpoint versions its run.json
+// keeps (opts.Checkpoints): versions it dropped whose deletion was
+// interrupted go too. A run without run.json is cleaned without them.
+func GC(ctx context.Context, st storage.Store, run string, opts storage.GCOptions) ([]storage.ObjectInfo, error) {
+	rs, err := ReadState(ctx, st, run)
+	switch {
+	case err == nil:
+		opts.Checkpoints = &storage.KeptVersions{Kept: rs.Kept, Through: rs.PolicyVersion}
+	case !errors.Is(err, storage.ErrNotExist):
+		return nil, fmt.Errorf("gc %s: %w", run, err)
+	}
+	return storage.GC(ctx, st, run, opts)
+}
