@@ -73,7 +73,7 @@ func saveVersion(l *learner.Learner, dir string) error {
 	if err != nil {
 		return err
 	}
-	_, err = checkpoint.Save(context.Background(), st, "r", 1, l.Policy(), zeroConfig(), opts, dir)
+	_, err = checkpoint.Save(context.Background(), st, "r", 1, "e1-a1", l.Policy(), zeroConfig(), opts, dir)
 	return err
 }
 
