@@ -183,7 +183,7 @@ func (w *workerLoop) loop(ctx context.Context) error {
 // deadline, and no later than since plus the TTL.
 func (w *workerLoop) run(ctx context.Context, reg Registration, t task.Task, since, deadline time.Time) {
 	key := queue.Key(t)
-	log := w.log.With("task", t.String(), "worker", reg.WorkerID)
+	log := w.log.With("task", t.String(), "epoch", t.Epoch, "worker", reg.WorkerID)
 	tctx, lose := context.WithCancelCause(ctx)
 	defer lose(nil)
 	margin := w.o.FenceMargin

@@ -382,12 +382,12 @@ loop:
 
 // abandonedRE matches a worker's log line for a task it stopped without
 // reporting (fenced, lease lost, or stopping).
-var abandonedRE = regexp.MustCompile(`msg="task abandoned" task="(\S+) step (\d+) (\w+) task (\S+) attempt (\d+)"`)
+var abandonedRE = regexp.MustCompile(`msg="task abandoned" task="(\S+) step (\d+) (\w+) task (\S+) attempt (\d+)" epoch=(\d+)`)
 
 // fencedShards returns the shard keys of the task attempts that the
 // workers' logs say were abandoned: no manifest may reference them. (A
-// learn task's outputs are its checkpoint's objects, which carry no
-// attempt.)
+// learn task's outputs are its checkpoint's files, which only
+// checkpoint.Fetch's checks cover here.)
 func fencedShards(t *testing.T, procs []*proc) map[string]bool {
 	t.Helper()
 	keys := map[string]bool{}
@@ -395,7 +395,8 @@ func fencedShards(t *testing.T, procs []*proc) map[string]bool {
 		for _, m := range abandonedRE.FindAllStringSubmatch(p.log.String(), -1) {
 			step, _ := strconv.Atoi(m[2])
 			attempt, _ := strconv.Atoi(m[5])
-			keys[storage.ShardKey(m[1], step, m[3], m[4], attempt)] = true
+			epoch, _ := strconv.Atoi(m[6])
+			keys[storage.ShardKey(m[1], step, m[3], m[4], epoch, attempt)] = true
 		}
 	}
 	return keys
