@@ -27,7 +27,7 @@ func TestPrefetchPullsTheNextVersion(t *testing.T) {
 	if err := testmodel.SaveBase(c, bundle, 7); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := checkpoint.ImportBundle(ctx, st, "r", 0, bundle); err != nil {
+	if _, err := checkpoint.ImportBundle(ctx, st, "r", 0, "e1-a1", bundle); err != nil {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()
@@ -44,7 +44,7 @@ func TestPrefetchPullsTheNextVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Version 1 is committed after the rollout started with version 0.
-	if _, err := checkpoint.ImportBundle(ctx, st, "r", 1, bundle); err != nil {
+	if _, err := checkpoint.ImportBundle(ctx, st, "r", 1, "e1-a1", bundle); err != nil {
 		t.Fatal(err)
 	}
 	complete := filepath.Join(cache, "checkpoints", "r", "000001", ".complete")
