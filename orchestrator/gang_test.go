@@ -75,7 +75,7 @@ func TestGangReformsAfterARankFails(t *testing.T) {
 	}}
 	var progress strings.Builder
 	c := gangController(x, &progress)
-	learn := task.Task{Run: "r", Step: 1, Kind: task.Learn, ID: "learn", Phase: "mllm-grpo",
+	learn := task.Task{Run: "r", Step: 1, Epoch: 1, Kind: task.Learn, ID: "learn", Phase: "mllm-grpo",
 		Inputs: []storage.Object{{Key: "runs/r/steps/000001/rollout/r0-a1.arrow"}}}
 	metrics := map[string]float64{}
 	out, err := c.runGang(context.Background(), learn, metrics)
@@ -127,7 +127,7 @@ func TestGangGivesUp(t *testing.T) {
 			}}
 			var progress strings.Builder
 			c := gangController(x, &progress)
-			learn := task.Task{Run: "r", Step: 4, Kind: task.Learn, ID: "learn", Phase: "mllm-grpo",
+			learn := task.Task{Run: "r", Step: 4, Epoch: 1, Kind: task.Learn, ID: "learn", Phase: "mllm-grpo",
 				Inputs: []storage.Object{{Key: "runs/r/steps/000004/rollout/r0-a1.arrow"}}}
 			_, err := c.runGang(context.Background(), learn, map[string]float64{})
 			if err == nil || !strings.Contains(err.Error(), "learn.1") || !strings.Contains(err.Error(), tt.err.Error()) {
