@@ -17,6 +17,12 @@ const (
 	classInk = 6
 )
 
+// MinInk is the least coverage at which a pixel counts as text ink.
+// Glyph strokes are one font pixel wide, so a blur or a smear of a pixel
+// spreads them below half coverage everywhere; objects, at least
+// datasets.ObjectSide(datasets.Small, ·) wide, count from half.
+const MinInk = 0.25
+
 // MinFit is the least IoU with its shape's template a component needs to
 // count as an object. A shape cut down to a fraction a of its area fits
 // its full template with IoU a, so a shape cut by half or more (a fragment
@@ -73,7 +79,7 @@ func classify(img *image.RGBA) []int {
 				best, bestA, bestD = r.class, a, d
 			}
 		}
-		if bestA < 0.5 {
+		if bestA < 0.5 && (best != classInk || bestA < MinInk) {
 			best = classBackground
 		}
 		out[i] = best

@@ -11,7 +11,8 @@
 //   - [Detect]: every pixel is read as a palette colour or the text ink
 //     blended with the background, and goes to the colour whose blend fits
 //     it best, or to the background when that colour covers less than
-//     half of it; non-background pixels form 4-connected components; each
+//     half of it ([MinInk] for the ink, whose strokes are one pixel
+//     wide); non-background pixels form 4-connected components; each
 //     component gets its majority colour, the shape whose square template
 //     (datasets.ShapeMask, slid along a cut-off side) overlaps it best by
 //     IoU, the nearer size class and the grid cell of its centre; a
