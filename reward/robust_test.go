@@ -39,7 +39,7 @@ func TestRobustness(t *testing.T) {
 	floors := map[string]map[string]float64{
 		datasets.Composition: objects, datasets.Reasoning: objects, datasets.Reflection: objects,
 		datasets.Editing: {"blur σ=1": 0.7, "blur σ=1.5": 0.55, "brightness −0.12": 0.5, "all": 0.9},
-		datasets.Text:    {"blur σ=1": 0.9, "blur σ=1.5": 0.55, "glyph cut": 0.85, "all": 0.9},
+		datasets.Text:    {"blur σ=1": 0.9, "blur σ=1.5": 0.55, "glyph cut": 0.95, "all": 0.9},
 	}
 	seen := map[string]bool{}
 	for _, r := range rows {
@@ -167,6 +167,15 @@ func TestRobustnessHandMade(t *testing.T) {
 			return cutBand(m, box.Dx(), box.Dy(), side, c), box, sc.Objects[0].Color.RGBA()
 		})
 	}
+	smearedText := func(s string, n int) image.Image {
+		m := datasets.MustRender(datasets.Scene{Text: s}, 32)
+		smear(m, n)
+		return m
+	}
+	glyphCutText := func(s string) image.Image {
+		m, _, _ := cutGlyph(datasets.Scene{Text: s}, 32, rand.New(rand.NewPCG(3, 3)))
+		return m
+	}
 	smeared := datasets.MustRender(datasets.Scene{Text: "K7Q"}, 32)
 	gaussianBlur(smeared, 0.5)
 	tests := []struct {
@@ -182,6 +191,8 @@ func TestRobustnessHandMade(t *testing.T) {
 		{"square with a quarter cut off is still a large square", datasets.Composition, reqSquare, cut(square, 1, 0.25), 1},
 		{"square with 60% cut off is no square", datasets.Composition, reqSquare, cut(square, 3, 0.6), 0},
 		{"text blurred σ=0.5 reads right", datasets.Text, specJSON(datasets.Scene{Text: "K7Q"}), smeared, 1},
+		{"text smeared 2 px reads right", datasets.Text, specJSON(datasets.Scene{Text: "WM8"}), smearedText("WM8", 2), 1},
+		{"text with a glyph cut is wrong", datasets.Text, specJSON(datasets.Scene{Text: "K7Q"}), glyphCutText("K7Q"), 0},
 	}
 	reg := Builtin(nil)
 	for _, tt := range tests {
