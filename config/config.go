@@ -182,11 +182,26 @@ type DiT struct {
 type Data struct {
 	// Dataset names datasets/<name>/ in the store; empty generates it.
 	Dataset string `yaml:"dataset"`
-	// TrainSize and EvalSize are the numbers of generated rows per split.
+	// TrainSize is the number of rows of the train split: a run's prompts
+	// are consecutive rows of it, wrapping around.
 	TrainSize int `yaml:"train_size"`
-	EvalSize  int `yaml:"eval_size"`
+	// EvalSize is the number of rows of each held-out split (eval and
+	// eval-id): an evaluation (thinkgen train, eval, pretrain) scores the
+	// first --eval-rows of them, and more than EvalSize is refused
+	// (CheckEvalRows).
+	EvalSize int `yaml:"eval_size"`
 	// Mix is the sampling weight of each scenario in a step's prompts.
 	Mix map[string]float64 `yaml:"mix"`
+}
+
+// CheckEvalRows returns an error naming data.eval_size when an evaluation
+// of n rows (flag names them) would score more rows than the held-out
+// split has.
+func (d Data) CheckEvalRows(flag string, n int) error {
+	if n > d.EvalSize {
+		return fmt.Errorf("%s %d: more than data.eval_size (%d), the rows of the held-out split; lower it or raise data.eval_size", flag, n, d.EvalSize)
+	}
+	return nil
 }
 
 // Pretrain configures the supervised stages (MLLM warm-up, stages 1-3).

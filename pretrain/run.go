@@ -122,6 +122,9 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if err := o.Config.Data.CheckEvalRows("eval rows", o.EvalRows); err != nil {
+		return nil, err
+	}
 	pl, err := model.PlacementOf(o.Config)
 	if err != nil {
 		return nil, err

@@ -42,8 +42,8 @@ advantages, KL, clipping, the on-policy ratio, entropy, chain length,
 throughput and where the time went.
 
 When the schedule is done, the base and the policy at the end of each
-schedule block are evaluated on held-out rows in both modes (--eval-rows;
-0 skips) and printed as the per-stage table.
+schedule block are evaluated on held-out rows in both modes (--eval-rows,
+at most data.eval_size; 0 skips) and printed as the per-stage table.
 
 After a kill, run the same command with --resume: the run continues from its
 last committed step with its recorded configuration, and ends with the same
@@ -121,6 +121,9 @@ store has it and starts it otherwise.`,
 						return err
 					}
 				} else if err := preflight.Check(cfg); err != nil {
+					return &usageError{err}
+				}
+				if err := cfg.Data.CheckEvalRows("--eval-rows", *evalRows); err != nil {
 					return &usageError{err}
 				}
 				cache, err := os.MkdirTemp("", "thinkgen-train-")
