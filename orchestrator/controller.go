@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
@@ -77,6 +78,13 @@ type Options struct {
 	// GangAttempts is how many times the learner ranks' gang is formed for
 	// one step (0: 3); the queue never retries a rank alone.
 	GangAttempts int
+	// Eval scores policy version v on held-out rows (runeval.Evaluator's
+	// Version): every run.eval_every steps, and at the last step, the
+	// controller evaluates the version the step's learn made before it
+	// commits the step, so that its scores are part of the step's
+	// metrics. Required when run.eval_every > 0. It must be
+	// deterministic: a resumed run evaluates a re-run step again.
+	Eval func(ctx context.Context, v int) (map[string][]reward.Summary, error)
 }
 
 // StepReport is one committed step.
@@ -149,6 +157,9 @@ func Open(ctx context.Context, o Options) (*Controller, error) {
 	default:
 		return nil, err
 	}
+	if o.Config.Run.EvalEvery > 0 && o.Eval == nil {
+		return nil, fmt.Errorf("run %s: run.eval_every %d: the controller has no evaluator (thinkgen train needs --eval-rows > 0)", o.Run, o.Config.Run.EvalEvery)
+	}
 	plan, err := schedule.Plan(o.Config)
 	if err != nil {
 		return nil, err
@@ -194,7 +205,7 @@ func (c *Controller) repair(ctx context.Context) error {
 		if err := runs.PutStepEvents(ctx, c.o.Store, c.state, step, sm.At, sm.Values); err != nil {
 			return err
 		}
-		if err := c.afterCommit(ctx, c.plan[step-1]); err != nil {
+		if err := c.afterCommit(ctx, c.plan[step-1], sm.Values); err != nil {
 			return err
 		}
 	}
