@@ -180,7 +180,11 @@ type DiT struct {
 
 // Data describes the ShapeWorld data a run trains and evaluates on.
 type Data struct {
-	// Dataset names datasets/<name>/ in the store; empty generates it.
+	// Dataset would name a stored dataset to train on instead of the
+	// generated ShapeWorld rows. Training on a stored dataset is not
+	// implemented yet (the rollout workers generate each row from run.seed
+	// and its index), so a non-empty value is refused by Validate rather
+	// than ignored; keep it empty.
 	Dataset string `yaml:"dataset"`
 	// TrainSize is the number of rows of the train split: a run's prompts
 	// are consecutive rows of it, wrapping around.
