@@ -22,7 +22,7 @@ ifeq ($(DEVICE),cuda)
 export GOFLAGS := $(strip $(GOFLAGS) -tags=cuda)
 endif
 
-.PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench image
+.PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench image cuda-check
 
 all: build
 
@@ -70,6 +70,13 @@ test: build vet
 # It prints the unpacked root filesystem, which `make test` then tests.
 image: build
 	bash scripts/image.sh build bin/thinkgen
+
+# cuda-check compiles and links the dist package's ProcessGroupNCCL half
+# (-tags cuda) against libtorch 2.1.0's CUDA libraries assembled from PyPI
+# wheels in ~/.cache/thinkgen (about 1 GB once); nothing of it runs, for
+# want of a GPU (docs/scale.md, "The CUDA build"). Not part of `make test`.
+cuda-check: setup
+	@bash scripts/cuda-compile-check.sh
 
 # bench runs the Go benchmarks with libtorch on both cores (BENCHMARKS.md).
 bench: build
