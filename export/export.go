@@ -50,6 +50,11 @@ const (
 	fileConnConfig      = "connector/config.json"
 	fileConnWeights     = "connector/diffusion_pytorch_model.safetensors"
 	fileScheduler       = "scheduler/scheduler_config.json"
+	// The VAE of latent: vae, a diffusers AutoencoderKL folder as the
+	// bundle holds it.
+	dirVAE         = "vae"
+	fileVAEConfig  = dirVAE + "/" + model.VAEConfigFile
+	fileVAEWeights = dirVAE + "/" + model.VAEWeightsFile
 )
 
 // Errors of bad input, which the CLI reports as usage errors (exit 2).
@@ -222,6 +227,11 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 			return err
 		}
 	}
+	if cfg.Model.DiT.Latent == "vae" {
+		if err := writeVAE(dir, bundleDir, d); err != nil {
+			return err
+		}
+	}
 	for _, f := range files {
 		if err := repackFile(dir, filepath.Join(bundleDir, f.src), f.parts, d); err != nil {
 			return err
@@ -241,7 +251,7 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 		fileGeneration:      generationConfig(cfg, sp),
 		fileTokenizerConfig: tc,
 		fileSpecialTokens:   specialTokensMap(tc),
-		fileModelIndex:      modelIndex(),
+		fileModelIndex:      modelIndex(cfg),
 		fileDiTConfig:       ditConfig(cfg),
 		fileConnConfig:      connectorConfig(cfg),
 		fileScheduler:       schedulerConfig(cfg),
@@ -251,6 +261,28 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 		}
 	}
 	return nil
+}
+
+// writeVAE writes the bundle's VAE (vae.json, vae.safetensors) as the
+// diffusers folder vae/: config.json as it is, the weights repacked in
+// dtype d.
+func writeVAE(dir, bundleDir string, d DType) error {
+	data, err := os.ReadFile(filepath.Join(bundleDir, "vae.json"))
+	if err != nil {
+		return err
+	}
+	c, err := model.ParseVAEConfig(filepath.Join(bundleDir, "vae.json"), data)
+	if err != nil {
+		return err
+	}
+	if _, err := ensureDir(dir, dirVAE); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(fileVAEConfig)), data, 0o644); err != nil {
+		return err
+	}
+	return repackFile(dir, filepath.Join(bundleDir, "vae.safetensors"),
+		map[string]part{fileVAEWeights: {model.VAESpecs(c), map[string]string{"format": "pt"}}}, d)
 }
 
 // splitVision separates the vision patch embedder's specs (visual.*) from

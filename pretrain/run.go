@@ -30,6 +30,7 @@ import (
 
 // Stage names, in the order they run.
 const (
+	StageVAE      = "vae"      // the VAE of latent: vae (reconstruction)
 	StageWarmup   = "warmup"   // MLLM SFT
 	StageAlign    = "align"    // stage 1: connector and prepadding only
 	StageDiT      = "dit"      // stage 2: DiT (and connector) flow matching
@@ -37,7 +38,7 @@ const (
 )
 
 // AllStages lists the stages in order.
-var AllStages = []string{StageWarmup, StageAlign, StageDiT, StageFinetune}
+var AllStages = []string{StageVAE, StageWarmup, StageAlign, StageDiT, StageFinetune}
 
 // Options configure a pretraining run.
 type Options struct {
@@ -68,6 +69,11 @@ type Options struct {
 	// since a DiT trained with one setting would carry it into another.
 	// Only the MLLM's shape must match. Not with From.
 	FromMLLM string
+	// VAE is a diffusers AutoencoderKL folder (vae/ of a pipeline) that a
+	// fresh bundle of model.dit.latent vae takes as its VAE instead of one
+	// trained by the VAE stage (whose steps must then be 0). Its
+	// architecture must be the one model.vae describes.
+	VAE string
 }
 
 // StageResult summarises one stage.
@@ -102,6 +108,8 @@ func (o *Options) stageDir(stage string) string { return filepath.Join(o.Dir, "p
 func (o *Options) stageCfg(stage string) config.Stage {
 	p := o.Config.Pretrain
 	switch stage {
+	case StageVAE:
+		return p.VAE
 	case StageWarmup:
 		return p.Warmup
 	case StageAlign:
@@ -157,6 +165,11 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 				return err
 			}
 		}
+		if o.VAE != "" {
+			if err := CheckVAE(o.Config, o.VAE); err != nil {
+				return err
+			}
+		}
 		for _, stage := range AllStages {
 			sc := o.stageCfg(stage)
 			final := filepath.Join(o.stageDir(stage), "final")
@@ -189,6 +202,26 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 		return nil
 	})
 	return results, err
+}
+
+// CheckVAE refuses a VAE folder (Options.VAE) that c cannot use: a
+// configuration without latent: vae or with VAE stage steps, or a folder
+// that is not a diffusers AutoencoderKL of model.vae's architecture.
+func CheckVAE(c *config.Config, dir string) error {
+	if c.Model.DiT.Latent != "vae" {
+		return fmt.Errorf("pretrain: --vae %s: model.dit.latent is %s, not vae", dir, c.Model.DiT.Latent)
+	}
+	if c.Pretrain.VAE.Steps > 0 {
+		return fmt.Errorf("pretrain: --vae %s brings a trained VAE: set pretrain.vae.steps to 0 (it is %d)", dir, c.Pretrain.VAE.Steps)
+	}
+	return libtorch.Run(func() error {
+		v, err := model.LoadBundleVAE(dir, c.Model, gotch.CPU)
+		if err != nil {
+			return fmt.Errorf("pretrain: --vae: %w", err)
+		}
+		v.Drop()
+		return nil
+	})
 }
 
 // CheckFrom refuses a start bundle (Options.From) that is missing, corrupt
@@ -248,8 +281,13 @@ func trainable(b *model.Bundle, stage string) []*ts.Tensor {
 	for _, p := range []*model.Params{b.MLLM.P, b.Connector.P, b.DiT.P} {
 		p.SetRequiresGrad(false)
 	}
+	if b.VAE != nil {
+		b.VAE.P.SetRequiresGrad(false)
+	}
 	var on []*model.Params
 	switch stage {
+	case StageVAE:
+		on = []*model.Params{b.VAE.P}
 	case StageWarmup:
 		on = []*model.Params{b.MLLM.P}
 	case StageAlign:
@@ -375,6 +413,13 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 				return res, fmt.Errorf("start from the MLLM of %s: %w", o.FromMLLM, err)
 			}
 		}
+		if o.VAE != "" {
+			b.VAE.Drop()
+			if b.VAE, err = model.LoadBundleVAE(o.VAE, o.Config.Model, o.Device); err != nil {
+				b.Drop()
+				return res, err
+			}
+		}
 	}
 	defer b.Drop()
 	dt, err := model.ParseDType(o.Config.Model.DType, o.Device)
@@ -424,16 +469,22 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 		batch := make([]Example, len(rows))
 		for i := range rows {
+			if stage == StageVAE {
+				break // the VAE reads the target images alone
+			}
 			batch[i], err = stageExample(stage, sc, tok, &rows[i], imgTokens, step+i)
 			if err != nil {
 				return res, err
 			}
 		}
 		var loss *ts.Tensor
-		if stage == StageWarmup {
+		rng := rand.New(rand.NewPCG(uint64(o.Config.Run.Seed), uint64(step)<<8|uint64(len(stage))))
+		switch stage {
+		case StageVAE:
+			loss, err = VAELoss(b.VAE, targetImages(rows), o.Config.Model.DiT.ImageSize, rng, o.Device)
+		case StageWarmup:
 			loss, err = SFTLoss(b.MLLM, batch, o.Config.Model.DiT.ImageSize, o.Device)
-		} else {
-			rng := rand.New(rand.NewPCG(uint64(o.Config.Run.Seed), uint64(step)<<8|uint64(len(stage))))
+		default:
 			loss, err = FlowLoss(b, batch, o.Config.Model.DiT.ImageSize, rng, o.Device)
 		}
 		if err != nil {
@@ -465,10 +516,20 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 	}
 	res.FirstLoss, res.LastLoss = windowMeans(losses)
+	if stage == StageVAE {
+		// Normalise the latents on a batch the stage did not train on.
+		rows, err := o.rowsFor(stage, sc.Steps, sc.Batch)
+		if err != nil {
+			return res, err
+		}
+		if err := calibrateVAE(b.VAE, targetImages(rows), o.Config.Model.DiT.ImageSize, o.Device); err != nil {
+			return res, err
+		}
+	}
 	if err := b.Save(filepath.Join(dir, "final"), sc.Steps, o.Config); err != nil {
 		return res, err
 	}
-	if o.EvalRows > 0 {
+	if o.EvalRows > 0 && stage != StageVAE { // nothing draws images yet
 		if res.Eval, err = o.evaluate(ctx, b, dir); err != nil {
 			return res, fmt.Errorf("eval: %w", err)
 		}
