@@ -15,12 +15,6 @@ import (
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 )
 
-// The files of a diffusers AutoencoderKL folder (a pipeline's vae/).
-const (
-	VAEConfigFile  = "config.json"
-	VAEWeightsFile = "diffusion_pytorch_model.safetensors"
-)
-
 // VAEConfig is the part of a diffusers AutoencoderKL config.json that
 // shapes the network, with diffusers' names and defaults. LatentsMean and
 // LatentsStd (per-channel normalisation some VAEs declare) are not
@@ -298,6 +292,12 @@ func NewVAE(c VAEConfig, dev gotch.Device, seed uint64) (*VAE, error) {
 	}
 	return &VAE{Cfg: c, P: p}, nil
 }
+
+// The files of a diffusers AutoencoderKL folder (a pipeline's vae/).
+const (
+	VAEConfigFile  = "config.json"
+	VAEWeightsFile = "diffusion_pytorch_model.safetensors"
+)
 
 // LoadVAE reads a diffusers AutoencoderKL folder (config.json and
 // diffusion_pytorch_model.safetensors, as save_pretrained writes them).
