@@ -310,16 +310,30 @@ func LoadBundleVAE(dir string, m config.Model, dev gotch.Device) (*VAE, error) {
 	return loadBundleVAE(filepath.Join(dir, VAEConfigFile), filepath.Join(dir, VAEWeightsFile), m, dev)
 }
 
-func loadBundleVAE(configPath, weights string, m config.Model, dev gotch.Device) (*VAE, error) {
-	v, err := loadVAE(configPath, weights, dev)
+// CheckBundleVAE checks, reading no tensor, that dir is a diffusers
+// AutoencoderKL folder of the architecture model section m asks for,
+// whose weights' header matches its config.json.
+func CheckBundleVAE(dir string, m config.Model) error {
+	_, err := checkBundleVAE(filepath.Join(dir, VAEConfigFile), filepath.Join(dir, VAEWeightsFile), m)
+	return err
+}
+
+func checkBundleVAE(configPath, weights string, m config.Model) (VAEConfig, error) {
+	c, err := readVAEConfig(configPath, weights)
 	if err != nil {
+		return c, err
+	}
+	if diff := c.fits(m); len(diff) > 0 {
+		return c, fmt.Errorf("VAE %s: %s", configPath, strings.Join(diff, "; "))
+	}
+	return c, nil
+}
+
+func loadBundleVAE(configPath, weights string, m config.Model, dev gotch.Device) (*VAE, error) {
+	if _, err := checkBundleVAE(configPath, weights, m); err != nil {
 		return nil, err
 	}
-	if diff := v.Cfg.fits(m); len(diff) > 0 {
-		v.Drop()
-		return nil, fmt.Errorf("VAE %s: %s", configPath, strings.Join(diff, "; "))
-	}
-	return v, nil
+	return loadVAE(configPath, weights, dev)
 }
 
 func sumFile(path string) (FileSum, error) {

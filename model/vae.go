@@ -311,16 +311,9 @@ func LoadVAE(dir string, dev gotch.Device) (*VAE, error) {
 
 // loadVAE is LoadVAE for a config and a weights file of any names.
 func loadVAE(configPath, weights string, dev gotch.Device) (*VAE, error) {
-	data, err := os.ReadFile(configPath)
+	c, err := readVAEConfig(configPath, weights)
 	if err != nil {
-		return nil, fmt.Errorf("load VAE: %w", err)
-	}
-	c, err := ParseVAEConfig(configPath, data)
-	if err != nil {
-		return nil, fmt.Errorf("load VAE: %w", err)
-	}
-	if err := CheckSafetensorsHeader(weights, VAESpecs(c)); err != nil {
-		return nil, fmt.Errorf("load VAE: %w (%s describes %s)", err, filepath.Base(configPath), c.summary())
+		return nil, err
 	}
 	v, err := NewVAE(c, dev, 0)
 	if err != nil {
@@ -331,6 +324,23 @@ func loadVAE(configPath, weights string, dev gotch.Device) (*VAE, error) {
 		return nil, fmt.Errorf("load VAE: %w", err)
 	}
 	return v, nil
+}
+
+// readVAEConfig parses a VAE's config and checks its weights' header
+// against it, reading no tensor.
+func readVAEConfig(configPath, weights string) (VAEConfig, error) {
+	data, err := os.ReadFile(configPath)
+	if err != nil {
+		return VAEConfig{}, fmt.Errorf("load VAE: %w", err)
+	}
+	c, err := ParseVAEConfig(configPath, data)
+	if err != nil {
+		return VAEConfig{}, fmt.Errorf("load VAE: %w", err)
+	}
+	if err := CheckSafetensorsHeader(weights, VAESpecs(c)); err != nil {
+		return VAEConfig{}, fmt.Errorf("load VAE: %w (%s describes %s)", err, filepath.Base(configPath), c.summary())
+	}
+	return c, nil
 }
 
 // Save writes the VAE as a diffusers AutoencoderKL folder: config.json and

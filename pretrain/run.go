@@ -214,14 +214,10 @@ func CheckVAE(c *config.Config, dir string) error {
 	if c.Pretrain.VAE.Steps > 0 {
 		return fmt.Errorf("pretrain: --vae %s brings a trained VAE: set pretrain.vae.steps to 0 (it is %d)", dir, c.Pretrain.VAE.Steps)
 	}
-	return libtorch.Run(func() error {
-		v, err := model.LoadBundleVAE(dir, c.Model, gotch.CPU)
-		if err != nil {
-			return fmt.Errorf("pretrain: --vae: %w", err)
-		}
-		v.Drop()
-		return nil
-	})
+	if err := model.CheckBundleVAE(dir, c.Model); err != nil {
+		return fmt.Errorf("pretrain: --vae: %w", err)
+	}
+	return nil
 }
 
 // CheckFrom refuses a start bundle (Options.From) that is missing, corrupt
