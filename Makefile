@@ -48,7 +48,7 @@ vet: setup
 pyenv:
 	@bash scripts/setup-pyenv.sh
 
-# Tests that compare against Python references (transformers, pyarrow) read
+# Tests that compare against Python references (transformers, diffusers, pyarrow) read
 # the venv's interpreter from THINKGEN_PYTHON. go test runs two packages at a
 # time on two cores; libtorch's OpenMP pool spin-waits when oversubscribed
 # (measured: 20x slower), so tests run libtorch on one thread each.
