@@ -186,8 +186,7 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", dir, err)
 	}
-	cfgYAML, err := cfg.YAML()
-	if err != nil {
+	if _, err := cfg.YAML(); err != nil {
 		return err
 	}
 	meta := map[string]string{"format": "thinkgen", "step": strconv.Itoa(step)}
@@ -204,11 +203,27 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 			return fmt.Errorf("save checkpoint %s: %w", dir, err)
 		}
 	}
+	if err := WriteBundleManifest(dir, step, cfg); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteBundleManifest writes dir's manifest.json, the file written last:
+// the size and sha256 of every file a bundle of cfg has (which must all be
+// in dir), step, and cfg, the configuration of the run that made the
+// weights. Save calls it; so does a writer that produces the files by
+// other means (thinkgen import).
+func WriteBundleManifest(dir string, step int, cfg *config.Config) error {
+	cfgYAML, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
 	m := Manifest{Version: BundleVersion, Step: step, DType: cfg.Model.DType, Config: string(cfgYAML), Files: map[string]FileSum{}}
 	for _, f := range bundleFiles(cfg.Model) {
 		sum, err := sumFile(filepath.Join(dir, f))
 		if err != nil {
-			return fmt.Errorf("save checkpoint %s: %w", dir, err)
+			return err
 		}
 		m.Files[f] = sum
 	}
@@ -218,12 +233,9 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 	}
 	tmp := filepath.Join(dir, "."+fileManifest+".tmp")
 	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, fileManifest)); err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", dir, err)
-	}
-	return nil
+	return os.Rename(tmp, filepath.Join(dir, fileManifest))
 }
 
 // ReadBundleManifest reads a saved bundle's manifest, checks every file's
