@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/controlapi"
+	"github.com/thinkgen/thinkgen/internal/faultproxy"
 	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
@@ -27,10 +31,11 @@ import (
 // proc is a thinkgen process of the chaos test (this test binary standing
 // in for thinkgen).
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan error
-	log  *bytes.Buffer
+	name   string
+	cmd    *exec.Cmd
+	done   chan error
+	log    *bytes.Buffer
+	killed sync.Once
 }
 
 func startProc(t *testing.T, name string, env []string, args ...string) *proc {
@@ -52,18 +57,25 @@ func startProc(t *testing.T, name string, env []string, args ...string) *proc {
 	return p
 }
 
+// kill SIGKILLs the process and waits for it; killing it again does
+// nothing.
 func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	p.killed.Do(func() {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	})
 }
 
 // TestChaos runs the chaos test's run distributed (a controller, two
 // rollout, one reward and one learner worker process, a MinIO store) while
-// it SIGKILLs random workers at random moments (at least five times),
-// kills and restarts the controller once and restarts MinIO once; the run
-// must finish with the same final checkpoint and metrics as the undisturbed
-// embedded run of the same seed, and every committed step must hold exactly
-// its shards, each whole.
+// it SIGKILLs random workers at random moments (five times), freezes
+// workers past their lease with SIGSTOP (the learner once), cuts one off
+// the controller through a loopback proxy and heals it, kills and restarts
+// the controller once, restarts MinIO once and stops it for longer than
+// the clients' retries once; the run must finish with the same checkpoints
+// and metrics as the undisturbed embedded run of the same seed, every
+// committed step must hold exactly its shards, each whole, and none an
+// output of an attempt its worker abandoned.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: trains with processes")
@@ -96,13 +108,26 @@ func TestChaos(t *testing.T) {
 	controller := startProc(t, "controller", nil, controllerArgs...)
 	roles := []string{"rollout", "rollout", "reward", "learner"}
 	workers := make([]*proc, len(roles))
+	all := []*proc{}                    // every worker process, for their logs
 	names := make([]string, len(roles)) // each process's name in the controller's status
+	// Each worker slot reaches the controller through its own proxy, which
+	// the test cuts to partition that worker.
+	proxies := make([]*faultproxy.Proxy, len(roles))
+	for i := range proxies {
+		p, err := faultproxy.New(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		proxies[i] = p
+	}
 	started := 0
 	startWorker := func(i int) {
 		started++
 		names[i] = fmt.Sprintf("chaos-%s-%d", roles[i], started)
 		workers[i] = startProc(t, names[i], nil,
-			append([]string{"worker", "--role", roles[i], "--controller", url, "--token-file", tokenFile, "--threads", "1", "--name", names[i]}, storeArgs...)...)
+			append([]string{"worker", "--role", roles[i], "--controller", "http://" + proxies[i].Addr(), "--token-file", tokenFile, "--threads", "1", "--name", names[i]}, storeArgs...)...)
+		all = append(all, workers[i])
 	}
 	for i := range roles {
 		startWorker(i)
@@ -146,49 +171,94 @@ func TestChaos(t *testing.T) {
 	// Chaos until the controller exits for good. It strikes at random
 	// moments, but only while a worker holds a task: a killed worker's task
 	// then waits out its lease, so the run cannot outpace the chaos however
-	// fast the machine (a clock-driven chaos lost that race on CI).
+	// fast the machine (a clock-driven chaos lost that race on CI). The
+	// faults come in the order of plan:
+	//   - kill: SIGKILL a worker holding a task (a new one takes its slot);
+	//   - freeze-learner, freeze: SIGSTOP the learner (or a random holder)
+	//     for twice the lease, then SIGCONT: a zombie that must fence itself;
+	//   - partition: blackhole a holder's link to the controller for twice
+	//     the lease, then heal it;
+	//   - controller: SIGKILL the controller and restart it with --resume;
+	//   - minio-restart: restart MinIO at once;
+	//   - minio-outage: stop MinIO for longer than the clients' retries
+	//     (minio-go's ten); a controller that stops on it is resumed.
+	const lease = 3 * time.Second // chaos.yaml's cluster.lease_timeout
+	plan := []string{"kill", "freeze-learner", "kill", "controller", "kill", "partition", "minio-restart", "kill", "freeze", "kill", "minio-outage"}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	pause := func() time.Time { return time.Now().Add(time.Duration(200+rng.IntN(800)) * time.Millisecond) }
 	next := pause()
-	kills, controllerKilled, minioRestarted := 0, false, false
+	ran := map[string]int{}
+	struck := 0
 	var exitErr error
 loop:
 	for {
 		select {
 		case exitErr = <-controller.done:
+			if exitErr != nil && ran["minio-outage"] > 0 && ran["outage-resume"] == 0 {
+				// The outage outlasted the controller's retries: an
+				// operator resumes it.
+				ran["outage-resume"]++
+				t.Logf("the controller stopped during the MinIO outage (%v); resuming it", exitErr)
+				controller = startProc(t, "controller", nil, append(controllerArgs, "--resume")...)
+				continue
+			}
 			// Killed controllers are waited for below, so this is the
 			// run's own end.
 			break loop
 		case <-ctx.Done():
-			t.Fatalf("the run did not finish in time (%d kills)\ncontroller:\n%s", kills, controller.log)
+			t.Fatalf("the run did not finish in time (faults %v)\ncontroller:\n%s", ran, controller.log)
 		case <-time.After(50 * time.Millisecond):
 		}
-		if time.Now().Before(next) || (controllerKilled && minioRestarted && kills-2 >= 5) {
+		if time.Now().Before(next) || struck == len(plan) {
 			continue
 		}
 		holders := busy(ctx)
 		if len(holders) == 0 {
 			continue
 		}
-		switch {
-		case kills == 3 && !controllerKilled:
+		i := holders[rng.IntN(len(holders))]
+		switch fault := plan[struck]; fault {
+		case "controller":
 			controller.cmd.Process.Signal(syscall.SIGKILL)
 			<-controller.done
-			controllerKilled = true
 			t.Log("killed the controller; restarting it with --resume")
 			controller = startProc(t, "controller", nil, append(controllerArgs, "--resume")...)
-		case kills == 5 && !minioRestarted:
+		case "minio-restart":
 			srv.Kill()
 			time.Sleep(time.Second)
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
 			}
-			minioRestarted = true
 			t.Log("restarted MinIO")
+		case "minio-outage":
+			srv.Kill()
+			time.Sleep(15 * time.Second)
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Log("MinIO was down for 15 s")
+		case "freeze-learner", "freeze":
+			if fault == "freeze-learner" {
+				if !slices.Contains(holders, 3) {
+					continue // wait until the learner holds its task
+				}
+				i = 3
+			}
+			mu.Lock()
+			victim := workers[i]
+			mu.Unlock()
+			victim.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(2 * lease)
+			victim.cmd.Process.Signal(syscall.SIGCONT)
+			t.Logf("froze %s for %v while it held a task", victim.name, 2*lease)
+		case "partition":
+			proxies[i].Blackhole()
+			time.Sleep(2 * lease)
+			proxies[i].Heal()
+			t.Logf("cut %s off the controller for %v while it held a task", names[i], 2*lease)
 		default:
-			i := holders[rng.IntN(len(holders))]
 			victim := names[i]
 			mu.Lock()
 			workers[i].kill()
@@ -196,17 +266,25 @@ loop:
 			mu.Unlock()
 			t.Logf("killed %s while it held a task", victim)
 		}
-		kills++
+		ran[plan[struck]]++
+		struck++
 		next = pause()
 	}
 	if exitErr != nil {
 		t.Fatalf("controller: %v\n%s", exitErr, controller.log)
 	}
-	workerKills := kills - 2
-	if workerKills < 5 || !controllerKilled || !minioRestarted {
-		t.Fatalf("the run finished before the chaos was done: %d worker kills, controller killed %v, MinIO restarted %v", workerKills, controllerKilled, minioRestarted)
+	if struck < len(plan) {
+		t.Fatalf("the run finished before the chaos was done: faults %v of plan %v", ran, plan)
 	}
-	t.Logf("%d worker kills, a controller restart and a MinIO restart", workerKills)
+	t.Logf("faults: %d worker kills, %d freezes (%d of the learner), %d partitions, %d controller kills, %d MinIO restarts, %d MinIO outages (%d controller resumes after one)",
+		ran["kill"], ran["freeze"]+ran["freeze-learner"], ran["freeze-learner"], ran["partition"], ran["controller"], ran["minio-restart"], ran["minio-outage"], ran["outage-resume"])
+	mu.Lock()
+	for _, w := range workers {
+		w.kill() // before their logs are read
+	}
+	mu.Unlock()
+	fenced := fencedShards(t, all)
+	t.Logf("%d task attempts fenced or abandoned by their workers", len(fenced))
 
 	// Same checkpoints as the undisturbed run.
 	bg := context.Background()
@@ -281,6 +359,9 @@ loop:
 			if err := storage.Verify(bg, st, o); err != nil {
 				t.Errorf("step %d: %v", step, err)
 			}
+			if fenced[o.Key] {
+				t.Errorf("step %d references %s, the output of an attempt its worker abandoned", step, o.Key)
+			}
 			kinds[filepath.Base(filepath.Dir(o.Key))]++
 			listed[o.Key] = true
 		}
@@ -297,6 +378,27 @@ loop:
 			t.Errorf("orphaned shard after gc: %s", o.Key)
 		}
 	}
+}
+
+// abandonedRE matches a worker's log line for a task it stopped without
+// reporting (fenced, lease lost, or stopping).
+var abandonedRE = regexp.MustCompile(`msg="task abandoned" task="(\S+) step (\d+) (\w+) task (\S+) attempt (\d+)"`)
+
+// fencedShards returns the shard keys of the task attempts that the
+// workers' logs say were abandoned: no manifest may reference them. (A
+// learn task's outputs are its checkpoint's objects, which carry no
+// attempt.)
+func fencedShards(t *testing.T, procs []*proc) map[string]bool {
+	t.Helper()
+	keys := map[string]bool{}
+	for _, p := range procs {
+		for _, m := range abandonedRE.FindAllStringSubmatch(p.log.String(), -1) {
+			step, _ := strconv.Atoi(m[2])
+			attempt, _ := strconv.Atoi(m[5])
+			keys[storage.ShardKey(m[1], step, m[3], m[4], attempt)] = true
+		}
+	}
+	return keys
 }
 
 // near reports whether two metric values agree to 1e-4 relative (NaN
