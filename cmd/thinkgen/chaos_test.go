@@ -332,7 +332,7 @@ loop:
 		t.Fatal(err)
 	}
 	for name, w := range want.Values {
-		if strings.HasPrefix(name, "time/") || strings.HasSuffix(name, "_per_s") || strings.HasSuffix(name, "seconds") {
+		if strings.HasPrefix(name, "time/") || strings.HasPrefix(name, "idle/") || strings.HasSuffix(name, "_per_s") || strings.HasSuffix(name, "seconds") {
 			continue
 		}
 		h := have.Values[name]
