@@ -86,11 +86,17 @@ func TestChaos(t *testing.T) {
 	st := storagetest.NewBucketStore(t, scfg)
 	chaos := filepath.Join("testdata", "chaos.yaml")
 	base := saveBaseOf(t, chaos)
+	// Twelve steps (three cycles) rather than chaos.yaml's eight, so that
+	// the plan's eleven faults, some of which hold a task for seconds,
+	// always strike before the run ends (on an idle machine eight steps
+	// finished first).
+	const steps = 12
+	cycles := []string{"--set", "schedule.cycles=3"}
 
 	// The undisturbed reference: embedded, on a local store, its steps split
 	// into the same tasks (batch shapes change the last bits of a float).
 	ref := t.TempDir()
-	if code, out, errs := runCLI(t, "train", "--config", chaos, "--set", "run.base="+base, "--run-dir", ref, "--run", "calm", "--eval-rows", "0", "--rollout-tasks", "2"); code != 0 {
+	if code, out, errs := runCLI(t, append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run-dir", ref, "--run", "calm", "--eval-rows", "0", "--rollout-tasks", "2"}, cycles...)...); code != 0 {
 		t.Fatalf("undisturbed run: exit %d\n%s\n%s", code, out, errs)
 	}
 
@@ -103,7 +109,7 @@ func TestChaos(t *testing.T) {
 	addr := testutil.FreeAddr(t)
 	url := "http://" + addr
 	controllerArgs := append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run", "chaos", "--eval-rows", "0",
-		"--listen", addr, "--token-file", tokenFile, "--rollout-tasks", "2"}, storeArgs...)
+		"--listen", addr, "--token-file", tokenFile, "--rollout-tasks", "2"}, append(cycles, storeArgs...)...)
 	var mu sync.Mutex
 	controller := startProc(t, "controller", nil, controllerArgs...)
 	roles := []string{"rollout", "rollout", "reward", "learner"}
@@ -349,7 +355,7 @@ loop:
 		t.Fatal(err)
 	}
 	listed := map[string]bool{}
-	for step := 1; step <= 8; step++ {
+	for step := 1; step <= steps; step++ {
 		m, err := storage.ReadManifest(bg, st, storage.StepManifestKey("chaos", step))
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
