@@ -1,8 +1,6 @@
 package export
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -535,64 +533,23 @@ func initParts(tmp string, cfg *config.Config, vocab int, tok tokenizer.Tokenize
 func writeFloat32(path string, tensors []source, meta map[string]string) error {
 	items := slices.Clone(tensors)
 	sort.Slice(items, func(i, j int) bool { return items[i].name < items[j].name })
-	var h bytes.Buffer
-	h.WriteByte('{')
-	if len(meta) > 0 {
-		m, err := json.Marshal(meta)
-		if err != nil {
-			return err
-		}
-		h.WriteString(`"__metadata__":`)
-		h.Write(m)
-	}
-	var off uint64
+	out := make([]stOut, len(items))
 	for i, it := range items {
-		if i > 0 || len(meta) > 0 {
-			h.WriteByte(',')
-		}
-		n := 4 * uint64(model.Spec{Shape: it.shape}.Numel())
-		name, _ := json.Marshal(it.name)
-		body, err := json.Marshal(stEntry{DType: "F32", Shape: it.shape, Offsets: [2]uint64{off, off + n}})
-		if err != nil {
-			return err
-		}
-		h.Write(name)
-		h.WriteByte(':')
-		h.Write(body)
-		off += n
-	}
-	h.WriteByte('}')
-	if pad := (8 - h.Len()%8) % 8; pad > 0 {
-		h.WriteString(strings.Repeat(" ", pad))
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	err = binary.Write(w, binary.LittleEndian, uint64(h.Len()))
-	if err == nil {
-		_, err = w.Write(h.Bytes())
-	}
-	for _, it := range items {
-		if err != nil {
-			break
-		}
-		r := io.NewSectionReader(it.st.f, it.st.data+int64(it.e.Offsets[0]), int64(it.e.Offsets[1]-it.e.Offsets[0]))
-		if err = copyWidened(w, r, it.e.DType); err != nil {
-			err = fmt.Errorf("tensor %s of %s: %w", it.name, it.st.path, err)
+		out[i] = stOut{
+			name:  it.name,
+			dtype: "F32",
+			shape: it.shape,
+			size:  4 * uint64(model.Spec{Shape: it.shape}.Numel()),
+			write: func(w io.Writer) error {
+				r := io.NewSectionReader(it.st.f, it.st.data+int64(it.e.Offsets[0]), int64(it.e.Offsets[1]-it.e.Offsets[0]))
+				if err := copyWidened(w, r, it.e.DType); err != nil {
+					return fmt.Errorf("tensor %s of %s: %w", it.name, it.st.path, err)
+				}
+				return nil
+			},
 		}
 	}
-	if err == nil {
-		err = w.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return writeSafetensors(path, meta, out)
 }
 
 // copyWidened copies the values of r, of safetensors dtype dt (F32, BF16
