@@ -76,10 +76,21 @@ func (p *proc) kill() {
 // and metrics as the undisturbed embedded run of the same seed, every
 // committed step must hold exactly its shards, each whole, and none an
 // output of an attempt its worker abandoned.
+//
+// It runs twice: synchronously (run.max_staleness 0) and asynchronously
+// (1: the next step's rollouts run while a step learns), each against its
+// own undisturbed run.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: trains with processes")
 	}
+	for _, k := range []int{0, 1} {
+		t.Run(fmt.Sprintf("max_staleness=%d", k), func(t *testing.T) { testChaos(t, k) })
+	}
+}
+
+// testChaos is TestChaos with run.max_staleness k.
+func testChaos(t *testing.T, k int) {
 	srv := storagetest.StartServer(t)
 	bucket := storagetest.BucketName(t)
 	scfg := srv.Config(bucket)
@@ -91,7 +102,7 @@ func TestChaos(t *testing.T) {
 	// always strike before the run ends (on an idle machine eight steps
 	// finished first).
 	const steps = 12
-	cycles := []string{"--set", "schedule.cycles=3"}
+	cycles := []string{"--set", "schedule.cycles=3", "--set", fmt.Sprintf("run.max_staleness=%d", k)}
 
 	// The undisturbed reference: embedded, on a local store, its steps split
 	// into the same tasks (batch shapes change the last bits of a float).
