@@ -186,12 +186,8 @@ func Write(bundleDir, out string, src Source, opt Options) (*Manifest, error) {
 	if err := writeJSON(filepath.Join(tmp, ManifestFile), m); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	if err := CheckOut(out); err != nil { // someone wrote into out meanwhile
+	if err := moveInto(tmp, out, "export"); err != nil {
 		return nil, err
-	}
-	os.Remove(out) // an empty directory: rename does not replace directories
-	if err := os.Rename(tmp, out); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
 	}
 	return m, nil
 }
@@ -428,4 +424,18 @@ func FromRun(ctx context.Context, st storage.Store, run string, v int, out strin
 		return nil, err
 	}
 	return Write(filepath.Join(dir, "bundle"), out, Source{Run: run, Version: v, Where: st.String()}, opt)
+}
+
+// moveInto renames the finished directory tmp to out, which CheckOut
+// accepted before the work began and must still accept (nobody wrote into
+// it meanwhile); a failed rename is reported as op's.
+func moveInto(tmp, out, op string) error {
+	if err := CheckOut(out); err != nil {
+		return err
+	}
+	os.Remove(out) // an empty directory: rename does not replace directories
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
 }

@@ -248,12 +248,8 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	if err := model.WriteBundleManifest(tmp, 0, cfg); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	if err := CheckOut(out); err != nil { // someone wrote into out meanwhile
+	if err := moveInto(tmp, out, "import"); err != nil {
 		return nil, err
-	}
-	os.Remove(out) // an empty directory: rename does not replace directories
-	if err := os.Rename(tmp, out); err != nil {
-		return nil, fmt.Errorf("import: %w", err)
 	}
 	return rep, nil
 }
