@@ -22,7 +22,7 @@ ifeq ($(DEVICE),cuda)
 export GOFLAGS := $(strip $(GOFLAGS) -tags=cuda)
 endif
 
-.PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench image
+.PHONY: all setup build run test test-short vet fmt clean distclean pyenv bench image cuda-check
 
 all: build
 
@@ -48,7 +48,7 @@ vet: setup
 pyenv:
 	@bash scripts/setup-pyenv.sh
 
-# Tests that compare against Python references (transformers, pyarrow) read
+# Tests that compare against Python references (transformers, diffusers, pyarrow) read
 # the venv's interpreter from THINKGEN_PYTHON. go test runs two packages at a
 # time on two cores; libtorch's OpenMP pool spin-waits when oversubscribed
 # (measured: 20x slower), so tests run libtorch on one thread each.
@@ -70,6 +70,13 @@ test: build vet
 # It prints the unpacked root filesystem, which `make test` then tests.
 image: build
 	bash scripts/image.sh build bin/thinkgen
+
+# cuda-check compiles and links the dist package's ProcessGroupNCCL half
+# (-tags cuda) against libtorch 2.1.0's CUDA libraries assembled from PyPI
+# wheels in ~/.cache/thinkgen (about 1 GB once); nothing of it runs, for
+# want of a GPU (docs/scale.md, "The CUDA build"). Not part of `make test`.
+cuda-check: setup
+	@bash scripts/cuda-compile-check.sh
 
 # bench runs the Go benchmarks with libtorch on both cores (BENCHMARKS.md).
 bench: build

@@ -86,6 +86,8 @@ type Model struct {
 	MLLM      MLLM      `yaml:"mllm"`
 	Connector Connector `yaml:"connector"`
 	DiT       DiT       `yaml:"dit"`
+	// VAE shapes the autoencoder of dit.latent vae; pixel space ignores it.
+	VAE VAE `yaml:"vae"`
 }
 
 // SameShape reports whether weights saved for o fit m: the same MLLM,
@@ -111,6 +113,9 @@ func (m Model) ShapeDiff(o Model) []string {
 		diff = append(diff, fmt.Sprintf("connector.prepad %d vs %d", m.Connector.Prepad, o.Connector.Prepad))
 	}
 	walk("dit", m.DiT, o.DiT)
+	if m.DiT.Latent == "vae" || o.DiT.Latent == "vae" {
+		walk("vae", m.VAE, o.VAE)
+	}
 	return diff
 }
 
@@ -178,19 +183,63 @@ type DiT struct {
 	RopeTheta float64 `yaml:"rope_theta"`
 }
 
+// VAE is the architecture of a diffusers AutoencoderKL (the latent space
+// of dit.latent vae): log2(dit.vae_scale) + 1 blocks whose widths are
+// width·1, 2, 4, 4, … (FLUX's VAE: width 128, layers_per_block 2,
+// norm_groups 32, no quant convs), dit.channels latent channels.
+type VAE struct {
+	Width          int  `yaml:"width"`
+	LayersPerBlock int  `yaml:"layers_per_block"`
+	NormGroups     int  `yaml:"norm_groups"`
+	QuantConv      bool `yaml:"quant_conv"`
+}
+
+// BlockWidths returns block_out_channels for a VAE of the given
+// downsampling factor (a power of two).
+func (v VAE) BlockWidths(scale int) []int {
+	var w []int
+	for f := 1; f <= scale; f *= 2 {
+		w = append(w, v.Width*min(f, 4))
+	}
+	return w
+}
+
 // Data describes the ShapeWorld data a run trains and evaluates on.
 type Data struct {
-	// Dataset names datasets/<name>/ in the store; empty generates it.
+	// Dataset would name a stored dataset to train on instead of the
+	// generated ShapeWorld rows. Training on a stored dataset is not
+	// implemented yet (the rollout workers generate each row from run.seed
+	// and its index), so a non-empty value is refused by Validate rather
+	// than ignored; keep it empty.
 	Dataset string `yaml:"dataset"`
-	// TrainSize and EvalSize are the numbers of generated rows per split.
+	// TrainSize is the number of rows of the train split: a run's prompts
+	// are consecutive rows of it, wrapping around.
 	TrainSize int `yaml:"train_size"`
-	EvalSize  int `yaml:"eval_size"`
+	// EvalSize is the number of rows of each held-out split (eval and
+	// eval-id): an evaluation (thinkgen train, eval, pretrain) scores the
+	// first --eval-rows of them, and more than EvalSize is refused
+	// (CheckEvalRows).
+	EvalSize int `yaml:"eval_size"`
 	// Mix is the sampling weight of each scenario in a step's prompts.
 	Mix map[string]float64 `yaml:"mix"`
 }
 
+// CheckEvalRows returns an error naming data.eval_size when an evaluation
+// of n rows (flag names them) would score more rows than the held-out
+// split has.
+func (d Data) CheckEvalRows(flag string, n int) error {
+	if n > d.EvalSize {
+		return fmt.Errorf("%s %d: more than data.eval_size (%d), the rows of the held-out split; lower it or raise data.eval_size", flag, n, d.EvalSize)
+	}
+	return nil
+}
+
 // Pretrain configures the supervised stages (MLLM warm-up, stages 1-3).
 type Pretrain struct {
+	// VAE trains the autoencoder of model.dit.latent vae on the data's
+	// images before the other stages (0 steps with pretrain --vae DIR,
+	// which brings a trained one).
+	VAE      Stage `yaml:"vae"`
 	Warmup   Stage `yaml:"warmup"`
 	Align    Stage `yaml:"align"`
 	DiT      Stage `yaml:"dit"`

@@ -136,6 +136,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"model.dit.image_size=30", "model.dit.image_size"},
 		{"model.dit.latent=jpeg", "model.dit.latent"},
 		{"data.mix.poetry=1", "data.mix.poetry"},
+		{"data.dataset=my-photos", "data.dataset"},
 		{"grpo.eps_low=1.5", "grpo.eps_low"},
 		{"grpo.top_p=0", "grpo.top_p"},
 		{"grpo.clip_ratio_c=1", "grpo.clip_ratio_c"},
@@ -190,6 +191,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"pretrain.warmup.facts=1", "pretrain.warmup.facts"},
 		{"pretrain.warmup.facts=-0.1", "pretrain.warmup.facts"},
 		{"pretrain.dit.facts=0.2", "pretrain.dit.facts"},
+		{"pretrain.vae={steps: 5, batch: 2}", "pretrain.vae.steps"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.set, func(t *testing.T) {
@@ -340,5 +342,35 @@ func TestSetReplacesMapsAndUpdatesStructs(t *testing.T) {
 	}
 	if w := c.Pretrain.Warmup; w.Steps != 5 || w.Batch != 7 {
 		t.Errorf("pretrain.warmup = %+v, want steps 5 and the batch 7 set before", w)
+	}
+}
+
+// TestVAELatentKeys checks model.vae against model.dit for latent: vae:
+// a width the norm groups do not divide and a downsampling factor that is
+// not a power of two are refused by name; a consistent section passes.
+func TestVAELatentKeys(t *testing.T) {
+	vae := []string{"model.dit.latent=vae", "model.dit.channels=4", "model.dit.patch=2"}
+	tests := []struct {
+		sets []string
+		key  string // "" for valid
+	}{
+		{[]string{"model.dit.vae_scale=4", "model.vae={width: 8, layers_per_block: 1, norm_groups: 4}"}, ""},
+		{[]string{"model.dit.vae_scale=4", "model.vae={width: 6, layers_per_block: 1, norm_groups: 4}"}, "model.vae.width"},
+		{[]string{"model.dit.vae_scale=8", "model.vae={width: 8, layers_per_block: 0, norm_groups: 4}"}, "model.vae.layers_per_block"},
+		{[]string{"model.dit.vae_scale=2", "model.dit.image_size=48", "model.dit.patch=3", "model.vae={width: 8, layers_per_block: 1, norm_groups: 4}"}, ""},
+		{[]string{"model.dit.vae_scale=3", "model.dit.image_size=36", "model.dit.patch=2", "model.vae={width: 8, layers_per_block: 1, norm_groups: 4}"}, "model.dit.vae_scale"},
+	}
+	for _, tt := range tests {
+		_, err := Load("", append(append([]string{}, vae...), tt.sets...))
+		if tt.key == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tt.sets, err)
+			}
+			continue
+		}
+		var verr *ValidationError
+		if !errors.As(err, &verr) || len(verr.Fields) != 1 || verr.Fields[0].Key != tt.key {
+			t.Errorf("%v: error %v, want exactly %s", tt.sets, err, tt.key)
+		}
 	}
 }

@@ -182,12 +182,27 @@ func (c *Config) Validate() error {
 	if d.Latent == "pixel" && d.VAEScale != 1 {
 		k.add("model.dit.vae_scale", "1 when model.dit.latent is pixel", d.VAEScale)
 	}
+	if d.Latent == "vae" {
+		v := m.VAE
+		if d.VAEScale&(d.VAEScale-1) != 0 {
+			k.add("model.dit.vae_scale", "a power of two when model.dit.latent is vae", d.VAEScale)
+		}
+		k.positive("model.vae.width", v.Width)
+		k.positive("model.vae.layers_per_block", v.LayersPerBlock)
+		k.positive("model.vae.norm_groups", v.NormGroups)
+		if v.NormGroups > 0 && v.Width%v.NormGroups != 0 {
+			k.add("model.vae.width", fmt.Sprintf("a multiple of model.vae.norm_groups (%d)", v.NormGroups), v.Width)
+		}
+	}
 	if d.VAEScale > 0 && d.Patch > 0 && d.ImageSize%(d.VAEScale*d.Patch) != 0 {
 		k.add("model.dit.image_size", fmt.Sprintf("a multiple of vae_scale*patch (%d)", d.VAEScale*d.Patch), d.ImageSize)
 	}
 
 	k.nonNegative("data.train_size", c.Data.TrainSize)
 	k.nonNegative("data.eval_size", c.Data.EvalSize)
+	if c.Data.Dataset != "" {
+		k.add("data.dataset", "empty: training on a stored dataset is not implemented yet (the rows are generated from run.seed; see data.train_size)", fmt.Sprintf("%q", c.Data.Dataset))
+	}
 	checkScenarioMap(&k, "data.mix", c.Data.Mix)
 	checkScenarioMap(&k, "grpo.mix", c.GRPO.Mix)
 	checkScenarioMap(&k, "flow_grpo.mix", c.FlowGRPO.Mix)
@@ -195,7 +210,7 @@ func (c *Config) Validate() error {
 	for _, s := range []struct {
 		key string
 		st  Stage
-	}{{"pretrain.warmup", c.Pretrain.Warmup}, {"pretrain.align", c.Pretrain.Align}, {"pretrain.dit", c.Pretrain.DiT}, {"pretrain.finetune", c.Pretrain.Finetune}} {
+	}{{"pretrain.vae", c.Pretrain.VAE}, {"pretrain.warmup", c.Pretrain.Warmup}, {"pretrain.align", c.Pretrain.Align}, {"pretrain.dit", c.Pretrain.DiT}, {"pretrain.finetune", c.Pretrain.Finetune}} {
 		k.nonNegative(s.key+".steps", s.st.Steps)
 		if s.st.Steps > 0 {
 			k.positive(s.key+".batch", s.st.Batch)
@@ -205,13 +220,16 @@ func (c *Config) Validate() error {
 			k.add(s.key+".condition", "one of pseudo-cot, pipeline, mixed", fmt.Sprintf("%q", c))
 		}
 	}
+	if c.Pretrain.VAE.Steps > 0 && c.Model.DiT.Latent != "vae" {
+		k.add("pretrain.vae.steps", "0 when model.dit.latent is not vae (there is no VAE to train)", c.Pretrain.VAE.Steps)
+	}
 	if f := c.Pretrain.Warmup.Facts; f < 0 || f >= 1 || math.IsNaN(f) {
 		k.add("pretrain.warmup.facts", "a share in [0, 1)", fmt.Sprint(f))
 	}
 	for _, s := range []struct {
 		key string
 		st  Stage
-	}{{"pretrain.align", c.Pretrain.Align}, {"pretrain.dit", c.Pretrain.DiT}, {"pretrain.finetune", c.Pretrain.Finetune}} {
+	}{{"pretrain.vae", c.Pretrain.VAE}, {"pretrain.align", c.Pretrain.Align}, {"pretrain.dit", c.Pretrain.DiT}, {"pretrain.finetune", c.Pretrain.Finetune}} {
 		if s.st.Facts != 0 {
 			k.add(s.key+".facts", "0 (only the warm-up takes text-only fact questions)", fmt.Sprint(s.st.Facts))
 		}

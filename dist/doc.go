@@ -8,8 +8,8 @@
 // rank connects to it), a PrefixStore that keeps each [Config.Epoch]'s keys
 // apart, and the backend: ProcessGroupGloo on CPU, or ProcessGroupNCCL in
 // a binary built with the cuda tag (DEVICE=cuda make build; that path is
-// untested: it has been neither compiled nor run, for want of a GPU and
-// the CUDA toolkit's headers). Gloo's headers come from Debian's libgloo-dev
+// compiled and linked by scripts/cuda-compile-check.sh but has never run,
+// for want of a GPU). Gloo's headers come from Debian's libgloo-dev
 // (scripts/gloo.sh, run by make setup); its code is the copy inside
 // libtorch_cpu.so. The shim catches every C++ exception and returns its
 // message, so a failing collective is an ordinary Go error.

@@ -50,6 +50,11 @@ const (
 	fileConnConfig      = "connector/config.json"
 	fileConnWeights     = "connector/diffusion_pytorch_model.safetensors"
 	fileScheduler       = "scheduler/scheduler_config.json"
+	// The VAE of latent: vae, a diffusers AutoencoderKL folder as the
+	// bundle holds it.
+	dirVAE         = "vae"
+	fileVAEConfig  = dirVAE + "/" + model.VAEConfigFile
+	fileVAEWeights = dirVAE + "/" + model.VAEWeightsFile
 )
 
 // Errors of bad input, which the CLI reports as usage errors (exit 2).
@@ -181,12 +186,8 @@ func Write(bundleDir, out string, src Source, opt Options) (*Manifest, error) {
 	if err := writeJSON(filepath.Join(tmp, ManifestFile), m); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	if err := CheckOut(out); err != nil { // someone wrote into out meanwhile
+	if err := moveInto(tmp, out, "export"); err != nil {
 		return nil, err
-	}
-	os.Remove(out) // an empty directory: rename does not replace directories
-	if err := os.Rename(tmp, out); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
 	}
 	return m, nil
 }
@@ -222,6 +223,11 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 			return err
 		}
 	}
+	if cfg.Model.DiT.Latent == "vae" {
+		if err := writeVAE(dir, bundleDir, d); err != nil {
+			return err
+		}
+	}
 	for _, f := range files {
 		if err := repackFile(dir, filepath.Join(bundleDir, f.src), f.parts, d); err != nil {
 			return err
@@ -241,7 +247,7 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 		fileGeneration:      generationConfig(cfg, sp),
 		fileTokenizerConfig: tc,
 		fileSpecialTokens:   specialTokensMap(tc),
-		fileModelIndex:      modelIndex(),
+		fileModelIndex:      modelIndex(cfg),
 		fileDiTConfig:       ditConfig(cfg),
 		fileConnConfig:      connectorConfig(cfg),
 		fileScheduler:       schedulerConfig(cfg),
@@ -251,6 +257,28 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 		}
 	}
 	return nil
+}
+
+// writeVAE writes the bundle's VAE (vae.json, vae.safetensors) as the
+// diffusers folder vae/: config.json as it is, the weights repacked in
+// dtype d.
+func writeVAE(dir, bundleDir string, d DType) error {
+	data, err := os.ReadFile(filepath.Join(bundleDir, "vae.json"))
+	if err != nil {
+		return err
+	}
+	c, err := model.ParseVAEConfig(filepath.Join(bundleDir, "vae.json"), data)
+	if err != nil {
+		return err
+	}
+	if _, err := ensureDir(dir, dirVAE); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(fileVAEConfig)), data, 0o644); err != nil {
+		return err
+	}
+	return repackFile(dir, filepath.Join(bundleDir, "vae.safetensors"),
+		map[string]part{fileVAEWeights: {model.VAESpecs(c), map[string]string{"format": "pt"}}}, d)
 }
 
 // splitVision separates the vision patch embedder's specs (visual.*) from
@@ -396,4 +424,18 @@ func FromRun(ctx context.Context, st storage.Store, run string, v int, out strin
 		return nil, err
 	}
 	return Write(filepath.Join(dir, "bundle"), out, Source{Run: run, Version: v, Where: st.String()}, opt)
+}
+
+// moveInto renames the finished directory tmp to out, which CheckOut
+// accepted before the work began and must still accept (nobody wrote into
+// it meanwhile); a failed rename is reported as op's.
+func moveInto(tmp, out, op string) error {
+	if err := CheckOut(out); err != nil {
+		return err
+	}
+	os.Remove(out) // an empty directory: rename does not replace directories
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
 }

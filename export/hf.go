@@ -190,7 +190,11 @@ func specialTokensMap(cfg map[string]any) map[string]any {
 
 // modelIndex is diffusers' model_index.json: each part's folder and
 // (library, class). Classes that only thinkgen implements say so.
-func modelIndex() map[string]any {
+func modelIndex(cfg *config.Config) map[string]any {
+	vae := []any{nil, nil}
+	if cfg.Model.DiT.Latent == "vae" {
+		vae = []any{"diffusers", "AutoencoderKL"}
+	}
 	return map[string]any{
 		"_class_name":        "ThinkGenPipeline",
 		"_diffusers_version": diffusersVersion,
@@ -198,7 +202,7 @@ func modelIndex() map[string]any {
 		"connector":          []string{"thinkgen", "VGIRefineConnector"},
 		"transformer":        []string{"thinkgen", "ThinkGenDiT"},
 		"scheduler":          []string{"diffusers", "FlowMatchEulerDiscreteScheduler"},
-		"vae":                []any{nil, nil},
+		"vae":                vae,
 	}
 }
 

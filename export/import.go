@@ -134,5 +134,12 @@ func Import(dir string, dev gotch.Device) (*model.Bundle, *Manifest, error) {
 			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
 		}
 	}
+	if b.VAE != nil {
+		b.VAE.Drop()
+		if b.VAE, err = model.LoadBundleVAE(filepath.Join(dir, dirVAE), cfg.Model, dev); err != nil {
+			b.Drop()
+			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+		}
+	}
 	return b, m, nil
 }

@@ -126,11 +126,48 @@ func repack(path string, src *stFile, p part, d DType) error {
 		items = append(items, item{s.Name, e})
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].name < items[j].name })
+	out := make([]stOut, len(items))
+	for i, it := range items {
+		out[i] = stOut{
+			name:  it.name,
+			dtype: d.safetensors(),
+			shape: it.e.Shape,
+			size:  (it.e.Offsets[1] - it.e.Offsets[0]) / 4 * uint64(d.size()),
+			write: func(w io.Writer) error {
+				r := io.NewSectionReader(src.f, src.data+int64(it.e.Offsets[0]), int64(it.e.Offsets[1]-it.e.Offsets[0]))
+				if d.orFloat32() == Float32 {
+					_, err := io.Copy(w, r)
+					return err
+				}
+				if err := copyNarrowed(w, r, d); err != nil {
+					return fmt.Errorf("tensor %s: %w", it.name, err)
+				}
+				return nil
+			},
+		}
+	}
+	return writeSafetensors(path, p.meta, out)
+}
 
+// stOut is one tensor of a safetensors file being written: its header
+// entry (name, dtype, shape, byte count) and what writes its bytes.
+type stOut struct {
+	name  string
+	dtype string
+	shape []int64
+	size  uint64
+	write func(w io.Writer) error
+}
+
+// writeSafetensors writes a new safetensors file at path: meta as its
+// __metadata__ (none when empty), then tensors in the order given, their
+// data 8-byte aligned as the reference writer pads them. Each tensor's
+// write must write exactly its size bytes.
+func writeSafetensors(path string, meta map[string]string, tensors []stOut) error {
 	var h bytes.Buffer
 	h.WriteByte('{')
-	if len(p.meta) > 0 {
-		m, err := json.Marshal(p.meta)
+	if len(meta) > 0 {
+		m, err := json.Marshal(meta)
 		if err != nil {
 			return err
 		}
@@ -138,24 +175,21 @@ func repack(path string, src *stFile, p part, d DType) error {
 		h.Write(m)
 	}
 	var off uint64
-	for i, it := range items {
-		if i > 0 || len(p.meta) > 0 {
+	for i, t := range tensors {
+		if i > 0 || len(meta) > 0 {
 			h.WriteByte(',')
 		}
-		n := (it.e.Offsets[1] - it.e.Offsets[0]) / 4 * uint64(d.size())
-		e := stEntry{DType: d.safetensors(), Shape: it.e.Shape, Offsets: [2]uint64{off, off + n}}
-		name, _ := json.Marshal(it.name)
-		body, err := json.Marshal(e)
+		name, _ := json.Marshal(t.name)
+		body, err := json.Marshal(stEntry{DType: t.dtype, Shape: t.shape, Offsets: [2]uint64{off, off + t.size}})
 		if err != nil {
 			return err
 		}
 		h.Write(name)
 		h.WriteByte(':')
 		h.Write(body)
-		off += n
+		off += t.size
 	}
 	h.WriteByte('}')
-	// The data start 8-byte aligned, as the reference writer pads them.
 	if pad := (8 - h.Len()%8) % 8; pad > 0 {
 		h.WriteString(strings.Repeat(" ", pad))
 	}
@@ -169,17 +203,11 @@ func repack(path string, src *stFile, p part, d DType) error {
 	if err == nil {
 		_, err = w.Write(h.Bytes())
 	}
-	for _, it := range items {
+	for _, t := range tensors {
 		if err != nil {
 			break
 		}
-		n := int64(it.e.Offsets[1] - it.e.Offsets[0])
-		r := io.NewSectionReader(src.f, src.data+int64(it.e.Offsets[0]), n)
-		if d.orFloat32() == Float32 {
-			_, err = io.Copy(w, r)
-		} else if err = copyNarrowed(w, r, d); err != nil {
-			err = fmt.Errorf("tensor %s: %w", it.name, err)
-		}
+		err = t.write(w)
 	}
 	if err == nil {
 		err = w.Flush()

@@ -22,15 +22,72 @@ import (
 	"github.com/thinkgen/thinkgen/model"
 )
 
-// TestDiffusersSchedulerSamplesExport draws an image from the export of
-// base/tiny with diffusers' FlowMatchEulerDiscreteScheduler, loaded from
-// the exported scheduler config and stepped on the exported transformer's
-// guided outputs (which this test serves, as diffusers cannot build the
-// DiT), and checks that the scheduler asks for thinkgen's times and ends
-// at thinkgen's own sample from the same noise and condition.
+// TestDiffusersSchedulerSamplesExport draws an image from an export with
+// diffusers' FlowMatchEulerDiscreteScheduler, loaded from the exported
+// scheduler config and stepped on the exported transformer's guided
+// outputs (which this test serves, as diffusers cannot build the DiT), and
+// checks that the scheduler asks for thinkgen's times and ends at
+// thinkgen's own sample from the same noise and condition; with latent:
+// vae, diffusers' AutoencoderKL loaded from the exported vae/ decodes it to
+// thinkgen's image.
 func TestDiffusersSchedulerSamplesExport(t *testing.T) {
 	py := testenv.Python(t)
-	out, _ := writeBase(t)
+	t.Run("pixel base/tiny", func(t *testing.T) {
+		out, _ := writeBase(t)
+		sampleWithDiffusers(t, py, out)
+	})
+	t.Run("vae", func(t *testing.T) {
+		sampleWithDiffusers(t, py, writeVAEExport(t))
+	})
+}
+
+// writeVAEExport exports a freshly initialised bundle of base/tiny's
+// configuration with the DiT in the 8×8×4 latent of a small VAE whose
+// latents are normalised (scaling 0.7, shift 0.2).
+func writeVAEExport(t *testing.T) string {
+	t.Helper()
+	_, cfg, err := model.ReadBundleManifest(baseTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range []string{"model.dit.latent=vae", "model.dit.channels=4", "model.dit.vae_scale=4", "model.dit.patch=2",
+		"model.vae={width: 8, layers_per_block: 1, norm_groups: 4}"} {
+		if err := cfg.Set(kv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	err = libtorch.Run(func() error {
+		tok, err := model.TokenizerFor(cfg.Model.MLLM)
+		if err != nil {
+			return err
+		}
+		b, err := model.NewBundle(cfg, tok, gotch.CPU, 3)
+		if err != nil {
+			return err
+		}
+		defer b.Drop()
+		shift := 0.2
+		b.VAE.Cfg.ScalingFactor, b.VAE.Cfg.ShiftFactor = 0.7, &shift
+		return b.Save(bundle, 0, cfg)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "export")
+	if _, err := Write(bundle, out, Source{}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sampleWithDiffusers runs testdata/scheduler_reference.py on the export
+// in out and compares its times, sample and (with a VAE) image with
+// thinkgen's.
+func sampleWithDiffusers(t *testing.T, py, out string) {
 	tmp := t.TempDir()
 	noisePath, resultPath := filepath.Join(tmp, "noise.safetensors"), filepath.Join(tmp, "result.safetensors")
 	err := libtorch.Run(func() error {
@@ -44,7 +101,7 @@ func TestDiffusersSchedulerSamplesExport(t *testing.T) {
 			return err
 		}
 		s := cfg.Sampling
-		side := cfg.Model.DiT.ImageSize / b.DiT.Cfg.VAEScale
+		side := model.LatentSide(cfg.Model.DiT)
 		var cond, uncond *model.Condition
 		libtorch.NoGrad(func() {
 			states := ts.MustRandn([]int64{5, int64(b.Connector.In)}, gotch.Float, gotch.CPU)
@@ -101,19 +158,33 @@ func TestDiffusersSchedulerSamplesExport(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		lv, _ := res.Tensor("latents")
-		got := make([]float32, len(lv.Data())/4)
-		for i := range got {
-			got[i] = math.Float32frombits(binary.LittleEndian.Uint32(lv.Data()[4*i:]))
+		compare := func(name string, want *ts.Tensor) {
+			v, ok := res.Tensor(name)
+			if !ok {
+				t.Errorf("diffusers wrote no %s", name)
+				return
+			}
+			got := make([]float32, len(v.Data())/4)
+			for i := range got {
+				got[i] = math.Float32frombits(binary.LittleEndian.Uint32(v.Data()[4*i:]))
+			}
+			c := want.MustContiguous(false)
+			defer c.MustDrop()
+			wantVals := c.Vals().([]float32)
+			worst := 0.0
+			for i := range got {
+				worst = math.Max(worst, math.Abs(float64(got[i]-wantVals[i])))
+			}
+			t.Logf("%s: max |diffusers − thinkgen| = %.3g (%d steps, cfg %g, time shift %v)", name, worst, s.DiTSteps, s.CFG, s.TimeShift)
+			if worst > 1e-4 {
+				t.Errorf("diffusers' %s differs from thinkgen's by %g (> 1e-4)", name, worst)
+			}
 		}
-		wantVals := want.MustContiguous(false).Vals().([]float32)
-		worst := 0.0
-		for i := range got {
-			worst = math.Max(worst, math.Abs(float64(got[i]-wantVals[i])))
-		}
-		t.Logf("final sample: max |diffusers − thinkgen| = %.3g (%d steps, cfg %g, time shift %v)", worst, s.DiTSteps, s.CFG, s.TimeShift)
-		if worst > 1e-4 {
-			t.Errorf("diffusers' sample differs from thinkgen's by %g (> 1e-4)", worst)
+		compare("latents", want)
+		if b.VAE != nil {
+			img := b.Latent().Decode(want)
+			defer img.MustDrop()
+			compare("image", img)
 		}
 		return nil
 	})

@@ -182,15 +182,9 @@ func TestFlowGRPORefusesStepsTheRolloutDidNotSample(t *testing.T) {
 			return err
 		}
 		defer l.Close()
-		req := rollout.Request{Run: "r", Step: 1, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0}, Seed: a,
-			Settings: rollout.SettingsFor(c, config.PhaseDiTGRPO, a)}
-		rolls, _, err := rollout.DiT(l.Policy(), req, gotch.CPU)
+		rolls, rews, err := ditPair(l, c, rows, 1, a)
 		if err != nil {
 			return err
-		}
-		rews := []shards.RewardRow{
-			{GroupID: 0, SampleIndex: 0, Scenario: rolls[0].Scenario, Reward: 0},
-			{GroupID: 0, SampleIndex: 1, Scenario: rolls[1].Scenario, Reward: 1},
 		}
 		_, err = l.Step(config.PhaseDiTGRPO, b, rolls, rews)
 		want := fmt.Sprintf("step %d was sampled by the ODE", rollout.SDEWindow(*f, b)[0])
@@ -222,4 +216,19 @@ func TestFlowGRPORefusesStepsTheRolloutDidNotSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ditPair samples one DiT group of rows' first row at step with seed
+// (two images under the small configs) and rewards them 0 and 1.
+func ditPair(l *learner.Learner, c *config.Config, rows []datasets.Row, step int, seed uint64) ([]shards.RolloutRow, []shards.RewardRow, error) {
+	req := rollout.Request{Run: "r", Step: step, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0}, Seed: seed,
+		Settings: rollout.SettingsFor(c, config.PhaseDiTGRPO, seed)}
+	rolls, _, err := rollout.DiT(l.Policy(), req, gotch.CPU)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rolls, []shards.RewardRow{
+		{GroupID: 0, SampleIndex: 0, Scenario: rolls[0].Scenario, Reward: 0},
+		{GroupID: 0, SampleIndex: 1, Scenario: rolls[1].Scenario, Reward: 1},
+	}, nil
 }

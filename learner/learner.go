@@ -635,16 +635,18 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 			}
 		}
 	}
-	refs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, l.dev)
+	pixelRefs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, l.dev)
 	if err != nil {
 		return FlowStats{}, err
 	}
-	if refs != nil {
-		sc.Add(refs)
+	var refs *ts.Tensor // the DiT's reference latents
+	if pixelRefs != nil {
+		sc.Add(pixelRefs)
+		refs = sc.Add(l.policy.RefLatents(pixelRefs))
 	}
 	// The instruction states come from the (frozen) MLLM; the policy's and
 	// the reference's connectors map them to each DiT's condition.
-	states, _, err := l.policy.MLLM.InstructionStates(prompts, completions, refs)
+	states, _, err := l.policy.MLLM.InstructionStates(prompts, completions, pixelRefs)
 	if err != nil {
 		return FlowStats{}, err
 	}
@@ -671,7 +673,7 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 	if f.Objective == config.ObjectiveAWM {
 		return l.awmPart(seed, rows, adv, states, refCond, refs, len(trained), cfg, weight)
 	}
-	tr := rollout.Trajectory(f.Steps, c.Sampling.TimeShift, size)
+	tr := rollout.Trajectory(f.Steps, c.Sampling.TimeShift, model.LatentSide(c.Model.DiT))
 	var acc FlowStats
 	scale := weight / float64(len(trained))
 	for _, k := range trained {

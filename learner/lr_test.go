@@ -5,14 +5,10 @@ import (
 	"math"
 	"testing"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/testmodel"
 	"github.com/thinkgen/thinkgen/learner"
-	"github.com/thinkgen/thinkgen/rollout"
-	"github.com/thinkgen/thinkgen/shards"
 )
 
 // TestPhaseLearningRateSchedule: flow_grpo.warmup_steps and
@@ -37,15 +33,9 @@ func TestPhaseLearningRateSchedule(t *testing.T) {
 	want := map[int]float64{2: 0.5e-4, 3: 1e-4, 5: 1e-4, 6: 0.55e-4}
 	err = withLearner(c, nil, func(l *learner.Learner) error {
 		const seed = 7
-		req := rollout.Request{Run: "r", Step: 2, Task: "r0", Attempt: 1, Phase: config.PhaseDiTGRPO, Rows: rows, GroupIDs: []int64{0}, Seed: seed,
-			Settings: rollout.SettingsFor(c, config.PhaseDiTGRPO, seed)}
-		rolls, _, err := rollout.DiT(l.Policy(), req, gotch.CPU)
+		rolls, rews, err := ditPair(l, c, rows, 2, seed)
 		if err != nil {
 			return err
-		}
-		rews := []shards.RewardRow{
-			{GroupID: 0, SampleIndex: 0, Scenario: rolls[0].Scenario, Reward: 0},
-			{GroupID: 0, SampleIndex: 1, Scenario: rolls[1].Scenario, Reward: 1},
 		}
 		for _, step := range []int{2, 3, 5, 6} {
 			l.SetVersion(step - 1)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
@@ -35,6 +36,35 @@ type Bundle struct {
 	MLLM      *MLLM
 	Connector *Connector
 	DiT       *DiT
+	// VAE is the latent space of model.dit.latent vae (nil for pixel).
+	VAE *VAE
+}
+
+// Latent returns the space the DiT works in: the VAE, or pixel space.
+func (b *Bundle) Latent() Latent {
+	if b.VAE != nil {
+		return b.VAE
+	}
+	return PixelSpace{}
+}
+
+// LatentSide is the side of the DiT's latents, image_size / vae_scale.
+func LatentSide(c config.DiT) int { return c.ImageSize / max(c.VAEScale, 1) }
+
+// RefLatents converts reference images as the MLLM reads them (pixels in
+// [−1, 1], EncodeImages with PixelSpace) into the DiT's reference latents:
+// the same values in pixel space, the VAE's encoding otherwise. nil stays
+// nil; the caller drops the result.
+func (b *Bundle) RefLatents(pixels *ts.Tensor) *ts.Tensor {
+	if pixels == nil {
+		return nil
+	}
+	if b.VAE == nil {
+		return pixels.MustShallowClone()
+	}
+	img := pixels.MustAddScalar(ts.FloatScalar(1), false).MustMulScalar(ts.FloatScalar(0.5), true)
+	defer img.MustDrop()
+	return b.VAE.Encode(img)
 }
 
 // SpecialIDsOf returns the ids the models need from a tokenizer, or an error
@@ -79,6 +109,12 @@ func NewBundle(cfg *config.Config, tok tokenizer.Tokenizer, dev gotch.Device, se
 		b.Drop()
 		return nil, err
 	}
+	if cfg.Model.DiT.Latent == "vae" {
+		if b.VAE, err = NewVAE(VAEConfigFor(cfg.Model), dev, seed+3); err != nil {
+			b.Drop()
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -92,6 +128,9 @@ func (b *Bundle) Drop() {
 	}
 	if b.DiT != nil {
 		b.DiT.Drop()
+	}
+	if b.VAE != nil {
+		b.VAE.Drop()
 	}
 }
 
@@ -119,7 +158,21 @@ const (
 	fileDiT       = "dit.safetensors"
 	fileTokenizer = "tokenizer.json"
 	fileManifest  = "manifest.json"
+	// The VAE of latent: vae: a diffusers AutoencoderKL's config.json and
+	// weights under flat names (a bundle is one flat directory; export
+	// writes them as a vae/ folder).
+	fileVAEConfig = "vae.json"
+	fileVAE       = "vae.safetensors"
 )
+
+// bundleFiles lists the files of a bundle of model section m.
+func bundleFiles(m config.Model) []string {
+	files := []string{fileMLLM, fileConnector, fileDiT, fileTokenizer}
+	if m.DiT.Latent == "vae" {
+		files = append(files, fileVAEConfig, fileVAE)
+	}
+	return files
+}
 
 // Save writes the bundle into dir: the three safetensors files and the
 // tokenizer first, then manifest.json with their sizes and checksums (the
@@ -133,8 +186,7 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", dir, err)
 	}
-	cfgYAML, err := cfg.YAML()
-	if err != nil {
+	if _, err := cfg.YAML(); err != nil {
 		return err
 	}
 	meta := map[string]string{"format": "thinkgen", "step": strconv.Itoa(step)}
@@ -146,11 +198,32 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 	if err := tokenizer.SaveFile(filepath.Join(dir, fileTokenizer), b.Tok); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", dir, err)
 	}
+	if b.VAE != nil {
+		if err := b.VAE.save(filepath.Join(dir, fileVAEConfig), filepath.Join(dir, fileVAE)); err != nil {
+			return fmt.Errorf("save checkpoint %s: %w", dir, err)
+		}
+	}
+	if err := WriteBundleManifest(dir, step, cfg); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteBundleManifest writes dir's manifest.json, the file written last:
+// the size and sha256 of every file a bundle of cfg has (which must all be
+// in dir), step, and cfg, the configuration of the run that made the
+// weights. Save calls it; so does a writer that produces the files by
+// other means (thinkgen import).
+func WriteBundleManifest(dir string, step int, cfg *config.Config) error {
+	cfgYAML, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
 	m := Manifest{Version: BundleVersion, Step: step, DType: cfg.Model.DType, Config: string(cfgYAML), Files: map[string]FileSum{}}
-	for _, f := range []string{fileMLLM, fileConnector, fileDiT, fileTokenizer} {
+	for _, f := range bundleFiles(cfg.Model) {
 		sum, err := sumFile(filepath.Join(dir, f))
 		if err != nil {
-			return fmt.Errorf("save checkpoint %s: %w", dir, err)
+			return err
 		}
 		m.Files[f] = sum
 	}
@@ -160,12 +233,9 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 	}
 	tmp := filepath.Join(dir, "."+fileManifest+".tmp")
 	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, fileManifest)); err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", dir, err)
-	}
-	return nil
+	return os.Rename(tmp, filepath.Join(dir, fileManifest))
 }
 
 // ReadBundleManifest reads a saved bundle's manifest, checks every file's
@@ -183,7 +253,11 @@ func ReadBundleManifest(dir string) (*Manifest, *config.Config, error) {
 	if m.Version != BundleVersion {
 		return nil, nil, fmt.Errorf("load checkpoint %s: manifest version %d, this build reads %d", dir, m.Version, BundleVersion)
 	}
-	for _, f := range []string{fileMLLM, fileConnector, fileDiT, fileTokenizer} {
+	cfg, err := config.Parse(filepath.Join(dir, fileManifest)+" config", []byte(m.Config))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+	}
+	for _, f := range bundleFiles(cfg.Model) {
 		want, ok := m.Files[f]
 		if !ok {
 			return nil, nil, fmt.Errorf("load checkpoint %s: manifest lists no %s", dir, f)
@@ -195,10 +269,6 @@ func ReadBundleManifest(dir string) (*Manifest, *config.Config, error) {
 		if got != want {
 			return nil, nil, fmt.Errorf("load checkpoint %s: %s has size %d sha256 %s, manifest says %d %s", dir, f, got.Size, got.SHA256, want.Size, want.SHA256)
 		}
-	}
-	cfg, err := config.Parse(filepath.Join(dir, fileManifest)+" config", []byte(m.Config))
-	if err != nil {
-		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
 	return &m, cfg, nil
 }
@@ -225,6 +295,13 @@ func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
 			return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 		}
 	}
+	if b.VAE != nil {
+		b.VAE.Drop()
+		if b.VAE, err = loadBundleVAE(filepath.Join(dir, fileVAEConfig), filepath.Join(dir, fileVAE), cfg.Model, dev); err != nil {
+			b.Drop()
+			return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+		}
+	}
 	return b, m, nil
 }
 
@@ -236,6 +313,39 @@ func LoadBundleMLLM(dir string, p *Params) error {
 		return fmt.Errorf("load the MLLM of %s: %w", dir, err)
 	}
 	return nil
+}
+
+// LoadBundleVAE loads the diffusers AutoencoderKL folder dir as the VAE of
+// model section m, refusing one whose architecture is not the one m asks
+// for (its scaling and shift factors are its own).
+func LoadBundleVAE(dir string, m config.Model, dev gotch.Device) (*VAE, error) {
+	return loadBundleVAE(filepath.Join(dir, VAEConfigFile), filepath.Join(dir, VAEWeightsFile), m, dev)
+}
+
+// CheckBundleVAE checks, reading no tensor, that dir is a diffusers
+// AutoencoderKL folder of the architecture model section m asks for,
+// whose weights' header matches its config.json.
+func CheckBundleVAE(dir string, m config.Model) error {
+	_, err := checkBundleVAE(filepath.Join(dir, VAEConfigFile), filepath.Join(dir, VAEWeightsFile), m)
+	return err
+}
+
+func checkBundleVAE(configPath, weights string, m config.Model) (VAEConfig, error) {
+	c, err := readVAEConfig(configPath, weights)
+	if err != nil {
+		return c, err
+	}
+	if diff := c.fits(m); len(diff) > 0 {
+		return c, fmt.Errorf("VAE %s: %s", configPath, strings.Join(diff, "; "))
+	}
+	return c, nil
+}
+
+func loadBundleVAE(configPath, weights string, m config.Model, dev gotch.Device) (*VAE, error) {
+	if _, err := checkBundleVAE(configPath, weights, m); err != nil {
+		return nil, err
+	}
+	return loadVAE(configPath, weights, dev)
 }
 
 func sumFile(path string) (FileSum, error) {

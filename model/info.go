@@ -26,7 +26,7 @@ func Inventory(c *config.Config, vocab int) []ModuleCount {
 			head = s.Numel()
 		}
 	}
-	return []ModuleCount{
+	counts := []ModuleCount{
 		{"mllm.text (embeddings)", embed, false},
 		{"mllm.text (decoder layers + norm)", CountParams(text) - embed - head, false},
 		{"mllm.text (untied lm_head)", head, false},
@@ -35,4 +35,8 @@ func Inventory(c *config.Config, vocab int) []ModuleCount {
 		{"connector (VGI-refine)", CountParams(ConnectorSpecs(m.MLLM.Hidden, m.DiT.Hidden, m.Connector.Prepad)), false},
 		{"dit", CountParams(DiTSpecs(m.DiT)), false},
 	}
+	if m.DiT.Latent == "vae" {
+		counts = append(counts, ModuleCount{"vae (AutoencoderKL)", CountParams(VAESpecs(VAEConfigFor(m))), false})
+	}
+	return counts
 }

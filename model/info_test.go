@@ -17,6 +17,10 @@ const (
 	// OmniGen2's DiT: "about 4B" parameters (hidden 2520, 32 layers,
 	// 21/7 heads of 120, FFN 10240, 2-layer refiners, patch 2, 16 channels).
 	omniGen2DiTParams = 4.0e9
+	// FLUX.1's VAE (ae.safetensors; diffusers' AutoencoderKL with block
+	// widths 128 256 512 512, 2 layers per block, 16 latent channels, no
+	// quant convs): 83,819,683 parameters.
+	fluxVAEParams = 83_819_683
 )
 
 func TestFullScaleParameterCounts(t *testing.T) {
@@ -31,6 +35,9 @@ func TestFullScaleParameterCounts(t *testing.T) {
 	dit := CountParams(DiTSpecs(cfg.Model.DiT))
 	if rel := math.Abs(float64(dit)-omniGen2DiTParams) / omniGen2DiTParams; rel > 0.02 {
 		t.Errorf("DiT: %d parameters, %.2f%% off OmniGen2's ~4.0B", dit, 100*rel)
+	}
+	if vae := CountParams(VAESpecs(VAEConfigFor(cfg.Model))); vae != fluxVAEParams {
+		t.Errorf("VAE: %d parameters, FLUX.1's has %d", vae, fluxVAEParams)
 	}
 	t.Logf("full scale: MLLM text %d, DiT %d, connector %d", text, dit,
 		CountParams(ConnectorSpecs(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad)))

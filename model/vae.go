@@ -11,13 +11,8 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
-)
-
-// The files of a diffusers AutoencoderKL folder (a pipeline's vae/).
-const (
-	VAEConfigFile  = "config.json"
-	VAEWeightsFile = "diffusion_pytorch_model.safetensors"
 )
 
 // VAEConfig is the part of a diffusers AutoencoderKL config.json that
@@ -68,6 +63,37 @@ func DefaultVAEConfig() VAEConfig {
 		NormNumGroups: 32, SampleSize: 32, ScalingFactor: 0.18215,
 		UseQuantConv: true, UsePostQuantConv: true, MidBlockAddAttention: true, ForceUpcast: true,
 	}
+}
+
+// VAEConfigFor returns the AutoencoderKL config of a model section with
+// dit.latent vae: model.vae's architecture, dit.channels latent channels,
+// dit.vae_scale downsampling, scaling_factor 1 and no shift (pre-training's
+// VAE stage measures both on its data).
+func VAEConfigFor(m config.Model) VAEConfig {
+	c := DefaultVAEConfig()
+	c.BlockOutChannels = m.VAE.BlockWidths(m.DiT.VAEScale)
+	c.DownBlockTypes, c.UpBlockTypes = nil, nil
+	for range c.BlockOutChannels {
+		c.DownBlockTypes = append(c.DownBlockTypes, "DownEncoderBlock2D")
+		c.UpBlockTypes = append(c.UpBlockTypes, "UpDecoderBlock2D")
+	}
+	c.LayersPerBlock = m.VAE.LayersPerBlock
+	c.NormNumGroups = m.VAE.NormGroups
+	c.LatentChannels = m.DiT.Channels
+	c.SampleSize = m.DiT.ImageSize
+	c.ScalingFactor = 1
+	c.UseQuantConv, c.UsePostQuantConv = m.VAE.QuantConv, m.VAE.QuantConv
+	return c
+}
+
+// fits reports how c differs from the architecture m asks for (empty when
+// it fits); scaling and shift are the VAE's own.
+func (c VAEConfig) fits(m config.Model) []string {
+	want := VAEConfigFor(m)
+	if got, w := c.summary(), want.summary(); got != w {
+		return []string{fmt.Sprintf("the VAE has %s, model.vae and model.dit ask for %s", got, w)}
+	}
+	return nil
 }
 
 // ParseVAEConfig reads a diffusers AutoencoderKL config.json (name is used
@@ -267,6 +293,12 @@ func NewVAE(c VAEConfig, dev gotch.Device, seed uint64) (*VAE, error) {
 	return &VAE{Cfg: c, P: p}, nil
 }
 
+// The files of a diffusers AutoencoderKL folder (a pipeline's vae/).
+const (
+	VAEConfigFile  = "config.json"
+	VAEWeightsFile = "diffusion_pytorch_model.safetensors"
+)
+
 // LoadVAE reads a diffusers AutoencoderKL folder (config.json and
 // diffusion_pytorch_model.safetensors, as save_pretrained writes them).
 // Before allocating anything it checks every tensor of the weights file
@@ -274,18 +306,14 @@ func NewVAE(c VAEConfig, dev gotch.Device, seed uint64) (*VAE, error) {
 // config does not match its weights is refused with an error naming the
 // file and the tensor.
 func LoadVAE(dir string, dev gotch.Device) (*VAE, error) {
-	data, err := os.ReadFile(filepath.Join(dir, VAEConfigFile))
+	return loadVAE(filepath.Join(dir, VAEConfigFile), filepath.Join(dir, VAEWeightsFile), dev)
+}
+
+// loadVAE is LoadVAE for a config and a weights file of any names.
+func loadVAE(configPath, weights string, dev gotch.Device) (*VAE, error) {
+	c, err := readVAEConfig(configPath, weights)
 	if err != nil {
-		return nil, fmt.Errorf("load VAE %s: %w", dir, err)
-	}
-	c, err := ParseVAEConfig(filepath.Join(dir, VAEConfigFile), data)
-	if err != nil {
-		return nil, fmt.Errorf("load VAE %s: %w", dir, err)
-	}
-	weights := filepath.Join(dir, VAEWeightsFile)
-	specs := VAESpecs(c)
-	if err := CheckSafetensorsHeader(weights, specs); err != nil {
-		return nil, fmt.Errorf("load VAE: %w (%s describes %s)", err, VAEConfigFile, c.summary())
+		return nil, err
 	}
 	v, err := NewVAE(c, dev, 0)
 	if err != nil {
@@ -293,9 +321,26 @@ func LoadVAE(dir string, dev gotch.Device) (*VAE, error) {
 	}
 	if _, err := LoadSafetensors(weights, v.P); err != nil {
 		v.Drop()
-		return nil, fmt.Errorf("load VAE %s: %w", dir, err)
+		return nil, fmt.Errorf("load VAE: %w", err)
 	}
 	return v, nil
+}
+
+// readVAEConfig parses a VAE's config and checks its weights' header
+// against it, reading no tensor.
+func readVAEConfig(configPath, weights string) (VAEConfig, error) {
+	data, err := os.ReadFile(configPath)
+	if err != nil {
+		return VAEConfig{}, fmt.Errorf("load VAE: %w", err)
+	}
+	c, err := ParseVAEConfig(configPath, data)
+	if err != nil {
+		return VAEConfig{}, fmt.Errorf("load VAE: %w", err)
+	}
+	if err := CheckSafetensorsHeader(weights, VAESpecs(c)); err != nil {
+		return VAEConfig{}, fmt.Errorf("load VAE: %w (%s describes %s)", err, filepath.Base(configPath), c.summary())
+	}
+	return c, nil
 }
 
 // Save writes the VAE as a diffusers AutoencoderKL folder: config.json and
@@ -304,17 +349,22 @@ func (v *VAE) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save VAE %s: %w", dir, err)
 	}
+	return v.save(filepath.Join(dir, VAEConfigFile), filepath.Join(dir, VAEWeightsFile))
+}
+
+// save writes the config and the weights to the given paths.
+func (v *VAE) save(configPath, weights string) error {
 	c := v.Cfg
 	c.ClassName = "AutoencoderKL"
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
-		return fmt.Errorf("save VAE %s: %w", dir, err)
+		return fmt.Errorf("save VAE: %w", err)
 	}
-	if err := SaveSafetensors(filepath.Join(dir, VAEWeightsFile), v.P, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("save VAE %s: %w", dir, err)
+	if err := SaveSafetensors(weights, v.P, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("save VAE: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, VAEConfigFile), append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("save VAE %s: %w", dir, err)
+	if err := os.WriteFile(configPath, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save VAE: %w", err)
 	}
 	return nil
 }
@@ -474,6 +524,6 @@ func (v *VAE) attention(s *libtorch.Scope, p string, x *ts.Tensor) *ts.Tensor {
 
 // summary names the architecture in one line for errors.
 func (c VAEConfig) summary() string {
-	return fmt.Sprintf("block_out_channels %v, layers_per_block %d, latent_channels %d, use_quant_conv %v, mid_block_add_attention %v",
-		c.BlockOutChannels, c.LayersPerBlock, c.LatentChannels, c.UseQuantConv, c.MidBlockAddAttention)
+	return fmt.Sprintf("block_out_channels %v, layers_per_block %d, latent_channels %d, norm_num_groups %d, use_quant_conv %v, mid_block_add_attention %v",
+		c.BlockOutChannels, c.LayersPerBlock, c.LatentChannels, c.NormNumGroups, c.UseQuantConv, c.MidBlockAddAttention)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
@@ -91,6 +92,13 @@ type Options struct {
 	// error stops the controller there, as a kill would. It is a
 	// fault-injection hook for tests (train's THINKGEN_FAULT_AFTER_MANIFEST).
 	AfterManifest func(step int) error
+	// Eval scores policy version v on held-out rows (runeval.Evaluator's
+	// Version): every run.eval_every steps, and at the last step, the
+	// controller evaluates the version the step's learn made before it
+	// commits the step, so that its scores are part of the step's
+	// metrics. Required when run.eval_every > 0. It must be
+	// deterministic: a resumed run evaluates a re-run step again.
+	Eval func(ctx context.Context, v int) (map[string][]reward.Summary, error)
 }
 
 // DefaultLeaseTTL is Options.LeaseTTL's default.
@@ -189,6 +197,9 @@ func Open(ctx context.Context, o Options) (c *Controller, err error) {
 		rs = nil
 	default:
 		return nil, err
+	}
+	if o.Config.Run.EvalEvery > 0 && o.Eval == nil {
+		return nil, fmt.Errorf("run %s: run.eval_every %d: the controller has no evaluator (thinkgen train needs --eval-rows > 0)", o.Run, o.Config.Run.EvalEvery)
 	}
 	plan, err := schedule.Plan(o.Config)
 	if err != nil {
@@ -292,7 +303,7 @@ func (c *Controller) repair(ctx context.Context) error {
 		if err := runs.PutStepEvents(ctx, c.o.Store, c.state, step, sm.At, sm.Values); err != nil {
 			return err
 		}
-		if err := c.afterCommit(ctx, c.plan[step-1]); err != nil {
+		if err := c.afterCommit(ctx, c.plan[step-1], sm.Values); err != nil {
 			return err
 		}
 	}

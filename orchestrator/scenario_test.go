@@ -20,6 +20,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/queue/queuetest"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
@@ -33,7 +34,7 @@ import (
 // clock that moves only when a task runs, and failures injected into
 // tasks and store operations. Commands:
 //
-//	config phases=mllm-grpo:1,dit-grpo:1 cycles=1 prompts=3 train-size=10 checkpoint-every=10
+//	config phases=mllm-grpo:1,dit-grpo:1 cycles=1 prompts=3 train-size=10 checkpoint-every=10 eval-every=0
 //	    the configuration of the runs that follow (these are the defaults)
 //	fail kind=K [id=ID] [step=N] [times=N] [fatal]
 //	    the next times (1) attempts of a matching task fail, fatally or not
@@ -43,10 +44,12 @@ import (
 //	    killed there
 //	break op=get key=S [skip=N] [times=N]
 //	    the same for reads (Get) of the store
-//	train run=R [resume] [stop-after=N] [rollout-tasks=N] [attempts=N] [kill-after-manifest=N]
-//	    runs the controller: prints every task attempt, the progress lines
-//	    and how it ended; kill-after-manifest stops it (Options.AfterManifest)
-//	    right after step N's manifest is committed
+//	train run=R [resume] [stop-after=N] [rollout-tasks=N] [attempts=N] [kill-after-manifest=N] [eval=S1,S2,…]
+//	    runs the controller: prints every task attempt, every evaluation
+//	    (run.eval_every: version v scores S_v, the list repeating, in each
+//	    scenario and mode), the progress lines and how it ended;
+//	    kill-after-manifest stops it (Options.AfterManifest) right after
+//	    step N's manifest is committed
 //	hold run=R holder=H ttl=D
 //	    another controller H takes run R's lease for D on the test clock
 //	    (and keeps it: a live controller elsewhere)
@@ -156,6 +159,7 @@ func scenarioConfig(args map[string]string) *config.Config {
 	c.Schedule.Cycles, _ = strconv.Atoi(get("cycles", "1"))
 	c.Run.CheckpointEvery, _ = strconv.Atoi(get("checkpoint-every", "10"))
 	c.Run.MaxStaleness, _ = strconv.Atoi(get("max-staleness", "0"))
+	c.Run.EvalEvery, _ = strconv.Atoi(get("eval-every", "0"))
 	c.Schedule.Phases = nil
 	for _, ph := range strings.Split(get("phases", "mllm-grpo:1,dit-grpo:1"), ",") {
 		name, n, _ := strings.Cut(ph, ":")
@@ -190,10 +194,28 @@ func (s *scenario) train(ctx context.Context, t *testing.T, d directive) string 
 			return nil
 		}
 	}
+	var evals []string
+	var eval func(context.Context, int) (map[string][]reward.Summary, error)
+	if list, ok := d.args["eval"]; ok {
+		scores := strings.Split(list, ",")
+		eval = func(ctx context.Context, v int) (map[string][]reward.Summary, error) {
+			x, err := strconv.ParseFloat(scores[(v-1)%len(scores)], 64)
+			if err != nil {
+				t.Fatalf("line %d: eval=%s: %v", d.line, list, err)
+			}
+			// The policy version must be in the store when it is evaluated.
+			if _, err := storage.ReadManifest(ctx, s.store, storage.CheckpointManifestKey(d.args["run"], v)); err != nil {
+				return nil, err
+			}
+			evals = append(evals, fmt.Sprintf("eval version %d: %g", v, x))
+			sum := func(sc string) reward.Summary { return reward.Summary{Scenario: sc, N: 1, Score: x, Strict: x / 2} }
+			return map[string][]reward.Summary{"direct": {sum("composition"), sum("text")}, "think": {sum("composition")}}, nil
+		}
+	}
 	reps, err := orchestrator.Train(ctx, orchestrator.Options{
 		Config: s.cfg, Store: s.store, Run: d.args["run"], Exec: exec, Resume: d.args["resume"] == "true",
 		Checkpoints: fakeCheckpoints{s.store}, RolloutTasks: atoi(t, d, "rollout-tasks", 2), Attempts: atoi(t, d, "attempts", 0),
-		StopAfter: atoi(t, d, "stop-after", 0), Progress: &progress, TmpDir: t.TempDir(), Clock: s.clock,
+		StopAfter: atoi(t, d, "stop-after", 0), Progress: &progress, TmpDir: t.TempDir(), Clock: s.clock, Eval: eval,
 		Holder: "controller-" + d.args["run"], AfterManifest: afterManifest,
 	})
 	// With run.max_staleness > 0 steps overlap: the progress lines' times
@@ -204,6 +226,9 @@ func (s *scenario) train(ctx context.Context, t *testing.T, d directive) string 
 		for _, c := range exec.sortedCalls() {
 			b.WriteString(c + "\n")
 		}
+	}
+	for _, e := range evals {
+		b.WriteString(e + "\n")
 	}
 	if _, quiet := d.args["quiet"]; !quiet {
 		b.WriteString(progress.String())
@@ -235,6 +260,20 @@ func (s *scenario) state(ctx context.Context, t *testing.T, run string) string {
 		slices.Sort(seeds)
 		fmt.Fprintf(&b, "run.json: committed %d/%d policy %d phase %s kept %v seeds of steps %v started %s updated %s\n",
 			rs.Committed, rs.Steps, rs.PolicyVersion, rs.Phase, rs.Kept, seeds, rs.Started.Format(time.TimeOnly), rs.Updated.Format(time.TimeOnly))
+		if be := rs.BestEval; be != nil {
+			fmt.Fprintf(&b, "best eval: version %d score %g strict %g\n", be.Version, be.Score, be.Strict)
+		}
+		// The evaluations in the steps' metrics (the history, TensorBoard).
+		for step := 1; step <= rs.Committed; step++ {
+			sm, err := runs.ReadStepMetrics(ctx, s.store, run, step, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := sm.Values["eval/mean"]; ok {
+				fmt.Fprintf(&b, "step %d metrics: eval/mean %g eval_strict/mean %g eval/direct/mean %g eval/think/composition %g\n",
+					step, v, sm.Values["eval_strict/mean"], sm.Values["eval/direct/mean"], sm.Values["eval/think/composition"])
+			}
+		}
 	}
 	objs, err := s.store.Store.List(ctx, storage.RunPrefix(run))
 	if err != nil {
@@ -349,6 +388,9 @@ func (s *scenario) committed(ctx context.Context, t *testing.T, run string) stri
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "committed %d policy %d phase %s kept %v seeds %v\n", rs.Committed, rs.PolicyVersion, rs.Phase, rs.Kept, rs.Seeds)
+	if be := rs.BestEval; be != nil {
+		fmt.Fprintf(&b, "best eval %+v\n", *be)
+	}
 	list := func(m *storage.Manifest) {
 		for _, o := range m.Objects {
 			key := attempt.ReplaceAllString(strings.TrimPrefix(o.Key, storage.RunPrefix(run)), "$1$2")

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
@@ -51,6 +52,15 @@ func (c *Controller) runStep(ctx context.Context, p schedule.Step) (StepReport, 
 		return StepReport{}, err
 	}
 	metrics["time/learn_s"] = c.since(t2).Seconds()
+	if c.evaluates(p.Step) {
+		t := c.clock.Now()
+		scores, err := c.o.Eval(ctx, p.Step)
+		if err != nil {
+			return StepReport{}, fmt.Errorf("eval policy version %d: %w", p.Step, err)
+		}
+		evalMetrics(metrics, scores)
+		metrics["time/eval_s"] = c.since(t).Seconds()
+	}
 	c.idleMetrics(t0, busy, metrics)
 	outs := append(append(rolloutOut, rewardOut...), learnOut...)
 	if err := c.commit(ctx, p, t0, outs, metrics); err != nil {
@@ -124,13 +134,45 @@ func (c *Controller) commit(ctx context.Context, p schedule.Step, t0 time.Time, 
 	if err := runs.PutStepEvents(ctx, c.o.Store, c.state, p.Step, at, events); err != nil {
 		return err
 	}
-	return c.afterCommit(ctx, p)
+	return c.afterCommit(ctx, p, events)
 }
 
-// afterCommit records a committed step in run.json and drops the previous
-// checkpoint unless run.checkpoint_every keeps it or it ends a block of
-// the schedule.
-func (c *Controller) afterCommit(ctx context.Context, p schedule.Step) error {
+// evaluates reports whether step's version is evaluated before the step
+// commits: every run.eval_every steps, and the last step.
+func (c *Controller) evaluates(step int) bool {
+	every := c.o.Config.Run.EvalEvery
+	return every > 0 && (step%every == 0 || step == len(c.plan))
+}
+
+// evalMetrics adds held-out scores to a step's metrics: eval/<mode>/<scenario>
+// (the mean partial score) and eval_strict/<mode>/<scenario> (the strict
+// accuracy) as the eval event file names them, eval/<mode>/mean over the
+// scenarios, and eval/mean and eval_strict/mean, those of the best mode
+// (runs.EvalMean), which the keep-best policy ranks versions by.
+func evalMetrics(metrics map[string]float64, scores map[string][]reward.Summary) {
+	for mode, sums := range scores {
+		var mean float64
+		for _, s := range sums {
+			metrics["eval/"+mode+"/"+s.Scenario] = s.Score
+			metrics["eval_strict/"+mode+"/"+s.Scenario] = s.Strict
+			mean += s.Score / float64(len(sums))
+		}
+		if len(sums) > 0 {
+			metrics["eval/"+mode+"/mean"] = mean
+		}
+	}
+	if best, ok := runs.EvalMean(scores); ok {
+		metrics["eval/mean"], metrics["eval_strict/mean"] = best.Score, best.Strict
+	}
+}
+
+// afterCommit records a committed step (its metrics: those of its shard)
+// in run.json, its evaluation as the run's best when it beats the best
+// so far, and drops the previous checkpoint unless run.checkpoint_every
+// keeps it, it ends a block of the schedule or it is the best evaluated
+// version; a best that this step's version beats is dropped too, unless
+// kept for another of those reasons or still sampled with.
+func (c *Controller) afterCommit(ctx context.Context, p schedule.Step, metrics map[string]float64) error {
 	rs := c.state
 	rs.Committed = p.Step
 	rs.PolicyVersion = p.Step
@@ -140,7 +182,17 @@ func (c *Controller) afterCommit(ctx context.Context, p schedule.Step) error {
 	}
 	rs.Seeds[strconv.Itoa(p.Step)] = schedule.Seed(c.o.Config.Run.Seed, p.Step)
 	rs.Kept = append(rs.Kept, p.Step)
-	drops := c.droppable(p.Step)
+	var beaten []int
+	if score, ok := metrics["eval/mean"]; ok {
+		cand := runs.BestEval{Version: p.Step, Score: score, Strict: metrics["eval_strict/mean"]}
+		if old := rs.BestEval; old == nil || cand.Beats(*old) {
+			if old != nil && old.Version < p.Step-c.o.Config.Run.MaxStaleness-1 && c.dropsWhenDone(old.Version) {
+				beaten = append(beaten, old.Version)
+			}
+			rs.BestEval = &cand
+		}
+	}
+	drops := append(c.droppable(p.Step), beaten...)
 	if len(drops) > 0 {
 		rs.Kept = slices.DeleteFunc(rs.Kept, func(v int) bool { return slices.Contains(drops, v) })
 	}
@@ -161,10 +213,10 @@ func (c *Controller) afterCommit(ctx context.Context, p schedule.Step) error {
 // droppable lists the versions that the commit of step may delete: the
 // one no later step samples with any more (step − 1 − run.max_staleness;
 // with k = 0 the previous version), and after the last step every version
-// still held for sampling; none that run.checkpoint_every keeps or that
-// ends a block of the schedule.
+// still held for sampling; none that run.checkpoint_every keeps, that
+// ends a block of the schedule or that is the run's best evaluated version
+// (run.eval_every).
 func (c *Controller) droppable(step int) []int {
-	every := c.o.Config.Run.CheckpointEvery
 	k := c.o.Config.Run.MaxStaleness
 	first := step - 1 - k
 	last := first
@@ -173,11 +225,19 @@ func (c *Controller) droppable(step int) []int {
 	}
 	var out []int
 	for v := max(1, first); v <= last; v++ {
-		if (every <= 0 || v%every != 0) && !c.plan[v-1].EndsPhase {
+		if c.dropsWhenDone(v) && (c.state.BestEval == nil || c.state.BestEval.Version != v) {
 			out = append(out, v)
 		}
 	}
 	return out
+}
+
+// dropsWhenDone reports whether version v is deleted once no step samples
+// with it: neither run.checkpoint_every nor the end of a block of the
+// schedule keeps it (the best evaluated version is the caller's to check).
+func (c *Controller) dropsWhenDone(v int) bool {
+	every := c.o.Config.Run.CheckpointEvery
+	return v > 0 && (every <= 0 || v%every != 0) && !c.plan[v-1].EndsPhase
 }
 
 // runAll runs tasks concurrently (an executor with one worker runs them

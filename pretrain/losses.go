@@ -136,7 +136,7 @@ func flowGroup(b *model.Bundle, group []Example, imageSize int, rng *rand.Rand, 
 	}
 	defer cond.Drop()
 
-	x1, err := model.EncodeImages(model.PixelSpace{}, targets, imageSize, dev)
+	x1, err := model.EncodeImages(b.Latent(), targets, imageSize, dev)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func flowGroup(b *model.Bundle, group []Example, imageSize int, rng *rand.Rand, 
 	xt := s.Add(x0.MustAdd(s.Add(diff.MustMul(tt, false)), false))
 	var refs *ts.Tensor
 	if imgs != nil {
-		refs = imgs // pixel space: the DiT's reference latents are the same [-1, 1] images
+		refs = s.Add(b.RefLatents(imgs))
 	}
 	v, err := b.DiT.Forward(model.DiTInput{X: xt, T: times, Text: cond, Refs: refs})
 	if err != nil {

@@ -317,3 +317,18 @@ func TestPretrainFromMLLM(t *testing.T) {
 		}
 	}
 }
+
+// TestPretrainRefusesMoreEvalRowsThanTheSplit: data.eval_size bounds the
+// held-out rows a stage's evaluation scores, checked before any step.
+func TestPretrainRefusesMoreEvalRowsThanTheSplit(t *testing.T) {
+	c := smallConfig()
+	c.Data.EvalSize = 8
+	dir := t.TempDir()
+	_, err := Run(context.Background(), Options{Config: c, Dir: dir, EvalRows: 9})
+	if err == nil || !strings.Contains(err.Error(), "data.eval_size (8)") {
+		t.Fatalf("9 eval rows with data.eval_size 8: error %v, want one naming data.eval_size", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the refused pretrain wrote %d entries", len(entries))
+	}
+}

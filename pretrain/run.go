@@ -30,6 +30,7 @@ import (
 
 // Stage names, in the order they run.
 const (
+	StageVAE      = "vae"      // the VAE of latent: vae (reconstruction)
 	StageWarmup   = "warmup"   // MLLM SFT
 	StageAlign    = "align"    // stage 1: connector and prepadding only
 	StageDiT      = "dit"      // stage 2: DiT (and connector) flow matching
@@ -37,7 +38,7 @@ const (
 )
 
 // AllStages lists the stages in order.
-var AllStages = []string{StageWarmup, StageAlign, StageDiT, StageFinetune}
+var AllStages = []string{StageVAE, StageWarmup, StageAlign, StageDiT, StageFinetune}
 
 // Options configure a pretraining run.
 type Options struct {
@@ -68,6 +69,11 @@ type Options struct {
 	// since a DiT trained with one setting would carry it into another.
 	// Only the MLLM's shape must match. Not with From.
 	FromMLLM string
+	// VAE is a diffusers AutoencoderKL folder (vae/ of a pipeline) that a
+	// fresh bundle of model.dit.latent vae takes as its VAE instead of one
+	// trained by the VAE stage (whose steps must then be 0). Its
+	// architecture must be the one model.vae describes.
+	VAE string
 }
 
 // StageResult summarises one stage.
@@ -102,6 +108,8 @@ func (o *Options) stageDir(stage string) string { return filepath.Join(o.Dir, "p
 func (o *Options) stageCfg(stage string) config.Stage {
 	p := o.Config.Pretrain
 	switch stage {
+	case StageVAE:
+		return p.VAE
 	case StageWarmup:
 		return p.Warmup
 	case StageAlign:
@@ -121,6 +129,9 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if err := o.Config.Data.CheckEvalRows("eval rows", o.EvalRows); err != nil {
+		return nil, err
 	}
 	pl, err := model.PlacementOf(o.Config)
 	if err != nil {
@@ -151,6 +162,11 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 		}
 		if o.FromMLLM != "" {
 			if err := CheckFromMLLM(o.Config, o.FromMLLM); err != nil {
+				return err
+			}
+		}
+		if o.VAE != "" {
+			if err := CheckVAE(o.Config, o.VAE); err != nil {
 				return err
 			}
 		}
@@ -186,6 +202,22 @@ func Run(ctx context.Context, o Options) ([]StageResult, error) {
 		return nil
 	})
 	return results, err
+}
+
+// CheckVAE refuses a VAE folder (Options.VAE) that c cannot use: a
+// configuration without latent: vae or with VAE stage steps, or a folder
+// that is not a diffusers AutoencoderKL of model.vae's architecture.
+func CheckVAE(c *config.Config, dir string) error {
+	if c.Model.DiT.Latent != "vae" {
+		return fmt.Errorf("pretrain: --vae %s: model.dit.latent is %s, not vae", dir, c.Model.DiT.Latent)
+	}
+	if c.Pretrain.VAE.Steps > 0 {
+		return fmt.Errorf("pretrain: --vae %s brings a trained VAE: set pretrain.vae.steps to 0 (it is %d)", dir, c.Pretrain.VAE.Steps)
+	}
+	if err := model.CheckBundleVAE(dir, c.Model); err != nil {
+		return fmt.Errorf("pretrain: --vae: %w", err)
+	}
+	return nil
 }
 
 // CheckFrom refuses a start bundle (Options.From) that is missing, corrupt
@@ -245,8 +277,13 @@ func trainable(b *model.Bundle, stage string) []*ts.Tensor {
 	for _, p := range []*model.Params{b.MLLM.P, b.Connector.P, b.DiT.P} {
 		p.SetRequiresGrad(false)
 	}
+	if b.VAE != nil {
+		b.VAE.P.SetRequiresGrad(false)
+	}
 	var on []*model.Params
 	switch stage {
+	case StageVAE:
+		on = []*model.Params{b.VAE.P}
 	case StageWarmup:
 		on = []*model.Params{b.MLLM.P}
 	case StageAlign:
@@ -372,6 +409,13 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 				return res, fmt.Errorf("start from the MLLM of %s: %w", o.FromMLLM, err)
 			}
 		}
+		if o.VAE != "" {
+			b.VAE.Drop()
+			if b.VAE, err = model.LoadBundleVAE(o.VAE, o.Config.Model, o.Device); err != nil {
+				b.Drop()
+				return res, err
+			}
+		}
 	}
 	defer b.Drop()
 	dt, err := model.ParseDType(o.Config.Model.DType, o.Device)
@@ -421,16 +465,22 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 		batch := make([]Example, len(rows))
 		for i := range rows {
+			if stage == StageVAE {
+				break // the VAE reads the target images alone
+			}
 			batch[i], err = stageExample(stage, sc, tok, &rows[i], imgTokens, step+i)
 			if err != nil {
 				return res, err
 			}
 		}
 		var loss *ts.Tensor
-		if stage == StageWarmup {
+		rng := rand.New(rand.NewPCG(uint64(o.Config.Run.Seed), uint64(step)<<8|uint64(len(stage))))
+		switch stage {
+		case StageVAE:
+			loss, err = VAELoss(b.VAE, targetImages(rows), o.Config.Model.DiT.ImageSize, rng, o.Device)
+		case StageWarmup:
 			loss, err = SFTLoss(b.MLLM, batch, o.Config.Model.DiT.ImageSize, o.Device)
-		} else {
-			rng := rand.New(rand.NewPCG(uint64(o.Config.Run.Seed), uint64(step)<<8|uint64(len(stage))))
+		default:
 			loss, err = FlowLoss(b, batch, o.Config.Model.DiT.ImageSize, rng, o.Device)
 		}
 		if err != nil {
@@ -462,10 +512,20 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 	}
 	res.FirstLoss, res.LastLoss = windowMeans(losses)
+	if stage == StageVAE {
+		// Normalise the latents on a batch the stage did not train on.
+		rows, err := o.rowsFor(stage, sc.Steps, sc.Batch)
+		if err != nil {
+			return res, err
+		}
+		if err := calibrateVAE(b.VAE, targetImages(rows), o.Config.Model.DiT.ImageSize, o.Device); err != nil {
+			return res, err
+		}
+	}
 	if err := b.Save(filepath.Join(dir, "final"), sc.Steps, o.Config); err != nil {
 		return res, err
 	}
-	if o.EvalRows > 0 {
+	if o.EvalRows > 0 && stage != StageVAE { // nothing draws images yet
 		if res.Eval, err = o.evaluate(ctx, b, dir); err != nil {
 			return res, fmt.Errorf("eval: %w", err)
 		}

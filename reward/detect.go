@@ -2,6 +2,7 @@ package reward
 
 import (
 	"image"
+	"image/color"
 	"math"
 
 	"github.com/thinkgen/thinkgen/datasets"
@@ -16,6 +17,18 @@ const (
 	classInk = 6
 )
 
+// MinInk is the least coverage at which a pixel counts as text ink.
+// Glyph strokes are one font pixel wide, so a blur or a smear of a pixel
+// spreads them below half coverage everywhere; objects, at least
+// datasets.ObjectSide(datasets.Small, ·) wide, count from half.
+const MinInk = 0.25
+
+// MinFit is the least IoU with its shape's template a component needs to
+// count as an object. A shape cut down to a fraction a of its area fits
+// its full template with IoU a, so a shape cut by half or more (a fragment
+// of an object hidden or cropped, a stray blot) is no object.
+const MinFit = 0.55
+
 // Detection is one object the detector found.
 type Detection struct {
 	datasets.Object
@@ -27,29 +40,47 @@ type Detection struct {
 	Fit float64
 }
 
-// classify assigns every pixel to its nearest palette colour, the text ink
-// or the background (squared RGB distance).
+// classify assigns every pixel to a palette colour, the text ink or the
+// background. It models a pixel as a colour blended with the background —
+// what anti-aliasing, blur and faded drawing make — p = bg + α(c − bg):
+// for each colour c it takes the α in [0, 1] that fits the pixel best,
+// keeps the colour whose blend leaves the smallest squared RGB residual,
+// and calls the pixel background when that colour covers less than half
+// of it (α < ½). On an unblended render this is the nearest colour; on a
+// blurred one an object keeps the extent where it covers at least half a
+// pixel, and its fringe keeps its colour instead of taking the colour
+// nearest to the blend (red half on white is nearer orange than red).
 func classify(img *image.RGBA) []int {
 	type ref struct {
-		class   int
-		r, g, b float64
+		class      int
+		dr, dg, db float64 // c − bg
+		norm       float64 // |c − bg|²
 	}
-	refs := []ref{{classBackground, float64(datasets.Background.R), float64(datasets.Background.G), float64(datasets.Background.B)},
-		{classInk, float64(datasets.TextColor.R), float64(datasets.TextColor.G), float64(datasets.TextColor.B)}}
+	bg := datasets.Background
+	var refs []ref
+	add := func(class int, c color.RGBA) {
+		dr, dg, db := float64(c.R)-float64(bg.R), float64(c.G)-float64(bg.G), float64(c.B)-float64(bg.B)
+		refs = append(refs, ref{class, dr, dg, db, dr*dr + dg*dg + db*db})
+	}
+	add(classInk, datasets.TextColor)
 	for i, c := range datasets.AllColors {
-		p := c.RGBA()
-		refs = append(refs, ref{i, float64(p.R), float64(p.G), float64(p.B)})
+		add(i, c.RGBA())
 	}
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	out := make([]int, w*h)
 	for i := range out {
 		px := img.Pix[4*i : 4*i+3]
-		best, bestD := classBackground, math.Inf(1)
+		vr, vg, vb := float64(px[0])-float64(bg.R), float64(px[1])-float64(bg.G), float64(px[2])-float64(bg.B)
+		best, bestA, bestD := classBackground, 0.0, math.Inf(1)
 		for _, r := range refs {
-			dr, dg, db := float64(px[0])-r.r, float64(px[1])-r.g, float64(px[2])-r.b
-			if d := dr*dr + dg*dg + db*db; d < bestD {
-				best, bestD = r.class, d
+			a := min(max((vr*r.dr+vg*r.dg+vb*r.db)/r.norm, 0), 1)
+			er, eg, eb := vr-a*r.dr, vg-a*r.dg, vb-a*r.db
+			if d := er*er + eg*eg + eb*eb; d < bestD {
+				best, bestA, bestD = r.class, a, d
 			}
+		}
+		if bestA < 0.5 && (best != classInk || bestA < MinInk) {
+			best = classBackground
 		}
 		out[i] = best
 	}
@@ -59,9 +90,11 @@ func classify(img *image.RGBA) []int {
 // Detect finds the objects of an image: it classifies pixels by colour,
 // groups non-background pixels into 4-connected components, drops specks
 // smaller than a quarter of a small object's box, and gives each component
-// its majority colour, the shape whose template (datasets.ShapeMask fitted
-// to the component's box) overlaps it best, the size class nearest to its
-// box, and the grid cell of its box centre. Text ink is not an object.
+// its majority colour, the shape whose template (datasets.ShapeMask, see
+// classifyShape) overlaps it best, the size class nearest to its box, and
+// the grid cell of its box centre. A component that covers less than
+// MinFit of its shape's template is dropped, and text ink is not an
+// object.
 func Detect(img image.Image) ([]Detection, error) {
 	m, err := toRGBA(img, "image")
 	if err != nil {
@@ -127,6 +160,9 @@ func detect(img *image.RGBA, classes []int) []Detection {
 			mask[(p/size-box.Min.Y)*w+p%size-box.Min.X] = true
 		}
 		shape, fit := classifyShape(mask, w, h)
+		if fit < MinFit {
+			continue
+		}
 		side := max(w, h)
 		sz := datasets.Small
 		if math.Abs(float64(side-large)) < math.Abs(float64(side-small)) {
@@ -145,27 +181,52 @@ func detect(img *image.RGBA, classes []int) []Detection {
 	return out
 }
 
-// classifyShape returns the shape whose mask, fitted to the w×h box,
-// has the highest IoU with mask (ties go to the earlier shape).
-func classifyShape(mask []bool, w, h int) (datasets.Shape, float64) {
-	best, bestIoU := datasets.AllShapes[0], -1.0
+// classifyShape returns the shape whose template best overlaps mask (a
+// w×h component box) and how much of that template the mask covers.
+// ShapeWorld draws every shape in a square box, so a box that is not
+// square is a shape cut off on one side: the template is the square of
+// side max(w, h), slid along the short side to every placement that
+// covers the box. The shape is the one with the highest IoU inside the
+// box (what the cut hid is unknown; ties go to the earlier shape, then
+// the earlier placement); fit is its IoU over the whole template, so the
+// hidden part counts as missing.
+func classifyShape(mask []bool, w, h int) (shape datasets.Shape, fit float64) {
+	side := max(w, h)
+	bestIoU := -1.0
 	for _, s := range datasets.AllShapes {
-		t := datasets.ShapeMask(s, w, h)
-		inter, union := 0, 0
-		for i := range mask {
-			if mask[i] && t[i] {
-				inter++
+		t := datasets.ShapeMask(s, side, side)
+		for off := 0; off <= side-min(w, h); off++ {
+			ox, oy := 0, off
+			if h == side {
+				ox, oy = off, 0
 			}
-			if mask[i] || t[i] {
-				union++
+			inter, union, hidden := 0, 0, 0
+			for y := range side {
+				for x := range side {
+					tv := t[y*side+x]
+					if x < ox || x >= ox+w || y < oy || y >= oy+h {
+						if tv {
+							hidden++
+						}
+						continue
+					}
+					mv := mask[(y-oy)*w+x-ox]
+					if mv && tv {
+						inter++
+					}
+					if mv || tv {
+						union++
+					}
+				}
 			}
-		}
-		iou := float64(inter) / float64(max(union, 1))
-		if iou > bestIoU {
-			best, bestIoU = s, iou
+			iou := float64(inter) / float64(max(union, 1))
+			if iou > bestIoU {
+				shape, bestIoU = s, iou
+				fit = float64(inter) / float64(max(union+hidden, 1))
+			}
 		}
 	}
-	return best, bestIoU
+	return shape, fit
 }
 
 // objects strips detections to the objects they describe.

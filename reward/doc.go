@@ -8,11 +8,16 @@
 // All rule models are pure Go and deterministic. They read images back
 // with two instruments:
 //
-//   - [Detect]: every pixel goes to its nearest palette colour, the text
-//     ink or the background; non-background pixels form 4-connected
-//     components; each component gets its majority colour, the shape whose
-//     template (datasets.ShapeMask fitted to its box) overlaps it best by
-//     IoU, the nearer size class and the grid cell of its centre;
+//   - [Detect]: every pixel is read as a palette colour or the text ink
+//     blended with the background, and goes to the colour whose blend fits
+//     it best, or to the background when that colour covers less than
+//     half of it ([MinInk] for the ink, whose strokes are one pixel
+//     wide); non-background pixels form 4-connected components; each
+//     component gets its majority colour, the shape whose square template
+//     (datasets.ShapeMask, slid along a cut-off side) overlaps it best by
+//     IoU, the nearer size class and the grid cell of its centre; a
+//     component covering less than [MinFit] of its template is a fragment,
+//     not an object;
 //   - [ReadText]: template-matching OCR over the basicfont glyphs the
 //     renderer draws with, searching the string length and a one-pixel
 //     placement jitter for the reading with the fewest mismatched pixels.
@@ -43,6 +48,12 @@
 //     cannot be scored (a bad image or spec) has Err set and a zero score;
 //     an error from Score fails the batch (unknown scenario, cancelled
 //     context, unreachable service).
+//
+// [RobustnessSet] renders a labelled set of images with the artefacts a
+// generator makes (blur, noise, brightness and colour drift, smears,
+// blobby and partly cut shapes, cut glyphs; [Artefacts] states each label
+// rule) and [ScoreRobustness] counts a scorer's verdicts on it against the
+// labels: docs/results.md "Reward robustness".
 //
 // [Summarize] reduces results to per-scenario means of the partial and
 // strict scores and [WriteTable] prints them: the figures of eval's

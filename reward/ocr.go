@@ -13,8 +13,10 @@ import (
 // length n from 0 to datasets.MaxTextLen and every placement within one
 // font pixel of the centred layout, matches each glyph cell against every
 // glyph of the alphabet; the reading that leaves the fewest mismatched
-// pixels (glyph mismatches plus ink outside the cells) wins. It returns ""
-// for an image without text.
+// pixels (glyph mismatches plus ink outside the cells) wins. A cell whose
+// best glyph has more than half of its ink pixels missing is not that
+// glyph but a character no longer written (cut off, erased): it reads as
+// '?'. It returns "" for an image without text.
 func ReadText(img image.Image) (string, error) {
 	m, err := toRGBA(img, "image")
 	if err != nil {
@@ -56,6 +58,12 @@ func readText(img *image.RGBA, classes []int) string {
 		}
 		gbits[gi] = gb
 	}
+	gInk := make([]int, len(gbits))
+	for gi, g := range gbits {
+		for _, w := range g {
+			gInk[gi] += bits.OnesCount64(w)
+		}
+	}
 	cell := make([]uint64, words)
 	best, bestCost := "", total // n = 0: every ink pixel is a mismatch
 	for n := 1; n <= datasets.MaxTextLen; n++ {
@@ -93,7 +101,15 @@ func readText(img *image.RGBA, classes []int) string {
 							gBest, gCost = gi, c
 						}
 					}
-					text.WriteRune(alphabet[gBest])
+					missing := 0
+					for j, w := range cell {
+						missing += bits.OnesCount64(gbits[gBest][j] &^ w)
+					}
+					if 2*missing > gInk[gBest] {
+						text.WriteRune('?')
+					} else {
+						text.WriteRune(alphabet[gBest])
+					}
 					cost += gCost
 				}
 				cost += total - inside

@@ -108,7 +108,7 @@ func ditPart(ctx context.Context, b *model.Bundle, req *Request, idx []int, dev 
 	defer sc.Close()
 	f := req.Settings.SDE
 	group := req.Settings.Group
-	size := b.Model.DiT.ImageSize
+	size := model.LatentSide(b.Model.DiT)
 	ch := b.Model.DiT.Channels
 	refs1, err := req.referencesOf(b, idx, 1, dev)
 	if err != nil {
@@ -174,12 +174,14 @@ func ditPart(ctx context.Context, b *model.Bundle, req *Request, idx []int, dev 
 	}
 	defer cond.Drop()
 	defer uncond.Drop()
-	refs, err := req.referencesOf(b, idx, group, dev)
+	pixelRefs, err := req.referencesOf(b, idx, group, dev)
 	if err != nil {
 		return err
 	}
-	if refs != nil {
-		sc.Add(refs)
+	var refs *ts.Tensor
+	if pixelRefs != nil {
+		sc.Add(pixelRefs)
+		refs = sc.Add(b.RefLatents(pixelRefs))
 	}
 	tr := Trajectory(f.Steps, f.TimeShift, size)
 	guid := model.Guidance{Uncond: uncond, TextScale: f.CFG, ImageScale: 1}
@@ -245,7 +247,7 @@ func ditPart(ctx context.Context, b *model.Bundle, req *Request, idx []int, dev 
 	if err != nil {
 		return fmt.Errorf("SDE sampling: %w", err)
 	}
-	img := sc.Add(model.PixelSpace{}.Decode(final))
+	img := sc.Add(b.Latent().Decode(final))
 	final.MustDrop()
 	imgs, err := model.TensorToImages(img)
 	if err != nil {

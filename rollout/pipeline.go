@@ -131,15 +131,19 @@ func thinkDrawPart(b *model.Bundle, in []Input, idx []int, s config.Sampling, de
 	defer uncond.Drop()
 	var img *ts.Tensor
 	libtorch.NoGrad(func() {
-		size := b.Model.DiT.ImageSize
+		size := model.LatentSide(b.Model.DiT)
 		x0 := sc.Add(model.InitialNoise(noise, b.Model.DiT.Channels, size, size, dev))
 		grid := model.TimeGrid(s.DiTSteps, s.TimeShift, size, size)
+		var ditRefs *ts.Tensor
+		if refs != nil {
+			ditRefs = sc.Add(b.RefLatents(refs))
+		}
 		var lat *ts.Tensor
-		lat, err = b.DiT.SampleODE(x0, grid, cond, refs, model.Guidance{Uncond: uncond, TextScale: s.CFG, ImageScale: 1})
+		lat, err = b.DiT.SampleODE(x0, grid, cond, ditRefs, model.Guidance{Uncond: uncond, TextScale: s.CFG, ImageScale: 1})
 		if err != nil {
 			return
 		}
-		img = sc.Add(model.PixelSpace{}.Decode(lat))
+		img = sc.Add(b.Latent().Decode(lat))
 		lat.MustDrop()
 	})
 	if err != nil {
@@ -185,8 +189,8 @@ func byReference(n int, hasRef func(i int) bool) [][]int {
 }
 
 // references decodes reference images (each the DiT's image size) into the
-// [n, 3, H, W] tensor both models read them as (nil when there are none);
-// the caller drops it.
+// [n, 3, H, W] pixels in [−1, 1] the MLLM reads (nil when there are none;
+// Bundle.RefLatents turns them into the DiT's); the caller drops it.
 func references(b *model.Bundle, pngs [][]byte, dev gotch.Device) (*ts.Tensor, error) {
 	return model.EncodeImages(model.PixelSpace{}, pngs, b.Model.DiT.ImageSize, dev)
 }

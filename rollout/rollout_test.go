@@ -38,6 +38,25 @@ func smallBundle(t *testing.T, c *config.Config) *model.Bundle {
 	return b
 }
 
+// withSmallBundle runs f inside libtorch.Run, on one thread, with the small
+// configuration and a fresh bundle of it (dropped afterwards); an error
+// ends the test.
+func withSmallBundle(t *testing.T, f func(c *config.Config, b *model.Bundle) error) {
+	t.Helper()
+	err := libtorch.Run(func() error {
+		if err := libtorch.SetThreads(1); err != nil {
+			return err
+		}
+		c := smallConfig()
+		b := smallBundle(t, c)
+		defer b.Drop()
+		return f(c, b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func request(t *testing.T, c *config.Config, phase config.Phase) Request {
 	t.Helper()
 	// Rows 0..4 cycle through the five scenarios: editing and reflection
@@ -51,13 +70,7 @@ func request(t *testing.T, c *config.Config, phase config.Phase) Request {
 }
 
 func TestRolloutsAreDeterministicAndGrouped(t *testing.T) {
-	err := libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		c := smallConfig()
-		b := smallBundle(t, c)
-		defer b.Drop()
+	withSmallBundle(t, func(c *config.Config, b *model.Bundle) error {
 		before := libtorch.LiveTensors()
 		for _, tt := range []struct {
 			phase config.Phase
@@ -116,16 +129,10 @@ func TestRolloutsAreDeterministicAndGrouped(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestRolloutRejectsBadRequests(t *testing.T) {
-	err := libtorch.Run(func() error {
-		c := smallConfig()
-		b := smallBundle(t, c)
-		defer b.Drop()
+	withSmallBundle(t, func(c *config.Config, b *model.Bundle) error {
 		req := request(t, c, config.PhaseMLLMGRPO)
 		req.GroupIDs = req.GroupIDs[:2]
 		if _, _, err := MLLM(b, req, gotch.CPU); err == nil {
@@ -137,9 +144,6 @@ func TestRolloutRejectsBadRequests(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestSDEWindow(t *testing.T) {
@@ -191,13 +195,7 @@ func TestSDEWindow(t *testing.T) {
 // steps outside it are Euler steps (the next latent is the mean, log-prob
 // 0), the window's steps are stochastic.
 func TestDiTRolloutWithSDEWindow(t *testing.T) {
-	err := libtorch.Run(func() error {
-		if err := libtorch.SetThreads(1); err != nil {
-			return err
-		}
-		c := smallConfig()
-		b := smallBundle(t, c)
-		defer b.Drop()
+	withSmallBundle(t, func(c *config.Config, b *model.Bundle) error {
 		f := &c.FlowGRPO
 		f.Steps, f.SDEWindow, f.SDEWindowRange, f.SameNoise = 4, 2, []int{1, 4}, true
 		req := request(t, c, config.PhaseDiTGRPO)
@@ -250,9 +248,6 @@ func TestDiTRolloutWithSDEWindow(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestRolloutStopsWhenContextEnds: a rollout whose ctx ended (its task's
@@ -261,10 +256,7 @@ func TestRolloutStopsWhenContextEnds(t *testing.T) {
 	fenced := errors.New("fenced")
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(fenced)
-	err := libtorch.Run(func() error {
-		c := smallConfig()
-		b := smallBundle(t, c)
-		defer b.Drop()
+	withSmallBundle(t, func(c *config.Config, b *model.Bundle) error {
 		for _, tc := range []struct {
 			phase config.Phase
 			run   func(context.Context, *model.Bundle, Request, gotch.Device) ([]shards.RolloutRow, Stats, error)
@@ -279,7 +271,4 @@ func TestRolloutStopsWhenContextEnds(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

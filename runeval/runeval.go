@@ -77,6 +77,9 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 		}
 	}
 	cfg := ev.Config
+	if err := cfg.Data.CheckEvalRows("eval rows", ev.Rows); err != nil {
+		return evaluate.Entry{}, nil, fmt.Errorf("eval version %d: %w", v, err)
+	}
 	rows, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: split, Size: cfg.Model.DiT.ImageSize}, 0, ev.Rows)
 	if err != nil {
 		return evaluate.Entry{}, nil, err

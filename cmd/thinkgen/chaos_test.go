@@ -76,21 +76,38 @@ func (p *proc) kill() {
 // and metrics as the undisturbed embedded run of the same seed, every
 // committed step must hold exactly its shards, each whole, and none an
 // output of an attempt its worker abandoned.
+//
+// It runs twice: synchronously (run.max_staleness 0) and asynchronously
+// (1: the next step's rollouts run while a step learns), each against its
+// own undisturbed run.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: trains with processes")
 	}
+	for _, k := range []int{0, 1} {
+		t.Run(fmt.Sprintf("max_staleness=%d", k), func(t *testing.T) { testChaos(t, k) })
+	}
+}
+
+// testChaos is TestChaos with run.max_staleness k.
+func testChaos(t *testing.T, k int) {
 	srv := storagetest.StartServer(t)
 	bucket := storagetest.BucketName(t)
 	scfg := srv.Config(bucket)
 	st := storagetest.NewBucketStore(t, scfg)
 	chaos := filepath.Join("testdata", "chaos.yaml")
 	base := saveBaseOf(t, chaos)
+	// Twenty steps (five cycles) rather than chaos.yaml's eight, so that
+	// the plan's eleven faults, some of which hold a task for seconds,
+	// always strike before the run ends (on an idle machine eight steps
+	// finished first, and with max_staleness 1 twelve did on CI).
+	const steps = 20
+	cycles := []string{"--set", "schedule.cycles=5", "--set", fmt.Sprintf("run.max_staleness=%d", k)}
 
 	// The undisturbed reference: embedded, on a local store, its steps split
 	// into the same tasks (batch shapes change the last bits of a float).
 	ref := t.TempDir()
-	if code, out, errs := runCLI(t, "train", "--config", chaos, "--set", "run.base="+base, "--run-dir", ref, "--run", "calm", "--eval-rows", "0", "--rollout-tasks", "2"); code != 0 {
+	if code, out, errs := runCLI(t, append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run-dir", ref, "--run", "calm", "--eval-rows", "0", "--rollout-tasks", "2"}, cycles...)...); code != 0 {
 		t.Fatalf("undisturbed run: exit %d\n%s\n%s", code, out, errs)
 	}
 
@@ -103,7 +120,7 @@ func TestChaos(t *testing.T) {
 	addr := testutil.FreeAddr(t)
 	url := "http://" + addr
 	controllerArgs := append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run", "chaos", "--eval-rows", "0",
-		"--listen", addr, "--token-file", tokenFile, "--rollout-tasks", "2"}, storeArgs...)
+		"--listen", addr, "--token-file", tokenFile, "--rollout-tasks", "2"}, append(cycles, storeArgs...)...)
 	var mu sync.Mutex
 	controller := startProc(t, "controller", nil, controllerArgs...)
 	roles := []string{"rollout", "rollout", "reward", "learner"}
@@ -286,40 +303,49 @@ loop:
 	fenced := fencedShards(t, all)
 	t.Logf("%d task attempts fenced or abandoned by their workers", len(fenced))
 
-	// Same checkpoints as the undisturbed run.
+	// Same checkpoints as the undisturbed run: every version's weights, and
+	// the last one's optimizer states too.
 	bg := context.Background()
-	for v := 1; v < 8; v++ {
+	versions, err := os.ReadDir(filepath.Join(ref, "runs", "calm", "checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(versions) < 2 {
+		t.Fatalf("the undisturbed run wrote %d checkpoints", len(versions))
+	}
+	maxDiff := 0.0
+	for n, e := range versions {
+		v, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatalf("checkpoint directory %s: %v", e.Name(), err)
+		}
 		got, err := checkpoint.Fetch(bg, st, "chaos", v, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"} {
-			a, _ := os.ReadFile(filepath.Join(versionDir(t, ref, "calm", v), f))
-			b, _ := os.ReadFile(filepath.Join(got, f))
-			if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
+		refDir := versionDir(t, ref, "calm", v)
+		files := []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"}
+		if n == len(versions)-1 {
+			files = append(files, "bundle/connector.safetensors", "optim-mllm.safetensors", "optim-dit.safetensors")
+		}
+		for _, f := range files {
+			a, err1 := os.ReadFile(filepath.Join(refDir, f))
+			b, err2 := os.ReadFile(filepath.Join(got, f))
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			// Byte-equal in most runs; libtorch's vectorised CPU reductions
+			// may round differently in a restarted process (memory
+			// alignment), so the bound is the issue's: every value within
+			// 1e-6.
+			d, err := maxAbsDiff(a, b)
+			if err != nil || d > 1e-6 {
 				t.Errorf("version %d %s: max |Δ| %g from the undisturbed run's (%v)", v, f, d, err)
 			}
+			maxDiff = max(maxDiff, d)
 		}
 	}
-	got, err := checkpoint.Fetch(bg, st, "chaos", 8, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors", "optim-mllm.safetensors", "optim-dit.safetensors"} {
-		a, err1 := os.ReadFile(filepath.Join(versionDir(t, ref, "calm", 8), f))
-		b, err2 := os.ReadFile(filepath.Join(got, f))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		// Byte-equal in most runs; libtorch's vectorised CPU reductions may
-		// round differently in a restarted process (memory alignment), so
-		// the bound is the issue's: every value within 1e-6.
-		if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
-			t.Errorf("%s: max |Δ| %g from the undisturbed run's (%v)", f, d, err)
-		} else {
-			t.Logf("%s: max |Δ| %g", f, d)
-		}
-	}
+	t.Logf("%d checkpoints: max |Δ| %g from the undisturbed run's", len(versions), maxDiff)
 	// Same metrics (those that do not measure time), every committed step
 	// whole, nothing committed twice or left out.
 	local := openLocal(t, ref)
@@ -349,7 +375,7 @@ loop:
 		t.Fatal(err)
 	}
 	listed := map[string]bool{}
-	for step := 1; step <= 8; step++ {
+	for step := 1; step <= steps; step++ {
 		m, err := storage.ReadManifest(bg, st, storage.StepManifestKey("chaos", step))
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)

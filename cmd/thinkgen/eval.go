@@ -296,6 +296,9 @@ func evalModel(ctx context.Context, e *env, m modelEval) error {
 	if m.seed != nil {
 		cfg.Run.Seed = *m.seed
 	}
+	if err := cfg.Data.CheckEvalRows("--rows", m.rows); err != nil {
+		return &usageError{fmt.Errorf("%s: %w", m.dir, err)}
+	}
 	if len(m.splits) == 0 {
 		m.splits = heldOutSplits
 	}

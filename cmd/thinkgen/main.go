@@ -70,6 +70,7 @@ func commands() []*command {
 		generateCommand(),
 		gcCommand(),
 		exportCommand(),
+		importCommand(),
 		reportCommand(),
 		runsCommand(),
 		sweepCommand(),

@@ -48,6 +48,7 @@ without repeating the warm-up; only the MLLM's shape must match, e.g.
 			evalRows := fs.Int("eval-rows", 50, "held-out rows each stage is evaluated on when it completes (0: none)")
 			from := fs.String("from", "", "bundle directory the first stage to run starts from (a stage's final/, a base, a checkpoint's bundle/), to continue pre-training; set the earlier stages' steps to 0")
 			fromMLLM := fs.String("from-mllm", "", "bundle directory whose MLLM the first stage to run starts from, with a fresh connector and DiT (for connector ablations); not with --from")
+			vae := fs.String("vae", "", "diffusers AutoencoderKL folder (a pipeline's vae/) a fresh bundle of model.dit.latent vae takes instead of training one (pretrain.vae.steps 0)")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
@@ -92,8 +93,13 @@ without repeating the warm-up; only the MLLM's shape must match, e.g.
 						return &usageError{fmt.Errorf("--from-mllm: %w", err)}
 					}
 				}
+				if *vae != "" {
+					if err := pretrain.CheckVAE(cfg, *vae); err != nil {
+						return &usageError{err}
+					}
+				}
 				res, err := pretrain.Run(ctx, pretrain.Options{Config: cfg, Dir: dir, CheckpointEvery: *every, EvalRows: *evalRows, Progress: e.stderr,
-					From: *from, FromMLLM: *fromMLLM})
+					From: *from, FromMLLM: *fromMLLM, VAE: *vae})
 				if err != nil {
 					return err
 				}

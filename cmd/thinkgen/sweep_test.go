@@ -269,9 +269,11 @@ func TestSweepOnRay(t *testing.T) {
 }
 
 // TestSweepStopsALosingTrial runs two real trials one after the other
-// with the median rule: the second one's learning rate (1e-2) makes its
-// step-2 reward collapse below the first's, and it is stopped there; the
-// decision recorded matches the rule applied to the recorded rewards.
+// with the median rule: the first one's learning rate (1e-2) raises its
+// reward by step 2, the second's (1e-5) barely moves the policy, so its
+// running mean reward at step 2 falls below the first's (measured: 0.130
+// against 0.181) and it is stopped there; the decision recorded matches
+// the rule applied to the recorded rewards.
 func TestSweepStopsALosingTrial(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
@@ -279,7 +281,7 @@ func TestSweepStopsALosingTrial(t *testing.T) {
 	t.Setenv("THINKGEN_TEST_MAIN", "1")
 	// 8 prompts × 4 chains a step: with the fixture's 2 × 2 a step's
 	// reward was often 0 for both trials (a tie the rule rightly keeps).
-	file := tinySweep(t, "es", "  grpo.lr: [1.0e-5, 1.0e-2]\n  schedule.phases.0.steps: [3]\n  grpo.prompts_per_step: [8]\n  grpo.group: [4]",
+	file := tinySweep(t, "es", "  grpo.lr: [1.0e-2, 1.0e-5]\n  schedule.phases.0.steps: [3]\n  grpo.prompts_per_step: [8]\n  grpo.group: [4]",
 		"parallel: 1\nearly_stop: {rule: median, metric: reward/mean, min_step: 2, min_trials: 1}")
 	dir := t.TempDir()
 	code, out, errs := runCLI(t, "sweep", "--config", file, "--run-dir", dir, "--poll", "500ms")
@@ -307,7 +309,7 @@ func TestSweepStopsALosingTrial(t *testing.T) {
 	}
 	mine, _ := sweep.RunningMean(sig[second.Name], 2)
 	theirs, _ := sweep.RunningMean(sig[first.Name], 2)
-	t.Logf("running mean reward at step 2: %.3f (lr 1e-2, stopped) vs %.3f (lr 1e-5)", mine, theirs)
+	t.Logf("running mean reward at step 2: %.3f (lr 1e-5, stopped) vs %.3f (lr 1e-2)", mine, theirs)
 	if !(mine < theirs) || d.Value != mine || d.Median != theirs || d.Others != 1 {
 		t.Errorf("decision %+v; running means at step 2: %v (stopped) vs %v", *d, mine, theirs)
 	}

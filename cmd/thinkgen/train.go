@@ -18,10 +18,12 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/curves"
+	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/preflight"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/runeval"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
@@ -43,9 +45,15 @@ all of its outputs are verified. One line per step reports rewards,
 advantages, KL, clipping, the on-policy ratio, entropy, chain length,
 throughput and where the time went.
 
+With run.eval_every k > 0, every k-th policy version (and the last) is
+evaluated on --eval-rows held-out rows before its step commits: its scores
+join the step's metrics (eval/<mode>/<scenario>, eval/mean: the best
+mode's mean), its TensorBoard events and the report, and the best version
+so far is kept in the store (best_eval in run.json).
+
 When the schedule is done, the base and the policy at the end of each
-schedule block are evaluated on held-out rows in both modes (--eval-rows;
-0 skips) and printed as the per-stage table.
+schedule block are evaluated on held-out rows in both modes (--eval-rows,
+at most data.eval_size; 0 skips) and printed as the per-stage table.
 
 After a kill, run the same command with --resume: the run continues from its
 last committed step with its recorded configuration, and ends with the same
@@ -125,6 +133,12 @@ store has it and starts it otherwise.`,
 				} else if err := preflight.Check(cfg); err != nil {
 					return &usageError{err}
 				}
+				if err := cfg.Data.CheckEvalRows("--eval-rows", *evalRows); err != nil {
+					return &usageError{err}
+				}
+				if cfg.Run.EvalEvery > 0 && *evalRows == 0 {
+					return usagef("run.eval_every %d evaluates on --eval-rows held-out rows: give --eval-rows > 0 or set run.eval_every=0", cfg.Run.EvalEvery)
+				}
 				cache, err := os.MkdirTemp("", "thinkgen-train-")
 				if err != nil {
 					return err
@@ -179,6 +193,14 @@ store has it and starts it otherwise.`,
 				if err != nil {
 					return &usageError{err}
 				}
+				var periodic func(context.Context, int) (map[string][]reward.Summary, error)
+				if cfg.Run.EvalEvery > 0 {
+					ev := &runeval.Evaluator{Config: cfg, Store: st, Run: name, Rows: *evalRows, CacheDir: cache, Progress: e.stderr, Split: datasets.Eval}
+					periodic = func(ctx context.Context, v int) (map[string][]reward.Summary, error) {
+						ent, _, err := ev.Version(ctx, v, schedule.VersionLabel(plan, v))
+						return ent.Scores, err
+					}
+				}
 				reports, err := orchestrator.Train(ctx, orchestrator.Options{
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
 					Checkpoints:  checkpoint.Versions{Store: st, Base: baseBundle},
@@ -186,6 +208,7 @@ store has it and starts it otherwise.`,
 					LearnerRanks: ranks, Rendezvous: loopbackRendezvous,
 					CollectiveTimeout: cfg.Cluster.CollectiveTimeout, GangAttempts: cfg.Cluster.MaxAttempts,
 					AfterManifest: killAfterManifest(e.getenv(faultAfterManifestEnv)),
+					Eval:          periodic,
 				})
 				if err != nil {
 					return err

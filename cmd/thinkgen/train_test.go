@@ -47,6 +47,8 @@ func TestTrainRejectsBadInput(t *testing.T) {
 		{"no base", []string{"--set", "run.base=" + filepath.Join(t.TempDir(), "nothing")}, []string{"run.base", "nothing"}},
 		{"base of another shape", []string{"--set", "run.base=" + other}, []string{"run.base", "another model shape", "dit.hidden 96 vs 192"}},
 		{"bad eval rows", []string{"--eval-rows", "-1"}, []string{"--eval-rows"}},
+		{"eval rows over data.eval_size", []string{"--set", "data.eval_size=20", "--eval-rows", "30"}, []string{"--eval-rows 30", "data.eval_size (20)"}},
+		{"eval_every without eval rows", []string{"--set", "run.eval_every=2", "--eval-rows", "0"}, []string{"run.eval_every 2", "--eval-rows > 0"}},
 		{"bad run name", []string{"--run", "a/b"}, []string{"--run"}},
 		{"workers and listen", []string{"--workers", "rollout=1,reward=1,learner=1", "--listen", "127.0.0.1:0"}, []string{"--workers and --listen"}},
 		{"bad workers", []string{"--workers", "rollout=2,juggler=1"}, []string{"--workers"}},

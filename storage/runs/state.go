@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
 )
 
@@ -30,9 +32,12 @@ type State struct {
 	// draw of a step derives from its seed).
 	Seeds map[string]uint64 `json:"seeds,omitempty"`
 	// Kept lists the checkpoint versions kept in the store.
-	Kept    []int     `json:"kept"`
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
+	Kept []int `json:"kept"`
+	// BestEval is the best of the versions evaluated during training
+	// (run.eval_every), which the run keeps; nil before the first.
+	BestEval *BestEval `json:"best_eval,omitempty"`
+	Started  time.Time `json:"started"`
+	Updated  time.Time `json:"updated"`
 
 	// Rev is the version (storage.ObjectInfo.ETag) of the run.json this
 	// state was read from or last written as ("" for a new run): WriteState
@@ -121,4 +126,56 @@ func GC(ctx context.Context, st storage.Store, run string, opts storage.GCOption
 		return nil, fmt.Errorf("gc %s: %w", run, err)
 	}
 	return storage.GC(ctx, st, run, opts)
+}
+
+// BestEval is a policy version evaluated during training and its held-out
+// scores in its best mode (EvalMean).
+type BestEval struct {
+	Version int     `json:"version"`
+	Score   float64 `json:"score"`
+	Strict  float64 `json:"strict"`
+}
+
+// Beats reports whether b ranks above o: a higher mean score, then a
+// higher strict accuracy; a tie keeps the earlier version.
+func (b BestEval) Beats(o BestEval) bool {
+	if b.Score != o.Score {
+		return b.Score > o.Score
+	}
+	return b.Strict > o.Strict
+}
+
+// EvalMean is the best mode of held-out scores (a map of EvalKey's form):
+// the one whose scenarios' mean partial score is the highest (then the
+// highest mean strict accuracy, then the first mode in name order), with
+// those means; false when no mode has a scenario.
+func EvalMean(scores map[string][]reward.Summary) (EvalModeMean, bool) {
+	modes := make([]string, 0, len(scores))
+	for m := range scores {
+		modes = append(modes, m)
+	}
+	sort.Strings(modes)
+	var best EvalModeMean
+	found := false
+	for _, mode := range modes {
+		sums := scores[mode]
+		if len(sums) == 0 {
+			continue
+		}
+		m := EvalModeMean{Mode: mode}
+		for _, s := range sums {
+			m.Score += s.Score / float64(len(sums))
+			m.Strict += s.Strict / float64(len(sums))
+		}
+		if !found || m.Score > best.Score || m.Score == best.Score && m.Strict > best.Strict {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+// EvalModeMean is the mean over scenarios of one mode's held-out scores.
+type EvalModeMean struct {
+	Mode          string
+	Score, Strict float64
 }
