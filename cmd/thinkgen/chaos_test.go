@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -71,11 +72,14 @@ func (p *proc) kill() {
 // it SIGKILLs random workers at random moments (five times), freezes
 // workers past their lease with SIGSTOP (the learner once), cuts one off
 // the controller through a loopback proxy and heals it, kills and restarts
-// the controller once, restarts MinIO once and stops it for longer than
-// the clients' retries once; the run must finish with the same checkpoints
-// and metrics as the undisturbed embedded run of the same seed, every
-// committed step must hold exactly its shards, each whole, and none an
-// output of an attempt its worker abandoned.
+// the controller once at a random moment and once exactly between a step's
+// manifest and run.json, starts a second controller on the run (which must
+// be refused), restarts MinIO once and stops it for longer than the
+// clients' retries once; the run must finish with the same checkpoints and
+// metrics as the undisturbed embedded run of the same seed, `thinkgen
+// verify` must find no fault, every committed step must hold exactly its
+// shards, each whole, and none an output of an attempt its worker
+// abandoned.
 //
 // It runs twice: synchronously (run.max_staleness 0) and asynchronously
 // (1: the next step's rollouts run while a step learns), each against its
@@ -196,11 +200,16 @@ func testChaos(t *testing.T, k int) {
 	//   - partition: blackhole a holder's link to the controller for twice
 	//     the lease, then heal it;
 	//   - controller: SIGKILL the controller and restart it with --resume;
+	//   - manifest-kill: restart the controller so that it SIGKILLs itself
+	//     right after the next step's manifest is committed, before that
+	//     step's run.json (THINKGEN_FAULT_AFTER_MANIFEST); it is resumed;
+	//   - second-controller: start another controller on the run while
+	//     this one holds it: it must exit refused, naming the holder;
 	//   - minio-restart: restart MinIO at once;
 	//   - minio-outage: stop MinIO for longer than the clients' retries
 	//     (minio-go's ten); a controller that stops on it is resumed.
 	const lease = 3 * time.Second // chaos.yaml's cluster.lease_timeout
-	plan := []string{"kill", "freeze-learner", "kill", "controller", "kill", "partition", "minio-restart", "kill", "freeze", "kill", "minio-outage"}
+	plan := []string{"kill", "freeze-learner", "kill", "controller", "kill", "partition", "manifest-kill", "minio-restart", "kill", "second-controller", "freeze", "kill", "minio-outage"}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -208,17 +217,34 @@ func testChaos(t *testing.T, k int) {
 	next := pause()
 	ran := map[string]int{}
 	struck := 0
+	armed := "" // THINKGEN_FAULT_AFTER_MANIFEST of the controller, until it strikes
+	startController := func(args ...string) *proc {
+		var env []string
+		if armed != "" {
+			env = []string{"THINKGEN_FAULT_AFTER_MANIFEST=" + armed}
+		}
+		return startProc(t, "controller", env, append(controllerArgs, args...)...)
+	}
 	var exitErr error
+	committedAtEnd := 0 // the run's last committed step when the plan was done
 loop:
 	for {
 		select {
 		case exitErr = <-controller.done:
+			if armed != "" && isSIGKILL(exitErr) {
+				// It killed itself between the manifest and run.json.
+				t.Logf("the controller killed itself after step %s's manifest; resuming it", armed)
+				ran["manifest-kill"]++
+				armed = ""
+				controller = startController("--resume")
+				continue
+			}
 			if exitErr != nil && ran["minio-outage"] > 0 && ran["outage-resume"] == 0 {
 				// The outage outlasted the controller's retries: an
 				// operator resumes it.
 				ran["outage-resume"]++
 				t.Logf("the controller stopped during the MinIO outage (%v); resuming it", exitErr)
-				controller = startProc(t, "controller", nil, append(controllerArgs, "--resume")...)
+				controller = startController("--resume")
 				continue
 			}
 			// Killed controllers are waited for below, so this is the
@@ -241,7 +267,39 @@ loop:
 			controller.cmd.Process.Signal(syscall.SIGKILL)
 			<-controller.done
 			t.Log("killed the controller; restarting it with --resume")
-			controller = startProc(t, "controller", nil, append(controllerArgs, "--resume")...)
+			controller = startController("--resume")
+		case "manifest-kill":
+			// The restarted controller resumes after the last step in
+			// run.json and commits the next one (ahead ones at
+			// max_staleness > 0 still commit in order).
+			rs, err := runs.ReadState(ctx, st, "chaos")
+			if err != nil {
+				continue // MinIO may be restarting: try again
+			}
+			controller.cmd.Process.Signal(syscall.SIGKILL)
+			<-controller.done
+			armed = strconv.Itoa(rs.Committed + 1)
+			t.Logf("killed the controller; restarting it to die after step %s's manifest", armed)
+			controller = startController("--resume")
+			ran["manifest-kill-armed"]++
+			struck++
+			next = pause()
+			continue // counted when it strikes
+		case "second-controller":
+			if armed != "" {
+				continue // not while the controller may kill itself: a dead holder's run is taken over
+			}
+			second := startProc(t, "second-controller", nil, append(append([]string{}, controllerArgs...), "--resume", "--listen", testutil.FreeAddr(t))...)
+			select {
+			case err := <-second.done:
+				if err == nil || !strings.Contains(second.log.String(), "is held by controller") {
+					t.Fatalf("a second controller on the run was not refused (exit %v):\n%s", err, second.log)
+				}
+				t.Logf("a second controller was refused: %s", firstLine(second.log.String(), "is held by controller"))
+			case <-time.After(time.Minute):
+				second.kill()
+				t.Fatalf("a second controller on the run kept running:\n%s", second.log)
+			}
 		case "minio-restart":
 			srv.Kill()
 			time.Sleep(time.Second)
@@ -286,15 +344,27 @@ loop:
 		ran[plan[struck]]++
 		struck++
 		next = pause()
+		if struck == len(plan) {
+			if rs, err := runs.ReadState(ctx, st, "chaos"); err == nil {
+				committedAtEnd = rs.Committed
+			}
+		}
 	}
 	if exitErr != nil {
 		t.Fatalf("controller: %v\n%s", exitErr, controller.log)
 	}
-	if struck < len(plan) {
+	if struck < len(plan) || ran["manifest-kill"] == 0 {
 		t.Fatalf("the run finished before the chaos was done: faults %v of plan %v", ran, plan)
 	}
-	t.Logf("faults: %d worker kills, %d freezes (%d of the learner), %d partitions, %d controller kills, %d MinIO restarts, %d MinIO outages (%d controller resumes after one)",
-		ran["kill"], ran["freeze"]+ran["freeze-learner"], ran["freeze-learner"], ran["partition"], ran["controller"], ran["minio-restart"], ran["minio-outage"], ran["outage-resume"])
+	t.Logf("faults: %d worker kills, %d freezes (%d of the learner), %d partitions, %d controller kills (%d between a manifest and run.json), %d second controllers refused, %d MinIO restarts, %d MinIO outages (%d controller resumes after one); the last struck with %d of %d steps committed",
+		ran["kill"], ran["freeze"]+ran["freeze-learner"], ran["freeze-learner"], ran["partition"], ran["controller"]+ran["manifest-kill"], ran["manifest-kill"],
+		ran["second-controller"], ran["minio-restart"], ran["minio-outage"], ran["outage-resume"], committedAtEnd, steps)
+	// The user's tool after an incident finds nothing wrong.
+	if code, out, errs := runCLI(t, append([]string{"verify", "--run", "chaos"}, storeArgs...)...); code != 0 {
+		t.Errorf("thinkgen verify: exit %d\n%s\n%s", code, out, errs)
+	} else {
+		t.Logf("thinkgen verify: %s", strings.TrimSpace(lastLine(out)))
+	}
 	mu.Lock()
 	for _, w := range workers {
 		w.kill() // before their logs are read
@@ -468,4 +538,30 @@ func maxAbsDiff(a, b []byte) (float64, error) {
 		d = math.Max(d, math.Abs(float64(x)-float64(y)))
 	}
 	return d, nil
+}
+
+// isSIGKILL reports whether a process's exit error is death by SIGKILL.
+func isSIGKILL(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// firstLine returns the first line of s that contains sub.
+func firstLine(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

@@ -128,8 +128,8 @@ func TestLatentVAEEndToEnd(t *testing.T) {
 		}
 	}
 	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/vae.safetensors", "optim-dit.safetensors"} {
-		a, _ := os.ReadFile(filepath.Join(dir, "runs", "a", "checkpoints", fmt.Sprintf("%06d", 2), f))
-		b, _ := os.ReadFile(filepath.Join(dir, "runs", "b", "checkpoints", fmt.Sprintf("%06d", 2), f))
+		a, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "a", 2), f))
+		b, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "b", 2), f))
 		if len(a) == 0 || string(a) != string(b) {
 			d, err := maxAbsDiff(a, b)
 			t.Errorf("version 2 %s: the resumed run differs (max |Δ| %g, %v)", f, d, err)

@@ -334,14 +334,14 @@ func TestTrainLearnerRanksEqualOne(t *testing.T) {
 	}
 	train("switch", "2", "--stop-after", "1")
 	train("switch", "1", "--resume")
-	shard := filepath.Join(dir, "runs", "two", "checkpoints", "000002", "optim-dit.shard-1-of-2.safetensors")
+	shard := filepath.Join(versionDir(t, dir, "two", 2), "optim-dit.shard-1-of-2.safetensors")
 	if _, err := os.Stat(shard); err != nil {
 		t.Errorf("the two ranks' checkpoint has no sharded optimiser state: %v", err)
 	}
 	for _, run := range []string{"two", "switch"} {
 		for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors"} {
-			a, err1 := os.ReadFile(filepath.Join(dir, "runs", "one", "checkpoints", "000002", f))
-			b, err2 := os.ReadFile(filepath.Join(dir, "runs", run, "checkpoints", "000002", f))
+			a, err1 := os.ReadFile(filepath.Join(versionDir(t, dir, "one", 2), f))
+			b, err2 := os.ReadFile(filepath.Join(versionDir(t, dir, run, 2), f))
 			if err1 != nil || err2 != nil {
 				t.Fatal(err1, err2)
 			}
