@@ -53,7 +53,10 @@ func benchRowsFor(shard int) []RolloutRow {
 // BenchmarkStorage measures, on the local store and on MinIO, writing the
 // 256 MiB shard set (encode to Arrow, spool, hash, atomic put, commit) and
 // reading it back (fetch with sha256 check, decode every row), next to a
-// raw copy / raw PUT and a raw read / raw GET of the same bytes.
+// raw copy / raw PUT and a raw read / raw GET of the same bytes; and the
+// fencing checks' costs: a conditional create of the same bytes
+// (raw-create, next to raw-put) and the commit's verification of the set
+// (verify: read back, sha256).
 //
 //	scripts/minio.sh run go test -run '^$' -bench Storage -benchtime 3x ./shards/
 func BenchmarkStorage(b *testing.B) {
@@ -123,6 +126,38 @@ func BenchmarkStorage(b *testing.B) {
 					err = rawPut(ctx, s, fmt.Sprintf("raw/%d/%d", it, i), f)
 					f.Close()
 					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		// The fencing checks: a conditional PUT (create-if-absent, what
+		// every data object is written with) of the encoded files next to
+		// raw-put's plain one, and the controller's commit-time verification
+		// (read every object back and check its sha256).
+		b.Run(st.Name+"/raw-create", func(b *testing.B) {
+			b.SetBytes(total)
+			for range b.N {
+				seq++
+				it := seq
+				for i := range benchShards {
+					f, err := os.Open(filepath.Join(src, fmt.Sprint(i)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					err = s.Create(ctx, fmt.Sprintf("raw/%d/%d", it, i), f)
+					f.Close()
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		b.Run(st.Name+"/verify", func(b *testing.B) {
+			b.SetBytes(total)
+			for range b.N {
+				for _, obj := range m.Objects {
+					if err := storage.Verify(ctx, s, obj); err != nil {
 						b.Fatal(err)
 					}
 				}
