@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/thinkgen/thinkgen/internal/bearer"
+	"github.com/thinkgen/thinkgen/internal/httpserve"
 )
 
 // The environment variables LoadToken reads.
@@ -80,43 +80,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // for the requests in flight. Without a token it accepts only a loopback
 // listener. Every phase of a connection is bounded in time: headers
 // 10 s, the whole request 2 min, the reply 5 min, an idle connection
-// 2 min.
+// 2 min (package httpserve).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if !s.verify.Required() {
-		if a, ok := ln.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
-			return fmt.Errorf("reward service: without a bearer token (--token-file, $%s or $%s) it listens only on loopback, not %s", TokenEnv, TokenFileEnv, ln.Addr())
-		}
-	}
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
-	errc := make(chan error, 1)
-	go func() {
-		if s.opts.CertFile != "" {
-			errc <- hs.ServeTLS(ln, s.opts.CertFile, s.opts.KeyFile)
-		} else {
-			errc <- hs.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("reward service: serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
-		<-errc
-		return fmt.Errorf("reward service: shutdown: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("reward service: %w", err)
-	}
-	return nil
+	return httpserve.Serve(ctx, ln, s, httpserve.Options{
+		Name:          "reward service",
+		Authenticated: s.verify.Required(),
+		TokenHint:     fmt.Sprintf("--token-file, $%s or $%s", TokenEnv, TokenFileEnv),
+		CertFile:      s.opts.CertFile, KeyFile: s.opts.KeyFile,
+	})
 }
