@@ -37,11 +37,20 @@ func (m ThinkMode) String() string {
 	return fmt.Sprintf("ThinkMode(%d)", int(m))
 }
 
-// Chat is a single-turn conversation to be rendered as a generation
-// prompt.
+// Message is one earlier turn of a conversation: Role "user" or
+// "assistant" and its text.
+type Message struct {
+	Role, Content string
+}
+
+// Chat is a conversation to be rendered as a generation prompt: an
+// optional system message, earlier turns, and the user's last message.
 type Chat struct {
 	// System is the system message; empty means no system turn.
 	System string
+	// History holds the turns before User, in order; empty for a
+	// single-turn prompt.
+	History []Message
 	// User is the user's message text.
 	User string
 	// Images holds, per input image, its number of image tokens. Each image
@@ -56,18 +65,27 @@ type Chat struct {
 }
 
 // Prompt renders c as Qwen3's chat template renders the messages
-// [system, user] with add_generation_prompt=True:
+// [system, history…, user] with add_generation_prompt=True:
 //
 //	<|im_start|>system\n{System}<|im_end|>\n
+//	<|im_start|>{Role}\n{Content}<|im_end|>\n   (each History turn)
 //	<|im_start|>user\n{images}{User}<|im_end|>\n
 //	<|im_start|>assistant\n{opening}
 //
-// where opening depends on c.Think. It fails for an image token count
-// below 1 or an unknown ThinkMode.
+// where opening depends on c.Think. History turns are written as they
+// are, as the exported chat template (package export) writes every
+// message. It fails for a History role other than user or assistant,
+// an image token count below 1 or an unknown ThinkMode.
 func (c Chat) Prompt() (string, error) {
 	var b strings.Builder
 	if c.System != "" {
 		b.WriteString(ImStart + "system\n" + c.System + ImEnd + "\n")
+	}
+	for i, m := range c.History {
+		if m.Role != "user" && m.Role != "assistant" {
+			return "", fmt.Errorf("tokenizer: chat: history turn %d has role %q, want user or assistant", i, m.Role)
+		}
+		b.WriteString(ImStart + m.Role + "\n" + m.Content + ImEnd + "\n")
 	}
 	b.WriteString(ImStart + "user\n")
 	for i, n := range c.Images {

@@ -62,6 +62,8 @@ var chatTests = []struct {
 		"<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\n"},
 	{Chat{User: "remove the blue square", Images: []int{3}},
 		"<|im_start|>user\n<|vision_start|><|image_pad|><|image_pad|><|image_pad|><|vision_end|>remove the blue square<|im_end|>\n<|im_start|>assistant\n<think>\n"},
+	{Chat{System: "sys", History: []Message{{"user", "u1"}, {"assistant", "a1"}}, User: "u2", Think: ThinkSkip},
+		"<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nu1<|im_end|>\n<|im_start|>assistant\na1<|im_end|>\n<|im_start|>user\nu2<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"},
 	{Chat{User: "fix it", Images: []int{1, 2}, Think: ThinkFree},
 		"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|><|vision_start|><|image_pad|><|image_pad|><|vision_end|>fix it<|im_end|>\n<|im_start|>assistant\n"},
 }
@@ -122,6 +124,7 @@ func TestChatErrors(t *testing.T) {
 		{Chat{User: "u", Images: []int{2, 0}}, "image 1 has 0 image tokens"},
 		{Chat{User: "u", Images: []int{-3}}, "image 0 has -3 image tokens"},
 		{Chat{User: "u", Think: ThinkMode(7)}, "unknown think mode 7"},
+		{Chat{User: "u", History: []Message{{"user", "a"}, {"system", "b"}}}, `history turn 1 has role "system"`},
 	}
 	for _, tt := range tests {
 		_, err := tt.chat.Prompt()
