@@ -19,6 +19,8 @@ type Engine interface {
 	Draw(in []DrawInput) ([]Drawn, error)
 	// Complete has the MLLM continue every prompt as one batch.
 	Complete(in []CompleteInput, o CompleteOptions) ([]Completion, error)
+	// Tokenizer returns the model's tokenizer.
+	Tokenizer() tokenizer.Tokenizer
 	// Close frees the engine's model.
 	Close()
 }
@@ -112,11 +114,14 @@ func (e *BundleEngine) Complete(in []CompleteInput, o CompleteOptions) ([]Comple
 	return out, nil
 }
 
+// Tokenizer implements Engine.
+func (e *BundleEngine) Tokenizer() tokenizer.Tokenizer { return e.b.Tok }
+
 // Close implements Engine.
 func (e *BundleEngine) Close() { e.b.Drop() }
 
-// ModelFor describes the model of configuration c, with tokenizer tok and
-// the draw settings s, to the server as id.
+// ModelFor describes the model of configuration c, with tokenizer tok (nil:
+// the loaded engine's) and the draw settings s, to the server as id.
 func ModelFor(id string, c *config.Config, tok tokenizer.Tokenizer, s config.Sampling) Model {
 	return Model{
 		ID: id, Tok: tok,

@@ -26,6 +26,12 @@ type result struct {
 	err         error
 }
 
+// loadResult is what a worker's load returned.
+type loadResult struct {
+	eng Engine
+	err error
+}
+
 func (j *job) size() int { return len(j.draw) + len(j.complete) }
 
 // retryAfter is the Retry-After of a refusal for want of capacity, in
@@ -61,11 +67,11 @@ func (s *Server) submit(ctx context.Context, j *job) (result, *apiError) {
 }
 
 // work is one model worker: it loads its engine (reporting the outcome
-// on loaded), then runs batches of queued jobs until stop closes. It runs
+// to loaded), then runs batches of queued jobs until stop closes. It runs
 // inside libtorch.Run.
-func (s *Server) work(load func() (Engine, error), loaded chan<- error, stop <-chan struct{}) error {
+func (s *Server) work(load func() (Engine, error), loaded func(loadResult), stop <-chan struct{}) error {
 	eng, err := load()
-	loaded <- err
+	loaded(loadResult{eng, err})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ const testToken = "0123456789abcdef-serve"
 // the size of every batch; with gate set, each call waits for a value
 // from it after signalling entered.
 type fakeEngine struct {
+	tok     tokenizer.Tokenizer
 	tokens  []int
 	size    int
 	gate    chan struct{}
@@ -73,6 +74,8 @@ func (f *fakeEngine) Complete(in []CompleteInput, o CompleteOptions) ([]Completi
 	return out, nil
 }
 
+func (f *fakeEngine) Tokenizer() tokenizer.Tokenizer { return f.tok }
+
 func (f *fakeEngine) Close() {
 	f.mu.Lock()
 	f.closed = true
@@ -98,7 +101,7 @@ func newFake(t *testing.T, m Model) *fakeEngine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakeEngine{tokens: ids, size: m.ImageSize}
+	return &fakeEngine{tok: m.Tok, tokens: ids, size: m.ImageSize}
 }
 
 // running is a server serving on loopback until the test ends.
@@ -478,5 +481,32 @@ func TestServeRefusesNonLoopbackWithoutToken(t *testing.T) {
 	err = srv.Serve(context.Background(), ln, func() (Engine, error) { loaded = true; return newFake(t, m), nil })
 	if err == nil || !strings.Contains(err.Error(), "only on loopback") || loaded {
 		t.Fatalf("Serve on %s without a token: %v (loaded %v), want a refusal before loading", ln.Addr(), err, loaded)
+	}
+}
+
+// TestServeReportsLoadFailure: a worker whose model fails to load, by an
+// error or a panic (a failing gotch op), makes Serve return that error
+// without serving.
+func TestServeReportsLoadFailure(t *testing.T) {
+	m := testModel(t)
+	tests := []struct {
+		name string
+		load func() (Engine, error)
+		want string
+	}{
+		{"error", func() (Engine, error) { return nil, fmt.Errorf("no such file mllm.safetensors") }, "no such file mllm.safetensors"},
+		{"panic", func() (Engine, error) { panic("gotch: out of memory") }, "gotch: out of memory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := New(m, Options{Workers: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = srv.Serve(context.Background(), testutil.Listen(t), tc.load)
+			if err == nil || !strings.Contains(err.Error(), "load the model") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Serve: %v, want the load failure %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -43,7 +43,8 @@ type Model struct {
 	ID string
 	// Created is reported by GET /v1/models.
 	Created time.Time
-	// Tok encodes the chat prompts and decodes what the model wrote.
+	// Tok encodes the chat prompts and decodes what the model wrote; nil
+	// takes the first loaded engine's (Engine.Tokenizer).
 	Tok tokenizer.Tokenizer
 	// ImageSize is the side of the square images the DiT draws, the one
 	// size the images endpoint accepts.
@@ -137,8 +138,8 @@ func New(m Model, o Options) (*Server, error) {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
 	}
-	if m.ID == "" || m.Tok == nil || m.ImageSize < 1 || m.MaxSeqLen < 1 {
-		return nil, fmt.Errorf("serve: model %q: want an id, a tokenizer, an image size and max_seq_len", m.ID)
+	if m.ID == "" || m.ImageSize < 1 || m.MaxSeqLen < 1 {
+		return nil, fmt.Errorf("serve: model %q: want an id, an image size and max_seq_len", m.ID)
 	}
 	o.Limits.defaults()
 	if o.Workers <= 0 {
@@ -194,7 +195,8 @@ func (s *Server) httpOptions() httpserve.Options {
 }
 
 // Serve starts the model workers, each on its own OS thread with the
-// engine load returns there, and once every one has loaded serves on ln
+// engine load returns there, and once every one has loaded (the model's
+// tokenizer is then the first engine's if Model.Tok is nil) serves on ln
 // until ctx ends. Then it stops taking requests, lets those in flight
 // finish (up to 30 s), stops the workers and closes their engines. It
 // refuses a non-loopback listener without a token, before loading.
@@ -208,20 +210,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, load func() (Engine
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	loaded := make(chan error, s.o.Workers)
+	loaded := make(chan loadResult, s.o.Workers)
 	for i := range s.o.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := libtorch.Run(func() error { return s.work(load, loaded, stop) }); err != nil {
+			reported := false
+			report := func(l loadResult) { reported = true; loaded <- l }
+			err := libtorch.Run(func() error { return s.work(load, report, stop) })
+			if !reported { // load panicked
+				loaded <- loadResult{err: err}
+				return
+			}
+			if err != nil {
 				s.log.Error("serve: model worker stopped", "worker", i, "err", err)
 			}
 		}()
 	}
 	var loadErr error
 	for range s.o.Workers {
-		if err := <-loaded; err != nil && loadErr == nil {
-			loadErr = err
+		l := <-loaded
+		if l.err != nil && loadErr == nil {
+			loadErr = l.err
+		}
+		if l.err == nil && s.m.Tok == nil {
+			s.m.Tok = l.eng.Tokenizer() // before any request is served
 		}
 	}
 	if loadErr != nil {
