@@ -49,7 +49,9 @@ pyenv:
 	@bash scripts/setup-pyenv.sh
 
 # Tests that compare against Python references (transformers, diffusers, pyarrow) read
-# the venv's interpreter from THINKGEN_PYTHON. go test runs two packages at a
+# the venv's interpreter from THINKGEN_PYTHON; the test of thinkgen serve drives it
+# with the official OpenAI client from the small venv of scripts/setup-openaienv.sh
+# (THINKGEN_OPENAI_PYTHON). go test runs two packages at a
 # time on two cores; libtorch's OpenMP pool spin-waits when oversubscribed
 # (measured: 20x slower), so tests run libtorch on one thread each.
 # scripts/minio.sh builds the pinned MinIO server once (cached), starts it on
@@ -61,7 +63,7 @@ pyenv:
 # prints its root filesystem; without an image it prints nothing and the
 # test is skipped.
 test: build vet
-	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
+	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) THINKGEN_OPENAI_PYTHON=$$(bash scripts/setup-openaienv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
 
 # image builds the CPU image of image/Dockerfile without pulling any base
 # image: Debian packages (mmdebstrap), Ray's PyPI wheels, libtorch's

@@ -213,20 +213,35 @@ func generateFromBundle(ctx context.Context, e *env, dir string, req *generateRe
 }
 
 func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string, version int, req *generateRequest) error {
-	if err := storage.ValidateRun(run); err != nil {
-		return &usageError{fmt.Errorf("--run: %w", err)}
-	}
-	st, err := openExistingStore(ctx, cfg.Storage)
+	runCfg, load, cleanup, err := runCheckpoint(ctx, cfg, run, version)
 	if err != nil {
 		return err
 	}
+	defer cleanup()
+	return generate(ctx, e, runCfg, req, func() (*model.Bundle, error) { return placed(runCfg, load) })
+}
+
+// runCheckpoint resolves a committed checkpoint of a training run in the
+// store of cfg (version < 0: the last committed one) and returns the
+// run's configuration with a loader of the checkpoint's bundle (call it
+// inside libtorch.Run; the caller drops the bundle) and a cleanup that
+// removes the loader's download cache, to call once loading is done. An
+// unknown run or version is a usage error.
+func runCheckpoint(ctx context.Context, cfg *config.Config, run string, version int) (*config.Config, func(gotch.Device) (*model.Bundle, error), func(), error) {
+	if err := storage.ValidateRun(run); err != nil {
+		return nil, nil, nil, &usageError{fmt.Errorf("--run: %w", err)}
+	}
+	st, err := openExistingStore(ctx, cfg.Storage)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	rs, err := runs.ReadState(ctx, st, run)
 	if err != nil {
-		return &usageError{fmt.Errorf("--run %s in %s: %w", run, st, err)}
+		return nil, nil, nil, &usageError{fmt.Errorf("--run %s in %s: %w", run, st, err)}
 	}
 	if version < 0 {
 		if rs.Committed == 0 {
-			return usagef("--run %s: no committed step yet (nothing to generate with but its base %s)", run, cfg.Run.Base)
+			return nil, nil, nil, usagef("--run %s: no committed step yet (nothing to generate with but its base %s)", run, cfg.Run.Base)
 		}
 		version = rs.Committed
 	}
@@ -235,27 +250,24 @@ func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string
 		kept = kept || v == version
 	}
 	if !kept {
-		return usagef("--version %d: run %s keeps checkpoint versions %v", version, run, rs.Kept)
+		return nil, nil, nil, usagef("--version %d: run %s keeps checkpoint versions %v", version, run, rs.Kept)
 	}
 	runCfg, err := rs.ParseConfig()
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	cache, err := os.MkdirTemp("", "thinkgen-generate-")
+	cache, err := os.MkdirTemp("", "thinkgen-checkpoint-")
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer os.RemoveAll(cache)
-	return generate(ctx, e, runCfg, req, func() (*model.Bundle, error) {
-		b, err := placed(runCfg, func(dev gotch.Device) (*model.Bundle, error) {
-			b, _, err := checkpoint.Load(ctx, st, run, version, cache, dev)
-			return b, err
-		})
+	load := func(dev gotch.Device) (*model.Bundle, error) {
+		b, _, err := checkpoint.Load(ctx, st, run, version, cache, dev)
 		if err != nil {
 			return nil, fmt.Errorf("run %s version %d: %w", run, version, err)
 		}
 		return b, nil
-	})
+	}
+	return runCfg, load, func() { os.RemoveAll(cache) }, nil
 }
 
 // generatedImage is one line of generate's JSON output.

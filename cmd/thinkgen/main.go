@@ -64,6 +64,7 @@ func commands() []*command {
 		launchCommand(),
 		dataCommand(),
 		rewardServeCommand(),
+		serveCommand(),
 		evalCommand(),
 		compareCommand(),
 		curvesCommand(),

@@ -1,6 +1,8 @@
 // Package testenv gives tests what `make test` provides: the test-only
-// Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, a local
-// Ray head (scripts/ray.sh) through THINKGEN_RAY_ADDRESS, the
+// Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, the
+// OpenAI client's small venv (scripts/setup-openaienv.sh) through
+// THINKGEN_OPENAI_PYTHON, a local Ray head (scripts/ray.sh) through
+// THINKGEN_RAY_ADDRESS, the
 // kube-apiserver and etcd binaries for envtest (scripts/kube-assets.sh)
 // through KUBEBUILDER_ASSETS, and a Chromium for headless rendering
 // (scripts/chromium.sh) through THINKGEN_CHROMIUM. Outside
@@ -18,6 +20,14 @@ import (
 func Python(t testing.TB) string {
 	t.Helper()
 	return need(t, "THINKGEN_PYTHON", "set it to the python that `bash scripts/setup-pyenv.sh` prints", "the Python reference tests")
+}
+
+// OpenAIPython returns the python of the small venv holding the official
+// OpenAI client (THINKGEN_OPENAI_PYTHON, printed by `bash
+// scripts/setup-openaienv.sh`).
+func OpenAIPython(t testing.TB) string {
+	t.Helper()
+	return need(t, "THINKGEN_OPENAI_PYTHON", "set it to the python that `bash scripts/setup-openaienv.sh` prints", "the OpenAI client test of thinkgen serve")
 }
 
 // RayAddress returns the URL of a local Ray head's dashboard, whose Job
