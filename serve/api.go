@@ -106,11 +106,14 @@ type chatChoice struct {
 	Logprobs     *struct{}    `json:"logprobs"`
 }
 
-// replyMessage is the assistant's reply; ReasoningContent holds the chain
-// of thought in think mode (the field vLLM's reasoning parsers fill).
+// replyMessage is the assistant's reply. In think mode the chain of
+// thought is in Reasoning and, the same, in ReasoningContent: the fields
+// vLLM's reasoning parsers fill (reasoning_content, its older name, is
+// what most clients read).
 type replyMessage struct {
 	Role             string `json:"role"`
 	Content          string `json:"content"`
+	Reasoning        string `json:"reasoning,omitempty"`
 	ReasoningContent string `json:"reasoning_content,omitempty"`
 }
 

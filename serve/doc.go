@@ -8,7 +8,8 @@
 //     thought (thinking), the mode (think or direct) and the seed;
 //   - POST /v1/chat/completions: the MLLM alone, non-streaming, with real
 //     token counts in usage; in think mode the chain of thought comes back
-//     in message.reasoning_content and the answer in message.content;
+//     in message.reasoning (and reasoning_content) and the answer in
+//     message.content;
 //   - GET /v1/models and /v1/models/{id}: the one model served.
 //
 // Every request must carry the bearer token when one is set (401

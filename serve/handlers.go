@@ -329,7 +329,8 @@ func (s *Server) complete(ctx context.Context, req *chatRequest) (*chatResponse,
 		text := s.m.Tok.Decode(cpl.Tokens)
 		msg := replyMessage{Role: "assistant"}
 		if mode == ModeThink {
-			msg.ReasoningContent, msg.Content = splitThinking(text)
+			msg.Reasoning, msg.Content = splitThinking(text)
+			msg.ReasoningContent = msg.Reasoning
 		} else {
 			msg.Content = strings.TrimSpace(strings.ReplaceAll(text, tokenizer.ImEnd, ""))
 		}

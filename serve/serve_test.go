@@ -347,9 +347,9 @@ func TestChat(t *testing.T) {
 		completion  int
 		prompt      string
 	}{
-		{"think", ``, replyMessage{Role: "assistant", Content: "draw a red square", ReasoningContent: "the square is red"}, "stop", len(eng.tokens), rendered},
+		{"think", ``, replyMessage{Role: "assistant", Content: "draw a red square", Reasoning: "the square is red", ReasoningContent: "the square is red"}, "stop", len(eng.tokens), rendered},
 		{"direct", `, "mode": "direct"`, replyMessage{Role: "assistant", Content: "the square is red " + tokenizer.EndThink + " draw a red square"}, "stop", len(eng.tokens), rendered + "\n</think>\n\n"},
-		{"cut short", `, "max_tokens": 3`, replyMessage{Role: "assistant", ReasoningContent: m.Tok.Decode(eng.tokens[:3])}, "length", 3, rendered},
+		{"cut short", `, "max_tokens": 3`, replyMessage{Role: "assistant", Reasoning: m.Tok.Decode(eng.tokens[:3]), ReasoningContent: m.Tok.Decode(eng.tokens[:3])}, "length", 3, rendered},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

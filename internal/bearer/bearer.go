@@ -1,7 +1,8 @@
 // Package bearer loads and checks the bearer tokens that guard thinkgen's
-// HTTP services (the controller API and the reward service): a token is
-// 16 to 4096 printable ASCII bytes, read from a file or the environment,
-// sent as "Authorization: Bearer <token>" and compared in constant time.
+// HTTP services (the controller API, the reward service and the model
+// server): a token is 16 to 4096 printable ASCII bytes, read from a file
+// or the environment, sent as "Authorization: Bearer <token>" and
+// compared in constant time.
 package bearer
 
 import (
