@@ -3,10 +3,7 @@ package reward
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -98,12 +95,7 @@ func TestServeRefusesNonLoopbackWithoutToken(t *testing.T) {
 // TestServeTLS serves HTTPS with a certificate from testdata and scores
 // through it.
 func TestServeTLS(t *testing.T) {
-	dir := t.TempDir()
-	hs := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate and key
-	cert := hs.TLS.Certificates[0]
-	hs.Close()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePEM(t, certFile, keyFile, cert)
+	certFile, keyFile, client := testutil.TLSFiles(t)
 	srv, err := NewServer(Builtin(nil), ServerOptions{Token: testToken, CertFile: certFile, KeyFile: keyFile})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +104,6 @@ func TestServeTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: hs.Client().Transport.(*http.Transport).TLSClientConfig}}
 	req, _ := http.NewRequest(http.MethodGet, "https://"+ln.Addr().String()+HealthPath, nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := client.Do(req)
@@ -247,20 +238,5 @@ func TestHandlerPixelBudget(t *testing.T) {
 		if refused != (i == 2) {
 			t.Errorf("item %d: error %q; want only item 2 refused by the budget", i, r.Err)
 		}
-	}
-}
-
-// writePEM writes cert's leaf and private key as PEM files.
-func writePEM(t *testing.T, certFile, keyFile string, cert tls.Certificate) {
-	t.Helper()
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

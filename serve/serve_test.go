@@ -375,6 +375,23 @@ func TestChat(t *testing.T) {
 	}
 }
 
+// TestDefaultMaxTokens: a chat completion without max_tokens generates
+// up to the model's default, which the limit caps.
+func TestDefaultMaxTokens(t *testing.T) {
+	m := testModel(t)
+	tests := []struct{ def, limit, want int }{{24, 64, 24}, {24, 10, 10}, {0, 512, 256}}
+	for _, tc := range tests {
+		m.DefaultMaxTokens = tc.def
+		srv, err := New(m, Options{Limits: Limits{MaxTokens: tc.limit}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv.m.DefaultMaxTokens != tc.want {
+			t.Errorf("default %d, limit %d: max_tokens %d, want %d", tc.def, tc.limit, srv.m.DefaultMaxTokens, tc.want)
+		}
+	}
+}
+
 // TestQueue: one worker busy on a request, two more wait in the queue of
 // two and run as one batch, and a fourth finds the queue full (503 with
 // Retry-After); a request that waits past RequestTimeout is a 503 too.
@@ -508,5 +525,41 @@ func TestServeReportsLoadFailure(t *testing.T) {
 				t.Fatalf("Serve: %v, want the load failure %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestServeTLS serves HTTPS with a certificate and a token: a client that
+// trusts the certificate is served, plain HTTP to the port is not.
+func TestServeTLS(t *testing.T) {
+	m := testModel(t)
+	certFile, keyFile, client := testutil.TLSFiles(t)
+	srv, err := New(m, Options{Token: testToken, CertFile: certFile, KeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startWith(t, srv, func() (Engine, error) { return newFake(t, m), nil })
+	addr := strings.TrimPrefix(r.url, "http://")
+	req, _ := http.NewRequest("GET", "https://"+addr+PathModels, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET over TLS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
+		t.Fatalf("GET over TLS: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	if resp, err := http.Get("http://" + addr + PathModels); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP served by the TLS server")
+		}
+	}
+	srv2, err := New(m, Options{CertFile: certFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv2.Serve(context.Background(), testutil.Listen(t), func() (Engine, error) { return newFake(t, m), nil }); err == nil || !strings.Contains(err.Error(), "both a certificate and a key") {
+		t.Errorf("Serve with a certificate and no key: %v, want a refusal", err)
 	}
 }

@@ -55,7 +55,8 @@ type Model struct {
 	// (sampling.max_new_tokens of the draw settings).
 	DrawTokens int
 	// DefaultMaxTokens is a chat completion's max_tokens when the request
-	// gives none.
+	// gives none; unset or above Limits.MaxTokens, the smaller of that
+	// limit and 256.
 	DefaultMaxTokens int
 }
 
@@ -154,7 +155,7 @@ func New(m Model, o Options) (*Server, error) {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 5 * time.Minute
 	}
-	if m.DefaultMaxTokens <= 0 {
+	if m.DefaultMaxTokens <= 0 || m.DefaultMaxTokens > o.Limits.MaxTokens {
 		m.DefaultMaxTokens = min(o.Limits.MaxTokens, 256)
 	}
 	s := &Server{m: m, o: o, verify: bearer.NewVerifier(o.Token), mux: http.NewServeMux(), log: o.Logger, jobs: make(chan *job, o.Queue)}

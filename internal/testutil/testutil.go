@@ -1,16 +1,20 @@
 // Package testutil holds the small helpers that the tests of several
 // packages share: a free loopback address, a buffer safe for concurrent
-// writers, a check that a text mentions what it must, and readers of the
+// writers, a check that a text mentions what it must, readers of the
 // files tests produce or read (JSON, PNG images, files that must be equal
-// byte for byte). It imports no package of the module, so any test may use it.
+// byte for byte), and a certificate to serve HTTPS with. It imports no package of the module, so any test may use it.
 package testutil
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"image"
 	"image/png"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,4 +129,28 @@ func SameFiles(t testing.TB, a, b string, names []string, what string) {
 			t.Errorf("%s: %s", name, what)
 		}
 	}
+}
+
+// TLSFiles writes a certificate for 127.0.0.1 and its private key as PEM
+// files in a temporary directory (net/http/httptest's test certificate)
+// and returns their paths with a client that trusts the certificate.
+func TLSFiles(t testing.TB) (certFile, keyFile string, client *http.Client) {
+	t.Helper()
+	hs := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate and key
+	cert := hs.TLS.Certificates[0]
+	client = &http.Client{Transport: &http.Transport{TLSClientConfig: hs.Client().Transport.(*http.Transport).TLSClientConfig}}
+	hs.Close()
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, client
 }
