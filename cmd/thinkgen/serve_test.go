@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,6 +45,50 @@ func TestServeRejectsBadInput(t *testing.T) {
 	}
 }
 
+// startServe runs thinkgen serve with args on a free loopback port until
+// ctx ends and returns its base URL once it serves GET /v1/models (with
+// token, if not empty), its standard error and a channel that receives
+// its exit code.
+func startServe(ctx context.Context, t *testing.T, token string, args ...string) (string, *testutil.SyncBuffer, <-chan int) {
+	t.Helper()
+	stdout, stderr := &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), &env{stdout: stdout, stderr: stderr, getenv: os.Getenv})
+	}()
+	addr := regexp.MustCompile(`serving it on (http://[0-9.:]+)/v1`)
+	var base string
+	for deadline := time.Now().Add(2 * time.Minute); base == ""; time.Sleep(20 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(stdout.String()); m != nil {
+			base = m[1]
+		}
+		select {
+		case code := <-exited:
+			t.Fatalf("serve exited %d before serving\n%s\n%s", code, stdout, stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve printed no address\n%s\n%s", stdout, stderr)
+		}
+	}
+	// The listener is open before the model is loaded; wait until served.
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", base+"/v1/models", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return base, stderr, exited
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/v1/models never answered 200\n%s", base, stderr)
+		}
+	}
+}
+
 func writeToken(t *testing.T, dir, tok string) string {
 	t.Helper()
 	f := filepath.Join(dir, "token")
@@ -71,44 +116,9 @@ func TestServeWithOpenAIClient(t *testing.T) {
 		t.Fatalf("export: exit %d\n%s\n%s", code, out, errs)
 	}
 	const token = "serve-test-token-0123456789"
-	stdout := &testutil.SyncBuffer{}
-	stderr := &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	exited := make(chan int, 1)
-	go func() {
-		exited <- run(ctx, []string{"serve", "--model", exp, "--listen", "127.0.0.1:0", "--token-file", writeToken(t, dir, token),
-			"--steps", "8", "--max-n", "4", "--max-tokens", "64"}, &env{stdout: stdout, stderr: stderr, getenv: os.Getenv})
-	}()
-	addr := regexp.MustCompile(`serving it on (http://[0-9.:]+)/v1`)
-	var base string
-	for deadline := time.Now().Add(2 * time.Minute); base == ""; time.Sleep(20 * time.Millisecond) {
-		if m := addr.FindStringSubmatch(stdout.String()); m != nil {
-			base = m[1]
-		}
-		select {
-		case code := <-exited:
-			t.Fatalf("serve exited %d before serving\n%s\n%s", code, stdout, stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve printed no address\n%s\n%s", stdout, stderr)
-		}
-	}
-	// The listener is open before the model is loaded; wait until served.
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		req, _ := http.NewRequest("GET", base+"/v1/models", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/v1/models never answered 200\n%s", base, stderr)
-		}
-	}
+	base, stderr, exited := startServe(ctx, t, token, "--model", exp, "--token-file", writeToken(t, dir, token), "--steps", "8", "--max-n", "4", "--max-tokens", "64")
 
 	pctx, pcancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer pcancel()
@@ -177,5 +187,36 @@ func TestServeWithOpenAIClient(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("serve still running a minute after its context ended")
+	}
+}
+
+// TestServeFromRun serves a training run's last committed checkpoint with
+// two workers (each loading it from the store) and draws an image and a
+// completion from it.
+func TestServeFromRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	dir, _ := trainSmallRun(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, stderr, exited := startServe(ctx, t, "", "--run", "r", "--run-dir", dir, "--workers", "2", "--steps", "4")
+	for _, req := range []struct{ path, body, want string }{
+		{"/v1/images/generations", `{"prompt": "a red circle", "n": 2}`, `"b64_json":"iVBORw0KGgo`},
+		{"/v1/chat/completions", `{"model": "r", "messages": [{"role": "user", "content": "a red circle"}], "max_tokens": 8}`, `"completion_tokens":`},
+	} {
+		resp, err := http.Post(base+req.path, "application/json", strings.NewReader(req.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), req.want) {
+			t.Errorf("POST %s: %d %.300s, want 200 with %s", req.path, resp.StatusCode, b, req.want)
+		}
+	}
+	cancel()
+	if code := <-exited; code != 0 {
+		t.Errorf("serve exited %d\n%s", code, stderr)
 	}
 }
