@@ -24,6 +24,7 @@ import (
 
 type fixture struct {
 	q     *queue.Queue
+	api   *controlapi.Server
 	srv   *httptest.Server
 	token string
 	log   *testutil.SyncBuffer
@@ -41,6 +42,7 @@ func newFixture(t *testing.T, qo queue.Options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.api = s
 	f.srv = httptest.NewServer(s)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -296,6 +298,48 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+}
+
+// TestTrainingGauges sets the training gauges from two committed steps,
+// one of each phase, and reads them back from /metrics: every gauge shows
+// its step metric, each phase keeps its own, and a metric a step lacks
+// keeps the value of the step that had it.
+func TestTrainingGauges(t *testing.T) {
+	f := newFixture(t, queue.Options{})
+	mllm := map[string]float64{"reward/mean": 0.25, "loss/kl": 0.0125, "rollout/tokens_per_s": 812.5,
+		"time/rollout_s": 3.5, "time/reward_s": 0.75, "time/learn_s": 2.25, "time/storage_s": 0.125, "time/step_s": 6.75}
+	dit := map[string]float64{"reward/mean": 0.5, "loss/kl": 0.03, "rollout/images_per_s": 4.5,
+		"time/rollout_s": 5, "time/reward_s": 1.5, "time/learn_s": 4, "time/storage_s": 0.25, "time/step_s": 10.75}
+	f.api.ObserveStep(1, "mllm-grpo", mllm)
+	f.api.ObserveStep(2, "dit-grpo", dit)
+	code, body := f.do(t, "GET", controlapi.PathMetrics, "Bearer "+f.token, "")
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	got := testutil.PromSamples(t, body)
+	want := map[string]float64{
+		`thinkgen_train_step`:                      2,
+		`thinkgen_train_rollout_tokens_per_second`: 812.5,
+		`thinkgen_train_rollout_images_per_second`: 4.5,
+	}
+	for _, step := range []struct {
+		phase string
+		m     map[string]float64
+	}{{"mllm-grpo", mllm}, {"dit-grpo", dit}} {
+		want[`thinkgen_train_reward_mean{phase="`+step.phase+`"}`] = step.m["reward/mean"]
+		want[`thinkgen_train_kl{phase="`+step.phase+`"}`] = step.m["loss/kl"]
+		for _, part := range []string{"rollout", "reward", "learn", "storage", "step"} {
+			want[`thinkgen_train_step_time_seconds{part="`+part+`",phase="`+step.phase+`"}`] = step.m["time/"+part+"_s"]
+		}
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
 	if t.Failed() {
