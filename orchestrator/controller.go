@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"time"
 
@@ -99,6 +100,14 @@ type Options struct {
 	// metrics. Required when run.eval_every > 0. It must be
 	// deterministic: a resumed run evaluates a re-run step again.
 	Eval func(ctx context.Context, v int) (map[string][]reward.Summary, error)
+	// Committed, when set, is told of every step the controller commits
+	// (or, on resume, finds committed by a run that was killed before it
+	// recorded the step): the step, when its metrics were measured and
+	// the metrics as the step's shard keeps them (a copy). It runs on the
+	// controller's goroutine before the next step starts, so it must not
+	// block: experiment trackers and the controller's gauges queue or
+	// store what they need.
+	Committed func(p schedule.Step, at time.Time, metrics map[string]float64)
 }
 
 // DefaultLeaseTTL is Options.LeaseTTL's default.
@@ -306,8 +315,16 @@ func (c *Controller) repair(ctx context.Context) error {
 		if err := c.afterCommit(ctx, c.plan[step-1], sm.Values); err != nil {
 			return err
 		}
+		c.committed(c.plan[step-1], sm.At, sm.Values)
 	}
 	return nil
+}
+
+// committed tells o.Committed of a committed step.
+func (c *Controller) committed(p schedule.Step, at time.Time, metrics map[string]float64) {
+	if c.o.Committed != nil {
+		c.o.Committed(p, at, maps.Clone(metrics))
+	}
 }
 
 // Plan returns the run's steps.

@@ -134,7 +134,11 @@ func (c *Controller) commit(ctx context.Context, p schedule.Step, t0 time.Time, 
 	if err := runs.PutStepEvents(ctx, c.o.Store, c.state, p.Step, at, events); err != nil {
 		return err
 	}
-	return c.afterCommit(ctx, p, events)
+	if err := c.afterCommit(ctx, p, events); err != nil {
+		return err
+	}
+	c.committed(p, at, events)
+	return nil
 }
 
 // evaluates reports whether step's version is evaluated before the step
