@@ -61,9 +61,12 @@ pyenv:
 # The image test (package image) runs when `make image` has built the
 # image: scripts/image.sh refresh puts the new bin/thinkgen into it and
 # prints its root filesystem; without an image it prints nothing and the
-# test is skipped.
+# test is skipped. scripts/setup-mlflowenv.sh creates (once) a small venv
+# with MLflow, apart from the large test venv, whose python the tracking
+# test (cmd/thinkgen/mlflow_test.go) reads from THINKGEN_MLFLOW_PYTHON to
+# run `mlflow server` on loopback and MLflow's client.
 test: build vet
-	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) THINKGEN_OPENAI_PYTHON=$$(bash scripts/setup-openaienv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
+	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) THINKGEN_OPENAI_PYTHON=$$(bash scripts/setup-openaienv.sh) THINKGEN_MLFLOW_PYTHON=$$(bash scripts/setup-mlflowenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
 
 # image builds the CPU image of image/Dockerfile without pulling any base
 # image: Debian packages (mmdebstrap), Ray's PyPI wheels, libtorch's

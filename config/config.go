@@ -40,6 +40,7 @@ type Config struct {
 	Reward   Reward   `yaml:"reward"`
 	Storage  Storage  `yaml:"storage"`
 	Cluster  Cluster  `yaml:"cluster"`
+	Tracking Tracking `yaml:"tracking"`
 }
 
 // Run names a run and fixes what makes it reproducible.
@@ -570,6 +571,22 @@ type Cluster struct {
 	CollectiveTimeout time.Duration `yaml:"collective_timeout"`
 }
 
+// Tracking names the experiment trackers a training run also reports to
+// (docs/tracking.md). The run's own record (its metrics history, eval
+// results, TensorBoard event files and curves in the store) is kept
+// whatever this says.
+type Tracking struct {
+	// MLflow is the URL of an MLflow tracking server (its REST API,
+	// e.g. "http://mlflow.example:5000"); empty means none. thinkgen
+	// train then logs the configuration as params, every committed
+	// step's metrics, the held-out tables and the curves to one MLflow
+	// run per thinkgen run, which --resume continues.
+	MLflow string `yaml:"mlflow"`
+	// Experiment is the MLflow experiment the runs go to, created when
+	// missing.
+	Experiment string `yaml:"experiment"`
+}
+
 // Workers counts worker processes per role.
 type Workers struct {
 	Rollout int `yaml:"rollout"`
@@ -729,6 +746,7 @@ func Default() *Config {
 			TaskTimeout:       30 * time.Minute,
 			CollectiveTimeout: 5 * time.Minute,
 		},
+		Tracking: Tracking{Experiment: "thinkgen"},
 	}
 }
 

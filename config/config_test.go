@@ -192,6 +192,9 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"pretrain.warmup.facts=-0.1", "pretrain.warmup.facts"},
 		{"pretrain.dit.facts=0.2", "pretrain.dit.facts"},
 		{"pretrain.vae={steps: 5, batch: 2}", "pretrain.vae.steps"},
+		{"tracking.mlflow=127.0.0.1:5000", "tracking.mlflow"},
+		{"tracking.mlflow=file:///tmp/mlruns", "tracking.mlflow"},
+		{`tracking.experiment=""`, "tracking.experiment"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.set, func(t *testing.T) {

@@ -215,6 +215,8 @@ var keyReaders = map[string]keyEvidence{
 	"cluster.max_attempts":           {file: "cmd/thinkgen/train.go", sel: "Cluster.MaxAttempts"},
 	"cluster.task_timeout":           {file: "cmd/thinkgen/localworkers.go", sel: "TaskTimeout"},
 	"cluster.collective_timeout":     {file: "cmd/thinkgen/train.go", sel: "Cluster.CollectiveTimeout"},
+	"tracking.mlflow":                {file: "cmd/thinkgen/tracking.go", sel: "MLflow"},
+	"tracking.experiment":            {file: "cmd/thinkgen/tracking.go", sel: "Experiment"},
 }
 
 // leafKeys lists the dotted keys of every leaf field of t (a struct field

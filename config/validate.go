@@ -414,6 +414,15 @@ func (c *Config) Validate() error {
 		k.add("cluster.lease_timeout", "a positive duration", cl.LeaseTimeout)
 	}
 
+	if tr := c.Tracking; tr.MLflow != "" {
+		if u, err := url.Parse(tr.MLflow); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			k.add("tracking.mlflow", "an http(s) URL of an MLflow tracking server", fmt.Sprintf("%q", tr.MLflow))
+		}
+	}
+	if strings.TrimSpace(c.Tracking.Experiment) == "" {
+		k.add("tracking.experiment", "an MLflow experiment name", fmt.Sprintf("%q", c.Tracking.Experiment))
+	}
+
 	if len(k.errs) > 0 {
 		return &ValidationError{Fields: k.errs}
 	}

@@ -51,8 +51,10 @@ func parseWorkers(s string) (map[string]int, error) {
 // localCluster is a controller's task queue served over HTTP on loopback,
 // and worker processes of this binary leasing from it.
 type localCluster struct {
-	Exec   *queue.Executor
-	URL    string
+	Exec *queue.Executor
+	URL  string
+	// Server serves the controller API, /metrics included.
+	Server *controlapi.Server
 	cancel context.CancelFunc
 	procs  []*exec.Cmd
 	// releases[i] frees the thread that started procs[i] (childproc.Start).
@@ -79,6 +81,7 @@ func serveController(ctx context.Context, stderr io.Writer, addr, token string, 
 		return nil, fmt.Errorf("controller listen %s: %w", addr, err)
 	}
 	go srv.Serve(ctx, ln)
+	lc.Server = srv
 	lc.URL = "http://" + ln.Addr().String()
 	fmt.Fprintf(stderr, "train: controller API on %s\n", lc.URL)
 	return lc, nil

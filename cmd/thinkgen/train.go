@@ -28,6 +28,7 @@ import (
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
+	"github.com/thinkgen/thinkgen/tracking/mlflow"
 	"github.com/thinkgen/thinkgen/worker"
 )
 
@@ -55,6 +56,13 @@ When the schedule is done, the base and the policy at the end of each
 schedule block are evaluated on held-out rows in both modes (--eval-rows,
 at most data.eval_size; 0 skips) and printed as the per-stage table.
 
+With tracking.mlflow set, the run is also logged to that MLflow tracking
+server: the configuration as params, every committed step's metrics, the
+per-stage tables, curves and grids as artifacts; --resume continues the
+same MLflow run, and a failing server costs warnings, never the run
+(docs/tracking.md). With --listen or --workers the controller's /metrics
+shows the last committed step's reward, KL, throughput and step times.
+
 After a kill, run the same command with --resume: the run continues from its
 last committed step with its recorded configuration, and ends with the same
 weights as an uninterrupted run. --resume-if-exists resumes the run when the
@@ -71,7 +79,7 @@ store has it and starts it otherwise.`,
 			listen := fs.String("listen", "", "distributed mode: serve the controller API on this address (e.g. 127.0.0.1:7700) for workers started elsewhere (thinkgen worker)")
 			tokenFile := fs.String("token-file", "", "with --listen: file holding the workers' bearer token (default $THINKGEN_TOKEN, then $THINKGEN_TOKEN_FILE)")
 			insecure := fs.Bool("insecure-local", false, "with --listen: accept workers without a token (loopback addresses only)")
-			return func(ctx context.Context, args []string) error {
+			return func(ctx context.Context, args []string) (err error) {
 				if err := noArgs(args); err != nil {
 					return err
 				}
@@ -122,6 +130,7 @@ store has it and starts it otherwise.`,
 						return fmt.Errorf("look for run %s in the store: %w", name, err)
 					}
 				}
+				invTracking := cfg.Tracking
 				if *resume {
 					rs, err := runs.ReadState(ctx, st, name)
 					if err != nil {
@@ -133,6 +142,7 @@ store has it and starts it otherwise.`,
 				} else if err := preflight.Check(cfg); err != nil {
 					return &usageError{err}
 				}
+				trk := trackingOf(invTracking, cfg.Tracking)
 				if err := cfg.Data.CheckEvalRows("--eval-rows", *evalRows); err != nil {
 					return &usageError{err}
 				}
@@ -145,6 +155,7 @@ store has it and starts it otherwise.`,
 				}
 				defer os.RemoveAll(cache)
 				var exec orchestrator.Executor
+				var gauges *controlapi.Server // the controller API's, which serves /metrics
 				attempts := 0
 				if *listen != "" {
 					tok, err := controlapi.LoadToken(*tokenFile)
@@ -159,7 +170,7 @@ store has it and starts it otherwise.`,
 						return err
 					}
 					defer lc.Stop()
-					exec, attempts = lc.Exec, 1
+					exec, attempts, gauges = lc.Exec, 1, lc.Server
 					if cfg.Cluster.Ray != "" {
 						stop, err := placeOnRay(ctx, e.stderr, cfg, name, lc.URL, tokenPath(*tokenFile, tok))
 						if err != nil {
@@ -180,7 +191,7 @@ store has it and starts it otherwise.`,
 						return err
 					}
 					defer lc.Stop()
-					exec, attempts = lc.Exec, 1 // the queue retries (attempt+1 on failure or an expired lease)
+					exec, attempts, gauges = lc.Exec, 1, lc.Server // the queue retries (attempt+1 on failure or an expired lease)
 				}
 				fmt.Fprintf(e.stderr, "train: run %s in %s, base %s\n", name, st, cfg.Run.Base)
 				baseBundle := cfg.Run.Base
@@ -201,7 +212,14 @@ store has it and starts it otherwise.`,
 						return ent.Scores, err
 					}
 				}
-				reports, err := orchestrator.Train(ctx, orchestrator.Options{
+				var mlc *mlflow.Client
+				if trk.MLflow != "" {
+					if mlc, err = mlflowClient(ctx, e, trk); err != nil {
+						return err
+					}
+				}
+				var tracker *mlflow.Tracker
+				ctl, err := orchestrator.Open(ctx, orchestrator.Options{
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
 					Checkpoints:  checkpoint.Versions{Store: st, Base: baseBundle},
 					RolloutTasks: *rolloutTasks, StopAfter: *stopAfter, Progress: e.stderr, TmpDir: cache,
@@ -209,7 +227,36 @@ store has it and starts it otherwise.`,
 					CollectiveTimeout: cfg.Cluster.CollectiveTimeout, GangAttempts: cfg.Cluster.MaxAttempts,
 					AfterManifest: killAfterManifest(e.getenv(faultAfterManifestEnv)),
 					Eval:          periodic,
+					Committed: func(p schedule.Step, at time.Time, metrics map[string]float64) {
+						if gauges != nil {
+							gauges.ObserveStep(p.Step, string(p.Phase), metrics)
+						}
+						if tracker != nil {
+							tracker.Step(p.Step, at, metrics)
+						}
+					},
 				})
+				if err != nil {
+					return err
+				}
+				// As orchestrator.Train does: the run's lease is given up
+				// once the steps are done, for the next controller.
+				release := func() error {
+					if err := ctl.Close(context.WithoutCancel(ctx)); err != nil {
+						return fmt.Errorf("release the run lease: %w", err)
+					}
+					return nil
+				}
+				if mlc != nil {
+					if tracker, err = startMLflow(ctx, e, mlc, trk, cfg, st, name, cache); err != nil {
+						return errors.Join(err, release())
+					}
+					defer func() { endMLflow(ctx, e, tracker, err, ctl.Done()) }()
+				}
+				reports, err := ctl.Run(ctx)
+				if rerr := release(); err == nil {
+					err = rerr
+				}
 				if err != nil {
 					return err
 				}
@@ -222,6 +269,11 @@ store has it and starts it otherwise.`,
 					return err
 				} else if key != "" {
 					fmt.Fprintf(e.stdout, "curves: %s\n", describeKey(cfg, key))
+					if tracker != nil {
+						if err := mlflowFile(tracker, filepath.Join(cache, "curves.png"), "curves.png"); err != nil {
+							return err
+						}
+					}
 				}
 				if *evalRows == 0 || rs.Committed < len(plan) {
 					return nil
@@ -237,6 +289,11 @@ store has it and starts it otherwise.`,
 					fmt.Fprintf(e.stdout, "\nheld-out scores, %s (%d rows; mean partial score, strict accuracy in brackets):\n", splitTitle(sp), *evalRows)
 					if err := stages.WriteTable(e.stdout); err != nil {
 						return err
+					}
+					if tracker != nil {
+						if err := mlflowEval(ctx, tracker, st, name, string(sp), stages, sp == datasets.Eval); err != nil {
+							return err
+						}
 					}
 				}
 				return nil

@@ -31,6 +31,7 @@ func TestTrainRejectsBadInput(t *testing.T) {
 	tiny := filepath.Join("..", "..", "configs", "tiny.yaml")
 	base := saveBase(t, 192)
 	other := saveBase(t, 96)
+	silent := testutil.FreeAddr(t) // no MLflow server there
 	tests := []struct {
 		name string
 		args []string
@@ -54,6 +55,8 @@ func TestTrainRejectsBadInput(t *testing.T) {
 		{"bad workers", []string{"--workers", "rollout=2,juggler=1"}, []string{"--workers"}},
 		{"no learner worker", []string{"--workers", "rollout=2,reward=1"}, []string{"no learner worker"}},
 		{"listen without token", []string{"--listen", "127.0.0.1:0"}, []string{"THINKGEN_TOKEN", "--insecure-local"}},
+		{"mlflow not a URL", []string{"--set", "tracking.mlflow=127.0.0.1:5000"}, []string{"tracking.mlflow", "http(s) URL"}},
+		{"mlflow not answering", []string{"--set", "tracking.mlflow=http://" + silent}, []string{"tracking.mlflow http://" + silent, "experiments/get-by-name"}},
 		{"learner ranks off the loopback", []string{"--listen", "0.0.0.0:0", "--set", "cluster.workers.learner=2"}, []string{"cluster.workers.learner 2", "loopback", "0.0.0.0:0"}},
 	}
 	for _, tt := range tests {

@@ -1,7 +1,8 @@
 // Package testenv gives tests what `make test` provides: the test-only
 // Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, the
 // OpenAI client's small venv (scripts/setup-openaienv.sh) through
-// THINKGEN_OPENAI_PYTHON, a local Ray head (scripts/ray.sh) through
+// THINKGEN_OPENAI_PYTHON, the MLflow venv (scripts/setup-mlflowenv.sh)
+// through THINKGEN_MLFLOW_PYTHON, a local Ray head (scripts/ray.sh) through
 // THINKGEN_RAY_ADDRESS, the
 // kube-apiserver and etcd binaries for envtest (scripts/kube-assets.sh)
 // through KUBEBUILDER_ASSETS, and a Chromium for headless rendering
@@ -15,6 +16,14 @@ import (
 	"os"
 	"testing"
 )
+
+// MLflowPython returns the python of the MLflow venv
+// (scripts/setup-mlflowenv.sh), which runs `mlflow server` and MLflow's
+// client (THINKGEN_MLFLOW_PYTHON).
+func MLflowPython(t testing.TB) string {
+	t.Helper()
+	return need(t, "THINKGEN_MLFLOW_PYTHON", "set it to the python that `bash scripts/setup-mlflowenv.sh` prints", "the MLflow tracking test")
+}
 
 // Python returns the venv's python interpreter (THINKGEN_PYTHON).
 func Python(t testing.TB) string {
