@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
+	storeruns "github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // TestResumeAfterACycleEqualsUninterrupted stops the chaos run after step 6
@@ -52,6 +53,19 @@ func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 				if v := scalarOf(e, "eval/think/composition"); v < 0 || v > 1 {
 					t.Errorf("version %d: eval/think/composition = %v", e.Step, v)
 				}
+				// The version's sample grids, as the store keeps them.
+				var tags []string
+				for _, im := range e.Images {
+					tags = append(tags, im.Tag)
+					mode := strings.TrimPrefix(im.Tag, "grid/")
+					grid, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(storeruns.EvalGridKey("b", int(e.Step), mode))))
+					if err != nil || !bytes.Equal(grid, im.PNG) || im.Width <= 0 || im.Height <= 0 {
+						t.Errorf("version %d: image %s (%dx%d) is not the store's grid (%v)", e.Step, im.Tag, im.Width, im.Height, err)
+					}
+				}
+				if fmt.Sprint(tags) != "[grid/direct grid/think]" {
+					t.Errorf("version %d: images %v, want the grids of both modes", e.Step, tags)
+				}
 			}
 			if fmt.Sprint(versions) != "[0 2 4 6 8]" {
 				t.Errorf("eval scores at steps %v, want [0 2 4 6 8]", versions)
@@ -72,6 +86,15 @@ func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 			for _, tag := range []string{"reward/mean", "loss/kl", "time/step_s"} {
 				if ps := l.Scalars[tag]; len(ps) != 8 || ps[0].Step != 1 || ps[7].Step != 8 {
 					t.Errorf("%s: %d points %+v, want steps 1…8", tag, len(ps), ps)
+				}
+			}
+			if r == "b" {
+				var steps []any
+				for _, im := range l.Images["grid/think"] {
+					steps = append(steps, im[0])
+				}
+				if fmt.Sprint(steps) != "[0 2 4 6 8]" {
+					t.Errorf("TensorBoard's grid/think images at steps %v, want [0 2 4 6 8]", steps)
 				}
 			}
 		})

@@ -1,7 +1,11 @@
 package tfevents_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"fmt"
+	"image"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,9 +27,12 @@ func TestTensorBoardReadsGoFiles(t *testing.T) {
 		{{WallTime: 1764265790.25, Step: 2, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: -1.5}, {Tag: "loss/kl", Value: 1e-30}, {Tag: "reward/text/mean", Value: 1}}}},
 		{
 			{WallTime: 1764265800, Step: 3, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: 3.4028235e38}}},
-			{WallTime: 1764265801, Step: 0, Scalars: []tfevents.Scalar{{Tag: "eval/think/text", Value: 0.5}}},
+			{WallTime: 1764265801, Step: 0, Scalars: []tfevents.Scalar{{Tag: "eval/think/text", Value: 0.5}},
+				Images: []tfevents.Image{{Tag: "grid/think", Height: 3, Width: 5, Colorspace: 4, PNG: pngOf(t, 5, 3)}}},
+			{WallTime: 1764265802, Step: 4, Images: []tfevents.Image{{Tag: "grid/think", Height: 2, Width: 7, Colorspace: 4, PNG: pngOf(t, 7, 2)}}},
 		},
 	}
+	wantImages := map[string][]string{}
 	want := map[string][]tfeventstest.Point{}
 	var names []string
 	for i, events := range files {
@@ -43,6 +50,9 @@ func TestTensorBoardReadsGoFiles(t *testing.T) {
 			}
 			for _, s := range e.Scalars {
 				want[s.Tag] = append(want[s.Tag], tfeventstest.Point{Step: e.Step, WallTime: e.WallTime, Value: float64(s.Value)})
+			}
+			for _, im := range e.Images {
+				wantImages[im.Tag] = append(wantImages[im.Tag], fmt.Sprint([5]any{float64(e.Step), e.WallTime, float64(im.Width), float64(im.Height), fmt.Sprintf("%x", sha256.Sum256(im.PNG))}))
 			}
 		}
 		if cerr := f.Close(); err == nil {
@@ -80,4 +90,31 @@ func TestTensorBoardReadsGoFiles(t *testing.T) {
 			}
 		}
 	}
+	if len(got.Images) != len(wantImages) {
+		t.Errorf("TensorBoard read %d image tags, want %d: %v", len(got.Images), len(wantImages), got.Images)
+	}
+	for tag, ims := range wantImages {
+		var g []string
+		for _, im := range got.Images[tag] {
+			g = append(g, fmt.Sprint(im))
+		}
+		if fmt.Sprint(g) != fmt.Sprint(ims) {
+			t.Errorf("image %s: TensorBoard read %v, Go wrote %v", tag, g, ims)
+		}
+	}
+}
+
+// pngOf encodes a w×h RGBA image whose pixels differ, so that two sizes
+// never share bytes.
+func pngOf(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 37)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -10,7 +10,9 @@
 // Castagnoli polynomial. An Event carries wall_time (field 1, double), step
 // (2, int64), file_version (3, string; the first event of a file says
 // [FileVersion]) and a summary (5) of values, of which this package knows
-// the scalar kind: Value{tag (1), simple_value (2, float)}.
+// two kinds: scalars, Value{tag (1), simple_value (2, float)}, and
+// images, Value{tag (1), image (4): Image{height (1), width (2),
+// colorspace (3), encoded_image_string (4, PNG bytes)}}.
 //
 // To write a file:
 //
@@ -61,6 +63,16 @@ type Scalar struct {
 	Value float32
 }
 
+// Image is one image summary value: a PNG with its size and number of
+// channels (colorspace: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA), which
+// TensorBoard's images dashboard shows under Tag.
+type Image struct {
+	Tag           string
+	Height, Width int32
+	Colorspace    int32
+	PNG           []byte
+}
+
 // Event is one record of an event file.
 type Event struct {
 	// WallTime is seconds since the Unix epoch.
@@ -68,8 +80,10 @@ type Event struct {
 	Step     int64
 	// FileVersion is set on the first event of a file only.
 	FileVersion string
-	// Scalars is the event's summary.
+	// Scalars and Images are the event's summary: its scalar values,
+	// then its images.
 	Scalars []Scalar
+	Images  []Image
 }
 
 // Protobuf field numbers (tensorflow/core/util/event.proto, summary.proto).
@@ -81,6 +95,11 @@ const (
 	summaryValue     protowire.Number = 1
 	valueTag         protowire.Number = 1
 	valueSimpleValue protowire.Number = 2
+	valueImage       protowire.Number = 4
+	imageHeight      protowire.Number = 1
+	imageWidth       protowire.Number = 2
+	imageColorspace  protowire.Number = 3
+	imageEncoded     protowire.Number = 4
 )
 
 // Marshal returns the Event protobuf of e, fields in number order (as
@@ -99,7 +118,7 @@ func (e *Event) Marshal() []byte {
 		b = protowire.AppendTag(b, eventFileVersion, protowire.BytesType)
 		b = protowire.AppendString(b, e.FileVersion)
 	}
-	if len(e.Scalars) > 0 {
+	if len(e.Scalars) > 0 || len(e.Images) > 0 {
 		var sum []byte
 		for _, s := range e.Scalars {
 			var v []byte
@@ -113,6 +132,31 @@ func (e *Event) Marshal() []byte {
 			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
 			sum = protowire.AppendBytes(sum, v)
 		}
+		for _, im := range e.Images {
+			var img []byte
+			for _, f := range []struct {
+				num protowire.Number
+				v   int32
+			}{{imageHeight, im.Height}, {imageWidth, im.Width}, {imageColorspace, im.Colorspace}} {
+				if f.v != 0 {
+					img = protowire.AppendTag(img, f.num, protowire.VarintType)
+					img = protowire.AppendVarint(img, uint64(f.v))
+				}
+			}
+			if len(im.PNG) > 0 {
+				img = protowire.AppendTag(img, imageEncoded, protowire.BytesType)
+				img = protowire.AppendBytes(img, im.PNG)
+			}
+			var v []byte
+			if im.Tag != "" {
+				v = protowire.AppendTag(v, valueTag, protowire.BytesType)
+				v = protowire.AppendString(v, im.Tag)
+			}
+			v = protowire.AppendTag(v, valueImage, protowire.BytesType)
+			v = protowire.AppendBytes(v, img)
+			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
+			sum = protowire.AppendBytes(sum, v)
+		}
 		b = protowire.AppendTag(b, eventSummary, protowire.BytesType)
 		b = protowire.AppendBytes(b, sum)
 	}
@@ -120,7 +164,7 @@ func (e *Event) Marshal() []byte {
 }
 
 // Unmarshal parses an Event protobuf into e. Fields and summary values of
-// other kinds (images, histograms, tensors, session logs) are skipped.
+// other kinds (histograms, tensors, session logs) are skipped.
 func (e *Event) Unmarshal(b []byte) error {
 	*e = Event{}
 	return eachField(b, func(num protowire.Number, typ protowire.Type, field []byte) error {
@@ -141,8 +185,11 @@ func (e *Event) Unmarshal(b []byte) error {
 					return nil
 				}
 				val, _ := protowire.ConsumeBytes(field)
-				var s Scalar
-				scalar := false
+				var (
+					s             Scalar
+					im            Image
+					scalar, image bool
+				)
 				err := eachField(val, func(num protowire.Number, typ protowire.Type, field []byte) error {
 					switch {
 					case num == valueTag && typ == protowire.BytesType:
@@ -151,14 +198,39 @@ func (e *Event) Unmarshal(b []byte) error {
 					case num == valueSimpleValue && typ == protowire.Fixed32Type:
 						v, _ := protowire.ConsumeFixed32(field)
 						s.Value, scalar = math.Float32frombits(v), true
+					case num == valueImage && typ == protowire.BytesType:
+						v, _ := protowire.ConsumeBytes(field)
+						image = true
+						return eachField(v, func(num protowire.Number, typ protowire.Type, field []byte) error {
+							switch {
+							case num == imageEncoded && typ == protowire.BytesType:
+								b, _ := protowire.ConsumeBytes(field)
+								im.PNG = append([]byte(nil), b...)
+							case typ == protowire.VarintType:
+								x, _ := protowire.ConsumeVarint(field)
+								switch num {
+								case imageHeight:
+									im.Height = int32(x)
+								case imageWidth:
+									im.Width = int32(x)
+								case imageColorspace:
+									im.Colorspace = int32(x)
+								}
+							}
+							return nil
+						})
 					}
 					return nil
 				})
 				if err != nil {
 					return fmt.Errorf("summary value: %w", err)
 				}
-				if scalar {
+				switch {
+				case scalar:
 					e.Scalars = append(e.Scalars, s)
+				case image:
+					im.Tag = s.Tag
+					e.Images = append(e.Images, im)
 				}
 				return nil
 			})

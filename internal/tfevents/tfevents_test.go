@@ -82,6 +82,9 @@ func TestRoundTrip(t *testing.T) {
 		{"negative step and values", []Event{{WallTime: 2.5, Step: -7, Scalars: []Scalar{{"a", -3}, {"b/c", float32(math.Inf(1))}}}}},
 		{"zero step, zero time, empty tag", []Event{{Scalars: []Scalar{{"", 0}}}}},
 		{"unicode tag", []Event{{WallTime: 3, Step: 1 << 40, Scalars: []Scalar{{"reward/ratio₀", 1}}}}},
+		{"images beside scalars", []Event{{WallTime: 4, Step: 2, Scalars: []Scalar{{"a", 1}},
+			Images: []Image{{Tag: "grid/think", Height: 64, Width: 128, Colorspace: 4, PNG: []byte("\x89PNG fake")}, {Tag: "grid/direct", Height: 1, Width: 1, Colorspace: 3, PNG: []byte{0}}}}}},
+		{"image only", []Event{{WallTime: 5, Step: 3, Images: []Image{{Tag: "g", Height: 2, Width: 3, Colorspace: 1, PNG: []byte("png")}}}}},
 		{"many events", func() []Event {
 			var es []Event
 			for i := 0; i < 100; i++ {
@@ -177,14 +180,22 @@ func TestCorruptRecord(t *testing.T) {
 // session log, an image value, an unknown field) are skipped, and the
 // scalars around them still read.
 func TestUnmarshalSkipsOtherKinds(t *testing.T) {
-	var image []byte // Summary.Value{tag: "img", image (4): {height (1): 2}}
+	var histo []byte // Summary.Value{tag: "h", histo (5): {min (1): 2.0}}
+	histo = protowire.AppendTag(histo, valueTag, protowire.BytesType)
+	histo = protowire.AppendString(histo, "h")
+	histo = protowire.AppendTag(histo, 5, protowire.BytesType)
+	histo = protowire.AppendBytes(histo, protowire.AppendFixed64(protowire.AppendTag(nil, 1, protowire.Fixed64Type), math.Float64bits(2)))
+	var image []byte // Summary.Value{tag: "img", image (4): {height (1): 2}}, a field of its own
 	image = protowire.AppendTag(image, valueTag, protowire.BytesType)
 	image = protowire.AppendString(image, "img")
-	image = protowire.AppendTag(image, 4, protowire.BytesType)
-	image = protowire.AppendBytes(image, protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 2))
+	image = protowire.AppendTag(image, valueImage, protowire.BytesType)
+	image = protowire.AppendBytes(image, protowire.AppendVarint(protowire.AppendTag(nil, imageHeight, protowire.VarintType), 2))
 	e := Event{WallTime: 5, Step: 3, Scalars: []Scalar{{"a", 1}}}
 	b := e.Marshal()
+	e.Images = []Image{{Tag: "img", Height: 2}}
 	var sum []byte
+	sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
+	sum = protowire.AppendBytes(sum, histo)
 	sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
 	sum = protowire.AppendBytes(sum, image)
 	b = protowire.AppendTag(b, eventSummary, protowire.BytesType) // a second summary field merges

@@ -1,7 +1,10 @@
 package runs_test
 
 import (
+	"bytes"
 	"context"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,6 +92,18 @@ func TestPutEvalEvents(t *testing.T) {
 	if err := runs.PutEvalEvents(ctx, st, rs, time.Now(), []int{0}, scores); err == nil {
 		t.Error("one version for two scores: no error")
 	}
+	// Version 4's direct-mode grid is in the store (version 0 has none).
+	grid := image.NewNRGBA(image.Rect(0, 0, 6, 4))
+	for i := range grid.Pix {
+		grid.Pix[i] = uint8(i * 11)
+	}
+	var png4 bytes.Buffer
+	if err := png.Encode(&png4, grid); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, runs.EvalGridKey("r", 4, "direct"), bytes.NewReader(png4.Bytes())); err != nil {
+		t.Fatal(err)
+	}
 	at := time.UnixMilli(1764265800250)
 	if err := runs.PutEvalEvents(ctx, st, rs, at, []int{0, 4}, scores); err != nil {
 		t.Fatal(err)
@@ -106,7 +121,8 @@ func TestPutEvalEvents(t *testing.T) {
 			{Tag: "eval/direct/count", Value: 0.25}, {Tag: "eval_strict/direct/count", Value: 0},
 			{Tag: "eval/think/count", Value: 0.5}, {Tag: "eval_strict/think/count", Value: 0.25}}},
 		{WallTime: 1764265800.25, Step: 4, Scalars: []tfevents.Scalar{
-			{Tag: "eval/direct/count", Value: 0.75}, {Tag: "eval_strict/direct/count", Value: 0.5}}},
+			{Tag: "eval/direct/count", Value: 0.75}, {Tag: "eval_strict/direct/count", Value: 0.5}},
+			Images: []tfevents.Image{{Tag: "grid/direct", Height: 4, Width: 6, Colorspace: 4, PNG: png4.Bytes()}}},
 	}
 	checkEvents(t, st, objs[0].Key, want)
 }

@@ -3,7 +3,11 @@ package runs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"image/color"
+	"image/png"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -104,7 +108,8 @@ func PutStepEvents(ctx context.Context, st storage.Store, rs *State, step int, a
 // version) as the run's eval event file: at the step of their version,
 // eval/<mode>/<scenario> (the mean partial score) and
 // eval_strict/<mode>/<scenario> (the strict accuracy), modes in name
-// order, measured at.
+// order, measured at; and, where the store holds the version's sample
+// grid of a mode (EvalGridKey), that PNG as the image grid/<mode>.
 func PutEvalEvents(ctx context.Context, st storage.Store, rs *State, at time.Time, versions []int, scores []map[string][]reward.Summary) error {
 	if len(versions) != len(scores) {
 		return fmt.Errorf("eval events: %d versions, %d scores: want one scores per version", len(versions), len(scores))
@@ -125,9 +130,48 @@ func PutEvalEvents(ctx context.Context, st storage.Store, rs *State, at time.Tim
 					tfevents.Scalar{Tag: "eval_strict/" + mode + "/" + s.Scenario, Value: float32(s.Strict)})
 			}
 		}
+		for _, mode := range modes {
+			im, ok, err := gridImage(ctx, st, EvalGridKey(rs.Run, v, mode))
+			if err != nil {
+				return fmt.Errorf("eval events: %w", err)
+			}
+			if ok {
+				im.Tag = "grid/" + mode
+				e.Images = append(e.Images, im)
+			}
+		}
 		events = append(events, e)
 	}
 	return PutEvents(ctx, st, rs, EvalEventsID, events)
+}
+
+// gridImage reads the PNG at key as an image summary (no tag); ok is
+// false when the store has no such object.
+func gridImage(ctx context.Context, st storage.Store, key string) (im tfevents.Image, ok bool, err error) {
+	r, err := st.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotExist) {
+		return im, false, nil
+	}
+	if err != nil {
+		return im, false, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return im, false, fmt.Errorf("read %s: %w", key, err)
+	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return im, false, fmt.Errorf("grid %s: %w", key, err)
+	}
+	im = tfevents.Image{Height: int32(cfg.Height), Width: int32(cfg.Width), Colorspace: 3, PNG: b}
+	switch cfg.ColorModel {
+	case color.GrayModel, color.Gray16Model:
+		im.Colorspace = 1
+	case color.RGBAModel, color.NRGBAModel, color.RGBA64Model, color.NRGBA64Model:
+		im.Colorspace = 4
+	}
+	return im, true, nil
 }
 
 // hostName is the <host> of event file names: the machine's name, in the

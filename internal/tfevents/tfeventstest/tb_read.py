@@ -1,11 +1,13 @@
 """Reads a TensorBoard log directory with TensorBoard's own event reader and
 prints what it found as JSON:
 
-    {"file_version": 2.0, "files": [...], "scalars": {tag: [[step, wall_time, value], ...]}}
+    {"file_version": 2.0, "files": [...], "scalars": {tag: [[step, wall_time, value], ...]},
+     "images": {tag: [[step, wall_time, width, height, sha256 of the encoded image], ...]}}
 
 Usage: tb_read.py LOGDIR, with the test venv's python (scripts/setup-pyenv.sh);
 package tfeventstest runs it for Go tests.
 """
+import hashlib
 import json
 import math
 import os
@@ -14,7 +16,7 @@ import sys
 from tensorboard.backend.event_processing import event_accumulator, io_wrapper
 
 logdir = sys.argv[1]
-acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.SCALARS: 0})
+acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0})
 acc.Reload()
 
 
@@ -28,5 +30,9 @@ out = {
     # The files TensorBoard considers event files, in the order it reads them.
     "files": sorted(f for f in os.listdir(logdir) if io_wrapper.IsSummaryEventsFile(os.path.join(logdir, f))),
     "scalars": {tag: [[e.step, e.wall_time, num(e.value)] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]},
+    "images": {
+        tag: [[e.step, e.wall_time, e.width, e.height, hashlib.sha256(e.encoded_image_string).hexdigest()] for e in acc.Images(tag)]
+        for tag in acc.Tags()["images"]
+    },
 }
 json.dump(out, sys.stdout)

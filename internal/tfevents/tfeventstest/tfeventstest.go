@@ -32,6 +32,9 @@ type Log struct {
 	Files []string `json:"files"`
 	// Scalars holds each tag's points in the order TensorBoard keeps them.
 	Scalars map[string][]Point `json:"scalars"`
+	// Images holds each image tag's images in the order TensorBoard keeps
+	// them: [step, wall_time, width, height, sha256 of the PNG in hex].
+	Images map[string][][5]any `json:"images"`
 }
 
 // Point is one scalar value.
