@@ -16,6 +16,7 @@ targets=(
 	./storage:FuzzDecodeManifest
 	./reward:FuzzScoreRequest
 	./controlapi:FuzzRequestBodies
+	./serve:FuzzRequestBodies
 	./model:FuzzSafetensors
 )
 for t in "${targets[@]}"; do

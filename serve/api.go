@@ -193,11 +193,17 @@ func decode(r *http.Request, v any) *apiError {
 	case errors.As(err, &mbe):
 		p := "body"
 		return &apiError{status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Type: "invalid_request_error", Param: &p, Code: "request_too_large"}
+	case errors.As(err, &ute) && ute.Field == "":
+		return invalid("body", "invalid_json", "request body must be a JSON object, not a %s", ute.Value)
 	case errors.As(err, &ute):
 		return invalid(ute.Field, "invalid_type", "%s: want a JSON %s, got %s", ute.Field, ute.Type, ute.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
-		return invalid(f, "unknown_parameter", "unrecognized request argument supplied: %s", f)
+		param := f
+		if param == "" {
+			param = "body"
+		}
+		return invalid(param, "unknown_parameter", "unrecognized request argument supplied: %q", f)
 	}
 	return invalid("body", "invalid_json", "request body is not a JSON object: %v", err)
 }

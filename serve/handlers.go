@@ -129,42 +129,11 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) generateImages(ctx context.Context, req *imagesRequest) (*imagesResponse, *apiError) {
-	if e := s.checkModel(req.Model); e != nil {
-		return nil, e
-	}
-	if strings.TrimSpace(req.Prompt) == "" {
-		return nil, invalid("prompt", "missing_required_parameter", "prompt is missing or empty")
-	}
-	if e := s.checkText("prompt", req.Prompt); e != nil {
-		return nil, e
-	}
-	n, e := s.checkN(req.N)
+	j, seed, mode, e := s.imageJob(req)
 	if e != nil {
 		return nil, e
 	}
-	native := fmt.Sprintf("%dx%d", s.m.ImageSize, s.m.ImageSize)
-	if req.Size != "" && req.Size != "auto" && req.Size != native {
-		return nil, invalid("size", "unsupported_value", "size %q is not supported: this model draws %s images only", req.Size, native)
-	}
-	if req.ResponseFormat != "" && req.ResponseFormat != "b64_json" {
-		return nil, invalid("response_format", "unsupported_value", "response_format %q is not supported: the server returns b64_json only (it keeps no images to link to)", req.ResponseFormat)
-	}
-	if req.OutputFormat != "" && req.OutputFormat != "png" {
-		return nil, invalid("output_format", "unsupported_value", "output_format %q is not supported: images are PNG", req.OutputFormat)
-	}
-	think, mode, e := thinkMode(req.Mode)
-	if e != nil {
-		return nil, e
-	}
-	ids, e := s.encode("prompt", tokenizer.Chat{User: req.Prompt, Think: think}, s.m.DrawTokens)
-	if e != nil {
-		return nil, e
-	}
-	seed := seedOf(req.Seed)
-	j := &job{key: "draw", draw: make([]DrawInput, n)}
-	for i := range j.draw {
-		j.draw[i] = DrawInput{Prompt: ids, Seed: uint64(seed) + uint64(i)}
-	}
+	n := len(j.draw)
 	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
 	defer cancel()
 	res, e := s.submit(ctx, j)
@@ -181,6 +150,49 @@ func (s *Server) generateImages(ctx context.Context, req *imagesRequest) (*image
 		resp.Data[i] = imageData{B64JSON: base64.StdEncoding.EncodeToString(buf.Bytes()), RevisedPrompt: instr, Thinking: thought, Mode: mode, Seed: seed + int64(i)}
 	}
 	return resp, nil
+}
+
+// imageJob checks an images request and returns its job, with the seed
+// of its first image and its mode.
+func (s *Server) imageJob(req *imagesRequest) (*job, int64, string, *apiError) {
+	fail := func(e *apiError) (*job, int64, string, *apiError) { return nil, 0, "", e }
+	if e := s.checkModel(req.Model); e != nil {
+		return fail(e)
+	}
+	if strings.TrimSpace(req.Prompt) == "" {
+		return fail(invalid("prompt", "missing_required_parameter", "prompt is missing or empty"))
+	}
+	if e := s.checkText("prompt", req.Prompt); e != nil {
+		return fail(e)
+	}
+	n, e := s.checkN(req.N)
+	if e != nil {
+		return fail(e)
+	}
+	native := fmt.Sprintf("%dx%d", s.m.ImageSize, s.m.ImageSize)
+	if req.Size != "" && req.Size != "auto" && req.Size != native {
+		return fail(invalid("size", "unsupported_value", "size %q is not supported: this model draws %s images only", req.Size, native))
+	}
+	if req.ResponseFormat != "" && req.ResponseFormat != "b64_json" {
+		return fail(invalid("response_format", "unsupported_value", "response_format %q is not supported: the server returns b64_json only (it keeps no images to link to)", req.ResponseFormat))
+	}
+	if req.OutputFormat != "" && req.OutputFormat != "png" {
+		return fail(invalid("output_format", "unsupported_value", "output_format %q is not supported: images are PNG", req.OutputFormat))
+	}
+	think, mode, e := thinkMode(req.Mode)
+	if e != nil {
+		return fail(e)
+	}
+	ids, e := s.encode("prompt", tokenizer.Chat{User: req.Prompt, Think: think}, s.m.DrawTokens)
+	if e != nil {
+		return fail(e)
+	}
+	seed := seedOf(req.Seed)
+	j := &job{key: "draw", draw: make([]DrawInput, n)}
+	for i := range j.draw {
+		j.draw[i] = DrawInput{Prompt: ids, Seed: uint64(seed) + uint64(i)}
+	}
+	return j, seed, mode, nil
 }
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
@@ -258,16 +270,19 @@ func contentText(param string, raw json.RawMessage) (string, *apiError) {
 	return b.String(), nil
 }
 
-func (s *Server) complete(ctx context.Context, req *chatRequest) (*chatResponse, *apiError) {
+// chatJob checks a chat completion request and returns its job, with
+// its prompt's length in tokens and its mode.
+func (s *Server) chatJob(req *chatRequest) (*job, int, string, *apiError) {
+	fail := func(e *apiError) (*job, int, string, *apiError) { return nil, 0, "", e }
 	if e := s.checkModel(req.Model); e != nil {
-		return nil, e
+		return fail(e)
 	}
 	if req.Stream {
-		return nil, invalid("stream", "unsupported_value", "stream is not supported: the server answers a completion whole")
+		return fail(invalid("stream", "unsupported_value", "stream is not supported: the server answers a completion whole"))
 	}
 	n, e := s.checkN(req.N)
 	if e != nil {
-		return nil, e
+		return fail(e)
 	}
 	maxTokens, param := s.m.DefaultMaxTokens, "max_tokens"
 	for _, mt := range []struct {
@@ -278,43 +293,52 @@ func (s *Server) complete(ctx context.Context, req *chatRequest) (*chatResponse,
 			continue
 		}
 		if *mt.v < 1 || *mt.v > s.o.Limits.MaxTokens {
-			return nil, invalid(mt.name, "invalid_value", "%s must be in 1…%d, got %d", mt.name, s.o.Limits.MaxTokens, *mt.v)
+			return fail(invalid(mt.name, "invalid_value", "%s must be in 1…%d, got %d", mt.name, s.o.Limits.MaxTokens, *mt.v))
 		}
 		maxTokens, param = *mt.v, mt.name
 	}
 	o := CompleteOptions{MaxTokens: maxTokens, Temperature: 1, TopP: 1}
 	if req.Temperature != nil {
 		if *req.Temperature < 0 || *req.Temperature > 2 {
-			return nil, invalid("temperature", "invalid_value", "temperature must be in 0…2, got %g", *req.Temperature)
+			return fail(invalid("temperature", "invalid_value", "temperature must be in 0…2, got %g", *req.Temperature))
 		}
 		o.Temperature = *req.Temperature
 	}
 	if req.TopP != nil {
 		if *req.TopP <= 0 || *req.TopP > 1 {
-			return nil, invalid("top_p", "invalid_value", "top_p must be in (0, 1], got %g", *req.TopP)
+			return fail(invalid("top_p", "invalid_value", "top_p must be in (0, 1], got %g", *req.TopP))
 		}
 		o.TopP = *req.TopP
 	}
 	think, mode, e := thinkMode(req.Mode)
 	if e != nil {
-		return nil, e
+		return fail(e)
 	}
 	c, e := s.chatPrompt(req.Messages, think)
 	if e != nil {
-		return nil, e
+		return fail(e)
 	}
 	ids, e := s.encode("messages", c, maxTokens)
 	if e != nil {
 		if e.Code == "context_length_exceeded" {
 			e.Message += fmt.Sprintf("; lower %s or shorten the messages", param)
 		}
-		return nil, e
+		return fail(e)
 	}
 	seed := seedOf(req.Seed)
 	j := &job{key: fmt.Sprintf("complete %d %g %g", o.MaxTokens, o.Temperature, o.TopP), opts: o, complete: make([]CompleteInput, n)}
 	for i := range j.complete {
 		j.complete[i] = CompleteInput{Prompt: ids, Seed: uint64(seed) + uint64(i)}
 	}
+	return j, len(ids), mode, nil
+}
+
+func (s *Server) complete(ctx context.Context, req *chatRequest) (*chatResponse, *apiError) {
+	j, promptTokens, mode, e := s.chatJob(req)
+	if e != nil {
+		return nil, e
+	}
+	n := len(j.complete)
 	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
 	defer cancel()
 	res, e := s.submit(ctx, j)
@@ -324,7 +348,7 @@ func (s *Server) complete(ctx context.Context, req *chatRequest) (*chatResponse,
 	var id [12]byte
 	rand.Read(id[:])
 	resp := &chatResponse{ID: "chatcmpl-" + hex.EncodeToString(id[:]), Object: "chat.completion", Created: time.Now().Unix(), Model: s.m.ID,
-		Choices: make([]chatChoice, n), Usage: usage{PromptTokens: len(ids)}}
+		Choices: make([]chatChoice, n), Usage: usage{PromptTokens: promptTokens}}
 	for i, cpl := range res.completions {
 		text := s.m.Tok.Decode(cpl.Tokens)
 		msg := replyMessage{Role: "assistant"}

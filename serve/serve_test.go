@@ -82,7 +82,7 @@ func (f *fakeEngine) Close() {
 	f.mu.Unlock()
 }
 
-func testModel(t *testing.T) Model {
+func testModel(t testing.TB) Model {
 	t.Helper()
 	c := config.Default()
 	tok, err := model.TokenizerFor(c.Model.MLLM)
@@ -95,7 +95,7 @@ func testModel(t *testing.T) Model {
 	return ModelFor("tiny", c, tok, s)
 }
 
-func newFake(t *testing.T, m Model) *fakeEngine {
+func newFake(t testing.TB, m Model) *fakeEngine {
 	t.Helper()
 	ids, err := m.Tok.Encode("the square is red " + tokenizer.EndThink + " draw a red square" + tokenizer.ImEnd)
 	if err != nil {
@@ -264,6 +264,7 @@ func TestRefusesBadRequests(t *testing.T) {
 		{"image bad mode", PathImages, `{"prompt": "a red square", "mode": "dream"}`, 400, "mode", "invalid_value"},
 		{"image other model", PathImages, `{"prompt": "a red square", "model": "dall-e-3"}`, 404, "model", "model_not_found"},
 		{"image not json", PathImages, `prompt=a red square`, 400, "body", "invalid_json"},
+		{"image not an object", PathImages, `[1, 2]`, 400, "body", "invalid_json"},
 		{"image body too large", PathImages, `{"prompt": "` + strings.Repeat("a", 9<<10) + `"}`, 413, "body", "request_too_large"},
 		{"chat max_tokens over limit", PathChat, `{` + user("hi") + `, "max_tokens": 65}`, 400, "max_tokens", "invalid_value"},
 		{"chat max_completion_tokens zero", PathChat, `{` + user("hi") + `, "max_completion_tokens": 0}`, 400, "max_completion_tokens", "invalid_value"},
