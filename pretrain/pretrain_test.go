@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/internal/tfevents"
+	"github.com/thinkgen/thinkgen/internal/tfevents/tfeventstest"
 	"github.com/thinkgen/thinkgen/model"
 )
 
@@ -121,6 +124,10 @@ func TestPretrainResumesToTheSameWeights(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v, want context.Canceled", err)
 	}
+	// Its TensorBoard file holds the steps up to the checkpoint.
+	if got := stepsOf(warmupEvents(t, killed)); fmt.Sprint(got) != "[1 2 3 4 5]" {
+		t.Errorf("interrupted run's TensorBoard steps %v, want [1 2 3 4 5]", got)
+	}
 	// Simulate a kill between the two renames of a checkpoint swap: only
 	// ckpt.old is left.
 	ckpt := filepath.Join(killed, "pretrain", "warmup", "ckpt")
@@ -134,6 +141,25 @@ func TestPretrainResumesToTheSameWeights(t *testing.T) {
 	if res[0].Resumed != 5 {
 		t.Errorf("resumed from step %d, want 5", res[0].Resumed)
 	}
+	// TensorBoard: steps 1…12 once each (6–8, run twice, with the resumed
+	// values), the loss, rate and gradient norm of the uninterrupted run.
+	we, ke := warmupEvents(t, whole), warmupEvents(t, killed)
+	if got := stepsOf(ke); fmt.Sprint(got) != "[1 2 3 4 5 6 7 8 9 10 11 12]" {
+		t.Errorf("resumed run's TensorBoard steps %v, want 1…12", got)
+	}
+	for i := range min(len(we), len(ke)) {
+		for j, tag := range []string{"warmup/loss", "warmup/lr", "warmup/grad_norm"} {
+			if a, b := we[i].Scalars[j], ke[i].Scalars[j]; a.Tag != tag || a != b {
+				t.Errorf("step %d: %+v uninterrupted, %+v resumed (want tag %s)", we[i].Step, a, b, tag)
+			}
+		}
+	}
+	t.Run("tensorboard reads it", func(t *testing.T) {
+		l := tfeventstest.Read(t, TensorBoardDir(killed))
+		if ps := l.Scalars["warmup/loss"]; len(ps) != 12 || ps[0].Step != 1 || ps[11].Step != 12 || !tfeventstest.Same(ke[11].Scalars[0].Value, ps[11].Value) {
+			t.Errorf("TensorBoard's warmup/loss: %+v", ps)
+		}
+	})
 	err = libtorch.Run(func() error {
 		a, _, err := model.LoadBundle(filepath.Join(whole, "pretrain", "warmup", "final"), gotch.CPU)
 		if err != nil {
@@ -331,4 +357,32 @@ func TestPretrainRefusesMoreEvalRowsThanTheSplit(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("the refused pretrain wrote %d entries", len(entries))
 	}
+}
+
+// warmupEvents reads the warm-up's TensorBoard event file of the run in
+// dir, without its file-version event.
+func warmupEvents(t *testing.T, dir string) []tfevents.Event {
+	t.Helper()
+	f, err := os.Open(filepath.Join(TensorBoardDir(dir), tfevents.FilePrefix+"0000000001.warmup.thinkgen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	es, err := tfevents.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) == 0 || es[0].FileVersion != tfevents.FileVersion {
+		t.Fatalf("event file starts with %+v, want the file version", es)
+	}
+	return es[1:]
+}
+
+// stepsOf lists the steps of events.
+func stepsOf(es []tfevents.Event) []int64 {
+	var out []int64
+	for _, e := range es {
+		out = append(out, e.Step)
+	}
+	return out
 }

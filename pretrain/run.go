@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -509,7 +510,13 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 			if err := o.checkpoint(b, opt, names, ckpt, step+1); err != nil {
 				return res, err
 			}
+			if err := writeEvents(o.Dir, dir, stage, slices.Index(AllStages, stage)); err != nil {
+				return res, err
+			}
 		}
+	}
+	if err := writeEvents(o.Dir, dir, stage, slices.Index(AllStages, stage)); err != nil {
+		return res, err
 	}
 	res.FirstLoss, res.LastLoss = windowMeans(losses)
 	if stage == StageVAE {

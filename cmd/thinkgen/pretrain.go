@@ -29,7 +29,11 @@ Each stage checkpoints every --checkpoint-every steps into
 <store>/runs/<run>/pretrain/<stage>/ckpt and leaves its result in .../final;
 run the same command again after a kill and it resumes from the last
 checkpoint (completed stages are skipped). Per-step metrics go to
-.../metrics.jsonl. The run name is run.name, or "pretrain-<config name>".
+.../metrics.jsonl, and at each checkpoint and stage end to TensorBoard
+event files in <store>/runs/<run>/pretrain/tensorboard/ (one per stage,
+each step once even after a resume):
+  tensorboard --logdir <store>/runs/<run>/pretrain/tensorboard
+The run name is run.name, or "pretrain-<config name>".
 
 --from DIR starts the first stage that runs from a bundle instead of fresh
 weights, to continue pre-training: e.g. more DiT steps on the shipped base,
