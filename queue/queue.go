@@ -163,8 +163,11 @@ func (q *Queue) LeaseTTL() time.Duration { return q.opts.LeaseTTL }
 
 // Submit queues t and returns its key. A task whose key failed permanently
 // before may be submitted again: it continues with the next attempt (or
-// t.Attempt if that is higher). A task whose key is queued, leased or done
-// is refused with ErrDuplicate.
+// t.Attempt if that is higher). A done task may be submitted again with a
+// later attempt than the one that completed it (a learner rank whose gang
+// failed after this rank finished: the gang is formed again, every rank
+// anew). A task whose key is queued or leased, or done without a later
+// attempt, is refused with ErrDuplicate.
 func (q *Queue) Submit(t task.Task) (string, error) {
 	if t.Attempt < 1 {
 		t.Attempt = 1
@@ -185,7 +188,7 @@ func (q *Queue) Submit(t task.Task) (string, error) {
 		q.tasks[key] = e
 	case e.state == Failed:
 		t.Attempt = max(t.Attempt, e.t.Attempt+1)
-		q.counts[Failed]--
+	case e.state == Done && t.Attempt > e.t.Attempt:
 	default:
 		return "", fmt.Errorf("submit %s: %w (%s)", key, ErrDuplicate, e.state)
 	}

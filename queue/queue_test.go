@@ -324,6 +324,9 @@ func TestFailRetriesThenFailsPermanently(t *testing.T) {
 	}
 	// A resubmitted task continues with the next attempt.
 	submit(t, q, queuetest.Task(task.Reward, "s0"))
+	if st := q.Status(); st.Tasks[queue.Failed] != 0 || st.Tasks[queue.Queued] != 1 {
+		t.Fatalf("status after resubmitting %v, want 0 failed, 1 queued", st.Tasks)
+	}
 	if x := lease(t, q, w); x.Attempt != 4 {
 		t.Fatalf("resubmitted task leased as %s, want attempt 4", x)
 	}
@@ -419,6 +422,19 @@ func TestCompletesExactlyOnce(t *testing.T) {
 	}
 	if err := q.Fail(w, key, 1, "late", false); !errors.Is(err, queue.ErrStaleAttempt) {
 		t.Fatalf("failing a completed attempt: %v, want ErrStaleAttempt", err)
+	}
+	// A later attempt of a done task runs again (a learner rank whose gang
+	// is formed anew), and the counts follow.
+	again := queuetest.Task(task.Rollout, "r0")
+	again.Attempt = 2
+	if _, err := q.Submit(again); err != nil {
+		t.Fatalf("submitting attempt 2 of a task done at attempt 1: %v", err)
+	}
+	if st := q.Status(); st.Tasks[queue.Done] != 0 || st.Tasks[queue.Queued] != 1 {
+		t.Fatalf("status %v, want 0 done, 1 queued", st.Tasks)
+	}
+	if x := lease(t, q, w); x.Attempt != 2 {
+		t.Fatalf("leased attempt %d, want 2", x.Attempt)
 	}
 }
 
