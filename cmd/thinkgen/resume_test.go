@@ -88,6 +88,10 @@ func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 					t.Errorf("%s: %d points %+v, want steps 1…8", tag, len(ps), ps)
 				}
 			}
+			// The configuration as hparams: numbers as numbers.
+			if g := l.HParams["grpo.group"]; g != 3.0 || l.HParams["schedule.phases"] != "[{phase: mllm-grpo, steps: 2}, {phase: dit-grpo, steps: 2}]" || l.HParamsStart <= 0 {
+				t.Errorf("TensorBoard's hparams: grpo.group %v, schedule.phases %v, start %v", g, l.HParams["schedule.phases"], l.HParamsStart)
+			}
 			if r == "b" {
 				var steps []any
 				for _, im := range l.Images["grid/think"] {

@@ -247,6 +247,11 @@ store has it and starts it otherwise.`,
 					}
 					return nil
 				}
+				// The configuration as TensorBoard hparams (the same file
+				// again on resume).
+				if err := putHParams(ctx, st, name, cfg); err != nil {
+					return errors.Join(err, release())
+				}
 				if mlc != nil {
 					if tracker, err = startMLflow(ctx, e, mlc, trk, cfg, st, name, cache); err != nil {
 						return errors.Join(err, release())
@@ -410,4 +415,14 @@ func killAfterManifest(v string) func(int) error {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // until the signal lands
 	}
+}
+
+// putHParams writes the run's configuration as its TensorBoard hparams
+// event file (runs.PutHParamsEvents).
+func putHParams(ctx context.Context, st storage.Store, run string, cfg *config.Config) error {
+	rs, err := runs.ReadState(ctx, st, run)
+	if err != nil {
+		return err
+	}
+	return runs.PutHParamsEvents(ctx, st, rs, cfg)
 }

@@ -21,7 +21,8 @@ import (
 // EventAccumulator: the same tags, steps, wall times and values.
 func TestTensorBoardReadsGoFiles(t *testing.T) {
 	dir := t.TempDir()
-	// Three files, as a run writes them: one per step, then two steps in one.
+	lr := 0.0001
+	// Four files, as a run writes them: one per step, then two steps in one.
 	files := [][]tfevents.Event{
 		{{WallTime: 1764265781.5, Step: 1, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: 0.25}, {Tag: "loss/kl", Value: 0.0012}, {Tag: "reward/text/mean", Value: float32(math.NaN())}}}},
 		{{WallTime: 1764265790.25, Step: 2, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: -1.5}, {Tag: "loss/kl", Value: 1e-30}, {Tag: "reward/text/mean", Value: 1}}}},
@@ -31,6 +32,9 @@ func TestTensorBoardReadsGoFiles(t *testing.T) {
 				Images: []tfevents.Image{{Tag: "grid/think", Height: 3, Width: 5, Colorspace: 4, PNG: pngOf(t, 5, 3)}}},
 			{WallTime: 1764265802, Step: 4, Images: []tfevents.Image{{Tag: "grid/think", Height: 2, Width: 7, Colorspace: 4, PNG: pngOf(t, 7, 2)}}},
 		},
+		{{WallTime: 1764265780, Plugins: []tfevents.PluginValue{tfevents.HParamsSessionStart([]tfevents.HParam{
+			{Name: "optim.lr", Value: "0.0001", Number: &lr}, {Name: "grpo.decay", Value: "constant"}, {Name: "schedule.phases", Value: "[{phase: mllm-grpo, steps: 20}]"},
+		}, 1764265780)}}},
 	}
 	wantImages := map[string][]string{}
 	want := map[string][]tfeventstest.Point{}
@@ -101,6 +105,10 @@ func TestTensorBoardReadsGoFiles(t *testing.T) {
 		if fmt.Sprint(g) != fmt.Sprint(ims) {
 			t.Errorf("image %s: TensorBoard read %v, Go wrote %v", tag, g, ims)
 		}
+	}
+	wantHP := map[string]any{"optim.lr": 0.0001, "grpo.decay": "constant", "schedule.phases": "[{phase: mllm-grpo, steps: 20}]"}
+	if fmt.Sprint(got.HParams) != fmt.Sprint(wantHP) || got.HParamsStart != 1764265780 {
+		t.Errorf("TensorBoard's hparams %v (start %v), want %v (start 1764265780)", got.HParams, got.HParamsStart, wantHP)
 	}
 }
 

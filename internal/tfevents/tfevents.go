@@ -80,10 +80,20 @@ type Event struct {
 	Step     int64
 	// FileVersion is set on the first event of a file only.
 	FileVersion string
-	// Scalars and Images are the event's summary: its scalar values,
-	// then its images.
+	// Scalars, Images and Plugins are the event's summary: its scalar
+	// values, then its images, then its plugin values.
 	Scalars []Scalar
 	Images  []Image
+	Plugins []PluginValue
+}
+
+// PluginValue is a summary value that carries only its metadata: a
+// TensorBoard plugin's data (Value{tag (1), metadata (9):
+// SummaryMetadata{plugin_data (1): PluginData{plugin_name (1),
+// content (2)}}}), as the hparams plugin reads it ([HParamsSessionStart]).
+type PluginValue struct {
+	Tag, Plugin string
+	Content     []byte
 }
 
 // Protobuf field numbers (tensorflow/core/util/event.proto, summary.proto).
@@ -100,6 +110,10 @@ const (
 	imageWidth       protowire.Number = 2
 	imageColorspace  protowire.Number = 3
 	imageEncoded     protowire.Number = 4
+	valueMetadata    protowire.Number = 9
+	metadataPlugin   protowire.Number = 1
+	pluginName       protowire.Number = 1
+	pluginContent    protowire.Number = 2
 )
 
 // Marshal returns the Event protobuf of e, fields in number order (as
@@ -118,7 +132,7 @@ func (e *Event) Marshal() []byte {
 		b = protowire.AppendTag(b, eventFileVersion, protowire.BytesType)
 		b = protowire.AppendString(b, e.FileVersion)
 	}
-	if len(e.Scalars) > 0 || len(e.Images) > 0 {
+	if len(e.Scalars) > 0 || len(e.Images) > 0 || len(e.Plugins) > 0 {
 		var sum []byte
 		for _, s := range e.Scalars {
 			var v []byte
@@ -157,6 +171,26 @@ func (e *Event) Marshal() []byte {
 			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
 			sum = protowire.AppendBytes(sum, v)
 		}
+		for _, pv := range e.Plugins {
+			var pd []byte
+			pd = protowire.AppendTag(pd, pluginName, protowire.BytesType)
+			pd = protowire.AppendString(pd, pv.Plugin)
+			if len(pv.Content) > 0 {
+				pd = protowire.AppendTag(pd, pluginContent, protowire.BytesType)
+				pd = protowire.AppendBytes(pd, pv.Content)
+			}
+			md := protowire.AppendTag(nil, metadataPlugin, protowire.BytesType)
+			md = protowire.AppendBytes(md, pd)
+			var v []byte
+			if pv.Tag != "" {
+				v = protowire.AppendTag(v, valueTag, protowire.BytesType)
+				v = protowire.AppendString(v, pv.Tag)
+			}
+			v = protowire.AppendTag(v, valueMetadata, protowire.BytesType)
+			v = protowire.AppendBytes(v, md)
+			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
+			sum = protowire.AppendBytes(sum, v)
+		}
 		b = protowire.AppendTag(b, eventSummary, protowire.BytesType)
 		b = protowire.AppendBytes(b, sum)
 	}
@@ -186,9 +220,10 @@ func (e *Event) Unmarshal(b []byte) error {
 				}
 				val, _ := protowire.ConsumeBytes(field)
 				var (
-					s             Scalar
-					im            Image
-					scalar, image bool
+					s                     Scalar
+					im                    Image
+					pv                    PluginValue
+					scalar, image, plugin bool
 				)
 				err := eachField(val, func(num protowire.Number, typ protowire.Type, field []byte) error {
 					switch {
@@ -198,6 +233,28 @@ func (e *Event) Unmarshal(b []byte) error {
 					case num == valueSimpleValue && typ == protowire.Fixed32Type:
 						v, _ := protowire.ConsumeFixed32(field)
 						s.Value, scalar = math.Float32frombits(v), true
+					case num == valueMetadata && typ == protowire.BytesType:
+						md, _ := protowire.ConsumeBytes(field)
+						return eachField(md, func(num protowire.Number, typ protowire.Type, field []byte) error {
+							if num != metadataPlugin || typ != protowire.BytesType {
+								return nil
+							}
+							pd, _ := protowire.ConsumeBytes(field)
+							plugin = true
+							return eachField(pd, func(num protowire.Number, typ protowire.Type, field []byte) error {
+								if typ != protowire.BytesType {
+									return nil
+								}
+								b, _ := protowire.ConsumeBytes(field)
+								switch num {
+								case pluginName:
+									pv.Plugin = string(b)
+								case pluginContent:
+									pv.Content = append([]byte(nil), b...)
+								}
+								return nil
+							})
+						})
 					case num == valueImage && typ == protowire.BytesType:
 						v, _ := protowire.ConsumeBytes(field)
 						image = true
@@ -231,6 +288,9 @@ func (e *Event) Unmarshal(b []byte) error {
 				case image:
 					im.Tag = s.Tag
 					e.Images = append(e.Images, im)
+				case plugin:
+					pv.Tag = s.Tag
+					e.Plugins = append(e.Plugins, pv)
 				}
 				return nil
 			})

@@ -84,6 +84,7 @@ func TestRoundTrip(t *testing.T) {
 		{"unicode tag", []Event{{WallTime: 3, Step: 1 << 40, Scalars: []Scalar{{"reward/ratio₀", 1}}}}},
 		{"images beside scalars", []Event{{WallTime: 4, Step: 2, Scalars: []Scalar{{"a", 1}},
 			Images: []Image{{Tag: "grid/think", Height: 64, Width: 128, Colorspace: 4, PNG: []byte("\x89PNG fake")}, {Tag: "grid/direct", Height: 1, Width: 1, Colorspace: 3, PNG: []byte{0}}}}}},
+		{"plugin values", []Event{{WallTime: 6, Plugins: []PluginValue{{Tag: HParamsTag, Plugin: "hparams", Content: []byte{0x1a, 0}}, {Tag: "t", Plugin: "text"}}}}},
 		{"image only", []Event{{WallTime: 5, Step: 3, Images: []Image{{Tag: "g", Height: 2, Width: 3, Colorspace: 1, PNG: []byte("png")}}}}},
 		{"many events", func() []Event {
 			var es []Event

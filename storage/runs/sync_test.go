@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage/runs"
@@ -125,4 +126,42 @@ func TestPutEvalEvents(t *testing.T) {
 			Images: []tfevents.Image{{Tag: "grid/direct", Height: 4, Width: 6, Colorspace: 4, PNG: png4.Bytes()}}},
 	}
 	checkEvents(t, st, objs[0].Key, want)
+}
+
+// TestPutHParamsEvents writes a configuration as the hparams event file
+// twice (a run, then its resume): one file, the same bytes, at the run's
+// start, holding the hparams plugin's session start (TensorBoard's reading
+// of it is checked in internal/tfevents and cmd/thinkgen).
+func TestPutHParamsEvents(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Local(t)
+	rs := &runs.State{Version: runs.StateVersion, Run: "r", Started: time.UnixMilli(1764265780250)}
+	cfg := config.Default()
+	var first []byte
+	for i := range 2 {
+		if err := runs.PutHParamsEvents(ctx, st, rs, cfg); err != nil {
+			t.Fatal(err)
+		}
+		objs, err := st.List(ctx, runs.TensorBoardPrefix("r"))
+		if err != nil || len(objs) != 1 || !strings.Contains(objs[0].Key, "."+runs.HParamsEventsID+".") {
+			t.Fatalf("event files %v (%v), want one hparams file", objs, err)
+		}
+		b, err := os.ReadFile(filepath.Join(st.Dir(), filepath.FromSlash(objs[0].Key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = b
+		} else if !bytes.Equal(b, first) {
+			t.Error("written again, the hparams file differs")
+		}
+		events, err := tfevents.ReadAll(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 2 || events[1].WallTime != 1764265780.25 || len(events[1].Plugins) != 1 ||
+			events[1].Plugins[0].Tag != tfevents.HParamsTag || events[1].Plugins[0].Plugin != "hparams" || len(events[1].Plugins[0].Content) < 100 {
+			t.Errorf("hparams events %+v", events)
+		}
+	}
 }

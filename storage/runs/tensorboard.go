@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/storage"
@@ -143,6 +145,32 @@ func PutEvalEvents(ctx context.Context, st storage.Store, rs *State, at time.Tim
 		events = append(events, e)
 	}
 	return PutEvents(ctx, st, rs, EvalEventsID, events)
+}
+
+// HParamsEventsID names the event file of a run's hyperparameters.
+const HParamsEventsID = "hparams"
+
+// PutHParamsEvents writes the run's configuration (cfg, flattened as
+// config.Config.Flatten lists it) as the run's hparams event file, which
+// TensorBoard's HParams tab reads: every key a hyperparameter, a number
+// when its value parses as one, else the value's YAML text. It carries
+// the run's start as its time, so writing it again (a resume) writes the
+// same file.
+func PutHParamsEvents(ctx context.Context, st storage.Store, rs *State, cfg *config.Config) error {
+	kvs, err := cfg.Flatten()
+	if err != nil {
+		return fmt.Errorf("hparams events: %w", err)
+	}
+	hps := make([]tfevents.HParam, len(kvs))
+	for i, kv := range kvs {
+		hps[i] = tfevents.HParam{Name: kv.Key, Value: kv.Value}
+		if x, err := strconv.ParseFloat(kv.Value, 64); err == nil {
+			hps[i].Number = &x
+		}
+	}
+	start := float64(rs.Started.UnixMilli()) / 1000
+	e := tfevents.Event{WallTime: start, Plugins: []tfevents.PluginValue{tfevents.HParamsSessionStart(hps, start)}}
+	return PutEvents(ctx, st, rs, HParamsEventsID, []tfevents.Event{e})
 }
 
 // gridImage reads the PNG at key as an image summary (no tag); ok is

@@ -2,7 +2,8 @@
 prints what it found as JSON:
 
     {"file_version": 2.0, "files": [...], "scalars": {tag: [[step, wall_time, value], ...]},
-     "images": {tag: [[step, wall_time, width, height, sha256 of the encoded image], ...]}}
+     "images": {tag: [[step, wall_time, width, height, sha256 of the encoded image], ...]},
+     "hparams": {name: number or string, ...}, "hparams_start": start_time_secs}
 
 Usage: tb_read.py LOGDIR, with the test venv's python (scripts/setup-pyenv.sh);
 package tfeventstest runs it for Go tests.
@@ -14,6 +15,7 @@ import os
 import sys
 
 from tensorboard.backend.event_processing import event_accumulator, io_wrapper
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 logdir = sys.argv[1]
 acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0})
@@ -35,4 +37,17 @@ out = {
         for tag in acc.Tags()["images"]
     },
 }
+# The hparams plugin's session start, as its data provider reads it.
+try:
+    contents = acc.PluginTagToContent("hparams")
+except KeyError:
+    contents = {}
+for content in contents.values():
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    if data.HasField("session_start_info"):
+        info = data.session_start_info
+        out["hparams"] = {
+            k: (v.number_value if v.WhichOneof("kind") == "number_value" else v.string_value) for k, v in info.hparams.items()
+        }
+        out["hparams_start"] = info.start_time_secs
 json.dump(out, sys.stdout)

@@ -35,6 +35,10 @@ type Log struct {
 	// Images holds each image tag's images in the order TensorBoard keeps
 	// them: [step, wall_time, width, height, sha256 of the PNG in hex].
 	Images map[string][][5]any `json:"images"`
+	// HParams are the hyperparameters of the hparams plugin's session
+	// start (numbers as float64), HParamsStart its start_time_secs.
+	HParams      map[string]any `json:"hparams"`
+	HParamsStart float64        `json:"hparams_start"`
 }
 
 // Point is one scalar value.
