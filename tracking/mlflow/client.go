@@ -20,10 +20,11 @@ import (
 	"github.com/thinkgen/thinkgen/internal/retryhttp"
 )
 
-// MLflow's limits on one runs/log-batch request and on its entities
-// (mlflow/utils/validation.py). Param values are cut to the 500
-// characters that MLflow servers before 2.x accepted; newer servers take
-// more, but a value cut the same way everywhere reads the same.
+// MLflow's limits on one runs/log-batch request and on its entities, as
+// its REST API documents them. Param values are cut to 500 bytes (at a
+// character boundary), within the 500 characters that MLflow servers
+// before 2.x accepted; newer servers take more, but a value cut the same
+// way everywhere reads the same.
 const (
 	MaxMetricsPerBatch  = 1000
 	MaxParamsPerBatch   = 100
