@@ -81,20 +81,27 @@ func (p *proc) kill() {
 // shards, each whole, and none an output of an attempt its worker
 // abandoned.
 //
-// It runs twice: synchronously (run.max_staleness 0) and asynchronously
-// (1: the next step's rollouts run while a step learns), each against its
-// own undisturbed run.
+// It runs three times, each against its own undisturbed run:
+// synchronously (run.max_staleness 0), asynchronously (1: the
+// next step's rollouts run while a step learns), and synchronously with two
+// learner ranks (two learner worker processes forming one process group
+// per learn task; a rank killed or frozen fails its gang, which the retry
+// re-forms).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: trains with processes")
 	}
-	for _, k := range []int{0, 1} {
-		t.Run(fmt.Sprintf("max_staleness=%d", k), func(t *testing.T) { testChaos(t, k) })
+	for _, tt := range []struct {
+		name            string
+		staleness, rank int
+	}{{"max_staleness=0", 0, 1}, {"max_staleness=1", 1, 1}, {"learner_ranks=2", 0, 2}} {
+		t.Run(tt.name, func(t *testing.T) { testChaos(t, tt.staleness, tt.rank) })
 	}
 }
 
-// testChaos is TestChaos with run.max_staleness k.
-func testChaos(t *testing.T, k int) {
+// testChaos is TestChaos with run.max_staleness k and the given number of
+// learner ranks.
+func testChaos(t *testing.T, k, ranks int) {
 	srv := storagetest.StartServer(t)
 	bucket := storagetest.BucketName(t)
 	scfg := srv.Config(bucket)
@@ -110,8 +117,16 @@ func testChaos(t *testing.T, k int) {
 
 	// The undisturbed reference: embedded, on a local store, its steps split
 	// into the same tasks (batch shapes change the last bits of a float).
+	// With two learner ranks the reference has two too: two ranks' sums
+	// of gradients round differently from one's, by up to 1e-6 after two
+	// steps (TestTrainLearnerRanksEqualOne) but ~5e-5 after twenty.
 	ref := t.TempDir()
-	if code, out, errs := runCLI(t, append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run-dir", ref, "--run", "calm", "--eval-rows", "0", "--rollout-tasks", "2"}, cycles...)...); code != 0 {
+	refArgs := append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run-dir", ref, "--run", "calm", "--eval-rows", "0", "--rollout-tasks", "2"}, cycles...)
+	if ranks > 1 {
+		refArgs = append(refArgs, "--workers", fmt.Sprintf("rollout=1,reward=1,learner=%d", ranks))
+		t.Setenv("THINKGEN_TEST_MAIN", "1") // its workers are this binary
+	}
+	if code, out, errs := runCLI(t, refArgs...); code != 0 {
 		t.Fatalf("undisturbed run: exit %d\n%s\n%s", code, out, errs)
 	}
 
@@ -125,9 +140,17 @@ func testChaos(t *testing.T, k int) {
 	url := "http://" + addr
 	controllerArgs := append([]string{"train", "--config", chaos, "--set", "run.base=" + base, "--run", "chaos", "--eval-rows", "0",
 		"--listen", addr, "--token-file", tokenFile, "--rollout-tasks", "2"}, append(cycles, storeArgs...)...)
+	if ranks > 1 {
+		// A rank left waiting in a collective by a killed or frozen peer
+		// fails within this, and the gang is formed again.
+		controllerArgs = append(controllerArgs, "--set", fmt.Sprintf("cluster.workers.learner=%d", ranks), "--set", "cluster.collective_timeout=10s")
+	}
 	var mu sync.Mutex
 	controller := startProc(t, "controller", nil, controllerArgs...)
-	roles := []string{"rollout", "rollout", "reward", "learner"}
+	roles := []string{"rollout", "rollout", "reward"}
+	for range ranks {
+		roles = append(roles, "learner")
+	}
 	workers := make([]*proc, len(roles))
 	all := []*proc{}                    // every worker process, for their logs
 	names := make([]string, len(roles)) // each process's name in the controller's status
@@ -316,10 +339,11 @@ loop:
 			t.Log("MinIO was down for 15 s")
 		case "freeze-learner", "freeze":
 			if fault == "freeze-learner" {
-				if !slices.Contains(holders, 3) {
-					continue // wait until the learner holds its task
+				learners := slices.DeleteFunc(slices.Clone(holders), func(h int) bool { return roles[h] != "learner" })
+				if len(learners) == 0 {
+					continue // wait until a learner holds its task
 				}
-				i = 3
+				i = learners[rng.IntN(len(learners))]
 			}
 			mu.Lock()
 			victim := workers[i]

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -244,6 +245,13 @@ func TestMain(m *testing.M) {
 	if os.Getenv("THINKGEN_TEST_MAIN") == "1" {
 		main()
 		return
+	}
+	// A test that starts this binary as thinkgen (local workers, sweep
+	// trials) without THINKGEN_TEST_MAIN=1 would run every test again in
+	// each child, and their children again: refuse instead.
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		fmt.Fprintf(os.Stderr, "test binary started as `thinkgen %s` without THINKGEN_TEST_MAIN=1 (t.Setenv it before the command starts thinkgen processes)\n", os.Args[1])
+		os.Exit(2)
 	}
 	os.Exit(m.Run())
 }
