@@ -50,7 +50,7 @@ pyenv:
 
 # Tests that compare against Python references (transformers, diffusers, pyarrow) read
 # the venv's interpreter from THINKGEN_PYTHON; the test of thinkgen serve drives it
-# with the official OpenAI client from the small venv of scripts/setup-openaienv.sh
+# with the official OpenAI client from the small venv of scripts/setup-toolenv.sh openai
 # (THINKGEN_OPENAI_PYTHON). go test runs two packages at a
 # time on two cores; libtorch's OpenMP pool spin-waits when oversubscribed
 # (measured: 20x slower), so tests run libtorch on one thread each.
@@ -61,12 +61,12 @@ pyenv:
 # The image test (package image) runs when `make image` has built the
 # image: scripts/image.sh refresh puts the new bin/thinkgen into it and
 # prints its root filesystem; without an image it prints nothing and the
-# test is skipped. scripts/setup-mlflowenv.sh creates (once) a small venv
+# test is skipped. scripts/setup-toolenv.sh mlflow creates (once) a small venv
 # with MLflow, apart from the large test venv, whose python the tracking
 # test (cmd/thinkgen/mlflow_test.go) reads from THINKGEN_MLFLOW_PYTHON to
 # run `mlflow server` on loopback and MLflow's client.
 test: build vet
-	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) THINKGEN_OPENAI_PYTHON=$$(bash scripts/setup-openaienv.sh) THINKGEN_MLFLOW_PYTHON=$$(bash scripts/setup-mlflowenv.sh) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
+	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) THINKGEN_OPENAI_PYTHON=$$(bash scripts/setup-toolenv.sh openai) THINKGEN_MLFLOW_PYTHON=$$(bash scripts/setup-toolenv.sh mlflow) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
 
 # image builds the CPU image of image/Dockerfile without pulling any base
 # image: Debian packages (mmdebstrap), Ray's PyPI wheels, libtorch's

@@ -1,7 +1,7 @@
 // Package testenv gives tests what `make test` provides: the test-only
 // Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, the
-// OpenAI client's small venv (scripts/setup-openaienv.sh) through
-// THINKGEN_OPENAI_PYTHON, the MLflow venv (scripts/setup-mlflowenv.sh)
+// OpenAI client's small venv (scripts/setup-toolenv.sh openai) through
+// THINKGEN_OPENAI_PYTHON, the MLflow venv (scripts/setup-toolenv.sh mlflow)
 // through THINKGEN_MLFLOW_PYTHON, a local Ray head (scripts/ray.sh) through
 // THINKGEN_RAY_ADDRESS, the
 // kube-apiserver and etcd binaries for envtest (scripts/kube-assets.sh)
@@ -18,11 +18,11 @@ import (
 )
 
 // MLflowPython returns the python of the MLflow venv
-// (scripts/setup-mlflowenv.sh), which runs `mlflow server` and MLflow's
+// (scripts/setup-toolenv.sh mlflow), which runs `mlflow server` and MLflow's
 // client (THINKGEN_MLFLOW_PYTHON).
 func MLflowPython(t testing.TB) string {
 	t.Helper()
-	return need(t, "THINKGEN_MLFLOW_PYTHON", "set it to the python that `bash scripts/setup-mlflowenv.sh` prints", "the MLflow tracking test")
+	return need(t, "THINKGEN_MLFLOW_PYTHON", "set it to the python that `bash scripts/setup-toolenv.sh mlflow` prints", "the MLflow tracking test")
 }
 
 // Python returns the venv's python interpreter (THINKGEN_PYTHON).
@@ -33,10 +33,10 @@ func Python(t testing.TB) string {
 
 // OpenAIPython returns the python of the small venv holding the official
 // OpenAI client (THINKGEN_OPENAI_PYTHON, printed by `bash
-// scripts/setup-openaienv.sh`).
+// scripts/setup-toolenv.sh openai`).
 func OpenAIPython(t testing.TB) string {
 	t.Helper()
-	return need(t, "THINKGEN_OPENAI_PYTHON", "set it to the python that `bash scripts/setup-openaienv.sh` prints", "the OpenAI client test of thinkgen serve")
+	return need(t, "THINKGEN_OPENAI_PYTHON", "set it to the python that `bash scripts/setup-toolenv.sh openai` prints", "the OpenAI client test of thinkgen serve")
 }
 
 // RayAddress returns the URL of a local Ray head's dashboard, whose Job

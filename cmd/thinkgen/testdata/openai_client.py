@@ -1,5 +1,5 @@
 """Drives `thinkgen serve` with the official OpenAI Python client
-(scripts/setup-openaienv.sh); cmd/thinkgen/serve_test.go runs it against
+(scripts/setup-toolenv.sh openai); cmd/thinkgen/serve_test.go runs it against
 a running server. Arguments: base URL, API key, model id, image size.
 Prints one JSON object of what it saw; any failed check raises."""
 import base64
