@@ -184,6 +184,9 @@ func testChaos(t *testing.T, k, ranks int) {
 		}
 		if t.Failed() {
 			t.Logf("controller log:\n%s", controller.log)
+			for _, w := range all { // killed above, so their logs are still
+				t.Logf("%s log, its last lines:\n%s", w.name, lastLines(w.log.String(), 8))
+			}
 		}
 	}()
 	token, err := os.ReadFile(tokenFile)
@@ -588,4 +591,10 @@ func firstLine(s, sub string) string {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -36,7 +39,9 @@ versions it needs are fetched from that store once and cached.
 The bearer token comes from --token-file, else $THINKGEN_TOKEN, else the
 file named by $THINKGEN_TOKEN_FILE. SIGINT/SIGTERM stop the worker; a task
 it was running is not reported, its lease expires and another worker redoes
-it with the next attempt.`,
+it with the next attempt. A worker that starts while its S3 store does not
+answer (a restarting MinIO) waits for it up to two minutes; a missing
+bucket or a refused credential fails at once.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
 			roles := fs.String("role", "", "roles this worker serves: rollout, reward, learner (comma-separated)")
@@ -76,7 +81,7 @@ it with the next attempt.`,
 				if err != nil {
 					return &usageError{err}
 				}
-				st, err := storage.Open(ctx, cfg.Storage)
+				st, err := openStoreWaiting(ctx, cfg.Storage, storeWait, e.stderr)
 				if err != nil {
 					return err
 				}
@@ -165,5 +170,31 @@ func (r *runWorkers) close() {
 	defer r.mu.Unlock()
 	for _, w := range r.byRun {
 		w.Close()
+	}
+}
+
+// storeWait is how long a starting worker waits for an S3 store that does
+// not answer.
+const storeWait = 2 * time.Minute
+
+// openStoreWaiting opens the store as storage.Open does, retrying for up
+// to wait while the store cannot be reached (a connection refused, reset
+// or timed out: a worker started while MinIO restarts, as pods are in a
+// cluster), and saying so on w. Any other error — a missing bucket, a
+// refused credential, a bad URI — is returned at once.
+func openStoreWaiting(ctx context.Context, cfg config.Storage, wait time.Duration, w io.Writer) (storage.Store, error) {
+	deadline := time.Now().Add(wait)
+	for delay := time.Second; ; delay = min(2*delay, 10*time.Second) {
+		st, err := storage.Open(ctx, cfg)
+		var ne net.Error
+		if err == nil || !errors.As(err, &ne) || time.Now().Add(delay).After(deadline) {
+			return st, err
+		}
+		fmt.Fprintf(w, "worker: the store does not answer (retrying in %v, until %s): %v\n", delay, deadline.Format(time.TimeOnly), err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
 	}
 }
