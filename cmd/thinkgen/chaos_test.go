@@ -108,12 +108,13 @@ func testChaos(t *testing.T, k, ranks int) {
 	st := storagetest.NewBucketStore(t, scfg)
 	chaos := filepath.Join("testdata", "chaos.yaml")
 	base := saveBaseOf(t, chaos)
-	// Twenty steps (five cycles) rather than chaos.yaml's eight, so that
-	// the plan's eleven faults, some of which hold a task for seconds,
-	// always strike before the run ends (on an idle machine eight steps
-	// finished first, and with max_staleness 1 twelve did on CI).
-	const steps = 20
-	cycles := []string{"--set", "schedule.cycles=5", "--set", fmt.Sprintf("run.max_staleness=%d", k)}
+	// Twenty-four steps (six cycles) rather than chaos.yaml's eight, so
+	// that the plan's thirteen faults, some of which hold a task for
+	// seconds, always strike before the run ends (on an idle machine eight
+	// steps finished first, and with max_staleness 1 twelve did on CI; of
+	// twenty, the plan has needed up to fourteen).
+	const steps = 24
+	cycles := []string{"--set", "schedule.cycles=6", "--set", fmt.Sprintf("run.max_staleness=%d", k)}
 
 	// The undisturbed reference: embedded, on a local store, its steps split
 	// into the same tasks (batch shapes change the last bits of a float).
