@@ -391,7 +391,7 @@ loop:
 	if code, out, errs := runCLI(t, append([]string{"verify", "--run", "chaos"}, storeArgs...)...); code != 0 {
 		t.Errorf("thinkgen verify: exit %d\n%s\n%s", code, out, errs)
 	} else {
-		t.Logf("thinkgen verify: %s", strings.TrimSpace(lastLine(out)))
+		t.Logf("thinkgen verify: %s", lastLines(out, 1))
 	}
 	mu.Lock()
 	for _, w := range workers {
@@ -586,12 +586,6 @@ func firstLine(s, sub string) string {
 		}
 	}
 	return ""
-}
-
-// lastLine returns the last non-empty line of s.
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 // lastLines returns the last n lines of s.
