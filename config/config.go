@@ -479,6 +479,19 @@ type Optim struct {
 	// rank holding and updating the moments of about 1/N of the
 	// parameters and the ranks exchanging the updated values.
 	Zero int `yaml:"zero"`
+	// ActivationCheckpointing recomputes each layer of the trained model
+	// in backward instead of keeping its activations (model.Recompute):
+	// per model, for the SepGRPO learner and pre-training.
+	ActivationCheckpointing ActivationCheckpointing `yaml:"activation_checkpointing"`
+}
+
+// ActivationCheckpointing switches activation checkpointing per model: a
+// forward then keeps each layer's input only (about 1/(activations per
+// token of a layer ÷ hidden) of the memory; `thinkgen plan` shows it) and
+// backward runs every layer's forward a second time.
+type ActivationCheckpointing struct {
+	MLLM bool `yaml:"mllm"`
+	DiT  bool `yaml:"dit"`
 }
 
 // Reward configures the reward workers.

@@ -165,7 +165,9 @@ func (l *Learner) awmDraw(seed uint64, rows []*shards.RolloutRow, adv []float64,
 		return FlowStats{}, err
 	}
 	defer cond.Drop()
-	v, err := l.policy.DiT.Forward(model.DiTInput{X: xt, T: times, Text: cond, Refs: refs})
+	dit, rec := l.trainedDiT()
+	defer rec.Drop()
+	v, err := dit.Forward(model.DiTInput{X: xt, T: times, Text: cond, Refs: refs})
 	if err != nil {
 		return FlowStats{}, err
 	}
@@ -187,5 +189,6 @@ func (l *Learner) awmDraw(seed uint64, rows []*shards.RolloutRow, adv []float64,
 	scaled := loss.MustMulScalar(ts.FloatScalar(scale*l.gradScale()), true)
 	defer scaled.MustDrop()
 	scaled.MustBackward()
+	rec.Backward()
 	return st, nil
 }

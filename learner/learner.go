@@ -417,7 +417,9 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	}
 	prompts, completions, imgs := b.prompts, b.completions, b.imgs
 	temp := c.GRPO.Temperature
-	lp, err := l.policy.MLLM.LogProbs(prompts, completions, temp, imgs)
+	mllm, rec := l.trainedMLLM()
+	defer rec.Drop()
+	lp, err := mllm.LogProbs(prompts, completions, temp, imgs)
 	if err != nil {
 		return GRPOStats{}, 0, err
 	}
@@ -454,6 +456,7 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	defer scaled.MustDrop()
 	l.mllm.opt.ZeroGrad()
 	scaled.MustBackward()
+	rec.Backward()
 	if err := l.allReduceGrads(l.mllm.params); err != nil {
 		return st, 0, err
 	}
@@ -721,7 +724,9 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 	sigma, sigmaNext := tr.Sigmas[k], tr.Sigmas[k+1]
 	t := 1 - sigma
 
-	v, err := l.policy.DiT.Velocity(x, t, cond, refs, model.Guidance{Uncond: uncond, TextScale: f.CFG, ImageScale: 1})
+	dit, rec := l.trainedDiT()
+	defer rec.Drop()
+	v, err := dit.Velocity(x, t, cond, refs, model.Guidance{Uncond: uncond, TextScale: f.CFG, ImageScale: 1})
 	if err != nil {
 		return FlowStats{}, err
 	}
@@ -757,7 +762,29 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 	scaled := loss.MustMulScalar(ts.FloatScalar(scale*l.gradScale()), true)
 	defer scaled.MustDrop()
 	scaled.MustBackward()
+	rec.Backward()
 	return st, nil
+}
+
+// trainedMLLM returns the policy's MLLM for a forward that will be
+// back-propagated: with optim.activation_checkpointing.mllm, a view that
+// records into the returned Recompute (call its Backward after the loss's;
+// nil otherwise — its methods then do nothing).
+func (l *Learner) trainedMLLM() (*model.MLLM, *model.Recompute) {
+	if !l.cfg.Optim.ActivationCheckpointing.MLLM {
+		return l.policy.MLLM, nil
+	}
+	r := new(model.Recompute)
+	return l.policy.MLLM.Recording(r), r
+}
+
+// trainedDiT is trainedMLLM for the DiT (optim.activation_checkpointing.dit).
+func (l *Learner) trainedDiT() (*model.DiT, *model.Recompute) {
+	if !l.cfg.Optim.ActivationCheckpointing.DiT {
+		return l.policy.DiT, nil
+	}
+	r := new(model.Recompute)
+	return l.policy.DiT.Recording(r), r
 }
 
 // addScaled adds w times each figure of o to s (weighted means of stats).

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -25,6 +26,16 @@ type DiT struct {
 	Cfg config.DiT
 	P   *Params
 	dev gotch.Device
+	rec *Recompute // nil: blocks keep their activations for backward
+}
+
+// Recording returns a view of d that shares its weights and records its
+// forward passes into r (activation checkpointing, see Recompute). Do not
+// Drop the view.
+func (d *DiT) Recording(r *Recompute) *DiT {
+	v := *d
+	v.rec = r
+	return &v
 }
 
 // Latent converts between images and what the DiT denoises. The tiny
@@ -234,14 +245,21 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 	}
 	textMask := asDType(&s, s.Add(keyMask(refinerValid, d.dev)), dt)
 	imgMask := asDType(&s, s.Add(keyMask(all(lay.nImg), d.dev)), dt)
+	// Under activation checkpointing the timestep embedding is cut once, as
+	// the blocks and the output norm share it.
+	temb = d.rec.cutInput(temb)
+	block := func(p string) func(s *libtorch.Scope, t []*ts.Tensor) *ts.Tensor {
+		return func(s *libtorch.Scope, t []*ts.Tensor) *ts.Tensor { return d.block(s, p, t[0], t[1], t[2], t[3], t[4]) }
+	}
 	for i := 0; i < c.RefinerLayers; i++ {
-		txt = d.block(&s, fmt.Sprintf("context_refiner.%d.", i), txt, nil, textMask, textPart(cos), textPart(sin))
-		img = d.block(&s, fmt.Sprintf("noise_refiner.%d.", i), img, temb, imgMask, imgPart(cos), imgPart(sin))
+		txt = d.rec.layer(&s, block(fmt.Sprintf("context_refiner.%d.", i)), txt, nil, textMask, textPart(cos), textPart(sin))
+		img = d.rec.layer(&s, block(fmt.Sprintf("noise_refiner.%d.", i)), img, temb, imgMask, imgPart(cos), imgPart(sin))
 		if ref != nil {
-			ref = d.block(&s, fmt.Sprintf("ref_image_refiner.%d.", i), ref, temb, imgMask, refPart(cos), refPart(sin))
+			ref = d.rec.layer(&s, block(fmt.Sprintf("ref_image_refiner.%d.", i)), ref, temb, imgMask, refPart(cos), refPart(sin))
 		}
 	}
-	// Joint layers.
+	// Joint layers. The first joins the streams itself, so that under
+	// checkpointing its inputs are the refiners' outputs.
 	parts := []*ts.Tensor{txt}
 	valid := textValid
 	if ref != nil {
@@ -250,11 +268,21 @@ func (d *DiT) Forward(in DiTInput) (*ts.Tensor, error) {
 	}
 	parts = append(parts, img)
 	valid = concatValid(valid, all(lay.nImg))
-	x := s.Add(ts.MustCat(parts, 1))
 	mask := asDType(&s, s.Add(keyMask(valid, d.dev)), dt)
-	for i := 0; i < c.Layers; i++ {
-		x = d.block(&s, fmt.Sprintf("layers.%d.", i), x, temb, mask, cos, sin)
+	join := func(s *libtorch.Scope, xs []*ts.Tensor) *ts.Tensor {
+		if len(xs) == 1 {
+			return xs[0]
+		}
+		return s.Add(ts.MustCat(xs, 1))
 	}
+	for i := 0; i < c.Layers; i++ {
+		n, p := len(parts), fmt.Sprintf("layers.%d.", i)
+		in := append(slices.Clone(parts), temb, mask, cos, sin)
+		parts = []*ts.Tensor{d.rec.layer(&s, func(s *libtorch.Scope, t []*ts.Tensor) *ts.Tensor {
+			return d.block(s, p, join(s, t[:n]), t[n], t[n+1], t[n+2], t[n+3])
+		}, in...)}
+	}
+	x := join(&s, parts)
 	out := imgPart(x)
 	scale := linear(&s, s.Add(temb.MustSilu(false)), d.P.Get("norm_out.linear_1.weight"), d.P.Get("norm_out.linear_1.bias"))
 	h := s.Add(ts.MustLayerNorm(out, []int64{int64(c.Hidden)}, ts.None, ts.None, 1e-6, false))

@@ -35,6 +35,16 @@ type MLLM struct {
 	dev       gotch.Device
 	cos       *ts.Tensor // [MaxSeqLen, HeadDim]
 	sin       *ts.Tensor
+	rec       *Recompute // nil: layers keep their activations for backward
+}
+
+// Recording returns a view of m that shares its weights and records its
+// forward passes into r (activation checkpointing, see Recompute). A
+// recording view trains only: it refuses a KV cache. Do not Drop the view.
+func (m *MLLM) Recording(r *Recompute) *MLLM {
+	v := *m
+	v.rec = r
+	return &v
 }
 
 // MLLMSpecs lists the parameters of an MLLM with vocab tokens.
@@ -228,6 +238,9 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 			return nil, fmt.Errorf("model: KV cache of %d positions cannot take %d more after %d", in.cache.max, in.t, past)
 		}
 	}
+	if m.rec != nil && in.cache != nil {
+		return nil, fmt.Errorf("model: a recording MLLM (activation checkpointing) cannot fill a KV cache")
+	}
 	for _, p := range in.positions {
 		if p < 0 || p >= int64(c.MaxSeqLen) {
 			return nil, fmt.Errorf("model: position %d outside [0, max_seq_len=%d)", p, c.MaxSeqLen)
@@ -250,12 +263,15 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 			prev = x.MustShallowClone() // hidden_states[-2]: input of the last layer
 		}
 		p := fmt.Sprintf("model.layers.%d.", l)
-		h := rmsNorm(&s, x, m.P.Get(p+"input_layernorm.weight"), c.RMSNormEps)
-		a := m.attention(&s, p, h, cos, sin, mask, in.cache, l, past)
-		x = s.Add(x.MustAdd(a, false))
-		h = rmsNorm(&s, x, m.P.Get(p+"post_attention_layernorm.weight"), c.RMSNormEps)
-		f := swiGLU(&s, h, m.P.Get(p+"mlp.gate_proj.weight"), m.P.Get(p+"mlp.up_proj.weight"), m.P.Get(p+"mlp.down_proj.weight"))
-		x = s.Add(x.MustAdd(f, false))
+		x = m.rec.layer(&s, func(s *libtorch.Scope, t []*ts.Tensor) *ts.Tensor {
+			x, cos, sin, mask := t[0], t[1], t[2], t[3]
+			h := rmsNorm(s, x, m.P.Get(p+"input_layernorm.weight"), c.RMSNormEps)
+			a := m.attention(s, p, h, cos, sin, mask, in.cache, l, past)
+			x = s.Add(x.MustAdd(a, false))
+			h = rmsNorm(s, x, m.P.Get(p+"post_attention_layernorm.weight"), c.RMSNormEps)
+			f := swiGLU(s, h, m.P.Get(p+"mlp.gate_proj.weight"), m.P.Get(p+"mlp.up_proj.weight"), m.P.Get(p+"mlp.down_proj.weight"))
+			return s.Add(x.MustAdd(f, false))
+		}, x, cos, sin, mask)
 	}
 	if in.cache != nil {
 		in.cache.len += in.t

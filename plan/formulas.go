@@ -67,10 +67,14 @@ type Activations struct {
 	// at a time in backward: the layer inputs, plus one layer's full
 	// activations, plus what lies outside the layers.
 	Checkpointed int64
+	// Layer is one layer's saved tensors (the largest layer's): the part of
+	// Checkpointed held only while backward recomputes a layer, so a
+	// checkpointed forward keeps Checkpointed − Layer until its backward.
+	Layer int64
 }
 
 func (a Activations) scale(k int64) Activations {
-	return Activations{a.Full * k, a.Checkpointed * k}
+	return Activations{a.Full * k, a.Checkpointed * k, a.Layer * k}
 }
 
 // mllmLayerElems is the number of elements one MLLM decoder layer saves
@@ -129,6 +133,7 @@ func MLLMActivations(c config.MLLM, vocab, seqs, tokens int, e int64, fused bool
 	return Activations{
 		Full:         L*layer + outside,
 		Checkpointed: L*T*int64(c.Hidden)*e + layer + outside,
+		Layer:        layer,
 	}
 }
 
@@ -159,6 +164,7 @@ func DiTActivations(c config.DiT, seqs, textTokens int, e int64, fused bool) Act
 	return Activations{
 		Full:         L*joint + refine + outside,
 		Checkpointed: inputs + joint + outside,
+		Layer:        joint,
 	}
 }
 

@@ -476,19 +476,37 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 		}
 		var loss *ts.Tensor
 		rng := rand.New(rand.NewPCG(uint64(o.Config.Run.Seed), uint64(step)<<8|uint64(len(stage))))
+		// With optim.activation_checkpointing the trained model records its
+		// layers into rec, which back-propagates through them after loss.
+		var rec *model.Recompute
+		ac := o.Config.Optim.ActivationCheckpointing
 		switch stage {
 		case StageVAE:
 			loss, err = VAELoss(b.VAE, targetImages(rows), o.Config.Model.DiT.ImageSize, rng, o.Device)
 		case StageWarmup:
-			loss, err = SFTLoss(b.MLLM, batch, o.Config.Model.DiT.ImageSize, o.Device)
+			m := b.MLLM
+			if ac.MLLM {
+				rec = new(model.Recompute)
+				m = m.Recording(rec)
+			}
+			loss, err = SFTLoss(m, batch, o.Config.Model.DiT.ImageSize, o.Device)
 		default:
-			loss, err = FlowLoss(b, batch, o.Config.Model.DiT.ImageSize, rng, o.Device)
+			fb := b
+			if ac.DiT {
+				rec = new(model.Recompute)
+				c := *b
+				c.DiT = b.DiT.Recording(rec)
+				fb = &c
+			}
+			loss, err = FlowLoss(fb, batch, o.Config.Model.DiT.ImageSize, rng, o.Device)
 		}
 		if err != nil {
+			rec.Drop()
 			return res, err
 		}
 		opt.ZeroGrad()
 		loss.MustBackward()
+		rec.Backward()
 		gradNorm := opt.ClipGradNorm(oc.GradClip)
 		cur := optim.ScheduledLR(lr, step, sc.Steps, oc.WarmupSteps, true)
 		opt.Step(cur)
