@@ -477,7 +477,9 @@ type Optim struct {
 	// Zero is the ZeRO stage of the learner ranks (cluster.workers.learner
 	// > 1): 0 keeps the whole AdamW state on every rank; 1 shards it, each
 	// rank holding and updating the moments of about 1/N of the
-	// parameters and the ranks exchanging the updated values.
+	// parameters and the ranks exchanging the updated values; 2 also
+	// releases, after each update, the gradients of the parameters other
+	// ranks own (ZeRO-2).
 	Zero int `yaml:"zero"`
 	// ActivationCheckpointing recomputes each layer of the trained model
 	// in backward instead of keeping its activations (model.Recompute):

@@ -158,7 +158,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"flow_grpo.warmup_steps=-2", "flow_grpo.warmup_steps"},
 		{"flow_grpo.decay=step", "flow_grpo.decay"},
 		{"optim.beta2=1", "optim.beta2"},
-		{"optim.zero=2", "optim.zero"},
+		{"optim.zero=3", "optim.zero"},
 		{"reward.remote.text=ftp://x", "reward.remote.text"},
 		{"reward.instruction=1.5", "reward.instruction"},
 		{"reward.instruction=-0.1", "reward.instruction"},

@@ -329,8 +329,8 @@ func (c *Config) Validate() error {
 	k.nonNegativeF("optim.weight_decay", o.WeightDecay)
 	k.nonNegativeF("optim.grad_clip", o.GradClip)
 	k.nonNegative("optim.warmup_steps", o.WarmupSteps)
-	if o.Zero != 0 && o.Zero != 1 {
-		k.add("optim.zero", "0 (every learner rank holds the whole optimiser state) or 1 (ZeRO-1: each holds 1/N)", o.Zero)
+	if o.Zero < 0 || o.Zero > 2 {
+		k.add("optim.zero", "0 (every learner rank holds the whole optimiser state), 1 (ZeRO-1: each holds 1/N) or 2 (ZeRO-2: 1/N of the gradients too)", o.Zero)
 	}
 
 	checkScenarioMap(&k, "reward.weights", c.Reward.Weights)

@@ -211,6 +211,22 @@ func (g *Group) Barrier() error {
 	return g.wrap("barrier", C.tg_barrier(g.g, g.timeout))
 }
 
+// ReleaseGrads drops the gradients of params, freeing their storage (as
+// PyTorch's zero_grad(set_to_none=True)); the next backward allocates the
+// gradients of the parameters it reaches afresh. A ZeRO-2 rank releases
+// those of the parameters other ranks update once they are reduced.
+func ReleaseGrads(params []*ts.Tensor) error {
+	if len(params) == 0 {
+		return nil
+	}
+	hs, err := handles("gradient release", params)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(hs))
+	return cerr(C.tg_release_grads(hs, C.int(len(params))))
+}
+
 func errClosed(op string) error { return fmt.Errorf("dist: %s on a closed group", op) }
 
 // handles copies the tensors' C handles into C memory the caller frees.
@@ -218,6 +234,11 @@ func (g *Group) handles(op string, tensors []*ts.Tensor) (*C.tg_tensor, error) {
 	if g.g == nil {
 		return nil, errClosed(op)
 	}
+	return handles(op, tensors)
+}
+
+// handles copies the tensors' C handles into C memory the caller frees.
+func handles(op string, tensors []*ts.Tensor) (*C.tg_tensor, error) {
 	for i, t := range tensors {
 		if t == nil || t.Ctensor() == nil {
 			return nil, fmt.Errorf("dist: %s: tensor %d is missing", op, i)

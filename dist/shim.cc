@@ -271,3 +271,11 @@ char *tg_barrier(tg_group g, int64_t timeout_ms) {
 }
 
 } // extern "C"
+
+char *tg_release_grads(tg_tensor *ts, int n) {
+  PROTECT({
+    for (int i = 0; i < n; i++) {
+      static_cast<torch::Tensor *>(ts[i])->mutable_grad().reset();
+    }
+  })
+}

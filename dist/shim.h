@@ -37,6 +37,9 @@ char *tg_allgather(tg_group g, tg_tensor t, tg_tensor *out,
 // tg_barrier returns when every rank has called it.
 char *tg_barrier(tg_group g, int64_t timeout_ms);
 
+// tg_release_grads drops each tensor's gradient (zero_grad(set_to_none)).
+char *tg_release_grads(tg_tensor *ts, int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -457,7 +457,7 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	l.mllm.opt.ZeroGrad()
 	scaled.MustBackward()
 	rec.Backward()
-	if err := l.allReduceGrads(l.mllm.params); err != nil {
+	if err := l.allReduceGrads(l.mllm); err != nil {
 		return st, 0, err
 	}
 	if !l.unscale(l.mllm.params) {
@@ -587,7 +587,7 @@ func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg Flo
 	if acc, err = l.globalFlow(acc); err != nil {
 		return acc, 0, err
 	}
-	if err := l.allReduceGrads(l.dit.params); err != nil {
+	if err := l.allReduceGrads(l.dit); err != nil {
 		return acc, 0, err
 	}
 	if !l.unscale(l.dit.params) {

@@ -3,8 +3,6 @@ package learner
 import (
 	"fmt"
 
-	"github.com/sugarme/gotch/ts"
-
 	"github.com/thinkgen/thinkgen/dist"
 )
 
@@ -92,13 +90,19 @@ func (l *Learner) globalFlow(st FlowStats) (FlowStats, error) {
 	return st, nil
 }
 
-// allReduceGrads sums the gradients of params over the ranks (nothing
-// without a group).
-func (l *Learner) allReduceGrads(params []*ts.Tensor) error {
+// allReduceGrads sums the gradients of p's parameters over the ranks
+// (nothing without a group). Under ZeRO-2 a rank released the gradients
+// of the parameters it does not own after the last update, and this
+// backward may not have reached all of them: those get zero gradients
+// first, as every rank must pass every parameter.
+func (l *Learner) allReduceGrads(p *phaseOpt) error {
 	if l.group == nil {
 		return nil
 	}
-	if err := l.group.AllReduceGrads(params, dist.BucketBytes); err != nil {
+	if l.zero2(p) {
+		p.opt.DefineGrads()
+	}
+	if err := l.group.AllReduceGrads(p.params, dist.BucketBytes); err != nil {
 		return fmt.Errorf("learner: %w", err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/checkpoint"
+	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/optim"
 )
@@ -51,7 +52,22 @@ func (l *Learner) shard() {
 // per rank, so that every rank holds the whole updated model. (Gloo has
 // no reduce-scatter, and the gradients are already all-reduced, so every
 // rank holds them all; a NCCL build could reduce-scatter them instead.)
+// Under ZeRO-2 a rank first releases the gradients of the parameters it
+// does not own — reduced, unscaled and clipped, they have served — so
+// until the next backward reaches them it holds about 1/N of the
+// gradients.
 func (l *Learner) update(p *phaseOpt, lr float64) error {
+	if l.zero2(p) {
+		var others []*ts.Tensor
+		for i, o := range p.owner {
+			if o != l.group.Rank() {
+				others = append(others, p.params[i])
+			}
+		}
+		if err := dist.ReleaseGrads(others); err != nil {
+			return fmt.Errorf("learner: ZeRO-2: releasing the %s gradients other ranks update: %w", p.name, err)
+		}
+	}
 	p.opt.Step(lr)
 	if p.owner == nil {
 		return nil
@@ -72,6 +88,12 @@ func (l *Learner) update(p *phaseOpt, lr float64) error {
 		}
 	})
 	return err
+}
+
+// zero2 reports whether p's gradients are sharded (optim.zero 2 on a
+// group of more than one rank).
+func (l *Learner) zero2(p *phaseOpt) bool {
+	return p.owner != nil && l.cfg.Optim.Zero >= 2
 }
 
 // OptimizerBytes is the bytes of optimiser state this rank holds.

@@ -99,7 +99,11 @@ func NewShard(params []*ts.Tensor, cfg Config, owned []bool) *AdamW {
 // image refiner before the first editing batch) is skipped by a fresh
 // optimiser but updated by one that saw it once: a resumed run would then
 // differ from an uninterrupted one.
-func (o *AdamW) defineGrads() {
+func (o *AdamW) defineGrads() { o.DefineGrads() }
+
+// DefineGrads gives every parameter that requires grad and has no gradient
+// a zero one (after a release, before a collective that needs them all).
+func (o *AdamW) DefineGrads() {
 	prev := libtorch.SetGradEnabled(true)
 	defer libtorch.SetGradEnabled(prev)
 	var s libtorch.Scope
