@@ -16,8 +16,13 @@ import (
 )
 
 // envMeasure turns on TestMeasureDataParallelGRPO (BENCHMARKS.md); its
-// ranks also get envRanksDir, envRanksRank and envRanksAddr.
-const envMeasure = "THINKGEN_MEASURE_DP"
+// ranks also get envRanksDir, envRanksRank and envRanksAddr, and
+// envMeasureAlone when they are to step on their own.
+const (
+	envMeasure      = "THINKGEN_MEASURE_DP"
+	envMeasureAlone = "THINKGEN_MEASURE_DP_ALONE"
+	envMeasureZero  = "THINKGEN_MEASURE_DP_ZERO" // the ranks shard the optimiser (optim.zero 1)
+)
 
 // measured is what one learner process timed.
 type measured struct {
@@ -48,7 +53,16 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	}
 	if dir := os.Getenv(envRanksDir); dir != "" {
 		g, in := joinRank(t, 2, 5*time.Minute)
-		m, err := measure(c, in, g, steps, reduces)
+		var m measured
+		var err error
+		if os.Getenv(envMeasureZero) != "" {
+			c.Optim.Zero = 1
+		}
+		if os.Getenv(envMeasureAlone) != "" {
+			m, err = measureAlone(c, in, g, steps)
+		} else {
+			m, err = measure(c, in, g, steps, reduces)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,6 +102,22 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	dir, wait := startRanks(t, "TestMeasureDataParallelGRPO", in, 2, "-test.timeout=30m")
 	wait()
 	two := readRanks[measured](t, dir, 2)
+	// The same with the optimiser sharded (ZeRO-1): each rank updates
+	// half of the parameters.
+	t.Setenv(envMeasureZero, "1")
+	dir, wait = startRanks(t, "TestMeasureDataParallelGRPO", in, 2, "-test.timeout=30m")
+	wait()
+	zero := readRanks[measured](t, dir, 2)
+	os.Unsetenv(envMeasureZero)
+	// The ceiling: two independent one-thread learners, each taking the
+	// whole step at the same time (they meet only at a barrier before each
+	// step). Two ranks each doing half of that work at best take half of
+	// their time, so 2 × (step alone) / (step beside another) bounds the
+	// speed-up this machine allows two processes.
+	t.Setenv(envMeasureAlone, "1")
+	dir, wait = startRanks(t, "TestMeasureDataParallelGRPO", in, 2, "-test.timeout=30m")
+	wait()
+	pair := readRanks[measured](t, dir, 2)
 	stepOne := median(one.Steps)
 	stepTwo := max(median(two[0].Steps), median(two[1].Steps))
 	reduce := max(median(two[0].AllReduce), median(two[1].AllReduce))
@@ -96,6 +126,13 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	t.Logf("1 rank × 1 thread:  step %v (median of %d: %v), %.1f samples/s", stepOne.Round(time.Millisecond), steps, one.Steps, samples/stepOne.Seconds())
 	t.Logf("2 ranks × 1 thread: step %v (slower rank's median; rank 0 %v, rank 1 %v), %.1f samples/s, speed-up %.2f×",
 		stepTwo.Round(time.Millisecond), two[0].Steps, two[1].Steps, samples/stepTwo.Seconds(), stepOne.Seconds()/stepTwo.Seconds())
+	stepZero := max(median(zero[0].Steps), median(zero[1].Steps))
+	t.Logf("2 ranks × 1 thread, ZeRO-1: step %v (slower rank's median; rank 0 %v, rank 1 %v), speed-up %.2f×",
+		stepZero.Round(time.Millisecond), zero[0].Steps, zero[1].Steps, stepOne.Seconds()/stepZero.Seconds())
+	stepPair := max(median(pair[0].Steps), median(pair[1].Steps))
+	ceiling := 2 * stepOne.Seconds() / stepPair.Seconds()
+	t.Logf("2 independent processes × 1 thread, each the whole step at once: step %v (slower's median; %v, %v): ceiling for 2 ranks %.2f×; the ranks reach %.0f%% of it",
+		stepPair.Round(time.Millisecond), pair[0].Steps, pair[1].Steps, ceiling, 100*stepOne.Seconds()/stepTwo.Seconds()/ceiling)
 	t.Logf("all-reduce of the MLLM's gradients (%d bytes) between the 2 ranks: %v (median of %d), %.3f%% of the 1-rank step, %.3f%% of the 2-rank step (%d per step: one per mini-batch)",
 		two[0].GradBytes, reduce, reduces, 100*reduce.Seconds()/stepOne.Seconds(), 100*float64(c.GRPO.MiniBatches)*reduce.Seconds()/stepTwo.Seconds(), c.GRPO.MiniBatches)
 }
@@ -130,6 +167,26 @@ func measure(c *config.Config, in rankInput, g *dist.Group, steps, reduces int) 
 				return err
 			}
 			m.AllReduce = append(m.AllReduce, time.Since(start))
+		}
+		return nil
+	})
+	return m, err
+}
+
+// measureAlone times steps GRPO steps of a fresh learner that is no rank:
+// g only lines the processes' steps up.
+func measureAlone(c *config.Config, in rankInput, g *dist.Group, steps int) (measured, error) {
+	var m measured
+	err := withLearner(c, nil, func(l *learner.Learner) error {
+		for range steps {
+			if err := g.Barrier(); err != nil {
+				return err
+			}
+			start := time.Now()
+			if _, err := l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
+				return err
+			}
+			m.Steps = append(m.Steps, time.Since(start).Round(time.Millisecond))
 		}
 		return nil
 	})
