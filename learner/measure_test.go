@@ -59,9 +59,9 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 			c.Optim.Zero = 1
 		}
 		if os.Getenv(envMeasureAlone) != "" {
-			m, err = measureAlone(c, in, g, steps)
+			m, err = measure(c, in, g, false, steps, 0)
 		} else {
-			m, err = measure(c, in, g, steps, reduces)
+			m, err = measure(c, in, g, true, steps, reduces)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +94,7 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 		tokens += len(r.TokenIDs)
 	}
 
-	one, err := measure(c, in, nil, steps, 0)
+	one, err := measure(c, in, nil, false, steps, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,11 +137,16 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 		two[0].GradBytes, reduce, reduces, 100*reduce.Seconds()/stepOne.Seconds(), 100*float64(c.GRPO.MiniBatches)*reduce.Seconds()/stepTwo.Seconds(), c.GRPO.MiniBatches)
 }
 
-// measure times steps GRPO steps of a fresh learner (a rank of g when g is
-// set) and then reduces all-reduces of its MLLM's gradients.
-func measure(c *config.Config, in rankInput, g *dist.Group, steps, reduces int) (measured, error) {
+// measure times steps GRPO steps of a fresh learner and then reduces
+// all-reduces of its MLLM's gradients. The learner is a rank of g when
+// rank is set; otherwise g (if any) only lines the processes' steps up.
+func measure(c *config.Config, in rankInput, g *dist.Group, rank bool, steps, reduces int) (measured, error) {
 	var m measured
-	err := withLearner(c, g, func(l *learner.Learner) error {
+	group := g
+	if !rank {
+		group = nil
+	}
+	err := withLearner(c, group, func(l *learner.Learner) error {
 		for range steps {
 			if g != nil {
 				if err := g.Barrier(); err != nil {
@@ -167,26 +172,6 @@ func measure(c *config.Config, in rankInput, g *dist.Group, steps, reduces int) 
 				return err
 			}
 			m.AllReduce = append(m.AllReduce, time.Since(start))
-		}
-		return nil
-	})
-	return m, err
-}
-
-// measureAlone times steps GRPO steps of a fresh learner that is no rank:
-// g only lines the processes' steps up.
-func measureAlone(c *config.Config, in rankInput, g *dist.Group, steps int) (measured, error) {
-	var m measured
-	err := withLearner(c, nil, func(l *learner.Learner) error {
-		for range steps {
-			if err := g.Barrier(); err != nil {
-				return err
-			}
-			start := time.Now()
-			if _, err := l.Step(in.Phase, in.Seed, in.Rolls, in.Rews); err != nil {
-				return err
-			}
-			m.Steps = append(m.Steps, time.Since(start).Round(time.Millisecond))
 		}
 		return nil
 	})

@@ -130,22 +130,13 @@ func (r *Recompute) Backward() {
 	}
 	var s libtorch.Scope
 	defer s.Close()
-	var total *ts.Tensor
+	var terms []*ts.Tensor
 	for _, c := range r.cuts {
-		g := s.Add(c.leaf.MustGrad(false))
-		if !g.MustDefined() {
-			continue
-		}
-		term := s.Add(s.Add(c.orig.MustMul(g, false)).MustSum(gotch.Float, false))
-		if total == nil {
-			total = term
-		} else {
-			total = s.Add(total.MustAdd(term, false))
+		if g := s.Add(c.leaf.MustGrad(false)); g.MustDefined() {
+			terms = append(terms, s.Add(s.Add(c.orig.MustMul(g, false)).MustSum(gotch.Float, false)))
 		}
 	}
-	if total != nil {
-		total.MustBackward()
-	}
+	libtorch.BackwardSum(terms)
 }
 
 // Drop frees what r holds without back-propagating (after an error). On a

@@ -142,12 +142,11 @@ func checkDiTRecompute(t *testing.T, dt gotch.DType, tol float64) error {
 	defer d.Drop()
 	defer conn.P.Drop()
 	d.P.ToDType(dt)
-	x := randn([]int64{2, 3, 16, 16}, 3)
-	defer x.MustDrop()
-	refs := randn([]int64{2, 3, 16, 16}, 4)
-	defer refs.MustDrop()
-	target := randn([]int64{2, 3, 16, 16}, 6)
-	defer target.MustDrop()
+	shape := []int64{2, 3, 16, 16}
+	x, refs, target := randn(shape, 3), randn(shape, 4), randn(shape, 6)
+	for _, t := range []*ts.Tensor{x, refs, target} {
+		defer t.MustDrop()
+	}
 	grads := make([]map[string][]float32, 2)
 	connGrads := make([]map[string][]float32, 2)
 	for i, rec := range []*Recompute{nil, new(Recompute)} {

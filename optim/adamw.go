@@ -108,7 +108,7 @@ func (o *AdamW) DefineGrads() {
 	defer libtorch.SetGradEnabled(prev)
 	var s libtorch.Scope
 	defer s.Close()
-	var total *ts.Tensor
+	var zeros []*ts.Tensor
 	for _, p := range o.params {
 		if !p.MustRequiresGrad() {
 			continue
@@ -116,19 +116,11 @@ func (o *AdamW) DefineGrads() {
 		g := p.MustGrad(false)
 		defined := g.MustDefined()
 		g.MustDrop()
-		if defined {
-			continue
-		}
-		z := s.Add(p.MustSum(p.DType(), false).MustMulScalar(ts.FloatScalar(0), true))
-		if total == nil {
-			total = z
-		} else {
-			total = s.Add(total.MustAdd(z, false))
+		if !defined {
+			zeros = append(zeros, s.Add(p.MustSum(p.DType(), false).MustMulScalar(ts.FloatScalar(0), true)))
 		}
 	}
-	if total != nil {
-		total.MustBackward()
-	}
+	libtorch.BackwardSum(zeros)
 }
 
 // Steps returns the number of updates taken.

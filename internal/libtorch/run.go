@@ -68,6 +68,22 @@ func (s *Scope) Close() {
 	s.tensors = s.tensors[:0]
 }
 
+// BackwardSum back-propagates the sum of the scalar tensors terms (one
+// backward however many there are; none, no backward). It drops the sums
+// it makes, not the terms.
+func BackwardSum(terms []*ts.Tensor) {
+	if len(terms) == 0 {
+		return
+	}
+	var s Scope
+	defer s.Close()
+	total := terms[0]
+	for _, t := range terms[1:] {
+		total = s.Add(total.MustAdd(t, false))
+	}
+	total.MustBackward()
+}
+
 // LiveTensors returns the number of gotch tensors that exist now (created and
 // not yet dropped). Call it only when no other goroutine is creating tensors.
 func LiveTensors() int { return len(ts.ExistingTensors) }
