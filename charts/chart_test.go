@@ -53,7 +53,7 @@ run:
     run: {seed: 7, device: cuda}
     grpo: {group: 8}
 cluster:
-  workers: {rollout: 4, learner: 1, reward: 2}
+  workers: {rollout: 4, learner: 2, reward: 2}
   rollout: {cpus: 2.5, gpus: 2, memory: 48Gi}
   reward: {cpus: 1}
   shm_size: ""

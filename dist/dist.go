@@ -55,6 +55,10 @@ type Config struct {
 	Epoch int
 	// Backend is Gloo (the default) or NCCL.
 	Backend Backend
+	// Hosted says another process serves the TCPStore at Addr (Serve),
+	// as a controller does for ranks on other machines; otherwise rank 0
+	// hosts it.
+	Hosted bool
 }
 
 func (c Config) validate() (host string, port int, err error) {
@@ -126,13 +130,53 @@ func New(cfg Config) (*Group, error) {
 		join = cfg.Timeout
 	}
 	g := &Group{cfg: cfg, timeout: C.int64_t(cfg.Timeout.Milliseconds())}
-	msg := C.tg_group_new(chost, C.int(port), C.int(cfg.World), C.int(cfg.Rank),
+	hosted := C.int(0)
+	if cfg.Hosted {
+		hosted = 1
+	}
+	msg := C.tg_group_new(chost, C.int(port), C.int(cfg.World), C.int(cfg.Rank), hosted,
 		C.int64_t(join.Milliseconds()), g.timeout, prefix, backend, &g.g)
 	if err := cerr(msg); err != nil {
 		return nil, fmt.Errorf("dist: rank %d of %d joining the %s group at %s (epoch %d, timeout %v): %w",
 			cfg.Rank, cfg.World, cfg.Backend, cfg.Addr, cfg.Epoch, join, err)
 	}
 	return g, nil
+}
+
+// Store is a TCPStore served for groups whose ranks all connect to it
+// (Config.Hosted): the rendezvous of learner ranks on any machine that
+// can reach this one. Groups of different epochs share it (their keys
+// carry the epoch).
+type Store struct {
+	s    C.tg_store
+	port int
+}
+
+// Serve serves a Store on port (0: a free one). libtorch's TCPStore
+// listens on every interface of the machine; give the ranks an address
+// of this machine they can reach, with Port.
+func Serve(port int) (*Store, error) {
+	if port < 0 || port > 65535 {
+		return nil, fmt.Errorf("dist: store port must be in [0, 65535], got %d", port)
+	}
+	st := &Store{}
+	var got C.int
+	if err := cerr(C.tg_store_new(C.int(port), &st.s, &got)); err != nil {
+		return nil, fmt.Errorf("dist: serving the rendezvous store on port %d: %w", port, err)
+	}
+	st.port = int(got)
+	return st, nil
+}
+
+// Port is the port the store listens on.
+func (s *Store) Port() int { return s.port }
+
+// Close stops serving the store.
+func (s *Store) Close() {
+	if s.s != nil {
+		C.tg_store_free(s.s)
+		s.s = nil
+	}
 }
 
 // Rank is this process's rank.

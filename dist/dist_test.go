@@ -246,6 +246,15 @@ func checkCollectives(r, world int, addr string) error {
 			}
 		}
 	}
+	if err := dist.ReleaseGrads(params[:1]); err != nil {
+		return err
+	}
+	if g0 := s.Add(params[0].MustGrad(false)); g0.MustDefined() {
+		return fmt.Errorf("parameter 0 still has a gradient after ReleaseGrads")
+	}
+	if g1 := s.Add(params[1].MustGrad(false)); !g1.MustDefined() {
+		return fmt.Errorf("ReleaseGrads of parameter 0 released parameter 1's gradient")
+	}
 	sums, err := g.SumFloat64s([]float64{float64(r), 1.5})
 	if err != nil {
 		return err
@@ -297,6 +306,56 @@ func checkCollectives(r, world int, addr string) error {
 		return fmt.Errorf("C heap grew by %d bytes over %d all-reduces", grow, rounds)
 	}
 	return g.Barrier()
+}
+
+// TestHostedStore: this process serves the rendezvous store (as a
+// controller does) and three ranks that host nothing form two groups of
+// successive epochs through it, each all-reducing correctly.
+func TestHostedStore(t *testing.T) {
+	if role, r, world, addr, ok := rankEnv(t); ok {
+		if role != "hosted" {
+			t.Skipf("role %s", role)
+		}
+		err := libtorch.Run(func() error {
+			for epoch := 1; epoch <= 2; epoch++ {
+				g, err := dist.New(dist.Config{Addr: addr, World: world, Rank: r, Timeout: rankTimeout, Epoch: epoch, Hosted: true})
+				if err != nil {
+					return err
+				}
+				x := ts.MustOfSlice([]float64{float64(r * epoch)})
+				err = g.AllReduceSum([]*ts.Tensor{x})
+				got := x.Float64Values(true)[0]
+				g.Close()
+				if err != nil {
+					return err
+				}
+				if want := float64(epoch * world * (world - 1) / 2); got != want {
+					return fmt.Errorf("epoch %d: all-reduce %v, want %v", epoch, got, want)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts libtorch processes")
+	}
+	st, err := dist.Serve(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if st.Port() == 0 {
+		t.Fatal("the store reports port 0")
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", st.Port())
+	waitRanks(t, startRanks(t, "TestHostedStore", "hosted", addr, 3, 0, 1, 2))
+	if _, err := dist.Serve(st.Port()); err == nil {
+		t.Errorf("a second store served on the busy port %d", st.Port())
+	}
 }
 
 // TestMissingRankFailsInTime checks that a group whose other rank never

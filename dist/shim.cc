@@ -152,17 +152,40 @@ int tg_group_has_nccl(void) {
 #endif
 }
 
+char *tg_store_new(int port, tg_store *out, int *port_out) {
+  PROTECT({
+    *out = nullptr;
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(port);
+    so.isServer = true;
+    so.waitWorkers = false;
+    auto *st = new c10::intrusive_ptr<c10d::TCPStore>(
+        c10::make_intrusive<c10d::TCPStore>("127.0.0.1", so));
+    *port_out = (*st)->getPort();
+    *out = st;
+  })
+}
+
+void tg_store_free(tg_store s) {
+  try {
+    delete static_cast<c10::intrusive_ptr<c10d::TCPStore> *>(s);
+  } catch (...) {
+  }
+}
+
 char *tg_group_new(const char *host, int port, int world, int rank,
-                   int64_t join_ms, int64_t timeout_ms, const char *prefix,
-                   int backend, tg_group *out) {
+                   int hosted, int64_t join_ms, int64_t timeout_ms,
+                   const char *prefix, int backend, tg_group *out) {
   PROTECT({
     *out = nullptr;
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(port);
-    so.isServer = rank == 0;
-    so.numWorkers = static_cast<std::size_t>(world);
-    so.waitWorkers = true;
+    so.isServer = rank == 0 && !hosted;
+    if (!hosted) {
+      so.numWorkers = static_cast<std::size_t>(world);
+      so.waitWorkers = true;
+    }
     so.timeout = std::chrono::milliseconds(join_ms);
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
     auto g = std::make_unique<Group>();

@@ -13,13 +13,22 @@ extern "C" {
 
 typedef void *tg_group;
 typedef void *tg_tensor;
+typedef void *tg_store;
+
+// tg_store_new serves a TCPStore on port (0: a free one) of every
+// interface, for groups whose ranks all connect to it; *port_out is the
+// port it listens on.
+char *tg_store_new(int port, tg_store *out, int *port_out);
+// tg_store_free stops serving the store.
+void tg_store_free(tg_store s);
 
 // tg_group_new rendezvouses through a TCPStore at host:port (rank 0 hosts
-// it) under key prefix within join_ms, and creates the backend (0 = Gloo,
-// 1 = NCCL) whose collectives time out after timeout_ms.
+// it unless hosted is set: another process serves it, tg_store_new) under
+// key prefix within join_ms, and creates the backend (0 = Gloo, 1 = NCCL)
+// whose collectives time out after timeout_ms.
 char *tg_group_new(const char *host, int port, int world, int rank,
-                   int64_t join_ms, int64_t timeout_ms, const char *prefix,
-                   int backend, tg_group *out);
+                   int hosted, int64_t join_ms, int64_t timeout_ms,
+                   const char *prefix, int backend, tg_group *out);
 // tg_group_free destroys the backend and the store.
 void tg_group_free(tg_group g);
 // tg_group_has_nccl reports whether the shim was built with ProcessGroupNCCL.

@@ -70,10 +70,12 @@ type Options struct {
 	// one data-parallel group (a gang; see runGang), which need an executor
 	// that runs them at the same time on as many learner workers.
 	LearnerRanks int
-	// Rendezvous returns the address where the learner ranks' group meets
-	// (rank 0 hosts its TCPStore there), once for every attempt of a gang.
+	// Rendezvous returns the address where the learner ranks' group meets,
+	// once for every attempt of a gang: a TCPStore served there by this
+	// process when RendezvousHosted is set, else one rank 0 hosts.
 	// Required with LearnerRanks > 1.
-	Rendezvous func() (string, error)
+	Rendezvous       func() (string, error)
+	RendezvousHosted bool
 	// CollectiveTimeout bounds the ranks' rendezvous and each of their
 	// collectives (0: 5 minutes): a rank that dies or hangs fails the
 	// others within it.

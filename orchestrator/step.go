@@ -318,7 +318,7 @@ func (c *Controller) runGang(ctx context.Context, learn task.Task, metrics map[s
 		for r := range ranks {
 			t := learn
 			t.ID, t.Attempt = fmt.Sprintf("learn.%d", r), a
-			t.Rendezvous = &task.Rendezvous{Addr: addr, World: n, Rank: r, Epoch: c.epoch, TimeoutMS: c.o.CollectiveTimeout.Milliseconds()}
+			t.Rendezvous = &task.Rendezvous{Addr: addr, Hosted: c.o.RendezvousHosted, World: n, Rank: r, Epoch: c.epoch, TimeoutMS: c.o.CollectiveTimeout.Milliseconds()}
 			ranks[r] = t
 		}
 		var out []task.Result

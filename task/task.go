@@ -64,11 +64,13 @@ type Task struct {
 
 // Rendezvous tells one learner rank how to join its data-parallel group:
 // the N rank tasks of a step's learn (a gang) share Addr and Epoch and
-// differ in Rank. Rank 0 hosts the group's TCPStore at Addr.
+// differ in Rank. The group's TCPStore at Addr is served by the controller
+// when Hosted is set, else by rank 0.
 type Rendezvous struct {
-	Addr  string `json:"addr"`
-	World int    `json:"world"`
-	Rank  int    `json:"rank"`
+	Addr   string `json:"addr"`
+	Hosted bool   `json:"hosted,omitempty"`
+	World  int    `json:"world"`
+	Rank   int    `json:"rank"`
 	// Epoch tells apart the groups formed at one address: every attempt of
 	// the gang forms a new one.
 	Epoch int `json:"epoch"`

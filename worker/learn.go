@@ -53,7 +53,7 @@ func (w *Worker) learn(ctx context.Context, t task.Task) (task.Result, error) {
 	var group *dist.Group
 	if rv := t.Rendezvous; rv != nil {
 		var err error
-		group, err = dist.New(dist.Config{Addr: rv.Addr, World: rv.World, Rank: rv.Rank, Epoch: rv.Epoch,
+		group, err = dist.New(dist.Config{Addr: rv.Addr, Hosted: rv.Hosted, World: rv.World, Rank: rv.Rank, Epoch: rv.Epoch,
 			Timeout: time.Duration(rv.TimeoutMS) * time.Millisecond, Backend: backendFor(w.dev)})
 		if err != nil {
 			return task.Result{}, fmt.Errorf("learner rank: %w", err)

@@ -30,6 +30,7 @@ const (
 // Where things are inside the pods.
 const (
 	ControllerPort = 7700            // the controller API on the head
+	RendezvousPort = 29500           // the learner ranks' rendezvous store, served by the controller
 	ConfigDir      = "/etc/thinkgen" // the ConfigMap's mount
 	ConfigFile     = ConfigDir + "/config.yaml"
 	TokenDir       = "/var/run/thinkgen" // the token's mount, in every Ray pod
@@ -132,6 +133,11 @@ func Build(cfg *config.Config, opts Options) (*Objects, error) {
 		// A launch after `launch stop`, or a head that restarts, continues
 		// the run from its store.
 		entry = append(entry, "--resume-if-exists")
+	}
+	if cl.Workers.Learner > 1 {
+		// The learner pods reach the controller's rendezvous store
+		// through the head's Service.
+		entry = append(entry, "--rendezvous", fmt.Sprintf("%s:%d", HeadServiceName(run), RendezvousPort))
 	}
 	if opts.EvalRows > 0 {
 		entry = append(entry, "--eval-rows", strconv.Itoa(opts.EvalRows))
@@ -337,6 +343,7 @@ func headTemplate(cfg *config.Config, run string) (corev1.PodTemplateSpec, error
 					{Name: "dashboard", ContainerPort: 8265, Protocol: corev1.ProtocolTCP},
 					{Name: "client", ContainerPort: 10001, Protocol: corev1.ProtocolTCP},
 					{Name: "controller", ContainerPort: ControllerPort, Protocol: corev1.ProtocolTCP},
+					{Name: "rendezvous", ContainerPort: RendezvousPort, Protocol: corev1.ProtocolTCP},
 				},
 				Env:             storeEnv(cfg),
 				Resources:       res,

@@ -105,9 +105,6 @@ The cluster is the one of --kubeconfig, else $KUBECONFIG, else
 					if err != nil {
 						return err
 					}
-					if n := cfg.Cluster.Workers.Learner; n > 1 {
-						return usagef("cluster.workers.learner %d: learner ranks meet on the loopback, and a launched run's learners are separate pods; launch with 1 learner, or train with --workers learner=%d on one machine (docs/scale.md)", n, n)
-					}
 					name := rf.runName(*run, cfg)
 					objs, err = kuberay.Build(cfg, kuberay.Options{Run: name, Namespace: ns, Resume: *resume})
 					if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/thinkgen/thinkgen/controlapi"
 	"github.com/thinkgen/thinkgen/curves"
 	"github.com/thinkgen/thinkgen/datasets"
+	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/export"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/orchestrator"
@@ -79,6 +80,7 @@ store has it and starts it otherwise.`,
 			listen := fs.String("listen", "", "distributed mode: serve the controller API on this address (e.g. 127.0.0.1:7700) for workers started elsewhere (thinkgen worker)")
 			tokenFile := fs.String("token-file", "", "with --listen: file holding the workers' bearer token (default $THINKGEN_TOKEN, then $THINKGEN_TOKEN_FILE)")
 			insecure := fs.Bool("insecure-local", false, "with --listen: accept workers without a token (loopback addresses only)")
+			rendezvous := fs.String("rendezvous", "", "with more than one learner rank: HOST:PORT where this controller serves the ranks' rendezvous store, as the ranks reach it (port 0: a free one; default: the --listen host, else 127.0.0.1, on a free port)")
 			return func(ctx context.Context, args []string) (err error) {
 				if err := noArgs(args); err != nil {
 					return err
@@ -103,9 +105,22 @@ store has it and starts it otherwise.`,
 				if err != nil {
 					return err
 				}
-				ranks, err := learnerRanks(cfg, counts, *listen)
-				if err != nil {
-					return err
+				ranks := learnerRanks(cfg, counts, *listen)
+				var rvAddr string
+				switch {
+				case ranks > 1:
+					host, port, err := rendezvousAddr(*rendezvous, *listen)
+					if err != nil {
+						return &usageError{err}
+					}
+					store, err := dist.Serve(port)
+					if err != nil {
+						return err
+					}
+					defer store.Close()
+					rvAddr = net.JoinHostPort(host, strconv.Itoa(store.Port()))
+				case *rendezvous != "":
+					return usagef("--rendezvous: the run has one learner, which needs no rendezvous")
 				}
 				if cfg.Cluster.Ray != "" && *listen == "" {
 					return usagef("cluster.ray places the workers on Ray: they need a controller address to reach, give --listen")
@@ -223,7 +238,7 @@ store has it and starts it otherwise.`,
 					Config: cfg, Store: st, Run: name, Exec: exec, Resume: *resume, Attempts: attempts,
 					Checkpoints:  checkpoint.Versions{Store: st, Base: baseBundle},
 					RolloutTasks: *rolloutTasks, StopAfter: *stopAfter, Progress: e.stderr, TmpDir: cache,
-					LearnerRanks: ranks, Rendezvous: loopbackRendezvous,
+					LearnerRanks: ranks, Rendezvous: func() (string, error) { return rvAddr, nil }, RendezvousHosted: true,
 					CollectiveTimeout: cfg.Cluster.CollectiveTimeout, GangAttempts: cfg.Cluster.MaxAttempts,
 					AfterManifest: killAfterManifest(e.getenv(faultAfterManifestEnv)),
 					Eval:          periodic,
@@ -366,32 +381,45 @@ func describeKey(cfg *config.Config, key string) string {
 
 // learnerRanks is the number of learner ranks of the run: the learner
 // workers of --workers, else cluster.workers.learner with --listen, else
-// one (embedded). Ranks rendezvous on the loopback (loopbackRendezvous),
-// so a group of more than one needs its workers on this machine: local
-// multi-process mode, or a controller listening on a loopback address.
-func learnerRanks(cfg *config.Config, counts map[string]int, listen string) (int, error) {
+// one (embedded).
+func learnerRanks(cfg *config.Config, counts map[string]int, listen string) int {
 	switch {
 	case counts != nil:
-		return counts["learner"], nil
+		return counts["learner"]
 	case listen != "" && cfg.Cluster.Workers.Learner > 1:
-		if host, _, err := net.SplitHostPort(listen); err != nil || !net.ParseIP(host).IsLoopback() {
-			return 0, usagef("cluster.workers.learner %d: learner ranks meet on the loopback, so their workers must run on this machine: --listen on a loopback address (got %q) or --workers learner=%d; ranks across machines are not supported yet",
-				cfg.Cluster.Workers.Learner, listen, cfg.Cluster.Workers.Learner)
-		}
-		return cfg.Cluster.Workers.Learner, nil
+		return cfg.Cluster.Workers.Learner
 	}
-	return 1, nil
+	return 1
 }
 
-// loopbackRendezvous is a free port on 127.0.0.1, where the learner ranks'
-// rank 0 hosts their group.
-func loopbackRendezvous() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
+// rendezvousAddr is the host and port of --rendezvous (flag): where this
+// process serves the learner ranks' rendezvous store and how they reach
+// it. By default the host is --listen's, or 127.0.0.1 without --listen
+// (the workers are this machine's), and the port a free one.
+func rendezvousAddr(flag, listen string) (host string, port int, err error) {
+	if flag == "" {
+		if listen == "" {
+			return "127.0.0.1", 0, nil
+		}
+		if host, _, err = net.SplitHostPort(listen); err != nil {
+			return "", 0, fmt.Errorf("--listen %q: %w", listen, err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return "", 0, fmt.Errorf("--rendezvous: the learner ranks need an address of this machine they can reach, and --listen %q names none: give --rendezvous HOST:PORT", listen)
+		}
+		return host, 0, nil
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	host, p, err := net.SplitHostPort(flag)
+	if err != nil {
+		return "", 0, fmt.Errorf("--rendezvous %q: %w", flag, err)
+	}
+	if port, err = strconv.Atoi(p); err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("--rendezvous %q: the port must be a number in [0, 65535]", flag)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "", 0, fmt.Errorf("--rendezvous %q: the host must be an address the learner ranks can reach, not a wildcard", flag)
+	}
+	return host, port, nil
 }
 
 // faultAfterManifestEnv names the fault-injection variable of train, for

@@ -58,7 +58,10 @@ func TestTrainRejectsBadInput(t *testing.T) {
 		{"listen without token", []string{"--listen", "127.0.0.1:0"}, []string{"THINKGEN_TOKEN", "--insecure-local"}},
 		{"mlflow not a URL", []string{"--set", "tracking.mlflow=127.0.0.1:5000"}, []string{"tracking.mlflow", "http(s) URL"}},
 		{"mlflow not answering", []string{"--set", "tracking.mlflow=http://" + silent}, []string{"tracking.mlflow http://" + silent, "experiments/get-by-name"}},
-		{"learner ranks off the loopback", []string{"--listen", "0.0.0.0:0", "--set", "cluster.workers.learner=2"}, []string{"cluster.workers.learner 2", "loopback", "0.0.0.0:0"}},
+		{"learner ranks with a wildcard listen", []string{"--listen", "0.0.0.0:0", "--set", "cluster.workers.learner=2"}, []string{"--rendezvous", `--listen "0.0.0.0:0" names none`}},
+		{"wildcard rendezvous", []string{"--workers", "rollout=1,reward=1,learner=2", "--rendezvous", "0.0.0.0:29500"}, []string{`--rendezvous "0.0.0.0:29500"`, "not a wildcard"}},
+		{"rendezvous port", []string{"--workers", "rollout=1,reward=1,learner=2", "--rendezvous", "127.0.0.1:70000"}, []string{`--rendezvous "127.0.0.1:70000"`, "[0, 65535]"}},
+		{"rendezvous of one learner", []string{"--workers", "rollout=1,reward=1,learner=1", "--rendezvous", "127.0.0.1:0"}, []string{"--rendezvous", "one learner"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -396,6 +399,29 @@ func TestTrainOnRay(t *testing.T) {
 		t.Errorf("placement events (token must not appear):\n%s", errs)
 	}
 	testutil.SameFiles(t, versionDir(t, dir, "embedded", 2), versionDir(t, dir, "onray", 2), []string{"bundle/mllm.safetensors", "bundle/dit.safetensors"}, "differs between the embedded run and the run on Ray")
+
+	// Two learner ranks placed on Ray as separate jobs meet at the store
+	// the controller serves, at an address other than its API's (both on
+	// the loopback here; on a cluster, one the ranks' machines reach).
+	args = append([]string{"train", "--run", "onray-ranks", "--listen", "127.0.0.1:0", "--rendezvous", "127.0.0.2:0",
+		"--set", "cluster.ray=" + ray, "--set", "cluster.workers.rollout=1", "--set", "cluster.workers.reward=1", "--set", "cluster.workers.learner=2",
+		"--set", "cluster.rollout.cpus=0.25", "--set", "cluster.reward.cpus=0.25", "--set", "cluster.learner.cpus=0.25", "--set", "optim.zero=1"}, common...)
+	if code, out, errs := runCLI(t, args...); code != 0 {
+		t.Fatalf("two learner ranks on Ray: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(versionDir(t, dir, "onray-ranks", 2), "optim-dit.shard-1-of-2.safetensors")); err != nil {
+		t.Errorf("the run on Ray was not trained by two ranks: %v", err)
+	}
+	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors"} {
+		a, err1 := os.ReadFile(filepath.Join(versionDir(t, dir, "embedded", 2), f))
+		b, err2 := os.ReadFile(filepath.Join(versionDir(t, dir, "onray-ranks", 2), f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
+			t.Errorf("%s of two learner ranks on Ray differs from the embedded run's by %g (%v), want ≤ 1e-6", f, d, err)
+		}
+	}
 }
 
 // TestTrainOnRayRefusesTokenInEnv: a token given only as $THINKGEN_TOKEN
