@@ -207,14 +207,17 @@ func (v VAE) BlockWidths(scale int) []int {
 
 // Data describes the ShapeWorld data a run trains and evaluates on.
 type Data struct {
-	// Dataset would name a stored dataset to train on instead of the
-	// generated ShapeWorld rows. Training on a stored dataset is not
-	// implemented yet (the rollout workers generate each row from run.seed
-	// and its index), so a non-empty value is refused by Validate rather
-	// than ignored; keep it empty.
+	// Dataset is a dataset file (Arrow IPC with the schema `thinkgen data`
+	// writes: docs/shapeworld.md) whose rows a run takes its prompts from
+	// instead of generating the train split. It is checked before the run
+	// starts (schema, image size, scenarios, reference images; the row at
+	// fault named) and copied into the run's store, where every worker
+	// reads it (storage/runs.DatasetKey); a resumed run keeps its copy.
+	// Each phase's scenario mix picks the rows as it picks generated ones.
 	Dataset string `yaml:"dataset"`
 	// TrainSize is the number of rows of the train split: a run's prompts
-	// are consecutive rows of it, wrapping around.
+	// are consecutive rows of it, wrapping around. With Dataset, the first
+	// TrainSize rows of the file (it must have that many).
 	TrainSize int `yaml:"train_size"`
 	// EvalSize is the number of rows of each held-out split (eval and
 	// eval-id): an evaluation (thinkgen train, eval, pretrain) scores the

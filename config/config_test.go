@@ -136,7 +136,6 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		{"model.dit.image_size=30", "model.dit.image_size"},
 		{"model.dit.latent=jpeg", "model.dit.latent"},
 		{"data.mix.poetry=1", "data.mix.poetry"},
-		{"data.dataset=my-photos", "data.dataset"},
 		{"grpo.eps_low=1.5", "grpo.eps_low"},
 		{"grpo.top_p=0", "grpo.top_p"},
 		{"grpo.clip_ratio_c=1", "grpo.clip_ratio_c"},

@@ -18,8 +18,8 @@ import (
 // Keys made real by behaviour tests elsewhere: grpo/flow_grpo.warmup_steps
 // and .decay (learner/lr_test.go), run.eval_every
 // (orchestrator/testdata/eval.txt), data.eval_size
-// (cmd/thinkgen/train_test.go, pretrain/pretrain_test.go); data.dataset
-// is refused (TestValidateNamesEveryBadField).
+// (cmd/thinkgen/train_test.go, pretrain/pretrain_test.go), data.dataset
+// (TestTrainOnADataset in cmd/thinkgen/train_test.go).
 type keyEvidence struct {
 	file, sel string
 	refused   string
@@ -64,7 +64,7 @@ var keyReaders = map[string]keyEvidence{
 	"model.dit.vae_scale":                 {file: "plan/formulas.go", sel: "VAEScale"},
 	"model.dit.refiner_layers":            {file: "model/dit.go", sel: "RefinerLayers"},
 	"model.dit.rope_theta":                {file: "model/dit.go", sel: "RopeTheta"},
-	"data.dataset":                        {refused: "my-photos"},
+	"data.dataset":                        {file: "worker/rollout.go", sel: "Data.Dataset"},
 	"data.train_size":                     {file: "orchestrator/ahead.go", sel: "Data.TrainSize"},
 	"data.eval_size":                      {file: "cmd/thinkgen/train.go", sel: "CheckEvalRows"},
 	"data.mix":                            {file: "preflight/preflight.go", sel: "Data.Mix"},

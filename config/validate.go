@@ -200,9 +200,6 @@ func (c *Config) Validate() error {
 
 	k.nonNegative("data.train_size", c.Data.TrainSize)
 	k.nonNegative("data.eval_size", c.Data.EvalSize)
-	if c.Data.Dataset != "" {
-		k.add("data.dataset", "empty: training on a stored dataset is not implemented yet (the rows are generated from run.seed; see data.train_size)", fmt.Sprintf("%q", c.Data.Dataset))
-	}
 	checkScenarioMap(&k, "data.mix", c.Data.Mix)
 	checkScenarioMap(&k, "grpo.mix", c.GRPO.Mix)
 	checkScenarioMap(&k, "flow_grpo.mix", c.FlowGRPO.Mix)

@@ -1,6 +1,7 @@
 // Package preflight refuses, before a run does any work, what would make
 // it fail later: a missing or corrupt base checkpoint, a base of another
-// model shape than the configuration's, and an empty dataset.
+// model shape than the configuration's, an empty dataset, and a user's
+// dataset (data.dataset) that is unreadable or unfit to train on.
 package preflight
 
 import (
@@ -33,6 +34,16 @@ func Check(cfg *config.Config) error {
 	if cfg.Data.TrainSize <= 0 {
 		return fmt.Errorf("data.train_size: %d, want > 0: the run's prompts come from the train split", cfg.Data.TrainSize)
 	}
+	var set *datasets.TrainSet
+	if path := cfg.Data.Dataset; path != "" {
+		rows, info, err := datasets.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("data.dataset: %w", err)
+		}
+		if set, err = datasets.NewTrainSet(rows, info, cfg.Model.DiT.ImageSize, cfg.Data.TrainSize); err != nil {
+			return fmt.Errorf("data.dataset %s: %w", path, err)
+		}
+	}
 	for _, m := range []struct {
 		key   string
 		mix   map[string]float64
@@ -44,7 +55,7 @@ func Check(cfg *config.Config) error {
 		if m.phase == "" {
 			continue
 		}
-		if _, err := worker.TrainRows(cfg, m.phase, []int64{0}); err != nil {
+		if _, err := worker.TrainRows(cfg, set, m.phase, []int64{0}); err != nil {
 			return fmt.Errorf("data (%s): %w", m.phase, err)
 		}
 	}

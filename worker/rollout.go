@@ -12,22 +12,53 @@ import (
 	"github.com/thinkgen/thinkgen/rollout"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/task"
 )
 
-// TrainRows generates the train-split rows of a run configuration that
-// phase p's prompts come from (its scenario mix: config.PhaseMix).
-func TrainRows(c *config.Config, p config.Phase, idx []int64) ([]datasets.Row, error) {
+// TrainRows returns the train rows at indices idx that phase p's prompts
+// come from (its scenario mix: config.PhaseMix): generated from the run's
+// seed, or taken from set, the run's dataset (data.dataset), when set is
+// not nil.
+func TrainRows(c *config.Config, set *datasets.TrainSet, p config.Phase, idx []int64) ([]datasets.Row, error) {
+	if set != nil {
+		return set.Rows(c.PhaseMix(p), idx)
+	}
 	opts := datasets.Options{Seed: uint64(c.Run.Seed), Split: datasets.Train, Size: c.Model.DiT.ImageSize,
 		Scenarios: datasets.ScenarioCycle(c.PhaseMix(p))}
 	return datasets.Rows(opts, idx)
+}
+
+// trainSet returns the dataset run trains on (nil when it generates its
+// rows), read once from the run's copy in the store.
+func (w *Worker) trainSet(ctx context.Context, run string) (*datasets.TrainSet, error) {
+	if w.cfg.Data.Dataset == "" {
+		return nil, nil
+	}
+	if w.set != nil && w.setRun == run {
+		return w.set, nil
+	}
+	rows, info, err := runs.ReadDataset(ctx, w.store, run, w.cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	set, err := datasets.NewTrainSet(rows, info, w.cfg.Model.DiT.ImageSize, w.cfg.Data.TrainSize)
+	if err != nil {
+		return nil, fmt.Errorf("data.dataset (the copy run %s holds): %w", run, err)
+	}
+	w.set, w.setRun = set, run
+	return set, nil
 }
 
 // rollout samples the task's prompts with the policy version it names and
 // writes them, with their chains of thought and images, as a rollout
 // shard.
 func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) {
-	rows, err := TrainRows(w.cfg, t.Phase, t.Rows)
+	set, err := w.trainSet(ctx, t.Run)
+	if err != nil {
+		return task.Result{}, err
+	}
+	rows, err := TrainRows(w.cfg, set, t.Phase, t.Rows)
 	if err != nil {
 		return task.Result{}, err
 	}

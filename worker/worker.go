@@ -12,6 +12,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/learner"
 	"github.com/thinkgen/thinkgen/model"
@@ -35,6 +36,9 @@ type Worker struct {
 	learner       *learner.Learner
 	learnerRank   [2]int // the learner's rank and group size ({0, 1} alone)
 	pulls         pulls  // checkpoint downloads and the prefetch of the next version
+	// The dataset of run setRun (data.dataset), read at its first rollout.
+	set    *datasets.TrainSet
+	setRun string
 
 	mu sync.Mutex // one task at a time: the models are shared state
 }

@@ -16,9 +16,9 @@ import (
 // scenario mix when it has one, else from data.mix.
 func TestTrainRowsFollowThePhaseMix(t *testing.T) {
 	idx := []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
-	count := func(c *config.Config, p config.Phase) map[string]int {
+	count := func(c *config.Config, set *datasets.TrainSet, p config.Phase) map[string]int {
 		t.Helper()
-		rows, err := TrainRows(c, p, idx)
+		rows, err := TrainRows(c, set, p, idx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,13 +45,26 @@ func TestTrainRowsFollowThePhaseMix(t *testing.T) {
 			c := config.Default()
 			c.Data.Mix = map[string]float64{"composition": 1, "text": 1}
 			c.GRPO.Mix, c.FlowGRPO.Mix = tt.grpo, tt.flow
-			got := count(c, tt.phase)
-			if len(got) != len(tt.want) {
-				t.Fatalf("scenarios %v, want %v", got, tt.want)
+			// Generated rows, and a dataset's (data.dataset) of every
+			// scenario: the mix picks them alike.
+			size := c.Model.DiT.ImageSize
+			all, err := datasets.Generate(datasets.Options{Seed: 4, Size: size}, 0, 20)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for sc, n := range tt.want {
-				if got[sc] != n {
-					t.Errorf("%s: %d rows, want %d (all: %v)", sc, got[sc], n, got)
+			set, err := datasets.NewTrainSet(all, datasets.Info{SchemaVersion: datasets.SchemaVersion, ImageSize: size}, size, len(all))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []*datasets.TrainSet{nil, set} {
+				got := count(c, s, tt.phase)
+				if len(got) != len(tt.want) {
+					t.Fatalf("dataset %v: scenarios %v, want %v", s != nil, got, tt.want)
+				}
+				for sc, n := range tt.want {
+					if got[sc] != n {
+						t.Errorf("dataset %v: %s: %d rows, want %d (all: %v)", s != nil, sc, got[sc], n, got)
+					}
 				}
 			}
 		})

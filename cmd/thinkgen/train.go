@@ -156,6 +156,11 @@ store has it and starts it otherwise.`,
 					}
 				} else if err := preflight.Check(cfg); err != nil {
 					return &usageError{err}
+				} else if cfg.Data.Dataset != "" {
+					// The workers read the run's copy, wherever they run.
+					if err := runs.PutDataset(ctx, st, name, cfg.Data.Dataset); err != nil {
+						return err
+					}
 				}
 				trk := trackingOf(invTracking, cfg.Tracking)
 				if err := cfg.Data.CheckEvalRows("--eval-rows", *evalRows); err != nil {

@@ -12,11 +12,14 @@ import (
 	"testing"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/evaluate"
 	"github.com/thinkgen/thinkgen/internal/testenv"
 	"github.com/thinkgen/thinkgen/internal/testmodel"
 	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/reward"
+	"github.com/thinkgen/thinkgen/shards"
+	"github.com/thinkgen/thinkgen/storage/runs"
 )
 
 // saveBase writes a freshly initialised bundle of the tiny configuration
@@ -433,5 +436,97 @@ func TestTrainOnRayRefusesTokenInEnv(t *testing.T) {
 		"--set", "run.base="+saveBaseOf(t, filepath.Join("testdata", "small.yaml")), "--set", "cluster.ray=http://127.0.0.1:1", "--set", "cluster.workers.rollout=1")
 	if code != 2 || !strings.Contains(errs, "pass --token-file or $THINKGEN_TOKEN_FILE") || strings.Contains(errs, "ray-test-token") {
 		t.Fatalf("exit %d, stderr:\n%s\nwant a usage error naming the token file", code, errs)
+	}
+}
+
+// TestTrainOnADataset: a run with data.dataset takes its prompts from the
+// file's rows (their ids reach the rollout shards), keeps a copy in its
+// store, and refuses a file it could not train on, naming what is wrong.
+func TestTrainOnADataset(t *testing.T) {
+	small, base, dir := processRun(t)
+	rows, err := datasets.Generate(datasets.Options{Seed: 77, Size: 32}, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		rows[i].ID = "mine-" + rows[i].ID
+	}
+	write := func(name string, rows []datasets.Row) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), name)
+		if err := datasets.WriteFile(path, rows, 32); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	mine := write("mine.arrow", rows)
+	train := func(run, dataset string, extra ...string) (int, string) {
+		t.Helper()
+		code, _, errs := runCLI(t, append([]string{"train", "--config", small, "--set", "run.base=" + base, "--run-dir", dir, "--run", run,
+			"--eval-rows", "0", "--set", "data.dataset=" + dataset, "--set", "data.train_size=10"}, extra...)...)
+		return code, errs
+	}
+	if code, errs := train("mine", mine); code != 0 {
+		t.Fatalf("train on a dataset: exit %d\n%s", code, errs)
+	}
+	var seen int
+	err = filepath.WalkDir(filepath.Join(dir, "runs", "mine"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(path, "rollout") || filepath.Ext(path) != ".arrow" {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rd, err := shards.NewReader(f, path, shards.Rollout, shards.ReadOptions{})
+		if err != nil {
+			return err
+		}
+		defer rd.Close()
+		got, err := rd.ReadAll()
+		for _, r := range got {
+			seen++
+			if !strings.HasPrefix(r.RowID, "mine-") {
+				t.Errorf("rollout row %q is not one of the dataset's", r.RowID)
+			}
+		}
+		return err
+	})
+	if err != nil || seen == 0 {
+		t.Fatalf("read %d rollout rows: %v", seen, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(runs.DatasetKey("mine")))); err != nil {
+		t.Errorf("the run keeps no copy of its dataset: %v", err)
+	}
+
+	other := write("other.arrow", rows[:9])
+	notArrow := filepath.Join(t.TempDir(), "notes.arrow")
+	if err := os.WriteFile(notArrow, []byte("a red circle\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unknown := append([]datasets.Row(nil), rows...)
+	unknown[2].Scenario = "juggling"
+	bad := []struct {
+		name, run, dataset string
+		want               []string
+	}{
+		{"missing file", "m1", filepath.Join(t.TempDir(), "none.arrow"), []string{"data.dataset", "none.arrow"}},
+		{"too few rows", "m2", other, []string{"data.dataset", "9 rows", "data.train_size"}},
+		{"unknown scenario", "m3", write("juggling.arrow", unknown), []string{"data.dataset", "row 2", rows[2].ID, `"juggling"`}},
+		{"not a dataset", "m4", notArrow, []string{"data.dataset", "notes.arrow", "read dataset"}},
+	}
+	for _, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			code, errs := train(b.run, b.dataset)
+			if code != 2 {
+				t.Errorf("exit %d, want 2: %s", code, errs)
+			}
+			testutil.Mentions(t, "stderr", errs, b.want)
+		})
+	}
+	// The run began with mine: another dataset under its name is refused.
+	if code, errs := train("mine", write("changed.arrow", rows[1:]), "--set", "data.train_size=9"); code == 0 || !strings.Contains(errs, "differs from the dataset run mine began with") {
+		t.Errorf("a changed dataset for run mine: exit %d\n%s", code, errs)
 	}
 }
