@@ -41,7 +41,37 @@ type Config struct {
 	Storage  Storage  `yaml:"storage"`
 	Cluster  Cluster  `yaml:"cluster"`
 	Tracking Tracking `yaml:"tracking"`
+	LoRA     LoRA     `yaml:"lora"`
 }
+
+// LoRA configures low-rank adapters (LoRA, as PEFT applies it) for the
+// SepGRPO phases: a model with an adapter rank trains only its adapters —
+// for each targeted linear weight W [out, in], A [rank, in] and B [out,
+// rank], the layer computing x·(W + alpha/rank·B·A)ᵀ — and its frozen
+// reference is the same weights without the adapters. Export writes them
+// in PEFT's format next to the base (docs/export.md).
+type LoRA struct {
+	MLLM Adapter `yaml:"mllm"`
+	DiT  Adapter `yaml:"dit"`
+}
+
+// Adapter is one model's LoRA: Rank 0 trains the whole model instead.
+type Adapter struct {
+	Rank  int     `yaml:"rank"`
+	Alpha float64 `yaml:"alpha"`
+	// Targets are the linear layers that get adapters, by module name:
+	// for the MLLM q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
+	// down_proj; for the DiT to_q, to_k, to_v, to_out.0 and its
+	// feed-forward feed_forward.linear_1, .linear_2, .linear_3 (the
+	// refiners' blocks included). Empty: all of them.
+	Targets []string `yaml:"targets"`
+}
+
+// MLLMTargets and DiTTargets are the modules an Adapter may target.
+var (
+	MLLMTargets = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+	DiTTargets  = []string{"to_q", "to_k", "to_v", "to_out.0", "feed_forward.linear_1", "feed_forward.linear_2", "feed_forward.linear_3"}
+)
 
 // Run names a run and fixes what makes it reproducible.
 type Run struct {
@@ -765,6 +795,7 @@ func Default() *Config {
 			CollectiveTimeout: 5 * time.Minute,
 		},
 		Tracking: Tracking{Experiment: "thinkgen"},
+		LoRA:     LoRA{MLLM: Adapter{Alpha: 16}, DiT: Adapter{Alpha: 16}},
 	}
 }
 

@@ -129,6 +129,22 @@ func (c *Config) Validate() error {
 		k.add("run.name", "a name without slashes or spaces", fmt.Sprintf("%q", r.Name))
 	}
 
+	for _, a := range []struct {
+		key     string
+		a       Adapter
+		targets []string
+	}{{"lora.mllm", c.LoRA.MLLM, MLLMTargets}, {"lora.dit", c.LoRA.DiT, DiTTargets}} {
+		k.nonNegative(a.key+".rank", a.a.Rank)
+		if a.a.Rank > 0 {
+			k.positiveF(a.key+".alpha", a.a.Alpha)
+		}
+		for _, t := range a.a.Targets {
+			if !slices.Contains(a.targets, t) {
+				k.add(a.key+".targets", "modules among "+strings.Join(a.targets, ", "), fmt.Sprintf("%q", t))
+			}
+		}
+	}
+
 	m := c.Model
 	k.oneOf("model.dtype", m.DType, "float32", "bfloat16", "float16")
 	l := m.MLLM

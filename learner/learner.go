@@ -38,6 +38,10 @@ type Learner struct {
 	dit     *phaseOpt    // over the connector and the DiT
 	group   *dist.Group  // data-parallel ranks (SetGroup); nil for one learner
 	dev     gotch.Device // the policy's device: every input is made there
+	// sharedRef says which of the reference's models are views of the
+	// policy's (LoRA: the base without the adapters), which Close leaves
+	// to the policy.
+	sharedRef struct{ mllm, dit bool }
 	// shardedAs is the rank and group size of the optimisers' ZeRO-1
 	// shards (when mllm.owner is set).
 	shardedAs [2]int
@@ -52,19 +56,67 @@ type Learner struct {
 // weights, and a float16 policy trains with a dynamic loss scale. It must
 // run inside libtorch.Run.
 func New(cfg *config.Config, policy, ref *model.Bundle, v int) *Learner {
-	for _, p := range []*model.Params{ref.MLLM.P, ref.Connector.P, ref.DiT.P} {
+	l := &Learner{cfg: cfg, policy: policy, version: v, dev: policy.MLLM.P.Device(), lossScale: newLossScale(policy.MLLM.P.DType())}
+	l.ref = l.shareRef(ref)
+	for _, p := range []*model.Params{l.ref.MLLM.P, l.ref.Connector.P, l.ref.DiT.P} {
 		p.SetRequiresGrad(false)
 	}
-	for _, p := range []*model.Params{policy.MLLM.P, policy.Connector.P, policy.DiT.P} {
-		p.SetRequiresGrad(true)
-	}
-	l := &Learner{cfg: cfg, policy: policy, ref: ref, version: v, dev: policy.MLLM.P.Device(), lossScale: newLossScale(policy.MLLM.P.DType())}
-	l.mllm = &phaseOpt{name: "mllm", params: policy.MLLM.P.Tensors()}
-	l.dit = &phaseOpt{name: "dit", params: append(append([]*ts.Tensor{}, policy.Connector.P.Tensors()...), policy.DiT.P.Tensors()...)}
+	l.mllm = &phaseOpt{name: "mllm", params: paramsOf(l.trained(config.PhaseMLLMGRPO))}
+	l.dit = &phaseOpt{name: "dit", params: paramsOf(l.trained(config.PhaseDiTGRPO))}
 	for _, p := range l.opts() {
 		p.opt = optim.New(p.params, l.optimConfig())
 	}
 	return l
+}
+
+// shareRef returns the reference bundle: ref, except that a model trained
+// through LoRA adapters (lora.mllm, lora.dit) has as its reference the
+// policy's own weights without the adapters — no second copy; ref's copy
+// of it is dropped. ref may be nil when both models have adapters.
+func (l *Learner) shareRef(ref *model.Bundle) *model.Bundle {
+	if ref == nil {
+		ref = &model.Bundle{Model: l.policy.Model, Tok: l.policy.Tok}
+	}
+	p := l.policy
+	if l.cfg.LoRA.MLLM.Rank > 0 {
+		if ref.MLLM != nil {
+			ref.MLLM.Drop()
+		}
+		ref.MLLM, l.sharedRef.mllm = p.MLLM.WithoutAdapters(), true
+	}
+	if l.cfg.LoRA.DiT.Rank > 0 {
+		if ref.DiT != nil {
+			ref.DiT.Drop()
+			ref.Connector.P.Drop()
+		}
+		// The connector is not trained under DiT adapters.
+		ref.DiT, ref.Connector, l.sharedRef.dit = p.DiT.WithoutAdapters(), p.Connector, true
+	}
+	return ref
+}
+
+// trained is the parameters phase trains: a model's adapters when it has
+// LoRA, else its weights (and, for the DiT phase, the connector's).
+func (l *Learner) trained(phase config.Phase) []*model.Params {
+	p := l.policy
+	if phase == config.PhaseMLLMGRPO {
+		if l.cfg.LoRA.MLLM.Rank > 0 {
+			return []*model.Params{p.MLLM.Adapters.P}
+		}
+		return []*model.Params{p.MLLM.P}
+	}
+	if l.cfg.LoRA.DiT.Rank > 0 {
+		return []*model.Params{p.DiT.Adapters.P}
+	}
+	return []*model.Params{p.Connector.P, p.DiT.P}
+}
+
+func paramsOf(ps []*model.Params) []*ts.Tensor {
+	var out []*ts.Tensor
+	for _, p := range ps {
+		out = append(out, p.Tensors()...)
+	}
+	return out
 }
 
 // optimConfig is AdamW's configuration from the run's.
@@ -101,16 +153,34 @@ func (l *Learner) LoadOptimizers(dir string) error {
 func (l *Learner) Close() {
 	l.mllm.opt.Drop()
 	l.dit.opt.Drop()
+	if !l.sharedRef.mllm {
+		l.ref.MLLM.Drop()
+	}
+	if !l.sharedRef.dit {
+		l.ref.Connector.P.Drop()
+		l.ref.DiT.Drop()
+	}
+	if l.ref.VAE != nil {
+		l.ref.VAE.Drop()
+	}
 	l.policy.Drop()
-	l.ref.Drop()
 }
 
 // freeze makes only the phase's parameters require gradients.
 func (l *Learner) freeze(phase config.Phase) {
-	mllm := phase == config.PhaseMLLMGRPO
-	l.policy.MLLM.P.SetRequiresGrad(mllm)
-	l.policy.Connector.P.SetRequiresGrad(!mllm)
-	l.policy.DiT.P.SetRequiresGrad(!mllm)
+	p := l.policy
+	all := []*model.Params{p.MLLM.P, p.Connector.P, p.DiT.P}
+	for _, a := range []*model.LoRA{p.MLLM.Adapters, p.DiT.Adapters} {
+		if a != nil {
+			all = append(all, a.P)
+		}
+	}
+	for _, ps := range all {
+		ps.SetRequiresGrad(false)
+	}
+	for _, ps := range l.trained(phase) {
+		ps.SetRequiresGrad(true)
+	}
 }
 
 // sample is one rollout row with its reward and advantage.

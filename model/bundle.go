@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -115,6 +116,10 @@ func NewBundle(cfg *config.Config, tok tokenizer.Tokenizer, dev gotch.Device, se
 			return nil, err
 		}
 	}
+	if err := b.AttachLoRA(cfg.LoRA, seed+4); err != nil {
+		b.Drop()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -163,15 +168,55 @@ const (
 	// writes them as a vae/ folder).
 	fileVAEConfig = "vae.json"
 	fileVAE       = "vae.safetensors"
+	// The LoRA adapters of a run with lora.mllm or lora.dit ranks, under
+	// the models' own names (export writes them in PEFT's layout).
+	fileMLLMLoRA = "mllm.lora.safetensors"
+	fileDiTLoRA  = "dit.lora.safetensors"
 )
 
-// bundleFiles lists the files of a bundle of model section m.
-func bundleFiles(m config.Model) []string {
+// bundleFiles lists the files of a bundle saved by a run of cfg.
+func bundleFiles(cfg *config.Config) []string {
 	files := []string{fileMLLM, fileConnector, fileDiT, fileTokenizer}
-	if m.DiT.Latent == "vae" {
+	if cfg.Model.DiT.Latent == "vae" {
 		files = append(files, fileVAEConfig, fileVAE)
 	}
+	if cfg.LoRA.MLLM.Rank > 0 {
+		files = append(files, fileMLLMLoRA)
+	}
+	if cfg.LoRA.DiT.Rank > 0 {
+		files = append(files, fileDiTLoRA)
+	}
 	return files
+}
+
+// AttachLoRA gives the MLLM and the DiT the adapters lora asks for that
+// they do not have yet, drawn from seed (a run of a base saved without
+// them starts so); models that have adapters keep them.
+func (b *Bundle) AttachLoRA(lora config.LoRA, seed uint64) error {
+	var err error
+	if b.MLLM.Adapters == nil {
+		if b.MLLM.Adapters, err = NewLoRA(b.MLLM.P, lora.MLLM, config.MLLMTargets, seed); err != nil {
+			return fmt.Errorf("lora.mllm: %w", err)
+		}
+	}
+	if b.DiT.Adapters == nil {
+		if b.DiT.Adapters, err = NewLoRA(b.DiT.P, lora.DiT, config.DiTTargets, seed+1); err != nil {
+			return fmt.Errorf("lora.dit: %w", err)
+		}
+	}
+	return nil
+}
+
+// adapterFiles maps the bundle's adapter files to their parameters.
+func (b *Bundle) adapterFiles() map[string]*Params {
+	out := map[string]*Params{}
+	if b.MLLM.Adapters != nil {
+		out[fileMLLMLoRA] = b.MLLM.Adapters.P
+	}
+	if b.DiT.Adapters != nil {
+		out[fileDiTLoRA] = b.DiT.Adapters.P
+	}
+	return out
 }
 
 // Save writes the bundle into dir: the three safetensors files and the
@@ -183,6 +228,9 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 	if diff := cfg.Model.ShapeDiff(b.Model); len(diff) > 0 {
 		return fmt.Errorf("save checkpoint %s: the configuration's model section does not fit the weights (%s)", dir, strings.Join(diff, ", "))
 	}
+	if (cfg.LoRA.MLLM.Rank > 0) != (b.MLLM.Adapters != nil) || (cfg.LoRA.DiT.Rank > 0) != (b.DiT.Adapters != nil) {
+		return fmt.Errorf("save checkpoint %s: the configuration's lora section does not fit the bundle's adapters", dir)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", dir, err)
 	}
@@ -190,7 +238,9 @@ func (b *Bundle) Save(dir string, step int, cfg *config.Config) error {
 		return err
 	}
 	meta := map[string]string{"format": "thinkgen", "step": strconv.Itoa(step)}
-	for file, p := range map[string]*Params{fileMLLM: b.MLLM.P, fileConnector: b.Connector.P, fileDiT: b.DiT.P} {
+	files := map[string]*Params{fileMLLM: b.MLLM.P, fileConnector: b.Connector.P, fileDiT: b.DiT.P}
+	maps.Copy(files, b.adapterFiles())
+	for file, p := range files {
 		if err := SaveSafetensors(filepath.Join(dir, file), p, meta); err != nil {
 			return fmt.Errorf("save checkpoint %s: %w", dir, err)
 		}
@@ -220,7 +270,7 @@ func WriteBundleManifest(dir string, step int, cfg *config.Config) error {
 		return err
 	}
 	m := Manifest{Version: BundleVersion, Step: step, DType: cfg.Model.DType, Config: string(cfgYAML), Files: map[string]FileSum{}}
-	for _, f := range bundleFiles(cfg.Model) {
+	for _, f := range bundleFiles(cfg) {
 		sum, err := sumFile(filepath.Join(dir, f))
 		if err != nil {
 			return err
@@ -257,7 +307,7 @@ func ReadBundleManifest(dir string) (*Manifest, *config.Config, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
-	for _, f := range bundleFiles(cfg.Model) {
+	for _, f := range bundleFiles(cfg) {
 		want, ok := m.Files[f]
 		if !ok {
 			return nil, nil, fmt.Errorf("load checkpoint %s: manifest lists no %s", dir, f)
@@ -289,7 +339,9 @@ func LoadBundle(dir string, dev gotch.Device) (*Bundle, *Manifest, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
-	for file, p := range map[string]*Params{fileMLLM: b.MLLM.P, fileConnector: b.Connector.P, fileDiT: b.DiT.P} {
+	files := map[string]*Params{fileMLLM: b.MLLM.P, fileConnector: b.Connector.P, fileDiT: b.DiT.P}
+	maps.Copy(files, b.adapterFiles())
+	for file, p := range files {
 		if _, err := LoadSafetensors(filepath.Join(dir, file), p); err != nil {
 			b.Drop()
 			return nil, nil, fmt.Errorf("load checkpoint %s: %w", dir, err)

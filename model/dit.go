@@ -27,6 +27,22 @@ type DiT struct {
 	P   *Params
 	dev gotch.Device
 	rec *Recompute // nil: blocks keep their activations for backward
+	// Adapters are the DiT's LoRA adapters, applied in every forward (nil:
+	// none).
+	Adapters *LoRA
+}
+
+// WithoutAdapters returns a view of d that shares its weights and runs
+// without its adapters. Do not Drop the view.
+func (d *DiT) WithoutAdapters() *DiT {
+	v := *d
+	v.Adapters = nil
+	return &v
+}
+
+// lin is x·Wᵀ for the weight name, with its adapter's term.
+func (d *DiT) lin(s *libtorch.Scope, x *ts.Tensor, name string) *ts.Tensor {
+	return d.Adapters.linear(s, d.P, x, name)
 }
 
 // Recording returns a view of d that shares its weights and records its
@@ -141,7 +157,10 @@ func NewDiT(c config.DiT, dev gotch.Device, seed uint64) (*DiT, error) {
 }
 
 // Drop frees the parameters.
-func (d *DiT) Drop() { d.P.Drop() }
+func (d *DiT) Drop() {
+	d.P.Drop()
+	d.Adapters.Drop()
+}
 
 // DiTInput is one batch for the DiT.
 type DiTInput struct {
@@ -408,7 +427,8 @@ func (d *DiT) block(s *libtorch.Scope, p string, x, temb, mask, cos, sin *ts.Ten
 	if scaleMLP != nil {
 		h = s.Add(h.MustMul(s.Add(scaleMLP.MustAddScalar(ts.FloatScalar(1), false)), false))
 	}
-	f := swiGLU(s, h, d.P.Get(p+"feed_forward.linear_1.weight"), d.P.Get(p+"feed_forward.linear_3.weight"), d.P.Get(p+"feed_forward.linear_2.weight"))
+	lin := func(x *ts.Tensor, name string) *ts.Tensor { return d.lin(s, x, name) }
+	f := swiGLU(s, h, lin, p+"feed_forward.linear_1.weight", p+"feed_forward.linear_3.weight", p+"feed_forward.linear_2.weight")
 	f = rmsNorm(s, f, d.P.Get(p+"ffn_norm2.weight"), eps)
 	if gateMLP != nil {
 		f = s.Add(f.MustMul(s.Add(gateMLP.MustTanh(false)), false))
@@ -424,7 +444,7 @@ func (d *DiT) attention(s *libtorch.Scope, p string, x, mask, cos, sin *ts.Tenso
 	nh, nkv := int64(c.Heads), int64(c.KVHeads)
 	hd := int64(c.Hidden) / nh
 	proj := func(name string, heads int64, norm string) *ts.Tensor {
-		y := s.Add(linear(s, x, d.P.Get(p+"attn."+name+".weight"), nil).MustView([]int64{B, S, heads, hd}, false))
+		y := s.Add(d.lin(s, x, p+"attn."+name+".weight").MustView([]int64{B, S, heads, hd}, false))
 		if norm != "" {
 			y = rmsNorm(s, y, d.P.Get(p+"attn."+norm+".weight"), 1e-5)
 		}
@@ -436,7 +456,7 @@ func (d *DiT) attention(s *libtorch.Scope, p string, x, mask, cos, sin *ts.Tenso
 	k, v = repeatKV(s, k, nh/nkv), repeatKV(s, v, nh/nkv)
 	o := s.Add(ts.MustScaledDotProductAttention(q, k, v, mask, 0, false, nil))
 	o = s.Add(o.MustTranspose(1, 2, false).MustReshape([]int64{B, S, nh * hd}, true))
-	return linear(s, o, d.P.Get(p+"attn.to_out.0.weight"), nil)
+	return d.lin(s, o, p+"attn.to_out.0.weight")
 }
 
 // rope3Apply rotates each third of the head dimension with its own axis.

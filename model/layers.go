@@ -52,11 +52,12 @@ func linear(s *libtorch.Scope, x, w, b *ts.Tensor) *ts.Tensor {
 	return s.Add(ts.MustLinear(x, w, b))
 }
 
-// swiGLU returns down(silu(gate(x)) · up(x)).
-func swiGLU(s *libtorch.Scope, x, gate, up, down *ts.Tensor) *ts.Tensor {
-	g := s.Add(linear(s, x, gate, nil).MustSilu(false))
-	u := linear(s, x, up, nil)
-	return linear(s, s.Add(g.MustMul(u, false)), down, nil)
+// swiGLU returns down(silu(gate(x)) · up(x)), the three projections
+// applied by lin to their weights' names.
+func swiGLU(s *libtorch.Scope, x *ts.Tensor, lin func(x *ts.Tensor, name string) *ts.Tensor, gate, up, down string) *ts.Tensor {
+	g := s.Add(lin(x, gate).MustSilu(false))
+	u := lin(x, up)
+	return lin(s.Add(g.MustMul(u, false)), down)
 }
 
 // rotateHalf returns cat(-x[..., d/2:], x[..., :d/2]) (HuggingFace RoPE).

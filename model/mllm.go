@@ -36,6 +36,23 @@ type MLLM struct {
 	cos       *ts.Tensor // [MaxSeqLen, HeadDim]
 	sin       *ts.Tensor
 	rec       *Recompute // nil: layers keep their activations for backward
+	// Adapters are the MLLM's LoRA adapters, applied in every forward (nil:
+	// none).
+	Adapters *LoRA
+}
+
+// WithoutAdapters returns a view of m that shares its weights and runs
+// without its adapters: the base model a LoRA run trains against. Do not
+// Drop the view.
+func (m *MLLM) WithoutAdapters() *MLLM {
+	v := *m
+	v.Adapters = nil
+	return &v
+}
+
+// lin is x·Wᵀ for the weight name, with its adapter's term.
+func (m *MLLM) lin(s *libtorch.Scope, x *ts.Tensor, name string) *ts.Tensor {
+	return m.Adapters.linear(s, m.P, x, name)
 }
 
 // Recording returns a view of m that shares its weights and records its
@@ -112,6 +129,7 @@ func NewMLLM(c config.MLLM, vocab int, special SpecialIDs, vision bool, dev gotc
 // Drop frees the model's tensors.
 func (m *MLLM) Drop() {
 	m.P.Drop()
+	m.Adapters.Drop()
 	m.cos.MustDrop()
 	m.sin.MustDrop()
 }
@@ -269,7 +287,8 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 			a := m.attention(s, p, h, cos, sin, mask, in.cache, l, past)
 			x = s.Add(x.MustAdd(a, false))
 			h = rmsNorm(s, x, m.P.Get(p+"post_attention_layernorm.weight"), c.RMSNormEps)
-			f := swiGLU(s, h, m.P.Get(p+"mlp.gate_proj.weight"), m.P.Get(p+"mlp.up_proj.weight"), m.P.Get(p+"mlp.down_proj.weight"))
+			lin := func(x *ts.Tensor, name string) *ts.Tensor { return m.lin(s, x, name) }
+			f := swiGLU(s, h, lin, p+"mlp.gate_proj.weight", p+"mlp.up_proj.weight", p+"mlp.down_proj.weight")
 			return s.Add(x.MustAdd(f, false))
 		}, x, cos, sin, mask)
 	}
@@ -310,7 +329,7 @@ func (m *MLLM) attention(s *libtorch.Scope, p string, x, cos, sin, mask *ts.Tens
 	B, T := sz[0], sz[1]
 	hd, nh, nkv := int64(c.HeadDim), int64(c.Heads), int64(c.KVHeads)
 	proj := func(name string, heads int64, norm string) *ts.Tensor {
-		y := s.Add(linear(s, x, m.P.Get(p+"self_attn."+name+".weight"), nil).MustView([]int64{B, T, heads, hd}, false))
+		y := s.Add(m.lin(s, x, p+"self_attn."+name+".weight").MustView([]int64{B, T, heads, hd}, false))
 		if norm != "" {
 			y = rmsNorm(s, y, m.P.Get(p+"self_attn."+norm+".weight"), c.RMSNormEps)
 		}
@@ -332,5 +351,5 @@ func (m *MLLM) attention(s *libtorch.Scope, p string, x, cos, sin, mask *ts.Tens
 	v = repeatKV(s, v, nh/nkv)
 	o := s.Add(ts.MustScaledDotProductAttention(q, k, v, mask, 0, false, nil))
 	o = s.Add(o.MustTranspose(1, 2, false).MustReshape([]int64{B, T, nh * hd}, true))
-	return linear(s, o, m.P.Get(p+"self_attn.o_proj.weight"), nil)
+	return m.lin(s, o, p+"self_attn.o_proj.weight")
 }

@@ -20,6 +20,7 @@ const (
 	InitNormal InitKind = iota // N(0, Std²)
 	InitOnes                   // all ones (norm weights)
 	InitZeros                  // all zeros (biases, zero-initialised gates)
+	InitUniform                // U(−Std, Std)
 )
 
 // Spec names one parameter of a module and its shape. Modules list their
@@ -86,6 +87,10 @@ func NewParams(specs []Spec, dev gotch.Device, seed uint64) (*Params, error) {
 				data[j] = 1
 			}
 		case InitZeros:
+		case InitUniform:
+			for j := range data {
+				data[j] = float32((2*r.Float64() - 1) * s.Std)
+			}
 		}
 		t := ts.MustOfSlice(data).MustView(s.Shape, true)
 		if dev != gotch.CPU {

@@ -70,6 +70,9 @@ func (b *Bundle) ToDType(dt gotch.DType) {
 	for _, p := range []*Params{b.MLLM.P, b.Connector.P, b.DiT.P} {
 		p.ToDType(dt)
 	}
+	for _, p := range b.adapterFiles() {
+		p.ToDType(dt)
+	}
 }
 
 // SameDevice reports whether a and b name the same device (gotch spells

@@ -11,6 +11,7 @@ import (
 	"github.com/thinkgen/thinkgen/checkpoint"
 	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/learner"
+	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/shards"
 	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/task"
@@ -136,10 +137,14 @@ func (w *Worker) learnerAt(ctx context.Context, run string, v int, g *dist.Group
 		policy.Drop()
 		return fmt.Errorf("%w: checkpoint %d of run %s: %v", learner.ErrFatal, v, run, err)
 	}
-	ref, _, err := w.load(ctx, run, 0)
-	if err != nil {
-		policy.Drop()
-		return err
+	// With adapters on both models the reference is the policy without
+	// them (learner.New): no second copy to load.
+	var ref *model.Bundle
+	if w.cfg.LoRA.MLLM.Rank == 0 || w.cfg.LoRA.DiT.Rank == 0 {
+		if ref, _, err = w.load(ctx, run, 0); err != nil {
+			policy.Drop()
+			return err
+		}
 	}
 	l := learner.New(w.cfg, policy, ref, v)
 	l.SetGroup(g)

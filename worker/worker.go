@@ -129,6 +129,13 @@ func (w *Worker) load(ctx context.Context, run string, v int) (*model.Bundle, st
 	if err != nil {
 		return nil, "", err
 	}
+	// A run with LoRA starts from a base without adapters: every worker
+	// draws the same ones from the run's seed (B is zero: they change
+	// nothing until the learner trains them).
+	if err := b.AttachLoRA(w.cfg.LoRA, uint64(w.cfg.Run.Seed)); err != nil {
+		b.Drop()
+		return nil, "", fmt.Errorf("checkpoint %d of run %s: %w", v, run, err)
+	}
 	b.ToDType(w.dtype)
 	return b, dir, nil
 }
