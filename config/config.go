@@ -64,7 +64,7 @@ type Adapter struct {
 	// down_proj; for the DiT to_q, to_k, to_v, to_out.0 and its
 	// feed-forward feed_forward.linear_1, .linear_2, .linear_3 (the
 	// refiners' blocks included). Empty: all of them.
-	Targets []string `yaml:"targets"`
+	Targets []string `yaml:"targets,omitempty"`
 }
 
 // MLLMTargets and DiTTargets are the modules an Adapter may target.
