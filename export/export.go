@@ -55,6 +55,12 @@ const (
 	dirVAE         = "vae"
 	fileVAEConfig  = dirVAE + "/" + model.VAEConfigFile
 	fileVAEWeights = dirVAE + "/" + model.VAEWeightsFile
+	// The LoRA adapters of a run with lora ranks, as PEFT saves them
+	// (PeftModel.from_pretrained(base, "DIR/mllm/adapter")).
+	fileMLLMAdapter       = "mllm/adapter/adapter_model.safetensors"
+	fileMLLMAdapterConfig = "mllm/adapter/adapter_config.json"
+	fileDiTAdapter        = "transformer/adapter/adapter_model.safetensors"
+	fileDiTAdapterConfig  = "transformer/adapter/adapter_config.json"
 )
 
 // Errors of bad input, which the CLI reports as usage errors (exit 2).
@@ -208,17 +214,42 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 		parts map[string]part
 	}{
 		{"mllm.safetensors", map[string]part{
-			fileMLLMWeights: {text, map[string]string{"format": "pt"}},
-			fileMLLMVision:  {vision, map[string]string{"format": "pt"}},
+			fileMLLMWeights: {specs: text, meta: map[string]string{"format": "pt"}},
+			fileMLLMVision:  {specs: vision, meta: map[string]string{"format": "pt"}},
 		}},
 		{"connector.safetensors", map[string]part{
-			fileConnWeights: {model.ConnectorSpecs(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad), map[string]string{"format": "pt"}},
+			fileConnWeights: {specs: model.ConnectorSpecs(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad), meta: map[string]string{"format": "pt"}},
 		}},
 		{"dit.safetensors", map[string]part{
-			fileDiTWeights: {model.DiTSpecs(cfg.Model.DiT), map[string]string{"format": "pt"}},
+			fileDiTWeights: {specs: model.DiTSpecs(cfg.Model.DiT), meta: map[string]string{"format": "pt"}},
 		}},
 	}
-	for _, sub := range []string{"mllm", "connector", "transformer", "scheduler"} {
+	subs := []string{"mllm", "connector", "transformer", "scheduler"}
+	jsons := map[string]any{}
+	// PEFT names an adapter tensor after the module path below the
+	// wrapped model: "base_model.model." + the model's own name.
+	const peftPrefix = "base_model.model."
+	if a := cfg.LoRA.MLLM; a.Rank > 0 {
+		files = append(files, struct {
+			src   string
+			parts map[string]part
+		}{"mllm.lora.safetensors", map[string]part{
+			fileMLLMAdapter: {specs: model.LoRASpecs(model.MLLMSpecs(cfg.Model.MLLM, vocab, 3), a, config.MLLMTargets), meta: map[string]string{"format": "pt"}, prefix: peftPrefix},
+		}})
+		subs = append(subs, "mllm/adapter")
+		jsons[fileMLLMAdapterConfig] = adapterConfig(a, config.MLLMTargets, "CAUSAL_LM", "..")
+	}
+	if a := cfg.LoRA.DiT; a.Rank > 0 {
+		files = append(files, struct {
+			src   string
+			parts map[string]part
+		}{"dit.lora.safetensors", map[string]part{
+			fileDiTAdapter: {specs: model.LoRASpecs(model.DiTSpecs(cfg.Model.DiT), a, config.DiTTargets), meta: map[string]string{"format": "pt"}, prefix: peftPrefix},
+		}})
+		subs = append(subs, "transformer/adapter")
+		jsons[fileDiTAdapterConfig] = adapterConfig(a, config.DiTTargets, "", "..")
+	}
+	for _, sub := range subs {
 		if _, err := ensureDir(dir, sub); err != nil {
 			return err
 		}
@@ -243,15 +274,20 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 	imageTokens := model.ImageTokens(cfg.Model.DiT.ImageSize, cfg.Model.MLLM.VisionPatch)
 	tc := tokenizerConfig(cfg, imageTokens)
 	for path, v := range map[string]any{
-		fileMLLMConfig:      mllmConfig(cfg, vocab, sp, d),
-		fileGeneration:      generationConfig(cfg, sp),
-		fileTokenizerConfig: tc,
-		fileSpecialTokens:   specialTokensMap(tc),
-		fileModelIndex:      modelIndex(cfg),
-		fileDiTConfig:       ditConfig(cfg),
-		fileConnConfig:      connectorConfig(cfg),
-		fileScheduler:       schedulerConfig(cfg),
+		fileMLLMAdapterConfig: jsons[fileMLLMAdapterConfig],
+		fileDiTAdapterConfig:  jsons[fileDiTAdapterConfig],
+		fileMLLMConfig:        mllmConfig(cfg, vocab, sp, d),
+		fileGeneration:        generationConfig(cfg, sp),
+		fileTokenizerConfig:   tc,
+		fileSpecialTokens:     specialTokensMap(tc),
+		fileModelIndex:        modelIndex(cfg),
+		fileDiTConfig:         ditConfig(cfg),
+		fileConnConfig:        connectorConfig(cfg),
+		fileScheduler:         schedulerConfig(cfg),
 	} {
+		if v == nil {
+			continue // no such adapter
+		}
 		if err := writeJSON(filepath.Join(dir, filepath.FromSlash(path)), v); err != nil {
 			return err
 		}
@@ -278,7 +314,7 @@ func writeVAE(dir, bundleDir string, d DType) error {
 		return err
 	}
 	return repackFile(dir, filepath.Join(bundleDir, "vae.safetensors"),
-		map[string]part{fileVAEWeights: {model.VAESpecs(c), map[string]string{"format": "pt"}}}, d)
+		map[string]part{fileVAEWeights: {specs: model.VAESpecs(c), meta: map[string]string{"format": "pt"}}}, d)
 }
 
 // splitVision separates the vision patch embedder's specs (visual.*) from

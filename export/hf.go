@@ -314,3 +314,32 @@ func ensureDir(root, part string) (string, error) {
 	dir := filepath.Join(root, part)
 	return dir, os.MkdirAll(dir, 0o755)
 }
+
+// adapterConfig is PEFT's adapter_config.json of a LoRA adapter a on a
+// model whose adapter targets are allTargets (a.Targets when set), for
+// the task type task ("" for none) and the base model at base (relative
+// to the adapter folder).
+func adapterConfig(a config.Adapter, allTargets []string, task, base string) map[string]any {
+	targets := a.Targets
+	if len(targets) == 0 {
+		targets = allTargets
+	}
+	c := map[string]any{
+		"peft_type":               "LORA",
+		"r":                       a.Rank,
+		"lora_alpha":              a.Alpha,
+		"lora_dropout":            0.0,
+		"target_modules":          targets,
+		"bias":                    "none",
+		"fan_in_fan_out":          false,
+		"init_lora_weights":       true,
+		"inference_mode":          true,
+		"use_rslora":              false,
+		"modules_to_save":         nil,
+		"base_model_name_or_path": base,
+	}
+	if task != "" {
+		c["task_type"] = task
+	}
+	return c
+}

@@ -114,20 +114,30 @@ func Import(dir string, dev gotch.Device) (*model.Bundle, *Manifest, error) {
 		return nil, nil, fmt.Errorf("import %s: %w", dir, err)
 	}
 	text, vision := splitVision(b.MLLM.P.Specs())
-	for _, f := range []struct {
-		path  string
-		specs []model.Spec
-		p     *model.Params
-	}{
-		{fileMLLMWeights, text, b.MLLM.P},
-		{fileMLLMVision, vision, b.MLLM.P},
-		{fileConnWeights, b.Connector.P.Specs(), b.Connector.P},
-		{fileDiTWeights, b.DiT.P.Specs(), b.DiT.P},
-	} {
+	type file struct {
+		path   string
+		specs  []model.Spec
+		p      *model.Params
+		prefix string // of the names in the file
+	}
+	files := []file{
+		{fileMLLMWeights, text, b.MLLM.P, ""},
+		{fileMLLMVision, vision, b.MLLM.P, ""},
+		{fileConnWeights, b.Connector.P.Specs(), b.Connector.P, ""},
+		{fileDiTWeights, b.DiT.P.Specs(), b.DiT.P, ""},
+	}
+	// The adapters of a LoRA run, in PEFT's layout.
+	if a := b.MLLM.Adapters; a != nil {
+		files = append(files, file{fileMLLMAdapter, a.P.Specs(), a.P, "base_model.model."})
+	}
+	if a := b.DiT.Adapters; a != nil {
+		files = append(files, file{fileDiTAdapter, a.P.Specs(), a.P, "base_model.model."})
+	}
+	for _, f := range files {
 		names := make([]string, len(f.specs))
 		tensors := make([]*ts.Tensor, len(f.specs))
 		for i, s := range f.specs {
-			names[i], tensors[i] = s.Name, f.p.Get(s.Name)
+			names[i], tensors[i] = f.prefix+s.Name, f.p.Get(s.Name)
 		}
 		if _, err := model.LoadTensors(filepath.Join(dir, filepath.FromSlash(f.path)), names, tensors); err != nil {
 			b.Drop()

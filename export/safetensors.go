@@ -96,6 +96,9 @@ func (st *stFile) Close() error { return st.f.Close() }
 type part struct {
 	specs []model.Spec
 	meta  map[string]string
+	// prefix goes before every tensor's name in the written file (PEFT's
+	// "base_model.model." for adapters).
+	prefix string
 }
 
 // repack writes the tensors of p from src into a new safetensors file at
@@ -129,7 +132,7 @@ func repack(path string, src *stFile, p part, d DType) error {
 	out := make([]stOut, len(items))
 	for i, it := range items {
 		out[i] = stOut{
-			name:  it.name,
+			name:  p.prefix + it.name,
 			dtype: d.safetensors(),
 			shape: it.e.Shape,
 			size:  (it.e.Offsets[1] - it.e.Offsets[0]) / 4 * uint64(d.size()),

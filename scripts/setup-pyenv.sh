@@ -20,7 +20,7 @@ if [[ ! -f $venv/.complete ]]; then
 	python3 -m venv "$venv"
 	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
 		--cache-dir "$THINKGEN_CACHE/pip" -r <(sed "s|\${THINKGEN_CACHE}|$THINKGEN_CACHE|g" "$req") >&2
-	"$venv/bin/python" -c 'import torch, transformers, diffusers, pyarrow, safetensors, tensorboard; assert torch.__version__.startswith("2.1.0"), torch.__version__' >&2
+	"$venv/bin/python" -c 'import torch, transformers, diffusers, peft, pyarrow, safetensors, tensorboard; assert torch.__version__.startswith("2.1.0"), torch.__version__' >&2
 	touch "$venv/.complete"
 fi
 echo "$venv/bin/python"

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -528,5 +530,45 @@ func TestTrainOnADataset(t *testing.T) {
 	// The run began with mine: another dataset under its name is refused.
 	if code, errs := train("mine", write("changed.arrow", rows[1:]), "--set", "data.train_size=9"); code == 0 || !strings.Contains(errs, "differs from the dataset run mine began with") {
 		t.Errorf("a changed dataset for run mine: exit %d\n%s", code, errs)
+	}
+}
+
+// TestTrainWithLoRA: a small run with adapters on both models keeps the
+// base's weights and trains the adapters; stopped after its first step
+// and resumed, it ends byte for byte where the uninterrupted run ends;
+// its export holds PEFT's adapter folders.
+func TestTrainWithLoRA(t *testing.T) {
+	small, base, dir := processRun(t)
+	lora := []string{"--set", "lora.mllm.rank=2", "--set", "lora.mllm.alpha=4", "--set", "lora.dit.rank=2", "--set", "lora.dit.alpha=2"}
+	for _, args := range [][]string{{"--run", "full"}, {"--run", "part", "--stop-after", "1"}, {"--run", "part", "--resume"}} {
+		args = append(append([]string{"train", "--config", small, "--set", "run.base=" + base, "--run-dir", dir, "--eval-rows", "0"}, lora...), args...)
+		if code, out, errs := runCLI(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errs)
+		}
+	}
+	v0, full, part := versionDir(t, dir, "full", 0), versionDir(t, dir, "full", 2), versionDir(t, dir, "part", 2)
+	files := []string{"bundle/mllm.safetensors", "bundle/connector.safetensors", "bundle/dit.safetensors", "bundle/mllm.lora.safetensors", "bundle/dit.lora.safetensors"}
+	testutil.SameFiles(t, full, part, files, "differs between the uninterrupted run and the resumed one")
+	for _, f := range []string{"mllm.safetensors", "connector.safetensors", "dit.safetensors"} {
+		a, err1 := os.ReadFile(filepath.Join(v0, "bundle", f))
+		b, err2 := os.ReadFile(filepath.Join(full, "bundle", f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		// The tensors are the base's (the same names, shapes and bytes);
+		// only the header's step metadata differs.
+		data := func(x []byte) []byte { return x[8+binary.LittleEndian.Uint64(x[:8]):] }
+		if !bytes.Equal(data(a), data(b)) {
+			t.Errorf("%s changed under LoRA", f)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "export")
+	if code, _, errs := runCLI(t, "export", "--run", "full", "--run-dir", dir, "--out", out); code != 0 {
+		t.Fatalf("export: exit %d\n%s", code, errs)
+	}
+	for _, f := range []string{"mllm/adapter/adapter_model.safetensors", "mllm/adapter/adapter_config.json", "transformer/adapter/adapter_model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("the export lacks %s: %v", f, err)
+		}
 	}
 }
