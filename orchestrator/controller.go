@@ -311,7 +311,7 @@ func (c *Controller) repair(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("repair step %d: %w", step, err)
 		}
-		if err := runs.PutStepEvents(ctx, c.o.Store, c.state, step, sm.At, sm.Values); err != nil {
+		if err := runs.PutStepEvents(ctx, c.o.Store, c.state, step, sm.At, sm.Values, nil); err != nil {
 			return err
 		}
 		if err := c.afterCommit(ctx, c.plan[step-1], sm.Values); err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thinkgen/thinkgen/internal/tfevents"
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/schedule"
 	"github.com/thinkgen/thinkgen/shards"
@@ -131,7 +132,7 @@ func (c *Controller) commit(ctx context.Context, p schedule.Step, t0 time.Time, 
 	} else if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	if err := runs.PutStepEvents(ctx, c.o.Store, c.state, p.Step, at, events); err != nil {
+	if err := runs.PutStepEvents(ctx, c.o.Store, c.state, p.Step, at, events, sampleTexts(outs)); err != nil {
 		return err
 	}
 	if err := c.afterCommit(ctx, p, events); err != nil {
@@ -372,4 +373,21 @@ func (c *Controller) runRanks(ctx context.Context, ranks []task.Task) ([]task.Re
 		failed = append(failed, errors.Join(errs...))
 	}
 	return out, errors.Join(failed...)
+}
+
+// sampleTexts are the chains the step's rollout tasks reported, as
+// TensorBoard text summaries samples/<k> (Markdown), in group order.
+func sampleTexts(outs []task.Result) []tfevents.Text {
+	var samples []task.Sample
+	for _, r := range outs {
+		samples = append(samples, r.Samples...)
+	}
+	sort.SliceStable(samples, func(i, j int) bool { return samples[i].GroupID < samples[j].GroupID })
+	texts := make([]tfevents.Text, len(samples))
+	for i, s := range samples {
+		texts[i] = tfevents.Text{Tag: fmt.Sprintf("samples/%d", i), Value: fmt.Sprintf(
+			"**group %d, chain %d** (%s)\n\n**prompt:** %s\n\n**think:** %s\n\n**instruction:** %s",
+			s.GroupID, s.SampleIndex, s.Scenario, s.Prompt, s.CoT, s.Instruction)}
+	}
+	return texts
 }

@@ -148,6 +148,20 @@ type Result struct {
 	// Metrics are the task's scalars, by their fixed names (e.g.
 	// "reward/mean", "time/rollout_s").
 	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// Samples are a few of a rollout task's chains as text, for the
+	// step's TensorBoard text summaries.
+	Samples []Sample `json:"samples,omitempty"`
+}
+
+// Sample is one rollout chain as text: the prompt, the chain of thought
+// and the instruction the MLLM wrote.
+type Sample struct {
+	GroupID     int64  `json:"group_id"`
+	SampleIndex int32  `json:"sample_index"`
+	Scenario    string `json:"scenario"`
+	Prompt      string `json:"prompt"`
+	CoT         string `json:"cot"`
+	Instruction string `json:"instruction"`
 }
 
 // ErrFatal marks a task error that a retry cannot fix (a NaN loss, a

@@ -99,7 +99,7 @@ func (w *Worker) rollout(ctx context.Context, t task.Task) (task.Result, error) 
 		"time/rollout_task_s": elapsed.Seconds(),
 		"time/pull_s":         pull.Seconds(),
 	}
-	return task.Result{Outputs: []storage.Object{obj}, Metrics: m}, nil
+	return task.Result{Outputs: []storage.Object{obj}, Metrics: m, Samples: samplesOf(out, samplesPerTask)}, nil
 }
 
 // policyAt returns policy version v of run, loading it from the store
@@ -125,4 +125,20 @@ func (w *Worker) policyAt(ctx context.Context, run string, v int) (*model.Bundle
 		w.prefetch(run, v+1)
 	}
 	return b, nil
+}
+
+// samplesPerTask is how many chains a rollout task reports as text.
+const samplesPerTask = 2
+
+// samplesOf returns the first chain of each of the first n groups of rows.
+func samplesOf(rows []shards.RolloutRow, n int) []task.Sample {
+	var out []task.Sample
+	for _, r := range rows {
+		if r.SampleIndex != 0 || len(out) == n {
+			continue
+		}
+		out = append(out, task.Sample{GroupID: r.GroupID, SampleIndex: r.SampleIndex, Scenario: r.Scenario,
+			Prompt: r.Prompt, CoT: r.CoT, Instruction: r.Instruction})
+	}
+	return out
 }

@@ -92,6 +92,10 @@ func TestResumeAfterACycleEqualsUninterrupted(t *testing.T) {
 			if g := l.HParams["grpo.group"]; g != 3.0 || l.HParams["schedule.phases"] != "[{phase: mllm-grpo, steps: 2}, {phase: dit-grpo, steps: 2}]" || l.HParamsStart <= 0 {
 				t.Errorf("TensorBoard's hparams: grpo.group %v, schedule.phases %v, start %v", g, l.HParams["schedule.phases"], l.HParamsStart)
 			}
+			// A few of each step's chains as text.
+			if tx := l.Texts["samples/0"]; len(tx) != 8 || tx[0].Step != 1 || !strings.Contains(tx[0].Text, "**prompt:**") || !strings.Contains(tx[0].Text, "**think:**") {
+				t.Errorf("TensorBoard's samples/0 texts: %+v, want one per step 1…8 with a prompt and a chain of thought", tx)
+			}
 			if r == "b" {
 				var steps []any
 				for _, im := range l.Images["grid/think"] {

@@ -25,7 +25,8 @@ func TestTensorBoardReadsGoFiles(t *testing.T) {
 	// Four files, as a run writes them: one per step, then two steps in one.
 	files := [][]tfevents.Event{
 		{{WallTime: 1764265781.5, Step: 1, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: 0.25}, {Tag: "loss/kl", Value: 0.0012}, {Tag: "reward/text/mean", Value: float32(math.NaN())}}}},
-		{{WallTime: 1764265790.25, Step: 2, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: -1.5}, {Tag: "loss/kl", Value: 1e-30}, {Tag: "reward/text/mean", Value: 1}}}},
+		{{WallTime: 1764265790.25, Step: 2, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: -1.5}, {Tag: "loss/kl", Value: 1e-30}, {Tag: "reward/text/mean", Value: 1}},
+			Texts: []tfevents.Text{{Tag: "samples/0", Value: "**prompt:** Draw a red circle ✓\n\n**think:** one circle"}}}},
 		{
 			{WallTime: 1764265800, Step: 3, Scalars: []tfevents.Scalar{{Tag: "reward/mean", Value: 3.4028235e38}}},
 			{WallTime: 1764265801, Step: 0, Scalars: []tfevents.Scalar{{Tag: "eval/think/text", Value: 0.5}},
@@ -72,6 +73,9 @@ func TestTensorBoardReadsGoFiles(t *testing.T) {
 	}
 
 	got := tfeventstest.Read(t, dir)
+	if txt := got.Texts["samples/0"]; len(txt) != 1 || txt[0].Step != 2 || txt[0].Text != files[1][0].Texts[0].Value {
+		t.Errorf("TensorBoard's texts %+v, want the sample at step 2", got.Texts)
+	}
 	if got.FileVersion != 2 {
 		t.Errorf("file version %v, want 2", got.FileVersion)
 	}

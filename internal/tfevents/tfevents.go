@@ -73,6 +73,13 @@ type Image struct {
 	PNG           []byte
 }
 
+// Text is one text summary value, which TensorBoard's text dashboard
+// shows (as Markdown) under Tag: a string tensor with the "text" plugin's
+// metadata.
+type Text struct {
+	Tag, Value string
+}
+
 // Event is one record of an event file.
 type Event struct {
 	// WallTime is seconds since the Unix epoch.
@@ -80,11 +87,12 @@ type Event struct {
 	Step     int64
 	// FileVersion is set on the first event of a file only.
 	FileVersion string
-	// Scalars, Images and Plugins are the event's summary: its scalar
-	// values, then its images, then its plugin values.
+	// Scalars, Images, Plugins and Texts are the event's summary: its
+	// scalar values, then its images, its plugin values and its texts.
 	Scalars []Scalar
 	Images  []Image
 	Plugins []PluginValue
+	Texts   []Text
 }
 
 // PluginValue is a summary value that carries only its metadata: a
@@ -114,6 +122,12 @@ const (
 	metadataPlugin   protowire.Number = 1
 	pluginName       protowire.Number = 1
 	pluginContent    protowire.Number = 2
+	valueTensor      protowire.Number = 8 // TensorProto
+	tensorDType      protowire.Number = 1
+	tensorShape      protowire.Number = 2
+	tensorStringVal  protowire.Number = 8
+	dtString                          = 7 // DT_STRING
+	textPlugin                        = "text"
 )
 
 // Marshal returns the Event protobuf of e, fields in number order (as
@@ -132,7 +146,7 @@ func (e *Event) Marshal() []byte {
 		b = protowire.AppendTag(b, eventFileVersion, protowire.BytesType)
 		b = protowire.AppendString(b, e.FileVersion)
 	}
-	if len(e.Scalars) > 0 || len(e.Images) > 0 || len(e.Plugins) > 0 {
+	if len(e.Scalars) > 0 || len(e.Images) > 0 || len(e.Plugins) > 0 || len(e.Texts) > 0 {
 		var sum []byte
 		for _, s := range e.Scalars {
 			var v []byte
@@ -191,6 +205,31 @@ func (e *Event) Marshal() []byte {
 			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
 			sum = protowire.AppendBytes(sum, v)
 		}
+		for _, tx := range e.Texts {
+			// Value{tag, metadata{plugin_data{plugin_name "text"}},
+			// tensor{dtype DT_STRING, tensor_shape {} (a scalar), string_val}}.
+			pd := protowire.AppendTag(nil, pluginName, protowire.BytesType)
+			pd = protowire.AppendString(pd, textPlugin)
+			md := protowire.AppendTag(nil, metadataPlugin, protowire.BytesType)
+			md = protowire.AppendBytes(md, pd)
+			tp := protowire.AppendTag(nil, tensorDType, protowire.VarintType)
+			tp = protowire.AppendVarint(tp, dtString)
+			tp = protowire.AppendTag(tp, tensorShape, protowire.BytesType)
+			tp = protowire.AppendBytes(tp, nil)
+			tp = protowire.AppendTag(tp, tensorStringVal, protowire.BytesType)
+			tp = protowire.AppendString(tp, tx.Value)
+			var v []byte
+			if tx.Tag != "" {
+				v = protowire.AppendTag(v, valueTag, protowire.BytesType)
+				v = protowire.AppendString(v, tx.Tag)
+			}
+			v = protowire.AppendTag(v, valueTensor, protowire.BytesType)
+			v = protowire.AppendBytes(v, tp)
+			v = protowire.AppendTag(v, valueMetadata, protowire.BytesType)
+			v = protowire.AppendBytes(v, md)
+			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
+			sum = protowire.AppendBytes(sum, v)
+		}
 		b = protowire.AppendTag(b, eventSummary, protowire.BytesType)
 		b = protowire.AppendBytes(b, sum)
 	}
@@ -220,10 +259,11 @@ func (e *Event) Unmarshal(b []byte) error {
 				}
 				val, _ := protowire.ConsumeBytes(field)
 				var (
-					s                     Scalar
-					im                    Image
-					pv                    PluginValue
-					scalar, image, plugin bool
+					s                           Scalar
+					im                          Image
+					pv                          PluginValue
+					text                        []byte
+					scalar, image, plugin, strv bool
 				)
 				err := eachField(val, func(num protowire.Number, typ protowire.Type, field []byte) error {
 					switch {
@@ -255,6 +295,15 @@ func (e *Event) Unmarshal(b []byte) error {
 								return nil
 							})
 						})
+					case num == valueTensor && typ == protowire.BytesType:
+						v, _ := protowire.ConsumeBytes(field)
+						return eachField(v, func(num protowire.Number, typ protowire.Type, field []byte) error {
+							if num == tensorStringVal && typ == protowire.BytesType {
+								b, _ := protowire.ConsumeBytes(field)
+								text, strv = append([]byte(nil), b...), true
+							}
+							return nil
+						})
 					case num == valueImage && typ == protowire.BytesType:
 						v, _ := protowire.ConsumeBytes(field)
 						image = true
@@ -283,6 +332,8 @@ func (e *Event) Unmarshal(b []byte) error {
 					return fmt.Errorf("summary value: %w", err)
 				}
 				switch {
+				case strv && pv.Plugin == textPlugin:
+					e.Texts = append(e.Texts, Text{Tag: s.Tag, Value: string(text)})
 				case scalar:
 					e.Scalars = append(e.Scalars, s)
 				case image:

@@ -85,6 +85,7 @@ func TestRoundTrip(t *testing.T) {
 		{"images beside scalars", []Event{{WallTime: 4, Step: 2, Scalars: []Scalar{{"a", 1}},
 			Images: []Image{{Tag: "grid/think", Height: 64, Width: 128, Colorspace: 4, PNG: []byte("\x89PNG fake")}, {Tag: "grid/direct", Height: 1, Width: 1, Colorspace: 3, PNG: []byte{0}}}}}},
 		{"plugin values", []Event{{WallTime: 6, Plugins: []PluginValue{{Tag: HParamsTag, Plugin: "hparams", Content: []byte{0x1a, 0}}, {Tag: "t", Plugin: "text"}}}}},
+		{"texts beside scalars", []Event{{WallTime: 7, Step: 9, Scalars: []Scalar{{"a", 1}}, Texts: []Text{{"samples/0", "**prompt:** draw ✓\n\n<think>two</think>"}, {"samples/1", ""}}}}},
 		{"image only", []Event{{WallTime: 5, Step: 3, Images: []Image{{Tag: "g", Height: 2, Width: 3, Colorspace: 1, PNG: []byte("png")}}}}},
 		{"many events", func() []Event {
 			var es []Event

@@ -264,7 +264,7 @@ func TestPutEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.UnixMilli(1764265790500)
-	if err := runs.PutStepEvents(ctx, st, rs, 1, at, map[string]float64{"reward/mean": 0.5, "loss/kl": 0.25}); err != nil {
+	if err := runs.PutStepEvents(ctx, st, rs, 1, at, map[string]float64{"reward/mean": 0.5, "loss/kl": 0.25}, nil); err != nil {
 		t.Fatal(err)
 	}
 	objs, err := st.List(ctx, prefix)

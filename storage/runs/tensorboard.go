@@ -101,9 +101,11 @@ func StepEvent(step int, at time.Time, metrics map[string]float64) tfevents.Even
 }
 
 // PutStepEvents writes the event file of a committed step from its
-// metrics.
-func PutStepEvents(ctx context.Context, st storage.Store, rs *State, step int, at time.Time, metrics map[string]float64) error {
-	return PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{StepEvent(step, at, metrics)})
+// metrics and texts (a few of its chains of thought, when known).
+func PutStepEvents(ctx context.Context, st storage.Store, rs *State, step int, at time.Time, metrics map[string]float64, texts []tfevents.Text) error {
+	e := StepEvent(step, at, metrics)
+	e.Texts = texts
+	return PutEvents(ctx, st, rs, fmt.Sprintf("%06d", step), []tfevents.Event{e})
 }
 
 // PutEvalEvents writes held-out scores (one map of EvalKey's form per

@@ -3,7 +3,8 @@ prints what it found as JSON:
 
     {"file_version": 2.0, "files": [...], "scalars": {tag: [[step, wall_time, value], ...]},
      "images": {tag: [[step, wall_time, width, height, sha256 of the encoded image], ...]},
-     "hparams": {name: number or string, ...}, "hparams_start": start_time_secs}
+     "hparams": {name: number or string, ...}, "hparams_start": start_time_secs,
+     "texts": {tag: [[step, text], ...]}}
 
 Usage: tb_read.py LOGDIR, with the test venv's python (scripts/setup-pyenv.sh);
 package tfeventstest runs it for Go tests.
@@ -16,9 +17,12 @@ import sys
 
 from tensorboard.backend.event_processing import event_accumulator, io_wrapper
 from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util import tensor_util
 
 logdir = sys.argv[1]
-acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0})
+acc = event_accumulator.EventAccumulator(
+    logdir, size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0, event_accumulator.TENSORS: 0}
+)
 acc.Reload()
 
 
@@ -37,6 +41,14 @@ out = {
         for tag in acc.Tags()["images"]
     },
 }
+# The text plugin's summaries: string tensors tagged with its metadata.
+out["texts"] = {}
+for tag in acc.Tags()["tensors"]:
+    if acc.SummaryMetadata(tag).plugin_data.plugin_name != "text":
+        continue
+    out["texts"][tag] = [
+        [e.step, tensor_util.make_ndarray(e.tensor_proto).item().decode("utf-8")] for e in acc.Tensors(tag)
+    ]
 # The hparams plugin's session start, as its data provider reads it.
 try:
     contents = acc.PluginTagToContent("hparams")

@@ -39,6 +39,26 @@ type Log struct {
 	// start (numbers as float64), HParamsStart its start_time_secs.
 	HParams      map[string]any `json:"hparams"`
 	HParamsStart float64        `json:"hparams_start"`
+	// Texts holds each text tag's summaries, in TensorBoard's order.
+	Texts map[string][]TextPoint `json:"texts"`
+}
+
+// TextPoint is one text summary.
+type TextPoint struct {
+	Step int64
+	Text string
+}
+
+// UnmarshalJSON reads [step, text].
+func (p *TextPoint) UnmarshalJSON(b []byte) error {
+	var raw [2]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw[0], &p.Step); err != nil {
+		return err
+	}
+	return json.Unmarshal(raw[1], &p.Text)
 }
 
 // Point is one scalar value.
