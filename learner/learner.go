@@ -322,6 +322,7 @@ func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews 
 	if err != nil {
 		return nil, err
 	}
+	l.balanceRanks(samples, g.MiniBatches)
 	m := map[string]float64{}
 	advMetrics(m, ast)
 	lr, err := l.phaseLR(config.PhaseMLLMGRPO, g.LR, g.WarmupSteps, g.Decay)

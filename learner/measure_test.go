@@ -3,6 +3,7 @@ package learner_test
 import (
 	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 const (
 	envMeasure      = "THINKGEN_MEASURE_DP"
 	envMeasureAlone = "THINKGEN_MEASURE_DP_ALONE"
-	envMeasureZero  = "THINKGEN_MEASURE_DP_ZERO" // the ranks shard the optimiser (optim.zero 1)
+	envMeasureZero  = "THINKGEN_MEASURE_DP_ZERO"  // the ranks shard the optimiser (optim.zero 1)
+	envMeasureSteps = "THINKGEN_MEASURE_DP_STEPS" // steps timed per arm (default 3)
 )
 
 // measured is what one learner process timed.
@@ -46,7 +48,10 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	if os.Getenv(envMeasure) == "" {
 		t.Skip("set " + envMeasure + "=1 to measure")
 	}
-	const steps, reduces = 3, 20
+	steps, reduces := 3, 20
+	if n, err := strconv.Atoi(os.Getenv(envMeasureSteps)); err == nil && n > 0 {
+		steps = n // the ranks read it too
+	}
 	c, err := config.Load("../configs/tiny.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -109,11 +114,10 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	wait()
 	zero := readRanks[measured](t, dir, 2)
 	os.Unsetenv(envMeasureZero)
-	// The ceiling: two independent one-thread learners, each taking the
+	// Contention: two independent one-thread learners, each taking the
 	// whole step at the same time (they meet only at a barrier before each
-	// step). Two ranks each doing half of that work at best take half of
-	// their time, so 2 × (step alone) / (step beside another) bounds the
-	// speed-up this machine allows two processes.
+	// step), against one alone: what two busy processes cost each other
+	// on this machine without exchanging a byte.
 	t.Setenv(envMeasureAlone, "1")
 	dir, wait = startRanks(t, "TestMeasureDataParallelGRPO", in, 2, "-test.timeout=30m")
 	wait()
@@ -130,9 +134,8 @@ func TestMeasureDataParallelGRPO(t *testing.T) {
 	t.Logf("2 ranks × 1 thread, ZeRO-1: step %v (slower rank's median; rank 0 %v, rank 1 %v), speed-up %.2f×",
 		stepZero.Round(time.Millisecond), zero[0].Steps, zero[1].Steps, stepOne.Seconds()/stepZero.Seconds())
 	stepPair := max(median(pair[0].Steps), median(pair[1].Steps))
-	ceiling := 2 * stepOne.Seconds() / stepPair.Seconds()
-	t.Logf("2 independent processes × 1 thread, each the whole step at once: step %v (slower's median; %v, %v): ceiling for 2 ranks %.2f×; the ranks reach %.0f%% of it",
-		stepPair.Round(time.Millisecond), pair[0].Steps, pair[1].Steps, ceiling, 100*stepOne.Seconds()/stepTwo.Seconds()/ceiling)
+	t.Logf("2 independent processes × 1 thread, each the whole step at once: step %v (slower's median; %v, %v), %.2f× one process's alone",
+		stepPair.Round(time.Millisecond), pair[0].Steps, pair[1].Steps, stepPair.Seconds()/stepOne.Seconds())
 	t.Logf("all-reduce of the MLLM's gradients (%d bytes) between the 2 ranks: %v (median of %d), %.3f%% of the 1-rank step, %.3f%% of the 2-rank step (%d per step: one per mini-batch)",
 		two[0].GradBytes, reduce, reduces, 100*reduce.Seconds()/stepOne.Seconds(), 100*float64(c.GRPO.MiniBatches)*reduce.Seconds()/stepTwo.Seconds(), c.GRPO.MiniBatches)
 }

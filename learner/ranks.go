@@ -2,6 +2,7 @@ package learner
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/thinkgen/thinkgen/dist"
 )
@@ -28,6 +29,53 @@ import (
 func (l *Learner) SetGroup(g *dist.Group) {
 	l.group = g
 	l.shard()
+}
+
+// balanceRanks reorders the samples of each of the miniBatches
+// mini-batches of a GRPO step in place so that the ranks' consecutive
+// shares (rankShare) cost alike: a rank's forward pads its sequences to
+// the longest, so the samples are dealt to the ranks longest first, in
+// snake order (0, 1, …, N−1, N−1, …, 0, …), each rank taking as many as
+// its share holds. Every rank computes the same order from the same
+// samples; the step's sums do not depend on it. Nothing without a group.
+func (l *Learner) balanceRanks(samples []sample, miniBatches int) {
+	if l.group == nil || l.group.World() < 2 {
+		return
+	}
+	n := l.group.World()
+	cost := func(s sample) int { return len(s.row.TokenIDs) + len(s.row.Prompt) }
+	for _, c := range chunks(len(samples), miniBatches) {
+		mb := samples[c[0]:c[1]]
+		if len(mb) < n {
+			continue // rankShare refuses it
+		}
+		order := make([]int, len(mb))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return cost(mb[order[a]]) > cost(mb[order[b]]) })
+		room := make([]int, n)
+		for r, sh := range chunks(len(mb), n) {
+			room[r] = sh[1] - sh[0]
+		}
+		shares := make([][]sample, n)
+		for i, k := range order {
+			r := i % n
+			if (i/n)%2 == 1 {
+				r = n - 1 - r
+			}
+			for room[r] == 0 {
+				r = (r + 1) % n
+			}
+			room[r]--
+			shares[r] = append(shares[r], mb[k])
+		}
+		out := mb[:0:0]
+		for _, sh := range shares {
+			out = append(out, sh...)
+		}
+		copy(mb, out)
+	}
 }
 
 // rankShare returns this rank's consecutive share of a mini-batch (the
