@@ -288,19 +288,7 @@ func TestImportHFTransformersSharded(t *testing.T) {
 	if rep.Shards < 2 || !slices.Equal(rep.Initialised, []string{"vision", "connector", "dit"}) {
 		t.Errorf("imported from %d files, initialised %v; want ≥ 2 shards and vision, connector, dit initialised", rep.Shards, rep.Initialised)
 	}
-	buf, err := os.ReadFile(filepath.Join(dir, "expected.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp, err := safetensors.Deserialize(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := exp.Tensor("logits")
-	want := make([]float32, len(v.Data())/4)
-	for i := range want {
-		want[i] = math.Float32frombits(uint32(v.Data()[4*i]) | uint32(v.Data()[4*i+1])<<8 | uint32(v.Data()[4*i+2])<<16 | uint32(v.Data()[4*i+3])<<24)
-	}
+	want := tensorsOf(t, filepath.Join(dir, "expected.safetensors"), "logits")[0]
 	err = libtorch.Run(func() error {
 		b, _, err := model.LoadBundle(out, gotch.CPU)
 		if err != nil {

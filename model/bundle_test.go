@@ -23,64 +23,95 @@ func testBundleConfig() *config.Config {
 	return cfg
 }
 
+// A bundle saves and loads its weights, tokenizer and (a LoRA run's)
+// adapters exactly; the manifest refuses a configuration that does not
+// fit the weights and catches a flipped byte.
 func TestBundleSaveLoadRoundTrip(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ckpt")
 	tok, err := tokenizer.NewWords([]string{"a", "red", "circle", "left", "of"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	inTorch(t, func() error {
-		cfg := testBundleConfig()
-		b, err := NewBundle(cfg, tok, gotch.CPU, 42)
-		if err != nil {
-			return err
-		}
-		defer b.Drop()
-		if b.MLLM.Vocab != tok.VocabSize() {
-			t.Errorf("MLLM vocab %d, tokenizer %d", b.MLLM.Vocab, tok.VocabSize())
-		}
-		// The manifest records a configuration of the bundle's shape only.
-		other := testBundleConfig()
-		other.Model.DiT.Layers++
-		if err := b.Save(dir, 7, other); err == nil || !strings.Contains(err.Error(), "dit.layers") {
-			t.Errorf("Save with a configuration of another shape: %v, want an error naming dit.layers", err)
-		}
-		if err := b.Save(dir, 7, cfg); err != nil {
-			return err
-		}
-		got, man, err := LoadBundle(dir, gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer got.Drop()
-		if man.Step != 7 || len(man.Files) != 4 {
-			t.Errorf("manifest %+v", man)
-		}
-		for _, pair := range [][2]*Params{{b.MLLM.P, got.MLLM.P}, {b.Connector.P, got.Connector.P}, {b.DiT.P, got.DiT.P}} {
-			for i, p := range pair[0].Tensors() {
-				if d := maxAbsDiff(p, pair[1].Tensors()[i]); d != 0 {
-					t.Errorf("%s differs by %g after reload", pair[0].Specs()[i].Name, d)
+	withLoRA := config.LoRA{MLLM: config.Adapter{Rank: 2, Alpha: 4}, DiT: config.Adapter{Rank: 3, Alpha: 3}}
+	for _, tc := range []struct {
+		name  string
+		lora  config.LoRA
+		files int
+	}{{"weights", config.LoRA{}, 4}, {"with adapters", withLoRA, 6}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ckpt")
+			inTorch(t, func() error {
+				cfg := testBundleConfig()
+				cfg.LoRA = tc.lora
+				b, err := NewBundle(cfg, tok, gotch.CPU, 42)
+				if err != nil {
+					return err
 				}
-			}
-		}
-		if got.Tok.VocabSize() != tok.VocabSize() {
-			t.Errorf("tokenizer vocab %d after reload, want %d", got.Tok.VocabSize(), tok.VocabSize())
-		}
-		// A flipped byte in a weights file is caught by the manifest.
-		path := filepath.Join(dir, "dit.safetensors")
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		raw[len(raw)-1] ^= 0xff
-		if err := os.WriteFile(path, raw, 0o644); err != nil {
-			return err
-		}
-		if _, _, err := LoadBundle(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), "dit.safetensors") || !strings.Contains(err.Error(), "sha256") {
-			t.Errorf("corrupted checkpoint: %v", err)
-		}
-		return nil
-	})
+				defer b.Drop()
+				if b.MLLM.Vocab != tok.VocabSize() {
+					t.Errorf("MLLM vocab %d, tokenizer %d", b.MLLM.Vocab, tok.VocabSize())
+				}
+				pairs := func(x *Bundle) []*Params { return []*Params{x.MLLM.P, x.Connector.P, x.DiT.P} }
+				if tc.lora.MLLM.Rank > 0 {
+					randomizeB(b.MLLM.Adapters)
+					randomizeB(b.DiT.Adapters)
+					pairs = func(x *Bundle) []*Params {
+						return []*Params{x.MLLM.P, x.Connector.P, x.DiT.P, x.MLLM.Adapters.P, x.DiT.Adapters.P}
+					}
+				}
+				// The manifest records a configuration that fits the bundle only.
+				other := testBundleConfig()
+				other.Model.DiT.Layers++
+				other.LoRA = tc.lora
+				if err := b.Save(dir, 7, other); err == nil || !strings.Contains(err.Error(), "dit.layers") {
+					t.Errorf("Save with a configuration of another shape: %v, want an error naming dit.layers", err)
+				}
+				other = testBundleConfig()
+				other.LoRA = withLoRA
+				if tc.lora.MLLM.Rank > 0 {
+					other.LoRA = config.LoRA{}
+				}
+				if err := b.Save(dir, 7, other); err == nil || !strings.Contains(err.Error(), "lora") {
+					t.Errorf("Save with a configuration of other adapters: %v, want an error naming lora", err)
+				}
+				if err := b.Save(dir, 7, cfg); err != nil {
+					return err
+				}
+				got, man, err := LoadBundle(dir, gotch.CPU)
+				if err != nil {
+					return err
+				}
+				defer got.Drop()
+				if man.Step != 7 || len(man.Files) != tc.files {
+					t.Errorf("manifest %+v, want %d files", man, tc.files)
+				}
+				want, have := pairs(b), pairs(got)
+				for k, p := range want {
+					for i, x := range p.Tensors() {
+						if d := maxAbsDiff(x, have[k].Tensors()[i]); d != 0 {
+							t.Errorf("%s differs by %g after reload", p.Specs()[i].Name, d)
+						}
+					}
+				}
+				if got.Tok.VocabSize() != tok.VocabSize() {
+					t.Errorf("tokenizer vocab %d after reload, want %d", got.Tok.VocabSize(), tok.VocabSize())
+				}
+				// A flipped byte in a weights file is caught by the manifest.
+				path := filepath.Join(dir, "dit.safetensors")
+				raw, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				raw[len(raw)-1] ^= 0xff
+				if err := os.WriteFile(path, raw, 0o644); err != nil {
+					return err
+				}
+				if _, _, err := LoadBundle(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), "dit.safetensors") || !strings.Contains(err.Error(), "sha256") {
+					t.Errorf("corrupted checkpoint: %v", err)
+				}
+				return nil
+			})
+		})
+	}
 }
 
 func TestImagesRoundTrip(t *testing.T) {

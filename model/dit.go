@@ -24,35 +24,15 @@ const timeEmbedDim = 256
 // noisy image and the reference images on their own, as in OmniGen2.
 type DiT struct {
 	Cfg config.DiT
-	P   *Params
+	trainable
 	dev gotch.Device
-	rec *Recompute // nil: blocks keep their activations for backward
-	// Adapters are the DiT's LoRA adapters, applied in every forward (nil:
-	// none).
-	Adapters *LoRA
 }
 
-// WithoutAdapters returns a view of d that shares its weights and runs
-// without its adapters. Do not Drop the view.
-func (d *DiT) WithoutAdapters() *DiT {
-	v := *d
-	v.Adapters = nil
-	return &v
-}
+// WithoutAdapters returns a view of d without its adapters (see MLLM's).
+func (d *DiT) WithoutAdapters() *DiT { return viewOf(d, func(v *DiT) { v.Adapters = nil }) }
 
-// lin is x·Wᵀ for the weight name, with its adapter's term.
-func (d *DiT) lin(s *libtorch.Scope, x *ts.Tensor, name string) *ts.Tensor {
-	return d.Adapters.linear(s, d.P, x, name)
-}
-
-// Recording returns a view of d that shares its weights and records its
-// forward passes into r (activation checkpointing, see Recompute). Do not
-// Drop the view.
-func (d *DiT) Recording(r *Recompute) *DiT {
-	v := *d
-	v.rec = r
-	return &v
-}
+// Recording returns a view of d that records its forward passes into r.
+func (d *DiT) Recording(r *Recompute) *DiT { return viewOf(d, func(v *DiT) { v.rec = r }) }
 
 // Latent converts between images and what the DiT denoises. The tiny
 // configuration works in pixel space; a VAE (16 latent channels, 8×
@@ -153,14 +133,11 @@ func NewDiT(c config.DiT, dev gotch.Device, seed uint64) (*DiT, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DiT{Cfg: c, P: p, dev: dev}, nil
+	return &DiT{Cfg: c, trainable: trainable{P: p}, dev: dev}, nil
 }
 
 // Drop frees the parameters.
-func (d *DiT) Drop() {
-	d.P.Drop()
-	d.Adapters.Drop()
-}
+func (d *DiT) Drop() { d.drop() }
 
 // DiTInput is one batch for the DiT.
 type DiTInput struct {

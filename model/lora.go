@@ -111,10 +111,40 @@ func (l *LoRA) Merged(base *Params) map[string]*ts.Tensor {
 			b := l.P.Get(mod+".lora_B.weight").MustTotype(gotch.Float, false)
 			ba := b.MustMatmul(a, true).MustMulScalar(ts.FloatScalar(l.Scale()), true)
 			a.MustDrop()
-			w := base.Get(mod + ".weight").MustTotype(gotch.Float, false)
+			w := base.Get(mod+".weight").MustTotype(gotch.Float, false)
 			out[mod+".weight"] = w.MustAdd(ba, true)
 			ba.MustDrop()
 		}
 	})
 	return out
+}
+
+// trainable is a model's parameters as its forward uses them: with its
+// LoRA adapters, and recording into a Recompute when one is set. MLLM and
+// DiT embed it.
+type trainable struct {
+	P *Params
+	// Adapters are the model's LoRA adapters, applied in every forward
+	// (nil: none).
+	Adapters *LoRA
+	rec      *Recompute // nil: layers keep their activations for backward
+}
+
+// lin is x·Wᵀ for the weight name of P, with its adapter's term.
+func (t *trainable) lin(s *libtorch.Scope, x *ts.Tensor, name string) *ts.Tensor {
+	return t.Adapters.linear(s, t.P, x, name)
+}
+
+// drop frees the parameters and the adapters.
+func (t *trainable) drop() {
+	t.P.Drop()
+	t.Adapters.Drop()
+}
+
+// viewOf returns a copy of *m that change altered: a view sharing m's
+// weights (MLLM.WithoutAdapters, DiT.Recording, …).
+func viewOf[T any](m *T, change func(*T)) *T {
+	v := *m
+	change(&v)
+	return &v
 }

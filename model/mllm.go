@@ -31,38 +31,19 @@ type MLLM struct {
 	// sequence instead of those after the first </think> (the ALL
 	// ablation; config model.connector.states).
 	AllStates bool
-	P         *Params
-	dev       gotch.Device
-	cos       *ts.Tensor // [MaxSeqLen, HeadDim]
-	sin       *ts.Tensor
-	rec       *Recompute // nil: layers keep their activations for backward
-	// Adapters are the MLLM's LoRA adapters, applied in every forward (nil:
-	// none).
-	Adapters *LoRA
+	trainable
+	dev gotch.Device
+	cos *ts.Tensor // [MaxSeqLen, HeadDim]
+	sin *ts.Tensor
 }
 
-// WithoutAdapters returns a view of m that shares its weights and runs
-// without its adapters: the base model a LoRA run trains against. Do not
-// Drop the view.
-func (m *MLLM) WithoutAdapters() *MLLM {
-	v := *m
-	v.Adapters = nil
-	return &v
-}
+// WithoutAdapters returns a view of m without its adapters: the base a
+// LoRA run trains against. A view shares m's weights: do not Drop it.
+func (m *MLLM) WithoutAdapters() *MLLM { return viewOf(m, func(v *MLLM) { v.Adapters = nil }) }
 
-// lin is x·Wᵀ for the weight name, with its adapter's term.
-func (m *MLLM) lin(s *libtorch.Scope, x *ts.Tensor, name string) *ts.Tensor {
-	return m.Adapters.linear(s, m.P, x, name)
-}
-
-// Recording returns a view of m that shares its weights and records its
-// forward passes into r (activation checkpointing, see Recompute). A
-// recording view trains only: it refuses a KV cache. Do not Drop the view.
-func (m *MLLM) Recording(r *Recompute) *MLLM {
-	v := *m
-	v.rec = r
-	return &v
-}
+// Recording returns a view of m that records its forward passes into r
+// (activation checkpointing, see Recompute); it refuses a KV cache.
+func (m *MLLM) Recording(r *Recompute) *MLLM { return viewOf(m, func(v *MLLM) { v.rec = r }) }
 
 // MLLMSpecs lists the parameters of an MLLM with vocab tokens.
 // visionChannels is the number of image channels of the patch embedder
@@ -120,7 +101,7 @@ func NewMLLM(c config.MLLM, vocab int, special SpecialIDs, vision bool, dev gotc
 	}
 	cos, sin := ropeTable(c.MaxSeqLen, c.HeadDim, c.RopeTheta)
 	return &MLLM{
-		Cfg: c, Vocab: vocab, Special: special, P: p, dev: dev,
+		Cfg: c, Vocab: vocab, Special: special, trainable: trainable{P: p}, dev: dev,
 		cos: float32Tensor(cos, []int64{int64(c.MaxSeqLen), int64(c.HeadDim)}, dev),
 		sin: float32Tensor(sin, []int64{int64(c.MaxSeqLen), int64(c.HeadDim)}, dev),
 	}, nil
@@ -128,8 +109,7 @@ func NewMLLM(c config.MLLM, vocab int, special SpecialIDs, vision bool, dev gotc
 
 // Drop frees the model's tensors.
 func (m *MLLM) Drop() {
-	m.P.Drop()
-	m.Adapters.Drop()
+	m.drop()
 	m.cos.MustDrop()
 	m.sin.MustDrop()
 }

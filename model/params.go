@@ -17,10 +17,10 @@ type InitKind int
 
 // Parameter initialisations.
 const (
-	InitNormal InitKind = iota // N(0, Std²)
-	InitOnes                   // all ones (norm weights)
-	InitZeros                  // all zeros (biases, zero-initialised gates)
-	InitUniform                // U(−Std, Std)
+	InitNormal  InitKind = iota // N(0, Std²)
+	InitOnes                    // all ones (norm weights)
+	InitZeros                   // all zeros (biases, zero-initialised gates)
+	InitUniform                 // U(−Std, Std)
 )
 
 // Spec names one parameter of a module and its shape. Modules list their

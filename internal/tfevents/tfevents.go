@@ -149,16 +149,10 @@ func (e *Event) Marshal() []byte {
 	if len(e.Scalars) > 0 || len(e.Images) > 0 || len(e.Plugins) > 0 || len(e.Texts) > 0 {
 		var sum []byte
 		for _, s := range e.Scalars {
-			var v []byte
-			if s.Tag != "" {
-				v = protowire.AppendTag(v, valueTag, protowire.BytesType)
-				v = protowire.AppendString(v, s.Tag)
-			}
 			// simple_value sits in a oneof: written even when zero.
-			v = protowire.AppendTag(v, valueSimpleValue, protowire.Fixed32Type)
+			v := protowire.AppendTag(nil, valueSimpleValue, protowire.Fixed32Type)
 			v = protowire.AppendFixed32(v, math.Float32bits(s.Value))
-			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
-			sum = protowire.AppendBytes(sum, v)
+			sum = appendValue(sum, s.Tag, v)
 		}
 		for _, im := range e.Images {
 			var img []byte
@@ -175,65 +169,49 @@ func (e *Event) Marshal() []byte {
 				img = protowire.AppendTag(img, imageEncoded, protowire.BytesType)
 				img = protowire.AppendBytes(img, im.PNG)
 			}
-			var v []byte
-			if im.Tag != "" {
-				v = protowire.AppendTag(v, valueTag, protowire.BytesType)
-				v = protowire.AppendString(v, im.Tag)
-			}
-			v = protowire.AppendTag(v, valueImage, protowire.BytesType)
-			v = protowire.AppendBytes(v, img)
-			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
-			sum = protowire.AppendBytes(sum, v)
+			sum = appendValue(sum, im.Tag, appendField(nil, valueImage, img))
 		}
 		for _, pv := range e.Plugins {
-			var pd []byte
-			pd = protowire.AppendTag(pd, pluginName, protowire.BytesType)
-			pd = protowire.AppendString(pd, pv.Plugin)
-			if len(pv.Content) > 0 {
-				pd = protowire.AppendTag(pd, pluginContent, protowire.BytesType)
-				pd = protowire.AppendBytes(pd, pv.Content)
-			}
-			md := protowire.AppendTag(nil, metadataPlugin, protowire.BytesType)
-			md = protowire.AppendBytes(md, pd)
-			var v []byte
-			if pv.Tag != "" {
-				v = protowire.AppendTag(v, valueTag, protowire.BytesType)
-				v = protowire.AppendString(v, pv.Tag)
-			}
-			v = protowire.AppendTag(v, valueMetadata, protowire.BytesType)
-			v = protowire.AppendBytes(v, md)
-			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
-			sum = protowire.AppendBytes(sum, v)
+			sum = appendValue(sum, pv.Tag, pluginMetadata(pv.Plugin, pv.Content))
 		}
 		for _, tx := range e.Texts {
-			// Value{tag, metadata{plugin_data{plugin_name "text"}},
-			// tensor{dtype DT_STRING, tensor_shape {} (a scalar), string_val}}.
-			pd := protowire.AppendTag(nil, pluginName, protowire.BytesType)
-			pd = protowire.AppendString(pd, textPlugin)
-			md := protowire.AppendTag(nil, metadataPlugin, protowire.BytesType)
-			md = protowire.AppendBytes(md, pd)
+			// tensor{dtype DT_STRING, tensor_shape {} (a scalar), string_val}
+			// with the text plugin's metadata.
 			tp := protowire.AppendTag(nil, tensorDType, protowire.VarintType)
 			tp = protowire.AppendVarint(tp, dtString)
-			tp = protowire.AppendTag(tp, tensorShape, protowire.BytesType)
-			tp = protowire.AppendBytes(tp, nil)
-			tp = protowire.AppendTag(tp, tensorStringVal, protowire.BytesType)
-			tp = protowire.AppendString(tp, tx.Value)
-			var v []byte
-			if tx.Tag != "" {
-				v = protowire.AppendTag(v, valueTag, protowire.BytesType)
-				v = protowire.AppendString(v, tx.Tag)
-			}
-			v = protowire.AppendTag(v, valueTensor, protowire.BytesType)
-			v = protowire.AppendBytes(v, tp)
-			v = protowire.AppendTag(v, valueMetadata, protowire.BytesType)
-			v = protowire.AppendBytes(v, md)
-			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
-			sum = protowire.AppendBytes(sum, v)
+			tp = appendField(tp, tensorShape, nil)
+			tp = appendField(tp, tensorStringVal, []byte(tx.Value))
+			sum = appendValue(sum, tx.Tag, append(appendField(nil, valueTensor, tp), pluginMetadata(textPlugin, nil)...))
 		}
-		b = protowire.AppendTag(b, eventSummary, protowire.BytesType)
-		b = protowire.AppendBytes(b, sum)
+		b = appendField(b, eventSummary, sum)
 	}
 	return b
+}
+
+// appendField appends the length-delimited field num holding data.
+func appendField(b []byte, num protowire.Number, data []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, data)
+}
+
+// appendValue appends one Summary.Value: its tag (when not empty), then
+// the encoded fields of its kind.
+func appendValue(sum []byte, tag string, fields []byte) []byte {
+	var v []byte
+	if tag != "" {
+		v = appendField(v, valueTag, []byte(tag))
+	}
+	return appendField(sum, summaryValue, append(v, fields...))
+}
+
+// pluginMetadata is a Value's metadata field naming plugin, with its
+// content when there is one.
+func pluginMetadata(plugin string, content []byte) []byte {
+	pd := appendField(nil, pluginName, []byte(plugin))
+	if len(content) > 0 {
+		pd = appendField(pd, pluginContent, content)
+	}
+	return appendField(nil, valueMetadata, appendField(nil, metadataPlugin, pd))
 }
 
 // Unmarshal parses an Event protobuf into e. Fields and summary values of

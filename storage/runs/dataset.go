@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/storage"
@@ -35,17 +35,14 @@ func PutDataset(ctx context.Context, st storage.Store, run, path string) error {
 		}
 		return nil
 	}
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("data.dataset: reading the dataset run %s holds (%s): %w", run, key, err)
-	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		return fmt.Errorf("data.dataset: reading the dataset run %s holds (%s): %w", run, key, err)
-	}
-	if sum := sha256.Sum256(b); !bytes.Equal(h.Sum(nil), sum[:]) {
+	sum := sha256.Sum256(b)
+	err = storage.Verify(ctx, st, storage.Object{Key: key, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
+	var bad *storage.ChecksumError
+	switch {
+	case errors.As(err, &bad):
 		return fmt.Errorf("data.dataset %s differs from the dataset run %s began with (%s)", path, run, key)
+	case err != nil:
+		return fmt.Errorf("data.dataset: reading the dataset run %s holds: %w", run, err)
 	}
 	return nil
 }
@@ -70,7 +67,7 @@ func ReadDataset(ctx context.Context, st storage.Store, run, tmpDir string) ([]d
 	}
 	rows, info, err := datasets.ReadIPC(f)
 	if err != nil {
-		return nil, info, fmt.Errorf("data.dataset: %s: %w", filepath.Base(key), err)
+		return nil, info, fmt.Errorf("data.dataset: %s: %w", key, err)
 	}
 	return rows, info, nil
 }

@@ -49,18 +49,6 @@ type TextPoint struct {
 	Text string
 }
 
-// UnmarshalJSON reads [step, text].
-func (p *TextPoint) UnmarshalJSON(b []byte) error {
-	var raw [2]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(raw[0], &p.Step); err != nil {
-		return err
-	}
-	return json.Unmarshal(raw[1], &p.Text)
-}
-
 // Point is one scalar value.
 type Point struct {
 	Step     int64
@@ -71,26 +59,40 @@ type Point struct {
 // UnmarshalJSON reads [step, wall_time, value], the value possibly a
 // string spelling a non-finite number ("nan", "inf", "-inf").
 func (p *Point) UnmarshalJSON(b []byte) error {
-	var raw [3]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(raw[0], &p.Step); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(raw[1], &p.WallTime); err != nil {
+	var v json.RawMessage
+	if err := tuple(b, &p.Step, &p.WallTime, &v); err != nil {
 		return err
 	}
 	var s string
-	if json.Unmarshal(raw[2], &s) == nil {
-		v, err := strconv.ParseFloat(s, 64)
+	if json.Unmarshal(v, &s) == nil {
+		x, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return fmt.Errorf("scalar value %q: %w", s, err)
 		}
-		p.Value = v
+		p.Value = x
 		return nil
 	}
-	return json.Unmarshal(raw[2], &p.Value)
+	return json.Unmarshal(v, &p.Value)
+}
+
+// UnmarshalJSON reads [step, text].
+func (p *TextPoint) UnmarshalJSON(b []byte) error { return tuple(b, &p.Step, &p.Text) }
+
+// tuple decodes the JSON array b into the values ptrs point at, in order.
+func tuple(b []byte, ptrs ...any) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if len(raw) != len(ptrs) {
+		return fmt.Errorf("%d values, want %d: %s", len(raw), len(ptrs), b)
+	}
+	for i, p := range ptrs {
+		if err := json.Unmarshal(raw[i], p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Read loads dir with TensorBoard's EventAccumulator. It skips the test
