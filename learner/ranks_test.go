@@ -64,11 +64,18 @@ func ranksConfig() *config.Config {
 	return c
 }
 
-// trainedParams are the parameters the phase trains.
+// trainedParams are the parameters the phase trains: the model's LoRA
+// adapters when it has them.
 func trainedParams(l *learner.Learner, phase config.Phase) []*model.Params {
 	b := l.Policy()
 	if phase == config.PhaseMLLMGRPO {
+		if b.MLLM.Adapters != nil {
+			return []*model.Params{b.MLLM.Adapters.P}
+		}
 		return []*model.Params{b.MLLM.P}
+	}
+	if b.DiT.Adapters != nil {
+		return []*model.Params{b.DiT.Adapters.P}
 	}
 	return []*model.Params{b.Connector.P, b.DiT.P}
 }

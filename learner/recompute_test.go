@@ -22,6 +22,8 @@ func TestActivationCheckpointingTakesTheSameStep(t *testing.T) {
 		{"grpo", config.PhaseMLLMGRPO, func(c *config.Config) {}},
 		{"flow_grpo with guidance", config.PhaseDiTGRPO, func(c *config.Config) { c.FlowGRPO.CFG = 2 }},
 		{"awm", config.PhaseDiTGRPO, func(c *config.Config) { c.FlowGRPO.Objective = config.ObjectiveAWM }},
+		{"grpo with lora", config.PhaseMLLMGRPO, func(c *config.Config) { c.LoRA.MLLM = config.Adapter{Rank: 4, Alpha: 8} }},
+		{"flow_grpo with lora", config.PhaseDiTGRPO, func(c *config.Config) { c.LoRA.DiT = config.Adapter{Rank: 4, Alpha: 8} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
