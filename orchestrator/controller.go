@@ -264,9 +264,17 @@ func (c *Controller) renew(ctx context.Context) error {
 	return c.lease.Renew(ctx)
 }
 
+// releaseTimeout bounds giving the lease up: a controller stopping while
+// its store is unreachable does not wait on the store's retries (its
+// lease expires by itself).
+const releaseTimeout = 5 * time.Second
+
 // Close stops renewing the run's lease and gives it up, so that the next
-// controller of the run need not wait for it to expire.
+// controller of the run need not wait for it to expire; it gives up after
+// releaseTimeout.
 func (c *Controller) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
 	if c.stopRenw != nil {
 		c.stopRenw()
 		<-c.renewed

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/thinkgen/thinkgen/storage"
+	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/task"
 )
 
@@ -137,5 +140,43 @@ func TestGangGivesUp(t *testing.T) {
 				t.Errorf("%d rank tasks, want %d groups of 2", len(x.seen), tt.groups)
 			}
 		})
+	}
+}
+
+// hangingStore is a store whose writes of the run lease hang, once hang
+// is set, until their context ends, as an unreachable S3 endpoint's
+// retries do.
+type hangingStore struct {
+	storage.Store
+	hang *atomic.Bool
+}
+
+func (s hangingStore) Replace(ctx context.Context, key string, body io.ReadSeeker, etag string) (string, error) {
+	if s.hang.Load() && strings.HasSuffix(key, "lease.json") {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	return s.Store.Replace(ctx, key, body, etag)
+}
+
+// TestCloseGivesUpOnAHungStore: a controller stopping while its store no
+// longer answers gives its lease up within releaseTimeout, with an error,
+// instead of waiting on the store.
+func TestCloseGivesUpOnAHungStore(t *testing.T) {
+	local, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := hangingStore{Store: local, hang: new(atomic.Bool)}
+	held, err := runs.AcquireLease(context.Background(), st, "r", "test", time.Minute, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.hang.Store(true)
+	c := &Controller{o: Options{Run: "r", Store: st}, lease: held}
+	start := time.Now()
+	err = c.Close(context.Background())
+	if took := time.Since(start); err == nil || took > releaseTimeout+2*time.Second {
+		t.Fatalf("Close on a hung store: %v after %v, want an error within %v", err, took, releaseTimeout)
 	}
 }

@@ -304,8 +304,9 @@ func (c *Controller) runAll(ctx context.Context, ts []task.Task, metrics map[str
 // a rendezvous address and a new epoch, and rank 0's result (the
 // checkpoint) is the learn's. When a rank fails (its collective timed out
 // because another died or hung, or its own error), the others are
-// withdrawn and the whole gang is formed again at a new address and
-// epoch, up to c.o.GangAttempts times.
+// withdrawn and the whole gang is formed again with a new epoch (at the
+// address Rendezvous gives then: the same store of the controller's, or
+// a new one), up to c.o.GangAttempts times.
 func (c *Controller) runGang(ctx context.Context, learn task.Task, metrics map[string]float64) ([]task.Result, error) {
 	n := c.o.LearnerRanks
 	var err error
