@@ -353,6 +353,21 @@ func TestTrainLearnerRanksEqualOne(t *testing.T) {
 	}
 	train("switch", "2", "--stop-after", "1")
 	train("switch", "1", "--resume")
+	// With LoRA adapters on both models, two ranks train the adapters as
+	// one learner does.
+	lora := []string{"--set", "lora.mllm.rank=2", "--set", "lora.mllm.alpha=4", "--set", "lora.dit.rank=2", "--set", "lora.dit.alpha=2"}
+	train("lora-one", "1", lora...)
+	train("lora-two", "2", lora...)
+	for _, f := range []string{"bundle/mllm.lora.safetensors", "bundle/dit.lora.safetensors"} {
+		a, err1 := os.ReadFile(filepath.Join(versionDir(t, dir, "lora-one", 2), f))
+		b, err2 := os.ReadFile(filepath.Join(versionDir(t, dir, "lora-two", 2), f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
+			t.Errorf("%s of two ranks differs from one learner's by %g (%v), want ≤ 1e-6", f, d, err)
+		}
+	}
 	shard := filepath.Join(versionDir(t, dir, "two", 2), "optim-dit.shard-1-of-2.safetensors")
 	if _, err := os.Stat(shard); err != nil {
 		t.Errorf("the two ranks' checkpoint has no sharded optimiser state: %v", err)
