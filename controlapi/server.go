@@ -48,7 +48,7 @@ type Server struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	leaseDur *prometheus.HistogramVec
-	train    *training
+	train    *Training
 }
 
 // NewServer returns a server over q. It fails without a token unless
@@ -107,7 +107,7 @@ func (s *Server) initMetrics() {
 		Name: "thinkgen_queue_workers",
 		Help: "Registered workers.",
 	}, func() float64 { _, w := s.q.Counts(); return float64(w) }))
-	s.train = newTraining(s.reg)
+	s.train = NewTraining(s.reg)
 }
 
 // statusWriter records the status code of a reply.

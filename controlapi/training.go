@@ -26,14 +26,17 @@ var TrainingGauges = []struct {
 	{Name: "thinkgen_train_step_time_seconds", Metric: "time/step_s", Part: "step", Phase: true},
 }
 
-// training holds the gauges of TrainingGauges.
-type training struct {
+// Training holds the gauges of TrainingGauges and the step gauge in a
+// Prometheus registry. A Server has one on its /metrics; a process
+// without a controller API (an embedded train) serves one alone.
+type Training struct {
 	step   prometheus.Gauge
 	gauges map[string]*prometheus.GaugeVec // by name
 }
 
-func newTraining(reg *prometheus.Registry) *training {
-	tr := &training{
+// NewTraining registers the training gauges in reg.
+func NewTraining(reg *prometheus.Registry) *Training {
+	tr := &Training{
 		step: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "thinkgen_train_step",
 			Help: "The run's last committed step (0: none yet).",
@@ -62,7 +65,13 @@ func newTraining(reg *prometheus.Registry) *training {
 // step of phase phase. A metric the step lacks (tokens/s of a dit-grpo
 // step) leaves its gauge as it was.
 func (s *Server) ObserveStep(step int, phase string, metrics map[string]float64) {
-	s.train.step.Set(float64(step))
+	s.train.Observe(step, phase, metrics)
+}
+
+// Observe sets the gauges from the metrics of committed step step of
+// phase phase, as Server.ObserveStep does.
+func (tr *Training) Observe(step int, phase string, metrics map[string]float64) {
+	tr.step.Set(float64(step))
 	for _, g := range TrainingGauges {
 		v, ok := metrics[g.Metric]
 		if !ok {
@@ -75,6 +84,6 @@ func (s *Server) ObserveStep(step int, phase string, metrics map[string]float64)
 		if g.Part != "" {
 			labels = append(labels, g.Part)
 		}
-		s.train.gauges[g.Name].WithLabelValues(labels...).Set(v)
+		tr.gauges[g.Name].WithLabelValues(labels...).Set(v)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -107,4 +108,35 @@ func keys[V any](m map[float64]V) []float64 {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestTrainingMetricsAlone: --metrics serves the training gauges of a
+// train without a controller API, from loopback only; the committed
+// step's values appear on /metrics.
+func TestTrainingMetricsAlone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr bytes.Buffer
+	tr, url, err := serveTrainingMetrics(ctx, &stderr, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Observe(3, "mllm-grpo", map[string]float64{"reward/mean": 0.625, "time/step_s": 12.5})
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"thinkgen_train_step 3", `thinkgen_train_reward_mean{phase="mllm-grpo"} 0.625`, `thinkgen_train_step_time_seconds{part="step",phase="mllm-grpo"} 12.5`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+	if _, _, err := serveTrainingMetrics(ctx, &stderr, "0.0.0.0:0"); err == nil {
+		t.Error("--metrics on every interface, without a token, was accepted")
+	}
 }

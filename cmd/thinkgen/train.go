@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 	"github.com/sugarme/gotch"
 
@@ -21,6 +25,7 @@ import (
 	"github.com/thinkgen/thinkgen/datasets"
 	"github.com/thinkgen/thinkgen/dist"
 	"github.com/thinkgen/thinkgen/export"
+	"github.com/thinkgen/thinkgen/internal/httpserve"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/orchestrator"
 	"github.com/thinkgen/thinkgen/preflight"
@@ -80,6 +85,7 @@ store has it and starts it otherwise.`,
 			listen := fs.String("listen", "", "distributed mode: serve the controller API on this address (e.g. 127.0.0.1:7700) for workers started elsewhere (thinkgen worker)")
 			tokenFile := fs.String("token-file", "", "with --listen: file holding the workers' bearer token (default $THINKGEN_TOKEN, then $THINKGEN_TOKEN_FILE)")
 			insecure := fs.Bool("insecure-local", false, "with --listen: accept workers without a token (loopback addresses only)")
+			metricsAddr := fs.String("metrics", "", "embedded or --workers mode: serve the training gauges in Prometheus format at http://ADDR/metrics (loopback addresses only; with --listen the controller API's /metrics has them)")
 			rendezvous := fs.String("rendezvous", "", "with more than one learner rank: HOST:PORT where this controller serves the ranks' rendezvous store, as the ranks reach it (port 0: a free one; default: the --listen host, else 127.0.0.1, on a free port)")
 			return func(ctx context.Context, args []string) (err error) {
 				if err := noArgs(args); err != nil {
@@ -93,6 +99,9 @@ store has it and starts it otherwise.`,
 				}
 				if *workers != "" && *listen != "" {
 					return usagef("--workers and --listen both choose the workers; give one")
+				}
+				if *metricsAddr != "" && *listen != "" {
+					return usagef("--metrics: with --listen the controller API serves the training gauges on its /metrics")
 				}
 				var counts map[string]int
 				if *workers != "" {
@@ -175,7 +184,8 @@ store has it and starts it otherwise.`,
 				}
 				defer os.RemoveAll(cache)
 				var exec orchestrator.Executor
-				var gauges *controlapi.Server // the controller API's, which serves /metrics
+				var gauges *controlapi.Server                                        // the controller API's, which serves /metrics
+				var observe func(step int, phase string, metrics map[string]float64) // --metrics' gauges
 				attempts := 0
 				if *listen != "" {
 					tok, err := controlapi.LoadToken(*tokenFile)
@@ -213,6 +223,14 @@ store has it and starts it otherwise.`,
 					defer lc.Stop()
 					exec, attempts, gauges = lc.Exec, 1, lc.Server // the queue retries (attempt+1 on failure or an expired lease)
 				}
+				if *metricsAddr != "" {
+					tr, url, err := serveTrainingMetrics(ctx, e.stderr, *metricsAddr)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "train: training gauges at %s\n", url)
+					observe = tr.Observe
+				}
 				fmt.Fprintf(e.stderr, "train: run %s in %s, base %s\n", name, st, cfg.Run.Base)
 				baseBundle := cfg.Run.Base
 				if !*resume && export.IsExport(baseBundle) {
@@ -248,6 +266,9 @@ store has it and starts it otherwise.`,
 					AfterManifest: killAfterManifest(e.getenv(faultAfterManifestEnv)),
 					Eval:          periodic,
 					Committed: func(p schedule.Step, at time.Time, metrics map[string]float64) {
+						if observe != nil {
+							observe(p.Step, string(p.Phase), metrics)
+						}
 						if gauges != nil {
 							gauges.ObserveStep(p.Step, string(p.Phase), metrics)
 						}
@@ -458,4 +479,31 @@ func putHParams(ctx context.Context, st storage.Store, run string, cfg *config.C
 		return err
 	}
 	return runs.PutHParamsEvents(ctx, st, rs, cfg)
+}
+
+// serveTrainingMetrics serves the training gauges alone (controlapi.Training)
+// in Prometheus format at addr's /metrics until ctx ends, for a train
+// without a controller API; addr must be a loopback address (the endpoint
+// has no token). It returns the gauges and the endpoint's URL; a serving
+// error is written to stderr.
+func serveTrainingMetrics(ctx context.Context, stderr io.Writer, addr string) (*controlapi.Training, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", &usageError{fmt.Errorf("--metrics %s: %w", addr, err)}
+	}
+	o := httpserve.Options{Name: "training metrics", TokenHint: "--listen, whose controller API has a token"}
+	if err := o.CheckListener(ln); err != nil {
+		ln.Close()
+		return nil, "", &usageError{fmt.Errorf("--metrics %s: %w", addr, err)}
+	}
+	reg := prometheus.NewRegistry()
+	tr := controlapi.NewTraining(reg)
+	mux := http.NewServeMux()
+	mux.Handle("GET "+controlapi.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	go func() {
+		if err := httpserve.Serve(ctx, ln, mux, o); err != nil {
+			fmt.Fprintf(stderr, "train: --metrics: %v\n", err)
+		}
+	}()
+	return tr, "http://" + ln.Addr().String() + controlapi.PathMetrics, nil
 }
