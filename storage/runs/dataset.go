@@ -1,7 +1,6 @@
 package runs
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,20 +22,28 @@ func DatasetKey(run string) string { return storage.RunPrefix(run) + "data/train
 // the key is created, never replaced). A run that already holds a dataset
 // keeps it when it has the same bytes and refuses a different one.
 func PutDataset(ctx context.Context, st storage.Store, run, path string) error {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("data.dataset: %w", err)
 	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return fmt.Errorf("data.dataset: reading %s: %w", path, err)
+	}
 	key := DatasetKey(run)
-	err = st.Create(ctx, key, bytes.NewReader(b))
+	err = st.Create(ctx, key, f)
 	if !errors.Is(err, storage.ErrExist) {
 		if err != nil {
 			return fmt.Errorf("data.dataset: storing %s as %s: %w", path, key, err)
 		}
 		return nil
 	}
-	sum := sha256.Sum256(b)
-	err = storage.Verify(ctx, st, storage.Object{Key: key, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
+	err = storage.Verify(ctx, st, storage.Object{Key: key, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))})
 	var bad *storage.ChecksumError
 	switch {
 	case errors.As(err, &bad):
