@@ -358,31 +358,32 @@ func TestTrainLearnerRanksEqualOne(t *testing.T) {
 	lora := []string{"--set", "lora.mllm.rank=2", "--set", "lora.mllm.alpha=4", "--set", "lora.dit.rank=2", "--set", "lora.dit.alpha=2"}
 	train("lora-one", "1", lora...)
 	train("lora-two", "2", lora...)
-	for _, f := range []string{"bundle/mllm.lora.safetensors", "bundle/dit.lora.safetensors"} {
-		a, err1 := os.ReadFile(filepath.Join(versionDir(t, dir, "lora-one", 2), f))
-		b, err2 := os.ReadFile(filepath.Join(versionDir(t, dir, "lora-two", 2), f))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
-			t.Errorf("%s of two ranks differs from one learner's by %g (%v), want ≤ 1e-6", f, d, err)
-		}
-	}
+	closeWeights(t, dir, "lora-one", "lora-two", 2, "bundle/mllm.lora.safetensors", "bundle/dit.lora.safetensors")
 	shard := filepath.Join(versionDir(t, dir, "two", 2), "optim-dit.shard-1-of-2.safetensors")
 	if _, err := os.Stat(shard); err != nil {
 		t.Errorf("the two ranks' checkpoint has no sharded optimiser state: %v", err)
 	}
 	for _, run := range []string{"two", "switch"} {
-		for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors"} {
-			a, err1 := os.ReadFile(filepath.Join(versionDir(t, dir, "one", 2), f))
-			b, err2 := os.ReadFile(filepath.Join(versionDir(t, dir, run, 2), f))
-			if err1 != nil || err2 != nil {
-				t.Fatal(err1, err2)
-			}
-			d, err := maxAbsDiff(a, b)
-			if err != nil || d > 1e-6 {
-				t.Errorf("%s of run %s differs from one learner's by %g (%v), want ≤ 1e-6", f, run, d, err)
-			}
+		closeWeights(t, dir, "one", run, 2, modelFiles...)
+	}
+}
+
+// modelFiles are a checkpoint's model weights.
+var modelFiles = []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors"}
+
+// closeWeights fails unless the files of version v of runs a and b in
+// the store at dir hold the same tensors within 1e-6.
+func closeWeights(t *testing.T, dir, a, b string, v int, files ...string) {
+	t.Helper()
+	da, db := versionDir(t, dir, a, v), versionDir(t, dir, b, v)
+	for _, f := range files {
+		x, err1 := os.ReadFile(filepath.Join(da, f))
+		y, err2 := os.ReadFile(filepath.Join(db, f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if d, err := maxAbsDiff(x, y); err != nil || d > 1e-6 {
+			t.Errorf("%s of run %s differs from run %s's by %g (%v), want ≤ 1e-6", f, b, a, d, err)
 		}
 	}
 }
@@ -432,16 +433,7 @@ func TestTrainOnRay(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(versionDir(t, dir, "onray-ranks", 2), "optim-dit.shard-1-of-2.safetensors")); err != nil {
 		t.Errorf("the run on Ray was not trained by two ranks: %v", err)
 	}
-	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/connector.safetensors"} {
-		a, err1 := os.ReadFile(filepath.Join(versionDir(t, dir, "embedded", 2), f))
-		b, err2 := os.ReadFile(filepath.Join(versionDir(t, dir, "onray-ranks", 2), f))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		if d, err := maxAbsDiff(a, b); err != nil || d > 1e-6 {
-			t.Errorf("%s of two learner ranks on Ray differs from the embedded run's by %g (%v), want ≤ 1e-6", f, d, err)
-		}
-	}
+	closeWeights(t, dir, "embedded", "onray-ranks", 2, modelFiles...)
 }
 
 // TestTrainOnRayRefusesTokenInEnv: a token given only as $THINKGEN_TOKEN
