@@ -36,6 +36,7 @@ type Config struct {
 	GRPO     GRPO     `yaml:"grpo"`
 	FlowGRPO FlowGRPO `yaml:"flow_grpo"`
 	Sampling Sampling `yaml:"sampling"`
+	Eval     Eval     `yaml:"eval"`
 	Optim    Optim    `yaml:"optim"`
 	Reward   Reward   `yaml:"reward"`
 	Storage  Storage  `yaml:"storage"`
@@ -492,7 +493,38 @@ type Sampling struct {
 	CFG      float64 `yaml:"cfg"`
 	// TimeShift enables OmniGen2's resolution-dependent time shift.
 	TimeShift bool `yaml:"time_shift"`
+	// DecodeThreads is libtorch's intra-op CPU thread count while the
+	// MLLM decodes token by token (rollouts of both phases, eval,
+	// generate); 0 keeps run.threads. Decoding a small model is bound by
+	// per-token latency, not arithmetic: on two cores the tiny MLLM
+	// decodes faster on one thread than on two, while the DiT and the
+	// learner gain from two (BENCHMARKS.md).
+	DecodeThreads int `yaml:"decode_threads"`
 }
+
+// Eval chooses what a SepGRPO run's held-out evaluations score: the
+// periodic ones (run.eval_every) and the per-stage table `thinkgen train`
+// prints at the end, on --eval-rows rows each. A stage's gain on the
+// scenarios it trains needs far more rows than a spread over all five can
+// afford: configs/tiny.yaml scores only those, in thinking mode.
+type Eval struct {
+	// Scenarios are the held-out rows' scenarios, drawn in equal parts;
+	// empty: all five, as the split mixes them.
+	Scenarios []string `yaml:"scenarios,omitempty"`
+	// Modes are the pipeline modes scored: direct, think, oracle (the DiT
+	// drawing each row's reference answer) or reference (the reply forced
+	// to the row's reference chain); empty: direct and think.
+	Modes []string `yaml:"modes,omitempty"`
+	// Splits are the held-out splits: eval (out of distribution) and
+	// eval-id (in distribution; docs/shapeworld.md); empty: both.
+	Splits []string `yaml:"splits,omitempty"`
+}
+
+// EvalModes and EvalSplits are the names eval.modes and eval.splits take.
+var (
+	EvalModes  = []string{"direct", "think", "oracle", "reference"}
+	EvalSplits = []string{"eval", "eval-id"}
+)
 
 // Optim is the AdamW optimiser shared by every stage unless a stage sets LR.
 type Optim struct {

@@ -129,6 +129,11 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	}{
 		{"run.device=gpu", "run.device"},
 		{"run.threads=-1", "run.threads"},
+		{"sampling.decode_threads=-1", "sampling.decode_threads"},
+		{"eval.scenarios=[reasoning, poetry]", "eval.scenarios"},
+		{"eval.scenarios=[reasoning, reasoning]", "eval.scenarios"},
+		{"eval.modes=[think, sketch]", "eval.modes"},
+		{"eval.splits=[eval, train]", "eval.splits"},
 		{"model.dtype=int8", "model.dtype"},
 		{"model.mllm.kv_heads=3", "model.mllm.kv_heads"},
 		{"model.mllm.layers=1", "model.mllm.layers"},

@@ -145,6 +145,20 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	for _, l := range []struct {
+		key     string
+		names   []string
+		allowed []string
+	}{{"eval.scenarios", c.Eval.Scenarios, Scenarios}, {"eval.modes", c.Eval.Modes, EvalModes}, {"eval.splits", c.Eval.Splits, EvalSplits}} {
+		for i, n := range l.names {
+			if !slices.Contains(l.allowed, n) {
+				k.add(l.key, "names among "+strings.Join(l.allowed, ", "), fmt.Sprintf("%q", n))
+			} else if slices.Contains(l.names[:i], n) {
+				k.add(l.key, "each name once", fmt.Sprintf("%q twice", n))
+			}
+		}
+	}
+
 	m := c.Model
 	k.oneOf("model.dtype", m.DType, "float32", "bfloat16", "float16")
 	l := m.MLLM
@@ -327,6 +341,7 @@ func (c *Config) Validate() error {
 	k.in01("sampling.top_p", s.TopP, true, false)
 	k.positive("sampling.max_new_tokens", s.MaxNewTokens)
 	k.positive("sampling.dit_steps", s.DiTSteps)
+	k.nonNegative("sampling.decode_threads", s.DecodeThreads)
 	if s.CFG < 1 {
 		k.add("sampling.cfg", ">= 1 (1 disables guidance)", s.CFG)
 	}

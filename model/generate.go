@@ -31,6 +31,9 @@ type GenerateOptions struct {
 	// States also returns each sequence's VGI-refine input (see
 	// InstructionStates) in Generation.States.
 	States bool
+	// Threads, if positive, is libtorch's intra-op thread count while
+	// decoding; the previous count is restored when Generate returns.
+	Threads int
 }
 
 // Generation is the result of Generate.
@@ -103,6 +106,14 @@ func (m *MLLM) Generate(prompts [][]int, o GenerateOptions) (*Generation, error)
 	rngs := make([]*rand.Rand, b)
 	for i := range rngs {
 		rngs[i] = rand.New(rand.NewPCG(o.Seeds[i], 0x67656e))
+	}
+	if o.Threads > 0 {
+		if prev := libtorch.Threads(); prev != o.Threads {
+			if err := libtorch.SetThreads(o.Threads); err != nil {
+				return nil, fmt.Errorf("model: generate: %w", err)
+			}
+			defer libtorch.SetThreads(prev)
+		}
 	}
 	var err error
 	libtorch.NoGrad(func() {

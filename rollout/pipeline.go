@@ -210,7 +210,7 @@ func write(b *model.Bundle, prompts, replies [][]int, seeds []uint64, refs *ts.T
 		}
 		gen, err = b.MLLM.Generate(prompts, model.GenerateOptions{
 			MaxNewTokens: s.MaxNewTokens, Temperature: s.Temperature, TopP: s.TopP,
-			Seeds: seeds, Images: refs, States: true,
+			Seeds: seeds, Images: refs, States: true, Threads: s.DecodeThreads,
 		})
 	})
 	if err != nil {

@@ -69,7 +69,7 @@ type SDE struct {
 // by flow_grpo's SDE.
 func SettingsFor(c *config.Config, p config.Phase, seed uint64) Settings {
 	g, f := c.GRPO, c.FlowGRPO
-	write := config.Sampling{MaxNewTokens: g.MaxNewTokens, Temperature: g.Temperature, TopP: g.TopP}
+	write := config.Sampling{MaxNewTokens: g.MaxNewTokens, Temperature: g.Temperature, TopP: g.TopP, DecodeThreads: c.Sampling.DecodeThreads}
 	if p == config.PhaseMLLMGRPO {
 		write.DiTSteps, write.CFG, write.TimeShift = g.ImageSteps, c.Sampling.CFG, c.Sampling.TimeShift
 		if write.DiTSteps == 0 {

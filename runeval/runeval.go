@@ -80,7 +80,7 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 	if err := cfg.Data.CheckEvalRows("eval rows", ev.Rows); err != nil {
 		return evaluate.Entry{}, nil, fmt.Errorf("eval version %d: %w", v, err)
 	}
-	rows, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: split, Size: cfg.Model.DiT.ImageSize}, 0, ev.Rows)
+	rows, err := datasets.Generate(datasets.Options{Seed: uint64(cfg.Run.Seed), Split: split, Size: cfg.Model.DiT.ImageSize, Scenarios: cfg.Eval.Scenarios}, 0, ev.Rows)
 	if err != nil {
 		return evaluate.Entry{}, nil, err
 	}
@@ -113,7 +113,7 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 		}
 		b.ToDType(pl.DType)
 		defer b.Drop()
-		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Sampling: cfg.Sampling, Seed: uint64(cfg.Run.Seed), GridDir: gridDir, GridRows: GridRows, Progress: ev.Progress})
+		scores, samples, err = evaluate.Run(ctx, b, reg, evaluate.Options{Rows: rows, Sampling: cfg.Sampling, Seed: uint64(cfg.Run.Seed), GridDir: gridDir, GridRows: GridRows, Modes: cfg.Eval.Modes, Progress: ev.Progress})
 		return err
 	})
 	if err != nil {
@@ -137,6 +137,9 @@ func (ev *Evaluator) Version(ctx context.Context, v int, label string) (evaluate
 		}
 	}
 	gridModes := evaluate.Modes
+	if len(cfg.Eval.Modes) > 0 {
+		gridModes = cfg.Eval.Modes
+	}
 	if ev.inDist() {
 		gridModes = nil // the in-distribution split keeps no grids
 	}

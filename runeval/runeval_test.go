@@ -36,6 +36,7 @@ func TestStages(t *testing.T) {
 	}
 	cfg.Run.Base, cfg.Run.Threads = filepath.Join("..", "base", "tiny"), 1
 	cfg.Sampling.DiTSteps, cfg.Sampling.MaxNewTokens = 4, 24
+	cfg.Eval = config.Eval{} // every scenario, both modes
 	st := storagetest.Local(t)
 	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(ctx, "r", 1); err != nil {
 		t.Fatal(err)
@@ -149,5 +150,47 @@ func TestStages(t *testing.T) {
 	}
 	if objs, err := st.List(ctx, runs.TensorBoardPrefix("r")); err != nil || len(objs) != 1 {
 		t.Errorf("event files %v (%v), want the out-of-distribution eval file alone", objs, err)
+	}
+}
+
+// TestVersionScoresTheConfiguredRows checks eval.scenarios and eval.modes:
+// a version is scored on rows of those scenarios alone, taken in turn, in
+// those modes alone, with a grid for each mode scored.
+func TestVersionScoresTheConfiguredRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("evaluates a model")
+	}
+	ctx := context.Background()
+	cfg, err := config.Load(filepath.Join("..", "configs", "tiny.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Run.Base, cfg.Run.Threads = filepath.Join("..", "base", "tiny"), 1
+	cfg.Sampling.DiTSteps, cfg.Sampling.MaxNewTokens = 4, 24
+	cfg.Eval = config.Eval{Scenarios: []string{"reasoning", "composition"}, Modes: []string{"think"}}
+	st := storagetest.Local(t)
+	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(ctx, "r", 1); err != nil {
+		t.Fatal(err)
+	}
+	ev := &runeval.Evaluator{Config: cfg, Store: st, Run: "r", Rows: 4, CacheDir: t.TempDir()}
+	ent, perRow, err := ev.Version(ctx, 0, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ent.Scores) != 1 || len(perRow) != 1 {
+		t.Fatalf("scored modes %v, want think alone", testutil.JSON(t, ent.Scores))
+	}
+	var got []string
+	for _, r := range perRow["think"] {
+		got = append(got, r.Scenario)
+	}
+	if want := []string{"reasoning", "composition", "reasoning", "composition"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("rows of scenarios %v, want %v", got, want)
+	}
+	if _, err := st.Stat(ctx, runs.EvalGridKey("r", 0, "think")); err != nil {
+		t.Errorf("think grid: %v", err)
+	}
+	if _, err := st.Stat(ctx, runs.EvalGridKey("r", 0, "direct")); err == nil {
+		t.Error("a direct-mode grid was stored for a run that does not score direct mode")
 	}
 }

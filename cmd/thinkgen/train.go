@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -327,6 +328,9 @@ store has it and starts it otherwise.`,
 				// The per-stage table: base, then the end of each block; a
 				// section per held-out split.
 				for _, sp := range heldOutSplits {
+					if len(cfg.Eval.Splits) > 0 && !slices.Contains(cfg.Eval.Splits, string(sp)) {
+						continue
+					}
 					ev := &runeval.Evaluator{Config: cfg, Store: st, Run: name, Rows: *evalRows, CacheDir: cache, Progress: e.stderr, Split: sp}
 					stages, err := ev.Stages(ctx, plan, rs, time.Now())
 					if err != nil {
