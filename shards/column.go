@@ -15,44 +15,34 @@ type column[R any] struct {
 	read   func(a arrow.Array, i int, r *R)
 }
 
-func utf8Col[R any](name string, get func(*R) *string) column[R] {
+// scalarCol is a non-nullable column of Arrow type typ whose builder B
+// appends a V and whose array A reads a V back.
+func scalarCol[R, V any, B interface{ Append(V) }, A interface{ Value(int) V }](name string, typ arrow.DataType, get func(*R) *V) column[R] {
 	return column[R]{
-		field:  arrow.Field{Name: name, Type: arrow.BinaryTypes.String},
-		append: func(b array.Builder, r *R) { b.(*array.StringBuilder).Append(*get(r)) },
-		read:   func(a arrow.Array, i int, r *R) { *get(r) = a.(*array.String).Value(i) },
+		field:  arrow.Field{Name: name, Type: typ},
+		append: func(b array.Builder, r *R) { b.(B).Append(*get(r)) },
+		read:   func(a arrow.Array, i int, r *R) { *get(r) = a.(A).Value(i) },
 	}
+}
+
+func utf8Col[R any](name string, get func(*R) *string) column[R] {
+	return scalarCol[R, string, *array.StringBuilder, *array.String](name, arrow.BinaryTypes.String, get)
 }
 
 func int64Col[R any](name string, get func(*R) *int64) column[R] {
-	return column[R]{
-		field:  arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Int64},
-		append: func(b array.Builder, r *R) { b.(*array.Int64Builder).Append(*get(r)) },
-		read:   func(a arrow.Array, i int, r *R) { *get(r) = a.(*array.Int64).Value(i) },
-	}
+	return scalarCol[R, int64, *array.Int64Builder, *array.Int64](name, arrow.PrimitiveTypes.Int64, get)
 }
 
 func int32Col[R any](name string, get func(*R) *int32) column[R] {
-	return column[R]{
-		field:  arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Int32},
-		append: func(b array.Builder, r *R) { b.(*array.Int32Builder).Append(*get(r)) },
-		read:   func(a arrow.Array, i int, r *R) { *get(r) = a.(*array.Int32).Value(i) },
-	}
+	return scalarCol[R, int32, *array.Int32Builder, *array.Int32](name, arrow.PrimitiveTypes.Int32, get)
 }
 
 func float32Col[R any](name string, get func(*R) *float32) column[R] {
-	return column[R]{
-		field:  arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Float32},
-		append: func(b array.Builder, r *R) { b.(*array.Float32Builder).Append(*get(r)) },
-		read:   func(a arrow.Array, i int, r *R) { *get(r) = a.(*array.Float32).Value(i) },
-	}
+	return scalarCol[R, float32, *array.Float32Builder, *array.Float32](name, arrow.PrimitiveTypes.Float32, get)
 }
 
 func float64Col[R any](name string, get func(*R) *float64) column[R] {
-	return column[R]{
-		field:  arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Float64},
-		append: func(b array.Builder, r *R) { b.(*array.Float64Builder).Append(*get(r)) },
-		read:   func(a arrow.Array, i int, r *R) { *get(r) = a.(*array.Float64).Value(i) },
-	}
+	return scalarCol[R, float64, *array.Float64Builder, *array.Float64](name, arrow.PrimitiveTypes.Float64, get)
 }
 
 // timestampCol stores Unix milliseconds as timestamp[ms, UTC].
@@ -91,6 +81,37 @@ func binaryCol[R any](name string, get func(*R) *[]byte) column[R] {
 // listCol is a nullable list of a primitive type: nil is null, an empty
 // non-nil slice an empty list.
 func listCol[R any, T int32 | float32](name string, elem arrow.DataType, get func(*R) *[]T) column[R] {
+	return nullableListCol(name, elem, get, appendValues[T], values[T])
+}
+
+// listListCol is a nullable list of nullable-free float32 lists: one inner
+// list per SDE step.
+func listListCol[R any](name string, get func(*R) *[][]float32) column[R] {
+	appendSteps := func(b array.Builder, v [][]float32) {
+		inner := b.(*array.ListBuilder)
+		for _, step := range v {
+			inner.Append(true)
+			appendValues(inner.ValueBuilder(), step)
+		}
+	}
+	readSteps := func(a arrow.Array, start, end int) [][]float32 {
+		inner := a.(*array.List)
+		out := make([][]float32, 0, end-start)
+		for j := start; j < end; j++ {
+			s, e := inner.ValueOffsets(j)
+			out = append(out, values[float32](inner.ListValues(), int(s), int(e)))
+		}
+		return out
+	}
+	return nullableListCol(name, arrow.ListOf(arrow.PrimitiveTypes.Float32), get, appendSteps, readSteps)
+}
+
+// nullableListCol is a nullable list of elem: a nil slice is stored as
+// null and read back as nil. appendElems adds a slice's elements to the
+// list's value builder; readElems reads the elements [start, end) of the
+// list's values.
+func nullableListCol[R, E any](name string, elem arrow.DataType, get func(*R) *[]E,
+	appendElems func(b array.Builder, v []E), readElems func(a arrow.Array, start, end int) []E) column[R] {
 	return column[R]{
 		field: arrow.Field{Name: name, Type: arrow.ListOf(elem), Nullable: true},
 		append: func(b array.Builder, r *R) {
@@ -101,7 +122,7 @@ func listCol[R any, T int32 | float32](name string, elem arrow.DataType, get fun
 				return
 			}
 			lb.Append(true)
-			appendValues(lb.ValueBuilder(), v)
+			appendElems(lb.ValueBuilder(), v)
 		},
 		read: func(a arrow.Array, i int, r *R) {
 			l := a.(*array.List)
@@ -110,44 +131,7 @@ func listCol[R any, T int32 | float32](name string, elem arrow.DataType, get fun
 				return
 			}
 			start, end := l.ValueOffsets(i)
-			*get(r) = values[T](l.ListValues(), int(start), int(end))
-		},
-	}
-}
-
-// listListCol is a nullable list of nullable-free float32 lists: one inner
-// list per SDE step.
-func listListCol[R any](name string, get func(*R) *[][]float32) column[R] {
-	return column[R]{
-		field: arrow.Field{Name: name, Type: arrow.ListOf(arrow.ListOf(arrow.PrimitiveTypes.Float32)), Nullable: true},
-		append: func(b array.Builder, r *R) {
-			v := *get(r)
-			lb := b.(*array.ListBuilder)
-			if v == nil {
-				lb.AppendNull()
-				return
-			}
-			lb.Append(true)
-			inner := lb.ValueBuilder().(*array.ListBuilder)
-			for _, step := range v {
-				inner.Append(true)
-				appendValues(inner.ValueBuilder(), step)
-			}
-		},
-		read: func(a arrow.Array, i int, r *R) {
-			l := a.(*array.List)
-			if l.IsNull(i) {
-				*get(r) = nil
-				return
-			}
-			start, end := l.ValueOffsets(i)
-			inner := l.ListValues().(*array.List)
-			out := make([][]float32, 0, end-start)
-			for j := int(start); j < int(end); j++ {
-				s, e := inner.ValueOffsets(j)
-				out = append(out, values[float32](inner.ListValues(), int(s), int(e)))
-			}
-			*get(r) = out
+			*get(r) = readElems(l.ListValues(), int(start), int(end))
 		},
 	}
 }
