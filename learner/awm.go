@@ -186,9 +186,7 @@ func (l *Learner) awmDraw(seed uint64, rows []*shards.RolloutRow, adv []float64,
 	if err != nil {
 		return st, fmt.Errorf("%w: AWM draw %d: %w", ErrFatal, d, err)
 	}
-	scaled := loss.MustMulScalar(ts.FloatScalar(scale*l.gradScale()), true)
-	defer scaled.MustDrop()
-	scaled.MustBackward()
-	rec.Backward()
+	defer loss.MustDrop()
+	l.backward(loss, scale, rec)
 	return st, nil
 }

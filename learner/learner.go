@@ -306,6 +306,29 @@ func advMetrics(m map[string]float64, st AdvantageStats) {
 	m["adv/zero_std_ratio"] = st.ZeroStdRatio
 }
 
+// meanFigures averages a step's per-mini-batch figures: add each
+// mini-batch's, then into sets each figure's mean.
+type meanFigures struct {
+	sum map[string]float64
+	n   float64
+}
+
+func (f *meanFigures) add(figs map[string]float64) {
+	if f.sum == nil {
+		f.sum = make(map[string]float64, len(figs))
+	}
+	for k, v := range figs {
+		f.sum[k] += v
+	}
+	f.n++
+}
+
+func (f *meanFigures) into(m map[string]float64) {
+	for k, v := range f.sum {
+		m[k] = v / f.n
+	}
+}
+
 // chunks splits n items into k consecutive mini-batches.
 func chunks(n, k int) [][2]int {
 	k = max(1, min(k, n))
@@ -337,7 +360,7 @@ func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews 
 			return nil, err
 		}
 	}
-	var n float64
+	var means meanFigures
 	first := true
 	for epoch := 0; epoch < max(1, g.Epochs); epoch++ {
 		for _, c := range chunks(len(samples), g.MiniBatches) {
@@ -355,48 +378,45 @@ func (l *Learner) grpoStep(ctx context.Context, rolls []shards.RolloutRow, rews 
 				}
 				first = false
 			}
-			if decoupled {
-				m["loss/behaviour_weight"] += st.WeightMean
-				m["loss/behaviour_weight_capped"] += st.WeightCapped
+			figs := map[string]float64{
+				"loss/total":      st.Loss,
+				"loss/pg":         st.PGLoss,
+				"loss/kl":         st.KL,
+				"loss/ratio_mean": st.RatioMean,
+				"loss/clip_low":   st.ClipFracLow,
+				"loss/clip_high":  st.ClipFracHigh,
+				"loss/dual_clip":  st.DualClipFrac,
+				"loss/entropy":    st.Entropy,
+				"learn/grad_norm": gn,
 			}
-			m["loss/total"] += st.Loss
-			m["loss/pg"] += st.PGLoss
-			m["loss/kl"] += st.KL
-			m["loss/ratio_mean"] += st.RatioMean
-			m["loss/clip_low"] += st.ClipFracLow
-			m["loss/clip_high"] += st.ClipFracHigh
-			m["loss/dual_clip"] += st.DualClipFrac
-			m["loss/entropy"] += st.Entropy
-			m["learn/grad_norm"] += gn
+			if decoupled {
+				figs["loss/behaviour_weight"] = st.WeightMean
+				figs["loss/behaviour_weight_capped"] = st.WeightCapped
+			}
+			means.add(figs)
 			m["learn/tokens"] += st.Tokens
-			n++
 		}
 	}
-	for _, k := range []string{"loss/total", "loss/pg", "loss/kl", "loss/ratio_mean", "loss/clip_low", "loss/clip_high", "loss/dual_clip", "loss/entropy", "learn/grad_norm"} {
-		m[k] /= n
-	}
-	if decoupled {
-		m["loss/behaviour_weight"] /= n
-		m["loss/behaviour_weight_capped"] /= n
-	}
+	means.into(m)
 	m["learn/lr"] = lr
 	return m, nil
 }
 
-// grpoBatch is a mini-batch laid out for model.MLLM.LogProbs.
-type grpoBatch struct {
+// chatBatch is a mini-batch laid out for the MLLM (model.MLLM.LogProbs,
+// model.MLLM.InstructionStates).
+type chatBatch struct {
 	prompts, completions [][]int
 	adv                  []float64
 	imgs                 *ts.Tensor // reference images, or nil; in the caller's scope
 }
 
-// grpoBatchOf lays out mb's chat prompts, completions, advantages and
+// chatBatchOf lays out mb's chat prompts, completions, advantages and
 // reference images; the images are added to sc.
-func (l *Learner) grpoBatchOf(sc *libtorch.Scope, mb []sample) (grpoBatch, error) {
+func (l *Learner) chatBatchOf(sc *libtorch.Scope, mb []sample) (chatBatch, error) {
 	c := l.cfg
 	size := c.Model.DiT.ImageSize
 	imgTokens := model.ImageTokens(size, c.Model.MLLM.VisionPatch)
-	b := grpoBatch{prompts: make([][]int, len(mb)), completions: make([][]int, len(mb)), adv: make([]float64, len(mb))}
+	b := chatBatch{prompts: make([][]int, len(mb)), completions: make([][]int, len(mb)), adv: make([]float64, len(mb))}
 	var refPNGs [][]byte
 	for i, s := range mb {
 		p, err := model.ChatPrompt(l.policy.Tok, s.row.Prompt, len(s.row.ReferencePNG) > 0, imgTokens, tokenizer.ThinkOpen)
@@ -443,7 +463,7 @@ func (l *Learner) proximalLogProbs(samples []sample, miniBatches int) error {
 		err = func() error {
 			var sc libtorch.Scope
 			defer sc.Close()
-			b, err := l.grpoBatchOf(&sc, mb)
+			b, err := l.chatBatchOf(&sc, mb)
 			if err != nil {
 				return err
 			}
@@ -482,7 +502,7 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	var sc libtorch.Scope
 	defer sc.Close()
 	c := l.cfg
-	b, err := l.grpoBatchOf(&sc, mb)
+	b, err := l.chatBatchOf(&sc, mb)
 	if err != nil {
 		return GRPOStats{}, 0, err
 	}
@@ -523,22 +543,39 @@ func (l *Learner) grpoMiniBatch(mb []sample, cfg GRPOConfig, lr float64) (GRPOSt
 	}
 	// Each rank's token-mean, weighted by its share of the tokens, sums
 	// over the ranks to the mini-batch's token-mean.
-	scaled := loss.MustMulScalar(ts.FloatScalar(share*l.gradScale()), false)
-	defer scaled.MustDrop()
 	l.mllm.opt.ZeroGrad()
+	l.backward(loss, share, rec)
+	gn, err := l.stepOptimizer(l.mllm, lr, "GRPO")
+	return st, gn, err
+}
+
+// backward back-propagates scale × loss (times the loss scale), then
+// through rec's recorded segments (rec may be nil). loss stays the
+// caller's.
+func (l *Learner) backward(loss *ts.Tensor, scale float64, rec *model.Recompute) {
+	scaled := loss.MustMulScalar(ts.FloatScalar(scale*l.gradScale()), false)
+	defer scaled.MustDrop()
 	scaled.MustBackward()
 	rec.Backward()
-	if err := l.allReduceGrads(l.mllm); err != nil {
-		return st, 0, err
+}
+
+// stepOptimizer ends a mini-batch of phase p once its gradients are in:
+// it sums them over the ranks, unscales them, clips their norm and steps
+// the optimiser at lr. It returns the norm before clipping (0 when the
+// loss scale skipped the step) and fails with ErrFatal and ErrNonFinite,
+// naming loss, when the norm is NaN or infinite.
+func (l *Learner) stepOptimizer(p *phaseOpt, lr float64, loss string) (float64, error) {
+	if err := l.allReduceGrads(p); err != nil {
+		return 0, err
 	}
-	if !l.unscale(l.mllm.params) {
-		return st, 0, nil
+	if !l.unscale(p.params) {
+		return 0, nil
 	}
-	gn := l.mllm.opt.ClipGradNorm(c.Optim.GradClip)
+	gn := p.opt.ClipGradNorm(l.cfg.Optim.GradClip)
 	if math.IsNaN(gn) || math.IsInf(gn, 0) {
-		return st, gn, fmt.Errorf("%w: %w: GRPO gradient norm is %g", ErrFatal, ErrNonFinite, gn)
+		return gn, fmt.Errorf("%w: %w: %s gradient norm is %g", ErrFatal, ErrNonFinite, loss, gn)
 	}
-	return st, gn, l.update(l.mllm, lr)
+	return gn, l.update(p, lr)
 }
 
 // onDevice moves t, made on the CPU, to the learner's device (dropping the
@@ -587,7 +624,7 @@ func (l *Learner) flowStep(ctx context.Context, seed uint64, rolls []shards.Roll
 		trained = w
 	}
 	cfg := FlowConfig{ClipRange: f.ClipEps, AdvClamp: f.AdvClamp, Beta: f.Beta, ClipRatioC: f.ClipRatioC}
-	var n float64
+	var means meanFigures
 	first := true
 	for _, c := range chunks(len(samples), f.MiniBatches) {
 		if err := stopped(ctx); err != nil {
@@ -601,20 +638,19 @@ func (l *Learner) flowStep(ctx context.Context, seed uint64, rolls []shards.Roll
 			m["loss/ratio_first"] = st.RatioMean
 		}
 		first = false
-		m["loss/total"] += st.Loss
-		m["loss/policy"] += st.PolicyLoss
-		m["loss/kl"] += st.KL
-		m["loss/ratio_mean"] += st.RatioMean
-		m["loss/clip_high"] += st.ClipFrac
-		m["loss/dual_clip"] += st.DualClipFrac
-		m["loss/approx_kl"] += st.ApproxKL
-		m["adv/clamped"] += st.AdvClampedFrac
-		m["learn/grad_norm"] += gn
-		n++
+		means.add(map[string]float64{
+			"loss/total":      st.Loss,
+			"loss/policy":     st.PolicyLoss,
+			"loss/kl":         st.KL,
+			"loss/ratio_mean": st.RatioMean,
+			"loss/clip_high":  st.ClipFrac,
+			"loss/dual_clip":  st.DualClipFrac,
+			"loss/approx_kl":  st.ApproxKL,
+			"adv/clamped":     st.AdvClampedFrac,
+			"learn/grad_norm": gn,
+		})
 	}
-	for _, k := range []string{"loss/total", "loss/policy", "loss/kl", "loss/ratio_mean", "loss/clip_high", "loss/dual_clip", "loss/approx_kl", "adv/clamped", "learn/grad_norm"} {
-		m[k] /= n
-	}
+	means.into(m)
 	m["loss/clip_low"] = 0 // FlowGRPO's clip is symmetric: clip_high holds |r−1| > ε
 	m["learn/lr"] = lr
 	m["learn/timesteps"] = float64(len(trained))
@@ -658,17 +694,8 @@ func (l *Learner) flowMiniBatch(seed uint64, mb []sample, trained []int, cfg Flo
 	if acc, err = l.globalFlow(acc); err != nil {
 		return acc, 0, err
 	}
-	if err := l.allReduceGrads(l.dit); err != nil {
-		return acc, 0, err
-	}
-	if !l.unscale(l.dit.params) {
-		return acc, 0, nil
-	}
-	gn := l.dit.opt.ClipGradNorm(l.cfg.Optim.GradClip)
-	if math.IsNaN(gn) || math.IsInf(gn, 0) {
-		return acc, gn, fmt.Errorf("%w: %w: FlowGRPO gradient norm is %g", ErrFatal, ErrNonFinite, gn)
-	}
-	return acc, gn, l.update(l.dit, lr)
+	gn, err := l.stepOptimizer(l.dit, lr, "FlowGRPO")
+	return acc, gn, err
 }
 
 // flowPart runs backward on weight × the mean FlowGRPO loss over the trained
@@ -679,23 +706,9 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 	defer sc.Close()
 	c := l.cfg
 	f := c.FlowGRPO
-	size := c.Model.DiT.ImageSize
-	imgTokens := model.ImageTokens(size, c.Model.MLLM.VisionPatch)
 	rows := make([]*shards.RolloutRow, len(part))
-	adv := make([]float64, len(part))
-	prompts := make([][]int, len(part))
-	completions := make([][]int, len(part))
-	var refPNGs [][]byte
 	for i, s := range part {
-		rows[i], adv[i] = s.row, s.adv
-		p, err := model.ChatPrompt(l.policy.Tok, s.row.Prompt, len(s.row.ReferencePNG) > 0, imgTokens, tokenizer.ThinkOpen)
-		if err != nil {
-			return FlowStats{}, fmt.Errorf("row %s: %w", s.row.RowID, err)
-		}
-		prompts[i], completions[i] = p, ints(s.row.TokenIDs)
-		if len(s.row.ReferencePNG) > 0 {
-			refPNGs = append(refPNGs, s.row.ReferencePNG)
-		}
+		rows[i] = s.row
 		if len(s.row.SDELatents) != f.Steps+1 || len(s.row.SDELogProbs) != f.Steps {
 			return FlowStats{}, fmt.Errorf("row %s sample %d: %d latents and %d log-probs, want %d and %d (flow_grpo.steps %d)",
 				s.row.RowID, s.row.SampleIndex, len(s.row.SDELatents), len(s.row.SDELogProbs), f.Steps+1, f.Steps, f.Steps)
@@ -709,18 +722,18 @@ func (l *Learner) flowPart(seed uint64, part []sample, trained []int, cfg FlowCo
 			}
 		}
 	}
-	pixelRefs, err := model.EncodeImages(model.PixelSpace{}, refPNGs, size, l.dev)
+	b, err := l.chatBatchOf(&sc, part)
 	if err != nil {
 		return FlowStats{}, err
 	}
+	adv, pixelRefs := b.adv, b.imgs
 	var refs *ts.Tensor // the DiT's reference latents
 	if pixelRefs != nil {
-		sc.Add(pixelRefs)
 		refs = sc.Add(l.policy.RefLatents(pixelRefs))
 	}
 	// The instruction states come from the (frozen) MLLM; the policy's and
 	// the reference's connectors map them to each DiT's condition.
-	states, _, err := l.policy.MLLM.InstructionStates(prompts, completions, pixelRefs)
+	states, _, err := l.policy.MLLM.InstructionStates(b.prompts, b.completions, pixelRefs)
 	if err != nil {
 		return FlowStats{}, err
 	}
@@ -830,10 +843,8 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 	if err != nil {
 		return st, fmt.Errorf("%w: SDE step %d: %w", ErrFatal, k, err)
 	}
-	scaled := loss.MustMulScalar(ts.FloatScalar(scale*l.gradScale()), true)
-	defer scaled.MustDrop()
-	scaled.MustBackward()
-	rec.Backward()
+	defer loss.MustDrop()
+	l.backward(loss, scale, rec)
 	return st, nil
 }
 
@@ -842,20 +853,22 @@ func (l *Learner) flowTimestep(rows []*shards.RolloutRow, adv []float64, k int, 
 // records into the returned Recompute (call its Backward after the loss's;
 // nil otherwise — its methods then do nothing).
 func (l *Learner) trainedMLLM() (*model.MLLM, *model.Recompute) {
-	if !l.cfg.Optim.ActivationCheckpointing.MLLM {
-		return l.policy.MLLM, nil
-	}
-	r := new(model.Recompute)
-	return l.policy.MLLM.Recording(r), r
+	return recording(l.policy.MLLM, l.cfg.Optim.ActivationCheckpointing.MLLM)
 }
 
 // trainedDiT is trainedMLLM for the DiT (optim.activation_checkpointing.dit).
 func (l *Learner) trainedDiT() (*model.DiT, *model.Recompute) {
-	if !l.cfg.Optim.ActivationCheckpointing.DiT {
-		return l.policy.DiT, nil
+	return recording(l.policy.DiT, l.cfg.Optim.ActivationCheckpointing.DiT)
+}
+
+// recording returns m itself, or with checkpointing a view of m that
+// records into the returned Recompute.
+func recording[M interface{ Recording(*model.Recompute) M }](m M, checkpointing bool) (M, *model.Recompute) {
+	if !checkpointing {
+		return m, nil
 	}
 	r := new(model.Recompute)
-	return l.policy.DiT.Recording(r), r
+	return m.Recording(r), r
 }
 
 // addScaled adds w times each figure of o to s (weighted means of stats).
