@@ -20,6 +20,8 @@
 # the Go tests make their own bucket per test) and THINKGEN_TEST_MINIO_BIN
 # (the server binary, for the fault test that runs and kills its own).
 set -euo pipefail
+# shellcheck source=scripts/testserver.sh
+. "$(dirname "${BASH_SOURCE[0]}")/testserver.sh"
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 CACHE=${THINKGEN_CACHE:-$HOME/.cache/thinkgen}
@@ -48,10 +50,6 @@ running() {
 	[[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "^$BIN server"
 }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 start() {
 	if running; then
 		echo "$ENVFILE"
@@ -62,8 +60,7 @@ start() {
 	mkdir -p "$STATE/data"
 	chmod 700 "$STATE"
 	local port cport user pass code
-	port=$(free_port)
-	cport=$(free_port)
+	read -r port cport <<<"$(free_ports 2)"
 	user=tg$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 	pass=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 	(
@@ -116,33 +113,14 @@ stop() {
 	rm -rf "$STATE"
 }
 
-case ${1:-} in
-start) start ;;
-stop) stop ;;
-env)
-	running || { log "not running (scripts/minio.sh start)"; exit 1; }
-	cat "$ENVFILE"
-	;;
-envfile) echo "$ENVFILE" ;;
-run)
-	shift
-	[[ $# -gt 0 ]] || { log "run needs a command"; exit 2; }
-	# A state directory of its own (unless THINKGEN_MINIO_STATE names one),
-	# so that another `run` neither reuses this server nor stops it.
+# private_state gives `run` a state directory of its own (unless
+# THINKGEN_MINIO_STATE names one), so that another `run` neither reuses
+# its server nor stops it.
+private_state() {
 	if [[ -z ${THINKGEN_MINIO_STATE:-} ]]; then
 		STATE=$(mktemp -d "${TMPDIR:-/tmp}/thinkgen-minio-run.XXXXXX")
 		ENVFILE=$STATE/env
 	fi
-	start >/dev/null
-	trap stop EXIT
-	set -a
-	# shellcheck disable=SC1090
-	. "$ENVFILE"
-	set +a
-	"$@"
-	;;
-*)
-	echo "usage: $0 start|stop|env|envfile|run CMD..." >&2
-	exit 2
-	;;
-esac
+}
+
+testserver_main running "$@"

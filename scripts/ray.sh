@@ -8,8 +8,9 @@
 #   scripts/ray.sh run CMD...   start, run CMD with the env set, stop (trap) and exit with CMD's code
 #
 # Ray comes from PyPI, pinned in scripts/requirements-ray.txt, into a venv
-# under $THINKGEN_CACHE (~/.cache/thinkgen/venv-ray-<hash of that file>),
-# created once (~1.5 min) and reused while the pins are unchanged. The head
+# under $THINKGEN_CACHE (~/.cache/thinkgen/venv-ray-<hash of that file>)
+# that `scripts/setup-toolenv.sh ray` creates once (~1.5 min) and reuses
+# while the pins are unchanged. The head
 # listens on 127.0.0.1 only, on free ports, with its own temp dir under
 # $STATE, 2 CPUs and one custom resource "thinkgen_test" (4 units) for the
 # tests of entrypoint_resources. The env file sets THINKGEN_RAY_ADDRESS to
@@ -21,29 +22,15 @@
 # in sessions of their own, but Ray's per-job watcher kills each one within
 # a second once its supervisor is gone; stop waits for that.
 set -euo pipefail
+# shellcheck source=scripts/testserver.sh
+. "$(dirname "${BASH_SOURCE[0]}")/testserver.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${THINKGEN_CACHE:-$HOME/.cache/thinkgen}
-REQ=$root/scripts/requirements-ray.txt
-VENV=$CACHE/venv-ray-$(sha256sum "$REQ" | cut -c1-12)
 # Short: Ray's unix socket paths live under it (108-byte limit).
 STATE=${THINKGEN_RAY_STATE:-${TMPDIR:-/tmp}/thinkgen-ray-$(id -u)}
 ENVFILE=$STATE/env
 
 log() { printf 'ray.sh: %s\n' "$*" >&2; }
-
-venv() {
-	if [[ -f $VENV/.complete ]]; then
-		return
-	fi
-	rm -rf "$VENV"
-	log "creating $VENV (once, ~1.5 min)"
-	python3 -m venv "$VENV"
-	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-		--cache-dir "$CACHE/pip" -r "$REQ" >&2
-	"$VENV/bin/python" -c 'import ray, ray.dashboard.modules.job.job_head' >&2
-	touch "$VENV/.complete"
-}
 
 # session prints the recorded session id of the head, if any process of it
 # is still alive.
@@ -59,25 +46,14 @@ pids() {
 	ps -e -o pid=,sid= | awk -v s="$1" '$2 == s && $1 != s { print $1 } $1 == s { print $1 }' | sort -u
 }
 
-# free_ports prints $1 distinct free TCP ports on 127.0.0.1.
-free_ports() {
-	python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
 start() {
 	if session >/dev/null; then
 		echo "$ENVFILE"
 		return
 	fi
-	venv
+	local python venv
+	python=$(bash "$root/scripts/setup-toolenv.sh" ray)
+	venv=$(dirname "$(dirname "$python")")
 	rm -rf "$STATE"
 	mkdir -p "$STATE/tmp"
 	chmod 700 "$STATE"
@@ -86,7 +62,7 @@ start() {
 	local t0=$SECONDS
 	# setsid makes `ray start` the leader of a new session; the daemons it
 	# spawns stay in it (Ray does not call setsid for them).
-	RAY_USAGE_STATS_ENABLED=0 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setsid "$VENV/bin/ray" start --head \
+	RAY_USAGE_STATS_ENABLED=0 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setsid "$venv/bin/ray" start --head \
 		--node-ip-address=127.0.0.1 --port="$gcs" \
 		--include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$dash" \
 		--ray-client-server-port="$client" --dashboard-agent-listen-port="$agent" \
@@ -148,27 +124,4 @@ stop() {
 	rm -rf "$STATE"
 }
 
-case ${1:-} in
-start) start ;;
-stop) stop ;;
-env)
-	session >/dev/null || { log "not running (scripts/ray.sh start)"; exit 1; }
-	cat "$ENVFILE"
-	;;
-envfile) echo "$ENVFILE" ;;
-run)
-	shift
-	[[ $# -gt 0 ]] || { log "run needs a command"; exit 2; }
-	start >/dev/null
-	trap stop EXIT
-	set -a
-	# shellcheck disable=SC1090
-	. "$ENVFILE"
-	set +a
-	"$@"
-	;;
-*)
-	echo "usage: $0 start|stop|env|envfile|run CMD..." >&2
-	exit 2
-	;;
-esac
+testserver_main session "$@"

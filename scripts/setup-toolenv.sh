@@ -10,13 +10,15 @@
 #           (THINKGEN_MLFLOW_PYTHON; tracking/mlflow, cmd/thinkgen)
 #   openai  the official openai client, for the test of `thinkgen serve`
 #           (THINKGEN_OPENAI_PYTHON; cmd/thinkgen/testdata/openai_client.py)
+#   ray     Ray, whose head scripts/ray.sh runs for the cluster tests
 set -euo pipefail
-name=${1:?usage: setup-toolenv.sh mlflow|openai}
+name=${1:?usage: setup-toolenv.sh mlflow|openai|ray}
 case $name in
 mlflow) check='import mlflow, mlflow.server; from mlflow.tracking import MlflowClient' ;;
 openai) check='import openai; from openai import OpenAI' ;;
+ray) check='import ray, ray.dashboard.modules.job.job_head' ;;
 *)
-	echo "setup-toolenv: unknown venv $name (mlflow or openai)" >&2
+	echo "setup-toolenv: unknown venv $name (mlflow, openai or ray)" >&2
 	exit 2
 	;;
 esac
