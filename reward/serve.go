@@ -22,10 +22,7 @@ const (
 // contents of the file named by $THINKGEN_REWARD_TOKEN_FILE. It returns ""
 // and no error when none is set. Errors name the source, never the token.
 func LoadToken(file string) (string, error) {
-	tok, err := bearer.Load(file, TokenEnv, TokenFileEnv)
-	if errors.Is(err, bearer.ErrNone) {
-		return "", nil
-	}
+	tok, err := bearer.LoadIfSet(file, TokenEnv, TokenFileEnv)
 	if err != nil {
 		return "", fmt.Errorf("reward service token: %w", err)
 	}

@@ -2,7 +2,6 @@ package serve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,10 +26,7 @@ const (
 // file named by $THINKGEN_SERVE_TOKEN_FILE. It returns "" and no error
 // when none is set. Errors name the source, never the token.
 func LoadToken(file string) (string, error) {
-	tok, err := bearer.Load(file, TokenEnv, TokenFileEnv)
-	if errors.Is(err, bearer.ErrNone) {
-		return "", nil
-	}
+	tok, err := bearer.LoadIfSet(file, TokenEnv, TokenFileEnv)
 	if err != nil {
 		return "", fmt.Errorf("serve token: %w", err)
 	}
@@ -78,20 +74,17 @@ type Limits struct {
 }
 
 func (l *Limits) defaults() {
-	if l.MaxBodyBytes <= 0 {
-		l.MaxBodyBytes = 1 << 20
-	}
-	if l.MaxN <= 0 {
-		l.MaxN = 4
-	}
-	if l.MaxPromptBytes <= 0 {
-		l.MaxPromptBytes = 4096
-	}
-	if l.MaxMessages <= 0 {
-		l.MaxMessages = 32
-	}
-	if l.MaxTokens <= 0 {
-		l.MaxTokens = 512
+	orDefault(&l.MaxBodyBytes, 1<<20)
+	orDefault(&l.MaxN, 4)
+	orDefault(&l.MaxPromptBytes, 4096)
+	orDefault(&l.MaxMessages, 32)
+	orDefault(&l.MaxTokens, 512)
+}
+
+// orDefault sets a zero or negative *v to def.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
@@ -143,18 +136,10 @@ func New(m Model, o Options) (*Server, error) {
 		return nil, fmt.Errorf("serve: model %q: want an id, an image size and max_seq_len", m.ID)
 	}
 	o.Limits.defaults()
-	if o.Workers <= 0 {
-		o.Workers = 1
-	}
-	if o.Queue <= 0 {
-		o.Queue = 16
-	}
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = 8
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 5 * time.Minute
-	}
+	orDefault(&o.Workers, 1)
+	orDefault(&o.Queue, 16)
+	orDefault(&o.MaxBatch, 8)
+	orDefault(&o.RequestTimeout, 5*time.Minute)
 	if m.DefaultMaxTokens <= 0 || m.DefaultMaxTokens > o.Limits.MaxTokens {
 		m.DefaultMaxTokens = min(o.Limits.MaxTokens, 256)
 	}

@@ -74,6 +74,16 @@ func Load(file, env, fileEnv string) (string, error) {
 	return tok, nil
 }
 
+// LoadIfSet is Load for a token that may be left unset: when none is set
+// it returns "" and no error.
+func LoadIfSet(file, env, fileEnv string) (string, error) {
+	tok, err := Load(file, env, fileEnv)
+	if errors.Is(err, ErrNone) {
+		return "", nil
+	}
+	return tok, err
+}
+
 // A Verifier checks the bearer token of requests. Its zero value accepts
 // every request.
 type Verifier struct {

@@ -12,6 +12,24 @@ func TestLoad(t *testing.T) {
 	bearertest.CheckLoad(t, func(file string) (string, error) { return Load(file, env, fileEnv) }, env, fileEnv, ErrNone)
 }
 
+func TestLoadIfSet(t *testing.T) {
+	const env, fileEnv = "THINKGEN_TEST_BEARER", "THINKGEN_TEST_BEARER_FILE"
+	t.Setenv(env, "")
+	t.Setenv(fileEnv, "")
+	if tok, err := LoadIfSet("", env, fileEnv); tok != "" || err != nil {
+		t.Errorf("LoadIfSet with none set = %q, %v; want \"\", nil", tok, err)
+	}
+	good := "abcdefghijklmnop-0123456789"
+	t.Setenv(env, good)
+	if tok, err := LoadIfSet("", env, fileEnv); tok != good || err != nil {
+		t.Errorf("LoadIfSet with $%s set = %q, %v; want %q, nil", env, tok, err, good)
+	}
+	t.Setenv(env, "short")
+	if tok, err := LoadIfSet("", env, fileEnv); err == nil {
+		t.Errorf("LoadIfSet with a short token = %q, nil; want an error", tok)
+	}
+}
+
 func TestVerifier(t *testing.T) {
 	tok := "0123456789abcdef0123"
 	tests := []struct {
