@@ -25,6 +25,17 @@ import (
 // rayClient returns a client of the test Ray head and a prefix unique to
 // this test, for submission ids. The test's jobs still running when it ends
 // are stopped (not waited for: the head is thrown away after the tests).
+// rayTest runs t in parallel with the other Ray tests and returns a
+// context that ends after timeout, with rayClient's client and prefix.
+func rayTest(t *testing.T, timeout time.Duration) (context.Context, *Client, string) {
+	t.Helper()
+	t.Parallel()
+	c, prefix := rayClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx, c, prefix
+}
+
 func rayClient(t *testing.T) (*Client, string) {
 	t.Helper()
 	c, err := NewClient(testenv.RayAddress(t), ClientOptions{})
@@ -76,10 +87,7 @@ func waitStatus(ctx context.Context, t *testing.T, c *Client, id string, ok func
 func is(s JobStatus) func(JobStatus) bool { return func(x JobStatus) bool { return x == s } }
 
 func TestRayJobSucceeds(t *testing.T) {
-	t.Parallel()
-	c, prefix := rayClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
+	ctx, c, prefix := rayTest(t, 40*time.Second)
 	greeting := "hello-" + prefix
 	id, err := c.Submit(ctx, JobRequest{
 		Entrypoint: `echo "greeting: $GREETING"`, SubmissionID: prefix + "-ok",
@@ -129,10 +137,7 @@ func TestRayJobSucceeds(t *testing.T) {
 }
 
 func TestRayJobFails(t *testing.T) {
-	t.Parallel()
-	c, prefix := rayClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
+	ctx, c, prefix := rayTest(t, 40*time.Second)
 	id, err := c.Submit(ctx, JobRequest{Entrypoint: `echo "worker broke" >&2; exit 1`, SubmissionID: prefix + "-fail"})
 	if err != nil {
 		t.Fatal(err)
@@ -150,10 +155,7 @@ func TestRayJobFails(t *testing.T) {
 }
 
 func TestRayJobStops(t *testing.T) {
-	t.Parallel()
-	c, prefix := rayClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
+	ctx, c, prefix := rayTest(t, 40*time.Second)
 	id, err := c.Submit(ctx, JobRequest{Entrypoint: "sleep 60", SubmissionID: prefix + "-long"})
 	if err != nil {
 		t.Fatal(err)
@@ -175,10 +177,7 @@ func TestRayJobStops(t *testing.T) {
 }
 
 func TestRayErrors(t *testing.T) {
-	t.Parallel()
-	c, prefix := rayClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
+	ctx, c, prefix := rayTest(t, 40*time.Second)
 	_, err := c.Info(ctx, prefix+"-nope")
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "Job "+prefix+"-nope does not exist") {
 		t.Errorf("info of an unknown job: %v", err)
@@ -247,10 +246,7 @@ func supervisorResources(ctx context.Context, t *testing.T, c *Client, id string
 }
 
 func TestRayEntrypointResources(t *testing.T) {
-	t.Parallel()
-	c, prefix := rayClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
+	ctx, c, prefix := rayTest(t, 40*time.Second)
 	// The test head has 4 units of thinkgen_test: a job holding 3 leaves too
 	// few for a second asking for 2, which waits until the first ends.
 	first, err := c.Submit(ctx, JobRequest{Entrypoint: "sleep 60", SubmissionID: prefix + "-big",
@@ -349,10 +345,7 @@ func allRunning(ws []Worker) bool {
 }
 
 func TestRayPlacerResubmitsAStoppedWorker(t *testing.T) {
-	t.Parallel()
-	c, prefix := rayClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
+	ctx, c, prefix := rayTest(t, 50*time.Second)
 	script, err := filepath.Abs("testdata/fakeworker.sh")
 	if err != nil {
 		t.Fatal(err)
