@@ -7,8 +7,10 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"github.com/sugarme/gotch"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/storage"
 )
 
@@ -128,4 +130,49 @@ func (f *runFlags) runName(flag string, cfg *config.Config) string {
 		return "train-" + strings.TrimSuffix(filepath.Base(f.config), filepath.Ext(f.config))
 	}
 	return "train-default"
+}
+
+// modelFlags name the model a command runs: a bundle or export directory
+// (--model) or a committed checkpoint of a training run in the store
+// (--run, --version).
+type modelFlags struct {
+	dir     string
+	run     string
+	version int
+	fs      *pflag.FlagSet
+}
+
+// addModelFlags adds --model, --run and --version; to says what the
+// command does with the model ("generate with", "serve").
+func addModelFlags(fs *pflag.FlagSet, to string) *modelFlags {
+	f := &modelFlags{fs: fs}
+	fs.StringVar(&f.dir, "model", "", "bundle or export directory to "+to)
+	fs.StringVar(&f.run, "run", "", "training run whose checkpoint to "+to+" (in the store)")
+	fs.IntVar(&f.version, "version", -1, "with --run: checkpoint version (default: the last committed one)")
+	return f
+}
+
+// open resolves the model the flags name (a --run in the store that rf
+// configures) as modelDir or runCheckpoint does: its configuration, a
+// loader of its bundle and a cleanup to call once loading is done. dirs
+// says what --model accepts, for the error when no model is named.
+func (f *modelFlags) open(ctx context.Context, rf *runFlags, dirs string) (*config.Config, func(gotch.Device) (*model.Bundle, error), func(), error) {
+	switch {
+	case f.dir != "" && f.run != "":
+		return nil, nil, nil, usagef("--model and --run both name the model; give one")
+	case f.dir != "":
+		if f.fs.Changed("version") {
+			return nil, nil, nil, usagef("--version goes with --run, not --model")
+		}
+		cfg, load, err := modelDir("--model", f.dir)
+		return cfg, load, func() {}, err
+	case f.run != "":
+		cfg, err := rf.load()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return runCheckpoint(ctx, cfg, f.run, f.version)
+	default:
+		return nil, nil, nil, usagef("give the model: --model DIR (%s) or --run RUN (a training run's checkpoint)", dirs)
+	}
 }

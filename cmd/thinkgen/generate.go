@@ -56,9 +56,7 @@ model is loaded: a missing or corrupt image, an empty prompt, an unknown
 run or version is an error (exit 2) and nothing is written.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
-			modelDir := fs.String("model", "", "bundle or export directory to generate with")
-			run := fs.String("run", "", "training run whose checkpoint to generate with (in the store)")
-			version := fs.Int("version", -1, "with --run: checkpoint version (default: the last committed one)")
+			mf := addModelFlags(fs, "generate with")
 			edit := fs.String("edit", "", "image (PNG or JPEG) to edit: the prompts are edit instructions")
 			think := fs.Bool("think", true, "thinking mode (a chain of thought before the instruction); --think=false: direct mode")
 			num := fs.Int("num", 1, "images per prompt (each its own noise)")
@@ -87,23 +85,12 @@ run or version is an error (exit 2) and nothing is written.`,
 				if err := req.check(); err != nil {
 					return &usageError{err}
 				}
-				switch {
-				case *modelDir != "" && *run != "":
-					return usagef("--model and --run both name the model; give one")
-				case *modelDir != "":
-					if fs.Changed("version") {
-						return usagef("--version goes with --run, not --model")
-					}
-					return generateFromBundle(ctx, e, *modelDir, &req)
-				case *run != "":
-					cfg, err := rf.load()
-					if err != nil {
-						return err
-					}
-					return generateFromRun(ctx, e, cfg, *run, *version, &req)
-				default:
-					return usagef("give the model: --model DIR (a bundle) or --run RUN (a training run's checkpoint)")
+				cfg, load, cleanup, err := mf.open(ctx, rf, "a bundle")
+				if err != nil {
+					return err
 				}
+				defer cleanup()
+				return generate(ctx, e, cfg, &req, func() (*model.Bundle, error) { return placed(cfg, load) })
 			}
 		},
 	}
@@ -202,23 +189,6 @@ func readPrompts(args []string, file string, stdin io.Reader) ([]string, error) 
 		return nil, fmt.Errorf("--file %s: no prompts in it", file)
 	}
 	return prompts, nil
-}
-
-func generateFromBundle(ctx context.Context, e *env, dir string, req *generateRequest) error {
-	cfg, load, err := modelDir("--model", dir)
-	if err != nil {
-		return err
-	}
-	return generate(ctx, e, cfg, req, func() (*model.Bundle, error) { return placed(cfg, load) })
-}
-
-func generateFromRun(ctx context.Context, e *env, cfg *config.Config, run string, version int, req *generateRequest) error {
-	runCfg, load, cleanup, err := runCheckpoint(ctx, cfg, run, version)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	return generate(ctx, e, runCfg, req, func() (*model.Bundle, error) { return placed(runCfg, load) })
 }
 
 // runCheckpoint resolves a committed checkpoint of a training run in the

@@ -10,11 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"github.com/sugarme/gotch"
 
-	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
-	"github.com/thinkgen/thinkgen/model"
 	"github.com/thinkgen/thinkgen/serve"
 )
 
@@ -47,9 +44,7 @@ workers (each its own copy of the model) serve in batches of up to
 SIGINT or SIGTERM after finishing the requests in flight.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
-			modelDirFlag := fs.String("model", "", "export or bundle directory to serve")
-			run := fs.String("run", "", "training run whose checkpoint to serve (in the store)")
-			version := fs.Int("version", -1, "with --run: checkpoint version (default: the last committed one)")
+			mf := addModelFlags(fs, "serve")
 			name := fs.String("name", "", "the model's id in the API (default: the directory's or run's name)")
 			listen := fs.String("listen", "127.0.0.1:8800", "listen address, HOST:PORT (port 0 picks a free one)")
 			tokenFile := fs.String("token-file", "", "file holding the bearer token (default $THINKGEN_SERVE_TOKEN, then $THINKGEN_SERVE_TOKEN_FILE)")
@@ -88,36 +83,14 @@ SIGINT or SIGTERM after finishing the requests in flight.`,
 				case *timeout <= 0:
 					return usagef("--timeout must be positive, got %s", *timeout)
 				}
-				var (
-					cfg     *config.Config
-					load    func(gotch.Device) (*model.Bundle, error)
-					id      string
-					cleanup = func() {}
-					err     error
-				)
-				switch {
-				case *modelDirFlag != "" && *run != "":
-					return usagef("--model and --run both name the model; give one")
-				case *modelDirFlag != "":
-					if fs.Changed("version") {
-						return usagef("--version goes with --run, not --model")
-					}
-					if cfg, load, err = modelDir("--model", *modelDirFlag); err != nil {
-						return err
-					}
-					id = filepath.Base(filepath.Clean(*modelDirFlag))
-				case *run != "":
-					rc, err := rf.load()
-					if err != nil {
-						return err
-					}
-					if cfg, load, cleanup, err = runCheckpoint(ctx, rc, *run, *version); err != nil {
-						return err
-					}
-					defer cleanup()
-					id = *run
-				default:
-					return usagef("give the model: --model DIR (an export or bundle) or --run RUN (a training run's checkpoint)")
+				cfg, load, cleanup, err := mf.open(ctx, rf, "an export or bundle")
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				id := mf.run
+				if mf.dir != "" {
+					id = filepath.Base(filepath.Clean(mf.dir))
 				}
 				if *name != "" {
 					id = *name
