@@ -10,13 +10,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/thinkgen/thinkgen/internal/bearer"
+	"github.com/thinkgen/thinkgen/internal/httpserve"
 	"github.com/thinkgen/thinkgen/queue"
 )
 
@@ -182,12 +182,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // decode reads a JSON body into v; on failure it replies 400 (or 413) naming
 // the field and returns false.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the JSON object")
-	}
+	err := httpserve.DecodeJSON(r.Body, v)
 	if err == nil {
 		return true
 	}
@@ -208,11 +203,13 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		resp.Error = fmt.Sprintf("malformed JSON at byte %d", se.Offset)
 	case errors.Is(err, io.EOF):
 		resp.Error = "empty request body, want a JSON object"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		resp.Field = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		resp.Error = fmt.Sprintf("unknown field %q", resp.Field)
 	default:
-		resp.Error = "bad JSON: " + err.Error()
+		if f, ok := httpserve.UnknownField(err); ok {
+			resp.Field = f
+			resp.Error = fmt.Sprintf("unknown field %q", f)
+		} else {
+			resp.Error = "bad JSON: " + err.Error()
+		}
 	}
 	s.log.Info("controlapi: bad request", "path", r.URL.Path, "status", status, "error", resp.Error)
 	writeError(w, status, resp)

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
+
+	"github.com/thinkgen/thinkgen/internal/httpserve"
 )
 
 // The paths the server answers.
@@ -176,12 +177,7 @@ func writeError(w http.ResponseWriter, e *apiError) {
 // 413, malformed JSON, a field of the wrong type or an unknown field a
 // 400 naming it.
 func decode(r *http.Request, v any) *apiError {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the JSON object")
-	}
+	err := httpserve.DecodeJSON(r.Body, v)
 	if err == nil {
 		return nil
 	}
@@ -197,8 +193,8 @@ func decode(r *http.Request, v any) *apiError {
 		return invalid("body", "invalid_json", "request body must be a JSON object, not a %s", ute.Value)
 	case errors.As(err, &ute):
 		return invalid(ute.Field, "invalid_type", "%s: want a JSON %s, got %s", ute.Field, ute.Type, ute.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		f, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	if f, ok := httpserve.UnknownField(err); ok {
 		param := f
 		if param == "" {
 			param = "body"

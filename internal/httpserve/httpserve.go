@@ -2,7 +2,8 @@
 // reward service, the OpenAI-compatible model server) the same hardened
 // way: a listener that is not loopback only with a bearer token, optional
 // TLS, every phase of a connection bounded in time, a bounded header, and
-// a graceful shutdown when the context ends.
+// a graceful shutdown when the context ends. DecodeJSON reads their JSON
+// request bodies (and the controller API's) the same strict way.
 package httpserve
 
 import (
