@@ -16,59 +16,56 @@ import (
 func TestShardsThroughStores(t *testing.T) {
 	ctx := context.Background()
 	want := rows(300, rolloutRow)
-	for _, st := range storagetest.Stores(t) {
-		t.Run(st.Name, func(t *testing.T) {
-			s := st.Store
-			b := storage.NewBatch(s, storage.StepManifestKey("r", 1), "r", "step", "1")
-			keys := []string{storage.ShardKey("r", 1, "rollout", "t0", 1, 1), storage.ShardKey("r", 1, "rollout", "t1", 1, 1)}
-			for i, key := range keys {
-				part := want[i*150 : (i+1)*150]
-				_, err := PutRows(ctx, b, key, Rollout, WriterOptions{BatchRows: 32, Compression: "zstd"}, t.TempDir(), part)
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			m, err := b.Commit(ctx)
+	storagetest.Each(t, func(t *testing.T, s storage.Store) {
+		b := storage.NewBatch(s, storage.StepManifestKey("r", 1), "r", "step", "1")
+		keys := []string{storage.ShardKey("r", 1, "rollout", "t0", 1, 1), storage.ShardKey("r", 1, "rollout", "t1", 1, 1)}
+		for i, key := range keys {
+			part := want[i*150 : (i+1)*150]
+			_, err := PutRows(ctx, b, key, Rollout, WriterOptions{BatchRows: 32, Compression: "zstd"}, t.TempDir(), part)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []RolloutRow
-			for _, key := range keys {
-				rd, err := Open(ctx, s, m, key, Rollout, ReadOptions{}, t.TempDir())
-				if err != nil {
-					t.Fatal(err)
-				}
-				part, err := rd.ReadAll()
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, part...)
-				if err := rd.Close(); err != nil {
-					t.Fatal(err)
-				}
+		}
+		m, err := b.Commit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []RolloutRow
+		for _, key := range keys {
+			rd, err := Open(ctx, s, m, key, Rollout, ReadOptions{}, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("rows read through the store differ (%d rows, want %d)", len(got), len(want))
+			part, err := rd.ReadAll()
+			if err != nil {
+				t.Fatal(err)
 			}
+			got = append(got, part...)
+			if err := rd.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("rows read through the store differ (%d rows, want %d)", len(got), len(want))
+		}
 
-			// A bit flipped in a committed shard is caught before decoding.
-			r, err := s.Get(ctx, keys[1])
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, _ := io.ReadAll(r)
-			r.Close()
-			data[len(data)/2] ^= 1
-			put := strings.NewReader(string(data))
-			if err := s.Put(ctx, keys[1], put); err != nil {
-				t.Fatal(err)
-			}
-			var ce *storage.ChecksumError
-			if _, err := Open(ctx, s, m, keys[1], Rollout, ReadOptions{}, t.TempDir()); !errors.As(err, &ce) || ce.Key != keys[1] {
-				t.Fatalf("Open of a bit-flipped shard: %v, want a ChecksumError naming %s", err, keys[1])
-			}
-		})
-	}
+		// A bit flipped in a committed shard is caught before decoding.
+		r, err := s.Get(ctx, keys[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(r)
+		r.Close()
+		data[len(data)/2] ^= 1
+		put := strings.NewReader(string(data))
+		if err := s.Put(ctx, keys[1], put); err != nil {
+			t.Fatal(err)
+		}
+		var ce *storage.ChecksumError
+		if _, err := Open(ctx, s, m, keys[1], Rollout, ReadOptions{}, t.TempDir()); !errors.As(err, &ce) || ce.Key != keys[1] {
+			t.Fatalf("Open of a bit-flipped shard: %v, want a ChecksumError naming %s", err, keys[1])
+		}
+	})
 }
 
 // TestReadStreams reads a shard much larger than one record batch and

@@ -51,80 +51,77 @@ func keys(infos []storage.ObjectInfo) []string {
 
 func TestStoreBasics(t *testing.T) {
 	ctx := context.Background()
-	for _, st := range storagetest.Stores(t) {
-		t.Run(st.Name, func(t *testing.T) {
-			s := st.Store
-			objects := map[string]string{
-				"a/a":       "1",
-				"a/b.txt":   "22",
-				"a/b/c":     "333",
-				"a/b/d/e":   "4444",
-				"a/c":       "",
-				"z":         "zz",
-				"a/ünï/κ.x": "unicode",
+	storagetest.Each(t, func(t *testing.T, s storage.Store) {
+		objects := map[string]string{
+			"a/a":       "1",
+			"a/b.txt":   "22",
+			"a/b/c":     "333",
+			"a/b/d/e":   "4444",
+			"a/c":       "",
+			"z":         "zz",
+			"a/ünï/κ.x": "unicode",
+		}
+		for k, v := range objects {
+			put(t, s, k, []byte(v))
+		}
+		for k, v := range objects {
+			if got := string(get(t, s, k)); got != v {
+				t.Errorf("Get(%q) = %q, want %q", k, got, v)
 			}
-			for k, v := range objects {
-				put(t, s, k, []byte(v))
+			info, err := s.Stat(ctx, k)
+			if err != nil || info.Key != k || info.Size != int64(len(v)) || time.Since(info.ModTime) > time.Hour {
+				t.Errorf("Stat(%q) = %+v, %v; want size %d", k, info, err, len(v))
 			}
-			for k, v := range objects {
-				if got := string(get(t, s, k)); got != v {
-					t.Errorf("Get(%q) = %q, want %q", k, got, v)
-				}
-				info, err := s.Stat(ctx, k)
-				if err != nil || info.Key != k || info.Size != int64(len(v)) || time.Since(info.ModTime) > time.Hour {
-					t.Errorf("Stat(%q) = %+v, %v; want size %d", k, info, err, len(v))
-				}
+		}
+		listTests := []struct {
+			prefix string
+			want   []string
+		}{
+			{"", []string{"a/a", "a/b.txt", "a/b/c", "a/b/d/e", "a/c", "a/ünï/κ.x", "z"}},
+			{"a/b", []string{"a/b.txt", "a/b/c", "a/b/d/e"}},
+			{"a/b/", []string{"a/b/c", "a/b/d/e"}},
+			{"a/c", []string{"a/c"}},
+			{"a/x", nil},
+			{"nothing/here/", nil},
+		}
+		for _, lt := range listTests {
+			got, err := s.List(ctx, lt.prefix)
+			if err != nil {
+				t.Fatalf("List(%q): %v", lt.prefix, err)
 			}
-			listTests := []struct {
-				prefix string
-				want   []string
-			}{
-				{"", []string{"a/a", "a/b.txt", "a/b/c", "a/b/d/e", "a/c", "a/ünï/κ.x", "z"}},
-				{"a/b", []string{"a/b.txt", "a/b/c", "a/b/d/e"}},
-				{"a/b/", []string{"a/b/c", "a/b/d/e"}},
-				{"a/c", []string{"a/c"}},
-				{"a/x", nil},
-				{"nothing/here/", nil},
+			if fmt.Sprint(keys(got)) != fmt.Sprint(lt.want) {
+				t.Errorf("List(%q) = %v, want %v", lt.prefix, keys(got), lt.want)
 			}
-			for _, lt := range listTests {
-				got, err := s.List(ctx, lt.prefix)
-				if err != nil {
-					t.Fatalf("List(%q): %v", lt.prefix, err)
-				}
-				if fmt.Sprint(keys(got)) != fmt.Sprint(lt.want) {
-					t.Errorf("List(%q) = %v, want %v", lt.prefix, keys(got), lt.want)
-				}
-				for _, info := range got {
-					if info.Size != int64(len(objects[info.Key])) {
-						t.Errorf("List(%q): %s has size %d, want %d", lt.prefix, info.Key, info.Size, len(objects[info.Key]))
-					}
+			for _, info := range got {
+				if info.Size != int64(len(objects[info.Key])) {
+					t.Errorf("List(%q): %s has size %d, want %d", lt.prefix, info.Key, info.Size, len(objects[info.Key]))
 				}
 			}
+		}
 
-			put(t, s, "a/a", []byte("replaced"))
-			if got := string(get(t, s, "a/a")); got != "replaced" {
-				t.Errorf("after overwrite Get = %q", got)
+		put(t, s, "a/a", []byte("replaced"))
+		if got := string(get(t, s, "a/a")); got != "replaced" {
+			t.Errorf("after overwrite Get = %q", got)
+		}
+		if err := s.Delete(ctx, "a/a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, "a/a"); err != nil {
+			t.Errorf("Delete of a missing object: %v", err)
+		}
+		for _, k := range []string{"a/a", "never", "a/b.txt/under-a-file"} {
+			if _, err := s.Get(ctx, k); !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), k) {
+				t.Errorf("Get(%q) error = %v, want ErrNotExist naming the key", k, err)
 			}
-			if err := s.Delete(ctx, "a/a"); err != nil {
-				t.Fatal(err)
+			if _, err := s.Stat(ctx, k); !errors.Is(err, storage.ErrNotExist) {
+				t.Errorf("Stat(%q) error = %v, want ErrNotExist", k, err)
 			}
-			if err := s.Delete(ctx, "a/a"); err != nil {
-				t.Errorf("Delete of a missing object: %v", err)
-			}
-			for _, k := range []string{"a/a", "never", "a/b.txt/under-a-file"} {
-				if _, err := s.Get(ctx, k); !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), k) {
-					t.Errorf("Get(%q) error = %v, want ErrNotExist naming the key", k, err)
-				}
-				if _, err := s.Stat(ctx, k); !errors.Is(err, storage.ErrNotExist) {
-					t.Errorf("Stat(%q) error = %v, want ErrNotExist", k, err)
-				}
-			}
-			// "a/b" as a directory of the local store is not an object.
-			if _, err := s.Stat(ctx, "a/b"); !errors.Is(err, storage.ErrNotExist) {
-				t.Errorf("Stat of a key prefix: %v", err)
-			}
-		})
-	}
+		}
+		// "a/b" as a directory of the local store is not an object.
+		if _, err := s.Stat(ctx, "a/b"); !errors.Is(err, storage.ErrNotExist) {
+			t.Errorf("Stat of a key prefix: %v", err)
+		}
+	})
 }
 
 func TestStoreBadKeys(t *testing.T) {
@@ -133,82 +130,76 @@ func TestStoreBadKeys(t *testing.T) {
 		"", "/abs/path", "a/../b", "..", "../up", "a/..", "./a", "a/./b", "a//b", "a/", `a\b`, `..\..\x`,
 		"a\x00b", "line\nbreak", "tab\tkey", "bell\x07", "del\x7f", "a/.thinkgen-tmp-123", "bad-utf8-\xff",
 	}
-	for _, st := range storagetest.Stores(t) {
-		t.Run(st.Name, func(t *testing.T) {
-			s := st.Store
-			for _, key := range bad {
-				ops := map[string]error{
-					"Put":    s.Put(ctx, key, strings.NewReader("x")),
-					"Create": s.Create(ctx, key, strings.NewReader("x")),
-					"Delete": s.Delete(ctx, key),
-				}
-				_, ops["Get"] = s.Get(ctx, key)
-				_, ops["Stat"] = s.Stat(ctx, key)
-				for op, err := range ops {
-					var ke *storage.KeyError
-					if !errors.As(err, &ke) || ke.Key != key || !strings.Contains(err.Error(), fmt.Sprintf("%q", key)) {
-						t.Errorf("%s(%q) error = %v, want a KeyError naming the key", op, key, err)
-					}
+	storagetest.Each(t, func(t *testing.T, s storage.Store) {
+		for _, key := range bad {
+			ops := map[string]error{
+				"Put":    s.Put(ctx, key, strings.NewReader("x")),
+				"Create": s.Create(ctx, key, strings.NewReader("x")),
+				"Delete": s.Delete(ctx, key),
+			}
+			_, ops["Get"] = s.Get(ctx, key)
+			_, ops["Stat"] = s.Stat(ctx, key)
+			for op, err := range ops {
+				var ke *storage.KeyError
+				if !errors.As(err, &ke) || ke.Key != key || !strings.Contains(err.Error(), fmt.Sprintf("%q", key)) {
+					t.Errorf("%s(%q) error = %v, want a KeyError naming the key", op, key, err)
 				}
 			}
-			for _, prefix := range []string{"../", "/x", "a//", `a\`} {
-				if _, err := s.List(ctx, prefix); err == nil {
-					t.Errorf("List(%q) succeeded", prefix)
-				}
+		}
+		for _, prefix := range []string{"../", "/x", "a//", `a\`} {
+			if _, err := s.List(ctx, prefix); err == nil {
+				t.Errorf("List(%q) succeeded", prefix)
 			}
-			if got, err := s.List(ctx, ""); err != nil || len(got) != 0 {
-				t.Errorf("bad keys left objects: %v, %v", keys(got), err)
-			}
-		})
-	}
+		}
+		if got, err := s.List(ctx, ""); err != nil || len(got) != 0 {
+			t.Errorf("bad keys left objects: %v, %v", keys(got), err)
+		}
+	})
 }
 
 func TestStoreCreate(t *testing.T) {
 	ctx := context.Background()
-	for _, st := range storagetest.Stores(t) {
-		t.Run(st.Name, func(t *testing.T) {
-			s := st.Store
-			if err := s.Create(ctx, "m/manifest.json", strings.NewReader("first")); err != nil {
-				t.Fatal(err)
+	storagetest.Each(t, func(t *testing.T, s storage.Store) {
+		if err := s.Create(ctx, "m/manifest.json", strings.NewReader("first")); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Create(ctx, "m/manifest.json", strings.NewReader("second"))
+		if !errors.Is(err, storage.ErrExist) || !strings.Contains(err.Error(), "m/manifest.json") {
+			t.Fatalf("second Create error = %v, want ErrExist naming the key", err)
+		}
+		if got := string(get(t, s, "m/manifest.json")); got != "first" {
+			t.Fatalf("Create replaced the object: %q", got)
+		}
+		// Racing creators: exactly one wins, and its bytes are the object.
+		const n = 8
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.Create(ctx, "race", strings.NewReader(fmt.Sprintf("writer %d", i)))
+			}()
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("writers %d and %d both created the object", winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, storage.ErrExist):
+				t.Fatalf("writer %d: %v", i, err)
 			}
-			err := s.Create(ctx, "m/manifest.json", strings.NewReader("second"))
-			if !errors.Is(err, storage.ErrExist) || !strings.Contains(err.Error(), "m/manifest.json") {
-				t.Fatalf("second Create error = %v, want ErrExist naming the key", err)
-			}
-			if got := string(get(t, s, "m/manifest.json")); got != "first" {
-				t.Fatalf("Create replaced the object: %q", got)
-			}
-			// Racing creators: exactly one wins, and its bytes are the object.
-			const n = 8
-			var wg sync.WaitGroup
-			errs := make([]error, n)
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					errs[i] = s.Create(ctx, "race", strings.NewReader(fmt.Sprintf("writer %d", i)))
-				}()
-			}
-			wg.Wait()
-			winner := -1
-			for i, err := range errs {
-				switch {
-				case err == nil && winner >= 0:
-					t.Fatalf("writers %d and %d both created the object", winner, i)
-				case err == nil:
-					winner = i
-				case !errors.Is(err, storage.ErrExist):
-					t.Fatalf("writer %d: %v", i, err)
-				}
-			}
-			if winner < 0 {
-				t.Fatal("no writer created the object")
-			}
-			if got, want := string(get(t, s, "race")), fmt.Sprintf("writer %d", winner); got != want {
-				t.Fatalf("object = %q, want the winner's %q", got, want)
-			}
-		})
-	}
+		}
+		if winner < 0 {
+			t.Fatal("no writer created the object")
+		}
+		if got, want := string(get(t, s, "race")), fmt.Sprintf("writer %d", winner); got != want {
+			t.Fatalf("object = %q, want the winner's %q", got, want)
+		}
+	})
 }
 
 // TestStoreLarge puts an object larger than minio-go's multipart part size
@@ -223,23 +214,21 @@ func TestStoreLarge(t *testing.T) {
 		data[i] = byte(r.Uint32())
 	}
 	want := sha256.Sum256(data)
-	for _, st := range storagetest.Stores(t) {
-		t.Run(st.Name, func(t *testing.T) {
-			// An *os.File, as the shard writer hands over its spool file.
-			f, err := os.CreateTemp(t.TempDir(), "big")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			f.Write(data)
-			if err := st.Store.Put(context.Background(), "big/object", f); err != nil {
-				t.Fatal(err)
-			}
-			if got := sha256.Sum256(get(t, st.Store, "big/object")); got != want {
-				t.Fatal("large object read back differs")
-			}
-		})
-	}
+	storagetest.Each(t, func(t *testing.T, s storage.Store) {
+		// An *os.File, as the shard writer hands over its spool file.
+		f, err := os.CreateTemp(t.TempDir(), "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		f.Write(data)
+		if err := s.Put(context.Background(), "big/object", f); err != nil {
+			t.Fatal(err)
+		}
+		if got := sha256.Sum256(get(t, s, "big/object")); got != want {
+			t.Fatal("large object read back differs")
+		}
+	})
 }
 
 // failingReader fails after n bytes, like a writer that dies mid-object.
@@ -263,61 +252,58 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestStorePutAtomic(t *testing.T) {
-	for _, st := range storagetest.Stores(t) {
-		t.Run(st.Name, func(t *testing.T) {
-			s := st.Store
-			old := bytes.Repeat([]byte("old "), 50_000)
-			put(t, s, "obj", old)
-			// A failed write leaves the old object, and no new one.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			body := bytes.Repeat([]byte("new "), 100_000)
-			if err := s.Put(ctx, "obj", &failingReader{bytes.NewReader(body), 100_000}); err == nil {
-				t.Fatal("Put with a failing body succeeded")
-			}
-			if err := s.Put(ctx, "fresh", &failingReader{bytes.NewReader(body), 1000}); err == nil {
-				t.Fatal("Put with a failing body succeeded")
-			}
-			if got := get(t, s, "obj"); !bytes.Equal(got, old) {
-				t.Fatalf("failed Put changed the object (%d bytes)", len(got))
-			}
-			list, err := s.List(context.Background(), "")
-			if err != nil || fmt.Sprint(keys(list)) != "[obj]" {
-				t.Fatalf("after failed Puts List = %v, %v; want [obj]", keys(list), err)
-			}
+	storagetest.Each(t, func(t *testing.T, s storage.Store) {
+		old := bytes.Repeat([]byte("old "), 50_000)
+		put(t, s, "obj", old)
+		// A failed write leaves the old object, and no new one.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		body := bytes.Repeat([]byte("new "), 100_000)
+		if err := s.Put(ctx, "obj", &failingReader{bytes.NewReader(body), 100_000}); err == nil {
+			t.Fatal("Put with a failing body succeeded")
+		}
+		if err := s.Put(ctx, "fresh", &failingReader{bytes.NewReader(body), 1000}); err == nil {
+			t.Fatal("Put with a failing body succeeded")
+		}
+		if got := get(t, s, "obj"); !bytes.Equal(got, old) {
+			t.Fatalf("failed Put changed the object (%d bytes)", len(got))
+		}
+		list, err := s.List(context.Background(), "")
+		if err != nil || fmt.Sprint(keys(list)) != "[obj]" {
+			t.Fatalf("after failed Puts List = %v, %v; want [obj]", keys(list), err)
+		}
 
-			// Readers racing a writer see one whole version or the other.
-			versions := [][]byte{old, body, bytes.Repeat([]byte("third"), 70_000)}
-			sums := map[[32]byte]bool{}
-			for _, v := range versions {
-				sums[sha256.Sum256(v)] = true
-			}
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if err := s.Put(context.Background(), "obj", bytes.NewReader(versions[i%len(versions)])); err != nil {
-						t.Error(err)
-						return
-					}
+		// Readers racing a writer see one whole version or the other.
+		versions := [][]byte{old, body, bytes.Repeat([]byte("third"), 70_000)}
+		sums := map[[32]byte]bool{}
+		for _, v := range versions {
+			sums[sha256.Sum256(v)] = true
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-			}()
-			defer wg.Wait()
-			defer close(stop)
-			for range 30 {
-				if got := get(t, s, "obj"); !sums[sha256.Sum256(got)] {
-					t.Errorf("reader saw a partial or mixed object of %d bytes", len(got))
+				if err := s.Put(context.Background(), "obj", bytes.NewReader(versions[i%len(versions)])); err != nil {
+					t.Error(err)
+					return
 				}
 			}
-		})
-	}
+		}()
+		defer wg.Wait()
+		defer close(stop)
+		for range 30 {
+			if got := get(t, s, "obj"); !sums[sha256.Sum256(got)] {
+				t.Errorf("reader saw a partial or mixed object of %d bytes", len(got))
+			}
+		}
+	})
 }
 
 func TestOpen(t *testing.T) {

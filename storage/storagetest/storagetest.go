@@ -54,6 +54,15 @@ func Stores(t testing.TB) []Named {
 	return out
 }
 
+// Each runs f against each of Stores(t), as a subtest named after the
+// store.
+func Each(t *testing.T, f func(t *testing.T, s storage.Store)) {
+	t.Helper()
+	for _, st := range Stores(t) {
+		t.Run(st.Name, func(t *testing.T) { f(t, st.Store) })
+	}
+}
+
 // Local returns a store in a fresh temporary directory.
 func Local(t testing.TB) *storage.Local {
 	t.Helper()
