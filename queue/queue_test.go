@@ -17,6 +17,16 @@ import (
 	"github.com/thinkgen/thinkgen/task"
 )
 
+// clockedRollout returns a queue with o on a test clock, holding one
+// rollout task r0, with the clock and the task's key.
+func clockedRollout(t *testing.T, o queue.Options) (*queue.Queue, *queuetest.Clock, string) {
+	t.Helper()
+	clk := queuetest.NewClock()
+	o.Clock = clk
+	q := queue.New(o)
+	return q, clk, submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+}
+
 func submit(t *testing.T, q *queue.Queue, ts ...task.Task) []string {
 	t.Helper()
 	var keys []string
@@ -120,9 +130,7 @@ func TestLongPollGetsLaterTask(t *testing.T) {
 }
 
 func TestHeartbeatExtendsLease(t *testing.T) {
-	clk := queuetest.NewClock()
-	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk})
-	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+	q, clk, key := clockedRollout(t, queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour})
 	w := register(t, q, "w", 1, queue.RoleRollout)
 	x := lease(t, q, w)
 	clk.Advance(8 * time.Second)
@@ -149,9 +157,7 @@ func TestHeartbeatExtendsLease(t *testing.T) {
 // TestHungTaskLosesItsLease: a worker that keeps heartbeating while its task
 // hangs loses the lease at MaxTaskTime, and the task goes to another worker.
 func TestHungTaskLosesItsLease(t *testing.T) {
-	clk := queuetest.NewClock()
-	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, MaxTaskTime: 30 * time.Second, Clock: clk})
-	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+	q, clk, key := clockedRollout(t, queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, MaxTaskTime: 30 * time.Second})
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	first := lease(t, q, a)
@@ -175,9 +181,7 @@ func TestHungTaskLosesItsLease(t *testing.T) {
 }
 
 func TestExpiryRequeuesWithNextAttempt(t *testing.T) {
-	clk := queuetest.NewClock()
-	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk})
-	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+	q, clk, key := clockedRollout(t, queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour})
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	first := lease(t, q, a)
@@ -208,9 +212,7 @@ func TestExpiryRequeuesWithNextAttempt(t *testing.T) {
 func TestExpiryWithoutTickOnCall(t *testing.T) {
 	// A holder calling after its deadline is refused even if Expire has not
 	// run yet, and the task is queued again at once.
-	clk := queuetest.NewClock()
-	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk})
-	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+	q, clk, key := clockedRollout(t, queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour})
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	x := lease(t, q, a)
 	clk.Advance(10*time.Second + time.Nanosecond)
@@ -223,9 +225,7 @@ func TestExpiryWithoutTickOnCall(t *testing.T) {
 }
 
 func TestStaleAndForeignCompletionRefused(t *testing.T) {
-	clk := queuetest.NewClock()
-	q := queue.New(queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, Clock: clk, MaxAttempts: 5})
-	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+	q, _, key := clockedRollout(t, queue.Options{LeaseTTL: 10 * time.Second, WorkerTTL: time.Hour, MaxAttempts: 5})
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	x1 := lease(t, q, a)
@@ -439,9 +439,7 @@ func TestCompletesExactlyOnce(t *testing.T) {
 }
 
 func TestSilentWorkerDropped(t *testing.T) {
-	clk := queuetest.NewClock()
-	q := queue.New(queue.Options{LeaseTTL: time.Hour, WorkerTTL: 5 * time.Second, Clock: clk})
-	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+	q, clk, key := clockedRollout(t, queue.Options{LeaseTTL: time.Hour, WorkerTTL: 5 * time.Second})
 	a := register(t, q, "a", 1, queue.RoleRollout)
 	b := register(t, q, "b", 1, queue.RoleRollout)
 	x := lease(t, q, a)
@@ -467,9 +465,7 @@ func TestSilentWorkerDropped(t *testing.T) {
 }
 
 func TestAttemptsExhaustedByExpiry(t *testing.T) {
-	clk := queuetest.NewClock()
-	q := queue.New(queue.Options{LeaseTTL: time.Second, WorkerTTL: time.Hour, Clock: clk, MaxAttempts: 2})
-	key := submit(t, q, queuetest.Task(task.Rollout, "r0"))[0]
+	q, clk, key := clockedRollout(t, queue.Options{LeaseTTL: time.Second, WorkerTTL: time.Hour, MaxAttempts: 2})
 	w := register(t, q, "w", 1, queue.RoleRollout)
 	for range 2 {
 		lease(t, q, w)
