@@ -140,6 +140,22 @@ void wait(std::vector<c10::intrusive_ptr<c10d::Work>> &works,
   }
 }
 
+// bucketed runs the collective op on each bucket of ts' tensors (op
+// takes the bucket's flat buffer and starts the work), waits for every
+// work within the timeout and copies the results back into ts.
+template <typename Op>
+void bucketed(tg_tensor *ts, int n, int64_t timeout_ms, Op op) {
+  torch::NoGradGuard no_grad;
+  auto bs = buckets(tensors(ts, n));
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  for (auto &b : bs) {
+    std::vector<at::Tensor> one{b.flat};
+    works.push_back(op(one));
+  }
+  wait(works, std::chrono::milliseconds(timeout_ms));
+  unflatten(bs);
+}
+
 } // namespace
 
 extern "C" {
@@ -226,18 +242,12 @@ void tg_group_free(tg_group g) {
 char *tg_allreduce_sum(tg_group g, tg_tensor *ts, int n, int64_t timeout_ms) {
   PROTECT({
     auto *grp = static_cast<Group *>(g);
-    torch::NoGradGuard no_grad;
-    auto bs = buckets(tensors(ts, n));
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::SUM;
     opts.timeout = std::chrono::milliseconds(timeout_ms);
-    for (auto &b : bs) {
-      std::vector<at::Tensor> one{b.flat};
-      works.push_back(grp->backend->allreduce(one, opts));
-    }
-    wait(works, std::chrono::milliseconds(timeout_ms));
-    unflatten(bs);
+    bucketed(ts, n, timeout_ms, [&](std::vector<at::Tensor> &one) {
+      return grp->backend->allreduce(one, opts);
+    });
   })
 }
 
@@ -245,18 +255,12 @@ char *tg_broadcast(tg_group g, tg_tensor *ts, int n, int root,
                    int64_t timeout_ms) {
   PROTECT({
     auto *grp = static_cast<Group *>(g);
-    torch::NoGradGuard no_grad;
-    auto bs = buckets(tensors(ts, n));
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.timeout = std::chrono::milliseconds(timeout_ms);
-    for (auto &b : bs) {
-      std::vector<at::Tensor> one{b.flat};
-      works.push_back(grp->backend->broadcast(one, opts));
-    }
-    wait(works, std::chrono::milliseconds(timeout_ms));
-    unflatten(bs);
+    bucketed(ts, n, timeout_ms, [&](std::vector<at::Tensor> &one) {
+      return grp->backend->broadcast(one, opts);
+    });
   })
 }
 
