@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,26 +58,11 @@ func startMLflowServer(t *testing.T, py string) string {
 		}
 	})
 	url := "http://" + addr
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		resp, err := http.Get(url + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(log.Name())
-			t.Fatalf("mlflow server exited:\n%s", b)
-		case <-time.After(500 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(log.Name())
-			t.Fatalf("mlflow server did not answer on %s within 3 minutes:\n%s", url, b)
-		}
+	if err := testutil.WaitOK(url+"/health", exited, 500*time.Millisecond, 3*time.Minute); err != nil {
+		b, _ := os.ReadFile(log.Name())
+		t.Fatalf("mlflow server: %v:\n%s", err, b)
 	}
+	return url
 }
 
 // mlflowReadback is what testdata/mlflow_readback.py reads back with

@@ -2,7 +2,8 @@
 // packages share: a free loopback address, a buffer safe for concurrent
 // writers, a check that a text mentions what it must, readers of the
 // files tests produce or read (JSON, PNG images, files that must be equal
-// byte for byte), and a certificate to serve HTTPS with. It imports no package of the module, so any test may use it.
+// byte for byte), a certificate to serve HTTPS with, and a wait for a
+// server a test started to answer. It imports no package of the module, so any test may use it.
 package testutil
 
 import (
@@ -10,6 +11,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"net"
@@ -20,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // FreeAddr returns a 127.0.0.1 address with a port nobody listens on.
@@ -153,4 +157,31 @@ func TLSFiles(t testing.TB) (certFile, keyFile string, client *http.Client) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile, client
+}
+
+// ErrExited reports that a server exited before it answered (WaitOK).
+var ErrExited = errors.New("exited before it answered")
+
+// WaitOK polls GET url every poll until it answers 200 OK. It fails with
+// ErrExited once exited is closed (the server's process ended), or when
+// timeout has passed.
+func WaitOK(url string, exited <-chan struct{}, poll, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return ErrExited
+		case <-time.After(poll):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no 200 OK from %s within %s", url, timeout)
+		}
+	}
 }

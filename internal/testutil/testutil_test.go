@@ -1,14 +1,19 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // recorder is a testing.TB that records the failures it is told of.
@@ -101,5 +106,28 @@ func TestSyncBufferAndReadPNG(t *testing.T) {
 	}
 	if addr := Listen(t).Addr().String(); !strings.HasPrefix(addr, "127.0.0.1:") {
 		t.Errorf("Listen on %q", addr)
+	}
+}
+
+func TestWaitOK(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	never := make(chan struct{})
+	if err := WaitOK(srv.URL, never, time.Millisecond, 10*time.Second); err != nil || calls.Load() != 3 {
+		t.Errorf("WaitOK of a server that answers 200 on its third GET = %v after %d GETs; want nil after 3", err, calls.Load())
+	}
+	down := "http://" + FreeAddr(t)
+	exited := make(chan struct{})
+	close(exited)
+	if err := WaitOK(down, exited, time.Millisecond, 10*time.Second); !errors.Is(err, ErrExited) {
+		t.Errorf("WaitOK of an exited server = %v, want ErrExited", err)
+	}
+	if err := WaitOK(down, never, time.Millisecond, 20*time.Millisecond); err == nil || errors.Is(err, ErrExited) {
+		t.Errorf("WaitOK of a server that never answers = %v, want a timeout", err)
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +32,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/thinkgen/thinkgen/config"
+	"github.com/thinkgen/thinkgen/internal/testutil"
 	"github.com/thinkgen/thinkgen/storage"
 )
 
@@ -254,23 +255,15 @@ func (s *Server) Start() error {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); log.Close(); close(done) }()
 	s.cmd, s.done = cmd, done
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + s.Endpoint + "/minio/health/live")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-done:
-			s.cmd = nil
-			return fmt.Errorf("minio at %s exited at start (log %s)", s.Endpoint, s.logPath)
-		case <-time.After(50 * time.Millisecond):
-		}
+	err = testutil.WaitOK("http://"+s.Endpoint+"/minio/health/live", done, 50*time.Millisecond, 30*time.Second)
+	if errors.Is(err, testutil.ErrExited) {
+		s.cmd = nil
+		return fmt.Errorf("minio at %s exited at start (log %s)", s.Endpoint, s.logPath)
 	}
-	return fmt.Errorf("minio at %s not live after 30s (log %s)", s.Endpoint, s.logPath)
+	if err != nil {
+		return fmt.Errorf("minio at %s not live after 30s (log %s)", s.Endpoint, s.logPath)
+	}
+	return nil
 }
 
 // Kill kills the server process (SIGKILL, by its PID) and waits for it to
