@@ -104,23 +104,7 @@ func TestServeTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	req, _ := http.NewRequest(http.MethodGet, "https://"+ln.Addr().String()+HealthPath, nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("GET over TLS: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
-		t.Fatalf("GET over TLS: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
-	}
-	// Plain HTTP to the TLS port is not served.
-	if resp, err := http.Get("http://" + ln.Addr().String() + HealthPath); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("plain HTTP served by the TLS server")
-		}
-	}
+	testutil.ServesTLSOnly(t, client, ln.Addr().String(), HealthPath, testToken)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: %v", err)

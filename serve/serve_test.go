@@ -540,22 +540,7 @@ func TestServeTLS(t *testing.T) {
 	}
 	r := startWith(t, srv, func() (Engine, error) { return newFake(t, m), nil })
 	addr := strings.TrimPrefix(r.url, "http://")
-	req, _ := http.NewRequest("GET", "https://"+addr+PathModels, nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("GET over TLS: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
-		t.Fatalf("GET over TLS: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
-	}
-	if resp, err := http.Get("http://" + addr + PathModels); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("plain HTTP served by the TLS server")
-		}
-	}
+	testutil.ServesTLSOnly(t, client, addr, PathModels, testToken)
 	srv2, err := New(m, Options{CertFile: certFile})
 	if err != nil {
 		t.Fatal(err)

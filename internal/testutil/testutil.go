@@ -2,8 +2,9 @@
 // packages share: a free loopback address, a buffer safe for concurrent
 // writers, a check that a text mentions what it must, readers of the
 // files tests produce or read (JSON, PNG images, files that must be equal
-// byte for byte), a certificate to serve HTTPS with, and a wait for a
-// server a test started to answer. It imports no package of the module, so any test may use it.
+// byte for byte), a certificate to serve HTTPS with and a check that a
+// server serves HTTPS only, and a wait for a server a test started to
+// answer. It imports no package of the module, so any test may use it.
 package testutil
 
 import (
@@ -157,6 +158,29 @@ func TLSFiles(t testing.TB) (certFile, keyFile string, client *http.Client) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile, client
+}
+
+// ServesTLSOnly checks that the server at addr (host:port) answers GET
+// path over HTTPS, through client (TLSFiles') with the bearer token, with
+// 200 OK, and that plain HTTP to the same port gets no 200.
+func ServesTLSOnly(t testing.TB, client *http.Client, addr, path, token string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET over TLS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
+		t.Fatalf("GET over TLS: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	if resp, err := http.Get("http://" + addr + path); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP served by the TLS server")
+		}
+	}
 }
 
 // ErrExited reports that a server exited before it answered (WaitOK).
