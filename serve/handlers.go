@@ -115,12 +115,18 @@ func seedOf(seed *int64) int64 {
 }
 
 func (s *Server) images(w http.ResponseWriter, r *http.Request) {
-	var req imagesRequest
+	answer(w, r, s.generateImages)
+}
+
+// answer decodes r's JSON body as a Req, answers it with do and writes
+// the 200 reply, or the error that decoding or do returned.
+func answer[Req, Resp any](w http.ResponseWriter, r *http.Request, do func(context.Context, *Req) (Resp, *apiError)) {
+	var req Req
 	if e := decode(r, &req); e != nil {
 		writeError(w, e)
 		return
 	}
-	resp, e := s.generateImages(r.Context(), &req)
+	resp, e := do(r.Context(), &req)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -196,17 +202,7 @@ func (s *Server) imageJob(req *imagesRequest) (*job, int64, string, *apiError) {
 }
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
-	var req chatRequest
-	if e := decode(r, &req); e != nil {
-		writeError(w, e)
-		return
-	}
-	resp, e := s.complete(r.Context(), &req)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	answer(w, r, s.complete)
 }
 
 // chatPrompt turns OpenAI messages into the chat the tokenizer renders: an
