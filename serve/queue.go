@@ -132,39 +132,40 @@ func (s *Server) run(eng Engine, batch []*job) {
 			fail(fmt.Errorf("model worker: %v", r))
 		}
 	}()
+	var err error
 	if live[0].draw != nil {
-		var in []DrawInput
-		for _, j := range live {
-			in = append(in, j.draw...)
-		}
-		out, err := eng.Draw(in)
-		if err == nil && len(out) != len(in) {
-			err = fmt.Errorf("model worker: %d images for %d inputs", len(out), len(in))
-		}
-		if err != nil {
-			fail(err)
-			return
-		}
-		for _, j := range live {
-			j.done <- result{drawn: out[:len(j.draw)]}
-			out = out[len(j.draw):]
-		}
-		return
-	}
-	var in []CompleteInput
-	for _, j := range live {
-		in = append(in, j.complete...)
-	}
-	out, err := eng.Complete(in, live[0].opts)
-	if err == nil && len(out) != len(in) {
-		err = fmt.Errorf("model worker: %d completions for %d inputs", len(out), len(in))
+		err = runBatch(live, "images", func(j *job) []DrawInput { return j.draw }, eng.Draw,
+			func(out []Drawn) result { return result{drawn: out} })
+	} else {
+		err = runBatch(live, "completions", func(j *job) []CompleteInput { return j.complete },
+			func(in []CompleteInput) ([]Completion, error) { return eng.Complete(in, live[0].opts) },
+			func(out []Completion) result { return result{completions: out} })
 	}
 	if err != nil {
 		fail(err)
-		return
+	}
+}
+
+// runBatch runs the inputs of every job (inputs) in one model pass (pass)
+// and sends each job its share of the outputs (as the result of); an
+// error, or a pass that returns another number of outputs (named what),
+// is returned and nothing is sent.
+func runBatch[In, Out any](live []*job, what string, inputs func(*job) []In, pass func([]In) ([]Out, error), of func([]Out) result) error {
+	var in []In
+	for _, j := range live {
+		in = append(in, inputs(j)...)
+	}
+	out, err := pass(in)
+	if err == nil && len(out) != len(in) {
+		err = fmt.Errorf("model worker: %d %s for %d inputs", len(out), what, len(in))
+	}
+	if err != nil {
+		return err
 	}
 	for _, j := range live {
-		j.done <- result{completions: out[:len(j.complete)]}
-		out = out[len(j.complete):]
+		n := len(inputs(j))
+		j.done <- of(out[:n])
+		out = out[n:]
 	}
+	return nil
 }
