@@ -199,15 +199,24 @@ func (g *Group) Close() {
 // ranks. Tensors of one dtype and device travel in one flat buffer (one
 // collective), so a list of gradients costs one round trip, not one each.
 func (g *Group) AllReduceSum(tensors []*ts.Tensor) error {
+	return g.inPlace("all-reduce", tensors, func(hs *C.tg_tensor, n C.int) *C.char {
+		return C.tg_allreduce_sum(g.g, hs, n, g.timeout)
+	})
+}
+
+// inPlace runs the shim's collective op over tensors, which it rewrites in
+// place: call passes the tensors' handles and their number to the shim.
+// No tensors is no collective.
+func (g *Group) inPlace(op string, tensors []*ts.Tensor, call func(hs *C.tg_tensor, n C.int) *C.char) error {
 	if len(tensors) == 0 {
 		return nil
 	}
-	hs, err := g.handles("all-reduce", tensors)
+	hs, err := g.handles(op, tensors)
 	if err != nil {
 		return err
 	}
 	defer C.free(unsafe.Pointer(hs))
-	return g.wrap("all-reduce", C.tg_allreduce_sum(g.g, hs, C.int(len(tensors)), g.timeout))
+	return g.wrap(op, call(hs, C.int(len(tensors))))
 }
 
 // Broadcast copies rank root's tensors into the other ranks' tensors, in
@@ -216,15 +225,9 @@ func (g *Group) Broadcast(tensors []*ts.Tensor, root int) error {
 	if root < 0 || root >= g.cfg.World {
 		return fmt.Errorf("dist: broadcast: root must be in [0, %d), got %d", g.cfg.World, root)
 	}
-	if len(tensors) == 0 {
-		return nil
-	}
-	hs, err := g.handles("broadcast", tensors)
-	if err != nil {
-		return err
-	}
-	defer C.free(unsafe.Pointer(hs))
-	return g.wrap("broadcast", C.tg_broadcast(g.g, hs, C.int(len(tensors)), C.int(root), g.timeout))
+	return g.inPlace("broadcast", tensors, func(hs *C.tg_tensor, n C.int) *C.char {
+		return C.tg_broadcast(g.g, hs, n, C.int(root), g.timeout)
+	})
 }
 
 // AllGather returns every rank's t, indexed by rank, as new tensors the
