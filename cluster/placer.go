@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -190,12 +191,8 @@ func NewPlacer(sub Submitter, groups []Group, opts PlacerOptions) (*Placer, erro
 	if opts.Controller == "" {
 		return nil, errors.New("cluster: placer: no controller URL")
 	}
-	if opts.Command == "" {
-		opts.Command = "thinkgen"
-	}
-	if opts.TokenFileEnv == "" {
-		opts.TokenFileEnv = DefaultTokenFileEnv
-	}
+	opts.Command = cmp.Or(opts.Command, "thinkgen")
+	opts.TokenFileEnv = cmp.Or(opts.TokenFileEnv, DefaultTokenFileEnv)
 	if opts.TokenFile != "" && !filepath.IsAbs(opts.TokenFile) {
 		return nil, fmt.Errorf("cluster: placer: token file %q: want an absolute path (the jobs run elsewhere)", opts.TokenFile)
 	}

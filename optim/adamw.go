@@ -21,6 +21,7 @@
 package optim
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 
@@ -65,15 +66,9 @@ func New(params []*ts.Tensor, cfg Config) *AdamW { return NewShard(params, cfg, 
 // alone; their owners update them and the ranks then exchange the
 // updated values. Every parameter still gets a (zero) gradient.
 func NewShard(params []*ts.Tensor, cfg Config, owned []bool) *AdamW {
-	if cfg.Beta1 == 0 {
-		cfg.Beta1 = 0.9
-	}
-	if cfg.Beta2 == 0 {
-		cfg.Beta2 = 0.999
-	}
-	if cfg.Eps == 0 {
-		cfg.Eps = 1e-8
-	}
+	cfg.Beta1 = cmp.Or(cfg.Beta1, 0.9)
+	cfg.Beta2 = cmp.Or(cfg.Beta2, 0.999)
+	cfg.Eps = cmp.Or(cfg.Eps, 1e-8)
 	o := &AdamW{cfg: cfg, params: params}
 	for i, p := range params {
 		if owned != nil && !owned[i] {

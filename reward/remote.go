@@ -2,6 +2,7 @@ package reward
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -277,12 +278,8 @@ func NewClient(baseURL string, opts ClientOptions) (*Client, error) {
 	} else if opts.RetryMax < 0 {
 		opts.RetryMax = 0
 	}
-	if opts.RetryWaitMin == 0 {
-		opts.RetryWaitMin = 100 * time.Millisecond
-	}
-	if opts.RetryWaitMax == 0 {
-		opts.RetryWaitMax = 5 * time.Second
-	}
+	opts.RetryWaitMin = cmp.Or(opts.RetryWaitMin, 100*time.Millisecond)
+	opts.RetryWaitMax = cmp.Or(opts.RetryWaitMax, 5*time.Second)
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 64
 	}

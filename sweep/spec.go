@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -249,12 +250,8 @@ func Parse(name string, data []byte) (*Spec, error) {
 		if e.Rule != "median" {
 			return nil, fail("early_stop.rule: unknown rule %q (want median)", e.Rule)
 		}
-		if e.Metric == "" {
-			e.Metric = "reward/mean"
-		}
-		if e.Direction == "" {
-			e.Direction = Maximize
-		}
+		e.Metric = cmp.Or(e.Metric, "reward/mean")
+		e.Direction = cmp.Or(e.Direction, Maximize)
 		if e.Direction != Maximize && e.Direction != Minimize {
 			return nil, fail("early_stop.direction: %q: want maximize or minimize", e.Direction)
 		}

@@ -9,6 +9,7 @@
 package selftest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -49,24 +50,12 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	if o.Steps == 0 {
-		o.Steps = 1000
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 100
-	}
-	if o.TargetLoss == 0 {
-		o.TargetLoss = 0.01
-	}
-	if o.Hidden == 0 {
-		o.Hidden = 64
-	}
-	if o.LR == 0 {
-		o.LR = 3e-3
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
+	o.Steps = cmp.Or(o.Steps, 1000)
+	o.Warmup = cmp.Or(o.Warmup, 100)
+	o.TargetLoss = cmp.Or(o.TargetLoss, 0.01)
+	o.Hidden = cmp.Or(o.Hidden, 64)
+	o.LR = cmp.Or(o.LR, 3e-3)
+	o.Seed = cmp.Or(o.Seed, 1)
 }
 
 // Result holds what a self-test measured.
