@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -169,6 +170,15 @@ func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || string(raw) == "null"
 }
 
+// decodeRequired decodes the component raw into v, or fails with missing
+// when there is none.
+func decodeRequired(raw json.RawMessage, v any, missing string) error {
+	if isNull(raw) {
+		return errors.New(missing)
+	}
+	return json.Unmarshal(raw, v)
+}
+
 // checkTypes accepts a missing component or one of the given types, or a
 // Sequence (in the field "processors" or "decoders") of them.
 func checkTypes(raw json.RawMessage, types ...string) error {
@@ -200,11 +210,8 @@ func checkTypes(raw json.RawMessage, types ...string) error {
 }
 
 func (t *BPE) loadModel(raw json.RawMessage) error {
-	if isNull(raw) {
-		return fmt.Errorf("missing")
-	}
 	var m hfBPE
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := decodeRequired(raw, &m, "missing"); err != nil {
 		return err
 	}
 	switch {
@@ -386,11 +393,8 @@ func loadNormalizer(raw json.RawMessage) (func(string) string, error) {
 }
 
 func (t *BPE) loadPreTokenizer(raw json.RawMessage) error {
-	if isNull(raw) {
-		return fmt.Errorf("missing; a byte-level BPE needs the ByteLevel pre-tokenizer")
-	}
 	var c hfComponent
-	if err := json.Unmarshal(raw, &c); err != nil {
+	if err := decodeRequired(raw, &c, "missing; a byte-level BPE needs the ByteLevel pre-tokenizer"); err != nil {
 		return err
 	}
 	steps := []json.RawMessage{raw}
