@@ -173,12 +173,9 @@ func Write(bundleDir, out string, src Source, opt Options) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", bundleDir, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(out)), 0o755); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp-")
+	tmp, err := tempBeside(out, "export")
 	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+		return nil, err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	if err := writeParts(tmp, bundleDir, cfg, tok, d); err != nil {
@@ -460,6 +457,21 @@ func FromRun(ctx context.Context, st storage.Store, run string, v int, out strin
 		return nil, err
 	}
 	return Write(filepath.Join(dir, "bundle"), out, Source{Run: run, Version: v, Where: st.String()}, opt)
+}
+
+// tempBeside makes out's parent directory and, in it, the temporary
+// directory that is filled and then renamed to out (moveInto); a failure
+// is reported as op's.
+func tempBeside(out, op string) (string, error) {
+	parent := filepath.Dir(filepath.Clean(out))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	return tmp, nil
 }
 
 // moveInto renames the finished directory tmp to out, which CheckOut

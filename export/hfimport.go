@@ -200,12 +200,9 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	}
 
 	// Write into a temporary directory beside out, renamed at the end.
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(out)), 0o755); err != nil {
-		return nil, fmt.Errorf("import: %w", err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp-")
+	tmp, err := tempBeside(out, "import")
 	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+		return nil, err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	if len(toInit) > 0 {
