@@ -16,9 +16,32 @@ import (
 	"github.com/thinkgen/thinkgen/reward"
 	"github.com/thinkgen/thinkgen/runeval"
 	"github.com/thinkgen/thinkgen/schedule"
+	"github.com/thinkgen/thinkgen/storage"
 	"github.com/thinkgen/thinkgen/storage/runs"
 	"github.com/thinkgen/thinkgen/storage/storagetest"
 )
+
+// baseRun returns configs/tiny.yaml set to evaluate the shipped base
+// (one thread, 4 ODE steps, 24 new tokens) as eval says, and a local
+// store holding run r with that base imported as version 0.
+func baseRun(t *testing.T, eval config.Eval) (*config.Config, *storage.Local) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("evaluates a model")
+	}
+	cfg, err := config.Load(filepath.Join("..", "configs", "tiny.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Run.Base, cfg.Run.Threads = filepath.Join("..", "base", "tiny"), 1
+	cfg.Sampling.DiTSteps, cfg.Sampling.MaxNewTokens = 4, 24
+	cfg.Eval = eval
+	st := storagetest.Local(t)
+	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(context.Background(), "r", 1); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, st
+}
 
 // TestStages evaluates the shipped base as the only stage of a run whose
 // schedule has not committed a block: its scores, per-row scores and
@@ -26,21 +49,8 @@ import (
 // and a second evaluation reads the stored scores back instead of
 // evaluating again.
 func TestStages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("evaluates a model")
-	}
 	ctx := context.Background()
-	cfg, err := config.Load(filepath.Join("..", "configs", "tiny.yaml"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Run.Base, cfg.Run.Threads = filepath.Join("..", "base", "tiny"), 1
-	cfg.Sampling.DiTSteps, cfg.Sampling.MaxNewTokens = 4, 24
-	cfg.Eval = config.Eval{} // every scenario, both modes
-	st := storagetest.Local(t)
-	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(ctx, "r", 1); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := baseRun(t, config.Eval{}) // every scenario, both modes
 	rs := &runs.State{Version: runs.StateVersion, Run: "r", Started: time.Unix(1764265780, 0)}
 	ev := &runeval.Evaluator{Config: cfg, Store: st, Run: "r", Rows: 2, CacheDir: t.TempDir()}
 	// A plan whose one step does not end its block: only the base is a
@@ -157,21 +167,8 @@ func TestStages(t *testing.T) {
 // a version is scored on rows of those scenarios alone, taken in turn, in
 // those modes alone, with a grid for each mode scored.
 func TestVersionScoresTheConfiguredRows(t *testing.T) {
-	if testing.Short() {
-		t.Skip("evaluates a model")
-	}
 	ctx := context.Background()
-	cfg, err := config.Load(filepath.Join("..", "configs", "tiny.yaml"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Run.Base, cfg.Run.Threads = filepath.Join("..", "base", "tiny"), 1
-	cfg.Sampling.DiTSteps, cfg.Sampling.MaxNewTokens = 4, 24
-	cfg.Eval = config.Eval{Scenarios: []string{"reasoning", "composition"}, Modes: []string{"think"}}
-	st := storagetest.Local(t)
-	if _, err := (checkpoint.Versions{Store: st, Base: cfg.Run.Base}).ImportBase(ctx, "r", 1); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := baseRun(t, config.Eval{Scenarios: []string{"reasoning", "composition"}, Modes: []string{"think"}})
 	ev := &runeval.Evaluator{Config: cfg, Store: st, Run: "r", Rows: 4, CacheDir: t.TempDir()}
 	ent, perRow, err := ev.Version(ctx, 0, "base")
 	if err != nil {
