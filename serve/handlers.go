@@ -140,8 +140,6 @@ func (s *Server) generateImages(ctx context.Context, req *imagesRequest) (*image
 		return nil, e
 	}
 	n := len(j.draw)
-	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
-	defer cancel()
 	res, e := s.submit(ctx, j)
 	if e != nil {
 		return nil, e
@@ -335,8 +333,6 @@ func (s *Server) complete(ctx context.Context, req *chatRequest) (*chatResponse,
 		return nil, e
 	}
 	n := len(j.complete)
-	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
-	defer cancel()
 	res, e := s.submit(ctx, j)
 	if e != nil {
 		return nil, e

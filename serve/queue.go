@@ -38,10 +38,12 @@ func (j *job) size() int { return len(j.draw) + len(j.complete) }
 // seconds.
 const retryAfter = 2
 
-// submit queues j and waits for its result. A full queue is a 503 with
-// Retry-After; so is a request whose ctx ends first (RequestTimeout) —
-// a client that went away gets nothing back.
+// submit queues j and waits for its result, RequestTimeout at the most. A
+// full queue is a 503 with Retry-After; so is a request whose ctx ends
+// first (RequestTimeout) — a client that went away gets nothing back.
 func (s *Server) submit(ctx context.Context, j *job) (result, *apiError) {
+	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	defer cancel()
 	j.ctx, j.done = ctx, make(chan result, 1)
 	select {
 	case s.jobs <- j:
