@@ -18,6 +18,18 @@ import (
 	"github.com/thinkgen/thinkgen/sweep"
 )
 
+// trainingSweep is tinySweep for a test that runs the sweep (skipped
+// with -short): it also returns the run directory and lets the trials'
+// train subprocesses run this test binary as thinkgen.
+func trainingSweep(t *testing.T, name, space, extra string) (file, dir string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	t.Setenv("THINKGEN_TEST_MAIN", "1")
+	return tinySweep(t, name, space, extra), t.TempDir()
+}
+
 // tinySweep writes a sweep file over the shipped tiny configuration and
 // base, with a schedule of one GRPO step and small rollouts, and returns
 // its path; extra holds top-level "key: value" lines that replace the
@@ -132,12 +144,7 @@ func TestSweepDryRunListsTrials(t *testing.T) {
 // again (nothing is re-run), then marks a trial unfinished as a killed
 // sweep would leave it and runs it again (that trial resumes its run).
 func TestSweepTinyRunsAndResumes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains")
-	}
-	t.Setenv("THINKGEN_TEST_MAIN", "1")
-	file := tinySweep(t, "tiny", "  grpo.lr: [1.0e-4, 1.0e-3]", "")
-	dir := t.TempDir()
+	file, dir := trainingSweep(t, "tiny", "  grpo.lr: [1.0e-4, 1.0e-3]", "")
 	args := []string{"sweep", "--config", file, "--run-dir", dir, "--poll", "1s"}
 	code, out, errs := runCLI(t, args...)
 	if code != 0 {
@@ -275,15 +282,10 @@ func TestSweepOnRay(t *testing.T) {
 // against 0.181) and it is stopped there; the decision recorded matches
 // the rule applied to the recorded rewards.
 func TestSweepStopsALosingTrial(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains")
-	}
-	t.Setenv("THINKGEN_TEST_MAIN", "1")
 	// 8 prompts × 4 chains a step: with the fixture's 2 × 2 a step's
 	// reward was often 0 for both trials (a tie the rule rightly keeps).
-	file := tinySweep(t, "es", "  grpo.lr: [1.0e-2, 1.0e-5]\n  schedule.phases.0.steps: [3]\n  grpo.prompts_per_step: [8]\n  grpo.group: [4]",
+	file, dir := trainingSweep(t, "es", "  grpo.lr: [1.0e-2, 1.0e-5]\n  schedule.phases.0.steps: [3]\n  grpo.prompts_per_step: [8]\n  grpo.group: [4]",
 		"parallel: 1\nearly_stop: {rule: median, metric: reward/mean, min_step: 2, min_trials: 1}")
-	dir := t.TempDir()
 	code, out, errs := runCLI(t, "sweep", "--config", file, "--run-dir", dir, "--poll", "500ms")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
@@ -322,12 +324,7 @@ func TestSweepStopsALosingTrial(t *testing.T) {
 // both trials have committed their step: the trials are ended and left
 // pending, and the next run resumes both runs (train --resume) to the end.
 func TestSweepInterruptedResumes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains")
-	}
-	t.Setenv("THINKGEN_TEST_MAIN", "1")
-	file := tinySweep(t, "int", "  grpo.lr: [1.0e-4, 1.0e-3]", "")
-	dir := t.TempDir()
+	file, dir := trainingSweep(t, "int", "  grpo.lr: [1.0e-4, 1.0e-3]", "")
 	args := []string{"sweep", "--config", file, "--run-dir", dir, "--poll", "500ms"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
