@@ -49,7 +49,9 @@ pyenv:
 	@bash scripts/setup-pyenv.sh
 
 # Tests that compare against Python references (transformers, diffusers, pyarrow) read
-# the venv's interpreter from THINKGEN_PYTHON; the test of thinkgen serve drives it
+# the venv's interpreter from THINKGEN_PYTHON (the Qwen3-VL parity test reads a second
+# venv with a newer torch and transformers from THINKGEN_VL_PYTHON, made by
+# scripts/setup-pyenv.sh vl); the test of thinkgen serve drives it
 # with the official OpenAI client from the small venv of scripts/setup-toolenv.sh openai
 # (THINKGEN_OPENAI_PYTHON). go test runs two packages at a
 # time on two cores; libtorch's OpenMP pool spin-waits when oversubscribed
@@ -66,7 +68,7 @@ pyenv:
 # test (cmd/thinkgen/mlflow_test.go) reads from THINKGEN_MLFLOW_PYTHON to
 # run `mlflow server` on loopback and MLflow's client.
 test: build vet
-	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) THINKGEN_OPENAI_PYTHON=$$(bash scripts/setup-toolenv.sh openai) THINKGEN_MLFLOW_PYTHON=$$(bash scripts/setup-toolenv.sh mlflow) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
+	KUBE=$$(bash scripts/kube-assets.sh) && CHROMIUM=$$(bash scripts/chromium.sh) && IMAGE=$$(bash scripts/image.sh refresh bin/thinkgen) && KUBEBUILDER_ASSETS=$$KUBE THINKGEN_CHROMIUM=$$CHROMIUM THINKGEN_IMAGE=$$IMAGE THINKGEN_PYTHON=$$(bash scripts/setup-pyenv.sh) THINKGEN_VL_PYTHON=$$(bash scripts/setup-pyenv.sh vl) THINKGEN_OPENAI_PYTHON=$$(bash scripts/setup-toolenv.sh openai) THINKGEN_MLFLOW_PYTHON=$$(bash scripts/setup-toolenv.sh mlflow) OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE bash scripts/minio.sh run bash scripts/ray.sh run $(GO) test -timeout $(TEST_TIMEOUT) ./... && GO=$(GO) bash scripts/fuzz.sh
 
 # image builds the CPU image of image/Dockerfile without pulling any base
 # image: Debian packages (mmdebstrap), Ray's PyPI wheels, libtorch's

@@ -6,12 +6,37 @@
 # reuses the old in well under a second. torch==2.1.0 comes from the wheel
 # scripts/setup-libtorch.sh already cached; its nvidia-* dependencies (~2.5
 # GB, needed only to import it) are downloaded once.
+#
+# `setup-pyenv.sh vl` does the same for scripts/requirements-vl.txt: a second
+# venv (venv-vl-<hash>) with torch 2.2.2 and transformers 4.57.6 for the
+# Qwen3-VL parity tests (model/qwen3vl_parity_test.go reads its python from
+# THINKGEN_VL_PYTHON). Measured on a machine without it (2 cores, the pip
+# cache empty, scripts/setup-libtorch.sh's CUDA 12.1 wheels in place): 5 min
+# 37 s, about 1.9 GB downloaded (torch 2.2.2 0.75 GB, cuDNN 8.9 0.73 GB,
+# NCCL, cuFFT, cuRAND, NVRTC; cuBLAS, cuSOLVER, cuSPARSE and the runtime,
+# 0.75 GB, came from that cache, so about 2.6 GB without it), 5.1 GB on disk.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export THINKGEN_CACHE=${THINKGEN_CACHE:-$HOME/.cache/thinkgen}
-req=$root/scripts/requirements-test.txt
+mode=${1:-test}
+case $mode in
+test)
+	req=$root/scripts/requirements-test.txt
+	prefix=venv
+	check='import torch, transformers, diffusers, peft, pyarrow, safetensors, tensorboard; assert torch.__version__.startswith("2.1.0"), torch.__version__'
+	;;
+vl)
+	req=$root/scripts/requirements-vl.txt
+	prefix=venv-vl
+	check='import torch, safetensors; from transformers import Qwen3VLForConditionalGeneration; assert torch.__version__.startswith("2.2.2"), torch.__version__'
+	;;
+*)
+	printf 'setup-pyenv: unknown mode %q (want test or vl)\n' "$mode" >&2
+	exit 2
+	;;
+esac
 hash=$(sha256sum "$req" | cut -c1-12)
-venv=$THINKGEN_CACHE/venv-$hash
+venv=$THINKGEN_CACHE/$prefix-$hash
 log() { printf 'setup-pyenv: %s\n' "$*" >&2; }
 
 if [[ ! -f $venv/.complete ]]; then
@@ -20,7 +45,7 @@ if [[ ! -f $venv/.complete ]]; then
 	python3 -m venv "$venv"
 	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
 		--cache-dir "$THINKGEN_CACHE/pip" -r <(sed "s|\${THINKGEN_CACHE}|$THINKGEN_CACHE|g" "$req") >&2
-	"$venv/bin/python" -c 'import torch, transformers, diffusers, peft, pyarrow, safetensors, tensorboard; assert torch.__version__.startswith("2.1.0"), torch.__version__' >&2
+	"$venv/bin/python" -c "$check" >&2
 	touch "$venv/.complete"
 fi
 echo "$venv/bin/python"

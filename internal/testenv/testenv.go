@@ -1,5 +1,7 @@
 // Package testenv gives tests what `make test` provides: the test-only
 // Python venv (scripts/setup-pyenv.sh) through THINKGEN_PYTHON, the
+// Qwen3-VL reference venv (scripts/setup-pyenv.sh vl) through
+// THINKGEN_VL_PYTHON, the
 // OpenAI client's small venv (scripts/setup-toolenv.sh openai) through
 // THINKGEN_OPENAI_PYTHON, the MLflow venv (scripts/setup-toolenv.sh mlflow)
 // through THINKGEN_MLFLOW_PYTHON, a local Ray head (scripts/ray.sh) through
@@ -29,6 +31,14 @@ func MLflowPython(t testing.TB) string {
 func Python(t testing.TB) string {
 	t.Helper()
 	return need(t, "THINKGEN_PYTHON", "set it to the python that `bash scripts/setup-pyenv.sh` prints", "the Python reference tests")
+}
+
+// VLPython returns the python of the second test venv, whose newer torch
+// and transformers hold the Qwen3-VL reference (THINKGEN_VL_PYTHON,
+// printed by `bash scripts/setup-pyenv.sh vl`).
+func VLPython(t testing.TB) string {
+	t.Helper()
+	return need(t, "THINKGEN_VL_PYTHON", "set it to the python that `bash scripts/setup-pyenv.sh vl` prints", "the Qwen3-VL reference tests")
 }
 
 // OpenAIPython returns the python of the small venv holding the official
