@@ -22,6 +22,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -135,8 +136,9 @@ func (m Model) ShapeDiff(o Model) []string {
 	walk := func(prefix string, a, b any) {
 		va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 		for i := range va.NumField() {
-			if x, y := va.Field(i).Interface(), vb.Field(i).Interface(); x != y {
-				diff = append(diff, fmt.Sprintf("%s.%s %v vs %v", prefix, va.Type().Field(i).Tag.Get("yaml"), x, y))
+			if x, y := va.Field(i).Interface(), vb.Field(i).Interface(); !reflect.DeepEqual(x, y) {
+				key, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("yaml"), ",")
+				diff = append(diff, fmt.Sprintf("%s.%s %v vs %v", prefix, key, x, y))
 			}
 		}
 	}
@@ -169,9 +171,53 @@ type MLLM struct {
 	RMSNormEps float64 `yaml:"rms_norm_eps"`
 	// TieEmbeddings shares the input embedding with the output head.
 	TieEmbeddings bool `yaml:"tie_embeddings"`
-	// VisionPatch is the patch size of the vision embedder (pixels).
+	// VisionPatch is the patch size of the vision tower (pixels): the
+	// patch embedder's, or the ViT's with vision: qwen3vl.
 	VisionPatch int `yaml:"vision_patch"`
+	// Vision picks the vision tower: "patch" (a linear patch embedder and
+	// an RMSNorm; the tiny base was trained with it) or "qwen3vl" (Qwen3-VL's
+	// ViT with its patch merger and DeepStack features, configured by vit,
+	// and the text model's interleaved multimodal RoPE; checkpoint names of
+	// transformers' Qwen3VLForConditionalGeneration). Empty means "patch".
+	Vision string `yaml:"vision,omitempty"`
+	// ViT shapes the Qwen3-VL vision tower (vision: qwen3vl only).
+	ViT ViT `yaml:"vit,omitempty"`
+	// MRopeSection splits the rotary frequencies of vision: qwen3vl's text
+	// model between the temporal, height and width position axes
+	// (interleaved); its sum is head_dim/2. Qwen3-VL-8B: [24, 20, 20].
+	MRopeSection []int `yaml:"mrope_section,omitempty"`
 }
+
+// The values of model.mllm.vision.
+const (
+	VisionPatch   = "patch"
+	VisionQwen3VL = "qwen3vl"
+)
+
+// ViT is Qwen3-VL's vision transformer (transformers' Qwen3VLVisionConfig).
+// Its output width is the MLLM's hidden size.
+type ViT struct {
+	Depth  int `yaml:"depth"`  // blocks
+	Hidden int `yaml:"hidden"` // width
+	Heads  int `yaml:"heads"`
+	FFN    int `yaml:"ffn"` // the MLP's intermediate width
+	// TemporalPatch is the number of frames one patch spans; a still
+	// image is repeated to fill it (2 in Qwen3-VL's checkpoints).
+	TemporalPatch int `yaml:"temporal_patch"`
+	// SpatialMerge is the side of the square of patches the merger turns
+	// into one LLM token (2: four patches per image token).
+	SpatialMerge int `yaml:"spatial_merge"`
+	// PositionEmbeddings is the size of the learned position table, a
+	// square grid interpolated bilinearly to each image's patch grid.
+	PositionEmbeddings int `yaml:"position_embeddings"`
+	// DeepStack lists the blocks whose outputs, merged by their own
+	// mergers, are added to the hidden states of the first len(DeepStack)
+	// LLM layers at the image tokens.
+	DeepStack []int `yaml:"deepstack,flow"`
+}
+
+// IsQwen3VL reports whether the MLLM uses the Qwen3-VL vision tower.
+func (c MLLM) IsQwen3VL() bool { return c.Vision == VisionQwen3VL }
 
 // Connector is the VGI-refine connector between the MLLM and the DiT.
 type Connector struct {

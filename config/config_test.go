@@ -41,6 +41,38 @@ func TestFullConfigShapes(t *testing.T) {
 	if cfg.Model.Connector.Prepad != 23 {
 		t.Errorf("full connector prepad = %d, want 23", cfg.Model.Connector.Prepad)
 	}
+	m := cfg.Model.MLLM
+	want := ViT{Depth: 27, Hidden: 1152, Heads: 16, FFN: 4304, TemporalPatch: 2, SpatialMerge: 2, PositionEmbeddings: 2304, DeepStack: []int{8, 16, 24}}
+	if !m.IsQwen3VL() || !reflect.DeepEqual(m.ViT, want) || !slices.Equal(m.MRopeSection, []int{24, 20, 20}) || m.VisionPatch != 16 {
+		t.Errorf("full MLLM vision = %q %+v mrope %v patch %d, want Qwen3-VL-8B's (qwen3vl %+v, mrope [24 20 20], patch 16)", m.Vision, m.ViT, m.MRopeSection, m.VisionPatch, want)
+	}
+}
+
+// TestQwen3VLKeysRefused checks that the Qwen3-VL tower's keys are checked
+// (on configs/full.yaml, which selects it): each bad value is named alone.
+func TestQwen3VLKeysRefused(t *testing.T) {
+	for _, tt := range []struct{ set, key string }{
+		{"model.mllm.vision=clip", "model.mllm.vision"},
+		{"model.mllm.vit.deepstack=[8, 8]", "model.mllm.vit.deepstack.1"},
+		{"model.mllm.vit.deepstack=[27]", "model.mllm.vit.deepstack.0"},
+		{"model.mllm.mrope_section=[24, 20]", "model.mllm.mrope_section"},
+		{"model.mllm.mrope_section=[24, 20, 21]", "model.mllm.mrope_section"},
+		{"model.mllm.vit.position_embeddings=2300", "model.mllm.vit.position_embeddings"},
+		{"model.mllm.vit.hidden=1160", "model.mllm.vit.hidden"},
+		{"model.mllm.vit.spatial_merge=0", "model.mllm.vit.spatial_merge"},
+		{"model.dit.image_size=1008", "model.dit.image_size"},
+	} {
+		t.Run(tt.set, func(t *testing.T) {
+			_, err := Load(filepath.Join("..", "configs", "full.yaml"), []string{tt.set})
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("--set %s: error %v, want a *ValidationError", tt.set, err)
+			}
+			if len(verr.Fields) != 1 || verr.Fields[0].Key != tt.key {
+				t.Fatalf("--set %s: fields %v, want exactly %s", tt.set, verr, tt.key)
+			}
+		})
+	}
 }
 
 func TestSet(t *testing.T) {
@@ -319,6 +351,7 @@ func TestShapeDiff(t *testing.T) {
 		{"dtype only", func(m *Model) { m.DType = "bfloat16" }, nil},
 		{"connector.states only (no weight changes)", func(m *Model) { m.Connector.States = StatesAll }, nil},
 		{"prepad", func(m *Model) { m.Connector.Prepad = 0 }, []string{fmt.Sprintf("connector.prepad %d vs 0", base.Connector.Prepad)}},
+		{"vit deepstack", func(m *Model) { m.MLLM.ViT.DeepStack = []int{1} }, []string{"mllm.vit {0 0 0 0 0 0 0 []} vs {0 0 0 0 0 0 0 [1]}"}},
 		{"two keys", func(m *Model) { m.MLLM.Layers++; m.DiT.Hidden *= 2 }, []string{
 			fmt.Sprintf("mllm.layers %d vs %d", base.MLLM.Layers, base.MLLM.Layers+1),
 			fmt.Sprintf("dit.hidden %d vs %d", base.DiT.Hidden, base.DiT.Hidden*2),

@@ -182,6 +182,13 @@ func (c *Config) Validate() error {
 	if l.Heads > 0 && l.KVHeads > 0 && l.Heads%l.KVHeads != 0 {
 		k.add("model.mllm.kv_heads", fmt.Sprintf("a divisor of model.mllm.heads (%d)", l.Heads), l.KVHeads)
 	}
+	switch l.Vision {
+	case "", VisionPatch:
+	case VisionQwen3VL:
+		validateViT(&k, l, m.DiT.ImageSize)
+	default:
+		k.add("model.mllm.vision", fmt.Sprintf("%q or %q", VisionPatch, VisionQwen3VL), fmt.Sprintf("%q", l.Vision))
+	}
 	k.nonNegative("model.connector.prepad", m.Connector.Prepad)
 	if s := m.Connector.States; s != "" && s != StatesCut && s != StatesAll {
 		k.add("model.connector.states", fmt.Sprintf("%q or %q", StatesCut, StatesAll), s)
@@ -545,5 +552,47 @@ func validateScheduling(k *checker, key string, r Resources) {
 	}
 	if r.ShmSize != "" && !quantityRE.MatchString(r.ShmSize) {
 		k.add(key+".shm_size", `a Kubernetes quantity such as "16Gi"`, fmt.Sprintf("%q", r.ShmSize))
+	}
+}
+
+// validateViT checks model.mllm.vit and model.mllm.mrope_section of a
+// vision: qwen3vl MLLM whose input images are imageSize pixels square.
+func validateViT(k *checker, l MLLM, imageSize int) {
+	v := l.ViT
+	k.positive("model.mllm.vit.depth", v.Depth)
+	k.positive("model.mllm.vit.hidden", v.Hidden)
+	k.positive("model.mllm.vit.heads", v.Heads)
+	k.positive("model.mllm.vit.ffn", v.FFN)
+	k.positive("model.mllm.vit.temporal_patch", v.TemporalPatch)
+	k.positive("model.mllm.vit.spatial_merge", v.SpatialMerge)
+	k.positive("model.mllm.vit.position_embeddings", v.PositionEmbeddings)
+	if v.Heads > 0 && v.Hidden > 0 && (v.Hidden%v.Heads != 0 || (v.Hidden/v.Heads)%4 != 0) {
+		k.add("model.mllm.vit.hidden", fmt.Sprintf("a multiple of 4·model.mllm.vit.heads (%d): 2-D RoPE splits a head in quarters", 4*v.Heads), v.Hidden)
+	}
+	if side := int(math.Sqrt(float64(v.PositionEmbeddings))); v.PositionEmbeddings > 0 && side*side != v.PositionEmbeddings {
+		k.add("model.mllm.vit.position_embeddings", "a square number (the table is a square grid)", v.PositionEmbeddings)
+	}
+	seen := map[int]bool{}
+	for i, d := range v.DeepStack {
+		if d < 0 || d >= v.Depth || seen[d] {
+			k.add(fmt.Sprintf("model.mllm.vit.deepstack.%d", i), fmt.Sprintf("distinct blocks in [0, model.mllm.vit.depth=%d)", v.Depth), d)
+		}
+		seen[d] = true
+	}
+	if len(v.DeepStack) > l.Layers && l.Layers > 0 {
+		k.add("model.mllm.vit.deepstack", fmt.Sprintf("at most model.mllm.layers (%d) entries", l.Layers), len(v.DeepStack))
+	}
+	if unit := l.VisionPatch * v.SpatialMerge; unit > 0 && imageSize > 0 && imageSize%unit != 0 {
+		k.add("model.dit.image_size", fmt.Sprintf("a multiple of vision_patch·vit.spatial_merge (%d) with vision: qwen3vl", unit), imageSize)
+	}
+	sum := 0
+	for i, s := range l.MRopeSection {
+		if s < 0 {
+			k.add(fmt.Sprintf("model.mllm.mrope_section.%d", i), ">= 0", s)
+		}
+		sum += s
+	}
+	if len(l.MRopeSection) != 3 || (l.HeadDim > 0 && sum != l.HeadDim/2) {
+		k.add("model.mllm.mrope_section", fmt.Sprintf("three sizes (temporal, height, width) summing to head_dim/2 (%d)", l.HeadDim/2), fmt.Sprint(l.MRopeSection))
 	}
 }

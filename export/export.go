@@ -156,6 +156,9 @@ func Write(bundleDir, out string, src Source, opt Options) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", bundleDir, err)
 	}
+	if cfg.Model.MLLM.IsQwen3VL() {
+		return nil, fmt.Errorf("export %s: model.mllm.vision is qwen3vl, and the servable layout is Qwen3ForCausalLM's with a patch embedder", bundleDir)
+	}
 	d := opt.DType
 	if d == "" {
 		d = DType(cfg.Model.DType).orFloat32()
@@ -268,7 +271,7 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 	if err := os.WriteFile(filepath.Join(dir, fileTokenizer), tj, 0o644); err != nil {
 		return err
 	}
-	imageTokens := model.ImageTokens(cfg.Model.DiT.ImageSize, cfg.Model.MLLM.VisionPatch)
+	imageTokens := model.ImageTokens(cfg.Model.MLLM, cfg.Model.DiT.ImageSize)
 	tc := tokenizerConfig(cfg, imageTokens)
 	for path, v := range map[string]any{
 		fileMLLMAdapterConfig: jsons[fileMLLMAdapterConfig],

@@ -87,7 +87,7 @@ func mllmConfig(cfg *config.Config, vocab int, sp tokenizer.Specials, d DType) q
 		TransformersVersion: transformersVersion,
 		ThinkGen: thinkgenMLLM{
 			VisionWeights: fileVision, VisionPatchSize: m.VisionPatch, VisionChannels: 3,
-			ImageTokens:  model.ImageTokens(cfg.Model.DiT.ImageSize, m.VisionPatch),
+			ImageTokens:  model.ImageTokens(m, cfg.Model.DiT.ImageSize),
 			ImageTokenID: sp.ImagePad, ThinkEndTokenID: sp.EndThink, ConditionStates: states,
 		},
 	}

@@ -64,7 +64,7 @@ func TestTransformersLoadsExport(t *testing.T) {
 	user := func(parts ...map[string]any) []map[string]any {
 		return []map[string]any{{"role": "user", "content": parts}}
 	}
-	imageTokens := model.ImageTokens(32, 4)
+	imageTokens := model.ImageTokens(config.MLLM{VisionPatch: 4}, 32)
 	chats := []hfChat{
 		{Messages: []map[string]any{{"role": "user", "content": prompt}}, chat: tokenizer.Chat{User: prompt}},
 		{Messages: []map[string]any{{"role": "user", "content": prompt}}, EnableThinking: &falseV, chat: tokenizer.Chat{User: prompt, Think: tokenizer.ThinkSkip}},

@@ -96,6 +96,9 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
+	if cfg.Model.MLLM.IsQwen3VL() {
+		return nil, errors.New("import: model.mllm.vision is qwen3vl, but import reads Qwen3ForCausalLM folders (a Qwen3VLForConditionalGeneration folder loads through model.(*MLLM).LoadQwen3VL)")
+	}
 	if src.VAE != "" && cfg.Model.DiT.Latent != "vae" {
 		return nil, fmt.Errorf("import: a VAE folder (%s) for model.dit.latent %q (want vae)", src.VAE, cfg.Model.DiT.Latent)
 	}

@@ -255,6 +255,24 @@ func TestImportHFRejects(t *testing.T) {
 	}
 }
 
+// TestImportHFRefusesQwen3VL: import reads Qwen3ForCausalLM folders, so a
+// configuration with the Qwen3-VL tower is refused before anything is read.
+func TestImportHFRefusesQwen3VL(t *testing.T) {
+	cfg := config.Default()
+	m := &cfg.Model.MLLM
+	m.Vision, m.MRopeSection = config.VisionQwen3VL, []int{m.HeadDim / 2, 0, 0}
+	m.ViT = config.ViT{Depth: 2, Hidden: 32, Heads: 2, FFN: 64, TemporalPatch: 2, SpatialMerge: 2, PositionEmbeddings: 16, DeepStack: []int{1}}
+	cfg.Model.DiT.ImageSize = 32
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "bundle")
+	_, err := importHF(cfg, HFSources{MLLM: t.TempDir()}, out)
+	if err == nil || !strings.Contains(err.Error(), "model.mllm.vision is qwen3vl") {
+		t.Fatalf("error %v, want a refusal naming model.mllm.vision", err)
+	}
+}
+
 // TestImportHFTransformersSharded imports a random Qwen3ForCausalLM that
 // transformers saved as a sharded bfloat16 checkpoint (with the Qwen
 // tokenizer of tokenizer/testdata) and compares the MLLM's logits with

@@ -415,7 +415,7 @@ type chatBatch struct {
 func (l *Learner) chatBatchOf(sc *libtorch.Scope, mb []sample) (chatBatch, error) {
 	c := l.cfg
 	size := c.Model.DiT.ImageSize
-	imgTokens := model.ImageTokens(size, c.Model.MLLM.VisionPatch)
+	imgTokens := model.ImageTokens(c.Model.MLLM, size)
 	b := chatBatch{prompts: make([][]int, len(mb)), completions: make([][]int, len(mb)), adv: make([]float64, len(mb))}
 	var refPNGs [][]byte
 	for i, s := range mb {

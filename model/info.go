@@ -20,18 +20,23 @@ func Inventory(c *config.Config, vocab int) []ModuleCount {
 	var embed, head int64
 	for _, s := range text {
 		switch s.Name {
-		case "model.embed_tokens.weight":
+		case textPrefix(m.MLLM) + "embed_tokens.weight":
 			embed = s.Numel()
 		case "lm_head.weight":
 			head = s.Numel()
 		}
+	}
+	vision := "mllm.vision (patch embedder)"
+	if m.MLLM.IsQwen3VL() {
+		vision = "mllm.vision (Qwen3-VL ViT, merger, DeepStack mergers)"
 	}
 	counts := []ModuleCount{
 		{"mllm.text (embeddings)", embed, false},
 		{"mllm.text (decoder layers + norm)", CountParams(text) - embed - head, false},
 		{"mllm.text (untied lm_head)", head, false},
 		{"mllm.text total (the Qwen3 LM)", CountParams(text), true},
-		{"mllm.vision (patch embedder)", CountParams(all) - CountParams(text), false},
+		{vision, CountParams(all) - CountParams(text), false},
+		{"mllm total", CountParams(all), true},
 		{"connector (VGI-refine)", CountParams(ConnectorSpecs(m.MLLM.Hidden, m.DiT.Hidden, m.Connector.Prepad)), false},
 		{"dit", CountParams(DiTSpecs(m.DiT)), false},
 	}

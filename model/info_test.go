@@ -14,6 +14,11 @@ const (
 	// (config: hidden 4096, 36 layers, 32/8 heads of 128, FFN 12288,
 	// vocab 151,936, untied head).
 	qwen3_8BParams = 8_190_735_360
+	// Qwen3-VL-8B (Qwen3VLForConditionalGeneration, its published shapes
+	// in configs/full.yaml): 8,767,123,696 parameters, the text tower above
+	// plus a 576,388,336-parameter vision side (27-block ViT of width 1152,
+	// its patch merger and three DeepStack mergers).
+	qwen3VL8BParams = 8_767_123_696
 	// OmniGen2's DiT: "about 4B" parameters (hidden 2520, 32 layers,
 	// 21/7 heads of 120, FFN 10240, 2-layer refiners, patch 2, 16 channels).
 	omniGen2DiTParams = 4.0e9
@@ -31,6 +36,9 @@ func TestFullScaleParameterCounts(t *testing.T) {
 	text := CountParams(MLLMSpecs(cfg.Model.MLLM, cfg.Model.MLLM.Vocab, 0))
 	if rel := math.Abs(float64(text)-qwen3_8BParams) / qwen3_8BParams; rel > 0.02 {
 		t.Errorf("MLLM text tower: %d parameters, %.2f%% off Qwen3-8B's %d", text, 100*rel, int64(qwen3_8BParams))
+	}
+	if all := CountParams(MLLMSpecs(cfg.Model.MLLM, cfg.Model.MLLM.Vocab, 3)); all != qwen3VL8BParams {
+		t.Errorf("MLLM with the Qwen3-VL tower: %d parameters, Qwen3-VL-8B has %d", all, int64(qwen3VL8BParams))
 	}
 	dit := CountParams(DiTSpecs(cfg.Model.DiT))
 	if rel := math.Abs(float64(dit)-omniGen2DiTParams) / omniGen2DiTParams; rel > 0.02 {

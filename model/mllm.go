@@ -19,9 +19,12 @@ type SpecialIDs struct {
 	ImagePad int // <|image_pad|>: replaced by vision patch embeddings
 }
 
-// MLLM is a Qwen3-style decoder-only language model with a small vision
-// patch embedder. Parameter names follow HuggingFace's Qwen3ForCausalLM
-// (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, …),
+// MLLM is a Qwen3-style decoder-only language model with a vision tower:
+// a small patch embedder, or with model.mllm.vision: qwen3vl Qwen3-VL's
+// ViT, DeepStack and multimodal RoPE (qwen3vl.go). Parameter names follow
+// HuggingFace's Qwen3ForCausalLM (model.embed_tokens.weight,
+// model.layers.N.self_attn.q_proj.weight, …) or, for Qwen3-VL,
+// Qwen3VLForConditionalGeneration (model.language_model.…, model.visual.…),
 // so its safetensors load into transformers and back.
 type MLLM struct {
 	Cfg     config.MLLM
@@ -46,15 +49,16 @@ func (m *MLLM) WithoutAdapters() *MLLM { return viewOf(m, func(v *MLLM) { v.Adap
 func (m *MLLM) Recording(r *Recompute) *MLLM { return viewOf(m, func(v *MLLM) { v.rec = r }) }
 
 // MLLMSpecs lists the parameters of an MLLM with vocab tokens.
-// visionChannels is the number of image channels of the patch embedder
-// (3 for RGB); 0 leaves the embedder out (pure text model).
+// visionChannels is the number of image channels of the vision tower
+// (3 for RGB); 0 leaves the tower out (pure text model).
 func MLLMSpecs(c config.MLLM, vocab, visionChannels int) []Spec {
 	h, hd, f := int64(c.Hidden), int64(c.HeadDim), int64(c.FFN)
 	nq, nkv := int64(c.Heads)*hd, int64(c.KVHeads)*hd
 	std := 0.02
-	specs := []Spec{{Name: "model.embed_tokens.weight", Shape: []int64{int64(vocab), h}, Std: std}}
+	tp := textPrefix(c)
+	specs := []Spec{{Name: tp + "embed_tokens.weight", Shape: []int64{int64(vocab), h}, Std: std}}
 	for l := 0; l < c.Layers; l++ {
-		p := fmt.Sprintf("model.layers.%d.", l)
+		p := fmt.Sprintf("%slayers.%d.", tp, l)
 		specs = append(specs,
 			Spec{Name: p + "input_layernorm.weight", Shape: []int64{h}, Init: InitOnes},
 			Spec{Name: p + "self_attn.q_proj.weight", Shape: []int64{nq, h}, Std: std},
@@ -69,9 +73,12 @@ func MLLMSpecs(c config.MLLM, vocab, visionChannels int) []Spec {
 			Spec{Name: p + "mlp.down_proj.weight", Shape: []int64{h, f}, Std: std},
 		)
 	}
-	specs = append(specs, Spec{Name: "model.norm.weight", Shape: []int64{h}, Init: InitOnes})
+	specs = append(specs, Spec{Name: tp + "norm.weight", Shape: []int64{h}, Init: InitOnes})
 	if !c.TieEmbeddings {
 		specs = append(specs, Spec{Name: "lm_head.weight", Shape: []int64{int64(vocab), h}, Std: std})
+	}
+	if visionChannels > 0 && c.IsQwen3VL() {
+		return append(specs, vitSpecs(c, visionChannels, c.Hidden)...)
 	}
 	if visionChannels > 0 {
 		patch := int64(visionChannels * c.VisionPatch * c.VisionPatch)
@@ -120,11 +127,14 @@ type KVCache struct {
 	k, v []*ts.Tensor // per layer [B, nKV, max, hd]
 	len  int          // positions filled
 	max  int
+	// ropeShift is, per sequence, how far its 1-D positions run ahead of
+	// its multimodal rotary positions after the images it holds (Qwen3-VL).
+	ropeShift []int64
 }
 
 // NewKVCache allocates a cache for batch sequences of up to max positions.
 func (m *MLLM) NewKVCache(batch, max int) *KVCache {
-	c := &KVCache{max: max}
+	c := &KVCache{max: max, ropeShift: make([]int64, batch)}
 	shape := []int64{int64(batch), int64(m.Cfg.KVHeads), int64(max), int64(m.Cfg.HeadDim)}
 	for l := 0; l < m.Cfg.Layers; l++ {
 		c.k = append(c.k, ts.MustZeros(shape, m.P.DType(), m.dev))
@@ -187,10 +197,11 @@ func attnMask(in *forwardInput, past int, dev gotch.Device) *ts.Tensor {
 }
 
 // embed returns token embeddings [B, T, H] with image patch embeddings put
-// in place of the <|image_pad|> tokens (in order).
-func (m *MLLM) embed(s *libtorch.Scope, in *forwardInput) (*ts.Tensor, error) {
+// in place of the <|image_pad|> tokens (in order), and with the Qwen3-VL
+// tower what the text model adds at them later (nil otherwise).
+func (m *MLLM) embed(s *libtorch.Scope, in *forwardInput) (*ts.Tensor, *visionOut, error) {
 	ids := s.Add(int64Tensor(in.ids, []int64{int64(in.batch), int64(in.t)}, m.dev))
-	x := s.Add(ts.MustEmbedding(m.P.Get("model.embed_tokens.weight"), ids, -1, false, false))
+	x := s.Add(ts.MustEmbedding(m.P.Get(textPrefix(m.Cfg)+"embed_tokens.weight"), ids, -1, false, false))
 	nPad := 0
 	for _, id := range in.ids {
 		if id == int64(m.Special.ImagePad) {
@@ -199,20 +210,26 @@ func (m *MLLM) embed(s *libtorch.Scope, in *forwardInput) (*ts.Tensor, error) {
 	}
 	if in.images == nil {
 		if nPad > 0 {
-			return nil, fmt.Errorf("model: %d <|image_pad|> tokens but no images", nPad)
+			return nil, nil, fmt.Errorf("model: %d <|image_pad|> tokens but no images", nPad)
 		}
-		return x, nil
+		return x, nil, nil
 	}
-	if _, ok := m.P.Lookup("visual.patch_embed.proj.weight"); !ok {
-		return nil, fmt.Errorf("model: images given to a text-only MLLM")
+	if _, ok := m.P.Lookup("visual.patch_embed.proj.weight"); !ok && !m.Cfg.IsQwen3VL() {
+		return nil, nil, fmt.Errorf("model: images given to a text-only MLLM")
+	}
+	if m.Cfg.IsQwen3VL() {
+		if _, ok := m.P.Lookup("model.visual.patch_embed.proj.weight"); !ok {
+			return nil, nil, fmt.Errorf("model: images given to a text-only MLLM")
+		}
+		return m.qwen3VLEmbed(s, x, ids, in.images, nPad)
 	}
 	img := m.patchEmbed(s, asDType(s, in.images, m.P.DType())) // [N*P, H]
 	if got := int(img.MustSize()[0]); got != nPad {
-		return nil, fmt.Errorf("model: %d <|image_pad|> tokens for %d image patches", nPad, got)
+		return nil, nil, fmt.Errorf("model: %d <|image_pad|> tokens for %d image patches", nPad, got)
 	}
 	mask := s.Add(ids.MustEq(ts.IntScalar(int64(m.Special.ImagePad)), false).MustUnsqueeze(-1, true).
 		MustExpand(x.MustSize(), false, true))
-	return s.Add(x.MustMaskedScatter(mask, img, false)), nil
+	return s.Add(x.MustMaskedScatter(mask, img, false)), nil, nil
 }
 
 // patchEmbed turns images [N, C, H, W] into patch embeddings [N·(H/p)·(W/p), hidden].
@@ -244,15 +261,16 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 			return nil, fmt.Errorf("model: position %d outside [0, max_seq_len=%d)", p, c.MaxSeqLen)
 		}
 	}
-	x, err := m.embed(&s, in)
+	x, vis, err := m.embed(&s, in)
 	if err != nil {
 		return nil, err
 	}
-	B, T := int64(in.batch), int64(in.t)
-	pos := s.Add(int64Tensor(in.positions, []int64{B * T}, m.dev))
 	dt := m.P.DType()
-	cos := asDType(&s, s.Add(m.cos.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, int64(c.HeadDim)}, true)), dt)
-	sin := asDType(&s, s.Add(m.sin.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, int64(c.HeadDim)}, true)), dt)
+	cos, sin, err := m.ropeFor(&s, in)
+	if err != nil {
+		return nil, err
+	}
+	cos, sin = asDType(&s, cos, dt), asDType(&s, sin, dt)
 	mask := asDType(&s, s.Add(attnMask(in, past, m.dev)), dt)
 
 	var prev *ts.Tensor
@@ -260,7 +278,7 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 		if in.hidden && l == c.Layers-1 {
 			prev = x.MustShallowClone() // hidden_states[-2]: input of the last layer
 		}
-		p := fmt.Sprintf("model.layers.%d.", l)
+		p := fmt.Sprintf("%slayers.%d.", textPrefix(c), l)
 		x = m.rec.layer(&s, func(s *libtorch.Scope, t []*ts.Tensor) *ts.Tensor {
 			x, cos, sin, mask := t[0], t[1], t[2], t[3]
 			h := rmsNorm(s, x, m.P.Get(p+"input_layernorm.weight"), c.RMSNormEps)
@@ -271,14 +289,18 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 			f := swiGLU(s, h, lin, p+"mlp.gate_proj.weight", p+"mlp.up_proj.weight", p+"mlp.down_proj.weight")
 			return s.Add(x.MustAdd(f, false))
 		}, x, cos, sin, mask)
+		if vis != nil && l < len(vis.deepstack) {
+			// DeepStack: the l-th merged ViT features join the image tokens.
+			x = s.Add(x.MustAdd(vis.deepstack[l], false))
+		}
 	}
 	if in.cache != nil {
 		in.cache.len += in.t
 	}
-	last := rmsNorm(&s, x, m.P.Get("model.norm.weight"), c.RMSNormEps)
+	last := rmsNorm(&s, x, m.P.Get(textPrefix(c)+"norm.weight"), c.RMSNormEps)
 	head := "lm_head.weight"
 	if c.TieEmbeddings {
-		head = "model.embed_tokens.weight"
+		head = textPrefix(c) + "embed_tokens.weight"
 	}
 	out := &forwardOutput{logits: m.logits(&s, last, m.P.Get(head))}
 	if in.hidden {
@@ -286,6 +308,39 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 		out.last = last.MustShallowClone()
 	}
 	return out, nil
+}
+
+// ropeFor returns the rotary tables [B, 1, T, head_dim] of in's positions:
+// one axis, or Qwen3-VL's three (mropePositions), which also carries the
+// KV cache's per-sequence shift past the images it holds.
+func (m *MLLM) ropeFor(s *libtorch.Scope, in *forwardInput) (cos, sin *ts.Tensor, err error) {
+	B, T, hd := int64(in.batch), int64(in.t), int64(m.Cfg.HeadDim)
+	if !m.Cfg.IsQwen3VL() {
+		pos := s.Add(int64Tensor(in.positions, []int64{B * T}, m.dev))
+		cos = s.Add(m.cos.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, hd}, true))
+		sin = s.Add(m.sin.MustIndexSelect(0, pos, false).MustView([]int64{B, 1, T, hd}, true))
+		return cos, sin, nil
+	}
+	gh, gw := int64(1), int64(1)
+	if in.images != nil {
+		sz := in.images.MustSize()
+		gh, gw = imageGrid(m.Cfg, sz[2], sz[3])
+		mg := int64(m.Cfg.ViT.SpatialMerge)
+		gh, gw = gh/mg, gw/mg
+	}
+	shift := make([]int64, in.batch)
+	if in.cache != nil {
+		copy(shift, in.cache.ropeShift)
+	}
+	pos, err := m.mropePositions(in, gh, gw, shift)
+	if err != nil {
+		return nil, nil, err
+	}
+	if in.cache != nil {
+		copy(in.cache.ropeShift, shift)
+	}
+	cos, sin = m.mropeTables(s, pos, B, T)
+	return cos, sin, nil
 }
 
 // logits projects the final hidden states onto the vocabulary in float32

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 
+	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
@@ -23,6 +24,13 @@ func ChatPrompt(tok tokenizer.Tokenizer, user string, hasImage bool, imageTokens
 	return tok.Encode(text)
 }
 
-// ImageTokens is the number of <|image_pad|> tokens of one image of the
-// configured size: one per vision patch.
-func ImageTokens(imageSize, patch int) int { return (imageSize / patch) * (imageSize / patch) }
+// ImageTokens is the number of <|image_pad|> tokens of one square image of
+// imageSize pixels: one per vision patch, or with the Qwen3-VL tower one per
+// merged block of spatial_merge² patches (what the patch merger emits).
+func ImageTokens(c config.MLLM, imageSize int) int {
+	side := imageSize / c.VisionPatch
+	if c.IsQwen3VL() && c.ViT.SpatialMerge > 0 {
+		side /= c.ViT.SpatialMerge
+	}
+	return side * side
+}

@@ -29,9 +29,9 @@ type Example struct {
 	Row    *datasets.Row
 }
 
-// ImageTokens is the number of <|image_pad|> tokens of one image: one per
-// vision patch.
-func ImageTokens(imageSize, patch int) int { return model.ImageTokens(imageSize, patch) }
+// ImageTokens is the number of <|image_pad|> tokens of one image of the
+// MLLM c (model.ImageTokens).
+func ImageTokens(c config.MLLM, imageSize int) int { return model.ImageTokens(c, imageSize) }
 
 func chatPrompt(tok tokenizer.Tokenizer, user string, ref []byte, imageTokens int, mode tokenizer.ThinkMode) ([]int, error) {
 	return model.ChatPrompt(tok, user, len(ref) > 0, imageTokens, mode)

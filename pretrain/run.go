@@ -445,7 +445,7 @@ func (o *Options) runStage(ctx context.Context, stage string, sc config.Stage, t
 	if lr == 0 {
 		lr = oc.LR
 	}
-	imgTokens := ImageTokens(o.Config.Model.DiT.ImageSize, o.Config.Model.MLLM.VisionPatch)
+	imgTokens := ImageTokens(o.Config.Model.MLLM, o.Config.Model.DiT.ImageSize)
 	metrics, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return res, err

@@ -45,7 +45,7 @@ type Output struct {
 // text, preceded by one image's <|image_pad|> tokens when hasImage, with
 // the assistant's turn opened as mode says (model.ChatPrompt).
 func Prompt(b *model.Bundle, user string, hasImage bool, mode tokenizer.ThinkMode) ([]int, error) {
-	imgTokens := model.ImageTokens(b.Model.DiT.ImageSize, b.Model.MLLM.VisionPatch)
+	imgTokens := model.ImageTokens(b.Model.MLLM, b.Model.DiT.ImageSize)
 	return model.ChatPrompt(b.Tok, user, hasImage, imgTokens, mode)
 }
 
