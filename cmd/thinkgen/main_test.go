@@ -75,7 +75,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"store and run-dir", []string{"config", "print", "--store", "a", "--run-dir", "b"}, 2, nil, []string{"give one"}, nil},
 		{"bad log format", []string{"doctor", "--log-format", "xml", "--run-dir", os.TempDir()}, 2, nil, []string{"--log-format"}, nil},
 		{"model info full", []string{"model", "info", "--config", filepath.Join("..", "..", "configs", "full.yaml")}, 0,
-			[]string{"8,190,735,360", "3,961,983,272", "connector", "vae (AutoencoderKL)", "83,819,683"}, nil, nil},
+			[]string{"8,190,735,360", "576,388,336", "8,767,123,696", "3,961,983,272", "connector", "vae (AutoencoderKL)", "83,819,683"}, nil, nil},
 		{"model info tiny", []string{"model", "info", "--config", tiny}, 0, []string{"dit", "connector", "total"}, nil, nil},
 		{"model info bad action", []string{"model", "frob"}, 2, nil, []string{"model info"}, nil},
 		{"pretrain from a missing bundle", []string{"pretrain", "--config", tiny, "--run-dir", t.TempDir(), "--from", "nosuch-bundle"}, 2, nil, []string{"--from", "nosuch-bundle"}, nil},
