@@ -133,16 +133,22 @@ func (m Model) SameShape(o Model) bool { return len(m.ShapeDiff(o)) == 0 }
 // model section; empty when they fit (SameShape).
 func (m Model) ShapeDiff(o Model) []string {
 	var diff []string
-	walk := func(prefix string, a, b any) {
+	var walk func(prefix string, a, b any)
+	walk = func(prefix string, a, b any) {
 		va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 		for i := range va.NumField() {
-			if x, y := va.Field(i).Interface(), vb.Field(i).Interface(); !reflect.DeepEqual(x, y) {
-				key, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("yaml"), ",")
-				diff = append(diff, fmt.Sprintf("%s.%s %v vs %v", prefix, key, x, y))
+			key, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("yaml"), ",")
+			x, y := va.Field(i), vb.Field(i)
+			switch {
+			case x.Kind() == reflect.Struct:
+				walk(prefix+"."+key, x.Interface(), y.Interface())
+			case x.Kind() == reflect.Slice && x.Len() == 0 && y.Len() == 0:
+			case !reflect.DeepEqual(x.Interface(), y.Interface()):
+				diff = append(diff, fmt.Sprintf("%s.%s %v vs %v", prefix, key, x.Interface(), y.Interface()))
 			}
 		}
 	}
-	walk("mllm", m.MLLM, o.MLLM)
+	walk("mllm", m.MLLM.shapeKeys(), o.MLLM.shapeKeys())
 	if m.Connector.Prepad != o.Connector.Prepad {
 		diff = append(diff, fmt.Sprintf("connector.prepad %d vs %d", m.Connector.Prepad, o.Connector.Prepad))
 	}
@@ -214,6 +220,15 @@ type ViT struct {
 	// mergers, are added to the hidden states of the first len(DeepStack)
 	// LLM layers at the image tokens.
 	DeepStack []int `yaml:"deepstack,flow"`
+}
+
+// shapeKeys returns c with the keys of a vision tower it does not use
+// cleared, and the patch embedder named one way: what fixes its weights.
+func (c MLLM) shapeKeys() MLLM {
+	if !c.IsQwen3VL() {
+		c.Vision, c.ViT, c.MRopeSection = "", ViT{}, nil
+	}
+	return c
 }
 
 // IsQwen3VL reports whether the MLLM uses the Qwen3-VL vision tower.

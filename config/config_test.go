@@ -351,7 +351,10 @@ func TestShapeDiff(t *testing.T) {
 		{"dtype only", func(m *Model) { m.DType = "bfloat16" }, nil},
 		{"connector.states only (no weight changes)", func(m *Model) { m.Connector.States = StatesAll }, nil},
 		{"prepad", func(m *Model) { m.Connector.Prepad = 0 }, []string{fmt.Sprintf("connector.prepad %d vs 0", base.Connector.Prepad)}},
-		{"vit deepstack", func(m *Model) { m.MLLM.ViT.DeepStack = []int{1} }, []string{"mllm.vit {0 0 0 0 0 0 0 []} vs {0 0 0 0 0 0 0 [1]}"}},
+		{"vit keys of the patch embedder (unused)", func(m *Model) { m.MLLM.ViT.DeepStack = []int{1}; m.MLLM.Vision = VisionPatch }, nil},
+		{"qwen3vl tower", func(m *Model) {
+			m.MLLM.Vision, m.MLLM.ViT.DeepStack, m.MLLM.MRopeSection = VisionQwen3VL, []int{1}, []int{}
+		}, []string{`mllm.vision  vs qwen3vl`, "mllm.vit.deepstack [] vs [1]"}},
 		{"two keys", func(m *Model) { m.MLLM.Layers++; m.DiT.Hidden *= 2 }, []string{
 			fmt.Sprintf("mllm.layers %d vs %d", base.MLLM.Layers, base.MLLM.Layers+1),
 			fmt.Sprintf("dit.hidden %d vs %d", base.DiT.Hidden, base.DiT.Hidden*2),
