@@ -279,6 +279,13 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 			prev = x.MustShallowClone() // hidden_states[-2]: input of the last layer
 		}
 		p := fmt.Sprintf("%slayers.%d.", textPrefix(c), l)
+		inputs := []*ts.Tensor{x, cos, sin, mask}
+		if vis != nil && l < len(vis.deepstack) {
+			// DeepStack: the l-th merged ViT features join the image
+			// tokens after the layer (inside it, so that activation
+			// checkpointing sees them as an input from outside the layers).
+			inputs = append(inputs, vis.deepstack[l])
+		}
 		x = m.rec.layer(&s, func(s *libtorch.Scope, t []*ts.Tensor) *ts.Tensor {
 			x, cos, sin, mask := t[0], t[1], t[2], t[3]
 			h := rmsNorm(s, x, m.P.Get(p+"input_layernorm.weight"), c.RMSNormEps)
@@ -287,12 +294,12 @@ func (m *MLLM) forward(in *forwardInput) (*forwardOutput, error) {
 			h = rmsNorm(s, x, m.P.Get(p+"post_attention_layernorm.weight"), c.RMSNormEps)
 			lin := func(x *ts.Tensor, name string) *ts.Tensor { return m.lin(s, x, name) }
 			f := swiGLU(s, h, lin, p+"mlp.gate_proj.weight", p+"mlp.up_proj.weight", p+"mlp.down_proj.weight")
-			return s.Add(x.MustAdd(f, false))
-		}, x, cos, sin, mask)
-		if vis != nil && l < len(vis.deepstack) {
-			// DeepStack: the l-th merged ViT features join the image tokens.
-			x = s.Add(x.MustAdd(vis.deepstack[l], false))
-		}
+			out := s.Add(x.MustAdd(f, false))
+			if len(t) > 4 {
+				out = s.Add(out.MustAdd(t[4], false))
+			}
+			return out
+		}, inputs...)
 	}
 	if in.cache != nil {
 		in.cache.len += in.t
