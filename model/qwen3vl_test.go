@@ -223,3 +223,41 @@ func TestQwen3VLRecomputeGradientsEqualPlainBackward(t *testing.T) {
 		return nil
 	})
 }
+
+// TestQwen3VLBFloat16TracksFloat32: the tower runs in bfloat16 (rotary
+// products and the attention softmax in float32) with log-probs of a
+// prompt with an image close to float32's.
+func TestQwen3VLBFloat16TracksFloat32(t *testing.T) {
+	inTorch(t, func() error {
+		c := tinyQwen3VLConfig()
+		m, err := newQwen3VL(c)
+		if err != nil {
+			return err
+		}
+		defer m.Drop()
+		prompt := []int{5, vlVisionStart}
+		for i := 0; i < ImageTokens(c, 24); i++ {
+			prompt = append(prompt, vlImagePad)
+		}
+		prompt = append(prompt, vlVisionEnd, 6)
+		img := randn([]int64{1, 3, 24, 24}, 9)
+		defer img.MustDrop()
+		want, err := m.LogProbs([][]int{prompt}, [][]int{{7, 8, 9}}, 1, img)
+		if err != nil {
+			return err
+		}
+		defer want.Drop()
+		m.P.ToDType(gotch.BFloat16)
+		got, err := m.LogProbs([][]int{prompt}, [][]int{{7, 8, 9}}, 1, img)
+		if err != nil {
+			return err
+		}
+		defer got.Drop()
+		d := maxAbsDiff(got.LogProbs, want.LogProbs)
+		t.Logf("Qwen3-VL log-probs: bfloat16 vs float32 %g", d)
+		if d > 0.02 || d == 0 {
+			t.Errorf("bfloat16 log-probs differ from float32 by %g, want (0, 0.02]", d)
+		}
+		return nil
+	})
+}
