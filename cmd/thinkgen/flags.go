@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -175,4 +176,52 @@ func (f *modelFlags) open(ctx context.Context, rf *runFlags, dirs string) (*conf
 	default:
 		return nil, nil, nil, usagef("give the model: --model DIR (%s) or --run RUN (a training run's checkpoint)", dirs)
 	}
+}
+
+// samplingFlags override a model configuration's sampling section:
+// --temperature and --top-p for the MLLM's writing, --steps and --cfg for
+// the DiT's drawing.
+type samplingFlags struct {
+	temperature, topP float64
+	steps             int
+	cfg               float64
+}
+
+// addSamplingFlags adds the four flags; when says when the MLLM writes
+// (appended to its flags' help, e.g. " before drawing").
+func addSamplingFlags(fs *pflag.FlagSet, when string) *samplingFlags {
+	f := &samplingFlags{}
+	fs.Float64Var(&f.temperature, "temperature", 0, "MLLM sampling temperature"+when+" (0: greedy)")
+	fs.Float64Var(&f.topP, "top-p", 1, "MLLM nucleus sampling mass"+when+" (with --temperature > 0)")
+	fs.IntVar(&f.steps, "steps", 0, "DiT ODE steps (default: the model configuration's sampling.dit_steps)")
+	fs.Float64Var(&f.cfg, "cfg", 0, "text guidance scale (default: the model configuration's sampling.cfg)")
+	return f
+}
+
+// check refuses values out of range, naming the flag.
+func (f *samplingFlags) check() error {
+	switch {
+	case f.temperature < 0:
+		return fmt.Errorf("--temperature must not be negative, got %g", f.temperature)
+	case f.topP <= 0 || f.topP > 1:
+		return fmt.Errorf("--top-p must be in (0, 1], got %g", f.topP)
+	case f.steps < 0:
+		return fmt.Errorf("--steps must not be negative, got %d", f.steps)
+	case f.cfg < 0:
+		return fmt.Errorf("--cfg must not be negative, got %g", f.cfg)
+	}
+	return nil
+}
+
+// apply returns s with the flags' overrides: the temperature and top-p
+// always, the steps and the guidance scale when set (> 0).
+func (f *samplingFlags) apply(s config.Sampling) config.Sampling {
+	s.Temperature, s.TopP = f.temperature, f.topP
+	if f.steps > 0 {
+		s.DiTSteps = f.steps
+	}
+	if f.cfg > 0 {
+		s.CFG = f.cfg
+	}
+	return s
 }

@@ -62,15 +62,12 @@ run or version is an error (exit 2) and nothing is written.`,
 			num := fs.Int("num", 1, "images per prompt (each its own noise)")
 			out := fs.String("out", "generated", "directory the PNGs (and what the MLLM wrote) are written to")
 			file := fs.String("file", "", "read prompts from this file, one per line (- for standard input)")
-			temp := fs.Float64("temperature", 0, "MLLM sampling temperature (0: greedy)")
-			topP := fs.Float64("top-p", 1, "MLLM nucleus sampling mass (with --temperature > 0)")
-			steps := fs.Int("steps", 0, "DiT ODE steps (default: the model configuration's sampling.dit_steps)")
-			cfgScale := fs.Float64("cfg", 0, "text guidance scale (default: the model configuration's sampling.cfg)")
+			sf := addSamplingFlags(fs, "")
 			asJSON := fs.Bool("json", false, "print one JSON object per image instead of text")
 			return func(ctx context.Context, args []string) error {
 				req := generateRequest{
-					think: *think, num: *num, out: *out, temperature: *temp, topP: *topP,
-					steps: *steps, cfg: *cfgScale, json: *asJSON, seed: rf.seed, seedSet: fs.Changed("seed"),
+					think: *think, num: *num, out: *out, sampling: sf,
+					json: *asJSON, seed: rf.seed, seedSet: fs.Changed("seed"),
 				}
 				var err error
 				if req.prompts, err = readPrompts(args, *file, e.stdin); err != nil {
@@ -98,19 +95,16 @@ run or version is an error (exit 2) and nothing is written.`,
 
 // generateRequest is what one generate command asks for.
 type generateRequest struct {
-	prompts     []string
-	edit        []byte // the --edit image file's bytes
-	editName    string
-	think       bool
-	num         int
-	out         string
-	temperature float64
-	topP        float64
-	steps       int
-	cfg         float64
-	json        bool
-	seed        int64
-	seedSet     bool
+	prompts  []string
+	edit     []byte // the --edit image file's bytes
+	editName string
+	think    bool
+	num      int
+	out      string
+	sampling *samplingFlags
+	json     bool
+	seed     int64
+	seedSet  bool
 }
 
 // check validates the request before any model is loaded.
@@ -126,17 +120,8 @@ func (r *generateRequest) check() error {
 	if r.num < 1 {
 		return fmt.Errorf("--num must be at least 1, got %d", r.num)
 	}
-	if r.temperature < 0 {
-		return fmt.Errorf("--temperature must not be negative, got %g", r.temperature)
-	}
-	if r.topP <= 0 || r.topP > 1 {
-		return fmt.Errorf("--top-p must be in (0, 1], got %g", r.topP)
-	}
-	if r.steps < 0 {
-		return fmt.Errorf("--steps must not be negative, got %d", r.steps)
-	}
-	if r.cfg < 0 {
-		return fmt.Errorf("--cfg must not be negative, got %g", r.cfg)
+	if err := r.sampling.check(); err != nil {
+		return err
 	}
 	if r.out == "" {
 		return fmt.Errorf("--out is empty")
@@ -260,14 +245,7 @@ func generate(ctx context.Context, e *env, cfg *config.Config, req *generateRequ
 			return &usageError{fmt.Errorf("--edit %s: %w", req.editName, err)}
 		}
 	}
-	s := cfg.Sampling
-	s.Temperature, s.TopP = req.temperature, req.topP
-	if req.steps > 0 {
-		s.DiTSteps = req.steps
-	}
-	if req.cfg > 0 {
-		s.CFG = req.cfg
-	}
+	s := req.sampling.apply(cfg.Sampling)
 	seed := uint64(cfg.Run.Seed)
 	if req.seedSet {
 		seed = uint64(req.seed)

@@ -59,23 +59,15 @@ SIGINT or SIGTERM after finishing the requests in flight.`,
 			maxPrompt := fs.Int("max-prompt", 4096, "longest image prompt or chat message, in bytes")
 			maxMessages := fs.Int("max-messages", 32, "most messages in one chat completion")
 			maxTokens := fs.Int("max-tokens", 512, "largest max_tokens of a chat completion")
-			temp := fs.Float64("temperature", 0, "MLLM sampling temperature before drawing (0: greedy)")
-			topP := fs.Float64("top-p", 1, "MLLM nucleus sampling mass before drawing (with --temperature > 0)")
-			steps := fs.Int("steps", 0, "DiT ODE steps (default: the model configuration's sampling.dit_steps)")
-			cfgScale := fs.Float64("cfg", 0, "text guidance scale (default: the model configuration's sampling.cfg)")
+			sf := addSamplingFlags(fs, " before drawing")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
 					return err
 				}
+				if err := sf.check(); err != nil {
+					return &usageError{err}
+				}
 				switch {
-				case *temp < 0:
-					return usagef("--temperature must not be negative, got %g", *temp)
-				case *topP <= 0 || *topP > 1:
-					return usagef("--top-p must be in (0, 1], got %g", *topP)
-				case *steps < 0:
-					return usagef("--steps must not be negative, got %d", *steps)
-				case *cfgScale < 0:
-					return usagef("--cfg must not be negative, got %g", *cfgScale)
 				case *workers < 1 || *queue < 1 || *maxBatch < 1:
 					return usagef("--workers, --queue and --max-batch must be at least 1, got %d, %d, %d", *workers, *queue, *maxBatch)
 				case *maxBody < 1 || *maxN < 1 || *maxPrompt < 1 || *maxMessages < 1 || *maxTokens < 1:
@@ -95,14 +87,7 @@ SIGINT or SIGTERM after finishing the requests in flight.`,
 				if *name != "" {
 					id = *name
 				}
-				s := cfg.Sampling
-				s.Temperature, s.TopP = *temp, *topP
-				if *steps > 0 {
-					s.DiTSteps = *steps
-				}
-				if *cfgScale > 0 {
-					s.CFG = *cfgScale
-				}
+				s := sf.apply(cfg.Sampling)
 				m := serve.ModelFor(id, cfg, nil, s) // the tokenizer comes with the loaded model
 				m.Created = time.Now()
 				token, err := serve.LoadToken(*tokenFile)
