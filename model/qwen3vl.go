@@ -107,12 +107,7 @@ func (m *MLLM) qwen3VLImages(s *libtorch.Scope, images *ts.Tensor) (*ts.Tensor, 
 	gh, gw := imageGrid(c, h, w)
 	S, D, tp := gh*gw, int64(v.Hidden), int64(v.TemporalPatch)
 
-	// Patches [N·S, C·T·p·p] in merge-block order; a still image fills
-	// every temporal slot of a patch with the same pixels.
-	x := s.Add(images.MustView([]int64{n, ch, gh / mg, mg, p, gw / mg, mg, p}, false))
-	x = s.Add(x.MustPermute([]int64{0, 2, 5, 3, 6, 1, 4, 7}, false)) // N, bh, bw, ih, iw, C, py, px
-	x = s.Add(x.MustUnsqueeze(6, false).MustExpand([]int64{n, gh / mg, gw / mg, mg, mg, ch, tp, p, p}, false, true))
-	x = s.Add(x.MustReshape([]int64{n * S, ch * tp * p * p}, false))
+	x := qwen3VLPatches(s, c, images)
 	wConv := s.Add(m.P.Get("model.visual.patch_embed.proj.weight").MustView([]int64{D, ch * tp * p * p}, false))
 	x = linear(s, x, wConv, m.P.Get("model.visual.patch_embed.proj.bias"))
 
@@ -136,6 +131,21 @@ func (m *MLLM) qwen3VLImages(s *libtorch.Scope, images *ts.Tensor) (*ts.Tensor, 
 		return nil, nil, fmt.Errorf("model: vit.deepstack %v names blocks outside the ViT's %d", v.DeepStack, v.Depth)
 	}
 	return m.patchMerger(s, "model.visual.merger", x, false), deep, nil
+}
+
+// qwen3VLPatches flattens images [N, C, H, W] into the patches the ViT
+// embeds, [N·S, C·T·p·p], as Qwen3-VL's image processor lays them out: a
+// still image fills every temporal slot of a patch with the same pixels,
+// and patches come in merge-block order.
+func qwen3VLPatches(s *libtorch.Scope, c config.MLLM, images *ts.Tensor) *ts.Tensor {
+	sz := images.MustSize()
+	n, ch, h, w := sz[0], sz[1], sz[2], sz[3]
+	p, mg, tp := int64(c.VisionPatch), int64(c.ViT.SpatialMerge), int64(c.ViT.TemporalPatch)
+	gh, gw := imageGrid(c, h, w)
+	x := s.Add(images.MustView([]int64{n, ch, gh / mg, mg, p, gw / mg, mg, p}, false))
+	x = s.Add(x.MustPermute([]int64{0, 2, 5, 3, 6, 1, 4, 7}, false)) // N, bh, bw, ih, iw, C, py, px
+	x = s.Add(x.MustUnsqueeze(6, false).MustExpand([]int64{n, gh / mg, gw / mg, mg, mg, ch, tp, p, p}, false, true))
+	return s.Add(x.MustReshape([]int64{n * gh * gw, ch * tp * p * p}, false))
 }
 
 // vitBlock is one ViT block on x [N, S, D]: pre-LayerNorm full attention

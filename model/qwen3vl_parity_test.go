@@ -107,6 +107,9 @@ func TestQwen3VLParityWithTransformers(t *testing.T) {
 				}
 				in, image := referenceInput(t, exp)
 				defer image.MustDrop()
+				var ps libtorch.Scope
+				checkReference(t, exp, "pixel_values", float32s(qwen3VLPatches(&ps, tc.cfg, image)), "the image processor's flattening", 0)
+				ps.Close()
 				run := func() (*forwardOutput, error) {
 					var out *forwardOutput
 					var err error
