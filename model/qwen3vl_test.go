@@ -8,6 +8,7 @@ import (
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
+	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
 // TestMRopePositions checks the three rotary axes against what
@@ -260,4 +261,31 @@ func TestQwen3VLBFloat16TracksFloat32(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestQwen3VLChatPrompt: with the Qwen3-VL tower, a prompt's image is
+// <|vision_start|>, one <|image_pad|> per merged patch, <|vision_end|>.
+func TestQwen3VLChatPrompt(t *testing.T) {
+	tok, err := tokenizer.NewWords([]string{"a", "red", "circle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := tok.Specials()
+	c := tinyQwen3VLConfig()
+	ids, err := ChatPrompt(tok, "a red circle", true, ImageTokens(c, 24), tokenizer.ThinkOpen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := slices.Index(ids, sp.VisionStart)
+	if start < 0 {
+		t.Fatalf("no <|vision_start|> in %v", ids)
+	}
+	want := []int{sp.VisionStart}
+	for i := 0; i < 9; i++ {
+		want = append(want, sp.ImagePad)
+	}
+	want = append(want, sp.VisionEnd)
+	if got := ids[start:min(len(ids), start+len(want))]; !slices.Equal(got, want) {
+		t.Errorf("image tokens %v, want %v (3×3 merged patches)", got, want)
+	}
 }
