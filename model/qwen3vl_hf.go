@@ -14,8 +14,12 @@ import (
 // qwen3VLConfigJSON is the part of a Qwen3VLForConditionalGeneration
 // config.json that fixes the shapes of its weights.
 type qwen3VLConfigJSON struct {
-	TieWordEmbeddings bool `json:"tie_word_embeddings"`
-	ImageTokenID      int  `json:"image_token_id"`
+	// DType is the weights' dtype (transformers ≥ 4.56 writes dtype,
+	// earlier versions torch_dtype).
+	DType             string `json:"dtype"`
+	TorchDType        string `json:"torch_dtype"`
+	TieWordEmbeddings bool   `json:"tie_word_embeddings"`
+	ImageTokenID      int    `json:"image_token_id"`
 	TextConfig        struct {
 		VocabSize         int     `json:"vocab_size"`
 		HiddenSize        int     `json:"hidden_size"`
@@ -45,18 +49,30 @@ type qwen3VLConfigJSON struct {
 	} `json:"vision_config"`
 }
 
+// safetensorsDTypes maps config.json's dtype names to safetensors'.
+var safetensorsDTypes = map[string]string{"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+
 // CheckQwen3VLConfig reads the config.json of a transformers
 // Qwen3VLForConditionalGeneration folder and checks it against m's
 // configuration; the error names the file, the JSON key and the
-// thinkgen key that disagree.
-func (m *MLLM) CheckQwen3VLConfig(path string) error {
+// thinkgen key that disagree. It returns the safetensors dtype the
+// config gives its weights ("" when it names none).
+func (m *MLLM) CheckQwen3VLConfig(path string) (string, error) {
 	buf, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("qwen3-vl config: %w", err)
+		return "", fmt.Errorf("qwen3-vl config: %w", err)
 	}
 	var q qwen3VLConfigJSON
 	if err := json.Unmarshal(buf, &q); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	dt := q.DType
+	if dt == "" {
+		dt = q.TorchDType
+	}
+	stDType, ok := safetensorsDTypes[dt]
+	if dt != "" && !ok {
+		return "", fmt.Errorf("%s: dtype %q, want float32, bfloat16 or float16", path, dt)
 	}
 	c, t, v := m.Cfg, q.TextConfig, q.VisionConfig
 	if t.RopeScaling.MRopeSection == nil {
@@ -93,22 +109,25 @@ func (m *MLLM) CheckQwen3VLConfig(path string) error {
 		{"vision_config.in_channels", v.InChannels, 3, "RGB input"},
 	} {
 		if !reflect.DeepEqual(f.got, f.want) {
-			return fmt.Errorf("%s: %s is %v, but %s is %v", path, f.key, f.got, f.ours, f.want)
+			return "", fmt.Errorf("%s: %s is %v, but %s is %v", path, f.key, f.got, f.ours, f.want)
 		}
 	}
-	return nil
+	return stDType, nil
 }
 
 // LoadQwen3VL loads a transformers Qwen3VLForConditionalGeneration folder
 // (config.json and model.safetensors, or shards listed in
-// model.safetensors.index.json) into m, a vision: qwen3vl MLLM. Nothing is
-// copied before config.json and every file's header have been checked:
-// the error names the file and the key or tensor that does not fit.
+// model.safetensors.index.json) into m, a vision: qwen3vl MLLM, widening
+// bfloat16 or float16 weights to float32. Nothing is copied before
+// config.json and every file's header have been checked (shapes, and the
+// dtype config.json gives): the error names the file and the key or
+// tensor that does not fit.
 func (m *MLLM) LoadQwen3VL(dir string) error {
 	if !m.Cfg.IsQwen3VL() {
 		return fmt.Errorf("load %s: the MLLM is not configured with vision: qwen3vl", dir)
 	}
-	if err := m.CheckQwen3VLConfig(filepath.Join(dir, "config.json")); err != nil {
+	dt, err := m.CheckQwen3VLConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
 		return err
 	}
 	files, err := qwen3VLShards(dir, m.P.Specs())
@@ -118,6 +137,18 @@ func (m *MLLM) LoadQwen3VL(dir string) error {
 	for _, f := range files {
 		if err := CheckSafetensorsHeader(f.path, f.specs); err != nil {
 			return err
+		}
+		if dt == "" {
+			continue
+		}
+		header, err := readSafetensorsHeader(f.path)
+		if err != nil {
+			return err
+		}
+		for _, s := range f.specs {
+			if got := header[s.Name].DType; got != dt {
+				return fmt.Errorf("%s: tensor %s has dtype %s, but config.json's dtype allows %s", f.path, s.Name, got, dt)
+			}
 		}
 	}
 	for _, f := range files {

@@ -178,8 +178,8 @@ func referenceInput(t *testing.T, exp safetensors.SafeTensors) (*forwardInput, *
 
 // TestQwen3VLRefusesMismatchedFolders checks that a folder whose
 // config.json disagrees with the configuration, whose weights disagree
-// with its config.json, or that lacks a tensor is refused naming the file
-// and the key or tensor.
+// with its config.json (shape or dtype), or that lacks a tensor or holds
+// an extra one is refused naming the file and the key or tensor.
 func TestQwen3VLRefusesMismatchedFolders(t *testing.T) {
 	py := testenv.VLPython(t)
 	c := tinyQwen3VLConfig()
@@ -236,6 +236,8 @@ func TestQwen3VLRefusesMismatchedFolders(t *testing.T) {
 	}{
 		{"config.json against model.mllm", c, deeper, "", "config.json", "vision_config.depth is 5, but model.mllm.vit.depth is 4"},
 		{"weights against config.json", c5, deeper, "", "model.safetensors", "tensor model.visual.blocks.4.norm1.weight is missing"},
+		{"a dtype config.json does not allow", c, func(s string) string { return strings.Replace(s, `"dtype": "float32"`, `"dtype": "bfloat16"`, 1) },
+			"", "model.safetensors", "has dtype F32, but config.json's dtype allows BF16"},
 		{"a missing tensor", c, same, "model.visual.deepstack_merger_list.1.linear_fc2.weight", "model.safetensors", "tensor model.visual.deepstack_merger_list.1.linear_fc2.weight is missing"},
 		{"an extra tensor", tinyQwen3VLConfigWith(func(c *config.MLLM) { c.ViT.DeepStack = []int{0, 2} }), func(s string) string {
 			return strings.Replace(s, `"deepstack_visual_indexes": [
