@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -18,7 +19,11 @@ func benchConfig() *config.Config {
 	return c
 }
 
-func benchGenerate(b *testing.B, noCache bool) {
+func benchGenerate(b *testing.B, noCache bool) { benchGenerateOn(b, noCache, 0) }
+
+// benchGenerateOn decodes with GenerateOptions.Threads = threads (0: the
+// pool as it is).
+func benchGenerateOn(b *testing.B, noCache bool, threads int) {
 	c := benchConfig()
 	err := libtorch.Run(func() error {
 		m, err := NewMLLM(c.Model.MLLM, 400, testSpecial, true, gotch.CPU, 1)
@@ -36,7 +41,7 @@ func benchGenerate(b *testing.B, noCache bool) {
 		}
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			g, err := m.Generate(prompts, GenerateOptions{MaxNewTokens: 64, Temperature: 1, Seeds: seeds, NoCache: noCache})
+			g, err := m.Generate(prompts, GenerateOptions{MaxNewTokens: 64, Temperature: 1, Seeds: seeds, NoCache: noCache, Threads: threads})
 			if err != nil {
 				return err
 			}
@@ -53,6 +58,15 @@ func benchGenerate(b *testing.B, noCache bool) {
 
 // BenchmarkGenerateKVCache: batch 8 prompts × G=8, 64 new tokens, KV cache.
 func BenchmarkGenerateKVCache(b *testing.B) { benchGenerate(b, false) }
+
+// BenchmarkGenerateDecodeThreads: the KV-cache benchmark decoding on one
+// and on two intra-op threads (sampling.decode_threads), side by side in
+// one process.
+func BenchmarkGenerateDecodeThreads(b *testing.B) {
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", n), func(b *testing.B) { benchGenerateOn(b, false, n) })
+	}
+}
 
 // BenchmarkGenerateNoCache: the same, recomputing the prefix every step.
 func BenchmarkGenerateNoCache(b *testing.B) { benchGenerate(b, true) }
