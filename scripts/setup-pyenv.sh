@@ -12,9 +12,11 @@
 # Qwen3-VL parity tests (model/qwen3vl_parity_test.go reads its python from
 # THINKGEN_VL_PYTHON). Measured on a machine without it (2 cores, the pip
 # cache empty, scripts/setup-libtorch.sh's CUDA 12.1 wheels in place): 5 min
-# 37 s, about 1.9 GB downloaded (torch 2.2.2 0.75 GB, cuDNN 8.9 0.73 GB,
-# NCCL, cuFFT, cuRAND, NVRTC; cuBLAS, cuSOLVER, cuSPARSE and the runtime,
-# 0.75 GB, came from that cache, so about 2.6 GB without it), 5.1 GB on disk.
+# 37 s and 2.11 GB of wheels downloaded (torch 2.2.2 0.76 GB, cuDNN 8.9
+# 0.73 GB, Triton 0.17 GB, NCCL 0.17 GB, cuFFT 0.12 GB, the rest smaller;
+# the sizes of the same wheels fetched again with pip download). cuBLAS,
+# cuSOLVER, cuSPARSE, CUPTI and the CUDA runtime (0.75 GB) came from that
+# cache, so a machine without it downloads 2.86 GB. 5.1 GB on disk.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export THINKGEN_CACHE=${THINKGEN_CACHE:-$HOME/.cache/thinkgen}
