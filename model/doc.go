@@ -1,5 +1,9 @@
 // Package model holds the networks, written with gotch: the Qwen3-style
-// MLLM with its vision patch embedder, the VGI-refine connector, the
+// MLLM with a vision patch embedder or, with `model.mllm.vision: qwen3vl`,
+// Qwen3-VL's vision tower (a ViT with 2-D rotary positions, the patch
+// merger, DeepStack features added to the first LLM layers, and the text
+// model's interleaved multimodal RoPE; [MLLM.LoadQwen3VL] reads a
+// Qwen3VLForConditionalGeneration folder), the VGI-refine connector, the
 // OmniGen2-style DiT, the ODE and SDE samplers, the latent spaces the DiT
 // works in, and safetensors I/O.
 //
