@@ -81,11 +81,11 @@ func TestHalfPrecisionExport(t *testing.T) {
 				t.Errorf("manifest dtype %q, want %q", m.DType, tt.d)
 			}
 			for _, f := range []string{fileMLLMWeights, fileMLLMVision, fileConnWeights, fileDiTWeights} {
-				st, err := openSafetensors(filepath.Join(out, f))
+				st, err := model.OpenSafetensors(filepath.Join(out, f))
 				if err != nil {
 					t.Fatal(err)
 				}
-				for name, e := range st.tensors {
+				for name, e := range st.Tensors {
 					if e.DType != tt.st {
 						t.Errorf("%s: tensor %s is %s, want %s", f, name, e.DType, tt.st)
 					}

@@ -333,7 +333,7 @@ func splitVision(specs []model.Spec) (text, vision []model.Spec) {
 // repackFile writes the parts of one checkpoint file, after checking that
 // the file holds no tensor the parts leave out.
 func repackFile(dir, src string, parts map[string]part, d DType) error {
-	st, err := openSafetensors(src)
+	st, err := model.OpenSafetensors(src)
 	if err != nil {
 		return err
 	}
@@ -342,7 +342,7 @@ func repackFile(dir, src string, parts map[string]part, d DType) error {
 	for _, p := range parts {
 		all = append(all, p.specs...)
 	}
-	if extra := extraTensors(st, all); len(extra) > 0 {
+	if extra := st.ExtraTensors(all); len(extra) > 0 {
 		return fmt.Errorf("%s: unexpected tensors %s (the configuration has no such parameters)", src, strings.Join(extra, ", "))
 	}
 	for path, p := range parts {

@@ -25,19 +25,11 @@ const (
 // Qwen3ForCausalLM checkpoints spell it, plus a "thinkgen" section that
 // transformers keeps as an unknown attribute.
 type qwen3Config struct {
-	Architectures         []string     `json:"architectures"`
-	ModelType             string       `json:"model_type"`
-	VocabSize             int          `json:"vocab_size"`
-	HiddenSize            int          `json:"hidden_size"`
-	IntermediateSize      int          `json:"intermediate_size"`
-	NumHiddenLayers       int          `json:"num_hidden_layers"`
-	NumAttentionHeads     int          `json:"num_attention_heads"`
-	NumKeyValueHeads      int          `json:"num_key_value_heads"`
-	HeadDim               int          `json:"head_dim"`
+	Architectures []string `json:"architectures"`
+	ModelType     string   `json:"model_type"`
+	model.HFText
 	HiddenAct             string       `json:"hidden_act"`
 	MaxPositionEmbeddings int          `json:"max_position_embeddings"`
-	RMSNormEps            float64      `json:"rms_norm_eps"`
-	RopeTheta             float64      `json:"rope_theta"`
 	RopeScaling           *struct{}    `json:"rope_scaling"`
 	AttentionBias         bool         `json:"attention_bias"`
 	AttentionDropout      float64      `json:"attention_dropout"`
@@ -79,9 +71,8 @@ func mllmConfig(cfg *config.Config, vocab int, sp tokenizer.Specials, d DType) q
 	}
 	return qwen3Config{
 		Architectures: []string{"Qwen3ForCausalLM"}, ModelType: "qwen3",
-		VocabSize: vocab, HiddenSize: m.Hidden, IntermediateSize: m.FFN,
-		NumHiddenLayers: m.Layers, NumAttentionHeads: m.Heads, NumKeyValueHeads: m.KVHeads, HeadDim: m.HeadDim,
-		HiddenAct: "silu", MaxPositionEmbeddings: m.MaxSeqLen, RMSNormEps: m.RMSNormEps, RopeTheta: m.RopeTheta,
+		HFText:    model.HFTextOf(m, vocab),
+		HiddenAct: "silu", MaxPositionEmbeddings: m.MaxSeqLen,
 		TieWordEmbeddings: m.TieEmbeddings, MaxWindowLayers: m.Layers, InitializerRange: 0.02, UseCache: true,
 		TorchDType: string(d.orFloat32()), BOSTokenID: sp.Pad, EOSTokenID: sp.EOS, PadTokenID: sp.Pad,
 		TransformersVersion: transformersVersion,

@@ -1,13 +1,10 @@
 package export
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/sugarme/gotch"
-	"github.com/x448/float16"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/model"
@@ -25,9 +21,9 @@ import (
 
 // The files of a transformers checkpoint folder that ImportHF reads.
 const (
-	hfConfig  = "config.json"
-	hfWeights = "model.safetensors"
-	hfIndex   = "model.safetensors.index.json"
+	hfConfig  = model.HFConfigFile
+	hfWeights = model.HFWeightsFile
+	hfIndex   = model.HFIndexFile
 	hfTok     = "tokenizer.json"
 )
 
@@ -58,19 +54,10 @@ type Imported struct {
 	Initialised []string
 }
 
-// source is one tensor to be written: its name and shape in the bundle,
-// and where its values are (a tensor of an open safetensors file).
-type source struct {
-	name  string
-	shape []int64
-	st    *stFile
-	e     stEntry
-}
-
 // bundleFile is one safetensors file of the bundle and its tensors.
 type bundleFile struct {
 	name    string
-	tensors []source
+	tensors []model.HFTensor
 }
 
 // ImportHF writes a bundle (model.Bundle.Save's layout) into out from a
@@ -79,7 +66,7 @@ type bundleFile struct {
 // folder is checked before anything is written: each config.json against
 // cfg (an error names the file and key), every shard of the index
 // present, every tensor present with the shape cfg gives and the dtype
-// config.json's torch_dtype allows (an error names the file and tensor),
+// config.json's dtype allows (an error names the file and tensor),
 // no tensor cfg does not have. The weights are then copied a tensor at a
 // time, a chunk at a time, widened to float32 as bundles hold them, so
 // memory does not grow with the checkpoint. Parts no folder gives are
@@ -116,20 +103,8 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	if vocab < tok.VocabSize() {
 		return nil, fmt.Errorf("import %s: model.mllm.vocab %d is smaller than %s's %d", src.MLLM, vocab, hfTok, tok.VocabSize())
 	}
-	var open []*stFile
-	defer func() {
-		for _, st := range open {
-			st.Close()
-		}
-	}()
-	openST := func(path string) (*stFile, error) {
-		st, err := openSafetensors(path)
-		if err != nil {
-			return nil, err
-		}
-		open = append(open, st)
-		return st, nil
-	}
+	var open model.HFFiles
+	defer open.Close()
 
 	// Check everything before writing anything.
 	text, vision := splitVision(model.MLLMSpecs(cfg.Model.MLLM, vocab, 3))
@@ -138,7 +113,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	rep := &Imported{}
-	mllm, shards, err := planShards(src.MLLM, text, dt, openST)
+	mllm, shards, err := open.Weights(src.MLLM, text, dt)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -146,7 +121,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	files := []bundleFile{{"mllm.safetensors", mllm}}
 	var toInit []string
 	if vp := filepath.Join(src.MLLM, fileVision); fileExists(vp) {
-		vs, err := planFile(vp, vision, "", openST)
+		vs, err := open.File(vp, vision, model.WeightDType{})
 		if err != nil {
 			return nil, fmt.Errorf("import: %w", err)
 		}
@@ -169,7 +144,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 			if err := checkDiffusersConfig(filepath.Join(dir, "config.json"), p.want); err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
-			ts, err := planFile(filepath.Join(dir, model.VAEWeightsFile), p.specs, "", openST)
+			ts, err := open.File(filepath.Join(dir, model.VAEWeightsFile), p.specs, model.WeightDType{})
 			if err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
@@ -192,7 +167,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 			if err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
-			ts, err := planFile(filepath.Join(src.VAE, model.VAEWeightsFile), model.VAESpecs(c), "", openST)
+			ts, err := open.File(filepath.Join(src.VAE, model.VAEWeightsFile), model.VAESpecs(c), model.WeightDType{})
 			if err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
@@ -209,7 +184,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	if len(toInit) > 0 {
-		inits, err := initParts(tmp, cfg, vocab, tok, toInit, src.Seed, openST)
+		inits, err := initParts(tmp, cfg, vocab, tok, toInit, src.Seed, &open)
 		if err != nil {
 			return nil, fmt.Errorf("import: initialising %s: %w", strings.Join(toInit, ", "), err)
 		}
@@ -255,63 +230,37 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 }
 
 // checkQwen3Config checks a transformers Qwen3 config.json against model
-// section c (of vocabulary vocab) and returns the safetensors dtype its
-// torch_dtype (or dtype, as newer transformers spell it) allows, "" when
-// it names none.
-func checkQwen3Config(path string, c config.MLLM, vocab int) (string, error) {
+// section c (of vocabulary vocab) and returns the dtype its dtype (or
+// torch_dtype, as transformers before 4.56 spells it) allows.
+func checkQwen3Config(path string, c config.MLLM, vocab int) (model.WeightDType, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", err
+		return model.WeightDType{}, err
 	}
 	var q qwen3Config
 	if err := json.Unmarshal(data, &q); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+		return model.WeightDType{}, fmt.Errorf("%s: %w", path, err)
 	}
 	var d struct {
 		DType string `json:"dtype"`
 	}
 	if err := json.Unmarshal(data, &d); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+		return model.WeightDType{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if q.ModelType != "qwen3" {
-		return "", fmt.Errorf("%s: model_type %q, want qwen3 (Qwen3ForCausalLM)", path, q.ModelType)
+		return model.WeightDType{}, fmt.Errorf("%s: model_type %q, want qwen3 (Qwen3ForCausalLM)", path, q.ModelType)
 	}
-	for _, f := range []struct {
-		key       string
-		got, want any
-		cfgKey    string
-	}{
-		{"vocab_size", q.VocabSize, vocab, "model.mllm.vocab (or the tokenizer's size)"},
-		{"hidden_size", q.HiddenSize, c.Hidden, "model.mllm.hidden"},
-		{"intermediate_size", q.IntermediateSize, c.FFN, "model.mllm.ffn"},
-		{"num_hidden_layers", q.NumHiddenLayers, c.Layers, "model.mllm.layers"},
-		{"num_attention_heads", q.NumAttentionHeads, c.Heads, "model.mllm.heads"},
-		{"num_key_value_heads", q.NumKeyValueHeads, c.KVHeads, "model.mllm.kv_heads"},
-		{"head_dim", q.HeadDim, c.HeadDim, "model.mllm.head_dim"},
-		{"tie_word_embeddings", q.TieWordEmbeddings, c.TieEmbeddings, "model.mllm.tie_embeddings"},
-		{"rope_theta", q.RopeTheta, c.RopeTheta, "model.mllm.rope_theta"},
-		{"rms_norm_eps", q.RMSNormEps, c.RMSNormEps, "model.mllm.rms_norm_eps"},
-		{"attention_bias", q.AttentionBias, false, "thinkgen's Qwen3 (no attention bias)"},
-		{"use_sliding_window", q.UseSlidingWindow, false, "thinkgen's Qwen3 (full attention)"},
-		{"hidden_act", q.HiddenAct, "silu", "thinkgen's Qwen3 (SwiGLU)"},
-		{"rope_scaling", q.RopeScaling != nil, false, "thinkgen's Qwen3 (plain RoPE, rope_scaling null)"},
-	} {
-		if f.got != f.want {
-			return "", fmt.Errorf("%s: %s is %v, %s is %v", path, f.key, f.got, f.cfgKey, f.want)
-		}
+	fields := append(q.HFText.Fields("", c, vocab), []model.ConfigField{
+		{Key: "tie_word_embeddings", Got: q.TieWordEmbeddings, Want: c.TieEmbeddings, Ours: "model.mllm.tie_embeddings"},
+		{Key: "attention_bias", Got: q.AttentionBias, Want: false, Ours: "thinkgen's Qwen3 (no attention bias)"},
+		{Key: "use_sliding_window", Got: q.UseSlidingWindow, Want: false, Ours: "thinkgen's Qwen3 (full attention)"},
+		{Key: "hidden_act", Got: q.HiddenAct, Want: "silu", Ours: "thinkgen's Qwen3 (SwiGLU)"},
+		{Key: "rope_scaling", Got: q.RopeScaling != nil, Want: false, Ours: "thinkgen's Qwen3 (plain RoPE, rope_scaling null)"},
+	}...)
+	if f, bad := model.Mismatch(fields); bad {
+		return model.WeightDType{}, fmt.Errorf("%s: %s is %v, %s is %v", path, f.Key, f.Got, f.Ours, f.Want)
 	}
-	name := q.TorchDType
-	if name == "" {
-		name = d.DType
-	}
-	if name == "" {
-		return "", nil
-	}
-	dt, err := ParseDType(name)
-	if err != nil {
-		return "", fmt.Errorf("%s: torch_dtype: %w", path, err)
-	}
-	return dt.safetensors(), nil
+	return model.ConfigDType(path, d.DType, q.TorchDType)
 }
 
 // checkDiffusersConfig checks that the config.json at path has every key
@@ -351,128 +300,15 @@ func checkDiffusersConfig(path string, want map[string]any) error {
 	return nil
 }
 
-// planShards checks the weights of a transformers folder — the shards
-// model.safetensors.index.json lists, or model.safetensors — against
-// specs and dtype dt ("" allows any float dtype), and returns where each
-// tensor is and the number of files.
-func planShards(dir string, specs []model.Spec, dt string, openST func(string) (*stFile, error)) ([]source, int, error) {
-	indexPath := filepath.Join(dir, hfIndex)
-	data, err := os.ReadFile(indexPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		ts, err := planFile(filepath.Join(dir, hfWeights), specs, dt, openST)
-		return ts, 1, err
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	var index struct {
-		WeightMap map[string]string `json:"weight_map"`
-	}
-	if err := json.Unmarshal(data, &index); err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", indexPath, err)
-	}
-	known := make(map[string]bool, len(specs))
-	for _, s := range specs {
-		known[s.Name] = true
-	}
-	var extra []string
-	byShard := map[string][]string{}
-	for name, shard := range index.WeightMap {
-		if !known[name] {
-			extra = append(extra, name)
-		}
-		if !filepath.IsLocal(shard) || filepath.Base(shard) != shard {
-			return nil, 0, fmt.Errorf("%s: tensor %s is in %q, which is not a file of %s", indexPath, name, shard, dir)
-		}
-		byShard[shard] = append(byShard[shard], name)
-	}
-	if len(extra) > 0 {
-		slices.Sort(extra)
-		return nil, 0, fmt.Errorf("%s: unexpected tensors %s (the configuration has no such parameters)", indexPath, strings.Join(extra, ", "))
-	}
-	shards := make([]string, 0, len(byShard))
-	for s := range byShard {
-		shards = append(shards, s)
-	}
-	sort.Strings(shards)
-	open := make(map[string]*stFile, len(shards))
-	for _, s := range shards {
-		names := byShard[s]
-		slices.Sort(names)
-		p := filepath.Join(dir, s)
-		if !fileExists(p) {
-			return nil, 0, fmt.Errorf("%s: shard %s is missing (it holds tensor %s and %d more)", indexPath, p, names[0], len(names)-1)
-		}
-		if open[s], err = openST(p); err != nil {
-			return nil, 0, err
-		}
-	}
-	out := make([]source, 0, len(specs))
-	for _, s := range specs {
-		shard, ok := index.WeightMap[s.Name]
-		if !ok {
-			return nil, 0, fmt.Errorf("%s: tensor %s is missing (want shape %v)", indexPath, s.Name, s.Shape)
-		}
-		src, err := checkTensor(open[shard], s, dt)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, src)
-	}
-	return out, len(shards), nil
-}
-
-// planFile checks one safetensors file against specs (exactly those
-// tensors) and dtype dt ("" allows F32, BF16 and F16).
-func planFile(path string, specs []model.Spec, dt string, openST func(string) (*stFile, error)) ([]source, error) {
-	st, err := openST(path)
-	if err != nil {
-		return nil, err
-	}
-	if extra := extraTensors(st, specs); len(extra) > 0 {
-		return nil, fmt.Errorf("%s: unexpected tensors %s (the configuration has no such parameters)", path, strings.Join(extra, ", "))
-	}
-	out := make([]source, 0, len(specs))
-	for _, s := range specs {
-		src, err := checkTensor(st, s, dt)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, src)
-	}
-	return out, nil
-}
-
-// checkTensor checks spec s's tensor in st: present, of s's shape, of
-// dtype dt (or, when dt is "", of a float dtype the copy widens), holding
-// the bytes its shape and dtype take.
-func checkTensor(st *stFile, s model.Spec, dt string) (source, error) {
-	e, ok := st.tensors[s.Name]
-	if !ok {
-		return source{}, fmt.Errorf("%s: tensor %s is missing (want shape %v)", st.path, s.Name, s.Shape)
-	}
-	size := map[string]uint64{"F32": 4, "BF16": 2, "F16": 2}[e.DType]
-	switch {
-	case size == 0:
-		return source{}, fmt.Errorf("%s: tensor %s has dtype %s, want F32, BF16 or F16", st.path, s.Name, e.DType)
-	case dt != "" && e.DType != dt:
-		return source{}, fmt.Errorf("%s: tensor %s has dtype %s, but config.json's torch_dtype allows %s", st.path, s.Name, e.DType, dt)
-	case !slices.Equal(e.Shape, s.Shape):
-		return source{}, fmt.Errorf("%s: tensor %s has shape %v, want %v", st.path, s.Name, e.Shape, s.Shape)
-	case e.Offsets[1]-e.Offsets[0] != size*uint64(s.Numel()):
-		return source{}, fmt.Errorf("%s: tensor %s holds %d bytes, want %d", st.path, s.Name, e.Offsets[1]-e.Offsets[0], size*uint64(s.Numel()))
-	}
-	return source{name: s.Name, shape: s.Shape, st: st, e: e}, nil
-}
-
 // initParts initialises the parts no folder gives (as model.NewBundle
 // does, from seed) into tmp/init and returns their tensors.
-func initParts(tmp string, cfg *config.Config, vocab int, tok tokenizer.Tokenizer, parts []string, seed uint64, openST func(string) (*stFile, error)) ([]bundleFile, error) {
+func initParts(tmp string, cfg *config.Config, vocab int, tok tokenizer.Tokenizer, parts []string, seed uint64, open *model.HFFiles) ([]bundleFile, error) {
 	dir := filepath.Join(tmp, "init")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	var out []bundleFile
+	f32 := model.WeightDType{ST: "F32", Key: "dtype"}
 	save := func(file string, specs []model.Spec, seed uint64) error {
 		p, err := model.NewParams(specs, gotch.CPU, seed)
 		if err != nil {
@@ -483,7 +319,7 @@ func initParts(tmp string, cfg *config.Config, vocab int, tok tokenizer.Tokenize
 		if err := model.SaveSafetensors(path, p, nil); err != nil {
 			return err
 		}
-		ts, err := planFile(path, specs, "F32", openST)
+		ts, err := open.File(path, specs, f32)
 		if err != nil {
 			return err
 		}
@@ -509,8 +345,8 @@ func initParts(tmp string, cfg *config.Config, vocab int, tok tokenizer.Tokenize
 			err = v.Save(vdir)
 			v.Drop()
 			if err == nil {
-				var ts []source
-				if ts, err = planFile(filepath.Join(vdir, model.VAEWeightsFile), model.VAESpecs(model.VAEConfigFor(cfg.Model)), "F32", openST); err == nil {
+				var ts []model.HFTensor
+				if ts, err = open.File(filepath.Join(vdir, model.VAEWeightsFile), model.VAESpecs(model.VAEConfigFor(cfg.Model)), f32); err == nil {
 					out = append(out, bundleFile{"vae.safetensors", ts})
 				}
 			}
@@ -526,63 +362,25 @@ func initParts(tmp string, cfg *config.Config, vocab int, tok tokenizer.Tokenize
 // float32 (F32), as bundles hold them, sorted by name: each is read from
 // its file a chunk at a time and widened, so memory does not grow with
 // the tensors.
-func writeFloat32(path string, tensors []source, meta map[string]string) error {
+func writeFloat32(path string, tensors []model.HFTensor, meta map[string]string) error {
 	items := slices.Clone(tensors)
-	sort.Slice(items, func(i, j int) bool { return items[i].name < items[j].name })
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
 	out := make([]stOut, len(items))
 	for i, it := range items {
 		out[i] = stOut{
-			name:  it.name,
+			name:  it.Name,
 			dtype: "F32",
-			shape: it.shape,
-			size:  4 * uint64(model.Spec{Shape: it.shape}.Numel()),
+			shape: it.Shape,
+			size:  4 * uint64(model.Spec{Shape: it.Shape}.Numel()),
 			write: func(w io.Writer) error {
-				r := io.NewSectionReader(it.st.f, it.st.data+int64(it.e.Offsets[0]), int64(it.e.Offsets[1]-it.e.Offsets[0]))
-				if err := copyWidened(w, r, it.e.DType); err != nil {
-					return fmt.Errorf("tensor %s of %s: %w", it.name, it.st.path, err)
+				if err := model.CopyWidened(w, it.Reader(), it.Entry.DType); err != nil {
+					return fmt.Errorf("tensor %s of %s: %w", it.Name, it.File.Path, err)
 				}
 				return nil
 			},
 		}
 	}
 	return writeSafetensors(path, meta, out)
-}
-
-// copyWidened copies the values of r, of safetensors dtype dt (F32, BF16
-// or F16), to w as float32, a chunk at a time. Widening is exact.
-func copyWidened(w io.Writer, r io.Reader, dt string) error {
-	if dt == "F32" {
-		_, err := io.Copy(w, r)
-		return err
-	}
-	const chunk = 1 << 18 // values
-	src := make([]byte, 2*chunk)
-	dst := make([]byte, 4*chunk)
-	for {
-		n, err := io.ReadFull(r, src)
-		if n%2 != 0 {
-			return fmt.Errorf("an odd number of bytes of %s", dt)
-		}
-		for i := 0; i < n/2; i++ {
-			b := binary.LittleEndian.Uint16(src[2*i:])
-			var v uint32
-			if dt == "BF16" {
-				v = uint32(b) << 16
-			} else {
-				v = math.Float32bits(float16.Frombits(b).Float32())
-			}
-			binary.LittleEndian.PutUint32(dst[4*i:], v)
-		}
-		if _, werr := w.Write(dst[:2*n]); werr != nil {
-			return werr
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 func fileExists(path string) bool {

@@ -3,6 +3,7 @@ package export
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -107,13 +108,13 @@ func TestImportHFRoundTrip(t *testing.T) {
 // max_shard_size writes them.
 func shardMLLM(t *testing.T, dir string, n int) {
 	t.Helper()
-	st, err := openSafetensors(filepath.Join(dir, hfWeights))
+	st, err := model.OpenSafetensors(filepath.Join(dir, hfWeights))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	names := make([]string, 0, len(st.tensors))
-	for name := range st.tensors {
+	names := make([]string, 0, len(st.Tensors))
+	for name := range st.Tensors {
 		names = append(names, name)
 	}
 	slices.Sort(names)
@@ -122,9 +123,9 @@ func shardMLLM(t *testing.T, dir string, n int) {
 		file := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, n)
 		views := map[string]safetensors.TensorView{}
 		for j := i; j < len(names); j += n {
-			e := st.tensors[names[j]]
+			e := st.Tensors[names[j]]
 			raw := make([]byte, e.Offsets[1]-e.Offsets[0])
-			if _, err := st.f.ReadAt(raw, st.data+int64(e.Offsets[0])); err != nil {
+			if _, err := io.ReadFull(st.Section(e), raw); err != nil {
 				t.Fatal(err)
 			}
 			shape := make([]uint64, len(e.Shape))

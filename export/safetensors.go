@@ -15,81 +15,6 @@ import (
 	"github.com/thinkgen/thinkgen/model"
 )
 
-// maxHeader bounds a safetensors header (the format's own limit is 100 MB).
-const maxHeader = 100 << 20
-
-// stEntry is one tensor of a safetensors header.
-type stEntry struct {
-	DType   string    `json:"dtype"`
-	Shape   []int64   `json:"shape"`
-	Offsets [2]uint64 `json:"data_offsets"`
-}
-
-// stFile is an open safetensors file: its header and where its data start.
-type stFile struct {
-	path    string
-	f       *os.File
-	data    int64 // offset of the data section
-	tensors map[string]stEntry
-}
-
-// openSafetensors reads the header of a safetensors file, leaving the data
-// on disk (a tensor is copied by byte range, so memory does not grow with
-// the model).
-func openSafetensors(path string) (*stFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	st := &stFile{path: path, f: f}
-	if err := st.readHeader(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return st, nil
-}
-
-func (st *stFile) readHeader() error {
-	var n uint64
-	if err := binary.Read(st.f, binary.LittleEndian, &n); err != nil {
-		return fmt.Errorf("header length: %w", err)
-	}
-	if n > maxHeader {
-		return fmt.Errorf("header of %d bytes (limit %d)", n, maxHeader)
-	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(st.f, buf); err != nil {
-		return fmt.Errorf("header: %w", err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(buf, &raw); err != nil {
-		return fmt.Errorf("header: %w", err)
-	}
-	info, err := st.f.Stat()
-	if err != nil {
-		return err
-	}
-	st.data = 8 + int64(n)
-	size := uint64(info.Size() - st.data)
-	st.tensors = make(map[string]stEntry, len(raw))
-	for name, v := range raw {
-		if name == "__metadata__" {
-			continue
-		}
-		var e stEntry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("tensor %s: %w", name, err)
-		}
-		if e.Offsets[0] > e.Offsets[1] || e.Offsets[1] > size {
-			return fmt.Errorf("tensor %s: data offsets %v outside the %d data bytes", name, e.Offsets, size)
-		}
-		st.tensors[name] = e
-	}
-	return nil
-}
-
-func (st *stFile) Close() error { return st.f.Close() }
-
 // part names the tensors of one exported safetensors file: the specs it
 // holds (their names in the checkpoint and in the export are the same) and
 // the header metadata it carries.
@@ -106,25 +31,25 @@ type part struct {
 // (F32), of the spec's shape, with its byte count. In float32 the bytes are
 // copied as they are, so the exported tensors are bit-identical to the
 // checkpoint's; a half-precision dtype converts them (DType.narrow).
-func repack(path string, src *stFile, p part, d DType) error {
+func repack(path string, src *model.SafetensorsFile, p part, d DType) error {
 	type item struct {
 		name string
-		e    stEntry
+		e    model.SafetensorsEntry
 	}
 	items := make([]item, 0, len(p.specs))
 	for _, s := range p.specs {
-		e, ok := src.tensors[s.Name]
+		e, ok := src.Tensors[s.Name]
 		if !ok {
-			return fmt.Errorf("%s: tensor %s is missing (want shape %v)", src.path, s.Name, s.Shape)
+			return fmt.Errorf("%s: tensor %s is missing (want shape %v)", src.Path, s.Name, s.Shape)
 		}
 		if e.DType != "F32" {
-			return fmt.Errorf("%s: tensor %s has dtype %s, want F32", src.path, s.Name, e.DType)
+			return fmt.Errorf("%s: tensor %s has dtype %s, want F32", src.Path, s.Name, e.DType)
 		}
 		if !slices.Equal(e.Shape, s.Shape) {
-			return fmt.Errorf("%s: tensor %s has shape %v, want %v", src.path, s.Name, e.Shape, s.Shape)
+			return fmt.Errorf("%s: tensor %s has shape %v, want %v", src.Path, s.Name, e.Shape, s.Shape)
 		}
 		if n := e.Offsets[1] - e.Offsets[0]; n != uint64(4*s.Numel()) {
-			return fmt.Errorf("%s: tensor %s holds %d bytes, want %d", src.path, s.Name, n, 4*s.Numel())
+			return fmt.Errorf("%s: tensor %s holds %d bytes, want %d", src.Path, s.Name, n, 4*s.Numel())
 		}
 		items = append(items, item{s.Name, e})
 	}
@@ -137,7 +62,7 @@ func repack(path string, src *stFile, p part, d DType) error {
 			shape: it.e.Shape,
 			size:  (it.e.Offsets[1] - it.e.Offsets[0]) / 4 * uint64(d.size()),
 			write: func(w io.Writer) error {
-				r := io.NewSectionReader(src.f, src.data+int64(it.e.Offsets[0]), int64(it.e.Offsets[1]-it.e.Offsets[0]))
+				r := src.Section(it.e)
 				if d.orFloat32() == Float32 {
 					_, err := io.Copy(w, r)
 					return err
@@ -183,7 +108,7 @@ func writeSafetensors(path string, meta map[string]string, tensors []stOut) erro
 			h.WriteByte(',')
 		}
 		name, _ := json.Marshal(t.name)
-		body, err := json.Marshal(stEntry{DType: t.dtype, Shape: t.shape, Offsets: [2]uint64{off, off + t.size}})
+		body, err := json.Marshal(model.SafetensorsEntry{DType: t.dtype, Shape: t.shape, Offsets: [2]uint64{off, off + t.size}})
 		if err != nil {
 			return err
 		}
@@ -250,20 +175,4 @@ func copyNarrowed(w io.Writer, r io.Reader, d DType) error {
 			return err
 		}
 	}
-}
-
-// extraTensors lists, sorted, the tensors of src that no spec names.
-func extraTensors(src *stFile, specs []model.Spec) []string {
-	known := make(map[string]bool, len(specs))
-	for _, s := range specs {
-		known[s.Name] = true
-	}
-	var extra []string
-	for name := range src.tensors {
-		if !known[name] {
-			extra = append(extra, name)
-		}
-	}
-	slices.Sort(extra)
-	return extra
 }
