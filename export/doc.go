@@ -9,7 +9,9 @@
 //	DIR/mllm/                         transformers Qwen3ForCausalLM: config.json, model.safetensors,
 //	                                  generation_config.json, tokenizer.json, tokenizer_config.json
 //	                                  (with a chat template), special_tokens_map.json, and
-//	                                  visual.safetensors (the vision patch embedder, which Qwen3 lacks)
+//	                                  visual.safetensors (the vision patch embedder, which Qwen3 lacks);
+//	                                  with model.mllm.vision qwen3vl Qwen3VLForConditionalGeneration
+//	                                  instead, the ViT in model.safetensors and no visual.safetensors
 //	DIR/connector/                    the VGI-refine connector and its prepadding states
 //	DIR/transformer/                  the DiT (config.json, diffusion_pytorch_model.safetensors)
 //	DIR/scheduler/scheduler_config.json  the flow-matching sampler

@@ -156,9 +156,6 @@ func Write(bundleDir, out string, src Source, opt Options) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", bundleDir, err)
 	}
-	if cfg.Model.MLLM.IsQwen3VL() {
-		return nil, fmt.Errorf("export %s: model.mllm.vision is qwen3vl, and the servable layout is Qwen3ForCausalLM's with a patch embedder", bundleDir)
-	}
 	d := opt.DType
 	if d == "" {
 		d = DType(cfg.Model.DType).orFloat32()
@@ -209,14 +206,18 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 		return err
 	}
 	text, vision := splitVision(model.MLLMSpecs(cfg.Model.MLLM, vocab, 3))
+	mllmParts := map[string]part{fileMLLMWeights: {specs: text, meta: map[string]string{"format": "pt"}}}
+	if len(vision) > 0 {
+		// The patch embedder, which Qwen3ForCausalLM does not have (a
+		// Qwen3-VL tower's names are Qwen3VLForConditionalGeneration's,
+		// all in model.safetensors).
+		mllmParts[fileMLLMVision] = part{specs: vision, meta: map[string]string{"format": "pt"}}
+	}
 	files := []struct {
 		src   string
 		parts map[string]part
 	}{
-		{"mllm.safetensors", map[string]part{
-			fileMLLMWeights: {specs: text, meta: map[string]string{"format": "pt"}},
-			fileMLLMVision:  {specs: vision, meta: map[string]string{"format": "pt"}},
-		}},
+		{"mllm.safetensors", mllmParts},
 		{"connector.safetensors", map[string]part{
 			fileConnWeights: {specs: model.ConnectorSpecs(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad), meta: map[string]string{"format": "pt"}},
 		}},
@@ -276,7 +277,7 @@ func writeParts(dir, bundleDir string, cfg *config.Config, tok tokenizer.Tokeniz
 	for path, v := range map[string]any{
 		fileMLLMAdapterConfig: jsons[fileMLLMAdapterConfig],
 		fileDiTAdapterConfig:  jsons[fileDiTAdapterConfig],
-		fileMLLMConfig:        mllmConfig(cfg, vocab, sp, d),
+		fileMLLMConfig:        mllmConfigFor(cfg, vocab, tok, d),
 		fileGeneration:        generationConfig(cfg, sp),
 		fileTokenizerConfig:   tc,
 		fileSpecialTokens:     specialTokensMap(tc),
@@ -318,7 +319,9 @@ func writeVAE(dir, bundleDir string, d DType) error {
 }
 
 // splitVision separates the vision patch embedder's specs (visual.*) from
-// the text model's, which are exactly Qwen3ForCausalLM's.
+// the text model's, which are exactly Qwen3ForCausalLM's. A Qwen3-VL
+// tower's specs (model.visual.*, model.language_model.*, lm_head) all
+// land in text: they are Qwen3VLForConditionalGeneration's names.
 func splitVision(specs []model.Spec) (text, vision []model.Spec) {
 	for _, s := range specs {
 		if strings.HasPrefix(s.Name, "visual.") {

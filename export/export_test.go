@@ -96,6 +96,21 @@ func tensorBits(b *model.Bundle) map[string][]uint32 {
 	return out
 }
 
+// sameTensors fails t for each tensor of want that got lacks or holds
+// with other bits (saying differs), and when got has more tensors.
+func sameTensors(t *testing.T, want, got *model.Bundle, differs string) {
+	t.Helper()
+	wb, gb := tensorBits(want), tensorBits(got)
+	if len(wb) != len(gb) {
+		t.Errorf("%d tensors imported, want %d", len(gb), len(wb))
+	}
+	for name, w := range wb {
+		if !slices.Equal(w, gb[name]) {
+			t.Errorf("tensor %s %s", name, differs)
+		}
+	}
+}
+
 // withImport loads base/tiny and imports the export in out, inside
 // libtorch.Run, and calls check with both; an error ends the test.
 func withImport(t *testing.T, out string, check func(want, got *model.Bundle) error) {
@@ -128,15 +143,7 @@ func TestImportIsBitIdentical(t *testing.T) {
 	out, m := writeBase(t)
 	resaved := t.TempDir()
 	withImport(t, out, func(want, got *model.Bundle) error {
-		wb, gb := tensorBits(want), tensorBits(got)
-		if len(wb) != len(gb) {
-			t.Errorf("%d tensors imported, the checkpoint has %d", len(gb), len(wb))
-		}
-		for name, w := range wb {
-			if !slices.Equal(w, gb[name]) {
-				t.Errorf("tensor %s differs after export and import", name)
-			}
-		}
+		sameTensors(t, want, got, "differs after export and import")
 		if got.Tok.VocabSize() != want.Tok.VocabSize() || got.Tok.Specials() != want.Tok.Specials() {
 			t.Errorf("tokenizer: %d tokens %+v, want %d %+v", got.Tok.VocabSize(), got.Tok.Specials(), want.Tok.VocabSize(), want.Tok.Specials())
 		}

@@ -21,6 +21,11 @@ const (
 	diffusersVersion    = "0.35.1"
 )
 
+// transformersVLVersion is recorded by a Qwen3-VL export: its classes
+// need transformers ≥ 4.57 (what the second test venv pins,
+// scripts/setup-pyenv.sh vl).
+const transformersVLVersion = "4.57.6"
+
 // qwen3Config is transformers' Qwen3Config, field for field as
 // Qwen3ForCausalLM checkpoints spell it, plus a "thinkgen" section that
 // transformers keeps as an unknown attribute.
@@ -52,9 +57,10 @@ type thinkgenMLLM struct {
 	// VisionWeights is the file of the vision patch embedder
 	// (visual.patch_embed.proj, visual.norm), which Qwen3ForCausalLM
 	// does not have.
-	VisionWeights   string `json:"vision_weights"`
-	VisionPatchSize int    `json:"vision_patch_size"`
-	VisionChannels  int    `json:"vision_in_channels"`
+	// (A Qwen3-VL export has none: its ViT is in model.safetensors.)
+	VisionWeights   string `json:"vision_weights,omitempty"`
+	VisionPatchSize int    `json:"vision_patch_size,omitempty"`
+	VisionChannels  int    `json:"vision_in_channels,omitempty"`
 	// ImageTokens is the number of <|image_pad|> tokens per input image.
 	ImageTokens     int `json:"image_tokens"`
 	ImageTokenID    int `json:"image_token_id"`
@@ -82,6 +88,86 @@ func mllmConfig(cfg *config.Config, vocab int, sp tokenizer.Specials, d DType) q
 			ImageTokenID: sp.ImagePad, ThinkEndTokenID: sp.EndThink, ConditionStates: states,
 		},
 	}
+}
+
+// qwen3VLConfig is transformers' Qwen3VLConfig as
+// Qwen3VLForConditionalGeneration checkpoints spell it, plus the
+// "thinkgen" section.
+type qwen3VLConfig struct {
+	Architectures       []string      `json:"architectures"`
+	ModelType           string        `json:"model_type"`
+	TextConfig          qwen3VLText   `json:"text_config"`
+	VisionConfig        qwen3VLVision `json:"vision_config"`
+	ImageTokenID        int           `json:"image_token_id"`
+	VideoTokenID        int           `json:"video_token_id"`
+	VisionStartTokenID  int           `json:"vision_start_token_id"`
+	VisionEndTokenID    int           `json:"vision_end_token_id"`
+	TieWordEmbeddings   bool          `json:"tie_word_embeddings"`
+	DType               string        `json:"dtype"`
+	TransformersVersion string        `json:"transformers_version"`
+	ThinkGen            thinkgenMLLM  `json:"thinkgen"`
+}
+
+// qwen3VLText is Qwen3VLTextConfig (text_config).
+type qwen3VLText struct {
+	ModelType string `json:"model_type"`
+	model.HFText
+	HiddenAct             string  `json:"hidden_act"`
+	MaxPositionEmbeddings int     `json:"max_position_embeddings"`
+	AttentionBias         bool    `json:"attention_bias"`
+	AttentionDropout      float64 `json:"attention_dropout"`
+	InitializerRange      float64 `json:"initializer_range"`
+	UseCache              bool    `json:"use_cache"`
+	TieWordEmbeddings     bool    `json:"tie_word_embeddings"`
+	RopeScaling           struct {
+		RopeType         string `json:"rope_type"`
+		MRopeSection     []int  `json:"mrope_section"`
+		MRopeInterleaved bool   `json:"mrope_interleaved"`
+	} `json:"rope_scaling"`
+	DType      string `json:"dtype"`
+	BOSTokenID int    `json:"bos_token_id"`
+	EOSTokenID int    `json:"eos_token_id"`
+}
+
+// qwen3VLVision is Qwen3VLVisionConfig (vision_config).
+type qwen3VLVision struct {
+	ModelType string `json:"model_type"`
+	model.HFVision
+	HiddenAct        string  `json:"hidden_act"`
+	InitializerRange float64 `json:"initializer_range"`
+}
+
+// mllmConfigFor is the MLLM's config.json: Qwen3VLForConditionalGeneration's
+// for model.mllm.vision qwen3vl, Qwen3ForCausalLM's otherwise.
+func mllmConfigFor(cfg *config.Config, vocab int, tok tokenizer.Tokenizer, d DType) any {
+	m, sp := cfg.Model.MLLM, tok.Specials()
+	q := mllmConfig(cfg, vocab, sp, d)
+	if !m.IsQwen3VL() {
+		return q
+	}
+	q.ThinkGen.VisionWeights, q.ThinkGen.VisionPatchSize, q.ThinkGen.VisionChannels = "", 0, 0
+	dt := string(d.orFloat32())
+	text := qwen3VLText{ModelType: "qwen3_vl_text", HFText: q.HFText, HiddenAct: q.HiddenAct,
+		MaxPositionEmbeddings: q.MaxPositionEmbeddings, InitializerRange: q.InitializerRange, UseCache: true,
+		TieWordEmbeddings: m.TieEmbeddings, DType: dt, BOSTokenID: q.BOSTokenID, EOSTokenID: q.EOSTokenID}
+	text.RopeScaling.RopeType, text.RopeScaling.MRopeSection, text.RopeScaling.MRopeInterleaved = "default", m.MRopeSection, true
+	return qwen3VLConfig{
+		Architectures: []string{"Qwen3VLForConditionalGeneration"}, ModelType: "qwen3_vl",
+		TextConfig:   text,
+		VisionConfig: qwen3VLVision{ModelType: "qwen3_vl", HFVision: model.HFVisionOf(m), HiddenAct: "gelu_pytorch_tanh", InitializerRange: 0.02},
+		ImageTokenID: sp.ImagePad, VideoTokenID: videoPadID(tok), VisionStartTokenID: sp.VisionStart, VisionEndTokenID: sp.VisionEnd,
+		TieWordEmbeddings: m.TieEmbeddings, DType: dt, TransformersVersion: transformersVLVersion, ThinkGen: q.ThinkGen,
+	}
+}
+
+// videoPadID is the id of <|video_pad|> in tok, or tok.VocabSize() (no
+// token's id) when it has none: thinkgen feeds no video, and
+// Qwen3VLConfig needs an id that no image prompt holds.
+func videoPadID(tok tokenizer.Tokenizer) int {
+	if ids, err := tok.Encode("<|video_pad|>"); err == nil && len(ids) == 1 {
+		return ids[0]
+	}
+	return tok.VocabSize()
 }
 
 // generationConfig is transformers' GenerationConfig with the sampling
@@ -189,12 +275,20 @@ func modelIndex(cfg *config.Config) map[string]any {
 	return map[string]any{
 		"_class_name":        "ThinkGenPipeline",
 		"_diffusers_version": diffusersVersion,
-		"mllm":               []string{"transformers", "Qwen3ForCausalLM"},
+		"mllm":               []string{"transformers", mllmClass(cfg)},
 		"connector":          []string{"thinkgen", "VGIRefineConnector"},
 		"transformer":        []string{"thinkgen", "ThinkGenDiT"},
 		"scheduler":          []string{"diffusers", "FlowMatchEulerDiscreteScheduler"},
 		"vae":                vae,
 	}
+}
+
+// mllmClass is the transformers class of the exported MLLM.
+func mllmClass(cfg *config.Config) string {
+	if cfg.Model.MLLM.IsQwen3VL() {
+		return "Qwen3VLForConditionalGeneration"
+	}
+	return "Qwen3ForCausalLM"
 }
 
 // ditConfig names the DiT's shape after diffusers'

@@ -29,9 +29,11 @@ const (
 
 // HFSources names the folders thinkgen import reads.
 type HFSources struct {
-	// MLLM is a transformers Qwen3ForCausalLM folder: config.json, the
-	// weights as model.safetensors or shards listed by
-	// model.safetensors.index.json, tokenizer.json, and optionally
+	// MLLM is a transformers folder: config.json, the weights as
+	// model.safetensors or shards listed by model.safetensors.index.json,
+	// and tokenizer.json. With model.mllm.vision qwen3vl it is a
+	// Qwen3VLForConditionalGeneration folder (the ViT's weights among the
+	// others); otherwise a Qwen3ForCausalLM folder, with optionally
 	// visual.safetensors (the vision patch embedder an export writes).
 	MLLM string
 	// VAE is a diffusers AutoencoderKL folder (latent: vae only); empty
@@ -61,8 +63,9 @@ type bundleFile struct {
 }
 
 // ImportHF writes a bundle (model.Bundle.Save's layout) into out from a
-// transformers Qwen3 folder and optionally a diffusers VAE and a DiT
-// folder, for the architecture cfg's model section describes. Every
+// transformers Qwen3 folder (a Qwen3-VL one for model.mllm.vision
+// qwen3vl) and optionally a diffusers VAE and a DiT folder, for the
+// architecture cfg's model section describes. Every
 // folder is checked before anything is written: each config.json against
 // cfg (an error names the file and key), every shard of the index
 // present, every tensor present with the shape cfg gives and the dtype
@@ -83,9 +86,6 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	if cfg.Model.MLLM.IsQwen3VL() {
-		return nil, errors.New("import: model.mllm.vision is qwen3vl, but import reads Qwen3ForCausalLM folders (a Qwen3VLForConditionalGeneration folder loads through model.(*MLLM).LoadQwen3VL)")
-	}
 	if src.VAE != "" && cfg.Model.DiT.Latent != "vae" {
 		return nil, fmt.Errorf("import: a VAE folder (%s) for model.dit.latent %q (want vae)", src.VAE, cfg.Model.DiT.Latent)
 	}
@@ -93,7 +93,8 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src.MLLM, err)
 	}
-	if _, err := model.SpecialIDsOf(tok); err != nil {
+	ids, err := model.SpecialIDsOf(tok)
+	if err != nil {
 		return nil, fmt.Errorf("import %s: %s: %w", src.MLLM, hfTok, err)
 	}
 	vocab := cfg.Model.MLLM.Vocab
@@ -106,9 +107,18 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	var open model.HFFiles
 	defer open.Close()
 
-	// Check everything before writing anything.
-	text, vision := splitVision(model.MLLMSpecs(cfg.Model.MLLM, vocab, 3))
-	dt, err := checkQwen3Config(filepath.Join(src.MLLM, hfConfig), cfg.Model.MLLM, vocab)
+	// Check everything before writing anything. A Qwen3-VL folder holds
+	// the ViT with the text model; a Qwen3 one holds the text model, and
+	// the patch embedder in visual.safetensors if at all.
+	vl := cfg.Model.MLLM.IsQwen3VL()
+	text, vision := model.MLLMSpecs(cfg.Model.MLLM, vocab, 3), []model.Spec(nil)
+	var dt model.WeightDType
+	if vl {
+		dt, err = model.CheckQwen3VLConfig(filepath.Join(src.MLLM, hfConfig), cfg.Model.MLLM, vocab, ids.ImagePad)
+	} else {
+		text, vision = splitVision(text)
+		dt, err = checkQwen3Config(filepath.Join(src.MLLM, hfConfig), cfg.Model.MLLM, vocab)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -120,13 +130,13 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	rep.Shards = shards
 	files := []bundleFile{{"mllm.safetensors", mllm}}
 	var toInit []string
-	if vp := filepath.Join(src.MLLM, fileVision); fileExists(vp) {
+	if vp := filepath.Join(src.MLLM, fileVision); !vl && fileExists(vp) {
 		vs, err := open.File(vp, vision, model.WeightDType{})
 		if err != nil {
 			return nil, fmt.Errorf("import: %w", err)
 		}
 		files[0].tensors = append(files[0].tensors, vs...)
-	} else {
+	} else if !vl {
 		toInit = append(toInit, "vision")
 	}
 	connSpecs := model.ConnectorSpecs(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad)

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,11 +16,14 @@ import (
 
 	"github.com/nlpodyssey/safetensors"
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testenv"
+	"github.com/thinkgen/thinkgen/internal/vlref"
 	"github.com/thinkgen/thinkgen/model"
+	"github.com/thinkgen/thinkgen/tokenizer"
 )
 
 // importHF runs ImportHF inside libtorch.Run.
@@ -79,15 +83,7 @@ func TestImportHFRoundTrip(t *testing.T) {
 					return err
 				}
 				defer got.Drop()
-				wb, gb := tensorBits(want), tensorBits(got)
-				if len(wb) != len(gb) {
-					t.Errorf("%d tensors imported, the export has %d", len(gb), len(wb))
-				}
-				for name, w := range wb {
-					if !slices.Equal(w, gb[name]) {
-						t.Errorf("tensor %s differs from the export's", name)
-					}
-				}
+				sameTensors(t, want, got, "differs from the export's")
 				if got.Tok.VocabSize() != want.Tok.VocabSize() || got.Tok.Specials() != want.Tok.Specials() {
 					t.Errorf("tokenizer: %d tokens %+v, want %d %+v", got.Tok.VocabSize(), got.Tok.Specials(), want.Tok.VocabSize(), want.Tok.Specials())
 				}
@@ -239,38 +235,27 @@ func TestImportHFRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyDir(t, exp)
 			tc.edit(t, dir)
-			out := filepath.Join(t.TempDir(), "bundle")
-			_, err := importHF(cfg, HFSources{MLLM: filepath.Join(dir, "mllm"), DiT: dir}, out)
-			if err == nil {
-				t.Fatal("imported; want an error")
-			}
-			for _, w := range tc.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-			if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
-				t.Errorf("%d entries written beside the bundle; want none (refused before any work)", len(entries))
-			}
+			checkRefused(t, cfg, HFSources{MLLM: filepath.Join(dir, "mllm"), DiT: dir}, tc.wants)
 		})
 	}
 }
 
-// TestImportHFRefusesQwen3VL: import reads Qwen3ForCausalLM folders, so a
-// configuration with the Qwen3-VL tower is refused before anything is read.
-func TestImportHFRefusesQwen3VL(t *testing.T) {
-	cfg := config.Default()
-	m := &cfg.Model.MLLM
-	m.Vision, m.MRopeSection = config.VisionQwen3VL, []int{m.HeadDim / 2, 0, 0}
-	m.ViT = config.ViT{Depth: 2, Hidden: 32, Heads: 2, FFN: 64, TemporalPatch: 2, SpatialMerge: 2, PositionEmbeddings: 16, DeepStack: []int{1}}
-	cfg.Model.DiT.ImageSize = 32
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+// checkRefused checks that ImportHF refuses src with an error saying each
+// of wants, before writing anything.
+func checkRefused(t *testing.T, cfg *config.Config, src HFSources, wants []string) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "bundle")
-	_, err := importHF(cfg, HFSources{MLLM: t.TempDir()}, out)
-	if err == nil || !strings.Contains(err.Error(), "model.mllm.vision is qwen3vl") {
-		t.Fatalf("error %v, want a refusal naming model.mllm.vision", err)
+	_, err := importHF(cfg, src, out)
+	if err == nil {
+		t.Fatal("imported; want an error")
+	}
+	for _, w := range wants {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Errorf("%d entries written beside the bundle; want none (refused before any work)", len(entries))
 	}
 }
 
@@ -308,26 +293,169 @@ func TestImportHFTransformersSharded(t *testing.T) {
 		t.Errorf("imported from %d files, initialised %v; want ≥ 2 shards and vision, connector, dit initialised", rep.Shards, rep.Initialised)
 	}
 	want := tensorsOf(t, filepath.Join(dir, "expected.safetensors"), "logits")[0]
-	err = libtorch.Run(func() error {
-		b, _, err := model.LoadBundle(out, gotch.CPU)
+	got := bundleLogits(t, out, ids)
+	if len(got) != len(want) {
+		t.Fatalf("%d logits, transformers gives %d", len(got), len(want))
+	}
+	worst := maxDiff(got, want)
+	t.Logf("logits: max |thinkgen − transformers| = %.3g over %d values", worst, len(got))
+	if worst > 1e-4 {
+		t.Errorf("logits differ from transformers' by %g (bound 1e-4)", worst)
+	}
+}
+
+// bundleLogits loads the bundle in dir and returns its MLLM's logits of ids.
+func bundleLogits(t *testing.T, dir string, ids []int) []float32 {
+	t.Helper()
+	var got []float32
+	err := libtorch.Run(func() error {
+		b, _, err := model.LoadBundle(dir, gotch.CPU)
 		if err != nil {
 			return err
 		}
 		defer b.Drop()
-		got, err := b.MLLM.Logits(ids)
+		got, err = b.MLLM.Logits(ids)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// writeBaseOnce exports base/tiny (for its configuration).
+func writeBaseOnce(t *testing.T) string {
+	t.Helper()
+	out, _ := writeBase(t)
+	return out
+}
+
+// qwen3VLCase is a random Qwen3VLForConditionalGeneration that
+// transformers saved as a sharded bfloat16 checkpoint (with the ShapeWorld
+// tokenizer), and the configuration it fits.
+type qwen3VLCase struct {
+	cfg       *config.Config
+	dir       string // the transformers folder
+	expected  string // the reference's expected.safetensors
+	visionEnd int    // <|vision_end|>, which closes the image's tokens
+}
+
+// newQwen3VLCase has transformers save a small random Qwen3-VL model of
+// base/tiny's configuration with vlref.Tiny's MLLM.
+func newQwen3VLCase(t *testing.T, py string) qwen3VLCase {
+	t.Helper()
+	cfg := exportConfig(t, writeBaseOnce(t))
+	m := vlref.Tiny()
+	m.Tokenizer, m.MaxSeqLen = "shapeworld", cfg.Model.MLLM.MaxSeqLen
+	cfg.Model.MLLM = m
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := model.TokenizerFor(cfg.Model.MLLM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := tok.Specials()
+	// The ShapeWorld vocabulary has no <|video_pad|>: the reference's is
+	// its last token, which no prompt holds.
+	tokens := vlref.Tokens{Vocab: tok.VocabSize(), ImagePad: sp.ImagePad, VideoPad: tok.VocabSize() - 1, VisionStart: sp.VisionStart, VisionEnd: sp.VisionEnd}
+	ref := t.TempDir()
+	vlref.Write(t, py, filepath.Join("..", "model", "testdata", "qwen3vl_reference.py"), ref, cfg.Model.MLLM, tokens,
+		cfg.Model.DiT.ImageSize, vlref.Save{DType: "bfloat16", MaxShardSize: "40KB"})
+	dir := filepath.Join(ref, "model")
+	if err := tokenizer.SaveFile(filepath.Join(dir, hfTok), tok); err != nil {
+		t.Fatal(err)
+	}
+	return qwen3VLCase{cfg: cfg, dir: dir, expected: filepath.Join(ref, "expected.safetensors"), visionEnd: sp.VisionEnd}
+}
+
+// int64sOf reads the int64 tensor name of the safetensors file at path.
+func int64sOf(t *testing.T, path, name string) []int64 {
+	t.Helper()
+	st, err := model.OpenSafetensors(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e, ok := st.Tensors[name]
+	if !ok || e.DType != "I64" {
+		t.Fatalf("%s: no int64 tensor %s", path, name)
+	}
+	raw := make([]byte, e.Bytes())
+	if _, err := io.ReadFull(st.Section(e), raw); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]int64, len(raw)/8)
+	for i := range out {
+		out[i] = int64(binary.LittleEndian.Uint64(raw[8*i:]))
+	}
+	return out
+}
+
+// checkQwen3VLLogits compares the MLLM of the bundle in dir with the
+// reference's logits: the text row through Logits, the row with an image
+// through LogProbs of the tokens after the image (log-softmax of the
+// reference's logits at the previous position).
+func checkQwen3VLLogits(t *testing.T, c qwen3VLCase, dir string) {
+	t.Helper()
+	ids := int64sOf(t, c.expected, "ids")
+	ref := tensorsOf(t, c.expected, "logits_image", "logits_text", "image")
+	n := len(ids) / 2
+	vocab := len(ref[1]) / n
+	row := func(r int) []int {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = int(ids[r*n+i])
+		}
+		return out
+	}
+	image, text := row(0), row(1)
+	end := slices.Index(image, c.visionEnd) + 1
+	if end == 0 {
+		t.Fatal("the reference's image row has no <|vision_end|>")
+	}
+	got := bundleLogits(t, dir, text)
+	if len(got) != len(ref[1]) {
+		t.Fatalf("text row: %d logits, transformers gives %d", len(got), len(ref[1]))
+	}
+	d := maxDiff(got, ref[1])
+	t.Logf("text row: max |thinkgen − transformers| = %.3g over %d logits", d, len(got))
+	if d > 1e-4 {
+		t.Errorf("text row: logits differ from transformers' by %g (bound 1e-4)", d)
+	}
+	err := libtorch.Run(func() error {
+		b, _, err := model.LoadBundle(dir, gotch.CPU)
 		if err != nil {
 			return err
 		}
-		if len(got) != len(want) {
-			return fmt.Errorf("%d logits, transformers gives %d", len(got), len(want))
+		defer b.Drop()
+		side := int64(c.cfg.Model.DiT.ImageSize)
+		img := ts.MustOfSlice(ref[2]).MustView([]int64{1, 3, side, side}, true)
+		defer img.MustDrop()
+		var lp *model.TokenLogProbs
+		libtorch.NoGrad(func() { lp, err = b.MLLM.LogProbs([][]int{image[:end]}, [][]int{image[end:]}, 1, img) })
+		if err != nil {
+			return err
+		}
+		gotLP := lp.LogProbs.Float64Values()
+		lp.Drop()
+		if len(gotLP) != n-end {
+			return fmt.Errorf("image row: %d log-probs for %d tokens", len(gotLP), n-end)
 		}
 		var worst float64
-		for i := range got {
-			worst = max(worst, math.Abs(float64(got[i]-want[i])))
+		for j, tok := range image[end:] {
+			logits := ref[0][(end-1+j)*vocab : (end+j)*vocab]
+			var sum float64
+			hi := slices.Max(logits)
+			for _, v := range logits {
+				sum += math.Exp(float64(v - hi))
+			}
+			want := float64(logits[tok]-hi) - math.Log(sum)
+			worst = max(worst, math.Abs(gotLP[j]-want))
 		}
-		t.Logf("logits: max |thinkgen − transformers| = %.3g over %d values", worst, len(got))
+		t.Logf("image row: max |log-prob thinkgen − transformers| = %.3g over %d tokens", worst, n-end)
 		if worst > 1e-4 {
-			t.Errorf("logits differ from transformers' by %g (bound 1e-4)", worst)
+			t.Errorf("image row: log-probs differ from transformers' by %g (bound 1e-4)", worst)
 		}
 		return nil
 	})
@@ -336,9 +464,98 @@ func TestImportHFTransformersSharded(t *testing.T) {
 	}
 }
 
-// writeBaseOnce exports base/tiny (for its configuration).
-func writeBaseOnce(t *testing.T) string {
-	t.Helper()
-	out, _ := writeBase(t)
-	return out
+// TestImportExportQwen3VL has transformers save a random
+// Qwen3VLForConditionalGeneration (sharded, bfloat16), round-trips it
+// through import and export (qwen3VLRoundTrip) and checks the refusals of
+// bad folders (qwen3VLRefusals).
+func TestImportExportQwen3VL(t *testing.T) {
+	py := testenv.VLPython(t)
+	c := newQwen3VLCase(t, py)
+	t.Run("round trip", func(t *testing.T) { qwen3VLRoundTrip(t, py, c) })
+	t.Run("refusals", func(t *testing.T) { qwen3VLRefusals(t, c) })
+}
+
+// qwen3VLRoundTrip imports the case's folder and checks the imported
+// MLLM's logits against transformers'; exports the bundle and has
+// transformers load the export (no missing or unexpected weight) and give
+// the same logits; and Import reads the export back (as run.base does) to
+// the imported bundle's tensors, bit for bit.
+func qwen3VLRoundTrip(t *testing.T, py string, c qwen3VLCase) {
+	out := filepath.Join(t.TempDir(), "bundle")
+	rep, err := importHF(c.cfg, HFSources{MLLM: c.dir, Seed: 1}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Shards < 2 || !slices.Equal(rep.Initialised, []string{"connector", "dit"}) {
+		t.Errorf("imported from %d files, initialised %v; want ≥ 2 shards and connector, dit initialised", rep.Shards, rep.Initialised)
+	}
+	checkQwen3VLLogits(t, c, out)
+
+	exp := filepath.Join(t.TempDir(), "export")
+	if _, err := Write(out, exp, Source{}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(exp, filepath.FromSlash(fileMLLMVision))); err == nil {
+		t.Errorf("the export has %s; a Qwen3-VL export keeps its ViT in %s", fileMLLMVision, fileMLLMWeights)
+	}
+	loaded := filepath.Join(t.TempDir(), "loaded.safetensors")
+	if o, err := exec.Command(py, filepath.Join("testdata", "qwen3vl_load.py"), filepath.Join(exp, "mllm"), c.expected, loaded).CombinedOutput(); err != nil {
+		t.Fatalf("transformers on the export: %v\n%s", err, o)
+	}
+	got := tensorsOf(t, loaded, "logits_image", "logits_text")
+	want := tensorsOf(t, c.expected, "logits_image", "logits_text")
+	for i, name := range []string{"image", "text"} {
+		if len(got[i]) != len(want[i]) {
+			t.Fatalf("export, %s row: %d logits, the reference has %d", name, len(got[i]), len(want[i]))
+		}
+		d := maxDiff(got[i], want[i])
+		t.Logf("export, %s row: max |transformers on the export − reference| = %.3g", name, d)
+		if d > 1e-4 {
+			t.Errorf("export, %s row: logits differ from the reference's by %g (bound 1e-4)", name, d)
+		}
+	}
+
+	withImportOf(t, out, exp, func(want, got *model.Bundle) error {
+		sameTensors(t, want, got, "differs in Import of the export")
+		return nil
+	})
+}
+
+// qwen3VLRefusals: a Qwen3-VL folder with a missing shard, a config.json
+// that disagrees with the configuration, weights that disagree with
+// config.json, or a dtype config.json does not allow is refused before
+// anything is written, naming the file and the key or tensor.
+func qwen3VLRefusals(t *testing.T, c qwen3VLCase) {
+	shards, err := filepath.Glob(filepath.Join(c.dir, "model-*.safetensors"))
+	if err != nil || len(shards) < 2 {
+		t.Fatalf("the reference has shards %v (%v); want ≥ 2", shards, err)
+	}
+	first := filepath.Base(shards[0])
+	deeper := *c.cfg
+	deeper.Model.MLLM.ViT.Depth = 5
+	editConfig := func(edit func(m map[string]any)) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) { editJSON(t, filepath.Join(dir, hfConfig), edit) }
+	}
+	depth5 := editConfig(func(m map[string]any) { m["vision_config"].(map[string]any)["depth"] = 5 })
+	for _, tc := range []struct {
+		name  string
+		cfg   *config.Config
+		edit  func(t *testing.T, dir string)
+		wants []string
+	}{
+		{"missing shard", c.cfg, func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, first)) },
+			[]string{hfIndex, first + " is missing", "it holds tensor "}},
+		{"config does not match", c.cfg, depth5, []string{hfConfig, "vision_config.depth is 5, but model.mllm.vit.depth is 4"}},
+		{"weights do not match config", &deeper, depth5, []string{hfIndex, "tensor model.visual.blocks.4.", "is missing"}},
+		{"dtype config.json does not allow", c.cfg, editConfig(func(m map[string]any) { m["dtype"] = "float16" }),
+			[]string{"model-0", ".safetensors: tensor ", "has dtype BF16, but config.json's dtype allows F16"}},
+		{"text shape does not match", c.cfg, editConfig(func(m map[string]any) { m["text_config"].(map[string]any)["intermediate_size"] = 96 }),
+			[]string{hfConfig, "text_config.intermediate_size is 96, but model.mllm.ffn is 64"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, c.dir)
+			tc.edit(t, dir)
+			checkRefused(t, tc.cfg, HFSources{MLLM: dir}, tc.wants)
+		})
+	}
 }

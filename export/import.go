@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -80,14 +81,18 @@ func ReadManifest(dir string) (*Manifest, *config.Config, error) {
 		}
 		listed[f.Path] = true
 	}
-	for _, f := range []string{fileMLLMWeights, fileMLLMVision, fileTokenizer, fileConnWeights, fileDiTWeights} {
-		if !listed[f] {
-			return nil, nil, fmt.Errorf("import %s: %s lists no %s", dir, ManifestFile, f)
-		}
-	}
 	cfg, err := config.Parse(filepath.Join(dir, ManifestFile)+" config", []byte(m.Config))
 	if err != nil {
 		return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+	}
+	need := []string{fileMLLMWeights, fileMLLMVision, fileTokenizer, fileConnWeights, fileDiTWeights}
+	if cfg.Model.MLLM.IsQwen3VL() {
+		need = slices.DeleteFunc(need, func(f string) bool { return f == fileMLLMVision }) // the ViT is in model.safetensors
+	}
+	for _, f := range need {
+		if !listed[f] {
+			return nil, nil, fmt.Errorf("import %s: %s lists no %s", dir, ManifestFile, f)
+		}
 	}
 	return &m, cfg, nil
 }
@@ -122,9 +127,11 @@ func Import(dir string, dev gotch.Device) (*model.Bundle, *Manifest, error) {
 	}
 	files := []file{
 		{fileMLLMWeights, text, b.MLLM.P, ""},
-		{fileMLLMVision, vision, b.MLLM.P, ""},
 		{fileConnWeights, b.Connector.P.Specs(), b.Connector.P, ""},
 		{fileDiTWeights, b.DiT.P.Specs(), b.DiT.P, ""},
+	}
+	if len(vision) > 0 { // none for a Qwen3-VL tower
+		files = append(files, file{fileMLLMVision, vision, b.MLLM.P, ""})
 	}
 	// The adapters of a LoRA run, in PEFT's layout.
 	if a := b.MLLM.Adapters; a != nil {

@@ -2,9 +2,7 @@ package model
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/thinkgen/thinkgen/config"
 	"github.com/thinkgen/thinkgen/internal/libtorch"
 	"github.com/thinkgen/thinkgen/internal/testenv"
+	"github.com/thinkgen/thinkgen/internal/vlref"
 )
 
 // Special token ids of the tiny Qwen3-VL reference models (vocabulary 96).
@@ -27,46 +26,15 @@ const (
 	vlVocab       = 96
 )
 
-// tinyQwen3VLConfig is a small MLLM with the Qwen3-VL tower: a 6×6 patch
-// grid (24-pixel images, patch 4) merged to 3×3 tokens, a 4×4 position
-// table interpolated to it, and M-RoPE sections that give each axis
-// frequencies.
-func tinyQwen3VLConfig() config.MLLM {
-	c := config.Default().Model.MLLM
-	c.Hidden, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.FFN, c.MaxSeqLen = 32, 5, 4, 2, 16, 64, 64
-	c.RopeTheta, c.RMSNormEps, c.TieEmbeddings = 10000, 1e-6, false
-	c.VisionPatch = 4
-	c.Vision = config.VisionQwen3VL
-	c.MRopeSection = []int{4, 2, 2}
-	c.ViT = config.ViT{Depth: 4, Hidden: 32, Heads: 2, FFN: 48, TemporalPatch: 2, SpatialMerge: 2, PositionEmbeddings: 16, DeepStack: []int{0, 2, 3}}
-	return c
-}
+// tinyQwen3VLConfig is vlref.Tiny.
+func tinyQwen3VLConfig() config.MLLM { return vlref.Tiny() }
 
 // writeQwen3VLReference has transformers build, save and run a random
 // Qwen3VLForConditionalGeneration of c's shapes in dir.
 func writeQwen3VLReference(t *testing.T, py, dir string, c config.MLLM, imageSize int) {
 	t.Helper()
-	spec := map[string]any{
-		"text": map[string]any{
-			"vocab": vlVocab, "hidden": c.Hidden, "layers": c.Layers, "heads": c.Heads, "kv_heads": c.KVHeads,
-			"head_dim": c.HeadDim, "ffn": c.FFN, "rope_theta": c.RopeTheta, "mrope_section": c.MRopeSection, "tied": c.TieEmbeddings,
-		},
-		"vision": map[string]any{
-			"depth": c.ViT.Depth, "hidden": c.ViT.Hidden, "heads": c.ViT.Heads, "ffn": c.ViT.FFN, "patch": c.VisionPatch,
-			"temporal_patch": c.ViT.TemporalPatch, "spatial_merge": c.ViT.SpatialMerge,
-			"position_embeddings": c.ViT.PositionEmbeddings, "deepstack": c.ViT.DeepStack,
-		},
-		"image_pad": vlImagePad, "video_pad": vlVideoPad, "vision_start": vlVisionStart, "vision_end": vlVisionEnd,
-		"image_size": imageSize,
-	}
-	js, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(py, filepath.Join("testdata", "qwen3vl_reference.py"), dir, string(js)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("reference script: %v\n%s", err, out)
-	}
+	tok := vlref.Tokens{Vocab: vlVocab, ImagePad: vlImagePad, VideoPad: vlVideoPad, VisionStart: vlVisionStart, VisionEnd: vlVisionEnd}
+	vlref.Write(t, py, filepath.Join("testdata", "qwen3vl_reference.py"), dir, c, tok, imageSize, vlref.Save{})
 }
 
 // newQwen3VL builds an MLLM of c for the reference models' vocabulary.

@@ -24,7 +24,8 @@ func exportCommand() *command {
 committed version) from the store (--store, --run-dir or the config's
 storage.uri; a local directory or s3://) as:
 
-  DIR/mllm/          transformers Qwen3ForCausalLM (config.json, model.safetensors,
+  DIR/mllm/          transformers Qwen3ForCausalLM, or Qwen3VLForConditionalGeneration
+                     with model.mllm.vision qwen3vl (config.json, model.safetensors,
                      tokenizer files with a chat template, generation_config.json)
   DIR/transformer/   the DiT, DIR/connector/ the VGI-refine connector and its
                      prepadding states, DIR/scheduler/ the flow-matching sampler,

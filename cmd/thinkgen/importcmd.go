@@ -20,11 +20,13 @@ func importCommand() *command {
 		long: `Import writes a bundle (the layout of base/tiny and a pretrain result,
 which run.base, eval --model and export read) into BUNDLE from:
 
-  --mllm HF_DIR  a transformers Qwen3ForCausalLM folder: config.json, the
-                 weights as model.safetensors or the shards listed by
+  --mllm HF_DIR  a transformers Qwen3ForCausalLM folder, or with
+                 model.mllm.vision qwen3vl a Qwen3VLForConditionalGeneration
+                 one (its ViT included): config.json, the weights as
+                 model.safetensors or the shards listed by
                  model.safetensors.index.json (float32, bfloat16 or
-                 float16), tokenizer.json; visual.safetensors if present
-                 (an export's vision patch embedder)
+                 float16), tokenizer.json; for Qwen3 visual.safetensors if
+                 present (an export's vision patch embedder)
   --vae DIR      a diffusers AutoencoderKL folder (model.dit.latent vae)
   --dit DIR      a folder with transformer/ and connector/ as thinkgen
                  export writes them
@@ -37,7 +39,7 @@ Parts no folder gives (the vision patch embedder, connector, DiT, VAE) are
 initialised from run.seed. See docs/export.md.`,
 		setup: func(fs *pflag.FlagSet, e *env) func(context.Context, []string) error {
 			rf := addRunFlags(fs)
-			mllm := fs.String("mllm", "", "transformers Qwen3ForCausalLM folder (required)")
+			mllm := fs.String("mllm", "", "transformers Qwen3ForCausalLM (or, vision qwen3vl, Qwen3VLForConditionalGeneration) folder (required)")
 			vae := fs.String("vae", "", "diffusers AutoencoderKL folder")
 			dit := fs.String("dit", "", "folder with transformer/ and connector/ (an export)")
 			out := fs.String("out", "", "output bundle directory (required; must not exist or be empty)")

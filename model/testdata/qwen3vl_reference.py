@@ -7,7 +7,11 @@ usage: qwen3vl_reference.py OUT_DIR SPEC_JSON
 SPEC_JSON holds the shapes (text: vocab, hidden, layers, heads, kv_heads,
 head_dim, ffn, mrope_section, tied; vision: depth, hidden, heads, ffn,
 patch, temporal_patch, spatial_merge, position_embeddings, deepstack), the
-special token ids (image_pad, vision_start, vision_end) and the image size.
+special token ids (image_pad, video_pad, vision_start, vision_end), the image
+size, and optionally how to save: dtype ("bfloat16"; empty or absent is
+float32) and max_shard_size (shards listed by model.safetensors.index.json;
+empty or absent is one file). Saved in bfloat16, the outputs are those of the
+bfloat16 weights widened to float32 (the checkpoint loaded afresh in float32).
 
 Writes OUT_DIR/model/ (save_pretrained, safetensors) and
 OUT_DIR/expected.safetensors: the input ids [2, T] (row 0 holds one image,
@@ -58,7 +62,15 @@ def main():
         for name, p in model.named_parameters():
             if "norm" in name or name.endswith(".bias"):
                 p.add_(0.1 * torch.randn_like(p))
-    model.save_pretrained(os.path.join(out, "model"), safe_serialization=True)
+    path = os.path.join(out, "model")
+    kwargs = {"max_shard_size": spec["max_shard_size"]} if spec.get("max_shard_size") else {}
+    if spec.get("dtype") == "bfloat16":
+        model.to(torch.bfloat16).save_pretrained(path, safe_serialization=True, **kwargs)
+        # Loaded afresh: the weights are the bfloat16 ones widened, the
+        # rotary tables computed in float32.
+        model = Qwen3VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    else:
+        model.save_pretrained(path, safe_serialization=True, **kwargs)
 
     size = spec["image_size"]
     g = torch.Generator().manual_seed(1)
