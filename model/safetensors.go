@@ -2,9 +2,7 @@ package model
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -210,18 +208,17 @@ func decodeFloats(v safetensors.TensorView) ([]float32, error) {
 // not name. It lets a loader refuse a file before allocating anything; the
 // error names the file and the first offending tensor.
 func CheckSafetensorsHeader(path string, specs []Spec) error {
-	header, err := readSafetensorsHeader(path)
+	st, err := OpenSafetensors(path)
 	if err != nil {
 		return err
 	}
-	want := make(map[string]bool, len(specs))
+	defer st.Close()
 	for _, s := range specs {
-		want[s.Name] = true
-		h, ok := header[s.Name]
+		h, ok := st.Tensors[s.Name]
 		if !ok {
 			return fmt.Errorf("%s: tensor %s is missing (want shape %v)", path, s.Name, s.Shape)
 		}
-		if !sameShape(h.Shape, s.Shape) {
+		if !slices.Equal(h.Shape, s.Shape) {
 			return fmt.Errorf("%s: tensor %s has shape %v, want %v", path, s.Name, h.Shape, s.Shape)
 		}
 		switch h.DType {
@@ -230,68 +227,8 @@ func CheckSafetensorsHeader(path string, specs []Spec) error {
 			return fmt.Errorf("%s: tensor %s has dtype %s, want F32, F64, F16 or BF16", path, s.Name, h.DType)
 		}
 	}
-	var extra []string
-	for name := range header {
-		if !want[name] && name != "__metadata__" {
-			extra = append(extra, name)
-		}
-	}
-	if len(extra) > 0 {
-		slices.Sort(extra)
+	if extra := st.ExtraTensors(specs); len(extra) > 0 {
 		return fmt.Errorf("%s: unexpected tensors %s (the model has no such parameters)", path, strings.Join(extra, ", "))
 	}
 	return nil
-}
-
-// headerEntry is one tensor's record in a safetensors header.
-type headerEntry struct {
-	DType       string   `json:"dtype"`
-	Shape       []uint64 `json:"shape"`
-	DataOffsets []uint64 `json:"data_offsets"`
-}
-
-// readSafetensorsHeader reads the JSON header of a safetensors file (the
-// 8-byte little-endian length and the header it announces), not the data.
-func readSafetensorsHeader(path string) (map[string]headerEntry, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	var n uint64
-	if err := binary.Read(f, binary.LittleEndian, &n); err != nil {
-		return nil, fmt.Errorf("%s: reading the header length: %w", path, err)
-	}
-	const maxHeader = 100 << 20 // the format's own limit
-	if n > maxHeader {
-		return nil, fmt.Errorf("%s: header of %d bytes exceeds the format's %d", path, n, maxHeader)
-	}
-	// A header longer than the file is refused before it is allocated.
-	if n > uint64(fi.Size())-8 {
-		return nil, fmt.Errorf("%s: header of %d bytes in a file of %d", path, n, fi.Size())
-	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("%s: reading the header: %w", path, err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(buf, &raw); err != nil {
-		return nil, fmt.Errorf("%s: header: %w", path, err)
-	}
-	out := make(map[string]headerEntry, len(raw))
-	for name, r := range raw {
-		if name == "__metadata__" {
-			continue
-		}
-		var e headerEntry
-		if err := json.Unmarshal(r, &e); err != nil {
-			return nil, fmt.Errorf("%s: header entry %s: %w", path, name, err)
-		}
-		out[name] = e
-	}
-	return out, nil
 }
