@@ -196,29 +196,10 @@ func TestQwen3VLRecomputeGradientsEqualPlainBackward(t *testing.T) {
 		completions := [][]int{{10, 11, 12}, {13, 14}}
 		imgs := randn([]int64{2, 3, 24, 24}, 5)
 		defer imgs.MustDrop()
-		grads := make([]map[string][]float32, 2)
-		for i, rec := range []*Recompute{nil, new(Recompute)} {
-			mm := m
-			if rec != nil {
-				mm = m.Recording(rec)
-			}
-			lp, err := mm.LogProbs(prompts, completions, 0.7, imgs)
-			if err != nil {
-				return err
-			}
-			var s libtorch.Scope
-			w := s.Add(lp.LogProbs.MustMul(lp.Mask, false))
-			s.Add(w.MustSum(gotch.Float, false)).MustBackward()
-			s.Close()
-			lp.Drop()
-			if rec != nil {
-				if len(rec.segs) != c.Layers || len(rec.cuts) != 1+len(c.ViT.DeepStack) {
-					t.Errorf("recorded %d layers and %d cut inputs, want %d and %d (the embeddings and the DeepStack features)", len(rec.segs), len(rec.cuts), c.Layers, 1+len(c.ViT.DeepStack))
-				}
-				rec.Backward()
-				rec.Drop()
-			}
-			grads[i] = gradsOf(m.P)
+		// The cut inputs: the embeddings and the DeepStack features.
+		grads, err := plainAndRecordedGrads(t, m, prompts, completions, imgs, 0, c.Layers, 1+len(c.ViT.DeepStack))
+		if err != nil {
+			return err
 		}
 		compareGrads(t, "Qwen3-VL MLLM", grads[0], grads[1], 1e-5)
 		return nil

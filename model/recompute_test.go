@@ -103,29 +103,9 @@ func checkMLLMRecompute(t *testing.T, dt gotch.DType, tol float64) error {
 	completions := [][]int{{10, 11, 12}, {13, 14}}
 	imgs := randn([]int64{2, 3, 8, 8}, 5)
 	defer imgs.MustDrop()
-	grads := make([]map[string][]float32, 2)
-	for i, rec := range []*Recompute{nil, new(Recompute)} {
-		mm := m
-		if rec != nil {
-			mm = m.Recording(rec)
-		}
-		lp, err := mm.LogProbs(prompts, completions, 0.7, imgs)
-		if err != nil {
-			return err
-		}
-		var s libtorch.Scope
-		w := s.Add(lp.LogProbs.MustMul(lp.Mask, false))
-		e := s.Add(lp.Entropy.MustMul(lp.Mask, false).MustMulScalar(ts.FloatScalar(0.1), true))
-		s.Add(s.Add(w.MustAdd(e, false)).MustSum(gotch.Float, false)).MustBackward()
-		s.Close()
-		lp.Drop()
-		if rec != nil {
-			if len(rec.segs) != c.Layers || len(rec.cuts) != 1 {
-				t.Errorf("MLLM recorded %d layers and %d cut inputs, want %d and 1 (the embeddings)", len(rec.segs), len(rec.cuts), c.Layers)
-			}
-			rec.Backward()
-		}
-		grads[i] = gradsOf(m.P)
+	grads, err := plainAndRecordedGrads(t, m, prompts, completions, imgs, 0.1, c.Layers, 1)
+	if err != nil {
+		return err
 	}
 	compareGrads(t, "MLLM", grads[0], grads[1], tol)
 	cache := m.NewKVCache(1, 4)
@@ -134,6 +114,41 @@ func checkMLLMRecompute(t *testing.T, dt gotch.DType, tol float64) error {
 		t.Error("a recording MLLM filled a KV cache")
 	}
 	return nil
+}
+
+// plainAndRecordedGrads backpropagates sum(mask·(log π + ent·entropy)) of
+// m's completions once plainly and once through a Recompute, checks that
+// the recording held wantSegs layers and wantCuts inputs from outside them,
+// and returns the parameter gradients of both passes.
+func plainAndRecordedGrads(t *testing.T, m *MLLM, prompts, completions [][]int, imgs *ts.Tensor, ent float64, wantSegs, wantCuts int) ([2]map[string][]float32, error) {
+	var grads [2]map[string][]float32
+	for i, rec := range []*Recompute{nil, new(Recompute)} {
+		mm := m
+		if rec != nil {
+			mm = m.Recording(rec)
+		}
+		lp, err := mm.LogProbs(prompts, completions, 0.7, imgs)
+		if err != nil {
+			return grads, err
+		}
+		var s libtorch.Scope
+		loss := s.Add(lp.LogProbs.MustMul(lp.Mask, false))
+		if ent != 0 {
+			e := s.Add(lp.Entropy.MustMul(lp.Mask, false).MustMulScalar(ts.FloatScalar(ent), true))
+			loss = s.Add(loss.MustAdd(e, false))
+		}
+		s.Add(loss.MustSum(gotch.Float, false)).MustBackward()
+		s.Close()
+		lp.Drop()
+		if rec != nil {
+			if len(rec.segs) != wantSegs || len(rec.cuts) != wantCuts {
+				t.Errorf("recorded %d layers and %d cut inputs, want %d and %d", len(rec.segs), len(rec.cuts), wantSegs, wantCuts)
+			}
+			rec.Backward()
+		}
+		grads[i] = gradsOf(m.P)
+	}
+	return grads, nil
 }
 
 func checkDiTRecompute(t *testing.T, dt gotch.DType, tol float64) error {
