@@ -167,8 +167,9 @@ func (a *cappedAllocator) Free(b []byte) {
 // ReadIPC reads every row of an Arrow IPC dataset file. A malformed file
 // gives an error wrapping ErrCorrupt or ErrSchema: the Arrow reader
 // trusts the file's structure (it can index out of range on a truncated
-// footer), so its panics are recovered here, and its allocations are
-// capped at twice the file's size plus 1 MiB.
+// footer), so its panics are recovered here, its allocations are capped
+// at twice the file's size plus 1 MiB, and the metadata lengths it would
+// size slices from are checked first (ipcguard.go).
 func ReadIPC(r ipc.ReadAtSeeker) (rows []Row, info Info, err error) {
 	size, err := r.Seek(0, io.SeekEnd)
 	if err != nil {
@@ -187,6 +188,9 @@ func ReadIPC(r ipc.ReadAtSeeker) (rows []Row, info Info, err error) {
 			err = fmt.Errorf("read dataset: %w: %v", ErrCorrupt, p)
 		}
 	}()
+	if err := checkIPCMetadata(r, size); err != nil {
+		return nil, Info{}, fmt.Errorf("read dataset: %w: %w", ErrCorrupt, err)
+	}
 	mem := &cappedAllocator{mem: memory.NewGoAllocator(), limit: int(min(size, 1<<40))*2 + 1<<20}
 	fr, err := ipc.NewFileReader(r, ipc.WithAllocator(mem))
 	if err != nil {
