@@ -23,6 +23,52 @@ func TestShippedConfigsValidate(t *testing.T) {
 	}
 }
 
+// TestLoadFilesOverlays checks that later files override earlier ones
+// key by key: an overlay's struct merges with what is below it, its map
+// replaces the map below, and a bad overlay is refused naming its file,
+// line or key.
+func TestLoadFilesOverlays(t *testing.T) {
+	tiny := filepath.Join("..", "configs", "tiny.yaml")
+	vl, err := LoadFiles([]string{tiny, filepath.Join("..", "configs", "tiny-vl.yaml")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := Load(tiny, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vl.Model.MLLM.IsQwen3VL() || vl.Model.MLLM.ViT.Depth != 4 || vl.Run.Base != "base/tiny-vl" {
+		t.Errorf("tiny + tiny-vl: vision %q, vit depth %d, base %q; want qwen3vl, 4, base/tiny-vl", vl.Model.MLLM.Vision, vl.Model.MLLM.ViT.Depth, vl.Run.Base)
+	}
+	if vl.Model.DiT != base.Model.DiT || vl.Model.MLLM.Hidden != base.Model.MLLM.Hidden || !maps.Equal(vl.GRPO.Mix, base.GRPO.Mix) {
+		t.Errorf("tiny + tiny-vl changed keys the overlay does not name: dit %+v (tiny %+v), mllm.hidden %d, grpo.mix %v",
+			vl.Model.DiT, base.Model.DiT, vl.Model.MLLM.Hidden, vl.GRPO.Mix)
+	}
+	mix, err := LoadFiles([]string{tiny, filepath.Join("testdata", "overlay_mix.yaml")}, []string{"grpo.lr=1e-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]float64{"text": 2}; !maps.Equal(mix.GRPO.Mix, want) || mix.GRPO.Group != 4 || mix.GRPO.PromptsPerStep != base.GRPO.PromptsPerStep || mix.GRPO.LR != 1e-4 {
+		t.Errorf("overlay grpo = mix %v group %d prompts %d lr %g; want mix %v, group 4, tiny's prompts %d, lr 1e-4 from --set",
+			mix.GRPO.Mix, mix.GRPO.Group, mix.GRPO.PromptsPerStep, mix.GRPO.LR, want, base.GRPO.PromptsPerStep)
+	}
+	for _, tt := range []struct {
+		overlay string
+		want    []string
+	}{
+		{"overlay_unknown.yaml", []string{"overlay_unknown.yaml:3", `unknown key "model.mllm.vison"`}},
+		{"overlay_bad_mrope.yaml", []string{"tiny-vl.yaml + testdata/overlay_bad_mrope.yaml", "model.mllm.mrope_section", "(got [6 5 6])"}},
+	} {
+		t.Run(tt.overlay, func(t *testing.T) {
+			_, err := LoadFiles([]string{tiny, filepath.Join("..", "configs", "tiny-vl.yaml"), filepath.Join("testdata", tt.overlay)}, nil)
+			if err == nil {
+				t.Fatal("LoadFiles succeeded, want an error")
+			}
+			testutil.Mentions(t, "error", err.Error(), tt.want)
+		})
+	}
+}
+
 func TestDefaultValidates(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Fatal(err)

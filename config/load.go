@@ -13,12 +13,25 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load resolves a configuration: Default(), then the YAML file at path (if
-// path is not empty), then each "key=value" of sets in order. The result is
-// validated.
+// Load resolves a configuration from one YAML file, or from none when
+// path is empty: LoadFiles with that file.
 func Load(path string, sets []string) (*Config, error) {
-	cfg := Default()
+	var paths []string
 	if path != "" {
+		paths = []string{path}
+	}
+	return LoadFiles(paths, sets)
+}
+
+// LoadFiles resolves a configuration: Default(), then each YAML file of
+// paths in order, then each "key=value" of sets in order. A later file
+// overrides an earlier one key by key, as sets do: a mapping merges with
+// the one below it (a map's entries too), a list or scalar replaces it.
+// So an overlay such as configs/tiny-vl.yaml states only what it changes.
+// The result is validated.
+func LoadFiles(paths []string, sets []string) (*Config, error) {
+	cfg := Default()
+	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read config: %w", err)
@@ -33,8 +46,8 @@ func Load(path string, sets []string) (*Config, error) {
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		if path != "" {
-			return nil, fmt.Errorf("%s: %w", path, err)
+		if len(paths) > 0 {
+			return nil, fmt.Errorf("%s: %w", strings.Join(paths, " + "), err)
 		}
 		return nil, err
 	}
@@ -82,10 +95,39 @@ func (c *Config) decodeYAML(name string, data []byte) error {
 	if err := checkKeys(name, &doc, reflect.TypeOf(c).Elem(), ""); err != nil {
 		return err
 	}
+	clearMaps(&doc, reflect.ValueOf(c).Elem())
 	if err := doc.Decode(c); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// clearMaps empties every map of v that the YAML node n gives a value, so
+// that decoding n replaces the map rather than adding to it, as Set does:
+// "mix: {reasoning: 3}" in a file is that mix, whatever came before.
+// Structs are walked, so the fields a mapping leaves out keep their values.
+func clearMaps(n *yaml.Node, v reflect.Value) {
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			clearMaps(c, v)
+		}
+		return
+	}
+	if v.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		f, ok := fieldByTag(v.Type(), n.Content[i].Value)
+		if !ok {
+			continue
+		}
+		switch fv := v.FieldByIndex(f.Index); fv.Kind() {
+		case reflect.Map:
+			fv.SetZero()
+		case reflect.Struct:
+			clearMaps(n.Content[i+1], fv)
+		}
+	}
 }
 
 // checkKeys walks a YAML node against type t and reports the first key that

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/pflag"
 )
@@ -47,7 +48,7 @@ values name the key and the allowed range. Both exit with status 2.`,
 					if err := noArgs(args[1:]); err != nil {
 						return err
 					}
-					name := rf.config
+					name := strings.Join(rf.configs, " + ")
 					if name == "" {
 						name = "the default configuration"
 					}

@@ -20,7 +20,7 @@ import (
 // applied as --set overrides after the explicit ones, so flags beat the
 // YAML file, which beats the defaults.
 type runFlags struct {
-	config    string
+	configs   []string
 	sets      []string
 	store     string
 	runDir    string
@@ -32,7 +32,7 @@ type runFlags struct {
 
 func addRunFlags(fs *pflag.FlagSet) *runFlags {
 	f := &runFlags{fs: fs}
-	fs.StringVarP(&f.config, "config", "c", "", "YAML run configuration (e.g. configs/tiny.yaml); empty uses the defaults")
+	fs.StringArrayVarP(&f.configs, "config", "c", nil, "YAML run configuration (e.g. configs/tiny.yaml); repeat to overlay files in order, later keys winning (e.g. -c configs/tiny.yaml -c configs/tiny-vl.yaml); none uses the defaults")
 	fs.StringArrayVar(&f.sets, "set", nil, "override one config key, `key=value` (repeatable), e.g. --set optim.lr=1e-4")
 	fs.StringVar(&f.store, "store", "", "store URI: a directory or s3://bucket/prefix (sets storage.uri)")
 	fs.StringVar(&f.runDir, "run-dir", "", "local directory for run data (sets storage.uri to a directory)")
@@ -89,7 +89,7 @@ func (f *runFlags) load() (*config.Config, error) {
 	if f.fs.Changed("seed") {
 		sets = append(sets, "run.seed="+strconv.FormatInt(f.seed, 10))
 	}
-	cfg, err := config.Load(f.config, sets)
+	cfg, err := config.LoadFiles(f.configs, sets)
 	if err != nil {
 		return nil, &usageError{err}
 	}
@@ -119,18 +119,26 @@ func checkRun(run, missing string) error {
 }
 
 // runName is the training run a command acts on: the --run flag's value,
-// else run.name, else "train-<config file name>" ("train-default" without
-// a file).
+// else run.name, else "train-" and configName.
 func (f *runFlags) runName(flag string, cfg *config.Config) string {
 	switch {
 	case flag != "":
 		return flag
 	case cfg.Run.Name != "":
 		return cfg.Run.Name
-	case f.config != "":
-		return "train-" + strings.TrimSuffix(filepath.Base(f.config), filepath.Ext(f.config))
 	}
-	return "train-default"
+	return "train-" + f.configName()
+}
+
+// configName names the configuration for a default run name: the last
+// --config file's name without its extension (an overlay names what it
+// changes), or "default" without one.
+func (f *runFlags) configName() string {
+	if len(f.configs) == 0 {
+		return "default"
+	}
+	last := f.configs[len(f.configs)-1]
+	return strings.TrimSuffix(filepath.Base(last), filepath.Ext(last))
 }
 
 // modelFlags name the model a command runs: a bundle or export directory

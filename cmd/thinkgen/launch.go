@@ -89,7 +89,7 @@ The cluster is the one of --kubeconfig, else $KUBECONFIG, else
 					}
 					if ns == "" {
 						ns = config.Default().Cluster.Namespace
-						if rf.config != "" {
+						if len(rf.configs) > 0 {
 							cfg, err := rf.load()
 							if err != nil {
 								return err

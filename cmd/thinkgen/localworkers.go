@@ -114,8 +114,8 @@ func startLocalCluster(ctx context.Context, stderr io.Writer, cfg *config.Config
 		for i := 0; i < counts[role]; i++ {
 			args := []string{"worker", "--role", role, "--controller", lc.URL, "--store", cfg.Storage.URI,
 				"--threads", "1", "--name", fmt.Sprintf("%s-%d", role, i)}
-			if rf.config != "" {
-				args = append(args, "--config", rf.config)
+			for _, c := range rf.configs {
+				args = append(args, "--config", c)
 			}
 			for _, s := range rf.sets {
 				if strings.HasPrefix(s, "storage.") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -76,11 +75,7 @@ without repeating the warm-up; only the MLLM's shape must match, e.g.
 				}
 				name := cfg.Run.Name
 				if name == "" {
-					base := "default"
-					if rf.config != "" {
-						base = strings.TrimSuffix(filepath.Base(rf.config), filepath.Ext(rf.config))
-					}
-					name = "pretrain-" + base
+					name = "pretrain-" + rf.configName()
 				}
 				dir := filepath.Join(loc.Dir, "runs", name)
 				fmt.Fprintf(e.stderr, "pretrain: run %s in %s\n", name, dir)
