@@ -104,8 +104,11 @@ type Run struct {
 	// Base is the directory a SepGRPO run starts from (its policy version
 	// 0): a bundle — the shipped base (base/tiny), a pretrain result
 	// (<store>/runs/<run>/pretrain/finetune/final), another run's checkpoint
-	// (<store>/runs/<run>/checkpoints/<version>/bundle) — or an export
-	// (thinkgen export).
+	// (<store>/runs/<run>/checkpoints/<version>/bundle) — an export
+	// (thinkgen export), or a transformers Qwen3ForCausalLM folder
+	// (Qwen3VLForConditionalGeneration with model.mllm.vision qwen3vl),
+	// which a new run imports as thinkgen import --mllm does, the
+	// connector and DiT initialised from run.seed.
 	Base string `yaml:"base"`
 }
 

@@ -65,21 +65,72 @@ type bundleFile struct {
 // ImportHF writes a bundle (model.Bundle.Save's layout) into out from a
 // transformers Qwen3 folder (a Qwen3-VL one for model.mllm.vision
 // qwen3vl) and optionally a diffusers VAE and a DiT folder, for the
-// architecture cfg's model section describes. Every
-// folder is checked before anything is written: each config.json against
-// cfg (an error names the file and key), every shard of the index
-// present, every tensor present with the shape cfg gives and the dtype
-// config.json's dtype allows (an error names the file and tensor),
-// no tensor cfg does not have. The weights are then copied a tensor at a
-// time, a chunk at a time, widened to float32 as bundles hold them, so
-// memory does not grow with the checkpoint. Parts no folder gives are
-// initialised from src.Seed (which needs libtorch: call it inside
-// libtorch.Run). out must not exist or be empty; the bundle is written
-// beside it and renamed into place at the end.
+// architecture cfg's model section describes. Every folder is checked
+// first, as CheckHF does, before anything is written. The weights are
+// then copied a tensor at a time, a chunk at a time, widened to float32
+// as bundles hold them, so memory does not grow with the checkpoint.
+// Parts no folder gives are initialised from src.Seed (which needs
+// libtorch: call it inside libtorch.Run). out must not exist or be empty;
+// the bundle is written beside it and renamed into place at the end.
 func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) {
 	if err := CheckOut(out); err != nil {
 		return nil, err
 	}
+	p, err := checkHF(cfg, src)
+	if err != nil {
+		return nil, err
+	}
+	defer p.open.Close()
+	return p.write(cfg, src, out)
+}
+
+// IsHFModel reports whether dir is a transformers model folder — a
+// config.json and its weights (model.safetensors or the index of its
+// shards), and no thinkgen manifest — as thinkgen import --mllm and
+// run.base take.
+func IsHFModel(dir string) bool {
+	if IsExport(dir) || !fileExists(filepath.Join(dir, hfConfig)) {
+		return false
+	}
+	return fileExists(filepath.Join(dir, hfWeights)) || fileExists(filepath.Join(dir, hfIndex))
+}
+
+// CheckHF checks the folders of src against cfg's model section as
+// ImportHF does, reading headers only and writing nothing: each
+// config.json against cfg (an error names the file and key), every shard
+// of the index present, every tensor present with the shape cfg gives and
+// the dtype config.json's dtype allows (an error names the file and
+// tensor), no tensor cfg does not have.
+func CheckHF(cfg *config.Config, src HFSources) error {
+	p, err := checkHF(cfg, src)
+	if err != nil {
+		return err
+	}
+	p.open.Close()
+	return nil
+}
+
+// hfImport is what checkHF found: the files to write and their tensors'
+// sources, and the parts to initialise.
+type hfImport struct {
+	open      model.HFFiles
+	tok       tokenizer.Tokenizer
+	vocab     int
+	files     []bundleFile
+	toInit    []string
+	vaeConfig []byte
+	rep       Imported
+}
+
+// checkHF checks src against cfg (see CheckHF). The caller closes the
+// files of a result.
+func checkHF(cfg *config.Config, src HFSources) (_ *hfImport, err error) {
+	p := &hfImport{}
+	defer func() {
+		if err != nil {
+			p.open.Close()
+		}
+	}()
 	if src.MLLM == "" {
 		return nil, errors.New("import: no MLLM folder")
 	}
@@ -104,9 +155,6 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	if vocab < tok.VocabSize() {
 		return nil, fmt.Errorf("import %s: model.mllm.vocab %d is smaller than %s's %d", src.MLLM, vocab, hfTok, tok.VocabSize())
 	}
-	var open model.HFFiles
-	defer open.Close()
-
 	// Check everything before writing anything. A Qwen3-VL folder holds
 	// the ViT with the text model; a Qwen3 one holds the text model, and
 	// the patch embedder in visual.safetensors if at all.
@@ -122,16 +170,15 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	rep := &Imported{}
-	mllm, shards, err := open.Weights(src.MLLM, text, dt)
+	mllm, shards, err := p.open.Weights(src.MLLM, text, dt)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	rep.Shards = shards
+	p.rep.Shards = shards
 	files := []bundleFile{{"mllm.safetensors", mllm}}
 	var toInit []string
 	if vp := filepath.Join(src.MLLM, fileVision); !vl && fileExists(vp) {
-		vs, err := open.File(vp, vision, model.WeightDType{})
+		vs, err := p.open.File(vp, vision, model.WeightDType{})
 		if err != nil {
 			return nil, fmt.Errorf("import: %w", err)
 		}
@@ -142,7 +189,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	connSpecs := model.ConnectorSpecs(cfg.Model.MLLM.Hidden, cfg.Model.DiT.Hidden, cfg.Model.Connector.Prepad)
 	ditSpecs := model.DiTSpecs(cfg.Model.DiT)
 	if src.DiT != "" {
-		for _, p := range []struct {
+		for _, part := range []struct {
 			file, dir string
 			want      map[string]any
 			specs     []model.Spec
@@ -150,15 +197,15 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 			{"dit.safetensors", "transformer", ditConfig(cfg), ditSpecs},
 			{"connector.safetensors", "connector", connectorConfig(cfg), connSpecs},
 		} {
-			dir := filepath.Join(src.DiT, p.dir)
-			if err := checkDiffusersConfig(filepath.Join(dir, "config.json"), p.want); err != nil {
+			dir := filepath.Join(src.DiT, part.dir)
+			if err := checkDiffusersConfig(filepath.Join(dir, "config.json"), part.want); err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
-			ts, err := open.File(filepath.Join(dir, model.VAEWeightsFile), p.specs, model.WeightDType{})
+			ts, err := p.open.File(filepath.Join(dir, model.VAEWeightsFile), part.specs, model.WeightDType{})
 			if err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
-			files = append(files, bundleFile{p.file, ts})
+			files = append(files, bundleFile{part.file, ts})
 		}
 	} else {
 		toInit = append(toInit, "connector", "dit")
@@ -177,7 +224,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 			if err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
-			ts, err := open.File(filepath.Join(src.VAE, model.VAEWeightsFile), model.VAESpecs(c), model.WeightDType{})
+			ts, err := p.open.File(filepath.Join(src.VAE, model.VAEWeightsFile), model.VAESpecs(c), model.WeightDType{})
 			if err != nil {
 				return nil, fmt.Errorf("import: %w", err)
 			}
@@ -187,6 +234,13 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 		}
 	}
 
+	p.tok, p.vocab, p.files, p.toInit, p.vaeConfig = tok, vocab, files, toInit, vaeConfig
+	return p, nil
+}
+
+// write writes the checked import into out.
+func (p *hfImport) write(cfg *config.Config, src HFSources, out string) (*Imported, error) {
+	tok, vocab, files, toInit, vaeConfig, rep := p.tok, p.vocab, p.files, p.toInit, p.vaeConfig, &p.rep
 	// Write into a temporary directory beside out, renamed at the end.
 	tmp, err := tempBeside(out, "import")
 	if err != nil {
@@ -194,7 +248,7 @@ func ImportHF(cfg *config.Config, src HFSources, out string) (*Imported, error) 
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	if len(toInit) > 0 {
-		inits, err := initParts(tmp, cfg, vocab, tok, toInit, src.Seed, &open)
+		inits, err := initParts(tmp, cfg, vocab, tok, toInit, src.Seed, &p.open)
 		if err != nil {
 			return nil, fmt.Errorf("import: initialising %s: %w", strings.Join(toInit, ", "), err)
 		}

@@ -16,18 +16,22 @@ import (
 )
 
 // Check checks that a new run of cfg can start: its run.base (an export
-// or a saved bundle) reads and has the configuration's model shape, and
+// or a saved bundle) reads and has the configuration's model shape, or
+// (a transformers folder) passes thinkgen import's checks, and
 // every phase's data mix yields prompts. Errors name the configuration
 // key at fault.
 func Check(cfg *config.Config) error {
 	if cfg.Run.Base == "" {
 		return errors.New("run.base: empty; set it to the shipped base (base/tiny) or a pretrain result")
 	}
-	bcfg, err := export.ReadModelConfig(cfg.Run.Base)
-	if err != nil {
+	if export.IsHFModel(cfg.Run.Base) {
+		// Checked as thinkgen import checks it; train imports it.
+		if err := export.CheckHF(cfg, export.HFSources{MLLM: cfg.Run.Base}); err != nil {
+			return fmt.Errorf("run.base %s (a transformers folder): %w", cfg.Run.Base, err)
+		}
+	} else if bcfg, err := export.ReadModelConfig(cfg.Run.Base); err != nil {
 		return fmt.Errorf("run.base: %w", err)
-	}
-	if diff := bcfg.Model.ShapeDiff(cfg.Model); len(diff) > 0 {
+	} else if diff := bcfg.Model.ShapeDiff(cfg.Model); len(diff) > 0 {
 		return fmt.Errorf("run.base %s: a checkpoint of another model shape (the base's model section vs the configuration's: %s)",
 			cfg.Run.Base, strings.Join(diff, ", "))
 	}

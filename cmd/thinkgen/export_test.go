@@ -176,6 +176,43 @@ func TestExportCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("train starts from a transformers folder", func(t *testing.T) {
+		// The export's mllm/ is a Qwen3ForCausalLM folder: run.base
+		// imports it as thinkgen import --mllm does, the connector and
+		// DiT initialised from run.seed.
+		hf := filepath.Join(parent, "last", "mllm")
+		small := filepath.Join("testdata", "small.yaml")
+		imported := filepath.Join(t.TempDir(), "imported")
+		if code, stdout, errs := runCLI(t, "import", "--config", small, "--mllm", hf, "--out", imported); code != 0 {
+			t.Fatalf("import: exit %d\n%s\n%s", code, stdout, errs)
+		}
+		runDir := t.TempDir()
+		code, stdout, errs := runCLI(t, "train", "--config", small, "--set", "run.base="+hf,
+			"--run-dir", runDir, "--run", "r3", "--eval-rows", "0", "--stop-after", "1")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+		}
+		if !strings.Contains(errs, "imported run.base "+hf) || !strings.Contains(errs, "initialised from run.seed: connector, dit") {
+			t.Errorf("train does not say what it imported and what it initialised; stderr:\n%s", errs)
+		}
+		testutil.SameFiles(t, filepath.Join(versionDir(t, runDir, "r3", 0), "bundle"), imported,
+			[]string{"mllm.safetensors", "connector.safetensors", "dit.safetensors", "tokenizer.json"}, "run r3's base differs from thinkgen import's bundle")
+
+		bad := filepath.Join(t.TempDir(), "mllm")
+		if err := os.CopyFS(bad, os.DirFS(hf)); err != nil {
+			t.Fatal(err)
+		}
+		editJSONFile(t, filepath.Join(bad, "config.json"), func(m map[string]any) { m["num_hidden_layers"] = 7 })
+		runDir = t.TempDir()
+		code, _, errs = runCLI(t, "train", "--config", small, "--set", "run.base="+bad, "--run-dir", runDir, "--eval-rows", "0")
+		if code != 2 || !strings.Contains(errs, "run.base "+bad+" (a transformers folder)") || !strings.Contains(errs, "num_hidden_layers is 7") {
+			t.Errorf("exit %d, want 2 naming run.base, config.json and the key; stderr:\n%s", code, errs)
+		}
+		if entries, _ := os.ReadDir(runDir); len(entries) != 0 {
+			t.Errorf("the refused run wrote %d entries into its store", len(entries))
+		}
+	})
+
 	full := filepath.Join(t.TempDir(), "full")
 	if err := os.MkdirAll(full, 0o755); err != nil {
 		t.Fatal(err)
@@ -267,4 +304,19 @@ func TestExportCommand(t *testing.T) {
 func readAllClose(rc io.ReadCloser) ([]byte, error) {
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// editJSONFile rewrites the JSON object in the file at path with edit.
+func editJSONFile(t *testing.T, path string, edit func(map[string]any)) {
+	t.Helper()
+	var m map[string]any
+	readJSON(t, path, &m)
+	edit(m)
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

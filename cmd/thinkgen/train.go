@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -234,8 +235,14 @@ store has it and starts it otherwise.`,
 				}
 				fmt.Fprintf(e.stderr, "train: run %s in %s, base %s\n", name, st, cfg.Run.Base)
 				baseBundle := cfg.Run.Base
-				if !*resume && export.IsExport(baseBundle) {
+				switch {
+				case *resume:
+				case export.IsExport(baseBundle):
 					if baseBundle, err = bundleFromExport(cfg.Run.Base, filepath.Join(cache, "base")); err != nil {
+						return fmt.Errorf("run.base: %w", err)
+					}
+				case export.IsHFModel(baseBundle):
+					if baseBundle, err = bundleFromHF(e, cfg, filepath.Join(cache, "base")); err != nil {
 						return fmt.Errorf("run.base: %w", err)
 					}
 				}
@@ -371,6 +378,26 @@ func bundleFromExport(dir, out string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("base from export %s: %w", dir, err)
 	}
+	return out, nil
+}
+
+// bundleFromHF imports cfg's run.base, a transformers folder, into a
+// bundle at out as thinkgen import --mllm does (what the folder does not
+// hold is initialised from run.seed, and said), and returns out.
+func bundleFromHF(e *env, cfg *config.Config, out string) (string, error) {
+	var rep *export.Imported
+	err := libtorch.Run(func() (err error) {
+		rep, err = export.ImportHF(cfg, export.HFSources{MLLM: cfg.Run.Base, Seed: uint64(cfg.Run.Seed)}, out)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(e.stderr, "train: imported run.base %s (a transformers folder, %d safetensors files)", cfg.Run.Base, rep.Shards)
+	if len(rep.Initialised) > 0 {
+		fmt.Fprintf(e.stderr, "; initialised from run.seed: %s", strings.Join(rep.Initialised, ", "))
+	}
+	fmt.Fprintln(e.stderr)
 	return out, nil
 }
 
