@@ -317,8 +317,14 @@ func ditConfig(cfg *config.Config) map[string]any {
 		"axes_dim_rope":       []int{hd / 3, hd / 3, hd / 3},
 		"rope_theta":          d.RopeTheta,
 		"timestep_embed_dim":  256,
-		"timestep_scale":      1000,
-		"prediction":          "velocity x_data - noise at time t (t = 0 noise, t = 1 data)",
+		// OmniGen2's field: what the transformer multiplies its timestep
+		// input by before the sinusoidal features. OmniGen2's pipeline
+		// passes t; the exported scheduler passes 1000·t (timestep_input
+		// in the scheduler's thinkgen section), which this transformer
+		// embeds as given: 1. Exports before this fix wrote 1000, which
+		// checkDiffusersConfig still accepts.
+		"timestep_scale": 1,
+		"prediction":     "velocity x_data - noise at time t (t = 0 noise, t = 1 data)",
 	}
 }
 

@@ -357,6 +357,9 @@ func checkDiffusersConfig(path string, want map[string]any) error {
 		if k == "_diffusers_version" {
 			continue
 		}
+		if k == "timestep_scale" && got[k] == 1000.0 {
+			continue // an export from before ditConfig's fix: the same transformer
+		}
 		if !reflect.DeepEqual(got[k], w[k]) {
 			return fmt.Errorf("%s: %s is %v, the configuration's model section gives %v", path, k, got[k], w[k])
 		}

@@ -224,6 +224,9 @@ func TestImportHFRejects(t *testing.T) {
 		{"DiT config does not match", func(t *testing.T, dir string) {
 			editJSON(t, filepath.Join(dir, "transformer", "config.json"), func(m map[string]any) { m["num_layers"] = 3 })
 		}, []string{filepath.Join("transformer", "config.json"), "num_layers is 3"}},
+		{"DiT timestep scale", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "transformer", "config.json"), func(m map[string]any) { m["timestep_scale"] = 10 })
+		}, []string{filepath.Join("transformer", "config.json"), "timestep_scale is 10", "gives 1"}},
 		{"connector weights do not match", func(t *testing.T, dir string) {
 			data, err := os.ReadFile(filepath.Join(dir, "transformer", "diffusion_pytorch_model.safetensors"))
 			if err != nil {
@@ -238,6 +241,15 @@ func TestImportHFRejects(t *testing.T) {
 			checkRefused(t, cfg, HFSources{MLLM: filepath.Join(dir, "mllm"), DiT: dir}, tc.wants)
 		})
 	}
+	t.Run("earlier exports' timestep scale", func(t *testing.T) {
+		// Exports before ditConfig's fix wrote timestep_scale 1000 for
+		// the same transformer: still imported.
+		dir := copyDir(t, exp)
+		editJSON(t, filepath.Join(dir, "transformer", "config.json"), func(m map[string]any) { m["timestep_scale"] = 1000 })
+		if _, err := importHF(cfg, HFSources{MLLM: filepath.Join(dir, "mllm"), DiT: dir}, filepath.Join(t.TempDir(), "bundle")); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // checkRefused checks that ImportHF refuses src with an error saying each

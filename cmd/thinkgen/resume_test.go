@@ -153,19 +153,7 @@ func TestLatentVAEEndToEnd(t *testing.T) {
 	}
 
 	common := []string{"--config", cfgPath, "--set", "run.base=" + base, "--run-dir", dir}
-	for _, args := range [][]string{{"--run", "a", "--eval-rows", "0"}, {"--run", "b", "--stop-after", "1", "--eval-rows", "0"}, {"--run", "b", "--resume", "--eval-rows", "2"}} {
-		if code, out, errs := runCLI(t, append(append([]string{"train"}, args...), common...)...); code != 0 {
-			t.Fatalf("train %v: exit %d\n%s\n%s", args, code, out, errs)
-		}
-	}
-	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/vae.safetensors", "optim-dit.safetensors"} {
-		a, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "a", 2), f))
-		b, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "b", 2), f))
-		if len(a) == 0 || string(a) != string(b) {
-			d, err := maxAbsDiff(a, b)
-			t.Errorf("version 2 %s: the resumed run differs (max |Δ| %g, %v)", f, d, err)
-		}
-	}
+	checkResumedEqualsUninterrupted(t, dir, common, "2", "bundle/mllm.safetensors", "bundle/dit.safetensors", "bundle/vae.safetensors", "optim-dit.safetensors")
 
 	out := filepath.Join(t.TempDir(), "export")
 	if code, o, errs := runCLI(t, "export", "--run", "a", "--run-dir", dir, "--out", out); code != 0 {
@@ -182,6 +170,27 @@ func TestLatentVAEEndToEnd(t *testing.T) {
 	}
 	if code, o, errs := runCLI(t, "eval", "--model", out, "--rows", "2"); code != 0 {
 		t.Fatalf("eval of the export: exit %d\n%s\n%s", code, o, errs)
+	}
+}
+
+// checkResumedEqualsUninterrupted trains two-step runs with the train
+// arguments common: "a" uninterrupted, "b" stopped after its first step
+// and resumed (then evaluated on evalRows rows). The files of version 2
+// must be equal byte for byte.
+func checkResumedEqualsUninterrupted(t *testing.T, dir string, common []string, evalRows string, files ...string) {
+	t.Helper()
+	for _, args := range [][]string{{"--run", "a", "--eval-rows", "0"}, {"--run", "b", "--stop-after", "1", "--eval-rows", "0"}, {"--run", "b", "--resume", "--eval-rows", evalRows}} {
+		if code, out, errs := runCLI(t, append(append([]string{"train"}, args...), common...)...); code != 0 {
+			t.Fatalf("train %v: exit %d\n%s\n%s", args, code, out, errs)
+		}
+	}
+	for _, f := range files {
+		a, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "a", 2), f))
+		b, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "b", 2), f))
+		if len(a) == 0 || string(a) != string(b) {
+			d, err := maxAbsDiff(a, b)
+			t.Errorf("version 2 %s: the resumed run differs (max |Δ| %g, %v)", f, d, err)
+		}
 	}
 }
 

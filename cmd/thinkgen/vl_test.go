@@ -37,19 +37,7 @@ func TestQwen3VLTowerEndToEnd(t *testing.T) {
 	}
 
 	common := []string{"--config", cfgPath, "--set", "run.base=" + base, "--run-dir", dir}
-	for _, args := range [][]string{{"--run", "a", "--eval-rows", "2"}, {"--run", "b", "--stop-after", "1", "--eval-rows", "0"}, {"--run", "b", "--resume", "--eval-rows", "0"}} {
-		if code, out, errs := runCLI(t, append(append([]string{"train"}, args...), common...)...); code != 0 {
-			t.Fatalf("train %v: exit %d\n%s\n%s", args, code, out, errs)
-		}
-	}
-	for _, f := range []string{"bundle/mllm.safetensors", "bundle/dit.safetensors", "optim-dit.safetensors"} {
-		a, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "a", 2), f))
-		b, _ := os.ReadFile(filepath.Join(versionDir(t, dir, "b", 2), f))
-		if len(a) == 0 || string(a) != string(b) {
-			d, err := maxAbsDiff(a, b)
-			t.Errorf("version 2 %s: the resumed run differs (max |Δ| %g, %v)", f, d, err)
-		}
-	}
+	checkResumedEqualsUninterrupted(t, dir, common, "2", "bundle/mllm.safetensors", "bundle/dit.safetensors", "optim-dit.safetensors")
 	out := filepath.Join(t.TempDir(), "export")
 	if code, o, errs := runCLI(t, "export", "--run", "a", "--run-dir", dir, "--out", out); code != 0 {
 		t.Fatalf("export: exit %d\n%s\n%s", code, o, errs)
