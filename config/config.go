@@ -151,7 +151,12 @@ func (m Model) ShapeDiff(o Model) []string {
 			}
 		}
 	}
-	walk("mllm", m.MLLM.shapeKeys(), o.MLLM.shapeKeys())
+	a, b := m.MLLM.shapeKeys(), o.MLLM.shapeKeys()
+	if a.Vision != b.Vision {
+		// Other towers: their own keys would only repeat that.
+		a.ViT, a.MRopeSection, b.ViT, b.MRopeSection = ViT{}, nil, ViT{}, nil
+	}
+	walk("mllm", a, b)
 	if m.Connector.Prepad != o.Connector.Prepad {
 		diff = append(diff, fmt.Sprintf("connector.prepad %d vs %d", m.Connector.Prepad, o.Connector.Prepad))
 	}
@@ -229,7 +234,7 @@ type ViT struct {
 // cleared, and the patch embedder named one way: what fixes its weights.
 func (c MLLM) shapeKeys() MLLM {
 	if !c.IsQwen3VL() {
-		c.Vision, c.ViT, c.MRopeSection = "", ViT{}, nil
+		c.Vision, c.ViT, c.MRopeSection = VisionPatch, ViT{}, nil
 	}
 	return c
 }
