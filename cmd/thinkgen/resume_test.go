@@ -137,12 +137,10 @@ func TestLatentVAEEndToEnd(t *testing.T) {
 	}
 	cfgPath := filepath.Join("testdata", "vae.yaml")
 	dir := t.TempDir()
-	if code, out, errs := runCLI(t, "pretrain", "--config", cfgPath, "--run-dir", dir, "--set", "run.name=p", "--eval-rows", "0"); code != 0 {
-		t.Fatalf("pretrain: exit %d\n%s\n%s", code, out, errs)
-	} else if !strings.Contains(out, "vae ") {
-		t.Errorf("pretrain's table has no VAE stage:\n%s", out)
+	base, table := pretrainInto(t, cfgPath, dir)
+	if !strings.Contains(table, "vae ") {
+		t.Errorf("pretrain's table has no VAE stage:\n%s", table)
 	}
-	base := filepath.Join(dir, "runs", "p", "pretrain", "finetune", "final")
 	var vaeCfg struct {
 		Scaling float64  `json:"scaling_factor"`
 		Shift   *float64 `json:"shift_factor"`
@@ -171,6 +169,18 @@ func TestLatentVAEEndToEnd(t *testing.T) {
 	if code, o, errs := runCLI(t, "eval", "--model", out, "--rows", "2"); code != 0 {
 		t.Fatalf("eval of the export: exit %d\n%s\n%s", code, o, errs)
 	}
+}
+
+// pretrainInto runs every pretrain stage of the configuration at cfgPath
+// as run "p" of the local store dir, without evaluations, and returns the
+// result's bundle and the command's output.
+func pretrainInto(t *testing.T, cfgPath, dir string) (base, out string) {
+	t.Helper()
+	code, out, errs := runCLI(t, "pretrain", "--config", cfgPath, "--run-dir", dir, "--set", "run.name=p", "--eval-rows", "0")
+	if code != 0 {
+		t.Fatalf("pretrain: exit %d\n%s\n%s", code, out, errs)
+	}
+	return filepath.Join(dir, "runs", "p", "pretrain", "finetune", "final"), out
 }
 
 // checkResumedEqualsUninterrupted trains two-step runs with the train

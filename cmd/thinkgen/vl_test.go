@@ -24,10 +24,7 @@ func TestQwen3VLTowerEndToEnd(t *testing.T) {
 	}
 	cfgPath := filepath.Join("testdata", "vl.yaml")
 	dir := t.TempDir()
-	if code, out, errs := runCLI(t, "pretrain", "--config", cfgPath, "--run-dir", dir, "--set", "run.name=p", "--eval-rows", "0"); code != 0 {
-		t.Fatalf("pretrain: exit %d\n%s\n%s", code, out, errs)
-	}
-	base := filepath.Join(dir, "runs", "p", "pretrain", "finetune", "final")
+	base, _ := pretrainInto(t, cfgPath, dir)
 	baseNames := tensorNames(t, filepath.Join(base, "mllm.safetensors"))
 	for _, name := range []string{"model.visual.patch_embed.proj.weight", "model.visual.pos_embed.weight",
 		"model.visual.blocks.1.attn.qkv.weight", "model.visual.merger.linear_fc2.weight", "model.visual.deepstack_merger_list.0.linear_fc2.weight"} {
